@@ -1,0 +1,47 @@
+# dasan -- two commands do all the set-up on a fresh Debian machine:
+#   make run    run every service in one process on embedded defaults (SQLite, in-process bus)
+#   make test   ruff, mypy and the whole test suite (starts PostgreSQL and Redis when needed)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian packages: what `make run` needs, and what the tests need on top.
+RUN_DEBS := ffmpeg espeak-ng sox libsox-fmt-all
+TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester baresip chromium chromium-driver
+PYTEST_ARGS ?=
+
+.PHONY: run test lint venv debs-run debs-test services bench clean
+
+$(STAMP): pyproject.toml
+	scripts/ensure-debs.sh python3-venv
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+debs-run:
+	@scripts/ensure-debs.sh $(RUN_DEBS)
+
+debs-test:
+	@scripts/ensure-debs.sh $(TEST_DEBS)
+
+services: debs-test
+	@scripts/ensure-services.sh
+
+run: $(STAMP) debs-run
+	$(VENV)/bin/dasan up
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ivr tests agi_scripts bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP) services lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) services
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,95 @@
+"""``dasan``: the one command-line entry point.
+
+Each feature adds its sub-commands from its own module (``COMMAND_MODULES``): a module has
+``register(subparsers)`` that adds parsers whose ``func(args) -> int`` runs the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+
+from ivr.config import Settings, load_settings
+from ivr.yamlfile import DataError
+
+COMMAND_MODULES: list[str] = []
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _up(args: argparse.Namespace) -> int:
+    from ivr import up
+
+    settings = settings_from(args)
+    try:
+        asyncio.run(up.run(settings, only=args.only or None))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from ivr.db import Database
+
+    settings = settings_from(args)
+    Database(settings.database_url).upgrade(args.revision)
+    print(f"database upgraded to {args.revision}: {settings.database_url}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    print(f"configuration OK ({settings.site_name}; database {settings.database_url})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dasan", description="120 / 311 contact center")
+    parser.add_argument("--config", help="configuration file (default: $DASAN_CONFIG or ./dasan.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run every service in one process")
+    up.add_argument("--only", action="append", help="run only this service (repeatable)")
+    up.set_defaults(func=_up)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("revision", nargs="?", default="heads")
+    upgrade.set_defaults(func=_db_upgrade)
+
+    config = sub.add_parser("config", help="configuration commands")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate the configuration and report errors")
+    check.set_defaults(func=_config_check)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except DataError as exc:
+        print("configuration error:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

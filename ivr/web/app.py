@@ -1,0 +1,61 @@
+"""One aiohttp application for every HTTP surface; features plug in through ``SETUPS``."""
+
+from __future__ import annotations
+
+import importlib
+
+from aiohttp import web
+
+from ivr import __version__
+from ivr.context import AppContext
+
+CTX_KEY = web.AppKey("ctx", AppContext)
+
+# "module:function" called as function(app, ctx) to add routes, middlewares and background tasks.
+SETUPS: list[str] = []
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX_KEY]
+    async with ctx.db.session() as session:
+        from sqlalchemy import text
+
+        await session.execute(text("SELECT 1"))
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+def create_app(ctx: AppContext) -> web.Application:
+    app = web.Application(client_max_size=ctx.settings.web.max_body_bytes)
+    app[CTX_KEY] = ctx
+    app.router.add_get("/healthz", healthz)
+    for spec in SETUPS:
+        module_name, _, attr = spec.partition(":")
+        getattr(importlib.import_module(module_name), attr)(app, ctx)
+    return app
+
+
+class WebService:
+    name = "web"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> list[str]:
+        self.runner = web.AppRunner(create_app(self.ctx), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.ctx.settings.web.host, self.ctx.settings.web.port)
+        await site.start()
+        return [f"http://{h}:{p}/" for h, p in _addresses(self.runner)]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def _addresses(runner: web.AppRunner) -> list[tuple[str, int]]:
+    out = []
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        out.append((f"[{host}]" if ":" in host else host, port))
+    return out

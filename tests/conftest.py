@@ -1,0 +1,118 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, real in-process and Redis buses.
+
+PostgreSQL: one migrated template database per test run, then a fresh copy per test
+(CREATE DATABASE ... TEMPLATE), so every test starts from the migrated, empty schema.
+Set DASAN_TEST_POSTGRES / DASAN_TEST_REDIS to point elsewhere. `make test` starts both.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ivr.bus import Bus, create_bus
+from ivr.config import Settings
+from ivr.db import Database
+
+PG_ADMIN = os.environ.get("DASAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+CAPTURES = SHARED / "asterisk-captures"
+
+
+def _pg_url(name: str) -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    name = f"dasan_tmpl_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    Database(_pg_url(name)).upgrade()
+    yield name
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _make_pg(template: str) -> str:
+    name = f"dasan_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+def _drop_pg(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database URL on each back-end in turn."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        Database(url).upgrade()
+        yield url
+    else:
+        name = _make_pg(request.getfixturevalue("pg_template"))
+        yield _pg_url(name)
+        _drop_pg(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    Database(url).upgrade()
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    name = _make_pg(pg_template)
+    yield _pg_url(name)
+    _drop_pg(name)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    """Each bus back-end in turn; Redis keys live under a unique prefix, removed afterwards."""
+    prefix = f"dasan-test-{uuid.uuid4().hex[:10]}"
+    b = create_bus(request.param, REDIS_URL, prefix)
+    await b.start()
+    yield b
+    if request.param == "redis":
+        from ivr.bus.redis import RedisBus
+
+        assert isinstance(b, RedisBus)
+        keys = [k async for k in b.redis.scan_iter(f"{prefix}:*")]
+        if keys:
+            await b.redis.delete(*keys)
+    await b.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sqlite_url: str) -> Settings:
+    """Settings on a temporary SQLite database and data directory, in-process bus, free ports."""
+    s = Settings()
+    s.data_dir = tmp_path / "var"
+    s.database.url = sqlite_url
+    s.recordings.dir = tmp_path / "recordings"
+    s.agi.port = 0
+    s.web.port = 0
+    s.ami.enabled = False
+    return s

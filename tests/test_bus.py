@@ -1,0 +1,63 @@
+"""The bus contract, in-process and against the real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ivr.bus import Bus
+
+
+async def test_publish_reaches_every_subscriber(bus: Bus) -> None:
+    a = await bus.subscribe("live.queue")
+    b = await bus.subscribe("live.queue")
+    other = await bus.subscribe("live.other")
+    await bus.publish("live.queue", {"waiting": 3, "text": "대기 3"})
+    assert await a.get(timeout=2) == {"waiting": 3, "text": "대기 3"}
+    assert await b.get(timeout=2) == {"waiting": 3, "text": "대기 3"}
+    assert await other.get(timeout=0.2) is None
+    for sub in (a, b, other):
+        await sub.close()
+
+
+async def test_each_job_goes_to_one_consumer_and_stays_pending_until_acked(bus: Bus) -> None:
+    ids = [await bus.enqueue("jobs.t", {"n": i}) for i in range(20)]
+    assert len(set(ids)) == 20
+    seen: dict[str, list[int]] = {"w1": [], "w2": []}
+
+    async def worker(name: str) -> None:
+        while True:
+            jobs = await bus.consume("jobs.t", "g", name, count=3, block=0.3)
+            if not jobs:
+                return
+            for job in jobs:
+                seen[name].append(job.data["n"])
+                await bus.ack(job, "g")
+
+    await asyncio.gather(worker("w1"), worker("w2"))
+    assert sorted(seen["w1"] + seen["w2"]) == list(range(20))
+    assert await bus.pending("jobs.t", "g") == 0
+
+
+async def test_unacked_job_is_claimed_by_another_consumer(bus: Bus) -> None:
+    await bus.enqueue("jobs.c", {"n": 1})
+    [job] = await bus.consume("jobs.c", "g", "crashed", block=1)
+    assert job.deliveries == 1
+    assert await bus.pending("jobs.c", "g") == 1
+    assert await bus.claim_stale("jobs.c", "g", "rescuer", min_idle=5) == []  # not stale yet
+    await asyncio.sleep(0.3)
+    [claimed] = await bus.claim_stale("jobs.c", "g", "rescuer", min_idle=0.2)
+    assert claimed.id == job.id and claimed.data == {"n": 1} and claimed.deliveries == 2
+    await bus.ack(claimed, "g")
+    assert await bus.pending("jobs.c", "g") == 0
+    assert await bus.consume("jobs.c", "g", "rescuer", block=0.2) == []
+
+
+async def test_consume_waits_for_a_new_job(bus: Bus) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.2)
+        await bus.enqueue("jobs.w", {"late": True})
+
+    task = asyncio.create_task(later())
+    jobs = await bus.consume("jobs.w", "g", "w", block=3)
+    await task
+    assert [j.data for j in jobs] == [{"late": True}]

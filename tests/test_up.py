@@ -1,0 +1,50 @@
+"""`dasan up` as a user runs it: starts, prints where it listens, answers, stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def test_up_prints_addresses_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.update({
+        "DASAN__DATA_DIR": str(tmp_path / "var"),
+        "DASAN__WEB__PORT": "0",
+        "DASAN__AGI__PORT": "0",
+        "DASAN__AMI__ENABLED": "false",
+        "DASAN__RECORDINGS__DIR": str(tmp_path / "rec"),
+    })
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ivr.cli", "up"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "ready" in line:
+            break
+    output = "".join(lines)
+    try:
+        match = re.search(r"dasan: web\s+(http://\S+)", output)
+        assert match, output
+        with urllib.request.urlopen(match.group(1) + "healthz", timeout=10) as resp:
+            assert json.load(resp)["status"] == "ok"
+        assert (tmp_path / "var" / "dasan.db").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "dasan: stopped" in rest
