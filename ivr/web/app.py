@@ -12,7 +12,10 @@ from ivr.context import AppContext
 CTX_KEY = web.AppKey("ctx", AppContext)
 
 # "module:function" called as function(app, ctx) to add routes, middlewares and background tasks.
-SETUPS: list[str] = []
+SETUPS: list[str] = [
+    "ivr.web.auth:setup",
+    "ivr.web.openapi:setup",
+]
 
 
 async def healthz(request: web.Request) -> web.Response:

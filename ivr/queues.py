@@ -1,0 +1,214 @@
+"""Queues, skills, agents and opening hours: data in ``queues/*.yaml`` that admins edit.
+
+This is the one source of truth for skill routing: the IVR engine reads opening hours and
+night routes from it, ``dasan asterisk render`` turns it into queues.conf / queuerules.conf /
+pjsip.conf agents, and the AMI bridge logs agents in with the penalties derived from it.
+
+Layout of the folder:
+- ``queues.yaml``: ``defaults``, named ``schedules``, ``holidays`` and the ``queues``;
+- ``agents.yaml``: the counsellors, their SIP extension and skill proficiencies (1-5).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ivr import yamlfile
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAME = r"^[a-z][a-z0-9-]{1,39}$"
+_RANGE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PenaltyRule(_Strict):
+    """After ``after_seconds`` of waiting, agents up to ``max_penalty`` may take the call."""
+
+    after_seconds: int = Field(ge=1)
+    max_penalty: int = Field(ge=0, le=10)
+
+
+class Overflow(_Strict):
+    after_seconds: int = Field(ge=10)
+    to: str
+
+
+class NightRoute(_Strict):
+    # callback: keep a callback request; sms: send a link by SMS; message: play and hang up;
+    # voicemail: leave a message. ``queue``: send to another (open) queue instead.
+    kind: Literal["callback", "sms", "message", "voicemail", "queue"] = "message"
+    queue: str | None = None
+    sms_text: dict[str, str] = Field(default_factory=dict)
+
+
+class Queue(_Strict):
+    name: str = ""
+    description: str = ""
+    language: str = "ko"
+    skill: str | None = None  # defaults to the queue name
+    strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear", "wrandom"] | None = None
+    timeout: int | None = Field(None, ge=1)  # seconds an agent's phone rings
+    wrapup_seconds: int | None = Field(None, ge=0)
+    max_wait_seconds: int | None = Field(None, ge=10)
+    announce_position: bool | None = None
+    announce_frequency: int | None = Field(None, ge=0)
+    musicclass: str | None = None
+    hours: str = "always"  # a schedule name
+    night_route: NightRoute = Field(default_factory=NightRoute)
+    overflow: Overflow | None = None
+    penalty_rules: list[PenaltyRule] = Field(default_factory=list)
+    media: Literal["audio", "video"] = "audio"
+
+
+class Defaults(_Strict):
+    strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear", "wrandom"] = "rrmemory"
+    timeout: int = Field(15, ge=1)
+    wrapup_seconds: int = Field(10, ge=0)
+    max_wait_seconds: int = Field(1800, ge=10)
+    announce_position: bool = True
+    announce_frequency: int = Field(60, ge=0)
+    musicclass: str = "default"
+    service_level_seconds: int = Field(20, ge=1)
+
+
+class Schedule(_Strict):
+    """Weekly opening hours: day -> list of 'HH:MM-HH:MM' (empty or absent: closed)."""
+
+    always: bool = False
+    week: dict[str, list[str]] = Field(default_factory=dict)
+    closed_on_holidays: bool = True
+
+    @field_validator("week")
+    @classmethod
+    def _check_week(cls, week: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, ranges in week.items():
+            if day not in DAYS:
+                raise ValueError(f"unknown day {day!r} (expected one of {', '.join(DAYS)})")
+            for r in ranges:
+                m = _RANGE.match(r)
+                if not m or not (0 <= int(m[1]) <= 24 and 0 <= int(m[3]) <= 24 and int(m[2]) < 60 and int(m[4]) < 60):
+                    raise ValueError(f"{day}: {r!r} is not a time range (expected 'HH:MM-HH:MM')")
+                if (int(m[1]), int(m[2])) >= (int(m[3]), int(m[4])):
+                    raise ValueError(f"{day}: {r!r} ends before it starts")
+        return week
+
+    def is_open(self, when: datetime, holidays: set[date]) -> bool:
+        if self.always:
+            return True
+        if self.closed_on_holidays and when.date() in holidays:
+            return False
+        now = when.time()
+        for r in self.week.get(DAYS[when.weekday()], []):
+            m = _RANGE.match(r)
+            assert m
+            start = time(int(m[1]), int(m[2]))
+            end_h, end_m = int(m[3]), int(m[4])
+            if start <= now and (end_h == 24 or now < time(end_h, end_m)):
+                return True
+        return False
+
+
+class AgentDef(_Strict):
+    username: str = Field(pattern=r"^[a-z][a-z0-9._-]{1,39}$")
+    name: str
+    extension: str = Field(pattern=r"^[A-Za-z0-9_-]{2,40}$")  # PJSIP endpoint name
+    secret: str = Field(min_length=8)  # SIP password
+    language: str = "ko"
+    skills: dict[str, int] = Field(default_factory=dict)  # queue -> proficiency 1..5
+
+    @field_validator("skills")
+    @classmethod
+    def _check_skills(cls, skills: dict[str, int]) -> dict[str, int]:
+        for queue, level in skills.items():
+            if not 1 <= level <= 5:
+                raise ValueError(f"{queue}: proficiency {level} (expected 1 to 5)")
+        return skills
+
+    def penalty(self, queue: str) -> int:
+        """Member penalty: experts (5) get 0 and are offered calls first."""
+        return 5 - self.skills[queue]
+
+
+class QueueConfig(_Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    schedules: dict[str, Schedule] = Field(default_factory=lambda: {"always": Schedule(always=True)})
+    holidays: list[date] = Field(default_factory=list)
+    queues: dict[str, Queue]
+    agents: list[AgentDef] = Field(default_factory=list)
+    timezone: str = "Asia/Seoul"
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> QueueConfig:
+        problems = []
+        for name, q in self.queues.items():
+            if not re.match(NAME, name):
+                problems.append(f"queue name {name!r} (expected lower-case letters, digits, '-')")
+            q.name = name
+            if q.hours not in self.schedules:
+                problems.append(f"queues.{name}.hours: unknown schedule {q.hours!r}")
+            if q.overflow and q.overflow.to not in self.queues:
+                problems.append(f"queues.{name}.overflow.to: unknown queue {q.overflow.to!r}")
+            if q.night_route.kind == "queue" and q.night_route.queue not in self.queues:
+                problems.append(f"queues.{name}.night_route.queue: unknown queue {q.night_route.queue!r}")
+        seen: set[str] = set()
+        for agent in self.agents:
+            for queue in agent.skills:
+                if queue not in self.queues:
+                    problems.append(f"agent {agent.username}: unknown queue {queue!r}")
+            for key in (agent.username, agent.extension):
+                if key in seen:
+                    problems.append(f"agent {agent.username}: duplicate {key!r}")
+                seen.add(key)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def setting(self, queue: str, key: str) -> object:
+        """A queue's own value, else the default."""
+        value = getattr(self.queues[queue], key)
+        return getattr(self.defaults, key) if value is None else value
+
+    def is_open(self, queue: str, when: datetime | None = None) -> bool:
+        tz = ZoneInfo(self.timezone)
+        when = (when or datetime.now(tz)).astimezone(tz)
+        return self.schedules[self.queues[queue].hours].is_open(when, set(self.holidays))
+
+    def members(self, queue: str) -> list[tuple[AgentDef, int]]:
+        """The agents with this skill and their penalty."""
+        return [(a, a.penalty(queue)) for a in self.agents if queue in a.skills]
+
+
+def load_queues(folder: Path) -> QueueConfig:
+    """Read ``queues.yaml`` (and ``agents.yaml`` when present); errors name file and line."""
+    main = yamlfile.load(folder / "queues.yaml")
+    if not isinstance(main.data, dict):
+        raise yamlfile.DataError([f"{main.where(())}: expected a mapping"])
+    data = dict(main.data)
+    agents_file = folder / "agents.yaml"
+    agents = yamlfile.load(agents_file) if agents_file.exists() else None
+    if agents is not None:
+        if not isinstance(agents.data, dict) or set(agents.data) - {"agents"}:
+            raise yamlfile.DataError([f"{agents.where(())}: expected a mapping with one key 'agents'"])
+        data["agents"] = agents.data.get("agents") or []
+    try:
+        return QueueConfig.model_validate(data)
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            src = agents if (agents is not None and loc[:1] == ("agents",)) else main
+            problems.append(f"{src.where(loc)}: {'.'.join(map(str, loc)) or '(top level)'}: {err['msg']}")
+        raise yamlfile.DataError(problems) from None
