@@ -7,13 +7,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages: what `make run` needs, and what the tests need on top.
 RUN_DEBS := ffmpeg espeak-ng sox libsox-fmt-all
-TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester baresip chromium chromium-driver
+TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester baresip chromium chromium-driver fonts-noto-cjk
 PYTEST_ARGS ?=
 
 .PHONY: run test lint venv debs-run debs-test services bench clean
 
 $(STAMP): pyproject.toml
-	scripts/ensure-debs.sh python3-venv
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/ensure-debs.sh python3-venv
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
@@ -34,7 +34,7 @@ run: $(STAMP) debs-run
 	$(VENV)/bin/dasan up
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ivr tests agi_scripts bench
+	$(VENV)/bin/ruff check ivr tests $(wildcard agi_scripts bench)
 	$(VENV)/bin/mypy
 
 test: $(STAMP) services lint

@@ -15,7 +15,14 @@ import sys
 from ivr.config import Settings, load_settings
 from ivr.yamlfile import DataError
 
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "ivr.ami.cli",
+    "ivr.recordings.cli",
+    "ivr.speech.cli",
+    "ivr.open311.cli",
+    "ivr.asterisk.cli",
+    "ivr.console.cli",
+]
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -66,6 +66,8 @@ class WebSettings(Section):
     public_url: str = "http://127.0.0.1:8080"
     secret_key: str = "dev-only-change-me"
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # Requests per minute per client address and route (0: no limit); see ivr.web.limits.
+    rate_limit_per_minute: int = Field(600, ge=0)
 
 
 class RecordingSettings(Section):
@@ -88,6 +90,22 @@ class AsteriskSettings(Section):
     sip_bind: str = "0.0.0.0:5060"
     trunk_match: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
     default_queue: str = "general-ko"
+    # Numbers the trunk delivers for the call center (the inbound context answers these).
+    inbound_numbers: list[str] = Field(default_factory=lambda: ["120"])
+    # host:port Asterisk dials for FastAGI; empty: agi.host:agi.port (0.0.0.0 becomes 127.0.0.1).
+    ivr_host: str = ""
+    # SIP URI of the trunk for outgoing calls (callbacks), e.g. sip:gw.example.org:5060; empty: none.
+    trunk_contact: str = ""
+    moh_dir: Path = Path("/var/lib/asterisk/moh")
+    rtp_start: int = Field(10000, ge=1024, le=65535)
+    rtp_end: int = Field(20000, ge=1024, le=65535)
+    # Seconds between SIP OPTIONS pings to agent phones (0: off; a phone that does not answer
+    # OPTIONS would otherwise be marked unreachable and get no calls).
+    agent_qualify_seconds: int = Field(30, ge=0)
+    # Addresses allowed to log in to AMI (manager.conf permit).
+    ami_permit: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
+    # Seconds `dasan asterisk apply` waits for AMI replies.
+    ami_timeout: float = Field(10.0, gt=0)
 
 
 class SmsSettings(Section):
@@ -95,6 +113,16 @@ class SmsSettings(Section):
     # Shared secret for webhook signatures (HMAC-SHA256 for generic, Twilio auth token for twilio).
     webhook_secret: str = "dev-only-change-me"
     sender_number: str = "120"
+    # Outbound gateway: with provider "generic", JSON is POSTed (signed) to outbound_url; with
+    # no URL messages are only recorded in the outbox (sites without a gateway).
+    outbound_url: str = ""
+    twilio_account_sid: str = ""
+    twilio_api_base: str = "https://api.twilio.com"
+    max_media_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    max_media_per_message: int = Field(10, ge=1)
+    auto_ack: bool = True
+    chat_max_per_agent: int = Field(3, ge=1)
+    sns_reply_hours: float = Field(24.0, gt=0)
 
 
 class Settings(Section):

@@ -23,6 +23,10 @@ class Service(Protocol):
 # name -> "module:factory"; the factory takes an AppContext and returns a Service.
 REGISTRY: dict[str, str] = {
     "web": "ivr.web.app:WebService",
+    "ami": "ivr.ami.service:AmiService",
+    "transcribe": "ivr.speech.service:TranscribeService",
+    "open311": "ivr.open311.inbound:InboundConsumer",
+    "messaging": "ivr.messaging.outbound:MessagingService",
 }
 
 

@@ -15,6 +15,12 @@ CTX_KEY = web.AppKey("ctx", AppContext)
 SETUPS: list[str] = [
     "ivr.web.auth:setup",
     "ivr.web.openapi:setup",
+    "ivr.recordings.api:setup",
+    "ivr.open311.api:setup",
+    "ivr.web.errors:setup",
+    "ivr.web.limits:setup",
+    "ivr.messaging.api:setup",
+    "ivr.console.pages:setup",
 ]
 
 

@@ -76,9 +76,11 @@ def decode_session(secret: str, cookie: str) -> SessionUser | None:
     return user if user.expires > time.time() else None
 
 
+USER_KEY = web.RequestKey("user", SessionUser | None)  # type: ignore[arg-type]
+
+
 def current_user(request: web.Request) -> SessionUser | None:
-    user: SessionUser | None = request.get("user")
-    return user
+    return request.get(USER_KEY)
 
 
 def _ctx(request: web.Request) -> AppContext:
@@ -90,7 +92,7 @@ def _ctx(request: web.Request) -> AppContext:
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     cookie = request.cookies.get(COOKIE)
-    request["user"] = decode_session(_ctx(request).settings.web.secret_key, cookie) if cookie else None
+    request[USER_KEY] = decode_session(_ctx(request).settings.web.secret_key, cookie) if cookie else None
     return await handler(request)
 
 
@@ -206,8 +208,65 @@ async def create_user(ctx: AppContext, username: str, password: str, role: str,
     return user
 
 
+def _safe_next(target: str | None) -> str | None:
+    # Only paths on this site: "//evil.example" or "http://..." would be an open redirect.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+async def login_page(request: web.Request) -> web.Response:
+    """GET /login: the sign-in form (HTML)."""
+    from ivr.console.render import render
+
+    return render(request, "login.html", error=False, next=_safe_next(request.query.get("next")) or "",
+                  username="")
+
+
+async def login_form(request: web.Request) -> web.Response:
+    """POST /login (form): sign in, then go to ``next`` or the role's home page."""
+    from ivr.console.render import home_of, render
+
+    form = await request.post()
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "")))
+    user = await sign_in(request, username, password) if username and password else None
+    if user is None:
+        return render(request, "login.html", status=401, error=True, next=target or "", username=username)
+    response = web.HTTPFound(target or home_of(user))
+    set_session_cookie(request, response, user)
+    raise response
+
+
+async def logout_form(request: web.Request) -> web.Response:
+    """POST /logout (form, with the CSRF token): end the session and show the sign-in page."""
+    user = current_user(request)
+    if user is not None:
+        if not await _csrf_ok(request, user):
+            raise web.HTTPForbidden(text='{"error": "missing or wrong CSRF token"}', content_type="application/json")
+        await audit(_ctx(request), user.username, "sign_out", ip=request.remote)
+    response = web.HTTPFound("/login")
+    response.del_cookie(COOKIE)
+    raise response
+
+
+def reissue(request: web.Request, response: web.StreamResponse, **changes: Any) -> SessionUser | None:
+    """Replace the session cookie with one carrying ``changes`` (e.g. a new language)."""
+    from dataclasses import replace
+
+    user = current_user(request)
+    if user is None:
+        return None
+    updated = replace(user, **changes)
+    set_session_cookie(request, response, updated)
+    return updated
+
+
 def setup(app: web.Application, ctx: AppContext) -> None:
     app.middlewares.append(session_middleware)
     app.router.add_post("/api/login", api_login)
     app.router.add_post("/api/logout", api_logout)
     app.router.add_get("/api/me", api_me)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login_form)
+    app.router.add_post("/logout", logout_form)

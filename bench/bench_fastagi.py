@@ -1,0 +1,250 @@
+"""FastAGI: complete IVR sessions per second, command latency and memory per call, against peers.
+
+Every target gets the same calls from ``bench/agi_load.py`` (Asterisk 22's side of AGI, see
+that module): the default Korean menu walked to a queue. Targets:
+
+- (a) this project's FastAGI server (``dasan up --only agi``), in a subprocess;
+- (b) the same menu through process AGI: the ``agi_scripts/`` entry point started once per
+  call as Asterisk does (environment on stdin, commands on stdout, pyst2 inside);
+- (c) a thread-per-call server (``socketserver.ThreadingTCPServer``, wazo-agid's design),
+  ``bench/peers/threaded_agi.py``, sending the exact command lines (a) sent for the walk;
+- (d) a bare asyncio server (``bench/peers/bare_agi.py``) that sends the same lines and does
+  nothing else: the ceiling for this machine with this load generator.
+
+Saturated runs: N calls kept going back to back, replies at once, for a fixed time; calls/s
+counts sessions completed in the window. Paced run: many calls arriving over several seconds,
+each prompt answered after 1-3 s (a person listening), measuring the server's reaction time
+(p50/p99) and its memory with every call up at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import report
+from bench.agi_load import CallResult, paced, process_call, raise_fd_limit, saturated, tcp_call
+from bench.measure import ROOT, ServerProcess, children, cpu_seconds, percentile, rss_kib
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+DURATION = float(os.environ.get("BENCH_AGI_SECONDS", "2" if QUICK else "4"))
+LEVELS = [int(x) for x in os.environ.get("BENCH_AGI_LEVELS", "1,100,1000").split(",")]
+PACED_CALLS = int(os.environ.get("BENCH_AGI_PACED_CALLS", "200" if QUICK else "1000"))
+PACED_ARRIVAL = float(os.environ.get("BENCH_AGI_ARRIVAL", "5"))
+PROCESS_LEVELS = [1, 10]  # process AGI: one Python process per call, bounded
+PROCESS_PACED_CALLS = 50
+PACE = (1.0, 3.0)
+
+
+@dataclass
+class Target:
+    key: str
+    label: str
+    # Returns a coroutine making one call (digits, pace) -> CallResult.
+    make_call: Callable[[Sequence[str], tuple[float, float] | None], asyncio.Task[CallResult]] | None = None
+    server: ServerProcess | None = None
+    levels: list[int] = field(default_factory=lambda: list(LEVELS))
+    paced_calls: int = PACED_CALLS
+    rows: list[list[object]] = field(default_factory=list)
+    best_rate: float = 0.0
+    paced_p99: float | None = None
+    memory_per_call_kib: float | None = None
+    note: str = ""
+
+
+def _tcp(port: int) -> Callable[[Sequence[str], tuple[float, float] | None], asyncio.Task[CallResult]]:
+    def make(digits: Sequence[str], pace: tuple[float, float] | None) -> asyncio.Task[CallResult]:
+        return asyncio.ensure_future(tcp_call("127.0.0.1", port, "main", digits, pace))
+    return make
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value * 1000
+
+
+async def _measure_target(t: Target, digits: Sequence[str], pids: Callable[[], list[int]]) -> None:
+    """Paced run first (clean memory baseline), then the saturated levels."""
+    assert t.make_call is not None
+    make = t.make_call
+
+    def mem() -> int:
+        return sum(rss_kib(p) for p in pids())
+
+    def cpu() -> float:
+        return sum(cpu_seconds(p) for p in pids())
+
+    await asyncio.sleep(0.3)
+    idle = mem()
+    peak: dict[str, float] = {}
+
+    def at_peak() -> None:
+        peak["rss"] = mem()
+
+    stats = await paced(lambda: make(digits, PACE), t.paced_calls, PACED_ARRIVAL, at_peak=at_peak)
+    p50, p99 = percentile(stats.latencies, 50), percentile(stats.latencies, 99)
+    t.paced_p99 = p99
+    per_call = (peak.get("rss", 0) - idle) / t.paced_calls if peak else None
+    if t.key == "b":
+        # Each call is its own process: what a call costs is the whole process.
+        per_call = peak.get("rss", 0) / t.paced_calls if peak else None
+    t.memory_per_call_kib = per_call
+    t.rows.append([f"paced {t.paced_calls} calls", stats.calls, stats.failed, None, _ms(p50), _ms(p99),
+                   stats.commands_per_call, None, idle / 1024, peak.get("rss", 0) / 1024, per_call, None])
+    if stats.errors:
+        t.note += f" paced errors: {stats.errors[:2]}"
+    for level in t.levels:
+        before, mine, wall = cpu(), time.process_time(), time.monotonic()
+        stats = await saturated(lambda: make(digits, None), level, DURATION)
+        used = cpu() - before
+        loadgen = (time.process_time() - mine) / (time.monotonic() - wall) * 100
+        total = stats.calls + stats.failed
+        rate = stats.calls_per_second
+        t.best_rate = max(t.best_rate, rate)
+        cpu_per_call = used / total * 1000 if total and t.key != "b" else None
+        t.rows.append([f"saturated {level}", stats.calls, stats.failed, rate, _ms(percentile(stats.latencies, 50)),
+                       _ms(percentile(stats.latencies, 99)), stats.commands_per_call, cpu_per_call,
+                       None, None, None, f"{loadgen:.0f} %"])
+        if stats.errors:
+            t.note += f" {level}: errors {stats.errors[:2]}"
+
+
+def _report(targets: list[Target], walk: CallResult) -> None:
+    headers = ["run", "calls ok", "failed", "calls/s", "p50 ms", "p99 ms", "cmds/call", "server CPU ms/call",
+               "RSS idle MiB", "RSS at peak MiB", "KiB per call", "load generator CPU"]
+    for t in targets:
+        report.table(headers, t.rows, caption=t.label)
+        if t.note.strip():
+            report.note(f"{t.label}:{t.note}")
+    by = {t.key: t for t in targets}
+    a = by.get("a")
+    rows: list[list[object]] = []
+    for t in targets:
+        ratio = a.best_rate / t.best_rate if a and t.best_rate and t is not a else None
+        rows.append([t.label, t.best_rate, ratio, _ms(t.paced_p99), t.memory_per_call_kib])
+    report.table(["target", "best calls/s (saturated)", "(a) / this", "paced p99 ms", "KiB per concurrent call"],
+                 rows, caption="Side by side")
+    if a:
+        goals = []
+        if "d" in by and by["d"].best_rate:
+            goals.append(["(a) >= 80 % of (d) throughput", f"{a.best_rate / by['d'].best_rate:.0%}",
+                          "yes" if a.best_rate >= 0.8 * by["d"].best_rate else "no"])
+        if "b" in by and by["b"].best_rate:
+            goals.append(["(a) >= 50 x (b)", f"{a.best_rate / by['b'].best_rate:.1f} x",
+                          "yes" if a.best_rate >= 50 * by["b"].best_rate else "no"])
+        if "c" in by and by["c"].best_rate:
+            goals.append(["(a) >= 3 x (c)", f"{a.best_rate / by['c'].best_rate:.2f} x",
+                          "yes" if a.best_rate >= 3 * by["c"].best_rate else "no"])
+        if a.paced_p99 is not None:
+            goals.append([f"(a) paced p99 < 5 ms ({a.paced_calls} calls)", f"{a.paced_p99 * 1000:.2f} ms",
+                          "yes" if a.paced_p99 < 0.005 else "no"])
+        report.table(["goal", "measured", "met"], goals, caption="Goals")
+    report.note("The walk each call makes (commands (a) sent, replies from the load generator):\n\n```\n"
+                + "\n".join(walk.commands) + "\n```\n\nFinal channel variables: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(walk.variables.items())))
+
+
+DIGITS = [d for d in os.environ.get("BENCH_AGI_DIGITS", "").split(",") if d]
+
+
+def _project_env(workdir: Path, db_url: str) -> dict[str, str]:
+    return {"DASAN_CONFIG": "/dev/null", "DASAN__DATABASE__URL": db_url, "DASAN__AGI__PORT": "0",
+            "DASAN__AGI__HOST": "127.0.0.1", "DASAN__DATA_DIR": str(workdir / "var"),
+            "DASAN__RECORDINGS__DIR": str(workdir / "recordings"), "DASAN__AMI__ENABLED": "false"}
+
+
+def _project_server(workdir: Path, db_url: str) -> ServerProcess | None:
+    from ivr import services
+
+    if "agi" not in services.REGISTRY:
+        return None
+    return ServerProcess(["-m", "ivr.cli", "up", "--only", "agi"], env=_project_env(workdir, db_url),
+                         ready=r"dasan: agi\s+\S*?:(\d+)")
+
+
+def _process_agi_argv() -> list[str] | None:
+    """The agi_scripts/ entry point for the main menu, as Asterisk's AGI(<script>) would run it."""
+    folder = ROOT / "agi_scripts"
+    for name in ("main.py", "dasan_main.py", "ivr_main.py", "main", "dasan-main"):
+        if (folder / name).is_file():
+            return [sys.executable, str(folder / name)]
+    return None
+
+
+async def _walk(port: int) -> CallResult:
+    return await tcp_call("127.0.0.1", port, "main", DIGITS, keep_commands=True)
+
+
+async def _bench(workdir: Path, db_url: str) -> None:
+    project = _project_server(workdir, db_url)
+    if project is None:
+        report.note("Not measured: this tree has no FastAGI service (`agi` is not in ivr.services.REGISTRY).")
+        return
+    targets: list[Target] = []
+    project.start()
+    try:
+        walk = await _walk(project.port)
+        if not walk.ok or not walk.variables.get("QUEUE"):
+            raise RuntimeError(f"the walk did not reach a queue: {walk.error} {walk.variables} {walk.commands}")
+        commands_file = workdir / "commands.json"
+        commands_file.write_text(json.dumps(walk.commands, ensure_ascii=False), encoding="utf-8")
+        a = Target("a", "(a) dasan FastAGI server", _tcp(project.port), project)
+        await _measure_target(a, DIGITS, lambda: [project.pid, *children(project.pid)])
+        targets.append(a)
+    finally:
+        project.stop()
+
+    argv = _process_agi_argv()
+    if argv is not None:
+        env = {"DASAN_CONFIG": "/dev/null", **{k: v for k, v in _project_env(workdir, db_url).items()
+                                               if k != "DASAN_CONFIG"}}
+        me = os.getpid()
+
+        def make_b(digits: Sequence[str], pace: tuple[float, float] | None) -> asyncio.Task[CallResult]:
+            return asyncio.ensure_future(process_call(argv, digits, pace, env=env))
+
+        b = Target("b", "(b) process AGI (agi_scripts/, pyst2, one process per call)", make_b,
+                   levels=[x for x in PROCESS_LEVELS], paced_calls=PROCESS_PACED_CALLS)
+        await _measure_target(b, DIGITS, lambda: children(me))
+        targets.append(b)
+    else:
+        report.note("(b) process AGI not measured: no agi_scripts/ entry point for the main menu.")
+
+    for key, label, module in (("c", "(c) thread-per-call (socketserver.ThreadingTCPServer)", "bench.peers.threaded_agi"),
+                               ("d", "(d) bare asyncio, same commands only (the ceiling)", "bench.peers.bare_agi")):
+        server = ServerProcess(["-m", module, "--commands", str(commands_file)])
+        server.start()
+        try:
+            t = Target(key, label, _tcp(server.port), server)
+            await _measure_target(t, DIGITS, lambda s=server: [s.pid])  # type: ignore[misc]
+            targets.append(t)
+        finally:
+            server.stop()
+    _report(targets, walk)
+
+
+def main() -> None:
+    raise_fd_limit()
+    report.section("FastAGI: IVR sessions per second, command latency and memory per call", __doc__ or "")
+    report.note(f"Saturated runs: {DURATION:.0f} s each at {', '.join(map(str, LEVELS))} concurrent calls "
+                f"(process AGI: {', '.join(map(str, PROCESS_LEVELS))}, one Python process per call). "
+                f"Paced run: {PACED_CALLS} calls arriving over {PACED_ARRIVAL:.0f} s, every prompt answered "
+                f"after {PACE[0]:.0f}-{PACE[1]:.0f} s (process AGI: {PROCESS_PACED_CALLS} calls). "
+                "Latency = the server's reaction time per command, taken on the caller's side. "
+                "\"server CPU ms/call\" = the server process's CPU time / calls, from /proc. "
+                "Memory per concurrent call = (RSS with every paced call up - RSS idle) / calls; "
+                "for process AGI, the RSS of all AGI processes / calls.")
+    from bench.databases import sqlite_db
+
+    with tempfile.TemporaryDirectory(prefix="dasan-bench-agi-") as tmp, sqlite_db(Path(tmp)) as url:
+        asyncio.run(_bench(Path(tmp), url))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Sidecar: inbound SMS webhooks per second with the durable commit, on SQLite and PostgreSQL.
+
+The web service (``dasan up --only web``, which carries the messaging webhooks) runs in a
+subprocess; this process posts signed generic-provider webhooks (``POST /webhooks/sms``,
+``X-Dasan-Signature``) from many senders at a fixed concurrency for a fixed time. A 200 means
+the message, its contact and its timeline event were committed (SQLite ``synchronous=FULL``,
+PostgreSQL default ``synchronous_commit=on``) and handed off. Latency is measured here, per
+request, from send to the complete response. Afterwards the stored messages are counted: the
+rate counts only what is in the database. Goal: 1,500/s on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import psycopg
+
+from bench import report
+from bench.databases import postgres_available, postgres_db, sqlite_db
+from bench.measure import ServerProcess, percentile
+from ivr.messaging.signatures import GENERIC_HEADER, generic_signature
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SECONDS = float(os.environ.get("BENCH_SMS_SECONDS", "3" if QUICK else "6"))
+CONCURRENCY = int(os.environ.get("BENCH_SMS_CONCURRENCY", "32"))
+SECRET = "bench-webhook-secret"
+
+
+def _count_messages(url: str) -> int:
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.split("///", 1)[1]) as conn:
+            return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+        row = conn.execute("SELECT count(*) FROM messages").fetchone()
+        return int(row[0]) if row else 0
+
+
+async def _load(base: str, seconds: float, concurrency: int) -> tuple[int, int, list[float], list[str]]:
+    ok = failed = 0
+    latencies: list[float] = []
+    errors: list[str] = []
+    run = uuid.uuid4().hex[:8]
+    counter = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        stop_at = time.monotonic() + seconds
+
+        async def lane(lane_no: int) -> None:
+            nonlocal ok, failed, counter
+            while time.monotonic() < stop_at:
+                counter += 1
+                n = counter
+                body = json.dumps({"message_id": f"bench-{run}-{n}", "from": f"+8210{n % 50_000:08d}",
+                                   "to": "120", "body": f"버스 정류장 안내판 고장 신고합니다 #{n}"}).encode()
+                headers = {GENERIC_HEADER: generic_signature(SECRET, body), "Content-Type": "application/json"}
+                start = time.monotonic()
+                try:
+                    async with http.post(f"{base}/webhooks/sms", data=body, headers=headers) as resp:
+                        await resp.read()
+                        status = resp.status
+                except aiohttp.ClientError as exc:
+                    status = 0
+                    if len(errors) < 3:
+                        errors.append(repr(exc))
+                latencies.append(time.monotonic() - start)
+                if status == 200:
+                    ok += 1
+                else:
+                    failed += 1
+                    if len(errors) < 3 and status:
+                        errors.append(f"HTTP {status}")
+
+        await asyncio.gather(*(lane(i) for i in range(concurrency)))
+    return ok, failed, latencies, errors
+
+
+def _run(url: str, workdir: Path) -> list[object]:
+    env = {"DASAN_CONFIG": "/dev/null", "DASAN__DATABASE__URL": url, "DASAN__WEB__PORT": "0",
+           "DASAN__DATA_DIR": str(workdir / "var"), "DASAN__RECORDINGS__DIR": str(workdir / "recordings"),
+           "DASAN__SMS__WEBHOOK_SECRET": SECRET, "DASAN__AMI__ENABLED": "false"}
+    server = ServerProcess(["-m", "ivr.cli", "up", "--only", "web"], env=env, ready=r"dasan: web\s+http://[^:]+:(\d+)")
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        before = _count_messages(url)
+        ok, failed, latencies, errors = asyncio.run(_load(base, SECONDS, CONCURRENCY))
+        stored = _count_messages(url) - before
+        rss = server.rss_kib() / 1024
+    finally:
+        server.stop()
+    rate = stored / SECONDS
+    return [ok, failed, stored, rate, _ms(percentile(latencies, 50)), _ms(percentile(latencies, 99)), rss,
+            "yes" if rate >= 1500 else "no", "; ".join(errors)]
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else v * 1000
+
+
+def main() -> None:
+    report.section("Messaging sidecar: inbound SMS webhooks per second (durable)", __doc__ or "")
+    backends: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str]]]] = [("SQLite", sqlite_db)]
+    why_not = postgres_available()
+    if not why_not:
+        backends.append(("PostgreSQL", postgres_db))
+    rows = []
+    for name, factory in backends:
+        with factory() as url, tempfile.TemporaryDirectory(prefix="dasan-bench-sms-") as tmp:
+            rows.append([name, CONCURRENCY, SECONDS, *_run(url, Path(tmp))])
+    report.table(["database", "concurrency", "seconds", "200 OK", "failed", "stored", "stored/s", "p50 ms",
+                  "p99 ms", "server RSS MiB", "goal 1,500/s met", "errors"], rows)
+    if why_not:
+        report.note(f"PostgreSQL not measured: {why_not}.")
+
+
+if __name__ == "__main__":
+    main()

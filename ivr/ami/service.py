@@ -1,0 +1,329 @@
+"""The ``ami`` service: keeps the AMI session, ingests events, runs agent commands and callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from ivr.ami.agents import AgentCommandError, AgentControl, sync_agents
+from ivr.ami.callbacks import CallbackDialer
+from ivr.ami.connection import AmiConnection
+from ivr.ami.ingest import Effects, Ingester, Snapshot, apply_snapshot
+from ivr.ami.metrics import current_metrics
+from ivr.context import AppContext
+from ivr.db.models import ContactEvent
+from ivr.queues import QueueConfig, load_queues
+
+log = logging.getLogger("dasan.ami")
+
+BATCH = 2000
+COMMANDS_GROUP = "ami-bridge"
+OUTBOX_SEND_TIMEOUT = 3.0
+OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
+
+
+class _Resync:
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+
+class AmiBridge:
+    def __init__(self, ctx: AppContext, qconf: QueueConfig | None = None, metrics_interval: float = 0.5,
+                 callbacks: bool = True) -> None:
+        self.ctx = ctx
+        s = ctx.settings.ami
+        self.qconf = qconf or _queues_or_empty(ctx)
+        self.conn = AmiConnection(s.host, s.port, s.username, s.secret, on_login=self._on_login,
+                                  reconnect_max=s.reconnect_max_seconds)
+        wrapup = {name: int(self.qconf.setting(name, "wrapup_seconds")) for name in self.qconf.queues}  # type: ignore[call-overload]
+        self.ingester = Ingester(ctx.settings.recordings.dir, wrapup, self.qconf.defaults.wrapup_seconds)
+        self.control = AgentControl(self.conn, ctx.db, self.qconf)
+        self.dialer = CallbackDialer(self.conn, ctx.db) if callbacks else None
+        self.metrics_interval = metrics_interval
+        self.applied = 0  # events taken off the socket and committed
+        self.resyncs = 0
+        self.batches = 0  # transactions committed for events
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._busy = False
+        self._metrics_due = asyncio.Event()
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: deque[tuple[str, dict[str, Any], int]] = deque()
+        self._outbox_due = asyncio.Event()
+        self._publish_failures = 0
+
+    async def start(self) -> list[str]:
+        await sync_agents(self.ctx.db, self.qconf)
+        self.conn.start()
+        spawn = self._tasks.append
+        await self._load_outbox()
+        spawn(asyncio.create_task(self._ingest_loop(), name="ami-ingest"))
+        spawn(asyncio.create_task(self._outbox_loop(), name="ami-outbox"))
+        spawn(asyncio.create_task(self._metrics_loop(), name="ami-metrics"))
+        spawn(asyncio.create_task(self._commands_loop(), name="ami-commands"))
+        if self.dialer is not None:
+            spawn(asyncio.create_task(self.dialer.run(), name="ami-callbacks"))
+        return [f"{self.conn.address} (connecting)"]
+
+    async def stop(self) -> None:
+        await self.wait_idle(timeout=5, outbox=False)  # unsent jobs stay in the DB outbox
+        for task in [*self._tasks, *self._side_tasks]:
+            task.cancel()
+        for task in [*self._tasks, *self._side_tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.dialer is not None:
+            await self.dialer.drain()
+        await self.conn.close()
+
+    # -- (re)connect: resync --
+    def _on_login(self) -> Awaitable[None]:
+        return self._resync()
+
+    async def _resync(self) -> None:
+        try:
+            status = await self.conn.send_list({"Action": "QueueStatus"}, timeout=30)
+            channels = await self.conn.send_list({"Action": "CoreShowChannels"}, timeout=30)
+        except Exception as exc:
+            log.warning("AMI resync failed: %s", exc)
+            return
+        snap = Snapshot(
+            members=[e for e in status if e.get("Event") == "QueueMember"],
+            entries=[e for e in status if e.get("Event") == "QueueEntry"],
+            channels=[e for e in channels if e.get("Event") == "CoreShowChannel"],
+        )
+        # In the event queue, so it is applied in order with the events around it.
+        self.conn.events.append(_Resync(snap))  # type: ignore[arg-type]
+        self.conn.has_events.set()
+        self._spawn(self._restore())
+
+    async def _restore(self) -> None:
+        try:
+            await self.control.restore()
+        except Exception as exc:
+            log.warning("agent membership restore failed: %s", exc)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    # -- ingest --
+    async def _ingest_loop(self) -> None:
+        while True:
+            await self.conn.has_events.wait()
+            self._busy = True
+            try:
+                # Group commit: let a burst pile up a little (<= ~10 ms) so one fsync covers many events.
+                for _ in range(5):
+                    before = len(self.conn.events)
+                    if before >= BATCH:
+                        break
+                    await asyncio.sleep(0.002)
+                    if len(self.conn.events) == before:
+                        break
+                items: list[Any] = self.conn.take(BATCH)
+                events: list[dict[str, str]] = []
+                for item in items:
+                    if isinstance(item, _Resync):
+                        await self._commit(events)
+                        events = []
+                        await self._commit_snapshot(item.snapshot)
+                    else:
+                        events.append(item)
+                await self._commit(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the loop die; the failing batch was logged
+                log.exception("AMI ingest loop")
+            finally:
+                self._busy = False
+
+    async def _with_retry(self, what: str, fn: Callable[[], Awaitable[Effects]]) -> Effects | None:
+        delay = 0.2
+        for attempt in range(6):
+            try:
+                return await fn()
+            except Exception:
+                log.exception("%s failed (attempt %d); retrying", what, attempt + 1)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5)
+        return None
+
+    async def _commit(self, events: list[dict[str, str]]) -> None:
+        if not events:
+            return
+        self.batches += 1
+
+        async def run(batch: list[dict[str, str]]) -> Effects:
+            async with self.ctx.db.transaction() as session:
+                return await self.ingester.apply(session, batch, datetime.now(UTC))
+
+        effects = await self._with_retry("AMI batch", lambda: run(events))
+        if effects is None:
+            # A batch that keeps failing: apply event by event so one bad event loses only itself.
+            for event in events:
+                try:
+                    await self._after(await run([event]))
+                except Exception:
+                    log.exception("AMI event skipped: %r", event)
+        else:
+            await self._after(effects)
+        self.applied += len(events)
+
+    async def _commit_snapshot(self, snap: Snapshot) -> None:
+        async def run() -> Effects:
+            async with self.ctx.db.transaction() as session:
+                return await apply_snapshot(self.ingester, session, snap)
+
+        effects = await self._with_retry("AMI resync", run)
+        if effects is not None:
+            await self._after(effects)
+        self.resyncs += 1
+
+    async def _after(self, effects: Effects) -> None:
+        """After the commit: bus messages and jobs (never before the data is durable).
+
+        Jobs go through the outbox (retried until the bus takes them, even across a restart);
+        live messages are best effort: a bus outage must not stop the recording of calls.
+        """
+        if effects.enqueue:
+            self._outbox.extend(effects.enqueue)
+            self._outbox_due.set()
+        for topic, message in effects.publish:
+            try:
+                await self.ctx.bus.publish(topic, message)
+            except Exception as exc:
+                self._publish_failures += 1
+                if self._publish_failures in (1, 10, 100) or self._publish_failures % 1000 == 0:
+                    log.warning("live %s not published (%d so far): %s", topic, self._publish_failures, exc)
+        if effects.reload_seen:
+            self._spawn(self._restore())
+        if effects.changed:
+            self._metrics_due.set()
+
+    # -- outbox: recordings.finished jobs, durable in contact_events until the bus has them --
+    async def _load_outbox(self) -> None:
+        since = datetime.now(UTC) - timedelta(days=OUTBOX_DAYS)
+        async with self.ctx.db.session() as session:
+            rows = await session.execute(
+                select(ContactEvent.id, ContactEvent.data).where(
+                    ContactEvent.kind == "recording_finished", ContactEvent.at >= since
+                ).order_by(ContactEvent.id)
+            )
+            for event_id, data in rows:
+                if data and not data.get("enqueued"):
+                    job = {k: data[k] for k in ("path", "call_id", "contact_id") if k in data}
+                    self._outbox.append(("recordings.finished", job, event_id))
+        if self._outbox:
+            log.info("%d recordings.finished job(s) left from before; sending", len(self._outbox))
+            self._outbox_due.set()
+
+    async def _outbox_loop(self) -> None:
+        delay = 0.2
+        while True:
+            await self._outbox_due.wait()
+            while self._outbox:
+                stream, job, event_id = self._outbox[0]
+                try:
+                    # A bounded wait: a client stuck on a dead connection must not stall the outbox.
+                    await asyncio.wait_for(self.ctx.bus.enqueue(stream, job), OUTBOX_SEND_TIMEOUT)
+                except (Exception, asyncio.CancelledError) as exc:
+                    task = asyncio.current_task()
+                    if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                        raise  # we are being stopped; the job stays in the DB outbox
+                    # (a client library may raise CancelledError on a dropped connection)
+                    log.warning("%s job for %s waits for the bus: %s", stream, job.get("call_id"), exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)  # a job waits at most ~1 s after the bus is back
+                    continue
+                delay = 0.2
+                self._outbox.popleft()
+                try:
+                    async with self.ctx.db.transaction() as session:
+                        await session.execute(update(ContactEvent).where(ContactEvent.id == event_id)
+                                              .values(data={**job, "enqueued": True}))
+                except Exception:
+                    # The job is on the bus; at worst it is sent again after a restart.
+                    log.exception("marking job %s as sent", event_id)
+            self._outbox_due.clear()
+
+    async def wait_idle(self, timeout: float = 30, outbox: bool = True) -> bool:
+        """True once every received event is committed and (``outbox``) every job sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.conn.events and not self._busy and not (outbox and self._outbox):
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    # -- live metrics --
+    async def _metrics_loop(self) -> None:
+        while True:
+            await self._metrics_due.wait()
+            self._metrics_due.clear()
+            try:
+                await self.ctx.bus.publish("live.metrics", await current_metrics(self.ctx))
+            except Exception:
+                log.exception("publishing live.metrics")
+            await asyncio.sleep(self.metrics_interval)  # at most ~2 per second
+
+    # -- agent.commands from the web console --
+    async def _commands_loop(self) -> None:
+        consumer = f"ami-{id(self)}"
+        while True:
+            try:
+                jobs = await self.ctx.bus.consume("agent.commands", COMMANDS_GROUP, consumer, count=10, block=1.0)
+                stale = await self.ctx.bus.claim_stale("agent.commands", COMMANDS_GROUP, consumer, min_idle=60)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading agent.commands")
+                await asyncio.sleep(1)
+                continue
+            for job in [*jobs, *stale]:
+                try:
+                    result = await self.control.run(job.data)
+                    log.info("agent command %s: %s", job.data, result.message)
+                except AgentCommandError as exc:
+                    if "not reachable" in str(exc) and job.deliveries < 5:
+                        continue  # not acked: redelivered (claim_stale) once Asterisk is back
+                    log.warning("agent command %s refused: %s", job.data, exc)
+                    await self.ctx.bus.publish("live.agents", {"username": job.data.get("username"),
+                                                               "error": str(exc)})
+                await self.ctx.bus.ack(job, COMMANDS_GROUP)
+
+
+def _queues_or_empty(ctx: AppContext) -> QueueConfig:
+    try:
+        return load_queues(ctx.settings.queues_dir)
+    except Exception as exc:  # the bridge still records calls; agents come back with the file
+        log.error("queues config unusable (%s): no agents or queues known", exc)
+        return QueueConfig(queues={})
+
+
+class AmiService:
+    """Registered as ``ami`` in ivr.services; never fails because Asterisk is absent."""
+
+    name = "ami"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.bridge: AmiBridge | None = None
+
+    async def start(self) -> list[str]:
+        if not self.ctx.settings.ami.enabled:
+            return ["disabled (ami.enabled: false)"]
+        self.bridge = AmiBridge(self.ctx)
+        return await self.bridge.start()
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop()

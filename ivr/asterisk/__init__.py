@@ -1,0 +1,8 @@
+"""Asterisk configuration rendered from the project's one source of truth.
+
+``render`` turns the settings (``dasan.yaml``) and ``queues/*.yaml`` into pjsip.conf,
+manager.conf, queues.conf, queuerules.conf, musiconhold.conf, modules.conf, CDR/CEL settings
+and the dialplan; ``apply`` writes them into Asterisk's directory and reloads the changed
+modules over AMI; ``cli`` adds ``dasan asterisk render|apply``. The templates live in
+``asterisk_conf/`` and ``dialplan/`` at the top of the project (see docs/asterisk.md).
+"""

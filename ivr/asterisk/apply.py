@@ -1,0 +1,146 @@
+"""``dasan asterisk apply``: render into Asterisk's directory, then reload what changed.
+
+Reloads go over AMI (``Action: Reload`` with ``Module:``), one per changed module, and none of
+them drops a call: a PJSIP reload keeps established dialogs, a dialplan reload takes effect at
+a call's next step, an ``app_queue`` reload keeps waiting callers and dynamic (logged-in)
+members and re-reads queue parameters and penalty rules. ``modules.conf`` and transport
+changes in ``pjsip.conf`` take effect only after an Asterisk restart; the result says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panoramisk import Manager
+
+from ivr.asterisk.render import FILES, render, write
+from ivr.config import Settings
+
+# Rendered file -> the module to reload (None: only a restart applies it).
+RELOAD_MODULE: dict[str, str | None] = {
+    "modules.conf": None,
+    "logger.conf": "logger",
+    "rtp.conf": "res_rtp_asterisk.so",
+    "cdr.conf": "cdr",
+    "cdr_manager.conf": "cdr_manager.so",
+    "cel.conf": "cel",
+    "musiconhold.conf": "res_musiconhold.so",
+    "pjsip.conf": "res_pjsip.so",
+    "queuerules.conf": "app_queue.so",
+    "queues.conf": "app_queue.so",
+    "extensions.conf": "pbx_config.so",
+    "manager.conf": "manager",
+}
+assert set(RELOAD_MODULE) == set(FILES)
+
+
+class ApplyError(RuntimeError):
+    pass
+
+
+@dataclass
+class ApplyResult:
+    config_dir: Path
+    changed: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    restart_needed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def modules_to_reload(changed: list[str]) -> tuple[list[str], list[str]]:
+    """(modules to reload in order without repeats, files that need a restart)."""
+    modules: list[str] = []
+    restart: list[str] = []
+    for name in FILES:  # FILES order: manager.conf last, so our own session is the last thing touched
+        if name not in changed:
+            continue
+        module = RELOAD_MODULE[name]
+        if module is None:
+            restart.append(name)
+        elif module not in modules:
+            modules.append(module)
+    return modules, restart
+
+
+class AmiSession:
+    """A short AMI session over panoramisk's Manager: log in, send actions, log off.
+
+    The connection is opened here rather than with ``Manager.connect()``, which retries
+    forever in the background when Asterisk is down; a command-line tool should say so instead.
+    """
+
+    def __init__(self, host: str, port: int, username: str, secret: str, timeout: float = 10.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.manager = Manager(host=host, port=port, username=username, secret=secret, events="off",
+                               ping_delay=3600, ping_interval=3600, reconnect_timeout=3600)
+
+    async def __aenter__(self) -> AmiSession:
+        loop = asyncio.get_running_loop()
+        self.manager.loop = loop
+        connecting = asyncio.ensure_future(
+            loop.create_connection(self.manager.config["protocol_factory"], self.host, self.port))
+        try:
+            await asyncio.wait_for(asyncio.shield(connecting), self.timeout)
+        except (OSError, TimeoutError) as exc:
+            connecting.cancel()
+            raise ApplyError(f"AMI {self.host}:{self.port} not reachable / 연결 안 됨: {exc or 'timeout'}") from exc
+        self.manager.connection_made(connecting)
+        login = self.manager.authenticated_future
+        assert login is not None
+        try:
+            reply = await asyncio.wait_for(login, self.timeout)
+        except TimeoutError:
+            self.manager.close()
+            raise ApplyError(f"AMI {self.host}:{self.port}: no reply to Login") from None
+        if not reply.success:
+            self.manager.close()
+            raise ApplyError(f"AMI login refused / 로그인 거부: {reply.get('Message', '')}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.manager.send_action({"Action": "Logoff"}), 2)
+        self.manager.close()
+
+    async def action(self, action: dict[str, Any]) -> dict[str, str]:
+        try:
+            reply = await asyncio.wait_for(self.manager.send_action(action), self.timeout)
+        except TimeoutError:
+            raise ApplyError(f"AMI {action['Action']}: no reply in {self.timeout:g} s") from None
+        if isinstance(reply, list):  # an event list: the first message is the response
+            reply = reply[0]
+        return dict(reply)
+
+
+async def reload_modules(settings: Settings, modules: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Reload each module over AMI; returns (reloaded, failed module -> Asterisk's message)."""
+    reloaded: list[str] = []
+    failed: dict[str, str] = {}
+    ami = settings.ami
+    async with AmiSession(ami.host, ami.port, ami.username, ami.secret, settings.asterisk.ami_timeout) as session:
+        for module in modules:
+            reply = await session.action({"Action": "Reload", "Module": module})
+            if reply.get("Response") == "Success":
+                reloaded.append(module)
+            else:
+                failed[module] = reply.get("Message", "error")
+    return reloaded, failed
+
+
+async def apply(settings: Settings, config_dir: Path | None = None, reload: bool = True) -> ApplyResult:
+    """Render into ``config_dir`` (default ``asterisk.config_dir``) and reload what changed."""
+    target = config_dir or settings.asterisk.config_dir
+    files = render(settings)
+    result = ApplyResult(target, changed=write(files, target))
+    modules, result.restart_needed = modules_to_reload(result.changed)
+    if reload and modules:
+        result.reloaded, result.failed = await reload_modules(settings, modules)
+    return result

@@ -1,0 +1,287 @@
+"""Admin pages: queues, skills/proficiencies and opening hours (queues/*.yaml), IVR menus and prompts.
+
+Every change is validated before anything is written (the same loaders the services use, so an
+error names file and line), written atomically, kept in the change history with its diff and
+author, and then applied to Asterisk: ``ivr.asterisk`` renders and reloads through AMI when that
+part is installed; the ``asterisk.apply`` job is queued either way (docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import hashlib
+import importlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from sqlalchemy import select
+
+from ivr import yamlfile
+from ivr.console.http import audit_request, bad, iso, json_body, username
+from ivr.console.models import ConfigChange
+from ivr.console.render import ctx_of, render
+from ivr.context import AppContext
+from ivr.queues import QueueConfig, load_queues
+from ivr.web.auth import requires
+
+log = logging.getLogger("dasan.console.admin")
+ADMINS = ("supervisor",)  # and admin, who may use every route
+PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MENU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.ya?ml$")
+PROMPT_LANGUAGES = ("ko", "en", "zh", "ja", "vi", "mn")
+LOCK_KEY = web.AppKey("console_admin_lock", asyncio.Lock)
+
+
+def editable_files(ctx: AppContext) -> dict[str, Path]:
+    """Files an admin may edit, by key: ``queues``, ``agents``, ``menu:<file>``."""
+    files = {"queues": ctx.settings.queues_dir / "queues.yaml", "agents": ctx.settings.queues_dir / "agents.yaml"}
+    menus = ctx.settings.agi.menus_dir
+    if menus.is_dir():
+        for path in sorted(menus.glob("*.y*ml")):
+            if MENU_NAME.match(path.name):
+                files[f"menu:{path.name}"] = path
+    return files
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def validate(ctx: AppContext, key: str, text: str) -> list[str]:
+    """Problems of ``text`` as the new content of file ``key`` (empty list: valid)."""
+    files = editable_files(ctx)
+    if key in ("queues", "agents"):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            for other in ("queues", "agents"):
+                content = text if other == key else _read(files[other])
+                if content or other == "queues":
+                    (folder / files[other].name).write_text(content, encoding="utf-8")
+            try:
+                load_queues(folder)
+            except yamlfile.DataError as exc:
+                return [p.replace(str(folder) + "/", "") for p in exc.problems]
+            except (OSError, ValueError) as exc:
+                return [str(exc)]
+        return []
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return [f"{files[key].name}: {exc}"]
+    if not isinstance(data, dict):
+        return [f"{files[key].name}: expected a mapping"]
+    return _validate_menu(files[key], text)
+
+
+def _validate_menu(path: Path, text: str) -> list[str]:
+    """The IVR's own menu loader when installed (``ivr.menus.validate_text(path, text)``)."""
+    try:
+        module = importlib.import_module("ivr.menus")
+    except ImportError:
+        return []
+    check = getattr(module, "validate_text", None)
+    if check is None:
+        return []
+    try:
+        return list(check(path, text))
+    except yamlfile.DataError as exc:
+        return list(exc.problems)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def apply_to_asterisk(ctx: AppContext, author: str) -> tuple[str, str]:
+    """Render and reload Asterisk; returns (status, message). Queues ``asterisk.apply`` as well."""
+    job_id = await ctx.bus.enqueue("asterisk.apply", {"requested_by": author})
+    try:
+        module = importlib.import_module("ivr.asterisk.apply")
+    except ImportError:
+        return "written", f"asterisk.apply job {job_id} queued"
+    apply = getattr(module, "apply_config", None)
+    if apply is None:
+        return "written", f"asterisk.apply job {job_id} queued"
+    try:
+        result = await apply(ctx)
+    except Exception as exc:  # the file is written and valid; say plainly that Asterisk did not take it
+        log.exception("applying to Asterisk")
+        return "failed", f"{type(exc).__name__}: {exc}"
+    return "applied", str(result)
+
+
+def queue_summary(qconf: QueueConfig) -> list[dict[str, Any]]:
+    out = []
+    for name, queue in qconf.queues.items():
+        out.append({"name": name, "description": queue.description, "language": queue.language,
+                    "hours": queue.hours, "strategy": qconf.setting(name, "strategy"),
+                    "timeout": qconf.setting(name, "timeout"), "open": qconf.is_open(name),
+                    "members": [(a.username, a.skills[name]) for a, _p in qconf.members(name)]})
+    return out
+
+
+@requires(*ADMINS)
+async def admin_page(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    problems: list[str] = []
+    queues: list[dict[str, Any]] = []
+    schedules: dict[str, Any] = {}
+    try:
+        qconf = load_queues(ctx.settings.queues_dir)
+        queues = queue_summary(qconf)
+        schedules = {name: s.model_dump() for name, s in qconf.schedules.items()}
+    except (yamlfile.DataError, OSError) as exc:
+        problems = list(getattr(exc, "problems", [str(exc)]))
+    async with ctx.db.session() as session:
+        history = list((await session.execute(select(ConfigChange).order_by(ConfigChange.id.desc()).limit(30))).scalars())
+    return render(request, "admin.html", queues=queues, schedules=schedules, problems=problems,
+                  files=list(editable_files(ctx)), history=history, languages=PROMPT_LANGUAGES, iso=iso)
+
+
+def _file_key(request: web.Request) -> tuple[str, Path]:
+    key = request.query.get("file", "")
+    files = editable_files(ctx_of(request))
+    if key not in files:
+        raise bad(f"file: one of {', '.join(files)}", 404)
+    return key, files[key]
+
+
+@requires(*ADMINS)
+async def get_file(request: web.Request) -> web.Response:
+    """GET /api/console/admin/file?file=queues: the text and its version (sha256)."""
+    key, path = _file_key(request)
+    text = _read(path)
+    return web.json_response({"file": key, "text": text, "sha256": _sha(text)})
+
+
+@requires(*ADMINS)
+async def validate_file(request: web.Request) -> web.Response:
+    """POST /api/console/admin/validate?file=queues {"text"}: problems and the diff, nothing written."""
+    key, path = _file_key(request)
+    text = (await json_body(request)).get("text")
+    if not isinstance(text, str):
+        raise bad("text: the new file content")
+    problems = validate(ctx_of(request), key, text)
+    diff = "".join(difflib.unified_diff(_read(path).splitlines(True), text.splitlines(True), path.name, path.name))
+    return web.json_response({"valid": not problems, "problems": problems, "diff": diff})
+
+
+@requires(*ADMINS)
+async def save_file(request: web.Request) -> web.Response:
+    """POST /api/console/admin/file?file=queues {"text", "sha256", "comment"}: validate, write, apply."""
+    key, path = _file_key(request)
+    body = await json_body(request)
+    text, base, comment = body.get("text"), body.get("sha256"), str(body.get("comment") or "")[:1000]
+    if not isinstance(text, str):
+        raise bad("text: the new file content")
+    ctx = ctx_of(request)
+    author = username(request)
+    async with request.app[LOCK_KEY]:
+        old = _read(path)
+        if base is not None and base != _sha(old):
+            raise bad("the file changed since you opened it; reload / 다른 사람이 먼저 수정했습니다. 새로고침하세요", 409)
+        problems = validate(ctx, key, text)
+        if problems:
+            return web.json_response({"applied": False, "problems": problems}, status=422)
+        diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), path.name, path.name))
+        if not diff:
+            return web.json_response({"applied": False, "problems": [], "unchanged": True})
+        _write_atomic(path, text)
+        status, result = await apply_to_asterisk(ctx, author)
+        async with ctx.db.transaction() as session:
+            change = ConfigChange(author=author, kind=key.split(":")[0], target=str(path), comment=comment,
+                                  diff=diff, status=status, apply_result=result)
+            session.add(change)
+            await session.flush()
+            change_id = change.id
+    await audit_request(request, "config_changed", key, change_id=change_id, status=status)
+    return web.json_response({"applied": status == "applied", "status": status, "result": result,
+                              "change_id": change_id, "sha256": _sha(text), "diff": diff})
+
+
+@requires(*ADMINS)
+async def history(request: web.Request) -> web.Response:
+    async with ctx_of(request).db.session() as session:
+        rows = list((await session.execute(select(ConfigChange).order_by(ConfigChange.id.desc()).limit(100))).scalars())
+    return web.json_response({"items": [{"id": c.id, "at": iso(c.at), "author": c.author, "kind": c.kind,
+                                         "target": c.target, "comment": c.comment, "diff": c.diff,
+                                         "status": c.status, "result": c.apply_result} for c in rows]})
+
+
+async def convert_prompt(source: Path, target: Path) -> None:
+    """Any audio ffmpeg reads -> 8 kHz mono 16-bit WAV, the format Asterisk plays without transcoding."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.wav")
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-ac", "1", "-ar", "8000",
+        "-acodec", "pcm_s16le", "-f", "wav", str(tmp), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    _out, err = await proc.communicate()
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise bad(f"not an audio file ffmpeg can read / 오디오 파일이 아닙니다: {err.decode(errors='replace')[:300]}", 422)
+    os.replace(tmp, target)
+
+
+@requires(*ADMINS)
+async def upload_prompt(request: web.Request) -> web.Response:
+    """POST /api/console/admin/prompts (multipart: name, language, file): converted for Asterisk."""
+    ctx = ctx_of(request)
+    try:
+        form = await request.post()
+    except ValueError:
+        raise bad("expected a multipart form with name, language and file") from None
+    name, language, upload = str(form.get("name", "")), str(form.get("language", "")), form.get("file")
+    if not PROMPT_NAME.match(name):
+        raise bad("name: lower-case letters, digits, '-' and '_' / 영문 소문자·숫자")
+    if language not in PROMPT_LANGUAGES:
+        raise bad(f"language: one of {', '.join(PROMPT_LANGUAGES)}")
+    if not isinstance(upload, web.FileField):
+        raise bad("file: attach an audio file / 파일을 첨부하세요")
+    target = ctx.settings.asterisk.sounds_dir / language / "dasan" / f"{name}.wav"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "upload"
+        source.write_bytes(upload.file.read())
+        await convert_prompt(source, target)
+    author = username(request)
+    async with ctx.db.transaction() as session:
+        change = ConfigChange(author=author, kind="prompt", target=str(target),
+                              comment=f"uploaded {upload.filename}", diff="", status="applied",
+                              apply_result="converted to 8 kHz mono WAV")
+        session.add(change)
+        await session.flush()
+        change_id = change.id
+    await audit_request(request, "prompt_uploaded", str(target), change_id=change_id)
+    return web.json_response({"path": str(target), "sound": f"dasan/{name}", "change_id": change_id}, status=201)
+
+
+def setup(app: web.Application) -> None:
+    app[LOCK_KEY] = asyncio.Lock()
+    r = app.router
+    r.add_get("/console/admin", admin_page)
+    r.add_get("/api/console/admin/file", get_file)
+    r.add_post("/api/console/admin/file", save_file)
+    r.add_post("/api/console/admin/validate", validate_file)
+    r.add_get("/api/console/admin/history", history)
+    r.add_post("/api/console/admin/prompts", upload_prompt)

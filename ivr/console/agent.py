@@ -1,0 +1,231 @@
+"""Agent console API: queue state (through the AMI bridge), screen-pop, the counselling record,
+the SMS/SNS inbox (replies and web chats go through /api/messaging/...) and a knowledge search over earlier records and transcripts.
+
+Agent state changes are jobs on ``agent.commands`` (the AMI bridge runs them against Asterisk);
+the browser learns the result from ``live.agents`` and calls from ``agent.screenpop`` through
+the agent WebSocket, both filtered to the signed-in agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
+from ivr.console.render import ctx_of, render
+from ivr.db.models import Agent, Category, Channel, Citizen, Contact, Message
+from ivr.records import earlier_contacts, record_event
+from ivr.search import search_text
+from ivr.web.auth import current_user, requires
+
+ACTIONS = ("login", "logout", "pause", "unpause")
+RESOLUTIONS = ("answered", "transferred", "callback", "unresolved")
+# Web chats have their own queue and endpoints (/api/messaging/chats); the inbox is the rest.
+TEXT_CHANNELS = (Channel.sms, Channel.mms, Channel.sns)
+MAX_NOTES = 20_000
+
+
+@requires("agent", "supervisor")
+async def agent_page(request: web.Request) -> web.Response:
+    async with ctx_of(request).db.session() as session:
+        categories = list((await session.execute(
+            select(Category).where(Category.active.is_(True)).order_by(Category.code))).scalars())
+    return render(request, "agent.html", categories=categories, resolutions=RESOLUTIONS)
+
+
+@requires("agent", "supervisor")
+async def get_state(request: web.Request) -> web.Response:
+    """GET /api/console/agent/state: what the AMI bridge last recorded for me."""
+    from ivr.ami.models import AgentState
+
+    async with ctx_of(request).db.session() as session:
+        row = await session.get(AgentState, username(request))
+    if row is None:
+        return web.json_response({"username": username(request), "state": "logged_out", "reason": None,
+                                  "queues": []})
+    return web.json_response({"username": row.username, "state": row.state, "reason": row.reason,
+                              "queues": sorted(row.queues or {}), "since": iso(row.since)})
+
+
+@requires("agent", "supervisor")
+async def post_state(request: web.Request) -> web.Response:
+    """POST /api/console/agent/state {"action": login|logout|pause|unpause, "reason"?}."""
+    body = await json_body(request)
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise bad(f"action: one of {', '.join(ACTIONS)}")
+    command: dict[str, Any] = {"action": action, "username": username(request)}
+    if action == "pause":
+        reason = str(body.get("reason") or "").strip()[:200]
+        if reason:
+            command["reason"] = reason
+    job_id = await ctx_of(request).bus.enqueue("agent.commands", command)
+    await audit_request(request, f"agent_{action}", f"agent:{command['username']}", reason=command.get("reason"))
+    return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)
+
+
+def contact_json(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id, "channel": str(contact.channel), "status": str(contact.status),
+        "started_at": iso(contact.started_at), "language": contact.language, "queue": contact.queue,
+        "topic": contact.topic, "tracking_number": contact.tracking_number,
+        "category_id": contact.category_id,
+        "category": ({"code": contact.category.code, "ko": contact.category.name_ko, "en": contact.category.name_en}
+                     if contact.category else None),
+        "notes": contact.notes, "resolution": contact.resolution, "satisfaction": contact.satisfaction,
+        "outcome": contact.outcome,
+    }
+
+
+@requires("agent", "supervisor")
+async def get_contact(request: web.Request) -> web.Response:
+    """GET /api/console/contacts/{id}: the contact, its citizen and their earlier inquiries."""
+    contact_id = int_match(request)
+    async with ctx_of(request).db.session() as session:
+        contact = (await session.execute(select(Contact).options(
+            selectinload(Contact.category), selectinload(Contact.citizen)).where(Contact.id == contact_id)
+        )).scalar_one_or_none()
+        if contact is None:
+            raise bad("no such contact / 문의가 없습니다", 404)
+        earlier: list[Contact] = []
+        if contact.citizen_id is not None:
+            ids = [c.id for c in await earlier_contacts(session, contact.citizen_id, limit=20) if c.id != contact.id]
+            if ids:
+                earlier = list((await session.execute(select(Contact).options(selectinload(Contact.category))
+                                                      .where(Contact.id.in_(ids))
+                                                      .order_by(Contact.started_at.desc(), Contact.id.desc()))).scalars())
+        citizen: Citizen | None = contact.citizen
+    await audit_request(request, "contact_viewed", f"contact:{contact_id}")
+    return web.json_response({
+        "contact": contact_json(contact),
+        "citizen": ({"id": citizen.id, "identity": citizen.identity, "kind": citizen.identity_kind,
+                     "name": citizen.display_name} if citizen else None),
+        "earlier": [contact_json(c) for c in earlier],
+    })
+
+
+@requires("agent", "supervisor")
+async def save_record(request: web.Request) -> web.Response:
+    """POST /api/console/contacts/{id}/record {"category", "notes", "resolution"}: the agent's record."""
+    contact_id = int_match(request)
+    body = await json_body(request)
+    notes = body.get("notes", "")
+    if not isinstance(notes, str) or len(notes) > MAX_NOTES:
+        raise bad(f"notes: text up to {MAX_NOTES} characters")
+    resolution = body.get("resolution") or None
+    if resolution is not None and resolution not in RESOLUTIONS:
+        raise bad(f"resolution: one of {', '.join(RESOLUTIONS)}")
+    category_code = body.get("category") or None
+    user = current_user(request)
+    assert user is not None
+    ctx = ctx_of(request)
+    async with ctx.db.transaction() as session:
+        contact = await session.get(Contact, contact_id)
+        if contact is None:
+            raise bad("no such contact / 문의가 없습니다", 404)
+        if user.role == "agent" and contact.agent_id is not None:
+            agent = await session.get(Agent, contact.agent_id)
+            if agent is not None and agent.username != user.username:
+                raise bad("this contact belongs to another agent / 다른 상담원의 문의입니다", 403)
+        category_id = None
+        if category_code is not None:
+            category_id = (await session.execute(
+                select(Category.id).where(Category.code == str(category_code)))).scalar_one_or_none()
+            if category_id is None:
+                raise bad(f"category: unknown code {category_code!r}")
+        contact.notes, contact.resolution, contact.category_id = notes, resolution, category_id
+        contact.updated_at = datetime.now(UTC)
+        await record_event(session, contact_id, "record_saved", "web",
+                           data={"by": user.username, "category": category_code, "resolution": resolution})
+    await ctx.bus.publish("contact.updated", {"contact_id": contact_id,
+                                              "fields": ["notes", "resolution", "category_id"]})
+    await audit_request(request, "record_saved", f"contact:{contact_id}")
+    return web.json_response({"saved": True, "contact_id": contact_id})
+
+
+@requires("agent", "supervisor")
+async def inbox(request: web.Request) -> web.Response:
+    """GET /api/console/inbox: open SMS/MMS/SNS contacts, newest message first, with their lines."""
+    async with ctx_of(request).db.session() as session:
+        contacts = list((await session.execute(
+            select(Contact).options(selectinload(Contact.citizen), selectinload(Contact.category))
+            .where(Contact.channel.in_(TEXT_CHANNELS), Contact.status == "open")
+            .order_by(Contact.updated_at.desc(), Contact.id.desc()).limit(50))).scalars())
+        messages: dict[int, list[Message]] = {c.id: [] for c in contacts}
+        if contacts:
+            for m in (await session.execute(select(Message).where(Message.contact_id.in_(list(messages)))
+                                            .order_by(Message.at, Message.id))).scalars():
+                messages[m.contact_id].append(m)
+    return web.json_response({"items": [{
+        **contact_json(c),
+        "from": c.citizen.identity if c.citizen else None,
+        "messages": [{"id": m.id, "direction": m.direction, "body": m.body, "at": iso(m.at), "status": m.status}
+                     for m in messages[c.id][-20:]],
+    } for c in contacts]})
+
+
+@requires("agent", "supervisor")
+async def knowledge(request: web.Request) -> web.Response:
+    """GET /api/console/kb?q=: earlier records and transcript lines that contain every word."""
+    query = request.query.get("q", "").strip()
+    if not query:
+        raise bad("q: give one or more words / 검색어를 입력하세요")
+    async with ctx_of(request).db.session() as session:
+        hits = await search_text(session, query, limit=30)
+        ids = {h.contact_id for h in hits if h.contact_id}
+        contacts = {c.id: c for c in (await session.execute(
+            select(Contact).options(selectinload(Contact.category)).where(Contact.id.in_(ids)))).scalars()} if ids else {}
+    items = []
+    for h in hits:
+        c = contacts.get(h.contact_id)
+        items.append({"kind": h.kind, "text": h.text[:500], "start": h.start, "contact": contact_json(c) if c else None})
+    return web.json_response({"q": query, "items": items})
+
+
+@requires("agent", "supervisor")
+async def agent_socket(request: web.Request) -> web.StreamResponse:
+    """WebSocket /ws/console/agent: my screen-pops and my queue state, as the AMI bridge publishes them."""
+    me = username(request)
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    bus = ctx_of(request).bus
+    subs = [await bus.subscribe("agent.screenpop"), await bus.subscribe("live.agents")]
+
+    async def forward(sub: Any, kind: str) -> None:
+        async for message in sub:
+            if message.get("username") == me and not ws.closed:
+                await ws.send_json({"type": kind, **message})
+
+    tasks = [asyncio.create_task(forward(subs[0], "screenpop")), asyncio.create_task(forward(subs[1], "agent"))]
+    await ws.send_json({"type": "hello", "username": me})
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for sub in subs:
+            await sub.close()
+    return ws
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/console/agent", agent_page)
+    r.add_get("/api/console/agent/state", get_state)
+    r.add_post("/api/console/agent/state", post_state)
+    r.add_get("/api/console/contacts/{id}", get_contact)
+    r.add_post("/api/console/contacts/{id}/record", save_record)
+    r.add_get("/api/console/inbox", inbox)
+    r.add_get("/api/console/kb", knowledge)
+    r.add_get("/ws/console/agent", agent_socket)

@@ -1,0 +1,52 @@
+"""Small helpers the console's JSON endpoints share."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from ivr.web.auth import audit, current_user
+
+
+def bad(message: str, status: int = 400) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
+           409: web.HTTPConflict, 422: web.HTTPUnprocessableEntity}[status]
+    return cls(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise bad("body must be JSON / 요청 본문은 JSON이어야 합니다") from None
+    if not isinstance(body, dict):
+        raise bad("body must be a JSON object")
+    return body
+
+
+def int_match(request: web.Request, name: str = "id") -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise bad("not found / 찾을 수 없습니다", 404) from None
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def username(request: web.Request) -> str:
+    user = current_user(request)
+    assert user is not None  # every caller is behind @requires
+    return user.username
+
+
+async def audit_request(request: web.Request, action: str, target: str = "", **data: Any) -> None:
+    from ivr.console.render import ctx_of
+
+    await audit(ctx_of(request), username(request), action, target, ip=request.remote, **data)

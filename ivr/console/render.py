@@ -1,0 +1,74 @@
+"""Server-rendered pages: one Jinja2 environment, the signed-in user and their language."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from ivr.console.i18n import LANGUAGES, catalogue, translator
+from ivr.context import AppContext
+from ivr.web.auth import SessionUser, current_user
+
+HERE = Path(__file__).resolve().parent
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
+)
+LANG_COOKIE = "dasan_lang"
+
+# Which pages each role sees in the navigation (admin sees everything).
+NAV = (
+    ("nav_agent", "/console/agent", ("agent", "supervisor")),
+    ("nav_wallboard", "/console/wallboard", ("agent", "supervisor", "reviewer")),
+    ("nav_reviewer", "/console/reviewer", ("reviewer", "supervisor")),
+    ("nav_admin", "/console/admin", ("supervisor",)),
+)
+
+
+def ctx_of(request: web.Request) -> AppContext:
+    from ivr.web.app import CTX_KEY
+
+    return request.app[CTX_KEY]
+
+
+def language_of(request: web.Request) -> str:
+    user = current_user(request)
+    if user is not None and user.language in LANGUAGES:
+        return user.language
+    chosen = request.query.get("lang") or request.cookies.get(LANG_COOKIE) or ""
+    if chosen in LANGUAGES:
+        return chosen
+    accept = request.headers.get("Accept-Language", "")
+    return "en" if accept.lower().startswith("en") else "ko"
+
+
+def allowed(user: SessionUser | None, roles: tuple[str, ...]) -> bool:
+    return user is not None and (user.role == "admin" or user.role in roles)
+
+
+def home_of(user: SessionUser) -> str:
+    for _key, href, roles in NAV:
+        if allowed(user, roles):
+            return href
+    return "/login"
+
+
+def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    language = language_of(request)
+    user = current_user(request)
+    nav = [(key, href) for key, href, roles in NAV if allowed(user, roles)]
+    html = ENV.get_template(template).render(
+        t=translator(language), lang=language, user=user, nav=nav, path=request.path,
+        texts_json=json.dumps(catalogue(language), ensure_ascii=False),
+        site=ctx_of(request).settings.site_name, **values,
+    )
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                 "media-src 'self' blob:; connect-src 'self' ws: wss:; "
+                                 "style-src 'self'; script-src 'self'; frame-ancestors 'none'"})

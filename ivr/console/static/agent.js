@@ -1,0 +1,148 @@
+// Agent console: queue state, screen-pop, counselling record, inbox, knowledge search.
+"use strict";
+(function () {
+  const stateEl = document.getElementById("agent-state");
+  const note = document.getElementById("state-note");
+  let currentContact = null;
+
+  function showState(state, reason) {
+    stateEl.dataset.state = state;
+    stateEl.textContent = t("st_" + state) + (reason ? " (" + reason + ")" : "");
+  }
+
+  async function command(action, reason) {
+    const body = { action };
+    if (reason) body.reason = reason;
+    const r = await api("POST", "/api/console/agent/state", body);
+    note.textContent = r.ok ? t("st_requested") + ": " + action : (r.data && r.data.error) || "error";
+    note.dataset.job = r.ok ? r.data.job_id : "";
+  }
+  document.getElementById("btn-ready").addEventListener("click", async () => {
+    await command(stateEl.dataset.state === "paused" ? "unpause" : "login");
+  });
+  document.getElementById("btn-pause").addEventListener("click", async () => {
+    const sel = document.getElementById("pause-reason");
+    await command("pause", sel.value);
+  });
+  document.getElementById("btn-logout").addEventListener("click", () => command("logout"));
+
+  function contactRow(c) {
+    const cat = c.category ? (document.documentElement.lang === "ko" ? c.category.ko : c.category.en) : "—";
+    return el("tr", {}, el("td", {}, fmtDate(c.started_at)), el("td", {}, c.channel), el("td", {}, cat),
+      el("td", {}, c.notes || ""), el("td", {}, c.resolution ? t("res_" + c.resolution) : "—"));
+  }
+
+  async function screenpop(msg) {
+    document.getElementById("no-call").hidden = true;
+    document.getElementById("call-info").hidden = false;
+    document.getElementById("call-event").textContent = msg.event === "connected" ? t("call_connected") : t("call_offered");
+    document.getElementById("call-event").dataset.event = msg.event;
+    document.getElementById("call-caller").textContent = msg.caller || "—";
+    document.getElementById("call-queue").textContent = msg.queue || "—";
+    document.getElementById("call-contact").textContent = msg.contact_id ? "#" + msg.contact_id : "—";
+    if (!msg.contact_id) return;
+    const r = await api("GET", "/api/console/contacts/" + msg.contact_id);
+    if (!r.ok) return;
+    const tbody = document.querySelector("#earlier tbody");
+    tbody.replaceChildren(...r.data.earlier.map(contactRow));
+    if (!r.data.earlier.length) tbody.append(el("tr", {}, el("td", { colSpan: 5 }, t("no_earlier"))));
+    if (currentContact !== msg.contact_id) {
+      currentContact = msg.contact_id;
+      const c = r.data.contact;
+      document.getElementById("record-contact").value = c.id;
+      document.getElementById("record-notes").value = c.notes || "";
+      document.getElementById("record-category").value = c.category ? c.category.code : "";
+      document.getElementById("record-resolution").value = c.resolution || "";
+      document.getElementById("record-save").disabled = false;
+      document.getElementById("record-status").textContent = "";
+    }
+  }
+
+  document.getElementById("record-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const id = document.getElementById("record-contact").value;
+    if (!id) return;
+    const r = await api("POST", "/api/console/contacts/" + id + "/record", {
+      category: document.getElementById("record-category").value || null,
+      notes: document.getElementById("record-notes").value,
+      resolution: document.getElementById("record-resolution").value || null,
+    });
+    const status = document.getElementById("record-status");
+    status.textContent = r.ok ? t("saved") : (r.data && r.data.error) || "error";
+    status.dataset.ok = r.ok ? "1" : "0";
+  });
+
+  function thread(title, messages, send, extra) {
+    const lines = el("ul", { class: "thread" }, ...messages.map((m) => el("li", { class: "msg " + m.direction }, m.body)));
+    const input = el("input", { type: "text", placeholder: t("reply") });
+    const form = el("form", { class: "row" }, input, el("button", { type: "submit" }, t("send")));
+    const status = el("span", { class: "note" });
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const r = await send(input.value);
+      status.textContent = r.ok ? t("sent") : (r.data && r.data.error) || "error";
+      if (r.ok) input.value = "";
+    });
+    return el("div", { class: "conversation" }, el("b", {}, title), extra || null, lines, form, status);
+  }
+
+  async function loadInbox() {
+    const box = document.getElementById("inbox");
+    if (box.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;  // typing
+    const parts = [];
+    const chats = await api("GET", "/api/messaging/chats");
+    if (chats.ok) {
+      for (const c of chats.data.waiting) {
+        const accept = el("button", { type: "button" }, t("reply"));
+        accept.addEventListener("click", async () => { await api("POST", "/api/messaging/chats/" + c.id + "/accept", {}); loadInbox(); });
+        parts.push(el("div", { class: "conversation", "data-chat": c.id }, el("b", {}, "chat #" + c.id + " · " + (c.language || "")), " ", accept));
+      }
+      for (const c of chats.data.active) {
+        const full = await api("GET", "/api/messaging/chats/" + c.id);
+        const msgs = full.ok ? full.data.messages || [] : [];
+        const node = thread("chat #" + c.id, msgs, (body) => api("POST", "/api/messaging/chats/" + c.id + "/messages", { body }));
+        node.dataset.chat = c.id;
+        parts.push(node);
+      }
+    }
+    const r = await api("GET", "/api/console/inbox");
+    if (r.ok) {
+      for (const c of r.data.items) {
+        const node = thread(c.channel + " · " + (c.from || "?"), c.messages,
+          (body) => api("POST", "/api/messaging/contacts/" + c.id + "/reply", { body }));
+        node.dataset.contact = c.id;
+        parts.push(node);
+      }
+    }
+    box.replaceChildren(...(parts.length ? parts : [el("p", { class: "note" }, t("empty_inbox"))]));
+  }
+
+  document.getElementById("kb-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const q = document.getElementById("kb-q").value.trim();
+    const list = document.getElementById("kb-results");
+    if (!q) return;
+    const r = await api("GET", "/api/console/kb?q=" + encodeURIComponent(q));
+    if (!r.ok) { list.replaceChildren(el("li", {}, (r.data && r.data.error) || "error")); return; }
+    if (!r.data.items.length) { list.replaceChildren(el("li", {}, t("no_results"))); return; }
+    list.replaceChildren(...r.data.items.map((h) => el("li", {},
+      el("small", {}, (h.contact ? "#" + h.contact.id + " · " + fmtDate(h.contact.started_at) : "") + " · " + h.kind),
+      el("div", {}, h.text))));
+  });
+
+  function connect() {
+    const ws = new WebSocket(wsUrl("/ws/console/agent"));
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data);
+      if (msg.type === "screenpop") screenpop(msg);
+      else if (msg.type === "agent") showState(msg.state, msg.reason);
+      else if (msg.type === "hello") document.body.dataset.ws = "open";
+    };
+    ws.onclose = () => { document.body.dataset.ws = "closed"; setTimeout(connect, 2000); };
+  }
+
+  api("GET", "/api/console/agent/state").then((r) => { if (r.ok) showState(r.data.state, r.data.reason); });
+  loadInbox();
+  setInterval(loadInbox, 10000);
+  connect();
+})();

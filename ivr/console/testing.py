@@ -1,0 +1,130 @@
+"""Test kit for the console: the real app on a real socket, users of every role, sample data.
+
+Used by tests/test_console_*.py and tests/test_access_*.py (nothing here is a mock: the app is
+``create_app`` with every ``SETUPS`` entry, on the given settings' database and bus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from ivr.config import PROJECT_ROOT, Settings
+from ivr.context import AppContext
+from ivr.db.models import (
+    Agent,
+    Category,
+    Channel,
+    Citizen,
+    Contact,
+    ContactStatus,
+    Message,
+    Recording,
+    TranscriptSegment,
+)
+from ivr.web.app import create_app
+from ivr.web.auth import create_user
+
+PASSWORD = "correct-horse-9"
+# username -> (role, language)
+USERS = {"agent1": ("agent", "ko"), "super1": ("supervisor", "en"), "admin1": ("admin", "en"),
+         "review1": ("reviewer", "ko")}
+SEGMENTS = [(0.0, 2.0, "caller", "버스 노선이 바뀌었나요"), (2.0, 4.0, "agent", "네 470번 버스가 변경되었습니다"),
+            (4.0, 6.0, "caller", "감사합니다 정류장 위치도 알려주세요")]
+
+
+@dataclass
+class Console:
+    ctx: AppContext
+    url: str
+    ids: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_settings(settings: Settings, tmp: Path) -> Settings:
+    """Copies of the repository's queues into ``tmp`` (admins edit them), and tmp sound/menu dirs."""
+    queues = tmp / "queues"
+    shutil.copytree(PROJECT_ROOT / "queues", queues)
+    settings.queues_dir = queues
+    settings.agi.menus_dir = tmp / "menus"
+    settings.agi.menus_dir.mkdir(exist_ok=True)
+    settings.asterisk.sounds_dir = tmp / "sounds"
+    settings.asterisk.config_dir = tmp / "asterisk"
+    settings.recordings.dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def make_tone(path: Path, seconds: int = 6) -> None:
+    """A real 8 kHz mono WAV: a tone whose loudness changes each second (a visible waveform)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    expr = r"0.2*(1+mod(floor(t)\,3))*sin(2*PI*440*t)"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"aevalsrc={expr}:s=8000:d={seconds}", "-ac", "1", "-ar", "8000",
+                    "-acodec", "pcm_s16le", str(path)], check=True)
+
+
+async def seed(ctx: AppContext) -> dict[str, int]:
+    """Users of every role, an agent, categories, a caller with an earlier inquiry, a recording."""
+    for username, (role, language) in USERS.items():
+        await create_user(ctx, username, PASSWORD, role, language=language)
+    now = datetime.now(UTC)
+    rec_rel = f"{now:%Y/%m/%d}/1700000000.1.wav"
+    make_tone(ctx.settings.recordings.dir / rec_rel)
+    async with ctx.db.transaction() as session:
+        agent = Agent(username="agent1", display_name="김민지", extension="agent1001")
+        other = Agent(username="agent2", display_name="이준호", extension="agent1002")
+        bus_cat = Category(code="transport.bus", name_ko="교통 > 버스", name_en="Transport > Bus")
+        waste = Category(code="waste", name_ko="청소·쓰레기", name_en="Waste")
+        citizen = Citizen(identity_kind="phone", identity="+821012345678")
+        texter = Citizen(identity_kind="phone", identity="+821099998888")
+        session.add_all([agent, other, bus_cat, waste, citizen, texter])
+        await session.flush()
+        earlier = Contact(channel=Channel.voice, citizen_id=citizen.id, started_at=now - timedelta(days=3),
+                          queue="general-ko", notes="지난주 쓰레기 수거 문의", resolution="answered",
+                          category_id=waste.id, status=ContactStatus.closed, tracking_number="T-EARLIER")
+        current = Contact(channel=Channel.voice, citizen_id=citizen.id, call_id="1700000001.5", queue="general-ko",
+                          agent_id=agent.id, tracking_number="T-CURRENT")
+        recorded = Contact(channel=Channel.voice, citizen_id=citizen.id, call_id="1700000000.1",
+                           queue="general-ko", agent_id=other.id, category_id=bus_cat.id, satisfaction=4,
+                           started_at=now - timedelta(hours=1), tracking_number="T-RECORDED",
+                           notes="470번 버스 노선 변경 안내")
+        sms = Contact(channel=Channel.sms, citizen_id=texter.id, tracking_number="T-SMS")
+        session.add_all([earlier, current, recorded, sms])
+        await session.flush()
+        session.add(Message(contact_id=sms.id, direction="in", channel=Channel.sms, sender=texter.identity,
+                            body="가로등이 고장났어요", provider="generic", provider_message_id="m-1"))
+        rec = Recording(contact_id=recorded.id, path=rec_rel, format="wav", channels=1, sample_rate=8000,
+                        duration_seconds=6.0, transcription_status="done", integrity="ok")
+        session.add(rec)
+        await session.flush()
+        for start, end, speaker, text in SEGMENTS:
+            session.add(TranscriptSegment(recording_id=rec.id, contact_id=recorded.id, speaker=speaker,
+                                          start=start, end=end, text=text))
+        return {"earlier": earlier.id, "current": current.id, "recorded": recorded.id, "sms": sms.id,
+                "recording": rec.id, "citizen": citizen.id}
+
+
+@asynccontextmanager
+async def serve_console(settings: Settings) -> AsyncIterator[Console]:
+    """The whole app on 127.0.0.1:<ephemeral>, seeded; closed afterwards."""
+    ctx = await AppContext.create(settings)
+    runner = web.AppRunner(create_app(ctx), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        console = Console(ctx, f"http://{host}:{port}")
+        console.ids = await seed(ctx)
+        yield console
+    finally:
+        await runner.cleanup()
+        await ctx.close()
+        await asyncio.sleep(0)

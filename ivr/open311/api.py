@@ -1,0 +1,377 @@
+"""The Open311 GeoReport v2 API under ``/open311/v2/`` (JSON and XML), the department
+status-update endpoint and the agent console's "file a request for this contact" endpoint.
+
+URL forms follow the spec: ``services.json``, ``services/{code}.xml``, ``requests.json``,
+``requests/{id}.json``, ``tokens/{token}.json``, ``discovery.json``; errors come back in the
+spec's ``errors`` document with the HTTP status of the first error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+from sqlalchemy import select
+
+from ivr.context import AppContext
+from ivr.open311 import formats, keys
+from ivr.open311.formats import Open311Error, error_response, render
+from ivr.open311.models import ServiceRequest
+from ivr.open311.service import NewRequest, Open311, parse_datetime
+from ivr.web import auth
+from ivr.web.openapi import add_paths
+
+log = logging.getLogger("dasan.open311")
+OPEN311_KEY = web.AppKey("open311", Open311)
+PREFIX = "/open311/v2"
+MAX_REQUESTS = 1000
+MAX_SPAN = timedelta(days=90)
+_ATTRIBUTE = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _desk(request: web.Request) -> Open311:
+    return request.app[OPEN311_KEY]
+
+
+def spec_errors(handler: Handler) -> Handler:
+    """Unsupported formats, a foreign jurisdiction and ``Open311Error`` become spec errors."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        fmt = request.match_info.get("fmt", "json")
+        try:
+            if fmt not in formats.FORMATS:
+                raise Open311Error(404, f"format {fmt!r} is not served; use .json or .xml")
+            jurisdiction = request.query.get("jurisdiction_id")
+            if jurisdiction and jurisdiction != _desk(request).catalog.jurisdiction_id:
+                raise Open311Error(404, f"jurisdiction_id {jurisdiction} was not found")
+            return await handler(request)
+        except Open311Error as exc:
+            return error_response(fmt, [exc])
+        except Exception:
+            log.exception("open311 %s %s failed", request.method, request.path)
+            return error_response(fmt, [Open311Error(500, "internal error; the request was not processed")])
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+# -- discovery and services ---------------------------------------------------------------
+
+@spec_errors
+async def discovery(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    doc = formats.discovery_doc(desk.catalog, desk.base_url, desk.tz)
+    return render(request.match_info["fmt"], "discovery", None, doc)
+
+
+@spec_errors
+async def list_services(request: web.Request) -> web.Response:
+    docs = [formats.service_doc(s) for s in _desk(request).catalog.services]
+    return render(request.match_info["fmt"], "services", "service", docs)
+
+
+@spec_errors
+async def service_definition(request: web.Request) -> web.Response:
+    code = request.match_info["service_code"]
+    service = _desk(request).catalog.get(code)
+    if service is None:
+        raise Open311Error(404, f"service_code {code} was not found")
+    return render(request.match_info["fmt"], "service_definition", None, formats.definition_doc(service))
+
+
+# -- requests -------------------------------------------------------------------------------
+
+def _attributes(params: MultiDict[str] | MultiDictProxy[Any]) -> dict[str, str | list[str]]:
+    out: dict[str, str | list[str]] = {}
+    for name, value in params.items():
+        found = _ATTRIBUTE.match(name)
+        if not found or not isinstance(value, str):
+            continue
+        code, multi = found.group(1), found.group(2)
+        if multi:
+            current = out.setdefault(code, [])
+            if isinstance(current, list):
+                current.append(value)
+        else:
+            out[code] = value
+    return out
+
+
+@spec_errors
+async def post_request(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    params: MultiDict[Any] = MultiDict(request.query)
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        for name in set(form.keys()):
+            params.popall(name, None)
+        params.extend(form)
+
+    def one(name: str) -> str | None:
+        value = params.get(name)
+        return value if isinstance(value, str) else None
+
+    api_key = await keys.authenticate(desk.ctx.db, one("api_key"), "submit")
+    if api_key is None:
+        raise Open311Error(403, "api_key was not provided or is not valid for creating requests")
+    new = NewRequest(
+        service_code=(one("service_code") or "").strip(),
+        lat=one("lat"), long=one("long"), address_string=one("address_string"),
+        address_id=one("address_id"), zipcode=one("zipcode"), description=one("description"),
+        media_url=one("media_url"), attributes=_attributes(params), email=one("email"),
+        device_id=one("device_id"), account_id=one("account_id"), first_name=one("first_name"),
+        last_name=one("last_name"), phone=one("phone"), language=one("locale"),
+    )
+    async with desk.ctx.db.transaction() as session:
+        sr, _ = await desk.create(session, new, source="api", api_key=api_key)
+    await desk.notify_received(sr)
+    service = desk.catalog.get(sr.service_code)
+    doc: dict[str, Any]
+    if service is not None and service.type != "realtime":
+        # Batch services answer with a token (GET tokens/{token} gives the id), as the spec says.
+        doc = {"token": sr.token}
+    else:
+        doc = {"service_request_id": sr.service_request_id}
+    doc.update(service_notice=sr.service_notice, account_id=sr.account_id)
+    return render(request.match_info["fmt"], "service_requests", "request", [doc])
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@spec_errors
+async def get_requests(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    q = request.query
+    stmt = select(ServiceRequest)
+    ids = _split(q.get("service_request_id"))
+    if ids:
+        # The spec: a list of ids overrides every other argument.
+        stmt = stmt.where(ServiceRequest.service_request_id.in_(ids[:MAX_REQUESTS]))
+    else:
+        codes = _split(q.get("service_code"))
+        if codes:
+            stmt = stmt.where(ServiceRequest.service_code.in_(codes))
+        statuses = [s for v in q.getall("status", []) for s in _split(v)]
+        wrong = [s for s in statuses if s not in ("open", "closed")]
+        if wrong:
+            raise Open311Error(400, f"status must be open or closed, got {', '.join(wrong)}")
+        if statuses:
+            stmt = stmt.where(ServiceRequest.status.in_(statuses))
+        start = parse_datetime(q["start_date"], "start_date", desk.tz) if q.get("start_date") else None
+        end = parse_datetime(q["end_date"], "end_date", desk.tz) if q.get("end_date") else None
+        if start is not None and end is not None:
+            if start > end:
+                raise Open311Error(400, "start_date is after end_date")
+            if end - start > MAX_SPAN:
+                raise Open311Error(400, "start_date and end_date may not span more than 90 days")
+        elif start is not None:
+            end = start + MAX_SPAN
+        elif end is not None:
+            start = end - MAX_SPAN
+        else:
+            end = datetime.now(UTC)
+            start = end - MAX_SPAN
+        stmt = stmt.where(ServiceRequest.requested_datetime >= start,
+                          ServiceRequest.requested_datetime <= end)
+    stmt = stmt.order_by(ServiceRequest.requested_datetime.desc(), ServiceRequest.id.desc()).limit(MAX_REQUESTS)
+    async with desk.ctx.db.session() as session:
+        rows = list((await session.execute(stmt)).scalars())
+    docs = [formats.request_doc(sr, desk.tz) for sr in rows]
+    return render(request.match_info["fmt"], "service_requests", "request", docs)
+
+
+@spec_errors
+async def get_request(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    srid = request.match_info["service_request_id"]
+    async with desk.ctx.db.session() as session:
+        sr = (await session.execute(select(ServiceRequest).where(
+            ServiceRequest.service_request_id == srid))).scalar_one_or_none()
+    if sr is None:
+        raise Open311Error(404, f"service_request_id {srid} was not found")
+    return render(request.match_info["fmt"], "service_requests", "request", [formats.request_doc(sr, desk.tz)])
+
+
+@spec_errors
+async def get_token(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    token = request.match_info["token"]
+    async with desk.ctx.db.session() as session:
+        sr = (await session.execute(select(ServiceRequest).where(
+            ServiceRequest.token == token))).scalar_one_or_none()
+    if sr is None:
+        raise Open311Error(404, f"token {token} was not found")
+    return render(request.match_info["fmt"], "service_requests", "request",
+                  [{"service_request_id": sr.service_request_id, "token": sr.token}])
+
+
+async def get_media(request: web.Request) -> web.StreamResponse:
+    """The photo of an MMS-made request: ``media_url`` points here (unguessable key)."""
+    desk = _desk(request)
+    key = request.match_info["name"].split(".", 1)[0]
+    async with desk.ctx.db.session() as session:
+        sr = (await session.execute(select(ServiceRequest).where(
+            ServiceRequest.media_key == key))).scalar_one_or_none()
+    path = desk.media_file(sr) if sr is not None else None
+    if sr is None or path is None or not path.is_file():
+        raise web.HTTPNotFound(text='{"error": "no such media"}', content_type="application/json")
+    return web.FileResponse(path, headers={"Content-Type": sr.media_content_type or "application/octet-stream"})
+
+
+# -- department status updates and the agent console ------------------------------------------
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            data = await request.json()
+        except ValueError:
+            raise Open311Error(400, "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise Open311Error(400, "the body must be a JSON object")
+        return data
+    return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+
+
+async def _update(request: web.Request, by: str, agency: str | None) -> web.Response:
+    desk = _desk(request)
+    try:
+        body = await _body(request)
+        sr = await desk.update_status(
+            request.match_info["service_request_id"], str(body.get("status", "")),
+            status_notes=body.get("status_notes"),
+            agency_responsible=body.get("agency_responsible") or agency,
+            expected_datetime=body.get("expected_datetime"), by=by)
+    except Open311Error as exc:
+        return error_response("json", [exc])
+    return web.json_response(formats.request_doc(sr, desk.tz))
+
+
+@auth.requires("agent", "supervisor")
+async def _update_by_user(request: web.Request) -> web.StreamResponse:
+    user = auth.current_user(request)
+    return await _update(request, user.username if user else "", None)
+
+
+async def update_status(request: web.Request) -> web.StreamResponse:
+    """POST /api/open311/requests/{id}/status: a department (API key with scope ``update``, in
+    ``X-Api-Key`` or ``api_key``) or a signed-in agent/supervisor changes the status."""
+    given = request.headers.get("X-Api-Key") or request.query.get("api_key")
+    if given is None and request.content_type == "application/x-www-form-urlencoded":
+        value = (await request.post()).get("api_key")
+        given = value if isinstance(value, str) else None
+    if given is None:
+        return await _update_by_user(request)
+    key = await keys.authenticate(_desk(request).ctx.db, given, "update")
+    if key is None:
+        return error_response("json", [Open311Error(403, "api_key is not valid for status updates")])
+    return await _update(request, key.name, key.agency)
+
+
+@auth.requires("agent", "supervisor")
+async def file_for_contact(request: web.Request) -> web.StreamResponse:
+    """POST /api/open311/contacts/{contact_id}/requests: the record form files a request; the
+    answer carries the service_request_id the agent reads out to the caller."""
+    desk = _desk(request)
+    user = auth.current_user(request)
+    try:
+        body = await _body(request)
+        raw_attrs = body.get("attributes") or {}
+        if not isinstance(raw_attrs, dict):
+            raise Open311Error(400, "attributes must be an object of code: value")
+        new = NewRequest(
+            service_code=str(body.get("service_code") or ""),
+            lat=body.get("lat"), long=body.get("long"), address_string=body.get("address_string"),
+            address_id=body.get("address_id"), description=body.get("description"),
+            attributes={str(k): v if isinstance(v, list) else str(v) for k, v in raw_attrs.items()},
+        )
+        contact_id = int(request.match_info["contact_id"])
+        sr = await desk.create_from_contact(contact_id, new, by=user.username if user else "",
+                                            notify=bool(body.get("notify", True)))
+    except Open311Error as exc:
+        return error_response("json", [exc])
+    return web.json_response(formats.request_doc(sr, desk.tz), status=201)
+
+
+# -- wiring -------------------------------------------------------------------------------------
+
+def _fmt_path(path: str) -> str:
+    return f"{PREFIX}{path}.{{fmt:[A-Za-z0-9]+}}"
+
+
+def setup(app: web.Application, ctx: AppContext) -> None:
+    app[OPEN311_KEY] = desk = Open311(ctx)
+    desk.catalog  # noqa: B018  (load now: a broken catalogue stops start-up with file:line)
+    r = app.router
+    r.add_get(_fmt_path("/discovery"), discovery)
+    r.add_get(_fmt_path("/services"), list_services)
+    r.add_get(f"{PREFIX}/services/{{service_code:[^/]+?}}.{{fmt:[A-Za-z0-9]+}}", service_definition)
+    r.add_post(_fmt_path("/requests"), post_request)
+    r.add_get(_fmt_path("/requests"), get_requests)
+    r.add_get(f"{PREFIX}/requests/{{service_request_id:[^/]+?}}.{{fmt:[A-Za-z0-9]+}}", get_request)
+    r.add_get(f"{PREFIX}/tokens/{{token:[^/]+?}}.{{fmt:[A-Za-z0-9]+}}", get_token)
+    r.add_get(f"{PREFIX}/media/{{name}}", get_media)
+    r.add_post("/api/open311/requests/{service_request_id}/status", update_status)
+    r.add_post("/api/open311/contacts/{contact_id:\\d+}/requests", file_for_contact)
+    add_paths(app, openapi_paths())
+
+
+def openapi_paths() -> dict[str, Any]:
+    fmt = {"name": "fmt", "in": "path", "required": True, "schema": {"enum": ["json", "xml"]}}
+    jur = {"name": "jurisdiction_id", "in": "query", "schema": {"type": "string"}}
+
+    def op(summary: str, *params: dict[str, Any], method: str = "get", **extra: Any) -> dict[str, Any]:
+        return {method: {"summary": summary, "tags": ["open311"], "parameters": [fmt, jur, *params],
+                         "responses": {"200": {"description": "GeoReport v2 document"},
+                                       "400": {"description": "errors document"},
+                                       "403": {"description": "errors document"},
+                                       "404": {"description": "errors document"}}, **extra}}
+
+    def path_param(name: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+    def query(name: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "schema": {"type": "string"}}
+
+    requests_ops = op("GeoReport v2: query service requests (90-day window, at most 1000)",
+                      query("service_request_id"), query("service_code"), query("start_date"),
+                      query("end_date"), query("status"))
+    requests_ops.update(op("GeoReport v2: create a service request (api_key, location, attribute[code])",
+                           method="post", requestBody={"content": {"application/x-www-form-urlencoded": {
+                               "schema": {"type": "object", "required": ["api_key", "service_code"]}}}}))
+    return {
+        f"{PREFIX}/discovery.{{fmt}}": op("GeoReport v2 service discovery"),
+        f"{PREFIX}/services.{{fmt}}": op("GeoReport v2: list services"),
+        f"{PREFIX}/services/{{service_code}}.{{fmt}}": op("GeoReport v2: service definition",
+                                                          path_param("service_code")),
+        f"{PREFIX}/requests.{{fmt}}": requests_ops,
+        f"{PREFIX}/requests/{{service_request_id}}.{{fmt}}": op("GeoReport v2: one service request",
+                                                                path_param("service_request_id")),
+        f"{PREFIX}/tokens/{{token}}.{{fmt}}": op("GeoReport v2: service_request_id for a token",
+                                                 path_param("token")),
+        f"{PREFIX}/media/{{name}}": {"get": {"summary": "Photo of an MMS-made request", "tags": ["open311"],
+                                             "parameters": [path_param("name")],
+                                             "responses": {"200": {"description": "the image"},
+                                                           "404": {"description": "no such media"}}}},
+        "/api/open311/requests/{service_request_id}/status": {"post": {
+            "summary": "Department status update (status, status_notes, agency_responsible, expected_datetime); "
+                       "notifies the citizen by SMS",
+            "tags": ["open311"], "parameters": [path_param("service_request_id")],
+            "security": [{"session": []}, {"open311_key": []}],
+            "responses": {"200": {"description": "the updated request"},
+                          "400": {"description": "bad input"}, "403": {"description": "bad key"},
+                          "404": {"description": "unknown request"}}}},
+        "/api/open311/contacts/{contact_id}/requests": {"post": {
+            "summary": "File a service request for a contact (agent record form)",
+            "tags": ["open311"], "parameters": [path_param("contact_id")], "security": [{"session": []}],
+            "responses": {"201": {"description": "the new request with its service_request_id"},
+                          "400": {"description": "bad input"}, "404": {"description": "unknown contact"}}}},
+    }

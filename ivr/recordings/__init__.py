@@ -1,0 +1,1 @@
+"""The recordings store: layout, index, integrity, retention, and the reviewer API."""

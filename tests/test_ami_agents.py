@@ -1,0 +1,152 @@
+"""Agent log-in/out, pause and restore through AMI actions against the AMI peer, with a real DB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ivr.ami.harness import rig, wait_for
+from ivr.ami.metrics import current_metrics
+from ivr.ami.models import AgentState
+from ivr.ami.peer import AmiPeer
+from ivr.bus import Bus, MemoryBus
+from ivr.config import PROJECT_ROOT, Settings
+from ivr.db.models import Agent, AgentSkill
+
+KIM_QUEUES = {"en": "2", "general-ko": "0", "general-wide": "0"}  # proficiency 3, 5, 5 -> penalty 5 - p
+
+
+async def _state(r, username: str) -> AgentState:  # type: ignore[no-untyped-def]
+    async with r.ctx.db.session() as s:
+        state = await s.get(AgentState, username)
+    assert state is not None
+    return state
+
+
+async def test_login_pause_unpause_logout(settings: Settings, db_url: str, bus: Bus) -> None:
+    agents = await bus.subscribe("live.agents")
+    async with rig(settings, db_url, bus) as r:
+        r.peer.queues |= {"general-wide", "en"}
+        async with r.ctx.db.session() as s:  # agents.yaml synced into agents/agent_skills
+            kim = (await s.execute(select(Agent).where(Agent.username == "kim.minji"))).scalar_one()
+            skills = (await s.execute(select(AgentSkill).where(AgentSkill.agent_id == kim.id))).scalars().all()
+        assert kim.extension == "agent1001" and len(skills) == 3
+
+        result = await r.bridge.control.login("kim.minji")
+        assert result.queues == ["en", "general-ko", "general-wide"]
+        adds = [a for a in r.peer.actions if a.get("Action") == "QueueAdd"]
+        assert {a["Queue"]: a["Penalty"] for a in adds} == KIM_QUEUES
+        assert {a["Interface"] for a in adds} == {"PJSIP/agent1001"}
+        await wait_for(lambda: len(r.peer.members) == 3)
+        await r.settle()
+        await asyncio.sleep(0.02)
+        state = await _state(r, "kim.minji")
+        assert (state.state, state.logged_in, state.queues) == (
+            "available", True, {q: int(p) for q, p in KIM_QUEUES.items()})
+
+        await r.bridge.control.pause("kim.minji", "점심 lunch")
+        await r.settle()
+        state = await _state(r, "kim.minji")
+        assert (state.state, state.reason) == ("paused", "점심 lunch")
+        metrics = await current_metrics(r.ctx)
+        assert metrics["queues"]["general-ko"]["agents"]["paused"] == 1
+        assert metrics["agents"]["paused"] == 1
+
+        await r.bridge.control.unpause("kim.minji")
+        await r.settle()
+        assert (await _state(r, "kim.minji")).state == "available"
+
+        await r.bridge.control.logout("kim.minji")
+        await r.settle()
+        state = await _state(r, "kim.minji")
+        assert (state.state, state.logged_in, state.queues) == ("logged_out", False, {})
+        seen = []
+        while (msg := await agents.get(timeout=0.5)) is not None:
+            seen.append(msg["state"])
+        assert {"available", "paused", "logged_out"} <= set(seen)
+    await agents.close()
+
+
+async def test_state_survives_restarts_of_bridge_and_asterisk(settings: Settings, db_url: str) -> None:
+    async with rig(settings, db_url, MemoryBus()) as r:
+        r.peer.queues |= {"general-wide", "zh"}
+        await r.bridge.control.login("lee.junho")
+        await r.bridge.control.pause("lee.junho", "training")
+        await r.settle()
+        # Asterisk restarts without persistent members; the bridge restarts too.
+        r.peer.restart()
+        await r.restart_bridge()
+        await wait_for(lambda: len(r.peer.members) == 3)
+        assert all(m["Paused"] == "1" and m["PausedReason"] == "training" for m in r.peer.members.values())
+        await r.settle()
+        state = await _state(r, "lee.junho")
+        assert (state.state, state.reason, sorted(state.queues)) == ("paused", "training", ["general-ko", "general-wide", "zh"])
+
+
+async def test_app_queue_reload_that_dropped_members_is_repaired(settings: Settings, db_url: str) -> None:
+    async with rig(settings, db_url, MemoryBus()) as r:
+        r.peer.queues |= {"general-wide", "ja", "sign-video"}
+        await r.bridge.control.login("park.soyeon")
+        await r.settle()
+        # A queue vanished from queues.conf and came back: app_queue destroyed it with its members.
+        r.peer.members = {k: v for k, v in r.peer.members.items() if k[0] != "ja"}
+        await r.peer.emit({"Event": "Reload", "Privilege": "system,all", "Module": "app_queue", "Status": "0"})
+        await wait_for(lambda: ("ja", "PJSIP/agent1003") in r.peer.members)
+        assert r.peer.members[("ja", "PJSIP/agent1003")]["Penalty"] == "0"
+
+
+async def test_agent_commands_stream(settings: Settings, db_url: str, bus: Bus) -> None:
+    async with rig(settings, db_url, bus) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        await bus.enqueue("agent.commands", {"action": "login", "username": "nguyen.thu"})
+        await bus.enqueue("agent.commands", {"action": "pause", "username": "nguyen.thu", "reason": "break"})
+        await bus.enqueue("agent.commands", {"action": "dance", "username": "nguyen.thu"})
+        await wait_for(lambda: any(a.get("Action") == "QueuePause" for a in r.peer.actions), timeout=15)
+        await wait_for(lambda: all(m["Paused"] == "1" for m in r.peer.members.values()) and r.peer.members)
+        await r.settle()
+        state = await _state(r, "nguyen.thu")
+        assert (state.state, state.reason) == ("paused", "break")
+        await asyncio.sleep(0.02)
+        assert await bus.pending("agent.commands", "ami-bridge") == 0
+
+
+def test_cli_agent_login_and_metrics(tmp_path: Path, sqlite_url: str) -> None:
+    import asyncio
+
+    async def serve_and_run() -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str], AmiPeer]:
+        peer = AmiPeer("cli", "cli-secret-1")
+        peer.queues |= {"general-wide", "en"}
+        port = await peer.start()
+        env = {**os.environ, "DASAN__DATABASE__URL": sqlite_url, "DASAN__AMI__PORT": str(port),
+               "DASAN__AMI__USERNAME": "cli", "DASAN__AMI__SECRET": "cli-secret-1",
+               "DASAN__DATA_DIR": str(tmp_path / "var")}
+        cmd = [sys.executable, "-m", "ivr.cli"]
+        login = await asyncio.to_thread(subprocess.run, [*cmd, "agent", "login", "kim.minji"], env=env,
+                                        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+        metrics = await asyncio.to_thread(subprocess.run, [*cmd, "metrics"], env=env, capture_output=True,
+                                          text=True, timeout=60, cwd=PROJECT_ROOT)
+        await peer.close()
+        return login, metrics, peer
+
+    login, metrics, peer = asyncio.run(serve_and_run())
+    assert login.returncode == 0, login.stderr
+    assert "kim.minji: logged in to en, general-ko, general-wide" in login.stdout
+    assert len(peer.members) == 3
+    assert metrics.returncode == 0, metrics.stderr
+    data = json.loads(metrics.stdout)
+    assert data["service_level_seconds"] == 20 and "general-ko" in data["queues"]
+
+
+def test_cli_agent_login_without_asterisk_fails_clearly(tmp_path: Path, sqlite_url: str) -> None:
+    env = {**os.environ, "DASAN__DATABASE__URL": sqlite_url, "DASAN__AMI__PORT": "1",
+           "DASAN__DATA_DIR": str(tmp_path / "var")}
+    done = subprocess.run([sys.executable, "-m", "ivr.cli", "agent", "login", "kim.minji", "--timeout", "1"],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert done.returncode == 1
+    assert "cannot log in to ami://dasan@127.0.0.1:1" in done.stderr

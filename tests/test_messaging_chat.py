@@ -1,0 +1,146 @@
+"""Web chat end to end over real WebSockets: queue positions, an agent taking chats, lines
+both ways, a citizen reconnecting into the same conversation, everything saved on the
+contact; on SQLite and PostgreSQL, with the in-process and the Redis bus."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from ivr import records
+from ivr.bus import Bus
+from ivr.config import Settings
+from ivr.context import AppContext
+from ivr.db import Database
+from ivr.db.models import Channel, Contact, ContactEvent, Message
+from ivr.messaging.models import ChatConversation
+from ivr.messaging.testing import sign_in
+from ivr.open311.testing import serve
+
+
+@pytest.fixture
+async def ctx(db_url: str, bus: Bus, tmp_path: Path) -> AsyncIterator[AppContext]:
+    settings = Settings()
+    settings.data_dir = tmp_path / "var"
+    settings.database.url = db_url
+    settings.ami.enabled = False
+    settings.sms.chat_max_per_agent = 1
+    database = Database(db_url)
+    yield AppContext(settings, database, bus)
+    await database.dispose()
+
+
+async def next_frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 20.0) -> dict[str, Any]:
+    """The next frame of ``kind`` (others, such as queue updates, are skipped)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await ws.receive_json()
+            if frame.get("type") == kind:
+                return frame
+
+
+async def test_chat_queue_agent_reconnect_and_record(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens, aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as agent_http:
+        page = await citizens.get(f"{base}/chat")
+        html = await page.text()
+        assert page.status == 200 and "120 채팅 상담" in html and "Chat with 120" in html
+
+        first = await citizens.ws_connect(f"{base}/chat/ws")
+        await first.send_json({"type": "hello", "language": "ko"})
+        welcome = await next_frame(first, "welcome")
+        assert welcome["status"] == "waiting" and welcome["position"] == 1 and welcome["messages"] == []
+        token, identity = welcome["token"], welcome["identity"]
+
+        second = await citizens.ws_connect(f"{base}/chat/ws")
+        await second.send_json({"type": "hello", "language": "en", "phone": "+82 10 4444 5555"})
+        welcome2 = await next_frame(second, "welcome")
+        assert welcome2["position"] == 2
+
+        await first.send_json({"type": "message", "id": "c1", "body": "버스 노선 문의합니다"})
+        echo = await next_frame(first, "message")
+        assert echo["from"] == "citizen" and echo["body"] == "버스 노선 문의합니다"
+        # The citizen's connection drops; they come back with the token: same conversation.
+        await first.close()
+        first = await citizens.ws_connect(f"{base}/chat/ws")
+        await first.send_json({"type": "hello", "token": token, "identity": identity})
+        resumed = await next_frame(first, "welcome")
+        assert resumed["resumed"] is True and resumed["id"] == welcome["id"]
+        assert [m["body"] for m in resumed["messages"]] == ["버스 노선 문의합니다"]
+        # A line resent after the reconnect (same client id) is stored once.
+        await first.send_json({"type": "message", "id": "c1", "body": "버스 노선 문의합니다"})
+
+        # An agent comes online: the oldest waiting chat is theirs, the other moves up.
+        await sign_in(agent_http, base, ctx)
+        desk = await agent_http.ws_connect(f"{base}/api/messaging/agent/ws")
+        hello = await next_frame(desk, "hello")
+        assert hello["agent"] == "agent1"
+        assigned = await next_frame(desk, "assigned")
+        conversation = assigned["conversation"]
+        assert conversation["id"] == welcome["id"]
+        assert [m["body"] for m in conversation["messages"]] == ["버스 노선 문의합니다"]
+        told = await next_frame(first, "assigned")
+        assert told["agent"] == "agent1"
+        moved = await next_frame(second, "queue")
+        while moved["position"] != 1:
+            moved = await next_frame(second, "queue")
+
+        await desk.send_json({"type": "message", "conversation_id": conversation["id"], "body": "몇 번 버스인가요?"})
+        line = await next_frame(first, "message")
+        assert line["from"] == "agent" and line["body"] == "몇 번 버스인가요?"
+        await first.send_json({"type": "message", "id": "c2", "body": "470번입니다"})
+        heard = await next_frame(desk, "message")
+        while heard["body"] != "470번입니다":
+            heard = await next_frame(desk, "message")
+        # The second chat is not this agent's (capacity 1): refused.
+        await desk.send_json({"type": "message", "conversation_id": welcome2["id"], "body": "x"})
+        assert "not yours" in (await next_frame(desk, "error"))["error"]
+
+        await desk.send_json({"type": "close", "conversation_id": conversation["id"]})
+        assert (await next_frame(first, "closed"))["by"] == "agent1"
+        # Capacity is free again: the second chat comes to the agent.
+        assigned2 = await next_frame(desk, "assigned")
+        assert assigned2["conversation"]["id"] == welcome2["id"]
+        await desk.close()
+        await first.close()
+        await second.close()
+
+        async with agent_http.get(f"{base}/api/messaging/chats/{welcome['id']}") as r:
+            assert (await r.json())["status"] == "closed"
+
+    async with ctx.db.session() as session:
+        conv = await session.get(ChatConversation, welcome["id"])
+        lines = (await session.execute(select(Message).where(Message.contact_id == conv.contact_id)
+                                       .order_by(Message.id))).scalars().all()
+        contact = await session.get(Contact, conv.contact_id)
+        kinds = (await session.execute(select(ContactEvent.kind).where(
+            ContactEvent.contact_id == contact.id).order_by(ContactEvent.id))).scalars().all()
+    assert contact.channel == Channel.chat and contact.answered_at is not None
+    assert [(m.direction, m.body) for m in lines] == [
+        ("in", "버스 노선 문의합니다"), ("out", "몇 번 버스인가요?"), ("in", "470번입니다")]
+    assert kinds == ["chat_started", "chat_assigned", "chat_closed"]
+
+
+async def test_chat_with_a_phone_number_threads_onto_their_open_contact(ctx: AppContext) -> None:
+    async with ctx.db.transaction() as session:
+        citizen = await records.get_or_create_citizen(session, "phone", "+821066667777")
+        sms = await records.open_contact(session, Channel.sms, citizen)
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{base}/chat/ws")
+        await ws.send_json({"type": "hello", "phone": "+82 10 6666 7777"})
+        welcome = await next_frame(ws, "welcome")
+        await ws.send_json({"type": "message", "id": "x1", "body": "문자로 보낸 건입니다"})
+        await next_frame(ws, "message")
+        await ws.close()
+        refused = await http.get(f"{base}/chat/ws")
+        assert refused.status == 400 and "WebSocket" in (await refused.json())["error"]
+        cross = await http.get(f"{base}/chat/ws", headers={"Origin": "https://evil.example",
+                                                           "Upgrade": "websocket", "Connection": "Upgrade"})
+        assert cross.status == 403
+    assert welcome["contact_id"] == sms.id and welcome["tracking_number"] == sms.tracking_number

@@ -1,0 +1,329 @@
+"""SMS/MMS end to end over real HTTP against the real database (SQLite and PostgreSQL):
+signed webhooks, threading, photos, idempotent retries, acknowledgement, outbound replies
+through a real local gateway, delivery statuses, forged requests, limits and JSON errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from ivr import records
+from ivr.bus import MemoryBus
+from ivr.config import Settings
+from ivr.context import AppContext
+from ivr.db import Database
+from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Media, Message
+from ivr.messaging.outbound import MessagingService
+from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
+from ivr.messaging.testing import LocalGateway, png_bytes, post_signed, post_twilio, sign_in
+from ivr.open311.testing import serve
+
+SECRET = "test-webhook-secret"
+
+
+@pytest.fixture
+async def ctx(db_url: str, tmp_path: Path) -> AsyncIterator[AppContext]:
+    settings = Settings()
+    settings.data_dir = tmp_path / "var"
+    settings.database.url = db_url
+    settings.ami.enabled = False
+    settings.sms.webhook_secret = SECRET
+    context = AppContext(settings, Database(db_url), MemoryBus())
+    yield context
+    await context.close()
+
+
+async def _jobs(ctx: AppContext, stream: str) -> list[dict[str, Any]]:
+    jobs = await ctx.bus.consume(stream, "test-reader", "t", count=100, block=0.01)
+    return [j.data for j in jobs]
+
+
+async def _count(ctx: AppContext, model: Any) -> int:
+    async with ctx.db.session() as session:
+        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def _wait_for(predicate: Any, tries: int = 200) -> None:
+    for _ in range(tries):
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_inbound_sms_threads_acks_replies_and_tracks_delivery(ctx: AppContext) -> None:
+    async with LocalGateway().run() as gateway, serve(ctx) as base, aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        ctx.settings.sms.outbound_url = gateway.url + "/send"
+        resp = await post_signed(http, f"{base}/webhooks/sms", {
+            "message_id": "gw-in-1", "from": "+82 10-1234-5678", "to": "120", "body": "가로등이 꺼졌어요"}, SECRET)
+        assert resp.status == 200
+        received = await resp.json()
+        assert received["duplicate"] is False and received["new_contact"] is True
+        assert len(received["tracking_number"]) == 12
+
+        async with ctx.db.session() as session:
+            contact = await session.get(Contact, received["contact_id"])
+            citizen = await session.get(Citizen, contact.citizen_id)
+            message = await session.get(Message, received["message_id"])
+        assert contact.channel == Channel.sms and contact.tracking_number == received["tracking_number"]
+        assert (citizen.identity_kind, citizen.identity) == ("phone", "+821012345678")
+        assert (message.direction, message.body, message.provider) == ("in", "가로등이 꺼졌어요", "generic")
+        async with ctx.db.session() as session:
+            kinds = (await session.execute(select(ContactEvent.kind).where(
+                ContactEvent.contact_id == contact.id).order_by(ContactEvent.id))).scalars().all()
+        assert kinds == ["sms_in", "handed_off"]
+
+        inbound = await _jobs(ctx, INBOUND_STREAM)
+        assert inbound == [{"contact_id": contact.id, "message_id": message.id, "channel": "sms",
+                            "sender": "+821012345678", "body": "가로등이 꺼졌어요", "media": []}]
+
+        # The messaging service sends the automatic acknowledgement through the gateway.
+        service = MessagingService(ctx)
+        await service.start()
+        try:
+            await _wait_for(lambda: _async(len(gateway.sent) >= 1))
+            ack = gateway.sent[0]
+            assert ack["to"] == "+821012345678" and received["tracking_number"] in ack["body"]
+            assert gateway.headers[0]["X-Dasan-Signature"].startswith("sha256=")
+
+            # A second message of the same citizen threads onto the same contact, no second ack.
+            resp = await post_signed(http, f"{base}/webhooks/sms", {
+                "message_id": "gw-in-2", "from": "+82-10-1234-5678", "body": "종로구 세종대로 1"}, SECRET)
+            second = await resp.json()
+            assert second["contact_id"] == contact.id and second["new_contact"] is False
+
+            # An agent replies on the contact; the service sends it through the gateway.
+            csrf = await sign_in(http, base, ctx)
+            async with http.post(f"{base}/api/messaging/contacts/{contact.id}/reply",
+                                 json={"body": "담당 부서에 전달했습니다."}, headers={"X-CSRF-Token": csrf}) as r:
+                assert r.status == 202, await r.text()
+                reply_id = (await r.json())["message_id"]
+            await _wait_for(lambda: _async(len(gateway.sent) >= 2))
+            assert gateway.sent[1]["body"] == "담당 부서에 전달했습니다." and gateway.sent[1]["to"] == "+821012345678"
+            assert gateway.sent[1]["status_callback"].endswith("/webhooks/sms/status")
+        finally:
+            await service.stop()
+        async with ctx.db.session() as session:
+            reply = await session.get(Message, reply_id)
+        assert (reply.status, reply.provider, reply.provider_message_id) == ("sent", "generic", "gw-2")
+
+        # Delivery status callbacks move the status forward only.
+        resp = await post_signed(http, f"{base}/webhooks/sms/status",
+                                 {"message_id": "gw-2", "status": "delivered"}, SECRET)
+        assert resp.status == 200 and (await resp.json())["status"] == "delivered"
+        resp = await post_signed(http, f"{base}/webhooks/sms/status", {"message_id": "gw-2", "status": "sent"}, SECRET)
+        assert (await resp.json())["status"] == "delivered"
+        resp = await post_signed(http, f"{base}/webhooks/sms/status", {"message_id": "nope", "status": "sent"}, SECRET)
+        assert resp.status == 404 and "error" in await resp.json()
+
+        # The agent sees the whole thread on the contact.
+        async with http.get(f"{base}/api/messaging/contacts/{contact.id}/messages") as r:
+            thread = await r.json()
+        assert [m["direction"] for m in thread["messages"]] == ["in", "out", "in", "out"]
+        assert thread["messages"][1]["body"] == ack["body"]
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_sms_threads_onto_the_open_voice_contact(ctx: AppContext) -> None:
+    async with ctx.db.transaction() as session:
+        citizen = await records.get_or_create_citizen(session, "phone", "+82-10-5555-0001")
+        voice = await records.open_contact(session, Channel.voice, citizen, call_id="1700000000.1")
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        resp = await post_signed(http, f"{base}/webhooks/sms", {
+            "message_id": "m-voice", "from": "+821055550001", "body": "아까 전화한 건 사진 보냅니다"}, SECRET)
+        received = await resp.json()
+    assert received["contact_id"] == voice.id and received["tracking_number"] == voice.tracking_number
+    assert received["new_contact"] is False
+    assert await _jobs(ctx, OUTBOUND_STREAM) == []  # the inquiry already has its tracking number
+
+
+async def test_duplicate_deliveries_are_stored_once(ctx: AppContext) -> None:
+    payload = {"message_id": "retry-1", "from": "01099990000", "body": "중복"}
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        responses = await asyncio.gather(*[post_signed(http, f"{base}/webhooks/sms", payload, SECRET)
+                                           for _ in range(5)])
+        later = await post_signed(http, f"{base}/webhooks/sms", payload, SECRET)
+        bodies = [await r.json() for r in [*responses, later]]
+    assert all(r.status == 200 for r in [*responses, later])
+    assert len({b["message_id"] for b in bodies}) == 1
+    assert sum(not b["duplicate"] for b in bodies) == 1
+    assert await _count(ctx, Message) == 1 and await _count(ctx, Contact) == 1
+    assert len(await _jobs(ctx, INBOUND_STREAM)) == 1
+    assert len(await _jobs(ctx, OUTBOUND_STREAM)) == 1  # one acknowledgement
+
+
+async def test_forged_or_unsigned_requests_are_refused(ctx: AppContext) -> None:
+    payload = {"message_id": "f-1", "from": "01011112222", "body": "forged"}
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        forged = await post_signed(http, f"{base}/webhooks/sms", payload, "wrong-secret")
+        unsigned = await post_signed(http, f"{base}/webhooks/sms", payload, SECRET, signature="")
+        sns = await post_signed(http, f"{base}/webhooks/sns/kakao", {"message_id": "s", "from": "u"}, "nope")
+        form = {"MessageSid": "SM1", "From": "+15550001111", "Body": "forged"}
+        twilio = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, "wrong-token")
+        # Signed for another URL: Twilio's signature covers the URL too.
+        elsewhere = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET,
+                                      signature=__import__("ivr.messaging.signatures", fromlist=["x"]).twilio_signature(
+                                          SECRET, "https://evil.example/webhooks/twilio/sms", form.items()))
+        assert forged.status == 403 and (await forged.json())["error"].startswith("signature does not match")
+        assert unsigned.status == 401 and sns.status == 403
+        assert twilio.status == 403 and elsewhere.status == 403
+        assert twilio.content_type == "application/json"
+    assert await _count(ctx, Message) == 0 and await _count(ctx, Citizen) == 0
+
+
+async def test_mms_photo_is_stored_beside_the_contact_with_limits(ctx: AppContext) -> None:
+    ctx.settings.sms.max_media_bytes = 50_000
+    photo = png_bytes(4, 4)
+    media = [
+        {"content_type": "image/png", "data": base64.b64encode(photo).decode()},
+        {"content_type": "image/jpeg", "data": base64.b64encode(b"#!/bin/sh\nrm -rf /\n").decode()},
+        {"content_type": "image/png", "data": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 60_000).decode()},
+    ]
+    async with serve(ctx) as base, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        resp = await post_signed(http, f"{base}/webhooks/sms", {
+            "message_id": "mms-1", "from": "01077778888", "body": "여기 포트홀", "media": media}, SECRET)
+        assert resp.status == 200, await resp.text()
+        received = await resp.json()
+        assert len(received["rejected_media"]) == 2
+        assert "only JPEG, PNG and GIF" in received["rejected_media"][0]
+        assert "limit is 50000" in received["rejected_media"][1]
+        async with ctx.db.session() as session:
+            rows = (await session.execute(select(Media))).scalars().all()
+            message = await session.get(Message, received["message_id"])
+            contact = await session.get(Contact, received["contact_id"])
+        assert message.channel == Channel.mms and contact.channel == Channel.mms
+        assert len(rows) == 1
+        stored = rows[0]
+        assert stored.path == f"media/{contact.id}/{message.id}-1.png"
+        on_disk = ctx.settings.data_dir / stored.path
+        assert on_disk.read_bytes() == photo and stored.sha256 == hashlib.sha256(photo).hexdigest()
+        assert sorted(p.name for p in on_disk.parent.iterdir()) == [f"{message.id}-1.png"]
+        assert (await _jobs(ctx, INBOUND_STREAM))[0]["media"] == [{"path": stored.path, "content_type": "image/png"}]
+
+        async with http.get(f"{base}/api/messaging/media/{stored.id}") as r:
+            assert r.status == 401
+        await sign_in(http, base, ctx)
+        async with http.get(f"{base}/api/messaging/media/{stored.id}") as r:
+            assert r.status == 200 and r.content_type == "image/png" and await r.read() == photo
+
+        bad = await post_signed(http, f"{base}/webhooks/sms", {
+            "message_id": "mms-2", "from": "01077778888", "media": [{"content_type": "image/png", "data": "%%%"}]},
+            SECRET)
+        assert bad.status == 400 and (await bad.json())["error"] == "media 1: data is not base64"
+
+
+async def test_twilio_webhook_mms_status_and_outbound(ctx: AppContext) -> None:
+    photo = png_bytes()
+    async with LocalGateway().run() as gateway, serve(ctx) as base, aiohttp.ClientSession() as http:
+        ctx.settings.sms.provider = "twilio"
+        ctx.settings.sms.twilio_api_base = gateway.url
+        ctx.settings.sms.twilio_account_sid = "AC" + "1" * 32
+        media_path = f"/2010-04-01/Accounts/{ctx.settings.sms.twilio_account_sid}/Messages/MM1/Media/ME1"
+        gateway.media[media_path] = (photo, "image/png")
+        form = {"MessageSid": "MM" + "a" * 32, "AccountSid": ctx.settings.sms.twilio_account_sid,
+                "From": "+821033334444", "To": "+8220120", "Body": "사진", "NumMedia": "2",
+                "MediaUrl0": gateway.url + media_path, "MediaContentType0": "image/png",
+                "MediaUrl1": "http://127.0.0.2:9/elsewhere.png", "MediaContentType1": "image/png"}
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET)
+        assert resp.status == 200 and "<Response>" in await resp.text()
+        again = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET)
+        assert again.status == 200
+        async with ctx.db.session() as session:
+            message = (await session.execute(select(Message))).scalar_one()
+            media = (await session.execute(select(Media))).scalar_one()
+        assert (message.provider, message.provider_message_id, message.channel) == ("twilio", "MM" + "a" * 32, Channel.mms)
+        assert "not on the provider's host" in message.data["media_errors"][0]
+        assert (ctx.settings.data_dir / media.path).read_bytes() == photo
+
+        service = MessagingService(ctx)
+        await service.start()
+        try:
+            await _wait_for(lambda: _async(len(gateway.sent) >= 1))
+        finally:
+            await service.stop()
+        sent = gateway.sent[0]
+        assert sent["To"] == "+821033334444" and sent["From"] == ctx.settings.sms.sender_number
+        assert sent["StatusCallback"].endswith("/webhooks/twilio/status")
+        expected_auth = "Basic " + base64.b64encode(f"{ctx.settings.sms.twilio_account_sid}:{SECRET}".encode()).decode()
+        assert gateway.headers[0]["Authorization"] == expected_auth
+        sid = f"SM{1:032d}"
+        assert len(gateway.sent) == 1, gateway.sent
+        status = await post_twilio(http, f"{base}/webhooks/twilio/status",
+                                   {"MessageSid": sid, "MessageStatus": "delivered"}, SECRET)
+        assert status.status == 200
+        async with ctx.db.session() as session:
+            ack = (await session.execute(select(Message).where(Message.direction == "out"))).scalar_one()
+            events = (await session.execute(select(ContactEvent.kind).where(
+                ContactEvent.contact_id == ack.contact_id).order_by(ContactEvent.id))).scalars().all()
+        assert (ack.provider_message_id, ack.status) == (sid, "delivered")
+        assert events == ["mms_in", "handed_off", "sms_out", "sms_status"]
+
+
+async def test_gateway_trouble_keeps_the_job_until_it_is_sent(ctx: AppContext) -> None:
+    async with LocalGateway().run() as gateway:
+        gateway.fail_next = 1
+        ctx.settings.sms.outbound_url = gateway.url + "/send"
+        await ctx.bus.enqueue(OUTBOUND_STREAM, {"to": "010-2222-3333", "body": "야간 콜백 안내"})
+        service = MessagingService(ctx)
+        await service.start()
+        try:
+            await _wait_for(lambda: _async(gateway.fail_next == 0))
+
+            async def retrying() -> bool:
+                async with ctx.db.session() as session:
+                    rows = (await session.execute(select(Message))).scalars().all()
+                return [m.status for m in rows] == ["retrying"]
+
+            await _wait_for(retrying)
+            assert gateway.sent == [] and await ctx.bus.pending(OUTBOUND_STREAM, "messaging") == 1
+            # The pending job is claimed again and sent once the gateway is back.
+            stale = await ctx.bus.claim_stale(OUTBOUND_STREAM, "messaging", service.consumer, 0.0)
+            for item in stale:
+                await service.handle(item)
+        finally:
+            await service.stop()
+    assert [s["body"] for s in gateway.sent] == ["야간 콜백 안내"]
+    async with ctx.db.session() as session:
+        rows = (await session.execute(select(Message))).scalars().all()
+    assert [(m.status, m.provider_message_id) for m in rows] == [("sent", "gw-1")]
+
+
+async def test_limits_and_json_errors(ctx: AppContext) -> None:
+    ctx.settings.web.rate_limit_per_minute = 3
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(4):
+            async with http.get(f"{base}/api/messaging/chats") as r:
+                statuses.append(r.status)
+                last = (r.headers.get("Retry-After"), await r.json())
+        assert statuses == [401, 401, 401, 429]
+        assert last[0] is not None and last[1] == {"error": "too many requests; slow down"}
+        big = b"{" + b" " * (300 * 1024) + b"}"
+        async with http.post(f"{base}/api/messaging/contacts/1/reply", data=big,
+                             headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 413 and "limit is 262144" in (await r.json())["error"]
+        async with http.post(f"{base}/webhooks/sms", data=b"not json",
+                             headers={"X-Dasan-Signature": "sha256=00"}) as r:
+            assert r.status == 403 and r.content_type == "application/json"
+        async with http.get(f"{base}/webhooks/sms") as r:
+            assert r.status == 405 and (await r.json())["error"] == "Method Not Allowed" and "POST" in r.headers["Allow"]
+        async with http.get(f"{base}/api/no-such-thing") as r:
+            assert r.status == 404 and (await r.json()) == {"error": "Not Found"}
+        import ivr.messaging.signatures as sig
+        raw = b'{"message_id": "", "from": "x"}'
+        async with http.post(f"{base}/webhooks/sms", data=raw,
+                             headers={"X-Dasan-Signature": sig.generic_signature(SECRET, raw)}) as r:
+            error = await r.json()
+        assert r.status == 400 and {d["field"] for d in error["details"]} == {"message_id", "from"}
