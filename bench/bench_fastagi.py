@@ -20,6 +20,7 @@ each prompt answered after 1-3 s (a person listening), measuring the server's re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -59,9 +60,16 @@ class Target:
     note: str = ""
 
 
+# A call still running this long after its run's window is cut (counted as failed, its
+# latencies kept): a server that queues calls for minutes must not stretch `make bench`.
+GRACE = float(os.environ.get("BENCH_AGI_GRACE", "10"))
+PACED_CALL_LIMIT = 60.0
+
+
 def _tcp(port: int) -> Callable[[Sequence[str], tuple[float, float] | None], asyncio.Task[CallResult]]:
     def make(digits: Sequence[str], pace: tuple[float, float] | None) -> asyncio.Task[CallResult]:
-        return asyncio.ensure_future(tcp_call("127.0.0.1", port, "main", digits, pace))
+        limit = PACED_CALL_LIMIT if pace else DURATION + GRACE
+        return asyncio.ensure_future(tcp_call("127.0.0.1", port, "main", digits, pace, timeout=limit))
     return make
 
 
@@ -150,7 +158,8 @@ def _report(targets: list[Target], walk: CallResult) -> None:
                 + ", ".join(f"{k}={v}" for k, v in sorted(walk.variables.items())))
 
 
-DIGITS = [d for d in os.environ.get("BENCH_AGI_DIGITS", "").split(",") if d]
+# The default Korean menu walked to a queue: main menu "1" (transport), then "2" (counsellor).
+DIGITS = [d for d in os.environ.get("BENCH_AGI_DIGITS", "1,2").split(",") if d]
 
 
 def _project_env(workdir: Path, db_url: str) -> dict[str, str]:
@@ -159,13 +168,20 @@ def _project_env(workdir: Path, db_url: str) -> dict[str, str]:
             "DASAN__RECORDINGS__DIR": str(workdir / "recordings"), "DASAN__AMI__ENABLED": "false"}
 
 
-def _project_server(workdir: Path, db_url: str) -> ServerProcess | None:
+def _project_server(workdir: Path, db_url: str) -> tuple[ServerProcess | None, str]:
+    """``dasan up --only agi`` when the service is registered, else the same service built directly."""
+    import importlib.util
+
     from ivr import services
 
-    if "agi" not in services.REGISTRY:
-        return None
-    return ServerProcess(["-m", "ivr.cli", "up", "--only", "agi"], env=_project_env(workdir, db_url),
-                         ready=r"dasan: agi\s+\S*?:(\d+)")
+    env = _project_env(workdir, db_url)
+    if "agi" in services.REGISTRY:
+        return ServerProcess(["-m", "ivr.cli", "up", "--only", "agi"], env=env,
+                             ready=r"dasan: agi\s+\S*?:(\d+)"), "`dasan up --only agi`"
+    if importlib.util.find_spec("ivr.agi.server") is not None:
+        return ServerProcess(["-m", "bench.project_agi"], env=env), \
+            "`ivr.agi.server.AgiService` started by `bench/project_agi.py` (`agi` not registered in ivr.services)"
+    return None, ""
 
 
 def _process_agi_argv() -> list[str] | None:
@@ -182,10 +198,11 @@ async def _walk(port: int) -> CallResult:
 
 
 async def _bench(workdir: Path, db_url: str) -> None:
-    project = _project_server(workdir, db_url)
+    project, how = _project_server(workdir, db_url)
     if project is None:
-        report.note("Not measured: this tree has no FastAGI service (`agi` is not in ivr.services.REGISTRY).")
+        report.note("Not measured: this tree has no FastAGI server (ivr.agi.server).")
         return
+    report.note(f"(a) runs as {how}, on SQLite (`synchronous=FULL`) in a temporary folder.")
     targets: list[Target] = []
     project.start()
     try:
@@ -194,6 +211,7 @@ async def _bench(workdir: Path, db_url: str) -> None:
             raise RuntimeError(f"the walk did not reach a queue: {walk.error} {walk.variables} {walk.commands}")
         commands_file = workdir / "commands.json"
         commands_file.write_text(json.dumps(walk.commands, ensure_ascii=False), encoding="utf-8")
+        steps = _menu_steps(db_url, walk.variables.get("CONTACT_ID", ""))
         a = Target("a", "(a) dasan FastAGI server", _tcp(project.port), project)
         await _measure_target(a, DIGITS, lambda: [project.pid, *children(project.pid)])
         targets.append(a)
@@ -216,17 +234,38 @@ async def _bench(workdir: Path, db_url: str) -> None:
     else:
         report.note("(b) process AGI not measured: no agi_scripts/ entry point for the main menu.")
 
-    for key, label, module in (("c", "(c) thread-per-call (socketserver.ThreadingTCPServer)", "bench.peers.threaded_agi"),
-                               ("d", "(d) bare asyncio, same commands only (the ceiling)", "bench.peers.bare_agi")):
-        server = ServerProcess(["-m", module, "--commands", str(commands_file)])
-        server.start()
-        try:
-            t = Target(key, label, _tcp(server.port), server)
-            await _measure_target(t, DIGITS, lambda s=server: [s.pid])  # type: ignore[misc]
-            targets.append(t)
-        finally:
-            server.stop()
+    from bench.databases import sqlite_db
+
+    peers = (("c", "(c) thread-per-call (socketserver.ThreadingTCPServer), same commands and commits",
+              "bench.peers.threaded_agi"),
+             ("d", "(d) bare asyncio, same commands only (the ceiling)", "bench.peers.bare_agi"))
+    for key, label, module in peers:
+        args = ["-m", module, "--commands", str(commands_file)]
+        with contextlib.ExitStack() as stack:
+            if key == "c":
+                args += ["--db", stack.enter_context(sqlite_db(workdir)), "--steps", str(steps)]
+            await _run_peer(targets, key, label, args)
     _report(targets, walk)
+
+
+async def _run_peer(targets: list[Target], key: str, label: str, args: list[str]) -> None:
+    server = ServerProcess(args)
+    server.start()
+    try:
+        t = Target(key, label, _tcp(server.port), server)
+        await _measure_target(t, DIGITS, lambda: [server.pid])
+        targets.append(t)
+    finally:
+        server.stop()
+
+
+def _menu_steps(db_url: str, contact_id: str) -> int:
+    """How many menu steps the IVR committed for the walk (entries of the contact's ivr_path)."""
+    import sqlite3
+
+    with sqlite3.connect(db_url.split("///", 1)[1]) as conn:
+        row = conn.execute("SELECT ivr_path FROM contacts WHERE id = ?", (int(contact_id or 0),)).fetchone()
+    return len([p for p in (row[0] if row else "").split(" > ") if p.strip()])
 
 
 def main() -> None:

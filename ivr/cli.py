@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "ivr.open311.cli",
     "ivr.asterisk.cli",
     "ivr.console.cli",
+    "ivr.agi.cli",
 ]
 
 

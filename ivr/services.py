@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "transcribe": "ivr.speech.service:TranscribeService",
     "open311": "ivr.open311.inbound:InboundConsumer",
     "messaging": "ivr.messaging.outbound:MessagingService",
+    "agi": "ivr.agi.server:AgiService",
 }
 
 

@@ -8,16 +8,20 @@ commands the console sends to the bridge are read back from the ``agent.commands
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import select
 
+from ivr.ami.harness import wait_for
+from ivr.ami.peer import AmiPeer
+from ivr.ami.service import AmiBridge
 from ivr.config import Settings
 from ivr.console.models import ConfigChange, QualityReview
 from ivr.console.testing import PASSWORD, Console, prepare_settings, serve_console
@@ -29,7 +33,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 SHOTS = Path(os.environ.get("DASAN_SCREENSHOTS", "/tmp/dasan-console-shots"))
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+              pytest.mark.asyncio(loop_scope="module")]
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright (Python) is not installed")
 
 
@@ -39,20 +44,29 @@ async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
         yield c
 
 
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Any]:
-    profile = tmp_path / "chromium-profile"
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Any]:
+    """One Chromium for the module; each test gets its own browser context.
+
+    ``launch`` gives Chromium a fresh temporary user-data dir (Playwright removes it on close)."""
     async with playwright_api.async_playwright() as p:
-        context = await p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=ARGS,
-            viewport={"width": 1280, "height": 900},
-            bypass_csp=True)  # the pages obey their CSP; the test's own probes are evaluated strings
-        context.set_default_timeout(15_000)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
-            yield context
+            yield browser
         finally:
-            await context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+            await browser.close()
+
+
+@pytest.fixture
+async def browser(chromium: Any) -> AsyncIterator[Any]:
+    # A new context per test: no cookies or storage carried over from another test.
+    context = await chromium.new_context(viewport={"width": 1280, "height": 900},
+                                         bypass_csp=True)  # the pages obey their CSP; the probes are eval'd
+    context.set_default_timeout(15_000)
+    try:
+        yield context
+    finally:
+        await context.close()
 
 
 async def sign_in(context: Any, console: Console, username: str, path: str) -> Any:
@@ -70,23 +84,23 @@ async def sign_in(context: Any, console: Console, username: str, path: str) -> A
 
 
 async def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 async def test_agent_takes_a_call_and_saves_the_record(console: Console, browser: Any) -> None:
     ctx, ids = console.ctx, console.ids
-    page = await sign_in(browser, console, "agent1", "/console/agent")
-    assert await page.inner_text("#btn-ready") == "대기(수신 가능)"  # agent1 reads Korean
+    page = await sign_in(browser, console, "kim.minji", "/console/agent")
+    assert await page.inner_text("#btn-ready") == "대기(수신 가능)"  # kim.minji reads Korean
     await page.wait_for_selector("body[data-ws='open']")
 
     # Ready: the console asks the AMI bridge (agent.commands job) to log the agent in.
     await page.click("#btn-ready")
     jobs = await ctx.bus.consume("agent.commands", "test", "t1", count=5, block=5)
-    assert [j.data for j in jobs] == [{"action": "login", "username": "agent1"}]
+    assert [j.data for j in jobs] == [{"action": "login", "username": "kim.minji"}]
     # The bridge reports the new state on live.agents; the page shows it.
-    await ctx.bus.publish("live.agents", {"username": "agent2", "state": "paused", "reason": "x"})
-    await ctx.bus.publish("live.agents", {"username": "agent1", "extension": "agent1001", "state": "available",
+    await ctx.bus.publish("live.agents", {"username": "lee.junho", "state": "paused", "reason": "x"})
+    await ctx.bus.publish("live.agents", {"username": "kim.minji", "extension": "agent1001", "state": "available",
                                           "reason": None, "queues": ["general-ko"]})
     await page.wait_for_selector("#agent-state[data-state='available']")
 
@@ -94,16 +108,16 @@ async def test_agent_takes_a_call_and_saves_the_record(console: Console, browser
     await page.select_option("#pause-reason", "lunch")
     await page.click("#btn-pause")
     jobs = await ctx.bus.consume("agent.commands", "test", "t1", count=5, block=5)
-    assert [j.data for j in jobs] == [{"action": "pause", "username": "agent1", "reason": "lunch"}]
+    assert [j.data for j in jobs] == [{"action": "pause", "username": "kim.minji", "reason": "lunch"}]
 
     # A call is offered: the screen-pop shows the caller's earlier inquiry.
-    await ctx.bus.publish("agent.screenpop", {"username": "agent1", "extension": "agent1001",
+    await ctx.bus.publish("agent.screenpop", {"username": "kim.minji", "extension": "agent1001",
                                               "contact_id": ids["current"], "citizen_id": ids["citizen"],
                                               "caller": "+821012345678", "queue": "general-ko", "event": "offered"})
     await page.wait_for_selector("#call-event[data-event='offered']")
     await page.wait_for_selector("#earlier tbody tr >> text=지난주 쓰레기 수거 문의")
     assert await page.inner_text("#call-caller") == "+821012345678"
-    await ctx.bus.publish("agent.screenpop", {"username": "agent1", "contact_id": ids["current"],
+    await ctx.bus.publish("agent.screenpop", {"username": "kim.minji", "contact_id": ids["current"],
                                               "citizen_id": ids["citizen"], "caller": "+821012345678",
                                               "queue": "general-ko", "event": "connected"})
     await page.wait_for_selector("#call-event[data-event='connected']")
@@ -130,7 +144,51 @@ async def test_agent_takes_a_call_and_saves_the_record(console: Console, browser
     assert page.js_errors == []
 
 
+async def test_agent_state_goes_through_the_real_ami_bridge(console: Console, browser: Any) -> None:
+    """Ready / pause / log out drive the AMI bridge (ivr.ami) against an AMI peer speaking Asterisk 22:
+    the page learns the new state only from what Asterisk reports back (QueueMember events)."""
+    ctx = console.ctx
+    peer = AmiPeer(ctx.settings.ami.username, ctx.settings.ami.secret)
+    ctx.settings.ami.port = await peer.start()
+    peer.queues |= {"general-wide", "en"}
+    bridge = AmiBridge(ctx, metrics_interval=0.05)
+    await bridge.start()
+    try:
+        await peer.wait_login(1)
+        await wait_for(lambda: bridge.resyncs >= 1)
+        page = await sign_in(browser, console, "kim.minji", "/console/agent")
+        await page.wait_for_selector("body[data-ws='open']")
+        await page.click("#btn-ready")
+        await page.wait_for_selector("#agent-state[data-state='available']")
+        adds = {a["Queue"]: a["Penalty"] for a in peer.actions if a.get("Action") == "QueueAdd"}
+        assert adds == {"en": "2", "general-ko": "0", "general-wide": "0"}  # penalties from agents.yaml
+        await page.select_option("#pause-reason", "training")
+        await page.click("#btn-pause")
+        await page.wait_for_selector("#agent-state[data-state='paused']")
+        assert "training" in await page.inner_text("#agent-state")
+        await page.click("#btn-ready")  # from paused: unpause
+        await page.wait_for_selector("#agent-state[data-state='available']")
+        await page.click("#btn-logout")
+        await page.wait_for_selector("#agent-state[data-state='logged_out']")
+        assert not peer.members
+        assert page.js_errors == []
+    finally:
+        await bridge.stop()
+        await peer.close()
+
+
 async def test_admin_changes_a_queue_and_sees_it_applied(console: Console, browser: Any) -> None:
+    ctx = console.ctx
+    # Asterisk's side: an AMI server speaking Asterisk 22's protocol (ivr.ami.peer) answers the reloads.
+    peer = AmiPeer(ctx.settings.ami.username, ctx.settings.ami.secret)
+    ctx.settings.ami.port = await peer.start()
+    try:
+        await _admin_task(console, browser, peer)
+    finally:
+        await peer.close()
+
+
+async def _admin_task(console: Console, browser: Any, peer: AmiPeer) -> None:
     ctx = console.ctx
     page = await sign_in(browser, console, "admin1", "/console/admin")
     assert "Queues and opening hours" in await page.inner_text("h2 >> nth=0")  # admin1 reads English
@@ -153,16 +211,21 @@ async def test_admin_changes_a_queue_and_sees_it_applied(console: Console, brows
     await page.wait_for_selector("#file-result[data-state='valid']")
     assert "+    strategy: ringall" in await page.inner_text("#file-diff")
     await page.click("#btn-apply")
-    await page.wait_for_selector("#file-result[data-state='written'], #file-result[data-state='applied']")
+    await page.wait_for_selector("#file-result[data-state='applied']")
     assert await page.inner_text("tr[data-queue='en'] td.strategy") == "ringall"
     assert "ring every English agent at once" in await page.inner_text("#history")
+    assert "app_queue.so" in await page.inner_text("#file-result")
 
+    # On disk, in the rendered queues.conf, and reloaded in Asterisk over AMI.
     assert load_queues(ctx.settings.queues_dir).setting("en", "strategy") == "ringall"
-    jobs = await ctx.bus.consume("asterisk.apply", "test", "t1", count=5, block=5)
-    assert [j.data for j in jobs] == [{"requested_by": "admin1"}]
+    queues_conf = (ctx.settings.asterisk.config_dir / "queues.conf").read_text()
+    assert queues_conf.split("\n[en]\n", 1)[1].startswith("strategy = ringall\n")
+    reloads = [a.get("Module") for a in peer.actions if a.get("Action") == "Reload"]
+    assert "app_queue.so" in reloads
     async with ctx.db.session() as session:
         change = (await session.execute(select(ConfigChange))).scalar_one()
         assert change.author == "admin1" and "+    strategy: ringall" in change.diff
+        assert change.status == "applied"
         actions = [a.action for a in (await session.execute(select(AuditLog))).scalars()]
     assert "config_changed" in actions and "sign_in" in actions
     await shot(page, "admin")
@@ -172,7 +235,7 @@ async def test_admin_changes_a_queue_and_sees_it_applied(console: Console, brows
 async def test_reviewer_finds_plays_and_seeks_by_transcript(console: Console, browser: Any) -> None:
     ctx, ids = console.ctx, console.ids
     page = await sign_in(browser, console, "review1", "/console/reviewer")
-    await page.select_option("select[name=agent]", "agent2")
+    await page.select_option("select[name=agent]", "lee.junho")
     await page.select_option("select[name=category]", "transport.bus")
     await page.fill("#find-q", "정류장")
     await page.click("#find-submit")
@@ -249,7 +312,7 @@ async def test_wallboard_updates_live(console: Console, browser: Any) -> None:
 async def test_login_rejects_wrong_password_and_logs_out(console: Console, browser: Any) -> None:
     page = await browser.new_page()
     await page.goto(f"{console.url}/login?lang=en")
-    await page.fill("#username", "agent1")
+    await page.fill("#username", "kim.minji")
     await page.fill("#password", "wrong-password")
     await page.click("#sign-in")
     await page.wait_for_selector("p.error >> text=Wrong username or password.")
@@ -263,4 +326,4 @@ async def test_login_rejects_wrong_password_and_logs_out(console: Console, brows
     assert response is not None and response.status == 401
     async with console.ctx.db.session() as session:
         actions = [a.action for a in (await session.execute(select(AuditLog).order_by(AuditLog.id))).scalars()]
-    assert actions[:3] == ["sign_in_failed", "sign_in", "sign_out"] or json.dumps(actions)
+    assert actions == ["sign_in_failed", "sign_in", "sign_out"], json.dumps(actions)

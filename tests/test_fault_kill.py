@@ -13,9 +13,9 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-
 from test_fault_kit import ROOT, Dasan
 from test_fault_redis import calls
 
@@ -33,7 +33,7 @@ def _env(settings: Settings, tmp_path: Path, **extra: str) -> dict[str, str]:
             "DASAN__AGI__PORT": "0", "DASAN__SPEECH__ENABLED": "false", "DASAN_CONFIG": "/dev/null", **extra}
 
 
-def _rows(db_file: Path, sql: str) -> list[tuple[object, ...]]:
+def _rows(db_file: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db_file, timeout=10) as conn:
         return conn.execute(sql).fetchall()
 
@@ -158,3 +158,96 @@ async def test_kill9_messaging_during_500_webhooks(settings: Settings, tmp_path:
         assert contacts[0][0] == CALLS, "one contact per sender (500 senders), none doubled"
     finally:
         web.stop()
+
+
+async def test_kill9_transcription_worker_mid_jobs(settings: Settings, tmp_path: Path) -> None:
+    """In-process bus: the database is the record of what is still to do. A worker killed in
+    the middle leaves recordings ``running``; the restarted one finishes each exactly once."""
+    from ivr.db import Database
+    from ivr.db.models import Channel
+    from ivr.recordings.store import import_file, index_file
+    from ivr.records import open_contact
+
+    captured = ROOT.parent / "shared" / "asterisk-captures" / "answered" / "1795593159.8.wav"
+    db_file = Path(settings.database_url.split("///", 1)[1])
+    root = tmp_path / "recordings"
+    count = 3  # vosk on a shared 2-core machine: a few seconds per 6 s recording
+    db = Database(settings.database_url)
+    async with db.transaction() as s:
+        for n in range(count):
+            cid = f"1830000000.{n}"
+            contact = await open_contact(s, Channel.voice, call_id=cid, language="ko")
+            path = import_file(root, captured, call_id=cid)
+            await index_file(s, root, path, call_id=cid, contact_id=contact.id)
+    await db.dispose()
+    env = _env(settings, tmp_path, DASAN__SPEECH__ENABLED="true", DASAN__SPEECH__WORKERS="1")
+    worker = Dasan(["transcribe"], env, ROOT)
+
+    def done() -> int:
+        return int(_rows(db_file, "SELECT count(*) FROM recordings WHERE transcription_status = 'done'")[0][0])
+
+    def running() -> int:
+        return int(_rows(db_file, "SELECT count(*) FROM recordings WHERE transcription_status = 'running'")[0][0])
+
+    try:
+        await asyncio.to_thread(worker.start)
+        await _until(lambda: running() >= 1, 20, "a transcription under way")
+        await asyncio.sleep(1.0)
+        worker.kill9()
+        assert done() < count, "all were done before the kill: nothing was tested"
+        assert running() == 1, "the killed job is left 'running' in the database"
+        await asyncio.to_thread(worker.start)
+        await _until(lambda: done() == count, 55, "every recording transcribed after the restart")
+        per_recording = _rows(db_file, "SELECT target, count(*) FROM audit_log WHERE action = 'transcribed' "
+                                       "GROUP BY target")
+        assert len(per_recording) == count and all(c == 1 for _, c in per_recording), per_recording
+        statuses = _rows(db_file, "SELECT transcription_status, count(*) FROM recordings GROUP BY 1")
+        assert statuses == [("done", count)], statuses
+    finally:
+        worker.stop()
+
+
+async def test_kill9_fastagi_during_500_calls(settings: Settings, tmp_path: Path) -> None:
+    """Calls in flight when the FastAGI server dies lose their AGI connection: Asterisk sets
+    AGISTATUS and the dialplan sends the caller to the default queue (docs/contracts.md), so
+    the caller still reaches a counsellor. Every call the IVR finished keeps one complete record."""
+    from test_fuzz_agi import Driver
+
+    db_file = Path(settings.database_url.split("///", 1)[1])
+    server = Dasan(["agi"], _env(settings, tmp_path), ROOT)
+    finished: set[str] = set()
+    cut: set[str] = set()
+    try:
+        await asyncio.to_thread(server.start)
+        port = server.port("agi")
+        numbers = iter(range(1, CALLS + 1))
+        killed = False
+
+        async def lane() -> None:
+            nonlocal killed, port
+            for n in numbers:
+                driver = Driver(port, n, ["1", "2"], [], [])
+                try:
+                    await driver.run(timeout=30)
+                except (ConnectionError, OSError, TimeoutError):
+                    pass
+                call_id = f"1840000000.{n}"
+                (finished if driver.variables.get("IVR_RESULT") == "queue" else cut).add(call_id)
+                if len(finished) >= 200 and not killed:
+                    killed = True
+                    server.kill9()
+                    await asyncio.to_thread(server.start)
+                    port = server.port("agi")
+
+        await asyncio.gather(*(lane() for _ in range(20)))
+        assert killed and cut, f"the kill did not cut any call ({len(finished)} finished)"
+        assert len(finished) + len(cut) == CALLS
+        per_call = {row[0]: row[1] for row in _rows(db_file, "SELECT call_id, count(*) FROM contacts GROUP BY call_id")}
+        assert all(c == 1 for c in per_call.values()), {k: v for k, v in per_call.items() if v != 1}
+        complete = {str(r[0]) for r in _rows(db_file, """
+            SELECT c.call_id FROM contacts c JOIN contact_events e ON e.contact_id = c.id
+            WHERE e.kind = 'ivr_finished' AND c.queue = 'general-ko' AND c.topic = 'transport'
+              AND c.ivr_path != ''""")}
+        assert finished <= complete, f"finished calls without a complete record: {sorted(finished - complete)[:5]}"
+    finally:
+        server.stop()

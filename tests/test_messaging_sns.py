@@ -116,6 +116,10 @@ async def test_sns_reply_deadline_is_tracked_and_reported(ctx: AppContext) -> No
         finally:
             await service.stop()
         assert report["answered_late"] == 1 and report["overdue"] == 0
+        async with http.get(f"{base}/api/messaging/outbox") as r:
+            outbox = (await r.json())["messages"]
+        assert [(m["channel"], m["to"], m["body"]) for m in outbox] == [
+            ("sns", "citizen_x", "늦어서 죄송합니다"), ("sns", "kakao-user-42", "수거일은 화요일입니다")]
         async with http.get(f"{base}/api/messaging/sns/deadlines", params={"since": "yesterday"}) as r:
             assert r.status == 400 and "ISO 8601" in (await r.json())["error"]
 

@@ -8,7 +8,6 @@ behind the signature check get fuzzed too. Bounded: a few examples per operation
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -16,13 +15,16 @@ import time
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import select
 
 from ivr.config import Settings
 from ivr.context import AppContext
-from ivr.web.auth import SessionUser, create_user, encode_session
+from ivr.db.models import Message
 from ivr.open311.testing import serve
+from ivr.web.auth import SessionUser, create_user, encode_session
 
 SECRET = "fuzz-secret"
+PROJECT = str(Path(__file__).resolve().parent.parent)
 
 
 async def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: Path) -> None:
@@ -35,34 +37,29 @@ async def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: 
                                                                  time.time() + 3600))
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert exe, "schemathesis is installed in the venv by `pip install -e .[dev]`"
-    report = tmp_path / "report"
     try:
         async with serve(ctx) as base:
             async with aiohttp.ClientSession() as http, http.get(f"{base}/openapi.json") as resp:
                 paths = (await resp.json())["paths"]
             assert "/webhooks/sms" in paths and "/api/messaging/chats" in paths
             env = dict(os.environ, SCHEMATHESIS_HOOKS="ivr.messaging.schemathesis_hooks",
-                       DASAN_FUZZ_WEBHOOK_SECRET=SECRET, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+                       DASAN_FUZZ_WEBHOOK_SECRET=SECRET, PYTHONPATH=PROJECT)
             proc = await asyncio.create_subprocess_exec(
                 exe, "run", f"{base}/openapi.json", "--checks", "not_a_server_error",
                 "--phases", "examples,coverage,fuzzing", "--max-examples", "8", "--workers", "2",
                 "--seed", "120", "--no-shrink", "--suppress-health-check", "all", "--request-timeout", "20",
-                "--exclude-path-regex", "/ws$",
                 "-H", f"Cookie: dasan_session={cookie}", "-H", "X-CSRF-Token: csrf-fuzz",
-                "--report", "ndjson", "--report-dir", str(report),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=tmp_path)
             output, _ = await proc.communicate()
+        async with ctx.db.session() as session:
+            stored = (await session.execute(select(Message.provider).distinct())).scalars().all()
     finally:
         await ctx.close()
     text = output.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]
-    tested = set()
-    for path in report.glob("*.ndjson"):
-        for line in path.read_text().splitlines():
-            event = json.loads(line)
-            label = json.dumps(event)[:0]
-            del label
-            for key in ("ScenarioFinished", "scenario_finished"):
-                if key in event:
-                    tested.add(event[key].get("label") or "")
-    assert "POST /webhooks/sms" in text or tested, text[-3000:]
+    # Every served operation (including the WebSocket endpoints' plain-GET refusal) was run.
+    served = sum(len([m for m in ops if m in ("get", "post", "put", "patch", "delete")]) for ops in paths.values())
+    assert f"Operations:       {served} selected / {served} total" in text, text[:2000]
+    assert "Server error" not in text
+    # Signed fuzz cases got past the signature checks into the handlers and were stored.
+    assert "generic" in stored and any(p.startswith("sns:") for p in stored), stored

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -89,7 +90,7 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         await ctx.db.dispose()
 
 
-async def _get(api: Api, role: str, path: str, **kw: object) -> tuple[int, object, aiohttp.typedefs.LooseHeaders]:
+async def _get(api: Api, role: str, path: str, **kw: object) -> tuple[int, Any, Any]:
     session = api.clients[role][0] if role != "anonymous" else api.anonymous
     async with session.get(api.base + path, allow_redirects=False, **kw) as r:  # type: ignore[arg-type]
         body = await (r.json() if r.content_type == "application/json" else r.read())

@@ -118,7 +118,7 @@ def test_bad_audio_raises_a_reason_that_names_the_problem(tmp_path: Path) -> Non
 
 
 async def _run_jobs(worker: TranscriptionWorker, bus: Bus, count: int) -> list[str]:
-    statuses = []
+    statuses: list[str] = []
     while len(statuses) < count:
         jobs = await bus.consume(STREAM, GROUP, worker.name, count=1, block=2.0)
         assert jobs, "a queued job was not delivered"

@@ -74,6 +74,10 @@ async def redis_bus() -> AsyncIterator[RedisBus]:
     await bus.close()
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def _wait(predicate_coro: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,7 +122,7 @@ async def test_killed_worker_job_is_taken_over_and_each_job_done_once(
 
         await _wait(long_running, 60, "the long job to start")
         pending = await redis_bus.redis.xpending_range(redis_bus.key(STREAM), GROUP, "-", "+", 10)
-        owners = {(p["message_id"].decode(), p["consumer"].decode()) for p in pending}
+        owners = {(_text(p["message_id"]), _text(p["consumer"])) for p in pending}
         assert len(owners) == 1, owners
         (job_id, owner), = owners
         assert job_id == long_job

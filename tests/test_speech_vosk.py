@@ -10,6 +10,7 @@ The model is loaded once for the whole module (``shared_store``), and clips are 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import warnings
 from pathlib import Path
@@ -19,13 +20,15 @@ from sqlalchemy import select
 
 from ivr.bus import MemoryBus
 from ivr.config import Settings
+from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import AuditLog, Channel, Contact, Recording, TranscriptSegment
-from ivr.recordings.store import import_file
+from ivr.recordings.store import import_file, index_file
 from ivr.search import search_text
 from ivr.speech import synth
 from ivr.speech.audio import decode
 from ivr.speech.recognizer import ModelStore, recognize_pcm, resolve_model_path, shared_store
+from ivr.speech.service import TranscribeService
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
 
 with warnings.catch_warnings():
@@ -152,13 +155,31 @@ async def test_stereo_recording_gives_caller_and_agent_their_own_segments(
 
 
 @pytest.mark.skipif(not ASTERISK_WAV.exists(), reason=f"capture {ASTERISK_WAV} not present")
-async def test_real_asterisk_recording_is_transcribed_where_there_is_sound(
+async def test_real_asterisk_recording_through_the_transcribe_service(
         tmp_path: Path, sqlite_url: str, store: ModelStore) -> None:
-    db = Database(sqlite_url)
+    """The service `dasan up` runs: a recording left pending in the database (the in-process
+    bus lost its job with the last process) is queued again on start and transcribed."""
+    settings = _settings(tmp_path)
+    settings.database.url = sqlite_url
+    ctx = AppContext(settings, Database(sqlite_url), MemoryBus())
+    async with ctx.db.transaction() as session:
+        rec = await index_file(session, settings.recordings.dir, import_file(settings.recordings.dir, ASTERISK_WAV))
+        assert rec.transcription_status == "pending"
+    service = TranscribeService(ctx)
     try:
-        rec, segments = await _transcribe_one(db, _settings(tmp_path), store, ASTERISK_WAV)
+        assert await service.start() == ["1 worker, models: ko"]
+        for _ in range(600):
+            async with ctx.db.session() as session:
+                rec = (await session.execute(select(Recording))).scalar_one()
+            if rec.transcription_status != "pending" and rec.transcription_status != "running":
+                break
+            await asyncio.sleep(0.1)
     finally:
-        await db.dispose()
+        await service.stop()
+    async with ctx.db.session() as session:
+        segments = list((await session.execute(select(TranscriptSegment))).scalars())
+    await ctx.db.dispose()
+    assert rec.transcription_status == "done", rec.transcription_error
     assert rec.path.endswith("/1795593159.8.wav") and rec.duration_seconds == 6.0
     assert segments, "the agent's audio in the real MixMonitor file gave no segment"
     pcm = decode(ASTERISK_WAV).channels[0]

@@ -30,6 +30,8 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--commands", type=Path, help="JSON list of AGI command lines to send per call")
+    parser.add_argument("--db", help="database URL: also keep the contact record (thread-per-call peer)")
+    parser.add_argument("--steps", type=int, default=3, help="menu steps committed per call (with --db)")
     return parser.parse_args()
 
 

@@ -26,7 +26,7 @@ log = logging.getLogger("dasan.ami")
 
 BATCH = 2000
 COMMANDS_GROUP = "ami-bridge"
-OUTBOX_SEND_TIMEOUT = 3.0
+OUTBOX_SEND_TIMEOUT = 1.0  # XADD takes ~1 ms; redis-py may sit in its own retry backoff for 10 s+
 OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
 
 

@@ -3,7 +3,7 @@
 Every change is validated before anything is written (the same loaders the services use, so an
 error names file and line), written atomically, kept in the change history with its diff and
 author, and then applied to Asterisk: ``ivr.asterisk`` renders and reloads through AMI when that
-part is installed; the ``asterisk.apply`` job is queued either way (docs/contracts.md).
+part is installed; when Asterisk cannot be reached the ``asterisk.apply`` job is queued.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import hashlib
-import importlib
+import json
 import logging
 import os
 import re
@@ -59,44 +59,54 @@ def _read(path: Path) -> str:
 
 
 def validate(ctx: AppContext, key: str, text: str) -> list[str]:
-    """Problems of ``text`` as the new content of file ``key`` (empty list: valid)."""
+    """Problems of ``text`` as the new content of file ``key`` (empty list: valid).
+
+    The candidate is checked together with the other files as they are on disk, with the loaders
+    the services use: queues and agents (``load_queues``), and the IVR menu with the queues it
+    names (``ivr.engine.runtime.load_checked``), so removing a queue a menu still routes to fails.
+    """
     files = editable_files(ctx)
-    if key in ("queues", "agents"):
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            for other in ("queues", "agents"):
-                content = text if other == key else _read(files[other])
-                if content or other == "queues":
-                    (folder / files[other].name).write_text(content, encoding="utf-8")
-            try:
-                load_queues(folder)
-            except yamlfile.DataError as exc:
-                return [p.replace(str(folder) + "/", "") for p in exc.problems]
-            except (OSError, ValueError) as exc:
-                return [str(exc)]
-        return []
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        return [f"{files[key].name}: {exc}"]
-    if not isinstance(data, dict):
-        return [f"{files[key].name}: expected a mapping"]
-    return _validate_menu(files[key], text)
+    with tempfile.TemporaryDirectory() as tmp:
+        queues_dir, menus_dir = Path(tmp) / "q", Path(tmp) / "m"
+        queues_dir.mkdir()
+        menus_dir.mkdir()
+        for other, path in files.items():
+            content = text if other == key else (_read(path) if path.exists() else None)
+            if content is not None:
+                folder = queues_dir if other in ("queues", "agents") else menus_dir
+                (folder / path.name).write_text(content, encoding="utf-8")
+        try:
+            load_queues(queues_dir)
+            problems = _check_menus(menus_dir, queues_dir)
+        except yamlfile.DataError as exc:
+            problems = list(exc.problems)
+        except (OSError, ValueError) as exc:
+            problems = [str(exc)]
+        return [p.replace(f"{queues_dir}/", "").replace(f"{menus_dir}/", "") for p in problems]
 
 
-def _validate_menu(path: Path, text: str) -> list[str]:
-    """The IVR's own menu loader when installed (``ivr.menus.validate_text(path, text)``)."""
+def _check_menus(menus_dir: Path, queues_dir: Path) -> list[str]:
     try:
-        module = importlib.import_module("ivr.menus")
-    except ImportError:
-        return []
-    check = getattr(module, "validate_text", None)
-    if check is None:
-        return []
-    try:
-        return list(check(path, text))
-    except yamlfile.DataError as exc:
-        return list(exc.problems)
+        from ivr.engine.runtime import MENU_FILE, load_checked
+    except ImportError:  # the IVR is an optional part of a deployment: check the YAML only
+        return _yaml_problems(menus_dir)
+    problems = _yaml_problems(menus_dir)
+    if not problems and (menus_dir / MENU_FILE).exists():
+        load_checked(menus_dir, queues_dir)  # raises DataError naming file and line
+    return problems
+
+
+def _yaml_problems(menus_dir: Path) -> list[str]:
+    problems = []
+    for path in sorted(menus_dir.glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            problems.append(f"{path.name}: {exc}")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"{path.name}: expected a mapping")
+    return problems
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -114,21 +124,29 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 async def apply_to_asterisk(ctx: AppContext, author: str) -> tuple[str, str]:
-    """Render and reload Asterisk; returns (status, message). Queues ``asterisk.apply`` as well."""
-    job_id = await ctx.bus.enqueue("asterisk.apply", {"requested_by": author})
+    """Render Asterisk's files and reload what changed over AMI; returns (status, message).
+
+    When Asterisk cannot be reached the YAML stays written (it is the source of truth) and an
+    ``asterisk.apply`` job is queued, so the AMI bridge or ``dasan asterisk apply`` retries.
+    """
     try:
-        module = importlib.import_module("ivr.asterisk.apply")
+        from ivr.asterisk.apply import ApplyError, apply
     except ImportError:
-        return "written", f"asterisk.apply job {job_id} queued"
-    apply = getattr(module, "apply_config", None)
-    if apply is None:
+        job_id = await ctx.bus.enqueue("asterisk.apply", {"requested_by": author})
         return "written", f"asterisk.apply job {job_id} queued"
     try:
-        result = await apply(ctx)
-    except Exception as exc:  # the file is written and valid; say plainly that Asterisk did not take it
-        log.exception("applying to Asterisk")
-        return "failed", f"{type(exc).__name__}: {exc}"
-    return "applied", str(result)
+        result = await apply(ctx.settings)
+    except (ApplyError, OSError, yamlfile.DataError) as exc:
+        job_id = await ctx.bus.enqueue("asterisk.apply", {"requested_by": author})
+        detail = "; ".join(exc.problems) if isinstance(exc, yamlfile.DataError) else str(exc)
+        return "failed", f"{detail} — asterisk.apply job {job_id} queued for a retry"
+    parts = [f"changed: {', '.join(result.changed) or '-'}", f"reloaded: {', '.join(result.reloaded) or '-'}"]
+    if result.restart_needed:
+        parts.append(f"restart needed for: {', '.join(result.restart_needed)}")
+    if result.failed:
+        parts.append("reload failed: " + ", ".join(f"{m} ({why})" for m, why in result.failed.items()))
+        return "failed", "; ".join(parts)
+    return "applied", "; ".join(parts)
 
 
 def queue_summary(qconf: QueueConfig) -> list[dict[str, Any]]:
@@ -244,6 +262,21 @@ async def convert_prompt(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def _not_a_placeholder(target: Path) -> None:
+    """Take the file off the synthesized-placeholder list, so ``dasan prompts`` never replaces it."""
+    try:
+        from ivr.prompts import MANIFEST
+    except ImportError:
+        return
+    manifest = target.parent / MANIFEST
+    try:
+        entries = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(entries, dict) and entries.pop(target.name, None) is not None:
+        _write_atomic(manifest, json.dumps(entries, indent=1, sort_keys=True))
+
+
 @requires(*ADMINS)
 async def upload_prompt(request: web.Request) -> web.Response:
     """POST /api/console/admin/prompts (multipart: name, language, file): converted for Asterisk."""
@@ -264,6 +297,7 @@ async def upload_prompt(request: web.Request) -> web.Response:
         source = Path(tmp) / "upload"
         source.write_bytes(upload.file.read())
         await convert_prompt(source, target)
+    _not_a_placeholder(target)
     author = username(request)
     async with ctx.db.transaction() as session:
         change = ConfigChange(author=author, kind="prompt", target=str(target),

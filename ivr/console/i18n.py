@@ -116,6 +116,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "qa_total": ("총점", "Total"),
     "qa_saved": ("평가를 저장했습니다.", "Review saved."),
     "reviews": ("평가 기록", "Reviews"),
+    "review_comment": ("평가 의견", "Comment"),
     # wallboard
     "wallboard": ("실시간 현황판", "Live wallboard"),
     "waiting": ("대기 호", "Waiting"),

@@ -219,6 +219,17 @@ async def media_file(request: web.Request) -> web.StreamResponse:
                                            "X-Content-Type-Options": "nosniff"})
 
 
+@requires("agent", "supervisor")
+async def outbox(request: web.Request) -> web.Response:
+    """Messages the outbox provider recorded (sites without a gateway send them by hand)."""
+    async with _ctx(request).db.session() as session:
+        rows = (await session.execute(select(Message).where(Message.status == "outbox", Message.direction == "out")
+                                      .order_by(Message.id.desc()).limit(500))).scalars().all()
+    return web.json_response({"messages": [
+        {"id": m.id, "contact_id": m.contact_id, "channel": m.channel.value, "to": str(m.data.get("to") or ""),
+         "body": m.body, "kind": str(m.data.get("kind") or ""), "at": _iso(m.at)} for m in rows]})
+
+
 def _when(request: web.Request, name: str, default: datetime) -> datetime:
     raw = request.query.get(name)
     if not raw:
@@ -258,6 +269,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     r.add_post(r"/api/messaging/contacts/{id:\d{1,12}}/reply", reply)
     r.add_get(r"/api/messaging/media/{id:\d{1,12}}", media_file)
     r.add_get("/api/messaging/sns/deadlines", sns_deadlines)
+    r.add_get("/api/messaging/outbox", outbox)
 
     async def on_startup(app: web.Application) -> None:
         app[webhooks.HTTP_KEY]["session"] = aiohttp.ClientSession()

@@ -31,6 +31,7 @@ from ivr.context import AppContext
 from ivr.db.models import Agent, Channel, Contact, Message
 from ivr.messaging.models import ChatConversation
 from ivr.web.errors import json_error
+from ivr.web.limits import RateLimiter
 
 log = logging.getLogger("dasan.messaging.chat")
 PROVIDER = "webchat"
@@ -39,6 +40,7 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{2,39}$")
 MAX_LINE = 2000
+LINES_PER_MINUTE = 30  # per citizen connection; more is flooding
 
 
 def topic(conversation_id: int) -> str:
@@ -313,6 +315,13 @@ async def citizen_ws(request: web.Request) -> web.WebSocketResponse:
         return value if isinstance(value, str) else None
 
     conv, identity, resumed = await hub.open(text("token"), text("identity"), text("phone"), language, text("name"))
+    with contextlib.suppress(ConnectionResetError):  # the browser went away mid-write: nothing to do
+        await _citizen_session(hub, ws, conv, identity, resumed)
+    return ws
+
+
+async def _citizen_session(hub: ChatHub, ws: web.WebSocketResponse, conv: ChatConversation, identity: str,
+                           resumed: bool) -> None:
     bus = hub.ctx.bus
     lines = await bus.subscribe(topic(conv.id))
     queue = await bus.subscribe(QUEUE_TOPIC)
@@ -331,6 +340,7 @@ async def citizen_ws(request: web.Request) -> web.WebSocketResponse:
             if fresh is not None and fresh.status == "waiting":
                 await ws.send_json({"type": "queue", "position": await hub.position(fresh)})
 
+    flood = RateLimiter(LINES_PER_MINUTE)
     tasks = [asyncio.create_task(_forward(lines, on_line)), asyncio.create_task(_forward(queue, on_queue))]
     try:
         welcome = await hub.summary(conv, with_history=True)
@@ -346,6 +356,9 @@ async def citizen_ws(request: web.Request) -> web.WebSocketResponse:
                 continue
             kind = data.get("type") if isinstance(data, dict) else None
             if kind == "message" and isinstance(data.get("body"), str) and data["body"].strip():
+                if flood.take(("line", "")) > 0:
+                    await ws.send_json({"type": "error", "error": "too many messages; slow down"})
+                    continue
                 current = await hub.get(conv.id)
                 if current is None or current.status == "closed":
                     await ws.send_json({"type": "error", "error": "this conversation is closed"})
@@ -363,7 +376,6 @@ async def citizen_ws(request: web.Request) -> web.WebSocketResponse:
                 await task
         await lines.close()
         await queue.close()
-    return ws
 
 
 async def agent_ws(request: web.Request) -> web.WebSocketResponse:
@@ -379,6 +391,12 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     assert user is not None
     hub = _hub(request)
     ws = await _prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        await _agent_session(hub, ws, user.username)
+    return ws
+
+
+async def _agent_session(hub: ChatHub, ws: web.WebSocketResponse, username: str) -> None:
     bus = hub.ctx.bus
     followed: dict[int, tuple[Any, asyncio.Task[None]]] = {}
 
@@ -396,22 +414,22 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
 
     async def on_assigned(message: dict[str, Any]) -> None:
         conv = await hub.get(int(message["conversation_id"]))
-        if conv is not None and conv.agent_username == user.username:
+        if conv is not None and conv.agent_username == username:
             await follow(conv.id)
             await send({"type": "assigned", "conversation": await hub.summary(conv, with_history=True)})
 
     async def on_queue(_message: dict[str, Any]) -> None:
         await send(await queue_frame())
 
-    mine = await bus.subscribe(agent_topic(user.username))
+    mine = await bus.subscribe(agent_topic(username))
     queue = await bus.subscribe(QUEUE_TOPIC)
     tasks = [asyncio.create_task(_forward(mine, on_assigned)), asyncio.create_task(_forward(queue, on_queue))]
     try:
-        async with hub.agent_online(user.username):
-            active = await hub.active_of(user.username)
+        async with hub.agent_online(username):
+            active = await hub.active_of(username)
             for conv in active:
                 await follow(conv.id)
-            await send({"type": "hello", "agent": user.username,
+            await send({"type": "hello", "agent": username,
                         "active": [await hub.summary(c, with_history=True) for c in active],
                         **{k: v for k, v in (await queue_frame()).items() if k != "type"}})
             await hub.dispatch()
@@ -429,14 +447,14 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
                 if target is None:
                     await send({"type": "error", "error": f"no conversation {conversation_id}"})
                 elif kind == "accept":
-                    if not await hub.assign(target.id, user.username):
+                    if not await hub.assign(target.id, username):
                         await send({"type": "error", "error": "that conversation is no longer waiting"})
-                elif target.agent_username != user.username or target.status != "active":
+                elif target.agent_username != username or target.status != "active":
                     await send({"type": "error", "error": "that conversation is not yours"})
                 elif kind == "message" and isinstance(data.get("body"), str) and data["body"].strip():
-                    await hub.add_line(target, "out", user.username, data["body"], data.get("id"))
+                    await hub.add_line(target, "out", username, data["body"], data.get("id"))
                 elif kind == "close":
-                    await hub.close(target.id, user.username)
+                    await hub.close(target.id, username)
                 else:
                     await send({"type": "error", "error": "expected message, accept or close"})
     finally:
@@ -447,4 +465,3 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
                 await task
         for subscription in [mine, queue] + [s for s, _t in followed.values()]:
             await subscription.close()
-    return ws

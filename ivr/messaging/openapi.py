@@ -205,6 +205,15 @@ PATHS: dict[str, Any] = {
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/gif": {"schema": {"type": "string", "format": "binary"}}}},
             "404": _error("no such media"), **AGENT}}},
+    "/api/messaging/outbox": {"get": {
+        "summary": "Messages recorded by the outbox provider (no gateway)", "operationId": "messagingOutbox",
+        "tags": TAGS, "security": [{"session": []}],
+        "responses": {"200": {"description": "newest first, at most 500", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {"messages": {"type": "array", "items": {
+                "type": "object", "properties": {
+                    "id": {"type": "integer"}, "contact_id": {"type": "integer"}, "channel": {"type": "string"},
+                    "to": {"type": "string"}, "body": {"type": "string"}, "kind": {"type": "string"},
+                    "at": {"type": ["string", "null"]}}}}}}}}}, **AGENT}}},
     "/api/messaging/sns/deadlines": {"get": {
         "summary": "SNS reply-deadline report", "operationId": "messagingSnsDeadlines", "tags": TAGS,
         "security": [{"session": []}],

@@ -35,6 +35,7 @@ GROUP = "messaging"
 MAX_DELIVERIES = 8
 STALE_SECONDS = 30.0
 SWEEP_SECONDS = 60.0
+DRAIN_SECONDS = 25.0
 
 
 class JobError(ValueError):
@@ -119,6 +120,7 @@ class MessagingService:
         self.http: aiohttp.ClientSession | None = None
         self.provider: Provider | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.sent = 0
 
     async def start(self) -> list[str]:
@@ -129,16 +131,24 @@ class MessagingService:
         return [f"bus stream {OUTBOUND_STREAM} (group {GROUP}) -> {self.provider.name}"]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        # A message handed to the gateway gets its result committed before we stop; otherwise
+        # it would stay "queued" and be sent a second time after a restart.
+        self._stopping.set()
+        run, *others = self._tasks
+        for task in others:
             task.cancel()
-        for task in self._tasks:
+        try:
+            await asyncio.wait_for(run, DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning("outbound sender did not finish within %ss; cut", DRAIN_SECONDS)
+        for task in others:
             with suppress(asyncio.CancelledError):
                 await task
         if self.http is not None:
             await self.http.close()
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 jobs = await self.ctx.bus.claim_stale(OUTBOUND_STREAM, GROUP, self.consumer, STALE_SECONDS)
                 jobs += await self.ctx.bus.consume(OUTBOUND_STREAM, GROUP, self.consumer, count=10, block=1.0)
@@ -149,6 +159,8 @@ class MessagingService:
                 await asyncio.sleep(1.0)
                 continue
             for job in jobs:
+                if self._stopping.is_set():
+                    break  # not acked: redelivered to whoever runs next
                 await self.handle(job)
 
     async def handle(self, job: Job) -> None:

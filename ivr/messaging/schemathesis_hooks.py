@@ -12,7 +12,12 @@ from urllib.parse import parse_qsl
 import requests
 import schemathesis
 
-from ivr.messaging.signatures import GENERIC_HEADER, TWILIO_HEADER, generic_signature, twilio_signature
+from ivr.messaging.signatures import (
+    GENERIC_HEADER,
+    TWILIO_HEADER,
+    generic_signature,
+    twilio_signature,
+)
 
 
 class SignWebhook(requests.auth.AuthBase):
@@ -21,7 +26,7 @@ class SignWebhook(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body or b""
-        raw = body.encode() if isinstance(body, str) else body
+        raw = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else b""
         if "/webhooks/twilio/" in (request.url or ""):
             params = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
             request.headers[TWILIO_HEADER] = twilio_signature(self.secret, request.url or "", params)

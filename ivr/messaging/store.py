@@ -124,7 +124,7 @@ async def receive(ctx: AppContext, inbound: Inbound) -> Received:
         for path in written:
             store.remove(path)
         raise
-    await hand_off(ctx, received.message_id)
+    await hand_off(ctx, received.message_id, claimed=not received.duplicate)
     return received
 
 
@@ -156,6 +156,9 @@ async def _store(session: AsyncSession, store: MediaStore, inbound: Inbound,
         session, contact.id, f"{channel.value}_in", "sns" if channel == Channel.sns else "sms",
         external_id=f"message:{inbound.provider}:{inbound.provider_message_id}",
         data={"message_id": message.id, "photos": len(photos), "rejected_media": rejected})
+    # Claimed in the same commit: this request hands it off (see ``hand_off``).
+    await records.record_event(session, contact.id, "handed_off", "system", external_id=f"handoff:{message.id}",
+                               data={"message_id": message.id})
     if channel == Channel.sns:
         now = datetime.now(UTC)
         session.add(SnsDeadline(message_id=message.id, contact_id=contact.id,
@@ -164,7 +167,7 @@ async def _store(session: AsyncSession, store: MediaStore, inbound: Inbound,
     return Received(message.id, contact.id, contact.tracking_number or "", False, new_contact, rejected)
 
 
-async def hand_off(ctx: AppContext, message_id: int) -> None:
+async def hand_off(ctx: AppContext, message_id: int, claimed: bool = False) -> None:
     """After commit: the Open311 job and (for a new SMS inquiry) the acknowledgement.
 
     Whoever stores the timeline event ``handoff:<message id>`` first does it (concurrent
@@ -176,8 +179,8 @@ async def hand_off(ctx: AppContext, message_id: int) -> None:
         assert message is not None
         contact = await session.get(Contact, message.contact_id)
         assert contact is not None
-        if not await records.record_event(session, contact.id, "handed_off", "system", external_id=claim,
-                                          data={"message_id": message_id}):
+        if not claimed and not await records.record_event(
+                session, contact.id, "handed_off", "system", external_id=claim, data={"message_id": message_id}):
             return
         media = (await session.execute(select(Media).where(Media.message_id == message_id)
                                        .order_by(Media.id))).scalars().all()

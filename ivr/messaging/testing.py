@@ -15,7 +15,12 @@ import aiohttp
 from aiohttp import web
 
 from ivr.context import AppContext
-from ivr.messaging.signatures import GENERIC_HEADER, TWILIO_HEADER, generic_signature, twilio_signature
+from ivr.messaging.signatures import (
+    GENERIC_HEADER,
+    TWILIO_HEADER,
+    generic_signature,
+    twilio_signature,
+)
 
 
 def png_bytes(width: int = 2, height: int = 2) -> bytes:

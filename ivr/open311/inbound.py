@@ -36,6 +36,7 @@ class InboundConsumer:
         self._task: asyncio.Task[None] | None = None
         self.handled = 0
         self._progress = asyncio.Condition()
+        self._stopping = False
 
     async def start(self) -> list[str]:
         self.desk.catalog  # noqa: B018  (a broken catalogue fails start-up, naming file:line)
@@ -43,13 +44,15 @@ class InboundConsumer:
         return [f"bus stream {INBOUND_STREAM} (group {GROUP})"]
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: redis-py can swallow a cancel that lands mid-command.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 jobs = await self.ctx.bus.claim_stale(INBOUND_STREAM, GROUP, self.consumer, STALE_SECONDS)
                 jobs += await self.ctx.bus.consume(INBOUND_STREAM, GROUP, self.consumer, count=10, block=1.0)
@@ -60,6 +63,8 @@ class InboundConsumer:
                 await asyncio.sleep(1.0)
                 continue
             for job in jobs:
+                if self._stopping:
+                    return  # unacked: redelivered to the next consumer
                 await self.handle(job)
 
     async def handle(self, job: Job) -> None:

@@ -22,7 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
+from ivr.config import PROJECT_ROOT
 from ivr.context import AppContext
+from ivr.db import Database
 from ivr.db.models import Citizen, Contact
 from ivr.open311 import texts
 from ivr.open311.catalog import Catalog, Service, catalog_path, load_catalog
@@ -37,6 +39,7 @@ MAX_DESCRIPTION = 4000
 _LATLONG = re.compile(r"(-?\d{1,2}\.\d{3,})\s*,\s*(-?\d{1,3}\.\d{3,})")
 
 _catalogs: dict[tuple[Path, float], Catalog] = {}
+SITE: dict[str, Any] = {"data_dir": PROJECT_ROOT / "var", "timezone": "Asia/Seoul"}
 
 
 def get_catalog(data_dir: Path) -> Catalog:
@@ -154,6 +157,8 @@ class Open311:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.tz = ZoneInfo(ctx.settings.timezone)
+        # The IVR lookup handler is given only a Database: it reads the site's catalogue here.
+        SITE.update(data_dir=ctx.settings.data_dir, timezone=ctx.settings.timezone)
 
     @property
     def catalog(self) -> Catalog:
@@ -222,9 +227,9 @@ class Open311:
         )
         lat, long = _coordinate(new.lat, "lat", 90), _coordinate(new.long, "long", 180)
         now = datetime.now(UTC)
-        for _attempt in range(20):
+        for attempt in range(20):
             sr = ServiceRequest(
-                service_request_id=records.new_tracking_number(now),
+                service_request_id=await self._new_id(session, contact if attempt == 0 else None, now),
                 token=secrets.token_hex(16),
                 service_code=service.service_code,
                 service_name=service.service_name,
@@ -280,6 +285,22 @@ class Open311:
                 )
             return sr, True
         raise Open311Error(500, "could not allocate a service_request_id; try again")
+
+    async def _new_id(self, session: AsyncSession, contact: Contact | None, now: datetime) -> str:
+        """The contact's own tracking number for its first request (the citizen keeps one
+        number: the one the sidecar's receipt SMS or the agent already gave), else a fresh
+        12-digit number that is neither a request's nor a contact's."""
+        if contact is not None and contact.tracking_number:
+            taken = (await session.execute(select(ServiceRequest.id).where(
+                ServiceRequest.service_request_id == contact.tracking_number))).first()
+            if taken is None:
+                return contact.tracking_number
+        while True:
+            candidate = records.new_tracking_number(now)
+            clash = (await session.execute(select(Contact.id).where(
+                Contact.tracking_number == candidate))).first()
+            if clash is None:
+                return candidate
 
     async def create_from_contact(
         self, contact_id: int, new: NewRequest, *, by: str = "", notify: bool = True
@@ -409,19 +430,7 @@ class Open311:
     # -- looking up -----------------------------------------------------------------------
 
     async def lookup(self, digits: str) -> ServiceRequest | None:
-        """By service_request_id; a contact's tracking number finds that contact's latest request."""
-        digits = "".join(ch for ch in digits if ch.isdigit())
-        if not digits:
-            return None
-        async with self.ctx.db.session() as session:
-            sr = (await session.execute(select(ServiceRequest).where(
-                ServiceRequest.service_request_id == digits))).scalar_one_or_none()
-            if sr is None:
-                sr = (await session.execute(
-                    select(ServiceRequest).join(Contact, Contact.id == ServiceRequest.contact_id)
-                    .where(Contact.tracking_number == digits)
-                    .order_by(ServiceRequest.id.desc()).limit(1))).scalar_one_or_none()
-            return sr
+        return await find_request(self.ctx.db, digits)
 
     async def status_text(self, digits: str, language: str) -> str:
         """What the IVR says for a keyed-in tracking number, in the caller's language."""
@@ -438,6 +447,22 @@ class Open311:
             return None
         path = Path(sr.media_path)
         return path if path.is_absolute() else self.ctx.settings.data_dir / path
+
+
+async def find_request(db: Database, digits: str) -> ServiceRequest | None:
+    """By service_request_id; a contact's tracking number finds that contact's latest request."""
+    digits = "".join(ch for ch in digits if ch.isdigit())
+    if not digits:
+        return None
+    async with db.session() as session:
+        sr = (await session.execute(select(ServiceRequest).where(
+            ServiceRequest.service_request_id == digits))).scalar_one_or_none()
+        if sr is None:
+            sr = (await session.execute(
+                select(ServiceRequest).join(Contact, Contact.id == ServiceRequest.contact_id)
+                .where(Contact.tracking_number == digits)
+                .order_by(ServiceRequest.id.desc()).limit(1))).scalar_one_or_none()
+        return sr
 
 
 def _event_source(source: str) -> str:

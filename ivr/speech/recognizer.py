@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ivr.speech.audio import Audio, mixdown, resample, rms
+from ivr.speech.audio import Audio, audioop, mixdown, resample, rms
 
 log = logging.getLogger(__name__)
 
@@ -135,26 +135,87 @@ def _segment(speaker: str, result: dict[str, Any]) -> Segment | None:
                    round(sum(confidences) / len(confidences), 4) if confidences else None)
 
 
+def speech_regions(pcm: bytes, rate: int, frame_s: float = 0.03, min_gap: float = 0.8,
+                   pad: float = 0.3) -> list[tuple[float, float]]:
+    """(start, end) seconds of the stretches that carry sound, from frame energy.
+
+    The threshold follows the line's own noise floor (the quiet tenth of the frames), so a
+    hissing line and a digitally silent one both work. Stretches closer than ``min_gap`` are
+    joined, and each is padded so no word onset is cut.
+    """
+    step = max(2, int(rate * frame_s) * 2)
+    energies = [audioop.rms(pcm[i : i + step], 2) for i in range(0, len(pcm) - step + 1, step)]
+    if not energies:
+        return []
+    floor = sorted(energies)[len(energies) // 10]
+    threshold = max(SILENT_RMS * 3, floor * 4)
+    duration = len(pcm) / 2 / rate
+    regions: list[list[float]] = []
+    for i, energy in enumerate(energies):
+        if energy < threshold:
+            continue
+        start, end = i * frame_s, (i + 1) * frame_s
+        if regions and start - regions[-1][1] <= min_gap:
+            regions[-1][1] = end
+        else:
+            regions.append([start, end])
+    return [(max(0.0, a - pad), min(duration, b + pad)) for a, b in regions]
+
+
 def recognize_pcm(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: str,
-                  grammar: list[str] | None = None) -> list[Segment]:
-    """Segments of one channel; one segment per vosk result (vosk ends one at each pause)."""
+                  grammar: list[str] | None = None, offset: float = 0.0) -> list[Segment]:
+    """Segments of one stretch of audio; one per vosk result (vosk ends one at each pause)."""
     import vosk
 
     data = resample(pcm, rate, model_rate)
     rec = (vosk.KaldiRecognizer(model, model_rate, json.dumps(grammar, ensure_ascii=False))
            if grammar else vosk.KaldiRecognizer(model, model_rate))
     rec.SetWords(True)
-    segments: list[Segment] = []
+    results: list[Segment | None] = []
     step = int(model_rate * CHUNK_SECONDS) * 2
     for i in range(0, len(data), step):
         if rec.AcceptWaveform(data[i : i + step]):
-            seg = _segment(speaker, json.loads(rec.Result()))
-            if seg:
-                segments.append(seg)
-    seg = _segment(speaker, json.loads(rec.FinalResult()))
-    if seg:
-        segments.append(seg)
-    return segments
+            results.append(_segment(speaker, json.loads(rec.Result())))
+    results.append(_segment(speaker, json.loads(rec.FinalResult())))
+    return [Segment(s.speaker, round(s.start + offset, 3), round(s.end + offset, 3), s.text, s.confidence)
+            for s in results if s is not None]
+
+
+GAP_SECONDS = 0.6  # silence left between stretches: enough for vosk to end a result there
+
+
+def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: str,
+                      gate: bool = False) -> list[Segment]:
+    """Segments of a whole channel, timed as in the recording.
+
+    With ``gate``, long silences are shortened to ``GAP_SECONDS`` before decoding, and word
+    times are mapped back through the table of kept stretches. It is off: measured in
+    ``bench/bench_transcribe.py`` it cost more CPU than decoding the silence (vosk skips
+    through silence cheaply) and found fewer words, so the worker decodes whole channels.
+    """
+    if not gate:
+        return recognize_pcm(model, model_rate, pcm, rate, speaker)
+    regions = speech_regions(pcm, rate)
+    if not regions:
+        return []
+    gap = b"\x00\x00" * int(GAP_SECONDS * rate)
+    parts: list[bytes] = []
+    table: list[tuple[float, float, float]] = []  # (start in shortened audio, start in recording, length)
+    position = 0.0
+    for start, end in regions:
+        a, b = int(start * rate) * 2, int(end * rate) * 2
+        parts += [pcm[a:b], gap]
+        table.append((position, start, (b - a) / 2 / rate))
+        position += (b - a) / 2 / rate + GAP_SECONDS
+
+    def original(t: float) -> float:
+        for short_start, real_start, length in reversed(table):
+            if t >= short_start:
+                return real_start + min(t - short_start, length)
+        return t
+
+    return [Segment(s.speaker, round(original(s.start), 3), round(original(s.end), 3), s.text, s.confidence)
+            for s in recognize_pcm(model, model_rate, b"".join(parts), rate, speaker)]
 
 
 def transcribe(audio: Audio, store: ModelStore, language: str | None,
@@ -171,5 +232,5 @@ def transcribe(audio: Audio, store: ModelStore, language: str | None,
     for speaker, pcm in tracks:
         if rms(pcm) < SILENT_RMS:
             continue
-        segments.extend(recognize_pcm(model, model_rate, pcm, audio.sample_rate, speaker))
+        segments.extend(recognize_channel(model, model_rate, pcm, audio.sample_rate, speaker))
     return sorted(segments, key=lambda s: (s.start, s.speaker))

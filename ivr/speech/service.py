@@ -21,7 +21,7 @@ class TranscribeService:
     async def start(self) -> list[str]:
         speech = self.ctx.settings.speech
         if not speech.enabled or speech.workers == 0:
-            return ["transcribe: disabled (speech.enabled / speech.workers)"]
+            return ["disabled (speech.enabled / speech.workers)"]
         if self.ctx.settings.bus.backend == "memory":
             await recover_unfinished(self.ctx.db, self.ctx.bus)
         for i in range(speech.workers):
@@ -30,7 +30,8 @@ class TranscribeService:
             self.tasks.append(asyncio.create_task(worker.run(self.stop_event), name=f"transcribe-{i}"))
         plural = "worker" if speech.workers == 1 else "workers"
         models = ", ".join(sorted(speech.models)) or "none"
-        return [f"transcribe: {speech.workers} {plural}, models: {models}"]
+        # `dasan up` prints it after the service name: "dasan: transcribe  1 worker, models: ko".
+        return [f"{speech.workers} {plural}, models: {models}"]
 
     async def stop(self) -> None:
         # A job in progress is cancelled and stays pending in the group: another worker (or

@@ -132,6 +132,8 @@ class TranscriptionWorker:
             rec_id = rec.id
             if rec.transcription_status == "done":
                 return Outcome("skipped", rec_id, "already transcribed")
+            if rec.purged_at is not None:
+                return Outcome("skipped", rec_id, "purged by retention")
             if "attempt" not in data and job.deliveries == 1:
                 rec.transcription_attempts = 0  # a fresh job (e.g. re-import) starts over
             if not full.is_file():

@@ -76,7 +76,7 @@ def decode_session(secret: str, cookie: str) -> SessionUser | None:
     return user if user.expires > time.time() else None
 
 
-USER_KEY = web.RequestKey("user", SessionUser | None)  # type: ignore[arg-type]
+USER_KEY: web.RequestKey[SessionUser | None] = web.RequestKey("user")
 
 
 def current_user(request: web.Request) -> SessionUser | None:

@@ -3,7 +3,9 @@
 Size: a declared ``Content-Length`` above the route's limit is refused (413) before the body
 is read; bodies without one are capped by aiohttp's ``client_max_size`` (``web.max_body_bytes``).
 Rate: a token bucket per client address and route (``web.rate_limit_per_minute``, burst of
-the same size); over it a request gets 429 with ``Retry-After``. Buckets live in this process
+the same size); over it a request gets 429 with ``Retry-After``. Provider webhooks are exempt
+(see ``RATE_EXEMPT_PREFIXES``). Behind a reverse proxy every client has the proxy's address:
+raise the limit there or set it to 0 and limit at the proxy. Buckets live in this process
 (each web process limits on its own), and idle ones are dropped so memory stays bounded.
 """
 
@@ -23,6 +25,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Smaller limits for routes whose bodies are small by nature (path prefix -> bytes).
 ROUTE_BODY_LIMITS: dict[str, int] = {"/api/messaging/": 256 * 1024, "/webhooks/sms/status": 64 * 1024,
                                      "/webhooks/twilio/": 256 * 1024, "/webhooks/sns/": 256 * 1024}
+# Not rate limited: providers' webhooks (a gateway sends every citizen's messages from a few
+# addresses, and Twilio does not retry an inbound SMS answered 429; forged requests are cheap to
+# refuse by their signature) and the liveness probe.
+RATE_EXEMPT_PREFIXES = ("/webhooks/", "/healthz")
 MAX_BUCKETS = 100_000
 LIMITER_KEY = web.AppKey("rate_limiter", object)
 
@@ -71,7 +77,10 @@ def make_middleware(ctx: AppContext) -> Middleware:
         limit = body_limit(request.path, default_limit)
         if request.content_length is not None and request.content_length > limit:
             raise json_error(413, f"request body is {request.content_length} bytes; the limit is {limit}")
-        if limiter is not None:
+        if request.content_type.startswith("multipart/") and "boundary=" not in request.headers.get("Content-Type", ""):
+            # aiohttp's form parser would fail deep inside a handler; refuse it up front.
+            raise json_error(400, "a multipart body needs a boundary in its Content-Type")
+        if limiter is not None and not request.path.startswith(RATE_EXEMPT_PREFIXES):
             route = request.match_info.route.resource
             name = route.canonical if route is not None else "unmatched"
             wait = limiter.take((request.remote or "?", f"{request.method} {name}"))

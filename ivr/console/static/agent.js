@@ -135,7 +135,8 @@
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       if (msg.type === "screenpop") screenpop(msg);
-      else if (msg.type === "agent") showState(msg.state, msg.reason);
+      else if (msg.type === "agent" && msg.error) { note.textContent = msg.error; note.className = "note error"; }
+      else if (msg.type === "agent") { showState(msg.state, msg.reason); note.className = "note"; }
       else if (msg.type === "hello") document.body.dataset.ws = "open";
     };
     ws.onclose = () => { document.body.dataset.ws = "closed"; setTimeout(connect, 2000); };

@@ -1,0 +1,82 @@
+"""``Channel`` over an AGI stream: the real Asterisk commands, hang-up aware."""
+
+from __future__ import annotations
+
+import logging
+import string
+
+from ivr.agi.protocol import AgiDisconnected, AgiError, AgiReply, AgiStream, AgiTimeout, quote
+from ivr.engine.channel import ChannelHangup
+
+log = logging.getLogger("dasan.agi")
+_SAFE_ALPHA = set(string.ascii_letters + string.digits)
+
+
+class AgiChannel:
+    """One call. Every method raises ``ChannelHangup`` once the caller is gone."""
+
+    __slots__ = ("stream", "env")
+
+    def __init__(self, stream: AgiStream) -> None:
+        self.stream = stream
+        self.env = stream.env
+
+    async def _send(self, text: str) -> AgiReply:
+        try:
+            reply = await self.stream.command(text)
+        except AgiDisconnected as exc:
+            raise ChannelHangup(f"disconnected: {exc}") from None
+        except AgiTimeout as exc:
+            raise ChannelHangup(f"silent: {exc}") from None
+        if reply.code == 511:
+            raise ChannelHangup("dead channel (511)")
+        if reply.code != 200:
+            raise AgiError(f"{text.split(' ', 2)[:2]} refused: {reply.code} {reply.extra[:200]}")
+        return reply
+
+    async def _media(self, text: str) -> AgiReply:
+        """A command that plays or waits: -1 means hang-up, or (STREAM FILE) a missing file."""
+        reply = await self._send(text)
+        if reply.result == "-1":
+            if self.stream.hung_up:
+                raise ChannelHangup("caller hung up")
+            # STREAM FILE answers -1 for a missing sound file too: ask whether the channel lives.
+            await self._send("CHANNEL STATUS")
+            log.warning("prompt missing or failed: %s", text)
+        return reply
+
+    async def answer(self) -> None:
+        await self._send("ANSWER")
+
+    async def play(self, prompt: str, escape: str = "") -> str:
+        reply = await self._media(f"STREAM FILE {prompt} {quote(escape)}")
+        return chr(reply.value) if reply.value > 0 else ""
+
+    async def read_digits(self, prompt: str, timeout: float, max_digits: int) -> str:
+        reply = await self._send(f"GET DATA {prompt or 'silence/1'} {int(timeout * 1000)} {max_digits}")
+        if reply.result == "-1":
+            raise ChannelHangup("caller hung up")
+        return reply.result
+
+    async def say_digits(self, digits: str) -> None:
+        clean = "".join(ch for ch in digits if ch.isdigit())
+        if clean:
+            await self._media(f'SAY DIGITS {clean} ""')
+
+    async def say_alpha(self, text: str) -> None:
+        clean = "".join(ch for ch in text if ch in _SAFE_ALPHA)
+        if clean:
+            await self._media(f'SAY ALPHA {clean} ""')
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self._send(f"SET VARIABLE {name} {quote(value)}")
+
+    async def get_variable(self, name: str) -> str:
+        reply = await self._send(f"GET FULL VARIABLE ${{{name}}}")
+        return reply.data or "" if reply.result == "1" else ""
+
+    async def hangup(self) -> None:
+        await self._send("HANGUP")
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self._send(f"VERBOSE {quote(message)} {level}")

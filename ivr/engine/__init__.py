@@ -1,0 +1,1 @@
+"""The IVR engine: menus as data, run against a small channel interface (ivr.engine.channel)."""

@@ -1,0 +1,180 @@
+"""Every route of the app refuses anonymous users and the wrong roles.
+
+Routes are enumerated from the real application (``create_app`` with every ``SETUPS`` entry),
+so routes that other features add later are covered without touching this file. A route is
+public only if it is allow-listed below with the reason; every other route must refuse an
+anonymous request (401, or 302 to /login for pages). A route that declares its roles
+(``@requires``) must refuse every other role with 403 and let its own roles past the guard.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ivr.config import Settings
+from ivr.console.testing import PASSWORD, USERS, Console, prepare_settings, serve_console
+from ivr.web.auth import ROLES
+
+# Routes anyone may call, and why.
+PUBLIC = {
+    r"^/healthz$": "liveness probe",
+    r"^/openapi\.json$": "the API description",
+    r"^/api/(login|logout|me)$": "signing in and out (JSON)",
+    r"^/(login|logout)$": "the sign-in page and form (logout needs the session's CSRF token)",
+    r"^/$": "sends to the user's home page or to /login",
+    r"^/static/": "the console's CSS and scripts",
+    r"^/(webhooks|sms|hooks)/": "SMS/SNS provider webhooks, authenticated by their signatures",
+    r"^/chat(/ws)?$": "the citizens' web chat (citizens have no account)",
+    r"^/open311/v2/": "Open311 GeoReport v2 is a public citizen API",
+}
+# Not public, but signed in two ways (a department's API key, or an agent session checked inside):
+# anonymous callers must still be refused; the role check is the inner handler's.
+OWN_AUTH = {
+    r"^/api/open311/requests/[^/]+/status$": "department API key (X-Api-Key) or an agent/supervisor session",
+}
+ROLE_USER = {role: name for name, (role, _lang) in USERS.items()}
+MINE = re.compile(r"^/(console|api/console|ws/console)(/|$)")
+
+
+@dataclass
+class Route:
+    method: str
+    template: str
+    roles: tuple[str, ...] | None
+
+    @property
+    def public(self) -> bool:
+        return any(re.search(p, self.template) for p in PUBLIC)
+
+    def url(self, base: str) -> str:
+        def fill(m: re.Match[str]) -> str:
+            return "json" if m.group(1).split(":")[0] == "fmt" else "1"
+        return base + re.sub(r"\{([^{}]+(?:\{[^{}]*\}[^{}]*)*)\}", fill, self.template)
+
+
+def all_routes(app: web.Application) -> list[Route]:
+    out = []
+    for resource in app.router.resources():
+        info = resource.get_info()
+        template = info.get("formatter") or info.get("path") or info.get("prefix")
+        if not template:
+            continue
+        for route in resource:
+            if route.method in ("HEAD", "OPTIONS"):
+                continue
+            out.append(Route(route.method, str(template), getattr(route.handler, "roles", None)))
+    return out
+
+
+@dataclass
+class Rig:
+    console: Console
+    routes: list[Route]
+    anonymous: aiohttp.ClientSession
+    signed_in: dict[str, tuple[aiohttp.ClientSession, str]]
+
+
+@pytest.fixture
+async def rig(settings: Settings, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with serve_console(prepare_settings(settings, tmp_path)) as console:
+        from ivr.web.app import create_app
+
+        routes = all_routes(create_app(console.ctx))
+        anonymous = aiohttp.ClientSession()
+        signed_in = {}
+        try:
+            for role in ROLES:
+                s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+                signed_in[role] = (s, "")
+                async with s.post(f"{console.url}/api/login",
+                                  json={"username": ROLE_USER[role], "password": PASSWORD}) as r:
+                    assert r.status == 200, await r.text()
+                    signed_in[role] = (s, (await r.json())["csrf_token"])
+            yield Rig(console, routes, anonymous, signed_in)
+        finally:
+            await anonymous.close()
+            for s, _ in signed_in.values():
+                await s.close()
+
+
+async def _call(session: aiohttp.ClientSession, method: str, url: str, csrf: str = "") -> tuple[int, str]:
+    headers = {"X-CSRF-Token": csrf} if csrf else {}
+    async with session.request(method, url, allow_redirects=False, headers=headers) as r:
+        await r.read()
+        return r.status, r.headers.get("Location", "")
+
+
+async def test_every_route_refuses_anonymous_users(rig: Rig) -> None:
+    problems, checked = [], 0
+    for route in rig.routes:
+        if route.public:
+            continue
+        status, location = await _call(rig.anonymous, route.method, route.url(rig.console.url))
+        checked += 1
+        if status == 401 or (status in (302, 303) and location.startswith("/login")):
+            continue
+        problems.append(f"{route.method} {route.template}: anonymous got {status} {location}")
+    assert checked >= 30, f"only {checked} protected routes found"
+    assert not problems, "\n".join(problems)
+
+
+async def test_every_route_with_roles_refuses_the_other_roles(rig: Rig) -> None:
+    problems, checked = [], 0
+    for route in rig.routes:
+        if route.public:
+            continue
+        if route.roles is None and any(re.search(p, route.template) for p in OWN_AUTH):
+            continue
+        if route.roles is None:
+            problems.append(f"{route.method} {route.template}: not public and declares no roles (@requires)")
+            continue
+        for role in ROLES:
+            if role == "admin" or role in route.roles:
+                continue
+            session, csrf = rig.signed_in[role]
+            status, _ = await _call(session, route.method, route.url(rig.console.url), csrf)
+            checked += 1
+            if status != 403:
+                problems.append(f"{route.method} {route.template}: role {role} got {status}; allowed {route.roles}")
+    assert checked >= 20
+    assert not problems, "\n".join(problems)
+
+
+async def test_console_routes_let_their_own_roles_through(rig: Rig) -> None:
+    """The guard is not simply closed: each allowed role (and admin) gets past it on our routes."""
+    problems, checked = [], 0
+    for route in rig.routes:
+        if not MINE.match(route.template) or route.roles is None:
+            continue
+        for role in {*route.roles, "admin"}:
+            session, csrf = rig.signed_in[role]
+            status, location = await _call(session, route.method, route.url(rig.console.url), csrf)
+            checked += 1
+            if status in (401, 403) or location.startswith("/login"):
+                problems.append(f"{route.method} {route.template}: role {role} got {status}")
+    assert checked >= 20
+    assert not problems, "\n".join(problems)
+
+
+async def test_pages_send_anonymous_users_to_sign_in_and_back(rig: Rig) -> None:
+    for page in ("/console/agent", "/console/admin", "/console/reviewer", "/console/wallboard"):
+        status, location = await _call(rig.anonymous, "GET", rig.console.url + page + "?x=1")
+        assert (status, location) == (302, f"/login?next={page}?x=1")
+
+
+async def test_unsafe_requests_without_the_csrf_token_are_refused(rig: Rig) -> None:
+    session, _ = rig.signed_in["admin"]
+    refused = 0
+    for route in rig.routes:
+        if route.method in ("POST", "PUT", "PATCH", "DELETE") and route.roles is not None:
+            status, _ = await _call(session, route.method, route.url(rig.console.url))
+            assert status == 403, f"{route.method} {route.template}: {status}"
+            refused += 1
+    assert refused >= 8

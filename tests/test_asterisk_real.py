@@ -1,0 +1,652 @@
+"""The rendered configuration on a real Asterisk: a SIPp caller dials 120, walks the menu with
+RFC 2833 DTMF, is recorded, queued and answered by a SIPp agent, then answers the survey.
+
+Runs whenever an ``asterisk`` binary and SIPp (Debian ``sip-tester``) are installed. Asterisk
+runs in the foreground from a temporary directory (its own asterisk.conf, loopback ports
+only); the FastAGI IVR, the AMI bridge and the database are the project's own, in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from ivr.asterisk.apply import apply
+from ivr.asterisk.render import render, write
+from ivr.config import Settings
+from ivr.db import Database
+from ivr.db.models import Contact
+
+ASTERISK = shutil.which("asterisk")
+SIPP = shutil.which("sipp")
+SIPP_PCAPS = next((p for p in (Path("/usr/share/sip-tester"), Path("/usr/share/sipp")) if (p / "dtmf_2833_1.pcap").exists()), None)
+MODULE_DIRS = [Path("/usr/lib/asterisk/modules"), Path("/usr/lib64/asterisk/modules"), Path("/usr/local/lib/asterisk/modules")]
+DATA_DIRS = [Path("/var/lib/asterisk"), Path("/usr/share/asterisk")]
+
+pytestmark = [
+    pytest.mark.asterisk,
+    pytest.mark.skipif(ASTERISK is None, reason="no `asterisk` binary on PATH: install Asterisk 20/22 to run the real-Asterisk tests"),
+    pytest.mark.skipif(SIPP is None or SIPP_PCAPS is None,
+                       reason="SIPp with its RFC 2833 DTMF pcaps (Debian package sip-tester) is not installed"),
+    pytest.mark.timeout(120),
+]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_pair() -> int:
+    """An even UDP port whose successor is free too (RTP and RTCP for SIPp's media)."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM) & ~1
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free UDP port pair")
+
+
+# ---------------------------------------------------------------------------------------
+# A throw-away Asterisk
+
+
+@dataclass
+class Pbx:
+    root: Path
+    conf: Path
+    sip_port: int
+    proc: subprocess.Popen[bytes]
+
+    def cli(self, command: str, timeout: float = 15) -> str:
+        out = subprocess.run([str(ASTERISK), "-C", str(self.conf), "-rx", command],
+                             capture_output=True, text=True, timeout=timeout)
+        return out.stdout
+
+    def queue_log(self) -> list[list[str]]:
+        path = self.root / "log" / "queue_log"
+        return [line.split("|") for line in path.read_text().splitlines()] if path.exists() else []
+
+    def console(self) -> str:
+        return re.sub(r"\x1b\[[0-9;]*m", "", (self.root / "asterisk.out").read_text(errors="replace"))
+
+
+def _prompt(path: Path, text: str, voice: str) -> None:
+    """A spoken prompt as Asterisk wants it (8 kHz mono 16-bit wav), or a tone without espeak."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = path.with_suffix(".raw.wav")
+    if shutil.which("espeak-ng") and shutil.which("sox"):
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
+        subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path)], check=True, capture_output=True)
+        raw.unlink()
+    elif shutil.which("sox"):
+        subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(path), "synth", "1", "sine", "440"], check=True)
+
+
+def configure(settings: Settings, root: Path) -> None:
+    """Loopback ports, temporary folders; what a site would put in dasan.yaml."""
+    settings.agi.port = free_port()
+    settings.ami.enabled = True
+    settings.ami.port = free_port()
+    settings.ami.username = "dasan"
+    settings.ami.secret = "test-ami-secret"
+    settings.recordings.dir = root / "recordings"
+    ast = settings.asterisk
+    ast.config_dir = root / "etc"
+    ast.sip_bind = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
+    ast.moh_dir = root / "moh"
+    ast.agent_qualify_seconds = 0  # SIPp's agent does not answer OPTIONS
+    base = 20000 + (os.getpid() * 7 % 200) * 100
+    ast.rtp_start, ast.rtp_end = base, base + 98
+
+
+def start_pbx(settings: Settings, root: Path, prompts: Path) -> Pbx:
+    moddir = next((d for d in MODULE_DIRS if (d / "app_queue.so").exists()), None)
+    datadir = next((d for d in DATA_DIRS if (d / "documentation").is_dir()), None)
+    if moddir is None or datadir is None:
+        pytest.skip(f"asterisk is installed but its modules ({MODULE_DIRS}) or data ({DATA_DIRS}) were not found")
+    etc = settings.asterisk.config_dir
+    write(render(settings), etc)
+    # What a stock installation already has in /etc/asterisk; empty is enough here.
+    for name in ("features.conf", "indications.conf", "udptl.conf", "pjproject.conf", "ccss.conf"):
+        (etc / name).write_text("[general]\n")
+    (etc / "acl.conf").write_text("")
+    data = root / "data"
+    (data / "sounds").mkdir(parents=True)
+    (data / "documentation").symlink_to(datadir / "documentation")
+    (data / "sounds" / "ko").symlink_to(prompts)
+    settings.asterisk.moh_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(settings.asterisk.moh_dir / "tone.wav"),
+                    "synth", "3", "sine", "330", "vol", "0.2"], check=True)
+    dirs = {name: root / name for name in ("lib", "spool", "run", "log", "agi")}
+    for d in dirs.values():
+        d.mkdir(exist_ok=True)
+    (dirs["log"] / "cdr-csv").mkdir()
+    conf = etc / "asterisk.conf"
+    conf.write_text(
+        "[directories]\n"
+        f"astetcdir => {etc}\nastmoddir => {moddir}\nastvarlibdir => {dirs['lib']}\nastdbdir => {dirs['lib']}\n"
+        f"astkeydir => {dirs['lib']}\nastdatadir => {data}\nastagidir => {dirs['agi']}\n"
+        f"astspooldir => {dirs['spool']}\nastrundir => {dirs['run']}\nastlogdir => {dirs['log']}\n"
+        f"astsbindir => {Path(str(ASTERISK)).parent}\n"
+        "[options]\nverbose = 3\ndebug = 0\ndefaultlanguage = ko\n"
+    )
+    out = (root / "asterisk.out").open("wb")
+    proc = subprocess.Popen([str(ASTERISK), "-f", "-n", "-C", str(conf)], stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT, cwd=root)
+    pbx = Pbx(root, conf, int(settings.asterisk.sip_bind.rsplit(":", 1)[1]), proc)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"asterisk exited with {proc.returncode}:\n{pbx.console()[-3000:]}")
+        if (dirs["run"] / "asterisk.ctl").exists() and "fully booted" in pbx.cli("core waitfullybooted"):
+            break
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError(f"asterisk did not boot in 40 s:\n{pbx.console()[-3000:]}")
+    return pbx
+
+
+def stop_pbx(pbx: Pbx) -> None:
+    if pbx.proc.poll() is None:
+        with contextlib.suppress(Exception):
+            pbx.cli("core stop now", timeout=5)
+        try:
+            pbx.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pbx.proc.kill()
+            pbx.proc.wait(5)
+
+
+# ---------------------------------------------------------------------------------------
+# The IVR side: the project's FastAGI service ("agi" in ivr.services), in this process.
+
+
+@contextlib.asynccontextmanager
+async def ivr_server(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The FastAGI IVR on settings.agi.port; yields a function that stops it early."""
+    from ivr import services
+    from ivr.context import AppContext
+
+    ctx = await AppContext.create(settings, migrate=False)
+    service = services.build("agi", ctx)
+    await service.start()
+    stopped = False
+
+    async def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            await service.stop()
+
+    try:
+        yield stop
+    finally:
+        await stop()
+        await ctx.close()
+
+
+@pytest.fixture(scope="session")
+def korean_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Placeholder Korean prompts for the menus (espeak-ng), made once per test run."""
+    from ivr.engine.runtime import load_checked
+    from ivr.prompts import synthesize
+
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("espeak-ng and sox are needed to make the IVR's prompts")
+    sounds = tmp_path_factory.mktemp("sounds")
+    defaults = Settings()
+    menus, _queues = load_checked(defaults.agi.menus_dir, defaults.queues_dir)
+    asyncio.run(synthesize(menus, sounds, ["ko"]))
+    _prompt(sounds / "ko" / "dasan" / "recording-consent.wav", "상담 품질 향상을 위해 통화 내용이 녹음됩니다.", "ko")
+    return sounds / "ko"
+
+
+# ---------------------------------------------------------------------------------------
+# SIPp scenarios (adapted from /work/shared/asterisk-captures/sipp)
+
+SDP = """v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15"""
+
+
+def dtmf_pcap(digit: str, press: int, folder: Path) -> Path:
+    """SIPp's RFC 2833 pcap for ``digit`` with its own RTP timestamp and sequence numbers.
+
+    Every dtmf_2833_<d>.pcap carries fixed timestamps, and Asterisk drops an event whose
+    timestamp it has already seen (a retransmission), so the same key twice needs new ones.
+    """
+    data = bytearray((SIPP_PCAPS / f"dtmf_2833_{digit}.pcap").read_bytes())  # type: ignore[operator]
+    linktype = struct.unpack_from("<I", data, 20)[0]
+    link = {1: 14, 113: 16}.get(linktype, 14)
+    offset = 24
+    while offset + 16 <= len(data):
+        length = struct.unpack_from("<I", data, offset + 8)[0]
+        ip = offset + 16 + link
+        udp = ip + (data[ip] & 0x0F) * 4
+        rtp = udp + 8
+        seq, ts = struct.unpack_from("!HI", data, rtp + 2)
+        struct.pack_into("!HI", data, rtp + 2, (seq + 97 * press) & 0xFFFF, (ts + 160_000 * press) & 0xFFFFFFFF)
+        struct.pack_into("!H", data, udp + 6, 0)  # no UDP checksum (optional in IPv4)
+        offset += 16 + length
+    path = folder / f"dtmf_{press:02d}_{digit}.pcap"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def caller_scenario(folder: Path, menu_digits: str, survey_digit: str, presses: int = 30) -> str:
+    """Call [service]; after the answer key in the menu digits, then keep pressing the survey
+    digit every 1.5 s (ignored in the queue and the conversation, read by the survey) until
+    Asterisk hangs up."""
+    menu = "\n".join(
+        f'  <pause milliseconds="{2000 if i == 0 else 1500}"/>\n'
+        f'  <nop><action><exec play_pcap_audio="{dtmf_pcap(d, i, folder)}"/></action></nop>'
+        for i, d in enumerate(menu_digits))
+    survey = "\n".join(
+        f'  <label id="press{n}"/>\n'
+        f'  <nop><action><exec play_pcap_audio="{dtmf_pcap(survey_digit, len(menu_digits) + n, folder)}"/></action></nop>\n'
+        f'  <recv request="BYE" timeout="1500" ontimeout="press{n + 1}" next="bye"/>'
+        for n in range(presses))
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="citizen calls 120">
+  <send retrans="500"><![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Citizen" <sip:01012345678@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:01012345678@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Citizen" <sip:01012345678@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:01012345678@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+{menu}
+  <recv request="BYE" timeout="1500" ontimeout="press0" next="bye"/>
+{survey}
+  <label id="press{presses}"/>
+  <recv request="BYE" timeout="30000"/>
+  <label id="bye"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>
+  <pause milliseconds="300"/>
+</scenario>
+"""
+
+
+def agent_register_scenario(extension: str) -> str:
+    """The counsellor's phone registers (digest auth)."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="agent phone registers">
+  <send retrans="500"><![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]reg[call_number]
+      To: <sip:{extension}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:{extension}@[local_ip]:[local_port]>
+      Expires: 300
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv response="401" auth="true"/>
+  <send retrans="500"><![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]reg[call_number]
+      To: <sip:{extension}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:{extension}@[local_ip]:[local_port]>
+      Expires: 300
+      [authentication]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def agent_login_scenario(extension: str) -> str:
+    """The counsellor dials *71 (digest auth) to log in to their skill queues."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="agent logs in with *71">
+  <send retrans="500"><![CDATA[
+      INVITE sip:*71@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
+      To: <sip:*71@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{extension}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="401" auth="true"/>
+  <send><![CDATA[
+      ACK sip:*71@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
+      To: <sip:*71@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <send retrans="500"><![CDATA[
+      INVITE sip:*71@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
+      To: <sip:*71@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 2 INVITE
+      Contact: <sip:{extension}@[local_ip]:[local_port]>
+      [authentication]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+      ACK sip:*71@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
+      To: <sip:*71@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv request="BYE" timeout="15000"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+</scenario>
+"""
+
+
+def agent_phone_scenario(extension: str, talk_ms: int) -> str:
+    """The counsellor's phone rings, answers after 1 s, talks, then the counsellor hangs up."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="agent answers and hangs up">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="sip:[^&gt;]*" search_in="hdr" header="Contact:" check_it="true" assign_to="ast_contact"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="From:" check_it="true" assign_to="ast_from"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="To:" check_it="true" assign_to="our_to"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]agent[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>
+  <pause milliseconds="1000"/>
+  <send retrans="500"><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]agent[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=agent 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+    ]]></send>
+  <recv request="ACK" crlf="true"/>
+  <nop><action><exec play_pcap_audio="{SIPP_PCAPS}/g711a.pcap"/></action></nop>
+  <pause milliseconds="{talk_ms}"/>
+  <send retrans="500"><![CDATA[
+      BYE [$ast_contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$our_to];tag=[pid]agent[call_number]
+      To: [$ast_from]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+async def sipp(root: Path, name: str, xml: str, pbx: Pbx, port: int, *args: str,
+               timeout: float = 60) -> asyncio.subprocess.Process:
+    scenario = root / f"{name}.xml"
+    scenario.write_text(xml)
+    return await asyncio.create_subprocess_exec(
+        str(SIPP), f"127.0.0.1:{pbx.sip_port}", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
+        "-mp", str(free_udp_pair()), "-m", "1", "-l", "1", "-nostdin", "-timeout", f"{int(timeout)}s",
+        "-timeout_error", "-trace_err", "-trace_msg", *args,
+        cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+
+
+def sipp_logs(root: Path, name: str) -> str:
+    return "".join(p.read_text(errors="replace")[-2500:] for p in root.glob(f"{name}_*.log"))
+
+
+async def finished(proc: asyncio.subprocess.Process, root: Path, name: str, timeout: float = 70) -> None:
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    if proc.returncode != 0:
+        logs = await asyncio.to_thread(sipp_logs, root, name)
+        raise AssertionError(f"sipp {name} exited {proc.returncode}:\n{out.decode(errors='replace')[-1500:]}\n{logs}")
+
+
+async def agent_ready(root: Path, pbx: Pbx, extension: str, secret: str, talk_ms: int,
+                      timeout: float = 60) -> asyncio.subprocess.Process:
+    """The agent's phone registers and waits for a call; then the agent logs in with *71."""
+    # Asterisk sends calls to the address a REGISTER came from (rewrite_contact, for phones
+    # behind NAT), so the answering SIPp listens on the port the registering one used.
+    port = free_port(socket.SOCK_DGRAM)
+    register = await sipp(root, "agent_register", agent_register_scenario(extension), pbx, port,
+                          "-s", extension, "-au", extension, "-ap", secret, timeout=20)
+    await finished(register, root, "agent_register")
+    assert f"{extension}/sip:{extension}@127.0.0.1:{port}" in pbx.cli("pjsip show contacts")
+    phone = await sipp(root, "agent_phone", agent_phone_scenario(extension, talk_ms), pbx, port, timeout=timeout)
+    login = await sipp(root, "agent_login", agent_login_scenario(extension), pbx, free_port(socket.SOCK_DGRAM),
+                       "-s", extension, "-au", extension, "-ap", secret, timeout=30)
+    await finished(login, root, "agent_login")
+    return phone
+
+
+async def wait_until(check: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def pbx(tmp_path: Path, settings: Settings, korean_prompts: Path) -> AsyncIterator[Pbx]:
+    configure(settings, tmp_path)
+    settings.asterisk.sounds_dir = korean_prompts.parent
+    p = await asyncio.to_thread(start_pbx, settings, tmp_path, korean_prompts)
+    try:
+        yield p
+    finally:
+        await asyncio.to_thread(stop_pbx, p)
+
+
+AGENT = ("agent1001", "dev-agent1001-pw")  # kim.minji: general-ko 5 (penalty 0), general-wide 5, en 3
+
+
+async def test_call_menu_queue_agent_survey(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
+    extension, secret = AGENT
+    async with ivr_server(settings):
+        phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=4000, timeout=80)
+        members = pbx.cli("queue show general-ko")
+        assert f"PJSIP/{extension}" in members and "kim.minji" in members, members
+        assert "Not in use" in members or "Unavailable" not in members, members
+
+        caller = await sipp(tmp_path, "caller", caller_scenario(tmp_path, "12", "5"), pbx, free_port(socket.SOCK_DGRAM),
+                            "-s", "120", timeout=80)
+        await finished(caller, tmp_path, "caller")
+        await finished(phone, tmp_path, "agent_phone")
+
+    # the queue events: joined general-ko, answered by the agent, completed by the agent
+    events = await wait_until(lambda: [e for e in pbx.queue_log() if "COMPLETEAGENT" in e] and pbx.queue_log(),
+                              what="COMPLETEAGENT in queue_log")
+    kinds = [(e[2], e[3], e[4]) for e in events if e[2] == "general-ko"]
+    assert ("general-ko", "kim.minji", "CONNECT") in [(q, a, k) for q, a, k in kinds], events
+    assert any(k == "ENTERQUEUE" for _, _, k in kinds), events
+
+    # the counselling record: written by the IVR, rated in the survey
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            contacts = list((await session.execute(select(Contact))).scalars())
+    finally:
+        await db.dispose()
+    assert len(contacts) == 1, contacts
+    contact = contacts[0]
+    assert contact.satisfaction == 5
+    linkedid = contact.call_id
+    assert linkedid and linkedid == events[-1][1], (linkedid, events[-1])
+
+    # the recording: recordings/YYYY/MM/DD/<linkedid>.wav, with audio in it
+    day = datetime.fromtimestamp(float(linkedid.split(".")[0]), ZoneInfo(settings.timezone))
+    path = settings.recordings.dir / day.strftime("%Y/%m/%d") / f"{linkedid}.wav"
+    await wait_until(lambda: path.exists() and path.stat().st_size > 8000, what=f"recording {path}")
+    assert "Playing 'dasan/recording-consent" in pbx.console() or "recording-consent" in pbx.console()
+
+
+async def test_caller_reaches_general_queue_when_ivr_is_down(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
+    extension, secret = AGENT
+    async with ivr_server(settings) as stop_ivr:
+        await stop_ivr()  # the IVR server goes away: nothing listens on the AGI port any more
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", settings.agi.port)) != 0
+        phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=2000)
+        caller = await sipp(tmp_path, "caller", caller_scenario(tmp_path, "1", "5"), pbx, free_port(socket.SOCK_DGRAM),
+                            "-s", "120", timeout=60)
+        await finished(caller, tmp_path, "caller")
+        await finished(phone, tmp_path, "agent_phone")
+    events = pbx.queue_log()
+    assert any(e[2] == "general-ko" and e[4] == "CONNECT" for e in events), events
+    console = pbx.console()
+    assert "IVR unavailable or undecided (AGISTATUS=FAILURE)" in console, console[-3000:]
+
+
+async def test_apply_reloads_without_dropping_a_waiting_caller(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
+    """A caller waits in general-ko (nobody logged in: the IVR is down, so no menu either);
+    queues and dialplan change; apply reloads them over AMI; the caller is still waiting."""
+    caller = await sipp(tmp_path, "caller", caller_scenario(tmp_path, "1", "5"), pbx, free_port(socket.SOCK_DGRAM),
+                        "-s", "120", timeout=60)
+    try:
+        # general-ko with nobody logged in overflows at once to general-wide, which always waits
+        await wait_until(lambda: "1 call" in pbx.cli("queue show general-wide"), timeout=30, what="caller in general-wide")
+        unchanged = await apply(settings)
+        assert unchanged.changed == [] and unchanged.reloaded == []
+        queues_dir = tmp_path / "queues"
+        shutil.copytree(settings.queues_dir, queues_dir)
+        text = (queues_dir / "queues.yaml").read_text()
+        (queues_dir / "queues.yaml").write_text(text.replace("after_seconds: 120, max_penalty: 4", "after_seconds: 100, max_penalty: 4"))
+        settings.queues_dir = queues_dir
+        settings.asterisk.ivr_host = "127.0.0.1:1"
+        result = await apply(settings)
+        assert sorted(result.changed) == ["extensions.conf", "queuerules.conf"], result
+        assert result.reloaded == ["app_queue.so", "pbx_config.so"] and result.ok, result
+        assert "penaltychange => 100,4" in pbx.cli("queue rules show rules-general-ko") + (settings.asterisk.config_dir / "queuerules.conf").read_text()
+        assert "127.0.0.1:1" in pbx.cli("dialplan show globals")
+        assert "1 call" in pbx.cli("queue show general-wide")
+        assert caller.returncode is None  # the call is still up
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            caller.kill()
+        await caller.wait()

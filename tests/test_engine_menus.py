@@ -1,0 +1,324 @@
+"""Every menu path of the default menus, in all six languages, over real FastAGI sockets.
+
+Each call is a scripted caller speaking AGI as Asterisk 22 does; the tests check what the
+caller heard, the channel variables the dialplan gets and the contact record in the database
+(SQLite and PostgreSQL), including timeouts, wrong keys, repeat, hang-up at every step and
+the night routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from ivr import records
+from ivr.agi.testing import IvrHarness
+from ivr.bus import MemoryBus
+from ivr.db import Database
+from ivr.db.models import CallbackRequest, Channel, Contact, ContactEvent
+from ivr.engine import lookups
+
+SEOUL = ZoneInfo("Asia/Seoul")
+DAY = datetime(2026, 11, 25, 10, 0, tzinfo=SEOUL)  # a Wednesday morning: every line open
+NIGHT = datetime(2026, 11, 25, 23, 30, tzinfo=SEOUL)  # foreign-language lines closed
+LANG_PROMPTS = [f"{lang}/dasan/lang-{lang}" for lang in ("en", "zh", "ja", "vi", "mn")]
+QUEUE_OF = {"ko": "general-ko", "en": "en", "zh": "zh", "ja": "ja", "vi": "vi", "mn": "mn"}
+BRANCH = {"ko": "", "en": "9 1", "zh": "9 2", "ja": "9 3", "vi": "9 4", "mn": "9 5"}
+BRANCH_PATH = {"ko": [], **{lang: ["main:9", f"languages:{key}"] for lang, key in
+                            (("en", 1), ("zh", 2), ("ja", 3), ("vi", 4), ("mn", 5))}}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated database per back-end for the whole module (migrating costs ~2 s);
+    every call has its own Linkedid and contact, so the tests do not see each other."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ivr') / 'ivr.db'}"
+        Database(url).upgrade()
+        yield url
+    else:
+        from conftest import _drop_pg, _make_pg, _pg_url
+
+        name = _make_pg(request.getfixturevalue("pg_template"))
+        yield _pg_url(name)
+        _drop_pg(name)
+
+
+@pytest.fixture
+async def db(module_db_url: str) -> AsyncIterator[Database]:
+    database = Database(module_db_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def ivr(db: Database) -> AsyncIterator[IvrHarness]:
+    harness = await IvrHarness(db, MemoryBus(), now=DAY).start()
+    yield harness
+    await harness.stop()
+
+
+async def contact(db: Database, contact_id: str | int) -> Contact:
+    async with db.session() as session:
+        return (await session.execute(select(Contact).where(Contact.id == int(contact_id)))).scalar_one()
+
+
+# key sequence after the language branch -> (kind, topic, path after the branch, last prompt heard)
+PATHS = {
+    "1 1": ("answer", "transport", ["main:1", "transport:1", "answer:transport-lost"], "dasan/goodbye"),
+    "1 2": ("queue", "transport", ["main:1", "transport:2"], "dasan/transfer"),
+    "2 1 3": ("queue", "welfare", ["main:2", "waste:1", "answer:waste-bulky", "main:3"], "dasan/transfer"),
+    "2 2": ("queue", "waste", ["main:2", "waste:2"], "dasan/transfer"),
+    "3": ("queue", "welfare", ["main:3"], "dasan/transfer"),
+    "4": ("queue", "tax", ["main:4"], "dasan/transfer"),
+    "5": ("queue", "report", ["main:5"], "dasan/transfer"),
+    "0": ("queue", "counsellor", ["main:0"], "dasan/transfer"),
+    "6 999999999999#": ("lookup", "status", ["main:6", "status:999999999999"], "dasan/goodbye"),
+}
+
+
+@pytest.mark.parametrize("language", list(BRANCH))
+async def test_every_path_in_every_language(ivr: IvrHarness, language: str) -> None:
+    for keys, (kind, topic, path, last) in PATHS.items():
+        log = await ivr.dial(f"{BRANCH[language]} {keys}", callerid="010-5555-0101")
+        v = log.variables
+        assert v["LANG"] == language and v["CHANNEL(language)"] == language, keys
+        assert v["TOPIC"] == topic, keys
+        assert log.heard[-1] == last, (keys, log.heard)
+        assert not log.hung_up
+        row = await contact(ivr.db, v["CONTACT_ID"])
+        expected_path = BRANCH_PATH[language] + path
+        if kind == "queue":
+            assert v["IVR_RESULT"] == "queue" and v["QUEUE"] == QUEUE_OF[language], keys
+            expected_path.append(f"queue:{QUEUE_OF[language]}")
+            assert row.queue == QUEUE_OF[language]
+        else:
+            assert v["IVR_RESULT"] == "hangup" and "QUEUE" not in v, keys
+            assert row.outcome == "self_service"
+        assert row.ivr_path == " > ".join(expected_path), keys
+        assert row.language == language and row.topic == topic
+        assert row.call_id == v["CHANNEL(linkedid)"]  # the Linkedid, via GET FULL VARIABLE
+        if kind == "lookup":
+            assert log.heard[-2] == "dasan/lookup-not-found"
+        if language != "ko":
+            # the language menu plays each line in its own language; the caller presses the
+            # key during the first one (barge-in) and the main menu follows in that language
+            assert log.heard[1:3] == ["en/dasan/lang-en", "dasan/main-menu"]
+            assert log.heard_language[2] == language
+
+
+async def test_contact_row_per_call_with_citizen_and_linkedid(ivr: IvrHarness) -> None:
+    log = await ivr.dial("3", callerid="+82 10-1234-5678", linkedid="1795599999.42")
+    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    assert row.call_id == "1795599999.42" and row.channel == Channel.voice
+    async with ivr.db.session() as session:
+        from ivr.db.models import Citizen
+
+        citizen = (await session.execute(select(Citizen).where(Citizen.id == row.citizen_id))).scalar_one()
+        event = (await session.execute(select(ContactEvent).where(ContactEvent.contact_id == row.id))).scalar_one()
+    assert citizen.identity == "+821012345678"
+    assert event.kind == "ivr_finished" and event.data["queue"] == "general-ko"
+    # A withheld number still gets a contact, without a citizen.
+    anon = await ivr.dial("3", callerid="anonymous", linkedid="1795599999.43")
+    assert (await contact(ivr.db, anon.variables["CONTACT_ID"])).citizen_id is None
+
+
+async def test_timeouts_wrong_keys_and_repeat(ivr: IvrHarness) -> None:
+    # three timeouts: the counsellor
+    log = await ivr.dial("T T T")
+    assert log.variables["TOPIC"] == "counsellor" and log.variables["QUEUE"] == "general-ko"
+    assert log.heard.count("dasan/main-menu") == 3 and "dasan/invalid" not in log.heard
+    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    assert row.ivr_path == "main:timeout > main:timeout > main:timeout > queue:general-ko"
+    # three wrong keys: "invalid" after the first two, then the counsellor
+    log = await ivr.dial("7 8 7")
+    assert log.heard.count("dasan/invalid") == 2 and log.variables["TOPIC"] == "counsellor"
+    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    assert row.ivr_path == "main:invalid(7) > main:invalid(8) > main:invalid(7) > queue:general-ko"
+    # two failures, then a good key: no counsellor
+    log = await ivr.dial("T 7 4")
+    assert log.variables["TOPIC"] == "tax"
+    # star repeats without counting as a failure
+    log = await ivr.dial("* * * 5")
+    assert log.heard.count("dasan/main-menu") == 4 and log.variables["TOPIC"] == "report"
+    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    assert row.ivr_path == "main:* > main:* > main:* > main:5 > queue:general-ko"
+    # failures in a submenu and in a foreign language go to that language's queue
+    log = await ivr.dial("9 4 1 T T T")
+    assert log.variables["QUEUE"] == "vi" and log.variables["TOPIC"] == "counsellor"
+    # in the language menu a wrong key is ignored during the prompts and refused at the end
+    log = await ivr.dial("9 7 2 4")
+    assert log.variables["LANG"] == "zh" and log.heard.count("dasan/invalid") == 1
+
+
+async def test_back_to_korean_from_the_language_menu(ivr: IvrHarness) -> None:
+    log = await ivr.dial("9 1 9 0 4")
+    assert log.variables["LANG"] == "ko" and log.variables["QUEUE"] == "general-ko"
+    assert log.heard[3:5] == ["en/dasan/lang-en", "dasan/main-menu"] and log.heard_language[4] == "ko"
+    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    assert row.language == "ko" and row.ivr_path.startswith("main:9 > languages:1 > main:9 > languages:0 > main:4")
+
+
+@pytest.mark.parametrize("language", list(BRANCH))
+async def test_hang_up_at_each_step(ivr: IvrHarness, language: str) -> None:
+    keys = f"{BRANCH[language]} 2 1 2 2".split()
+    # a hang-up before each key, during the self-service answer and during the transfer prompt
+    for cut in range(len(keys) + 1):
+        script = " ".join([*keys[:cut], "H"])
+        log = await ivr.dial(script)
+        assert log.hung_up, script
+        v = log.variables
+        assert "IVR_RESULT" not in v and "QUEUE" not in v, script
+        row = await contact(ivr.db, v["CONTACT_ID"])
+        assert row.hangup_side == "caller" and row.outcome == "ivr_hangup", script
+        assert row.ivr_path.endswith("hangup"), script
+        # the path so far was committed as the caller went
+        steps = row.ivr_path.split(" > ")
+        assert len([s for s in steps if ":" in s and not s.startswith("answer")]) == cut, (script, row.ivr_path)
+        call = ivr.call_for(log)
+        assert call.result == "caller_hangup"
+
+
+async def test_hang_up_before_anything_still_writes_a_record(ivr: IvrHarness) -> None:
+    log = await ivr.dial("H")
+    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    assert row.ivr_path == "hangup" and row.hangup_side == "caller"
+
+
+@pytest.mark.parametrize("language", ["en", "zh", "ja", "vi"])
+async def test_night_callback(ivr: IvrHarness, language: str) -> None:
+    ivr.now = NIGHT
+    log = await ivr.dial(f"{BRANCH[language]} 3", callerid="01099998888")
+    v = log.variables
+    assert v["IVR_RESULT"] == "hangup" and v["NIGHT_ROUTE"] == "callback" and "QUEUE" not in v
+    assert log.heard[-1] == "dasan/night-callback"
+    async with ivr.db.session() as session:
+        request = (await session.execute(select(CallbackRequest).where(
+            CallbackRequest.contact_id == int(v["CONTACT_ID"])))).scalar_one()
+    assert (request.phone, request.queue, request.language) == ("01099998888", language, language)
+    assert request.contact_id == int(v["CONTACT_ID"]) and request.status == "waiting"
+    row = await contact(ivr.db, v["CONTACT_ID"])
+    assert row.outcome == "night_callback" and row.ivr_path.endswith(f"night:{language}:callback")
+
+
+async def test_night_sms_for_mongolian(ivr: IvrHarness) -> None:
+    ivr.now = NIGHT
+    bus = ivr.bus
+    log = await ivr.dial("9 5 0", callerid="01077776666")
+    v = log.variables
+    assert (v["IVR_RESULT"], v["NIGHT_ROUTE"], v["LANG"]) == ("hangup", "sms", "mn")
+    jobs = await bus.consume("sms.outbound", "test", "t1", block=1.0)
+    assert len(jobs) == 1 and jobs[0].data == {"to": "01077776666", "body": "120 Дасан: бид тантай холбогдох болно",
+                        "contact_id": int(v["CONTACT_ID"])}
+    assert log.heard[-1] == "dasan/night-sms"
+
+
+async def test_korean_line_open_at_night_and_withheld_number_gets_a_message(ivr: IvrHarness) -> None:
+    ivr.now = NIGHT
+    log = await ivr.dial("3")
+    assert log.variables["QUEUE"] == "general-ko"  # 24 hours
+    log = await ivr.dial("9 1 3", callerid="anonymous")
+    assert log.variables["NIGHT_ROUTE"] == "message" and log.heard[-1] == "dasan/night-closed"
+    async with ivr.db.session() as session:
+        assert (await session.execute(select(CallbackRequest).where(
+            CallbackRequest.contact_id == int(log.variables["CONTACT_ID"])))).first() is None
+
+
+async def test_night_message_and_voicemail_routes(db: Database, tmp_path: Path) -> None:
+    queues = (Path(__file__).parent.parent / "queues" / "queues.yaml").read_text()
+    queues = queues.replace("""  general-ko:
+    description: 일반 상담 (Korean, 24 hours)
+    language: ko
+    hours: always""", """  general-ko:
+    description: 일반 상담 (office hours in this test)
+    language: ko
+    hours: office
+    night_route: {kind: voicemail}""").replace("night_route: {kind: callback}\n    penalty_rules",
+                                                "night_route: {kind: message}\n    penalty_rules")
+    (tmp_path / "queues.yaml").write_text(queues)
+    harness = await IvrHarness(db, MemoryBus(), queues_dir=tmp_path, now=NIGHT).start()
+    try:
+        log = await harness.dial("4")
+        assert (log.variables["IVR_RESULT"], log.variables["NIGHT_ROUTE"]) == ("night", "voicemail")
+        log = await harness.dial("9 1 4")
+        assert (log.variables["IVR_RESULT"], log.variables["NIGHT_ROUTE"]) == ("hangup", "message")
+        assert log.heard[-1] == "dasan/night-closed"
+        harness.now = DAY
+        log = await harness.dial("9 1 4")
+        assert log.variables["IVR_RESULT"] == "queue" and log.variables["QUEUE"] == "en"
+    finally:
+        await harness.stop()
+
+
+async def test_status_lookup_builtin_fallback_reads_the_contact(ivr: IvrHarness) -> None:
+    async with ivr.db.transaction() as session:
+        earlier = await records.open_contact(session, Channel.voice, language="ko")
+    number = earlier.tracking_number
+    assert number
+    log = await ivr.dial(f"9 1 6 {number}#")
+    assert log.heard[-4:] == ["dasan/lookup-number", f"digits:{number}", "dasan/status-open", "dasan/goodbye"]
+    assert ivr.call_for(log).said == [f"{number}: open"]
+    assert any(c.startswith("VERBOSE") and number in c for c in log.commands)
+
+
+async def test_lookup_uses_a_registered_handler(ivr: IvrHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[lookups.LookupRequest] = []
+
+    async def handler(request: lookups.LookupRequest) -> str:
+        seen.append(request)
+        return f"접수번호 {request.digits}번, 처리 중입니다."
+
+    monkeypatch.setitem(lookups._REGISTRY, "service_request_status", handler)
+    log = await ivr.dial("6 2611250001#")
+    assert seen[0].digits == "2611250001" and seen[0].language == "ko"
+    assert log.heard[-3:] == ["dasan/lookup-number", "digits:2611250001", "dasan/goodbye"]
+    # UTF-8 text goes to the Asterisk console untouched
+    assert any("처리 중입니다" in c for c in log.commands if c.startswith("VERBOSE"))
+
+    async def broken(request: lookups.LookupRequest) -> str:
+        raise RuntimeError("database down")
+
+    monkeypatch.setitem(lookups._REGISTRY, "service_request_status", broken)
+    log = await ivr.dial("6 1#")
+    assert log.heard[-2:] == ["dasan/lookup-not-found", "dasan/goodbye"]
+
+
+async def test_lookup_timeouts_go_to_a_counsellor(ivr: IvrHarness) -> None:
+    log = await ivr.dial("6 T T T")
+    assert log.variables["QUEUE"] == "general-ko" and log.variables["TOPIC"] == "counsellor"
+
+
+async def test_survey_stores_satisfaction(ivr: IvrHarness) -> None:
+    first = await ivr.dial("0")
+    contact_id = first.variables["CONTACT_ID"]
+    log = await ivr.dial("9 4", route="survey", variables={"CONTACT_ID": contact_id})
+    assert log.heard == ["dasan/survey-question", "dasan/invalid", "dasan/survey-question", "dasan/survey-thanks"]
+    assert log.variables["IVR_RESULT"] == "hangup"
+    assert (await contact(ivr.db, contact_id)).satisfaction == 4
+    log = await ivr.dial("T 5", route="survey", variables={"CONTACT_ID": contact_id})
+    assert (await contact(ivr.db, contact_id)).satisfaction == 5
+    log = await ivr.dial("T T T", route="survey", variables={"CONTACT_ID": contact_id})
+    assert log.heard == ["dasan/survey-question"] * 3
+    # no CONTACT_ID: thanked, nothing stored, no error
+    log = await ivr.dial("3", route="survey")
+    assert log.heard[-1] == "dasan/survey-thanks"
+
+
+async def test_callback_route_keeps_the_place_in_line(ivr: IvrHarness) -> None:
+    first = await ivr.dial("9 1 0", callerid="01012121212")
+    log = await ivr.dial("", route="callback", callerid="01012121212", language="en",
+                         variables={"CALLBACK_QUEUE": "en", "CONTACT_ID": first.variables["CONTACT_ID"], "LANG": "en"})
+    assert log.variables["IVR_RESULT"] == "hangup" and log.heard == ["dasan/callback-registered"]
+    async with ivr.db.session() as session:
+        request = (await session.execute(select(CallbackRequest).where(
+            CallbackRequest.phone == "01012121212"))).scalar_one()
+    assert (request.queue, request.language, request.phone) == ("en", "en", "01012121212")
+    assert request.contact_id == int(first.variables["CONTACT_ID"])
+    # withheld number: nothing to call back, the dialplan puts the caller back in the queue
+    log = await ivr.dial("", route="callback", callerid="anonymous", variables={"CALLBACK_QUEUE": "en"})
+    assert "IVR_RESULT" not in log.variables
