@@ -1,10 +1,10 @@
 """A load generator that plays Asterisk 22 to an AGI server: many calls, measured from our side.
 
 Each simulated call does what Asterisk does (see /work/shared/asterisk-captures/): it sends the
-AGI environment block in two chunks (LF only), answers every command with the reply Asterisk
-22 gives (``200 result=0 endpos=11234`` for STREAM FILE, the DTMF digits of a script for
-GET DATA, ASCII codes for WAIT FOR DIGIT, variables it was told to set, ``200 result=1`` then a
-bare ``HANGUP`` line for HANGUP, ``510`` for unknown commands) and ends when the server closes.
+AGI environment block in two chunks (LF only) and answers every command with the reply Asterisk
+22 gives. The replies are the project's own scripted caller's (``ivr.agi.caller``: keys from a
+script at GET DATA / STREAM FILE, variables it was told to set, ``HANGUP`` handling, ``510``
+for unknown commands); the call ends when the server closes.
 
 Command latency is taken with monotonic clocks on this side: from the moment the reply to the
 previous command (or the end of the environment block) is written, to the moment the next
@@ -22,11 +22,12 @@ import contextlib
 import itertools
 import os
 import random
-import re
 import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from ivr.agi.caller import ScriptedCaller, environment
 
 # The environment Asterisk 22 sent for a PJSIP call (answered/agi.log), split where it split.
 _ENV_HEAD = (
@@ -49,7 +50,6 @@ _PROC_HEAD = (
 # Commands during which a person listens or types: paced runs wait before replying to these.
 _PROMPTS = ("STREAM FILE", "CONTROL STREAM FILE", "GET DATA", "GET OPTION", "WAIT FOR DIGIT", "SAY ",
             "EXEC PLAYBACK", "EXEC BACKGROUND", "EXEC READ", "RECORD FILE")
-_VAR = re.compile(r"\$\{([^}]*)\}")
 _counter = itertools.count(1)
 _EPOCH = int(time.time())
 
@@ -58,35 +58,6 @@ def raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _args(rest: str) -> list[str]:
-    """AGI arguments as Asterisk's parse_args splits them: spaces separate, double quotes group,
-    a backslash escapes the next character."""
-    if '"' not in rest and "\\" not in rest:
-        return rest.split()
-    out: list[str] = []
-    current: list[str] = []
-    quoted = escaped = started = False
-    for ch in rest:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = started = True
-        elif ch == '"':
-            quoted = not quoted
-            started = True
-        elif ch in " \t" and not quoted:
-            if started:
-                out.append("".join(current))
-                current, started = [], False
-        else:
-            current.append(ch)
-            started = True
-    if started:
-        out.append("".join(current))
-    return out
 
 
 @dataclass
@@ -101,7 +72,12 @@ class CallResult:
 
 
 class Caller:
-    """The Asterisk side of one call; transport-neutral (``send`` writes bytes)."""
+    """The Asterisk side of one call, transport-neutral (``send`` writes bytes), measured.
+
+    What Asterisk answers is the project's own scripted caller (``ivr.agi.caller.ScriptedCaller``,
+    written against the captures): this class only adds the clocks, the pacing and a cheap,
+    callback-driven transport so thousands of calls fit in one process.
+    """
 
     def __init__(self, digits: Sequence[str], pace: tuple[float, float] | None, keep_commands: bool,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -109,24 +85,24 @@ class Caller:
         self.uid = f"{_EPOCH}.{n}"
         self.caller = f"0101{n % 10_000_000:07d}"
         self.chan = n
-        self.digits = list(digits)
+        # The script: the keys, then the caller stays on (the server ends the call).
+        self.script = ScriptedCaller(" ".join(digits), linkedid=self.uid, callerid=self.caller, then="timeout")
         self.pace = pace
         self.keep = keep_commands
         self.loop = loop
         self.result = CallResult(started=time.monotonic())
-        self.result.variables = {}
-        self.builtin = {"CHANNEL(linkedid)": self.uid, "CHANNEL(uniqueid)": self.uid, "UNIQUEID": self.uid,
-                        "CHANNEL(language)": "ko", "CALLERID(num)": self.caller, "CALLERID(name)": self.caller,
-                        "CALLERID(all)": f'"{self.caller}" <{self.caller}>', "EPOCH": str(int(time.time())),
-                        "CHANNEL": f"PJSIP/caller-{self.chan:08x}", "AGISTATUS": "SUCCESS"}
+        self.result.variables = self.script.log.variables
         self.send: Callable[[bytes], None] = lambda data: None
         self.close: Callable[[], None] = lambda: None
         self.mark = 0.0
         self.buffer = b""
-        self.hung_up = False
         self.done: asyncio.Future[CallResult] = loop.create_future()
 
     def env(self, head: str, script: str, port: int) -> tuple[bytes, bytes]:
+        if head is _ENV_HEAD:  # FastAGI: exactly the project's scripted caller's environment
+            first, second = environment(script, "ko", self.caller, self.uid, f"PJSIP/caller-{self.chan:08x}",
+                                        f"127.0.0.1:{port}")
+            return first, second
         values = {"script": script, "port": port, "chan": self.chan, "uid": self.uid, "caller": self.caller,
                   "thread": 140208382412480 + self.chan}
         return head.format(**values).encode(), _ENV_TAIL.format(**values).encode()
@@ -147,76 +123,36 @@ class Caller:
         self.result.latencies.append(now - self.mark)
         if self.keep:
             self.result.commands.append(line)
-        reply, then_hangup = self._reply(line)
-        delay = 0.0
-        if self.pace and line[:24].upper().startswith(_PROMPTS):
-            delay = random.uniform(*self.pace)
+        script = self.script
+        script.log.commands.append(line)
+        if script.silent:
+            return
+        announce = script.dead and not script.hangup_sent
+        reply = script._reply(line)  # the project's caller decides what Asterisk says
+        if reply is None:
+            return
+        if reply == "close":
+            self.close()
+            return
+        assert isinstance(reply, bytes)
+        if announce:  # Asterisk's channel watcher writes HANGUP before the next reply
+            script.hangup_sent = True
+            reply = b"HANGUP\n" + reply
+        delay = random.uniform(*self.pace) if self.pace and line[:24].upper().startswith(_PROMPTS) else 0.0
         if delay:
-            self.loop.call_later(delay, self._answer, reply, then_hangup)
+            self.loop.call_later(delay, self._answer, reply)
         else:
-            self._answer(reply, then_hangup)
+            self._answer(reply)
 
-    def _answer(self, reply: str, then_hangup: bool) -> None:
+    def _answer(self, reply: bytes) -> None:
         if self.done.done():
             return
-        self.send(reply.encode())
+        self.send(reply)
         self.mark = time.monotonic()
-        if then_hangup:
+        if self.script.log.agi_hangup:
             # What Asterisk does after an AGI-initiated HANGUP: a bare HANGUP line, then close.
             self.send(b"HANGUP\n")
-            self.hung_up = True
             self.close()
-
-    def _next_digits(self) -> str:
-        return self.digits.pop(0) if self.digits else ""
-
-    def _lookup(self, name: str) -> str | None:
-        if name in self.result.variables:
-            return self.result.variables[name]
-        return self.builtin.get(name)
-
-    def _reply(self, line: str) -> tuple[str, bool]:
-        upper = line[:24].upper()
-        if upper.startswith("ANSWER"):
-            return "200 result=0\n", False
-        if upper.startswith("VERBOSE") or upper.startswith("NOOP"):
-            return "200 result=1\n", False
-        if upper.startswith("SET VARIABLE"):
-            args = _args(line[len("SET VARIABLE"):])
-            if args:
-                self.result.variables[args[0]] = " ".join(args[1:])
-            return "200 result=1\n", False
-        if upper.startswith("GET FULL VARIABLE"):
-            args = _args(line[len("GET FULL VARIABLE"):])
-            expr = args[0] if args else ""
-            expanded = _VAR.sub(lambda m: self._lookup(m.group(1)) or "", expr)
-            return f"200 result=1 ({expanded})\n", False
-        if upper.startswith("GET VARIABLE"):
-            args = _args(line[len("GET VARIABLE"):])
-            value = self._lookup(args[0]) if args else None
-            return ("200 result=0\n" if value is None else f"200 result=1 ({value})\n"), False
-        if upper.startswith("GET DATA"):
-            args = _args(line[len("GET DATA"):])
-            entry = self._next_digits()
-            if len(args) > 2 and args[2].isdigit():
-                entry = entry[: int(args[2])]
-            return ("200 result= (timeout)\n" if not entry else f"200 result={entry}\n"), False
-        if upper.startswith("WAIT FOR DIGIT"):
-            entry = self._next_digits()
-            return f"200 result={ord(entry[0]) if entry else 0}\n", False
-        if upper.startswith("GET OPTION"):
-            entry = self._next_digits()
-            return f"200 result={ord(entry[0]) if entry else 0} endpos=11234\n", False
-        if upper.startswith("STREAM FILE") or upper.startswith("CONTROL STREAM FILE"):
-            return "200 result=0 endpos=11234\n", False
-        if upper.startswith("SAY ") or upper.startswith("EXEC") or upper.startswith("SET ") \
-                or upper.startswith("DATABASE") or upper.startswith("RECORD FILE"):
-            return "200 result=0\n", False
-        if upper.startswith("CHANNEL STATUS"):
-            return "200 result=6\n", False
-        if upper.startswith("HANGUP"):
-            return "200 result=1\n", True
-        return "510 Invalid or unknown command\n", False
 
     def finish(self, error: str = "") -> None:
         if self.done.done():

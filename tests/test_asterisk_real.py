@@ -185,26 +185,32 @@ def stop_pbx(pbx: Pbx) -> None:
 
 
 @contextlib.asynccontextmanager
-async def ivr_server(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-    """The FastAGI IVR on settings.agi.port; yields a function that stops it early."""
+async def ivr_server(settings: Settings, with_ami: bool = False) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The FastAGI IVR on settings.agi.port (and the AMI bridge); yields a function that
+    stops the IVR early."""
     from ivr import services
     from ivr.context import AppContext
 
     ctx = await AppContext.create(settings, migrate=False)
-    service = services.build("agi", ctx)
-    await service.start()
+    ivr = services.build("agi", ctx)
+    await ivr.start()
+    bridge = services.build("ami", ctx) if with_ami else None
+    if bridge is not None:
+        await bridge.start()
     stopped = False
 
     async def stop() -> None:
         nonlocal stopped
         if not stopped:
             stopped = True
-            await service.stop()
+            await ivr.stop()
 
     try:
         yield stop
     finally:
         await stop()
+        if bridge is not None:
+            await bridge.stop()
         await ctx.close()
 
 
@@ -568,7 +574,7 @@ AGENT = ("agent1001", "dev-agent1001-pw")  # kim.minji: general-ko 5 (penalty 0)
 
 async def test_call_menu_queue_agent_survey(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
     extension, secret = AGENT
-    async with ivr_server(settings):
+    async with ivr_server(settings, with_ami=True):
         phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=4000, timeout=80)
         members = pbx.cli("queue show general-ko")
         assert f"PJSIP/{extension}" in members and "kim.minji" in members, members
@@ -578,6 +584,20 @@ async def test_call_menu_queue_agent_survey(tmp_path: Path, settings: Settings, 
                             "-s", "120", timeout=80)
         await finished(caller, tmp_path, "caller")
         await finished(phone, tmp_path, "agent_phone")
+
+        # the AMI bridge (logged in with the rendered manager.conf user) saw the queue events
+        async def bridged() -> Contact | None:
+            async with db.session() as session:
+                row = (await session.execute(select(Contact))).scalar_one_or_none()
+            return row if row is not None and row.talk_seconds is not None and row.satisfaction else None
+
+        db = Database(settings.database_url)
+        try:
+            contact = await wait_until(bridged, timeout=15, what="the AMI bridge to record the call")
+        finally:
+            await db.dispose()
+        assert contact.queue == "general-ko" and contact.outcome == "answered" and contact.agent_id is not None
+        assert contact.talk_seconds >= 3
 
     # the queue events: joined general-ko, answered by the agent, completed by the agent
     events = await wait_until(lambda: [e for e in pbx.queue_log() if "COMPLETEAGENT" in e] and pbx.queue_log(),
@@ -596,6 +616,7 @@ async def test_call_menu_queue_agent_survey(tmp_path: Path, settings: Settings, 
     assert len(contacts) == 1, contacts
     contact = contacts[0]
     assert contact.satisfaction == 5
+    assert contact.topic == "transport" and contact.ivr_path, (contact.topic, contact.ivr_path)
     linkedid = contact.call_id
     assert linkedid and linkedid == events[-1][1], (linkedid, events[-1])
 
@@ -639,9 +660,13 @@ async def test_apply_reloads_without_dropping_a_waiting_caller(tmp_path: Path, s
         (queues_dir / "queues.yaml").write_text(text.replace("after_seconds: 120, max_penalty: 4", "after_seconds: 100, max_penalty: 4"))
         settings.queues_dir = queues_dir
         settings.asterisk.ivr_host = "127.0.0.1:1"
+        settings.ami.secret = "a-new-ami-secret"  # Asterisk learns it only from this very reload
         result = await apply(settings)
-        assert sorted(result.changed) == ["extensions.conf", "queuerules.conf"], result
-        assert result.reloaded == ["app_queue.so", "pbx_config.so"] and result.ok, result
+        assert sorted(result.changed) == ["extensions.conf", "manager.conf", "queuerules.conf"], result
+        assert result.reloaded == ["app_queue.so", "pbx_config.so", "manager"] and result.ok, result
+        assert not (settings.asterisk.config_dir / ".dasan-reload-pending").exists()
+        again = await apply(settings)  # logs in with the new secret
+        assert again.changed == [] and again.reloaded == [] and again.ok
         assert "penaltychange => 100,4" in pbx.cli("queue rules show rules-general-ko") + (settings.asterisk.config_dir / "queuerules.conf").read_text()
         assert "127.0.0.1:1" in pbx.cli("dialplan show globals")
         assert "1 call" in pbx.cli("queue show general-wide")
@@ -650,3 +675,76 @@ async def test_apply_reloads_without_dropping_a_waiting_caller(tmp_path: Path, s
         with contextlib.suppress(ProcessLookupError):
             caller.kill()
         await caller.wait()
+
+
+def spoof_scenario(user: str) -> str:
+    """An INVITE to 120 from outside the trunk's address, claiming to be ``user``; expects a refusal."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="not the trunk">
+  <send retrans="500"><![CDATA[
+      INVITE sip:120@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]spoof[call_number]
+      To: <sip:120@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:{user}@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="401" optional="true" next="refused"/>
+  <recv response="403" next="refused"/>
+  <label id="refused"/>
+  <send><![CDATA[
+      ACK sip:120@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]spoof[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+</scenario>
+"""
+
+
+async def test_only_the_trunk_address_reaches_120_without_a_password(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
+    """127.0.0.2 is not in asterisk.trunk_match: claiming to be the trunk or an agent is refused."""
+    for user in ("trunk", "agent1001", "01012345678"):
+        scenario = tmp_path / f"spoof_{user}.xml"
+        scenario.write_text(spoof_scenario(user))
+        proc = await asyncio.create_subprocess_exec(
+            str(SIPP), f"127.0.0.1:{pbx.sip_port}", "-sf", str(scenario), "-i", "127.0.0.2", "-p",
+            str(free_port(socket.SOCK_DGRAM)), "-mp", str(free_udp_pair()), "-s", "120", "-m", "1", "-nostdin",
+            "-timeout", "15s", "-timeout_error", "-trace_err", cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        await finished(proc, tmp_path, f"spoof_{user}", timeout=30)
+    assert "dasan-ivr" not in pbx.console()  # no call ever reached the dialplan
+
+
+async def test_waiting_caller_presses_1_for_a_callback(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
+    """Nobody is logged in: general-ko overflows to general-wide; the caller presses 1 there, the
+    IVR's callback route keeps their place (callback_requests) and the call ends."""
+    from ivr.db.models import CallbackRequest
+
+    async with ivr_server(settings):
+        caller = await sipp(tmp_path, "caller", caller_scenario(tmp_path, "0", "1"), pbx, free_port(socket.SOCK_DGRAM),
+                            "-s", "120", timeout=60)
+        await finished(caller, tmp_path, "caller")
+    assert any(e[2] == "general-wide" and e[4] == "EXITWITHKEY" and e[5] == "1" for e in pbx.queue_log()), pbx.queue_log()
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            requests = list((await session.execute(select(CallbackRequest))).scalars())
+            contacts = list((await session.execute(select(Contact))).scalars())
+    finally:
+        await db.dispose()
+    assert len(requests) == 1 and len(contacts) == 1, (requests, contacts)
+    assert requests[0].queue == "general-wide" and requests[0].status == "waiting"
+    assert requests[0].contact_id == contacts[0].id and requests[0].phone.endswith("1012345678")

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from ivr import cli
-from ivr.asterisk.apply import RELOAD_MODULE, modules_to_reload
+from ivr.asterisk.apply import (
+    MODULE_ORDER,
+    RELOAD_MODULE,
+    deployed_secret,
+    modules_to_reload,
+    read_pending,
+)
 from ivr.asterisk.render import FILES, RenderError, render, write
 from ivr.config import Settings
 from ivr.queues import load_queues
@@ -113,7 +119,7 @@ def test_semicolons_are_escaped_and_line_breaks_refused(tmp_path: Path) -> None:
 def test_bad_settings_are_named() -> None:
     s = Settings()
     s.asterisk.default_queue = "nope"
-    with pytest.raises(RenderError, match="asterisk.default_queue"):
+    with pytest.raises(RenderError, match=r"asterisk\.default_queue"):
         render(s)
     s = Settings()
     s.asterisk.trunk_match = ["not-an-address"]
@@ -170,6 +176,9 @@ def test_reload_plan() -> None:
     assert restart == []
     modules, restart = modules_to_reload(["modules.conf", "pjsip.conf"])
     assert modules == ["res_pjsip.so"] and restart == ["modules.conf"]
+    # reloads owed from an earlier apply come along, in order
+    modules, _ = modules_to_reload(["queues.conf"], pending=["manager", "pbx_config.so"])
+    assert modules == ["app_queue.so", "pbx_config.so", "manager"]
 
 
 def test_cli_render_writes_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -194,9 +203,28 @@ def test_cli_apply_without_asterisk_writes_files_and_says_reload_failed(
     err = capsys.readouterr().err
     assert "files written, reload failed" in err and "not reachable" in err
     assert (tmp_path / "etc" / "queues.conf").exists()
-    # nothing changed the second time: nothing to reload, so no AMI needed
-    assert cli.main(["--config", str(config), "asterisk", "apply"]) == 0
-    assert "up to date" in capsys.readouterr().out
+    # the files no longer differ, but the reloads are still owed: the next apply tries again
+    assert read_pending(tmp_path / "etc") == MODULE_ORDER
+    assert cli.main(["--config", str(config), "asterisk", "apply"]) == 1
+    assert "not reachable" in capsys.readouterr().err
+
+
+def test_only_writing_leaves_the_reloads_pending(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "dasan.yaml"
+    config.write_text(f"asterisk:\n  config_dir: {tmp_path / 'etc'}\n")
+    assert cli.main(["--config", str(config), "asterisk", "apply", "--no-reload"]) == 0
+    assert "modules.conf changed: restart Asterisk" in capsys.readouterr().out
+    assert read_pending(tmp_path / "etc") == MODULE_ORDER
+
+
+def test_the_login_uses_the_secret_asterisk_has(tmp_path: Path) -> None:
+    s = Settings()
+    s.ami.username, s.ami.secret = "dasan", "old;secret"
+    write(render(s), tmp_path)
+    s.ami.secret = "new-secret"
+    assert deployed_secret(tmp_path / "manager.conf", "dasan") == "old;secret"
+    assert deployed_secret(tmp_path / "manager.conf", "someone-else") is None
+    assert deployed_secret(tmp_path / "missing.conf", "dasan") is None
 
 
 def test_configparser_can_read_the_simple_files(files: dict[str, str]) -> None:

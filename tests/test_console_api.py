@@ -26,8 +26,9 @@ class Client:
     def __init__(self, console: Console, session: aiohttp.ClientSession, csrf: str) -> None:
         self.console, self.session, self.csrf = console, session, csrf
 
-    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json"}
+    async def call(self, method: str, path: str, headers: dict[str, str] | None = None,
+                   **kw: Any) -> tuple[int, Any]:
+        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json", **(headers or {})}
         async with self.session.request(method, self.console.url + path, headers=headers,
                                         allow_redirects=False, **kw) as r:
             body = await r.json() if r.content_type == "application/json" else await r.text()
@@ -249,6 +250,11 @@ async def test_prompt_upload_is_converted_for_asterisk(console: Console, login: 
     form.add_field("file", source.read_bytes(), filename="x.mp3")
     status, _ = await admin.call("POST", "/api/console/admin/prompts", data=form)
     assert status == 400
+    # A malformed multipart body (a control character in a part header) is a clear 400, not a crash.
+    broken = (b'--XyZ\r\nContent-Disposition: form-data; name="a\x03b"\r\n\r\nvalue\r\n--XyZ--\r\n')
+    status, body = await admin.call("POST", "/api/console/admin/prompts", data=broken,
+                                    headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert status == 400, body
     async with console.ctx.db.session() as session:
         kinds = [c.kind for c in (await session.execute(select(ConfigChange))).scalars()]
     assert kinds == ["prompt"]

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debi
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright (Python) is not installed")
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
     async with serve_console(prepare_settings(settings, tmp_path)) as c:
         yield c
@@ -57,7 +57,7 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def browser(chromium: Any) -> AsyncIterator[Any]:
     # A new context per test: no cookies or storage carried over from another test.
     context = await chromium.new_context(viewport={"width": 1280, "height": 900},

@@ -20,7 +20,7 @@ from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Channel
-from ivr.open311.keys import create_key
+from ivr.open311.keys import create_key, revoke_key
 from ivr.open311.models import ServiceRequest
 from ivr.open311.testing import schema_validator, serve, xml_to_data
 from ivr.web.auth import create_user
@@ -248,6 +248,10 @@ async def test_post_request_errors(api: Api, fmt: str) -> None:
         assert ctype.startswith("text/xml" if fmt == "xml" else "application/json")
         (error,) = errors_of(doc)
         assert error["code"] == code and words in error["description"], (data, error)
+    broken = (b'--x\r\nContent-Disposition: form-data; name="\xc3\xb4\x03"\r\n\r\nv\r\n--x--\r\n')
+    status, _, doc = await api.post(f"{V2}/requests.{fmt}", broken,
+                                    headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert status == 400 and "not a readable form" in errors_of(doc)[0]["description"]
     async with api.ctx.db.session() as session:
         assert (await session.execute(select(ServiceRequest))).first() is None  # nothing half-made
     # The same request with everything right goes through, with the optional datetime attribute.
@@ -368,6 +372,10 @@ async def test_department_status_update_notifies_citizen(api: Api) -> None:
     assert "closed, completed" in bodies[1] and "Pothole filled" in bodies[1] and srid in bodies[1]
     _, _, closed = await api.get(f"{V2}/requests.json", status="closed")
     assert [d["service_request_id"] for d in closed] == [srid]
+    # A revoked key is refused.
+    assert await revoke_key(api.ctx.db, "roads")
+    status, _, doc = await api.post(path, {"status": "open"}, headers=headers)
+    assert status == 403
 
 
 async def test_agent_files_request_from_a_call(api: Api) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,8 +21,6 @@ from ivr.recordings.store import (
     layout_path,
     sha256_file,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _wav(path: Path, seconds: float = 1.0, channels: int = 1) -> Path:
@@ -159,38 +155,44 @@ async def test_purge_follows_retention_per_category_keeps_legal_hold_and_logs(tm
         assert await purge(session, settings, store, now=now) == []  # nothing twice
 
 
-def test_cli_import_check_purge_hold(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env.update({"DASAN__DATA_DIR": str(tmp_path / "var"), "DASAN__RECORDINGS__DIR": str(tmp_path / "rec"),
-                "DASAN__RECORDINGS__RETENTION_DAYS": "1", "PYTHONPATH": str(ROOT)})
+def test_cli_import_check_purge_hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from ivr.cli import main
 
-    def dasan(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ivr.cli", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DASAN_CONFIG", raising=False)
+    for key, value in {"DASAN__DATA_DIR": str(tmp_path / "var"), "DASAN__RECORDINGS__DIR": str(tmp_path / "rec"),
+                       "DASAN__RECORDINGS__RETENTION_DAYS": "1", "DASAN__BUS__BACKEND": "memory"}.items():
+        monkeypatch.setenv(key, value)
+
+    def dasan(*args: str) -> tuple[int, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out + out.err
 
     src = _wav(tmp_path / "1795593159.8.wav", 1.5)
-    out = dasan("recordings", "import", str(src), "--date", "2026-01-05")
-    assert out.returncode == 0, out.stderr
-    assert "recording 1: 2026/01/05/1795593159.8.wav wav/pcm16 1ch 8000 Hz 1.5 s" in out.stdout
-    assert "integrity ok" in out.stdout and "queued for transcription" in out.stdout
+    code, out = dasan("recordings", "import", str(src), "--date", "2026-01-05")
+    assert code == 0, out
+    assert "recording 1: 2026/01/05/1795593159.8.wav wav/pcm16 1ch 8000 Hz 1.5 s" in out
+    assert "integrity ok" in out and "queued for transcription" in out
     empty = tmp_path / "1795593160.1.wav"
     empty.write_bytes(b"")
-    bad = dasan("recordings", "import", str(empty), "--date", "2026-01-05", "--no-transcribe")
-    assert bad.returncode == 1 and "integrity corrupt" in bad.stdout and "empty file" in bad.stdout
-    check = dasan("recordings", "check")
-    assert check.returncode == 1  # the empty one is a problem
-    assert "2 checked, 1 ok, 1 with problems" in check.stdout and "1795593160.1.wav: empty file" in check.stdout
-    hold = dasan("recordings", "hold", "1")
-    assert hold.returncode == 0 and "legal hold on" in hold.stdout
-    dry = dasan("recordings", "purge", "--dry-run")
-    assert "would purge 1" in dry.stdout and "1795593160.1.wav" in dry.stdout
+    code, out = dasan("recordings", "import", str(empty), "--date", "2026-01-05", "--no-transcribe")
+    assert code == 1 and "integrity corrupt" in out and "empty file" in out
+    code, out = dasan("recordings", "check")
+    assert code == 1  # the empty one is a problem
+    assert "2 checked, 1 ok, 1 with problems" in out and "1795593160.1.wav: empty file" in out
+    code, out = dasan("recordings", "hold", "1")
+    assert code == 0 and "legal hold on" in out
+    code, out = dasan("recordings", "purge", "--dry-run")
+    assert "would purge 1" in out and "1795593160.1.wav" in out
     assert (tmp_path / "rec/2026/01/05/1795593160.1.wav").exists()
-    done = dasan("recordings", "purge")
-    assert done.returncode == 0 and "purged 1" in done.stdout
+    code, out = dasan("recordings", "purge")
+    assert code == 0 and "purged 1" in out
     assert not (tmp_path / "rec/2026/01/05/1795593160.1.wav").exists()
     assert (tmp_path / "rec/2026/01/05/1795593159.8.wav").exists()  # legal hold
-    again = dasan("recordings", "purge")
-    assert "purged 0" in again.stdout
+    code, out = dasan("recordings", "purge")
+    assert "purged 0" in out
 
 
 async def test_purge_count_query_sanity(tmp_path: Path, db: Database) -> None:

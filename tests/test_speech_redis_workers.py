@@ -92,8 +92,8 @@ async def test_killed_worker_job_is_taken_over_and_each_job_done_once(
     store = tmp_path / "recordings"
     # One long call (so the kill lands mid-job) and three short ones.
     long_call = synth.encode(synth.placed(
-        [(0.5, "안녕하세요"), (4.0, "버스 노선 문의"), (8.0, "감사합니다"), (11.5, "쓰레기 수거")],
-        tmp_path / "long16.wav", 14.0), tmp_path / "1795700000.1.wav")
+        [(0.5, "안녕하세요"), (4.0, "버스 노선 문의"), (7.5, "감사합니다")],
+        tmp_path / "long16.wav", 10.5), tmp_path / "1795700000.1.wav")
     paths = [import_file(store, long_call)]
     for i, text in enumerate(("안녕하세요", "교통", "감사합니다"), start=2):
         clip = synth.encode(synth.placed([(0.3, text)], tmp_path / f"s{i}.wav", 3.0), tmp_path / f"1795700000.{i}.wav")
@@ -159,7 +159,7 @@ async def test_killed_worker_job_is_taken_over_and_each_job_done_once(
             assert len(seg_rows) == len(set(seg_rows)), "duplicated segments"
             per_rec = dict((await session.execute(select(
                 TranscriptSegment.recording_id, func.count()).group_by(TranscriptSegment.recording_id))).all())
-            assert per_rec[recs[long_rel].id] >= 3  # the long call's sentences, stored once
+            assert per_rec[recs[long_rel].id] >= 2  # the long call's sentences, stored once
             for a in audits:
                 assert a.data["segments"] == per_rec.get(int(a.target.split(":")[1]), 0)
         assert await redis_bus.pending(STREAM, GROUP) == 0

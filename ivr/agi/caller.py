@@ -73,9 +73,10 @@ class ScriptedCaller:
     def __init__(self, script: str = "", *, route: str = "main", language: str = "ko",
                  callerid: str = "01012345678", linkedid: str | None = None,
                  variables: dict[str, str] | None = None, then: str = "hangup", trying: bool = False,
-                 env_chunks: list[bytes] | None = None) -> None:
+                 env_chunks: list[bytes] | None = None, delay: float = 0.0) -> None:
         self.tokens: deque[str] = deque(script.split())
         self.then = then
+        self.delay = delay  # seconds before each reply (a slow channel)
         self.trying = trying  # send "100 result=0 Trying..." before EXEC replies (older Asterisk)
         linkedid = linkedid or f"{_EPOCH}.{next(_SEQUENCE)}"  # unique per call, like Asterisk's
         self.env_chunks = env_chunks or environment(route, language, callerid, linkedid)
@@ -136,6 +137,10 @@ class ScriptedCaller:
             return b"200 result=0\n"
         if upper.startswith(("STREAM FILE", "SAY DIGITS", "SAY ALPHA", "GET DATA", "WAIT FOR DIGIT", "EXEC")):
             args = split_args(cmd)[2:]
+            if upper.startswith("GET DATA") and not args:
+                return (b"520-Invalid command syntax.  Proper usage follows:\n"
+                        b"Stream the given <replaceable>file</replaceable>, and receive DTMF data.\n"
+                        b"520 End of proper usage.\n")
             if upper.startswith(("STREAM FILE", "GET DATA")) and args:
                 self._heard(args[0])
             elif upper.startswith("SAY") and args:
@@ -158,10 +163,6 @@ class ScriptedCaller:
         if upper.startswith("SAY DIGITS") or upper.startswith("SAY ALPHA"):
             return b"200 result=0\n"
         if upper.startswith("GET DATA"):
-            if not args:
-                return (b"520-Invalid command syntax.  Proper usage follows:\n"
-                        b"Stream the given <replaceable>file</replaceable>, and receive DTMF data.\n"
-                        b"520 End of proper usage.\n")
             max_digits = int(args[2]) if len(args) > 2 else 1024
             token = self._next()
             if token == "T" or not token:
@@ -217,14 +218,15 @@ class ScriptedCaller:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             async with asyncio.timeout(timeout):
-                await self._converse(reader, writer)
+                await self.converse(reader, writer)
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
         return self.log
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Speak Asterisk's side over any stream pair (a TCP socket, a process AGI's pipes)."""
         for chunk in self.env_chunks:
             writer.write(chunk)
             await writer.drain()
@@ -238,13 +240,19 @@ class ScriptedCaller:
             self.log.commands.append(cmd)
             if self.silent:
                 continue
+            if self.delay:
+                await asyncio.sleep(self.delay)
             was_dead_unannounced = self.dead and not self.hangup_sent
             reply = self._reply(cmd)
             if reply is None:
                 continue
             if reply == "close":
                 self.log.hung_up = True
-                writer.transport.abort()
+                transport = writer.transport
+                if isinstance(transport, asyncio.Transport):
+                    transport.abort()
+                else:
+                    writer.close()
                 return
             assert isinstance(reply, bytes)
             if was_dead_unannounced:

@@ -15,7 +15,7 @@ _SAFE_ALPHA = set(string.ascii_letters + string.digits)
 class AgiChannel:
     """One call. Every method raises ``ChannelHangup`` once the caller is gone."""
 
-    __slots__ = ("stream", "env")
+    __slots__ = ("env", "stream")
 
     def __init__(self, stream: AgiStream) -> None:
         self.stream = stream

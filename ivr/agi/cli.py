@@ -92,8 +92,8 @@ def _agi(args: argparse.Namespace) -> int:
 
 def _prompts(args: argparse.Namespace) -> int:
     from ivr import prompts
-    from ivr.engine.runtime import MENU_FILE
     from ivr.engine.menu import load_menus
+    from ivr.engine.runtime import MENU_FILE
 
     settings = settings_from(args)
     menus = load_menus(settings.agi.menus_dir / MENU_FILE)

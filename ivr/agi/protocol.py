@@ -75,7 +75,7 @@ def quote(arg: str) -> str:
 class AgiStream:
     """Commands and replies over an asyncio stream pair, each read under a deadline."""
 
-    __slots__ = ("reader", "writer", "timeout", "hung_up", "env")
+    __slots__ = ("env", "hung_up", "reader", "timeout", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float = 30.0) -> None:
         self.reader = reader

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ivr.agi.channel import AgiChannel
 from ivr.agi.protocol import AgiError, AgiStream
@@ -21,7 +22,8 @@ from ivr.engine.channel import ChannelHangup
 
 log = logging.getLogger("dasan.agi")
 
-Handler = Callable[[AgiChannel], Awaitable[None]]
+# A route gets the call's channel (an AgiChannel: ``ch.stream`` reaches the raw protocol).
+Handler = Callable[[Any], Awaitable[None]]
 
 
 class FastAgiServer:

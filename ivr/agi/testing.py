@@ -14,11 +14,11 @@ from typing import Any
 from ivr.agi.caller import CallLog, ScriptedCaller
 from ivr.agi.server import FastAgiServer
 from ivr.bus import Bus
+from ivr.config import PROJECT_ROOT
 from ivr.db import Database
 from ivr.engine.channel import Channel
 from ivr.engine.engine import Call, IvrEngine
 from ivr.engine.runtime import IvrRuntime, load_checked
-from ivr.config import PROJECT_ROOT
 
 MENUS_DIR = PROJECT_ROOT / "ivr" / "menus"
 QUEUES_DIR = PROJECT_ROOT / "queues"

@@ -26,7 +26,6 @@ log = logging.getLogger("dasan.ami")
 
 BATCH = 2000
 COMMANDS_GROUP = "ami-bridge"
-OUTBOX_SEND_TIMEOUT = 1.0  # XADD takes ~1 ms; redis-py may sit in its own retry backoff for 10 s+
 OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
 
 
@@ -233,8 +232,7 @@ class AmiBridge:
             while self._outbox:
                 stream, job, event_id = self._outbox[0]
                 try:
-                    # A bounded wait: a client stuck on a dead connection must not stall the outbox.
-                    await asyncio.wait_for(self.ctx.bus.enqueue(stream, job), OUTBOX_SEND_TIMEOUT)
+                    await self.ctx.bus.enqueue(stream, job)
                 except (Exception, asyncio.CancelledError) as exc:
                     task = asyncio.current_task()
                     if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():

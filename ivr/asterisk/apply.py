@@ -55,19 +55,53 @@ class ApplyResult:
         return not self.failed
 
 
-def modules_to_reload(changed: list[str]) -> tuple[list[str], list[str]]:
+# Every module once, in FILES order: manager.conf last, so our own session is the last thing touched.
+MODULE_ORDER: list[str] = list(dict.fromkeys(m for m in (RELOAD_MODULE[name] for name in FILES) if m))
+# Modules written but not yet reloaded (Asterisk was down, a reload failed, --no-reload): the
+# next apply reloads them even though their files no longer differ. Asterisk ignores dot files.
+PENDING_FILE = ".dasan-reload-pending"
+
+
+def modules_to_reload(changed: list[str], pending: list[str] | tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """(modules to reload in order without repeats, files that need a restart)."""
-    modules: list[str] = []
-    restart: list[str] = []
-    for name in FILES:  # FILES order: manager.conf last, so our own session is the last thing touched
-        if name not in changed:
-            continue
-        module = RELOAD_MODULE[name]
-        if module is None:
-            restart.append(name)
-        elif module not in modules:
-            modules.append(module)
-    return modules, restart
+    wanted = set(pending) | {RELOAD_MODULE[name] for name in changed} - {None}
+    restart = [name for name in FILES if name in changed and RELOAD_MODULE[name] is None]
+    return [m for m in MODULE_ORDER if m in wanted], restart
+
+
+def read_pending(config_dir: Path) -> list[str]:
+    path = config_dir / PENDING_FILE
+    if not path.exists():
+        return []
+    return [m for m in path.read_text().split() if m in MODULE_ORDER]
+
+
+def write_pending(config_dir: Path, modules: list[str]) -> None:
+    path = config_dir / PENDING_FILE
+    if modules:
+        path.write_text("\n".join(modules) + "\n")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def deployed_secret(manager_conf: Path, username: str) -> str | None:
+    """The AMI secret Asterisk has now: the one in the manager.conf we wrote last time.
+
+    When ``ami.secret`` changes, Asterisk knows the new one only after the reload, so the login
+    that performs the reload must use the old one.
+    """
+    if not manager_conf.exists():
+        return None
+    section = ""
+    for raw in manager_conf.read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line[1:].split("]", 1)[0]
+        elif section == username and line.split("=", 1)[0].strip() == "secret" and "=" in line:
+            value = line.split("=", 1)[1]
+            value = value.split(" ;", 1)[0] if " ;" in value else value
+            return value.strip().replace(r"\;", ";")
+    return None
 
 
 class AmiSession:
@@ -120,12 +154,13 @@ class AmiSession:
         return dict(reply)
 
 
-async def reload_modules(settings: Settings, modules: list[str]) -> tuple[list[str], dict[str, str]]:
+async def reload_modules(settings: Settings, modules: list[str], secret: str | None = None) -> tuple[list[str], dict[str, str]]:
     """Reload each module over AMI; returns (reloaded, failed module -> Asterisk's message)."""
     reloaded: list[str] = []
     failed: dict[str, str] = {}
     ami = settings.ami
-    async with AmiSession(ami.host, ami.port, ami.username, ami.secret, settings.asterisk.ami_timeout) as session:
+    async with AmiSession(ami.host, ami.port, ami.username, secret or ami.secret,
+                          settings.asterisk.ami_timeout) as session:
         for module in modules:
             reply = await session.action({"Action": "Reload", "Module": module})
             if reply.get("Response") == "Success":
@@ -139,8 +174,11 @@ async def apply(settings: Settings, config_dir: Path | None = None, reload: bool
     """Render into ``config_dir`` (default ``asterisk.config_dir``) and reload what changed."""
     target = config_dir or settings.asterisk.config_dir
     files = render(settings)
+    secret = deployed_secret(target / "manager.conf", settings.ami.username)
     result = ApplyResult(target, changed=write(files, target))
-    modules, result.restart_needed = modules_to_reload(result.changed)
+    modules, result.restart_needed = modules_to_reload(result.changed, read_pending(target))
+    write_pending(target, modules)
     if reload and modules:
-        result.reloaded, result.failed = await reload_modules(settings, modules)
+        result.reloaded, result.failed = await reload_modules(settings, modules, secret)
+        write_pending(target, [m for m in modules if m not in result.reloaded])
     return result

@@ -42,7 +42,7 @@ def _apply(args: argparse.Namespace) -> int:
     except ApplyError as exc:
         print(f"files written, reload failed / 파일은 기록됨, 리로드 실패: {exc}", file=sys.stderr)
         return 1
-    if not result.changed:
+    if not result.changed and not result.reloaded and not result.failed:
         print(f"{result.config_dir}: up to date, nothing to reload / 변경 없음")
     for name in result.changed:
         print(f"wrote {result.config_dir / name}")

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import select
 
 from ivr import yamlfile
@@ -283,7 +284,7 @@ async def upload_prompt(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     try:
         form = await request.post()
-    except ValueError:
+    except (ValueError, HttpProcessingError):  # a malformed multipart body (bad part headers, ...)
         raise bad("expected a multipart form with name, language and file") from None
     name, language, upload = str(form.get("name", "")), str(form.get("language", "")), form.get("file")
     if not PROMPT_NAME.match(name):

@@ -8,10 +8,12 @@ from sqlalchemy import update
 from ivr.console import admin, agent, reviewer, wallboard
 from ivr.console.http import audit_request, bad, json_body, username
 from ivr.console.i18n import LANGUAGES
+from ivr.console.openapi import PATHS
 from ivr.console.render import HERE, LANG_COOKIE, ctx_of, home_of
 from ivr.context import AppContext
 from ivr.db.models import User
 from ivr.web.auth import current_user, reissue, requires
+from ivr.web.openapi import add_paths
 
 
 async def home(request: web.Request) -> web.Response:
@@ -39,6 +41,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     app.router.add_get("/", home)
     app.router.add_post("/api/console/language", set_language)
     app.router.add_static("/static/console", HERE / "static")
+    add_paths(app, PATHS)
     agent.setup(app)
     admin.setup(app)
     reviewer.setup(app)

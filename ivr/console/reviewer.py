@@ -7,8 +7,8 @@ which audits every access); this module adds the richer search, waveform peaks a
 
 from __future__ import annotations
 
-import array
 import asyncio
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,11 @@ from ivr.console.render import ctx_of, render
 from ivr.db.models import Agent, Category, Contact, Recording
 from ivr.search import search_text
 from ivr.web.auth import requires
+
+with warnings.catch_warnings():
+    # audioop is stdlib up to 3.12 (deprecated) and the audioop-lts package from 3.13.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
 
 READERS = ("reviewer", "supervisor")
 CRITERIA = ("greeting", "accuracy", "empathy", "resolution")
@@ -145,16 +150,18 @@ async def peaks(request: web.Request) -> web.Response:
     if not path.is_relative_to(root) or not path.is_file():
         raise bad("audio file missing / 녹음 파일이 없습니다", 404)
     await audit_request(request, "recording_peaks", f"recording:{rec_id}")
-    samples = array.array("h")
-    samples.frombytes(await _decode(str(path)))
-    total = len(samples)
-    levels: list[float] = []
-    if total:
-        step = max(1, total // n)
-        for i in range(0, total, step):
-            chunk = samples[i:i + step]
-            levels.append(round(max(max(chunk), -min(chunk)) / 32768, 4))
-    return web.json_response({"recording_id": rec_id, "duration": total / PEAK_RATE, "peaks": levels[:n]})
+    raw = await _decode(str(path))
+    levels = await asyncio.to_thread(peak_levels, raw, n)
+    return web.json_response({"recording_id": rec_id, "duration": len(raw) / 2 / PEAK_RATE, "peaks": levels})
+
+
+def peak_levels(raw: bytes, n: int) -> list[float]:
+    """The loudest sample of each of ``n`` equal slices of 16-bit audio, 0..1 (audioop: C speed)."""
+    total = len(raw) // 2
+    if not total:
+        return []
+    step = max(1, total // n) * 2
+    return [round(audioop.max(raw[i:i + step], 2) / 32768, 4) for i in range(0, total * 2, step)][:n]
 
 
 def _score(body: dict[str, Any]) -> tuple[dict[str, int], int]:

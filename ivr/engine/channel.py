@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 
-class ChannelHangup(Exception):  # noqa: N818 - it is an event, not a bug
+class ChannelHangup(Exception):
     """The caller hung up (or the connection to Asterisk was lost): stop driving the call."""
 
 

@@ -53,6 +53,8 @@ def spec_errors(handler: Handler) -> Handler:
             return await handler(request)
         except Open311Error as exc:
             return error_response(fmt, [exc])
+        except web.HTTPException:
+            raise  # 413 body too large, 429 rate limit, ...: aiohttp's own answers
         except Exception:
             log.exception("open311 %s %s failed", request.method, request.path)
             return error_response(fmt, [Open311Error(500, "internal error; the request was not processed")])
@@ -109,7 +111,7 @@ async def post_request(request: web.Request) -> web.Response:
     desk = _desk(request)
     params: MultiDict[Any] = MultiDict(request.query)
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await _form(request)
         for name in set(form.keys()):
             params.popall(name, None)
         params.extend(form)
@@ -141,6 +143,15 @@ async def post_request(request: web.Request) -> web.Response:
         doc = {"service_request_id": sr.service_request_id}
     doc.update(service_notice=sr.service_notice, account_id=sr.account_id)
     return render(request.match_info["fmt"], "service_requests", "request", [doc])
+
+
+async def _form(request: web.Request) -> MultiDictProxy[Any]:
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise
+    except Exception:  # a malformed multipart or urlencoded body
+        raise Open311Error(400, "the request body is not a readable form") from None
 
 
 def _split(value: str | None) -> list[str]:
@@ -238,7 +249,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise Open311Error(400, "the body must be a JSON object")
         return data
-    return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    return {k: v for k, v in (await _form(request)).items() if isinstance(v, str)}
 
 
 async def _update(request: web.Request, by: str, agency: str | None) -> web.Response:
@@ -266,7 +277,10 @@ async def update_status(request: web.Request) -> web.StreamResponse:
     ``X-Api-Key`` or ``api_key``) or a signed-in agent/supervisor changes the status."""
     given = request.headers.get("X-Api-Key") or request.query.get("api_key")
     if given is None and request.content_type == "application/x-www-form-urlencoded":
-        value = (await request.post()).get("api_key")
+        try:
+            value = (await _form(request)).get("api_key")
+        except Open311Error as exc:
+            return error_response("json", [exc])
         given = value if isinstance(value, str) else None
     if given is None:
         return await _update_by_user(request)

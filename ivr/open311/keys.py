@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ivr.db import Database
 from ivr.open311.models import Open311ApiKey
@@ -44,12 +44,18 @@ async def authenticate(db: Database, key: str | None, scope: str) -> Open311ApiK
     """The active key with ``scope``, or None."""
     if not key:
         return None
-    async with db.transaction() as session:
+    async with db.session() as session:
         row = (await session.execute(
             select(Open311ApiKey).where(Open311ApiKey.key_hash == hash_key(key)))).scalar_one_or_none()
-        if row is None or not row.allows(scope):
-            return None
-        row.last_used_at = datetime.now(UTC)
+    if row is None or not row.allows(scope):
+        return None
+    now = datetime.now(UTC)
+    last = row.last_used_at
+    # Note the use at most once a minute: a commit per API call would halve SQLite's throughput.
+    if last is None or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) > timedelta(minutes=1):
+        async with db.transaction() as session:
+            await session.execute(update(Open311ApiKey).where(Open311ApiKey.id == row.id)
+                                  .values(last_used_at=now))
     return row
 
 

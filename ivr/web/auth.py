@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
@@ -105,7 +106,10 @@ async def _csrf_ok(request: web.Request, user: SessionUser) -> bool:
         return True
     token = request.headers.get("X-CSRF-Token")
     if token is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, HttpProcessingError):  # a malformed body carries no token
+            return False
         value = form.get("csrf_token")
         token = value if isinstance(value, str) else None
     return token is not None and hmac.compare_digest(token, user.csrf)
@@ -124,6 +128,10 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
                     raise web.HTTPUnauthorized(text='{"error": "sign in first"}', content_type="application/json")
                 raise web.HTTPFound(f"/login?next={request.path_qs}")
             if user.role != "admin" and user.role not in roles:
+                if not _wants_json(request) and request.method == "GET":
+                    from ivr.console.render import render
+
+                    return render(request, "forbidden.html", status=403)
                 raise web.HTTPForbidden(text='{"error": "not allowed for your role"}', content_type="application/json")
             if not await _csrf_ok(request, user):
                 raise web.HTTPForbidden(text='{"error": "missing or wrong CSRF token"}', content_type="application/json")
@@ -227,7 +235,12 @@ async def login_form(request: web.Request) -> web.Response:
     """POST /login (form): sign in, then go to ``next`` or the role's home page."""
     from ivr.console.render import home_of, render
 
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, HttpProcessingError):
+        form = None
+    if form is None:
+        raise web.HTTPBadRequest(text="expected the sign-in form")
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
     user = await sign_in(request, username, password) if username and password else None

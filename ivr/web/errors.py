@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
 from ivr.context import AppContext
 
@@ -65,6 +65,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPException as exc:
         return _as_json(exc)
+    except http_exceptions.HttpProcessingError as exc:
+        # A malformed body found while a handler parsed it (bad multipart headers, ...).
+        status = exc.code if 400 <= exc.code < 500 else 400
+        return web.json_response({"error": f"malformed request: {exc.message}"[:500]}, status=status)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

@@ -1,0 +1,193 @@
+"""The FastAGI server survives what Asterisk 22 really sends, one bad call never stalls others.
+
+Each failure case runs while a batch of ordinary scripted calls goes through the real IVR on
+the same server; they must all end in their queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from ivr.agi.caller import ScriptedCaller, environment
+from ivr.agi.channel import AgiChannel
+from ivr.agi.protocol import AgiReply
+from ivr.agi.testing import IvrHarness
+from ivr.bus import MemoryBus
+from ivr.db import Database
+from ivr.db.models import Contact
+
+DAY = datetime(2026, 11, 25, 10, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+BYSTANDERS = 20
+
+
+@pytest.fixture
+async def ivr(sqlite_url: str) -> AsyncIterator[IvrHarness]:
+    db = Database(sqlite_url)
+    harness = await IvrHarness(db, MemoryBus(), now=DAY, command_timeout=1.0, env_timeout=1.0).start()
+    yield harness
+    await harness.stop()
+    await db.dispose()
+
+
+async def with_bystanders(ivr: IvrHarness, trouble: Callable[[], Awaitable[object]]) -> object:
+    """Run ``trouble`` while ordinary calls go on; they must all reach their queue."""
+    scripts = ["3", "9 1 4", "9 2 0", "1 2", "9 5 2 2"]
+    expected = ["general-ko", "en", "zh", "general-ko", "mn"]
+    calls = [ivr.dial(scripts[i % 5], delay=0.01) for i in range(BYSTANDERS)]
+    results = await asyncio.gather(trouble(), *calls)
+    for i, log in enumerate(results[1:]):
+        assert log.variables.get("IVR_RESULT") == "queue", log  # type: ignore[attr-defined]
+        assert log.variables["QUEUE"] == expected[i % 5]  # type: ignore[attr-defined]
+    return results[0]
+
+
+async def raw(ivr: IvrHarness) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(ivr.host, ivr.port)
+
+
+async def no_calls_left(ivr: IvrHarness) -> None:
+    assert ivr.server is not None
+    await asyncio.sleep(0.05)  # let the server notice the closed sockets
+    if ivr.server.calls:  # a bound, not a speed check: a spinning task would never end
+        await asyncio.wait(set(ivr.server.calls), timeout=10)
+    assert not ivr.server.calls
+
+
+async def test_socket_closed_before_the_environment_ends(ivr: IvrHarness) -> None:
+    async def trouble() -> None:
+        for cut in (0, 1, 100, 382, 483):  # nothing, mid-line, first chunk, all but the blank line
+            _reader, writer = await raw(ivr)
+            writer.write(b"".join(environment())[:cut])
+            await writer.drain()
+            writer.close()
+        await asyncio.sleep(0.05)
+
+    await with_bystanders(ivr, trouble)
+    await no_calls_left(ivr)
+    assert ivr.server is not None and ivr.server.served == BYSTANDERS
+
+
+async def test_environment_that_never_ends_times_out(ivr: IvrHarness) -> None:
+    async def trouble() -> bytes:
+        reader, writer = await raw(ivr)
+        writer.write(environment()[0])  # first chunk only, then silence
+        await writer.drain()
+        data = await reader.read()  # the server gives up after env_timeout and closes
+        writer.close()
+        return data
+
+    assert await with_bystanders(ivr, trouble) == b""
+    await no_calls_left(ivr)
+
+
+async def test_caller_hangs_up_during_a_command(ivr: IvrHarness) -> None:
+    async def trouble() -> list[object]:
+        # H: 200 result=-1 for the prompt, then the unsolicited HANGUP line and 511s
+        return await asyncio.gather(*(ivr.dial(s) for s in ("H", "9 H", "9 1 H", "1 2 H")))
+
+    logs = await with_bystanders(ivr, trouble)
+    for log in logs:  # type: ignore[attr-defined]
+        assert log.hung_up and "IVR_RESULT" not in log.variables
+        # the engine stops driving the call at the hang-up: nothing is sent after it
+        assert log.commands[-1].startswith(("STREAM FILE", "GET DATA", "CHANNEL STATUS")), log.commands
+        async with ivr.db.session() as session:
+            row = (await session.execute(select(Contact).where(
+                Contact.id == int(log.variables["CONTACT_ID"])))).scalar_one()
+        assert row.hangup_side == "caller" and row.ivr_path.endswith("hangup")
+
+
+async def test_dead_channel_511_and_hangup_line_on_a_stream(ivr: IvrHarness) -> None:
+    replies: list[tuple[AgiReply, bool]] = []
+
+    async def probe(ch: AgiChannel) -> None:
+        for cmd in ('STREAM FILE dasan/main-menu ""', "WAIT FOR DIGIT 1000", "GET VARIABLE X",
+                    'SET VARIABLE FOO "bar"', 'STREAM FILE beep ""', 'VERBOSE "after" 1'):
+            replies.append((await ch.stream.command(cmd), ch.stream.hung_up))
+
+    assert ivr.server is not None
+    ivr.server.routes["probe"] = probe
+    await with_bystanders(ivr, lambda: ScriptedCaller("H", route="probe", variables={"X": "y"}).call(ivr.host, ivr.port))
+    codes = [(r.code, r.result, hung) for r, hung in replies]
+    assert codes == [(200, "-1", False), (511, "", True), (200, "1", True), (200, "1", True),
+                     (511, "", True), (200, "1", True)]
+
+
+async def test_trying_520_510_and_utf8(ivr: IvrHarness) -> None:
+    seen: dict[str, AgiReply] = {}
+
+    async def probe(ch: AgiChannel) -> None:
+        seen["exec"] = await ch.stream.command("EXEC Playback beep")
+        seen["usage"] = await ch.stream.command("GET DATA")
+        seen["unknown"] = await ch.stream.command("FROBNICATE THE WIDGET")
+        await ch.set_variable("KOVAR", "한국어 값 \"인용\"")
+        seen["korean"] = await ch.stream.command("GET FULL VARIABLE ${KOVAR}")
+        await ch.verbose("안녕하세요 고객센터입니다")
+
+    assert ivr.server is not None
+    ivr.server.routes["probe"] = probe
+    log = await with_bystanders(ivr, lambda: ScriptedCaller("", route="probe", trying=True).call(ivr.host, ivr.port))
+    assert seen["exec"] == AgiReply(200, "0")  # the 100 Trying line was absorbed
+    assert seen["usage"].code == 520 and "DTMF" in seen["usage"].extra
+    assert seen["unknown"].code == 510
+    assert seen["korean"].data == '한국어 값 "인용"'
+    assert log.variables["KOVAR"] == '한국어 값 "인용"'  # type: ignore[attr-defined]
+
+
+async def test_broken_utf8_and_garbage_end_only_that_call(ivr: IvrHarness) -> None:
+    async def trouble() -> None:
+        reader, writer = await raw(ivr)
+        writer.write(b"".join(environment()))
+        await reader.readline()  # ANSWER
+        writer.write(b"200 result=0\n")
+        await reader.readline()  # GET FULL VARIABLE ${CHANNEL(linkedid)}
+        writer.write(b"200 result=1 (\xff\xfe\xc3)\n")  # not UTF-8: decoded leniently
+        await reader.readline()  # SET VARIABLE CONTACT_ID
+        writer.write(b"this is not AGI\n")
+        assert await reader.read() == b""  # the server ended this call and closed
+        writer.close()
+
+    await with_bystanders(ivr, trouble)
+    await no_calls_left(ivr)
+    assert ivr.server is not None and ivr.server.failed == 1
+
+
+async def test_silent_client_times_out_alone(ivr: IvrHarness) -> None:
+    async def trouble() -> object:
+        return await ScriptedCaller("9 S").call(ivr.host, ivr.port)  # stops answering mid-menu
+
+    log = await with_bystanders(ivr, trouble)
+    assert log.closed_by_server  # type: ignore[attr-defined]
+    async with ivr.db.session() as session:
+        row = (await session.execute(select(Contact).where(
+            Contact.id == int(log.variables["CONTACT_ID"])))).scalar_one()  # type: ignore[attr-defined]
+    assert row.ivr_path == "main:9 > hangup"  # the record says where the call was lost
+
+
+async def test_abrupt_close_and_unknown_route(ivr: IvrHarness) -> None:
+    async def trouble() -> list[object]:
+        return await asyncio.gather(ScriptedCaller("9 X").call(ivr.host, ivr.port),
+                                    ScriptedCaller("", route="nosuchroute").call(ivr.host, ivr.port))
+
+    closed, unknown = await with_bystanders(ivr, trouble)  # type: ignore[misc]
+    assert closed.hung_up
+    assert unknown.closed_by_server and unknown.commands == ['VERBOSE "dasan: no AGI route nosuchroute" 1']
+    await no_calls_left(ivr)
+
+
+async def test_shutdown_drains_calls_in_progress(ivr: IvrHarness) -> None:
+    # slow channels: every reply takes 50 ms, so the calls are mid-menu when stop() begins
+    calls = [asyncio.create_task(ivr.dial("9 1 4", delay=0.05)) for _ in range(10)]
+    await asyncio.sleep(0.2)
+    assert ivr.server is not None and ivr.server.calls
+    await ivr.stop()
+    logs = await asyncio.gather(*calls)
+    assert all(log.variables.get("QUEUE") == "en" for log in logs)
+    # and the server no longer accepts calls
+    with pytest.raises(OSError):
+        await asyncio.open_connection(ivr.host, ivr.port)
