@@ -25,6 +25,18 @@ DOC = HERE.parent / "docs" / "benchmarks.md"
 ORDER = ["bench_ami", "bench_sms", "bench_fastagi", "bench_transcribe"]
 
 
+HEADER = """\
+How to run: `make bench` (all, under 10 minutes), or `BENCH_ONLY=fastagi,ami .venv/bin/python -m bench`.
+Knobs: `BENCH_QUICK=1` (small sizes), `BENCH_AGI_LEVELS=1,100,1000`, `BENCH_AGI_SECONDS`,
+`BENCH_AGI_PACED_CALLS`, `BENCH_AGI_ARRIVAL`, `BENCH_AGI_GRACE`, `BENCH_AMI_CALLS`, `BENCH_SMS_SECONDS`,
+`BENCH_SMS_CONCURRENCY`. Code: `bench/` (load generator `bench/agi_load.py`, peers in `bench/peers/`,
+measuring in `bench/measure.py`). Every server runs in its own process; its memory is read from
+`/proc/<pid>/status` (VmRSS), its CPU time from `/proc/<pid>/stat`; latencies are taken with
+monotonic clocks on the client side. The machine is shared by several people's builds and tests:
+the load average above says how busy it was, so compare the rows of one table with each other
+(same run, same conditions) rather than with other runs."""
+
+
 class _Tee(io.TextIOBase):
     def __init__(self, *streams: io.TextIOBase) -> None:
         self.streams = streams
@@ -69,10 +81,7 @@ def main() -> None:
     print(f"benchmarks: {', '.join(names)}", flush=True)
     for name in names:
         run_one(name)
-    report.write_markdown(DOC, started, header=(
-        "Sizes: `BENCH_QUICK=1` for a short run; see each section for what was run. "
-        "The machine is shared (the load average above says how busy it was), so compare the "
-        "rows of one table with each other rather than with other runs."))
+    report.write_markdown(DOC, started, header=HEADER)
     print(f"\nwrote {DOC}", flush=True)
 
 

@@ -28,11 +28,23 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert)(table)
 
 
+# Numbers of the home country are kept in national form (010..., 02...), the form callers
+# key in, SMS gateways send and trunks dial; other countries keep +<country code>.
+HOME_COUNTRY_CODE = "82"
+
+
 def normalize_phone(number: str) -> str:
-    """Digits only, with a leading + kept: '+82 10-1234-5678' -> '+821012345678'."""
+    """One form per number: '+82 10-1234-5678' and '010-1234-5678' -> '01012345678';
+    '+1 212 555 0100' -> '+12125550100'."""
     number = number.strip()
     digits = "".join(ch for ch in number if ch.isdigit())
-    return ("+" + digits) if number.startswith("+") else digits
+    if number.startswith("00"):  # international prefix dialled as 00
+        number, digits = "+" + digits[2:], digits[2:]
+    if number.startswith("+"):
+        if digits.startswith(HOME_COUNTRY_CODE):
+            return "0" + digits[len(HOME_COUNTRY_CODE):].lstrip("0")
+        return "+" + digits
+    return digits
 
 
 async def get_or_create_citizen(

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from ivr.config import Settings
@@ -39,6 +39,7 @@ PUBLIC = {
 OWN_AUTH = {
     r"^/api/open311/requests/[^/]+/status$": "department API key (X-Api-Key) or an agent/supervisor session",
 }
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROLE_USER = {role: name for name, (role, _lang) in USERS.items()}
 MINE = re.compile(r"^/(console|api/console|ws/console)(/|$)")
 
@@ -81,9 +82,17 @@ class Rig:
     signed_in: dict[str, tuple[aiohttp.ClientSession, str]]
 
 
-@pytest.fixture
-async def rig(settings: Settings, tmp_path: Path) -> AsyncIterator[Rig]:
-    async with serve_console(prepare_settings(settings, tmp_path)) as console:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+    """One app for the module: these tests only read (every request is refused or harmless)."""
+    tmp = tmp_path_factory.mktemp("access")
+    settings = Settings()
+    settings.data_dir = tmp / "var"
+    settings.database.url = f"sqlite+aiosqlite:///{tmp / 'access.db'}"
+    settings.recordings.dir = tmp / "recordings"
+    settings.ami.enabled = False
+    settings.web.rate_limit_per_minute = 0
+    async with serve_console(prepare_settings(settings, tmp)) as console:
         from ivr.web.app import create_app
 
         routes = all_routes(create_app(console.ctx))
@@ -178,3 +187,16 @@ async def test_unsafe_requests_without_the_csrf_token_are_refused(rig: Rig) -> N
             assert status == 403, f"{route.method} {route.template}: {status}"
             refused += 1
     assert refused >= 8
+
+
+async def test_a_page_of_another_role_says_so_in_the_users_language(rig: Rig) -> None:
+    session, _ = rig.signed_in["agent"]  # kim.minji reads Korean
+    async with session.get(rig.console.url + "/console/admin", allow_redirects=False) as r:
+        assert r.status == 403 and r.content_type == "text/html"
+        assert "이 화면을 볼 권한이 없습니다." in await r.text()
+    session, _ = rig.signed_in["supervisor"]  # super1 reads English
+    async with session.get(rig.console.url + "/console/reviewer/recordings/1", allow_redirects=False) as r:
+        assert r.status == 200  # supervisors review too
+    session, _ = rig.signed_in["reviewer"]
+    async with session.get(rig.console.url + "/console/agent", allow_redirects=False) as r:
+        assert r.status == 403 and "Your role may not" not in await r.text()  # review1 reads Korean

@@ -490,7 +490,32 @@ def agent_phone_scenario(extension: str, talk_ms: int) -> str:
     ]]></send>
   <recv request="ACK" crlf="true"/>
   <nop><action><exec play_pcap_audio="{SIPP_PCAPS}/g711a.pcap"/></action></nop>
+  <!-- Asterisk may re-INVITE to show the agent who is connected (a callback's citizen) -->
+  <recv request="INVITE" timeout="{talk_ms}" ontimeout="bye"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=agent 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+    ]]></send>
+  <recv request="ACK" crlf="true"/>
   <pause milliseconds="{talk_ms}"/>
+  <label id="bye"/>
   <send retrans="500"><![CDATA[
       BYE [$ast_contact] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -748,3 +773,89 @@ async def test_waiting_caller_presses_1_for_a_callback(tmp_path: Path, settings:
     assert len(requests) == 1 and len(contacts) == 1, (requests, contacts)
     assert requests[0].queue == "general-wide" and requests[0].status == "waiting"
     assert requests[0].contact_id == contacts[0].id and requests[0].phone.endswith("1012345678")
+
+
+def citizen_scenario(number: str) -> str:
+    """The citizen's phone behind the trunk: the call must be for ``number``; answer, wait for BYE."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="citizen is called back">
+  <recv request="INVITE" crlf="true">
+    <action><ereg regexp="^INVITE sip:{number}@" search_in="msg" check_it="true" assign_to="ruri"/></action>
+  </recv>
+  <send><![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]citizen[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{number}@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>
+  <send retrans="500"><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]citizen[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{number}@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=citizen 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+    ]]></send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE" timeout="40000"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+</scenario>
+"""
+
+
+async def test_callback_reaches_an_agent_then_dials_the_citizen(tmp_path: Path, settings: Settings) -> None:
+    """What the AMI bridge's callback dialer sends: Originate Local/<queue>@dasan-callback; the
+    queue offers it to an agent, and once the agent answers the citizen is dialled through the
+    trunk (asterisk.trunk_contact)."""
+    from ivr.asterisk.apply import AmiSession
+
+    extension, secret = AGENT
+    citizen_port = free_port(socket.SOCK_DGRAM)
+    configure(settings, tmp_path)
+    settings.asterisk.trunk_contact = f"sip:127.0.0.1:{citizen_port}"
+    prompts = tmp_path / "no-prompts"
+    prompts.mkdir()
+    pbx = await asyncio.to_thread(start_pbx, settings, tmp_path, prompts)
+    try:
+        phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=3000)
+        citizen = await sipp(tmp_path, "citizen", citizen_scenario("01012345678"), pbx, citizen_port, timeout=50)
+        ami = settings.ami
+        async with AmiSession(ami.host, ami.port, ami.username, ami.secret, timeout=40) as session:
+            reply = await session.action({
+                "Action": "Originate", "Channel": "Local/general-ko@dasan-callback", "Context": "dasan-callback-out",
+                "Exten": "01012345678", "Priority": "1", "CallerID": "120", "Timeout": "30000", "Async": "false",
+                "Variable": "QUEUE=general-ko"})
+        assert reply.get("Response") == "Success", reply
+        await finished(phone, tmp_path, "agent_phone")
+        await finished(citizen, tmp_path, "citizen")
+        events = pbx.queue_log()
+        assert any(e[2] == "general-ko" and e[3] == "kim.minji" and e[4] == "CONNECT" for e in events), events
+        assert "Dial(\"Local/general-ko@dasan-callback" in pbx.console() or "PJSIP/01012345678@trunk" in pbx.console()
+    finally:
+        await asyncio.to_thread(stop_pbx, pbx)

@@ -94,6 +94,10 @@ async def test_record_is_saved_and_guarded(console: Console, login: Any) -> None
     assert status == 200 and [i["contact"]["id"] for i in body["items"]] == [ids["current"]]
     status, _ = await agent.call("GET", "/api/console/kb", params={"q": " "})
     assert status == 400
+    status, body = await agent.call("GET", "/api/console/inbox")
+    assert status == 200
+    assert [(c["id"], c["from"], [m["body"] for m in c["messages"]]) for c in body["items"]] == [
+        (ids["sms"], "+821099998888", ["가로등이 고장났어요"])]
 
 
 async def test_agent_state_commands_go_to_the_bridge(console: Console, login: Any) -> None:

@@ -297,7 +297,7 @@ async def test_wallboard_updates_live(console: Console, browser: Any) -> None:
     assert await page.inner_text("#tot-available") == "4"
     assert await page.inner_text("#tot-sl") == "60%"
     assert await page.inner_text("#tot-csat") == "4.3"
-    assert await page.get_attribute("#chart-channel", "data-values") == "10,2"
+    assert await page.get_attribute("#chart-channel", "data-values") == "10,2"  # voice, sms
     await ctx.bus.publish("live.metrics", _metrics(waiting=7, available=1))
     await page.wait_for_selector("#tot-waiting >> text='7'")
     assert await page.inner_text("tr[data-queue='general-ko'] td.waiting") == "7"

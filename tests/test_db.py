@@ -27,7 +27,7 @@ async def test_contact_with_citizen_and_earlier_inquiries(db: Database) -> None:
         first = await records.open_contact(s, Channel.voice, citizen, call_id="111.1", queue="general-ko")
         await records.open_contact(s, Channel.sms, citizen)
     async with db.transaction() as s:
-        again = await records.get_or_create_citizen(s, "phone", "+821012345678")
+        again = await records.get_or_create_citizen(s, "phone", "010-1234-5678")
         assert again.id == citizen.id
         earlier = await records.earlier_contacts(s, citizen.id)
         assert [c.channel for c in earlier] == [Channel.sms, Channel.voice]

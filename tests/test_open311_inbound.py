@@ -116,6 +116,8 @@ async def test_sms_keywords_languages_and_locations(ctx: AppContext) -> None:
         await store_message(ctx, "+82 10 1000 0003", "parking 37.5665, 126.9780 blocking hydrant", language="en"),
         await store_message(ctx, "+82 10 1000 0004", "버스 막차 시간이 궁금해요"),  # a question, not a request
     ]
+    sns = await store_message(ctx, "+82 10 1000 0005", "#noise from an SNS account")
+    jobs.append({**sns, "channel": "sns", "sender": "kakao-user-1"})  # SNS threads stay with agents
     await run_jobs(ctx, jobs)
     made = await requests_of(ctx)
     assert [(sr.service_code, sr.source) for sr in made] == [

@@ -214,7 +214,7 @@ class ScriptedCaller:
 
     # -- the call ------------------------------------------------------------------------
 
-    async def call(self, host: str, port: int, timeout: float = 60.0) -> CallLog:
+    async def call(self, host: str, port: int, timeout: float = 120.0) -> CallLog:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             async with asyncio.timeout(timeout):

@@ -8,7 +8,6 @@ mid-menu still leaves a record with the path so far.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -24,6 +23,7 @@ ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private"}
 
 
 CONTACTS = cast(Table, Contact.__table__)  # Core statements: the ORM's bulk-update path costs more per call
+MAX_BATCH = 256  # writes per shared transaction: bounds how long one commit keeps others waiting
 T = TypeVar("T")
 Write = Callable[[AsyncSession], Awaitable[T]]
 
@@ -69,25 +69,24 @@ class ContactWriter:
 
     async def _commit_loop(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                async with self.db.transaction() as session:
-                    results = [await write(session) for write, _ in batch]
-            except Exception:
-                if len(batch) == 1:
-                    _settle(batch[0][1], exc=sys.exc_info()[1])
-                    continue
-                for write, future in batch:
-                    try:
-                        async with self.db.transaction() as session:
-                            result = await write(session)
-                    except Exception as exc:
-                        _settle(future, exc=exc)
-                    else:
-                        _settle(future, result)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                _settle(future, result)
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Write[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            async with self.db.transaction() as session:
+                results = [await write(session) for write, _ in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc=exc)
+                return
+            # Find the bad write by halves; the good ones still commit (writes are re-runnable).
+            half = len(batch) // 2
+            await self._commit(batch[:half])
+            await self._commit(batch[half:])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            _settle(future, result)
 
     async def open(self, call_id: str, phone: str, language: str) -> int:
         async def write(session: AsyncSession) -> int:

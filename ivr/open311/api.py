@@ -53,8 +53,11 @@ def spec_errors(handler: Handler) -> Handler:
             return await handler(request)
         except Open311Error as exc:
             return error_response(fmt, [exc])
-        except web.HTTPException:
-            raise  # 413 body too large, 429 rate limit, ...: aiohttp's own answers
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            # e.g. 413 (body over web.max_body_bytes) while reading the form: same error format.
+            return error_response(fmt, [Open311Error(exc.status, exc.text or exc.reason)])
         except Exception:
             log.exception("open311 %s %s failed", request.method, request.path)
             return error_response(fmt, [Open311Error(500, "internal error; the request was not processed")])

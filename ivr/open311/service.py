@@ -215,7 +215,7 @@ class Open311:
             if existing is not None:
                 return existing, False
         service, attributes = self.check(new, need_location, require_attributes)
-        phone = records.normalize_phone(new.phone) if new.phone and new.phone.strip() else None
+        phone = (records.normalize_phone(new.phone) or None) if new.phone else None
         if citizen is None and phone:
             citizen = await records.get_or_create_citizen(session, "phone", phone)
         if phone is None and citizen is not None and citizen.identity_kind == "phone":
@@ -326,6 +326,9 @@ class Open311:
         """Turn an inbound SMS/MMS (``messages.inbound`` job) into a request when it asks for
         one: a message starting with a service keyword, or an MMS with a photo (then the
         catalogue's ``photo_service``). Anything else is left to the agents (None)."""
+        channel = str(job.get("channel") or "sms")
+        if channel not in ("sms", "mms"):
+            return None  # SNS/chat threads are answered by agents (no SMS to reply to)
         catalog = self.catalog
         body = str(job.get("body") or "")
         photos = [m for m in job.get("media") or []
@@ -351,10 +354,9 @@ class Open311:
                 citizen = await session.get(Citizen, contact.citizen_id)
             if citizen is None and job.get("sender"):
                 citizen = await records.get_or_create_citizen(session, "phone", str(job["sender"]))
-            channel = str(job.get("channel") or ("mms" if photos else "sms"))
             # An SMS cannot answer the service's questions: an agent completes them later.
             sr, created = await self.create(
-                session, new, source=channel if channel in ("sms", "mms") else "sms",
+                session, new, source=channel,
                 contact=contact, citizen=citizen, source_ref=f"message:{job['message_id']}",
                 media=media, need_location=False, require_attributes=False)
         if created:
@@ -466,7 +468,7 @@ async def find_request(db: Database, digits: str) -> ServiceRequest | None:
 
 
 def _event_source(source: str) -> str:
-    return {"call": "web", "console": "web", "api": "web"}.get(source, source)
+    return {"call": "web", "console": "web", "api": "web", "mms": "sms"}.get(source, source)
 
 
 async def create_from_contact(ctx: AppContext, contact_id: int, service_code: str, *,

@@ -28,7 +28,7 @@
 
   function contactRow(c) {
     const cat = c.category ? (document.documentElement.lang === "ko" ? c.category.ko : c.category.en) : "—";
-    return el("tr", {}, el("td", {}, fmtDate(c.started_at)), el("td", {}, c.channel), el("td", {}, cat),
+    return el("tr", {}, el("td", {}, fmtDate(c.started_at)), el("td", {}, label("ch_", c.channel)), el("td", {}, cat),
       el("td", {}, c.notes || ""), el("td", {}, c.resolution ? t("res_" + c.resolution) : "—"));
   }
 
@@ -95,12 +95,12 @@
       for (const c of chats.data.waiting) {
         const accept = el("button", { type: "button" }, t("reply"));
         accept.addEventListener("click", async () => { await api("POST", "/api/messaging/chats/" + c.id + "/accept", {}); loadInbox(); });
-        parts.push(el("div", { class: "conversation", "data-chat": c.id }, el("b", {}, "chat #" + c.id + " · " + (c.language || "")), " ", accept));
+        parts.push(el("div", { class: "conversation", "data-chat": c.id }, el("b", {}, t("chat") + " #" + c.id + " · " + (c.language || "")), " ", accept));
       }
       for (const c of chats.data.active) {
         const full = await api("GET", "/api/messaging/chats/" + c.id);
         const msgs = full.ok ? full.data.messages || [] : [];
-        const node = thread("chat #" + c.id, msgs, (body) => api("POST", "/api/messaging/chats/" + c.id + "/messages", { body }));
+        const node = thread(t("chat") + " #" + c.id, msgs, (body) => api("POST", "/api/messaging/chats/" + c.id + "/messages", { body }));
         node.dataset.chat = c.id;
         parts.push(node);
       }
@@ -108,7 +108,7 @@
     const r = await api("GET", "/api/console/inbox");
     if (r.ok) {
       for (const c of r.data.items) {
-        const node = thread(c.channel + " · " + (c.from || "?"), c.messages,
+        const node = thread(label("ch_", c.channel) + " · " + (c.from || "?"), c.messages,
           (body) => api("POST", "/api/messaging/contacts/" + c.id + "/reply", { body }));
         node.dataset.contact = c.id;
         parts.push(node);

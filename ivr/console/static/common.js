@@ -2,6 +2,8 @@
 "use strict";
 window.T = JSON.parse(document.getElementById("texts").textContent);
 window.t = (key) => (window.T[key] !== undefined ? window.T[key] : key);
+// A code's label ("ch_" + "sms" -> "문자"), or the code itself when the catalogue has none.
+window.label = (prefix, code) => (window.T[prefix + code] !== undefined ? window.T[prefix + code] : code);
 
 window.api = async function api(method, url, body, isForm) {
   const meta = document.querySelector('meta[name="csrf-token"]');

@@ -40,8 +40,8 @@
     set("tot-today", today.total || 0);
     set("updated-at", m.at ? fmtDate(m.at) : new Date().toLocaleTimeString());
     const ch = today.by_channel || {}, lg = today.by_language || {};
-    bars(document.getElementById("chart-channel"), Object.keys(ch), Object.values(ch));
-    bars(document.getElementById("chart-language"), Object.keys(lg), Object.values(lg));
+    bars(document.getElementById("chart-channel"), Object.keys(ch).map((k) => label("ch_", k)), Object.values(ch));
+    bars(document.getElementById("chart-language"), Object.keys(lg).map((k) => label("lang_", k)), Object.values(lg));
     bars(document.getElementById("chart-hour"), byHour.map((_, i) => String(i)), byHour);
   }
 
