@@ -781,7 +781,10 @@ def citizen_scenario(number: str) -> str:
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="citizen is called back">
   <recv request="INVITE" crlf="true">
-    <action><ereg regexp="^INVITE sip:{number}@" search_in="msg" check_it="true" assign_to="ruri"/></action>
+    <action>
+      <ereg regexp="^INVITE sip:{number}@" search_in="msg" check_it="true" assign_to="ruri"/>
+      <log message="called back: [$ruri]"/>
+    </action>
   </recv>
   <send><![CDATA[
       SIP/2.0 180 Ringing
@@ -844,7 +847,7 @@ async def test_callback_reaches_an_agent_then_dials_the_citizen(tmp_path: Path, 
     pbx = await asyncio.to_thread(start_pbx, settings, tmp_path, prompts)
     try:
         phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=3000)
-        citizen = await sipp(tmp_path, "citizen", citizen_scenario("01012345678"), pbx, citizen_port, timeout=50)
+        citizen = await sipp(tmp_path, "citizen", citizen_scenario("0999"), pbx, citizen_port, timeout=50)
         ami = settings.ami
         async with AmiSession(ami.host, ami.port, ami.username, ami.secret, timeout=40) as session:
             reply = await session.action({

@@ -61,3 +61,13 @@ async def test_consume_waits_for_a_new_job(bus: Bus) -> None:
     jobs = await bus.consume("jobs.w", "g", "w", block=3)
     await task
     assert [j.data for j in jobs] == [{"late": True}]
+
+
+async def test_touch_keeps_a_long_job_from_being_claimed(bus: Bus) -> None:
+    await bus.enqueue("jobs.long", {"n": 1})
+    [job] = await bus.consume("jobs.long", "g", "busy", block=1)
+    await asyncio.sleep(0.3)
+    await bus.touch(job, "g", "busy")
+    assert await bus.claim_stale("jobs.long", "g", "other", min_idle=0.25) == []
+    await asyncio.sleep(0.3)
+    assert [j.id for j in await bus.claim_stale("jobs.long", "g", "other", min_idle=0.25)] == [job.id]

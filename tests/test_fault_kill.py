@@ -168,16 +168,21 @@ async def test_kill9_transcription_worker_mid_jobs(settings: Settings, tmp_path:
     from ivr.recordings.store import import_file, index_file
     from ivr.records import open_contact
 
-    captured = ROOT.parent / "shared" / "asterisk-captures" / "answered" / "1795593159.8.wav"
+    captured = (ROOT.parent / "shared" / "asterisk-captures" / "answered" / "1795593159.8.wav").read_bytes()
+    # The first 2 s of the captured call (8 kHz 16-bit mono): short jobs keep the test bounded.
+    data = captured[44 : 44 + 32000]
+    short = tmp_path / "short.wav"
+    short.write_bytes(b"RIFF" + (36 + len(data)).to_bytes(4, "little") + captured[8:40]
+                      + len(data).to_bytes(4, "little") + data)
     db_file = Path(settings.database_url.split("///", 1)[1])
     root = tmp_path / "recordings"
-    count = 3  # vosk on a shared 2-core machine: a few seconds per 6 s recording
+    count = 3
     db = Database(settings.database_url)
     async with db.transaction() as s:
         for n in range(count):
             cid = f"1830000000.{n}"
             contact = await open_contact(s, Channel.voice, call_id=cid, language="ko")
-            path = import_file(root, captured, call_id=cid)
+            path = import_file(root, short, call_id=cid)
             await index_file(s, root, path, call_id=cid, contact_id=contact.id)
     await db.dispose()
     env = _env(settings, tmp_path, DASAN__SPEECH__ENABLED="true", DASAN__SPEECH__WORKERS="1")

@@ -38,6 +38,7 @@ PUBLIC = [
     (r"^/open311/v2/(discovery|services|requests|tokens)", "Open311 GeoReport v2 is a public citizen API"),
     (r"^/open311/v2/media/", "Open311 media_url links citizens receive (unguessable names)"),
     (r"^/(webhooks|sms|hooks)/", "provider webhooks: authenticated by their signature, not a session"),
+    (r"^/chat(/ws)?$", "the citizens' web chat: anyone may open a conversation"),
 ]
 # Routes that never read a body, so a big one changes nothing and may be answered normally.
 IGNORE_BODY = [r"^/api/logout$"]

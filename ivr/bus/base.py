@@ -73,6 +73,11 @@ class Bus(abc.ABC):
     async def pending(self, stream: str, group: str) -> int:
         """How many jobs were handed out and not acked yet."""
 
+    @abc.abstractmethod
+    async def touch(self, job: Job, group: str, consumer: str) -> None:
+        """Tell the group this consumer still works on ``job`` (resets its idle time), so a
+        long job is not claimed by another consumer as stale."""
+
     async def start(self) -> None:
         """Connect (no-op for in-process)."""
 

@@ -115,6 +115,11 @@ class MemoryBus(Bus):
                 jobs.append(Job(stream, job_id, s.by_id[job_id], p.deliveries))
         return jobs
 
+    async def touch(self, job: Job, group: str, consumer: str) -> None:
+        entry = self._stream(job.stream).groups.setdefault(group, _Group()).pending.get(job.id)
+        if entry is not None and entry.consumer == consumer:
+            entry.since = time.monotonic()
+
     async def pending(self, stream: str, group: str) -> int:
         return len(self._stream(stream).groups.setdefault(group, _Group()).pending)
 

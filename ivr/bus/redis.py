@@ -109,6 +109,10 @@ class RedisBus(Bus):
             jobs.append(Job(stream, jid, _decode(fields), deliveries))
         return jobs
 
+    async def touch(self, job: Job, group: str, consumer: str) -> None:
+        # XCLAIM to ourselves with JUSTID resets the idle time without counting a delivery.
+        await self.redis.xclaim(self.key(job.stream), group, consumer, 0, [job.id], justid=True)
+
     async def pending(self, stream: str, group: str) -> int:
         await self._ensure_group(stream, group)
         info = await self.redis.xpending(self.key(stream), group)

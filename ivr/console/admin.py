@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ivr.console.http import audit_request, bad, iso, json_body, username
 from ivr.console.models import ConfigChange
 from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
-from ivr.queues import QueueConfig, load_queues
+from ivr.queues import NAME, QueueConfig, load_queues
 from ivr.web.auth import requires
 
 log = logging.getLogger("dasan.console.admin")
@@ -166,15 +167,19 @@ async def admin_page(request: web.Request) -> web.Response:
     problems: list[str] = []
     queues: list[dict[str, Any]] = []
     schedules: dict[str, Any] = {}
+    agents: list[tuple[str, str, dict[str, int]]] = []
     try:
         qconf = load_queues(ctx.settings.queues_dir)
         queues = queue_summary(qconf)
         schedules = {name: s.model_dump() for name, s in qconf.schedules.items()}
+        agents = [(a.username, a.name, a.skills) for a in qconf.agents]
     except (yamlfile.DataError, OSError) as exc:
         problems = list(getattr(exc, "problems", [str(exc)]))
     async with ctx.db.session() as session:
         history = list((await session.execute(select(ConfigChange).order_by(ConfigChange.id.desc()).limit(30))).scalars())
+    agents_sha = _sha(_read(editable_files(ctx)["agents"]))
     return render(request, "admin.html", queues=queues, schedules=schedules, problems=problems,
+                  agents=agents, agents_sha=agents_sha,
                   files=list(editable_files(ctx)), history=history, languages=PROMPT_LANGUAGES, iso=iso)
 
 
@@ -214,12 +219,19 @@ async def save_file(request: web.Request) -> web.Response:
     text, base, comment = body.get("text"), body.get("sha256"), str(body.get("comment") or "")[:1000]
     if not isinstance(text, str):
         raise bad("text: the new file content")
+    return await _save(request, key, path, lambda _old: text, base, comment)
+
+
+async def _save(request: web.Request, key: str, path: Path, change: Callable[[str], str], base: Any,
+                comment: str) -> web.Response:
+    """Under the lock: check the version, make the new text, validate, write, apply, keep history."""
     ctx = ctx_of(request)
     author = username(request)
     async with request.app[LOCK_KEY]:
         old = _read(path)
         if base is not None and base != _sha(old):
             raise bad("the file changed since you opened it; reload / 다른 사람이 먼저 수정했습니다. 새로고침하세요", 409)
+        text = change(old)
         problems = validate(ctx, key, text)
         if problems:
             return web.json_response({"applied": False, "problems": problems}, status=422)
@@ -229,14 +241,59 @@ async def save_file(request: web.Request) -> web.Response:
         _write_atomic(path, text)
         status, result = await apply_to_asterisk(ctx, author)
         async with ctx.db.transaction() as session:
-            change = ConfigChange(author=author, kind=key.split(":")[0], target=str(path), comment=comment,
-                                  diff=diff, status=status, apply_result=result)
-            session.add(change)
+            row = ConfigChange(author=author, kind=key.split(":")[0], target=str(path), comment=comment,
+                               diff=diff, status=status, apply_result=result)
+            session.add(row)
             await session.flush()
-            change_id = change.id
+            change_id = row.id
     await audit_request(request, "config_changed", key, change_id=change_id, status=status)
     return web.json_response({"applied": status == "applied", "status": status, "result": result,
                               "change_id": change_id, "sha256": _sha(text), "diff": diff})
+
+
+_AGENT_START = re.compile(r"^(\s*)- username:\s*(\S+)\s*$")
+_SKILLS_LINE = re.compile(r"^(\s+)skills:\s*\{[^}]*\}\s*(#.*)?$")
+
+
+def set_skills(text: str, skills: dict[str, dict[str, int]]) -> str:
+    """agents.yaml with the ``skills:`` of the named agents replaced, comments and layout kept.
+
+    Each agent's skills are one flow mapping line (``skills: {general-ko: 5, en: 3}``), as in the
+    shipped file; an agent written otherwise is refused rather than rewritten."""
+    lines = text.splitlines(keepends=True)
+    current: str | None = None
+    done: set[str] = set()
+    for i, line in enumerate(lines):
+        start = _AGENT_START.match(line)
+        if start:
+            current = start.group(2).strip("'\"")
+            continue
+        m = _SKILLS_LINE.match(line)
+        if m and current in skills and current not in done:
+            levels = ", ".join(f"{q}: {level}" for q, level in skills[current].items())
+            tail = f"  {m.group(2)}" if m.group(2) else ""
+            lines[i] = f"{m.group(1)}skills: {{{levels}}}{tail}\n"
+            done.add(current)
+    missing = sorted(set(skills) - done)
+    if missing:
+        raise bad(f"agents without a one-line 'skills: {{...}}' in agents.yaml: {', '.join(missing)}; "
+                  "edit the file instead / 파일 편집을 사용하세요", 422)
+    return "".join(lines)
+
+
+@requires(*ADMINS)
+async def save_proficiencies(request: web.Request) -> web.Response:
+    """POST /api/console/admin/proficiencies {"skills": {username: {queue: 1-5}}, "sha256", "comment"}."""
+    body = await json_body(request)
+    skills = body.get("skills")
+    if not isinstance(skills, dict) or not all(
+            isinstance(u, str) and isinstance(levels, dict) and all(
+                isinstance(q, str) and re.match(NAME, q) and isinstance(v, int) and not isinstance(v, bool)
+                for q, v in levels.items()) for u, levels in skills.items()):
+        raise bad("skills: {username: {queue: proficiency 1-5}}")
+    path = editable_files(ctx_of(request))["agents"]
+    return await _save(request, "agents", path, lambda old: set_skills(old, skills), body.get("sha256"),
+                       str(body.get("comment") or "")[:1000])
 
 
 @requires(*ADMINS)
@@ -318,5 +375,6 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/console/admin/file", get_file)
     r.add_post("/api/console/admin/file", save_file)
     r.add_post("/api/console/admin/validate", validate_file)
+    r.add_post("/api/console/admin/proficiencies", save_proficiencies)
     r.add_get("/api/console/admin/history", history)
     r.add_post("/api/console/admin/prompts", upload_prompt)

@@ -103,7 +103,7 @@ class TranscriptionWorker:
         while True:
             await asyncio.sleep(max(0.2, self.claim_after / 3))
             with contextlib.suppress(Exception):
-                await touch(self.bus, job, GROUP, self.name)
+                await self.bus.touch(job, GROUP, self.name)
 
     # -- one job --
     async def _process(self, job: Job) -> Outcome:
@@ -226,21 +226,6 @@ class TranscriptionWorker:
                                  data={"reason": reason, "job": job.data}))
         log.error("job %s rejected: %s (%r)", job.id, reason, job.data)
         return Outcome("rejected", None, reason)
-
-
-async def touch(bus: Bus, job: Job, group: str, consumer: str) -> None:
-    """Reset a pending job's idle time (Redis XCLAIM JUSTID to ourselves; in-process: the clock)."""
-    from ivr.bus.memory import MemoryBus
-
-    if isinstance(bus, MemoryBus):
-        entry = bus._stream(job.stream).groups[group].pending.get(job.id)
-        if entry is not None and entry.consumer == consumer:
-            entry.since = time.monotonic()
-        return
-    redis = getattr(bus, "redis", None)
-    if redis is not None:
-        key = bus.key(job.stream)  # type: ignore[attr-defined]
-        await redis.xclaim(key, group, consumer, 0, [job.id], justid=True)
 
 
 def _int(value: Any) -> int | None:

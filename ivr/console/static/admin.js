@@ -42,6 +42,27 @@
     location.reload();  // the queue table and history are rendered from what is now on disk
   });
 
+  document.getElementById("btn-skills").addEventListener("click", async () => {
+    const table = document.getElementById("skills-table"), out = document.getElementById("skills-result");
+    const skills = {};
+    for (const row of table.querySelectorAll("tbody tr")) {
+      const levels = {};
+      for (const sel of row.querySelectorAll("select")) if (sel.value) levels[sel.dataset.queue] = parseInt(sel.value, 10);
+      skills[row.dataset.agent] = levels;
+    }
+    const r = await api("POST", "/api/console/admin/proficiencies", {
+      skills, sha256: table.dataset.sha, comment: document.getElementById("skills-comment").value });
+    if (r.status === 422 && r.data.problems) {
+      out.className = "error"; out.dataset.state = "invalid";
+      out.replaceChildren(el("b", {}, t("invalid")), el("ul", {}, ...r.data.problems.map((p) => el("li", {}, p))));
+      return;
+    }
+    if (!r.ok) { out.className = "error"; out.dataset.state = "error"; out.textContent = r.data.error; return; }
+    if (r.data.unchanged) { out.className = "ok"; out.dataset.state = "unchanged"; out.textContent = t("no_changes"); return; }
+    sessionStorage.setItem("dasan-admin-result", JSON.stringify({ file: "agents", status: r.data.status, result: r.data.result }));
+    location.reload();
+  });
+
   document.getElementById("prompt-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const out = document.getElementById("prompt-result");
