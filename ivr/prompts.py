@@ -32,6 +32,7 @@ MANIFEST = ".placeholders.json"
 _PINYIN_DIGITS = {"0": "ling2", "1": "yi1", "2": "er4", "3": "san1", "4": "si4", "5": "wu3", "6": "liu4",
                   "7": "qi1", "8": "ba1", "9": "jiu3"}
 _CJK_PUNCT = str.maketrans({"，": ",", "。": ".", "：": ":", "？": "?", "！": "!", "、": ",", "；": ";"})
+_NUMBER = re.compile(r"(?<![a-zü])\d+")
 _KANJI = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -40,11 +41,9 @@ def pinyin(text: str) -> str:
     from pypinyin import Style, lazy_pinyin
 
     words = lazy_pinyin(text.translate(_CJK_PUNCT), style=Style.TONE3, neutral_tone_with_five=True)
-    out = []
-    for word in words:
-        out.append(" ".join(_PINYIN_DIGITS[ch] if ch in _PINYIN_DIGITS else ch for ch in word)
-                   if any(ch.isdigit() for ch in word) else word)
-    return " ".join(out)
+    text = " ".join(w.strip() for w in words if w.strip())
+    # numbers (not the tone digits that end syllables) are read digit by digit, in Chinese
+    return _NUMBER.sub(lambda m: " " + " ".join(_PINYIN_DIGITS[ch] for ch in m[0]) + " ", text).strip()
 
 
 def synth_text(language: str, text: str) -> str:

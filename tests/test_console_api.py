@@ -192,6 +192,27 @@ async def test_admin_validates_and_keeps_history(console: Console, login: Any) -
     assert status == 404
 
 
+async def test_proficiencies_grid_edits_agents_yaml_in_place(console: Console, login: Any) -> None:
+    admin = await login("admin1")
+    path = console.ctx.settings.queues_dir / "agents.yaml"
+    before = path.read_text()
+    status, body = await admin.call("POST", "/api/console/admin/proficiencies",
+                                    json={"skills": {"lee.junho": {"general-ko": 4, "zh": 5, "nosuch": 2}}})
+    assert status == 422 and any("nosuch" in p for p in body["problems"]), body
+    status, body = await admin.call("POST", "/api/console/admin/proficiencies",
+                                    json={"skills": {"lee.junho": {"general-ko": 4, "zh": 7}}})
+    assert status == 422 and any("proficiency 7" in p for p in body["problems"]), body
+    status, body = await admin.call("POST", "/api/console/admin/proficiencies", json={"skills": ["x"]})
+    assert status == 400
+    assert path.read_text() == before
+    status, body = await admin.call("POST", "/api/console/admin/proficiencies", json={
+        "skills": {"lee.junho": {"general-ko": 2, "zh": 5}, "kim.minji": {"general-ko": 5, "general-wide": 5, "en": 3}},
+        "comment": "이준호 일반상담 축소"})
+    assert status == 200, body
+    after = path.read_text()
+    changed = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert changed == ["    skills: {general-ko: 2, zh: 5}"]  # only lee.junho's line; comments kept
+    assert body["diff"].count("\n-    skills") == 1
 async def test_menus_and_queues_are_checked_together(console: Console, login: Any) -> None:
     admin = await login("admin1")
     status, body = await admin.call("GET", "/api/console/admin/file", params={"file": "menu:main.yaml"})

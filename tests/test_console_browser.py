@@ -226,6 +226,16 @@ async def _admin_task(console: Console, browser: Any, peer: AmiPeer) -> None:
         change = (await session.execute(select(ConfigChange))).scalar_one()
         assert change.author == "admin1" and "+    strategy: ringall" in change.diff
         assert change.status == "applied"
+
+    # Skills: kim.minji's English proficiency 3 -> 4 in the grid (agents.yaml keeps its comments).
+    await page.select_option("tr[data-agent='kim.minji'] select[data-queue='en']", "4")
+    await page.click("#btn-skills")
+    await page.wait_for_selector("#file-result[data-state='applied']")
+    await page.wait_for_selector("tr[data-queue='en'] >> text=kim.minji (4)")
+    agents_yaml = (ctx.settings.queues_dir / "agents.yaml").read_text()
+    assert "skills: {general-ko: 5, general-wide: 5, en: 4}" in agents_yaml and agents_yaml.startswith("# Counsellors")
+    assert load_queues(ctx.settings.queues_dir).agents[0].penalty("en") == 1
+    async with ctx.db.session() as session:
         actions = [a.action for a in (await session.execute(select(AuditLog))).scalars()]
     assert "config_changed" in actions and "sign_in" in actions
     await shot(page, "admin")

@@ -291,8 +291,14 @@ async def save_proficiencies(request: web.Request) -> web.Response:
                 isinstance(q, str) and re.match(NAME, q) and isinstance(v, int) and not isinstance(v, bool)
                 for q, v in levels.items()) for u, levels in skills.items()):
         raise bad("skills: {username: {queue: proficiency 1-5}}")
-    path = editable_files(ctx_of(request))["agents"]
-    return await _save(request, "agents", path, lambda old: set_skills(old, skills), body.get("sha256"),
+    ctx = ctx_of(request)
+    try:
+        current = {a.username: a.skills for a in load_queues(ctx.settings.queues_dir).agents}
+    except (yamlfile.DataError, OSError):
+        current = {}
+    changed = {u: levels for u, levels in skills.items() if current.get(u) != levels}  # a minimal diff
+    path = editable_files(ctx)["agents"]
+    return await _save(request, "agents", path, lambda old: set_skills(old, changed), body.get("sha256"),
                        str(body.get("comment") or "")[:1000])
 
 
