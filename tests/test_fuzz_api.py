@@ -28,7 +28,7 @@ from ivr.db import Database
 from ivr.web.auth import SessionUser, create_user, encode_session
 
 SECRET_KEY = "fuzz-secret-key-0123456789"
-EXAMPLES = 8
+EXAMPLES = 5
 
 
 async def _admin(url: str) -> SessionUser:

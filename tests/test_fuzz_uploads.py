@@ -172,7 +172,7 @@ def test_prompt_uploads_fuzzed(settings: Settings, sqlite_url: str, tmp_path: Pa
         files = st.one_of(st.just(TINY_WAV), st.binary(max_size=512),
                           st.sampled_from([b"", b"<html></html>", b"RIFF\x00\x00\x00\x00WAVE"]))
 
-        @hsettings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @hsettings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
         # (file names without control characters: the client library refuses to put them in a header)
         @given(names, st.sampled_from(["ko", "en", "zh", "ja", "vi", "mn", "../..", "xx", ""]), files,
                st.text(st.characters(blacklist_categories=["Cc", "Cs"]), max_size=40))

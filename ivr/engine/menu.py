@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ivr import yamlfile
 
@@ -54,16 +54,6 @@ class MenuNode(_Strict):
     on_failure: str | None = None
 
     _p = field_validator("prompt", mode="before")(_prompts)
-
-    @field_validator("options")
-    @classmethod
-    def _digits(cls, options: dict[str, str | Option]) -> dict[str, str | Option]:
-        for key in options:
-            if key not in DIGITS:
-                raise ValueError(f"option {key!r} is not a telephone key (0-9, * or #)")
-        if "*" in options:
-            raise ValueError("'*' always repeats the menu; do not map it")
-        return options
 
     def option(self, digit: str) -> Option | None:
         value = self.options.get(digit)
@@ -178,6 +168,10 @@ def _check(menus: MenuSet, located: yamlfile.Located) -> list[str]:
         prompt_refs((*base, "prompt"), node.prompt)
         if isinstance(node, MenuNode):
             for digit in node.options:
+                if digit == "*":
+                    err((*base, "options", digit), "'*' always repeats the menu; do not map it")
+                elif digit not in DIGITS:
+                    err((*base, "options", digit), f"option {digit!r} is not a telephone key (0-9, * or #)")
                 opt = node.option(digit)
                 assert opt is not None
                 node_ref((*base, "options", digit), opt.goto)
@@ -190,10 +184,31 @@ def _check(menus: MenuSet, located: yamlfile.Located) -> list[str]:
     return problems
 
 
+KINDS = ("menu", "queue", "answer", "lookup")
+
+
+def _located_errors(exc: ValidationError, located: yamlfile.Located) -> list[str]:
+    """pydantic's errors at the YAML lines they concern (the node-kind tag is not a key)."""
+    problems = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        if len(loc) >= 3 and loc[0] == "nodes" and loc[2] in KINDS:
+            del loc[2]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("kind")
+        extra = " (unknown key; check the spelling)" if err["type"] == "extra_forbidden" else ""
+        key = ".".join(map(str, loc)) or "(top level)"
+        problems.append(f"{located.where(tuple(loc))}: {key}: {err['msg']}{extra}")
+    return problems
+
+
 def load_menus(path: Path) -> MenuSet:
     """Read and check a menu file; raises ``yamlfile.DataError`` naming file and line."""
     located = yamlfile.load(path)
-    menus = yamlfile.validate(MenuSet, located)
+    try:
+        menus = MenuSet.model_validate(located.data)
+    except ValidationError as exc:
+        raise yamlfile.DataError(_located_errors(exc, located)) from None
     problems = _check(menus, located)
     if problems:
         raise yamlfile.DataError(problems)

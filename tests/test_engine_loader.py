@@ -1,0 +1,85 @@
+"""Menu files are checked on load; every error names the file and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ivr.agi.testing import MENUS_DIR, QUEUES_DIR
+from ivr.cli import main
+from ivr.engine.menu import AnswerNode, LookupNode, MenuNode, QueueNode, load_menus
+from ivr.engine.runtime import MENU_FILE, load_checked
+from ivr.yamlfile import DataError
+
+DEFAULT = (MENUS_DIR / MENU_FILE).read_text(encoding="utf-8")
+
+
+def broken(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
+    """The default menu with one edit; returns the file and the line of the edit."""
+    assert old in DEFAULT, old
+    text = DEFAULT.replace(old, new, 1)
+    path = tmp_path / "main.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path, text[: text.index(new)].count("\n") + 1 + new[: len(new) - len(new.lstrip("\n"))].count("\n")
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(DataError) as exc:
+        load_menus(path)
+    return exc.value.problems
+
+
+def test_default_menus_load_and_match_the_queues() -> None:
+    menus, queues = load_checked(MENUS_DIR, QUEUES_DIR)
+    assert menus.languages == ["ko", "en", "zh", "ja", "vi", "mn"]
+    kinds = {type(node) for node in menus.nodes.values()}
+    assert kinds == {MenuNode, QueueNode, AnswerNode, LookupNode}
+    main_menu = menus.nodes["main"]
+    assert isinstance(main_menu, MenuNode) and set(main_menu.options) == set("0123456789") - {"7", "8"}
+    assert all(menus.queues[lang] in queues.queues for lang in menus.languages)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('      "4": tax\n', '      "4": taxes\n', "nodes.main.options.4: unknown node 'taxes'"),
+    ('      "4": tax\n', '      "x": tax\n', "is not a telephone key"),
+    ('      "4": tax\n', '      "*": tax\n', "always repeats"),
+    ("    handler: service_request_status\n", "    handlr: service_request_status\n", "unknown key"),
+    ("    prompt: transport-menu\n", "    prompt: transport-menuu\n",
+     "nodes.transport.prompt: unknown prompt 'transport-menuu'"),
+    ("      \"1\": {goto: main, language: en}\n", "      \"1\": {goto: main, language: fr}\n",
+     "unknown language 'fr'"),
+    ("    kind: lookup\n", "    kind: lookup-table\n", "nodes.status"),
+    ("start: main\n", "start: [main\n", "YAML syntax error"),
+])
+def test_errors_name_file_and_line(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path, line = broken(tmp_path, old, new)
+    found = problems(path)
+    assert any(message in p for p in found), found
+    if "YAML" not in message:
+        assert any(p.startswith(f"{path}:{line}:") for p in found), (line, found)
+
+
+def test_missing_translation_and_engine_prompt(tmp_path: Path) -> None:
+    path, line = broken(tmp_path, '    vi: "Lựa chọn không hợp lệ."\n', "")
+    assert f"{path}:" in problems(path)[0] and "prompts.invalid: no vi text" in problems(path)[0]
+    path, _ = broken(tmp_path, "  survey-thanks:\n", "  survey-thanked:\n")
+    assert any("missing prompt 'survey-thanks'" in p for p in problems(path))
+
+
+def test_unknown_queue_is_refused_with_its_line(tmp_path: Path) -> None:
+    path, line = broken(tmp_path, "  mn: mn\n", "  mn: mongolian\n")
+    (tmp_path / "menus").mkdir()
+    path.rename(tmp_path / "menus" / "main.yaml")
+    with pytest.raises(DataError) as exc:
+        load_checked(tmp_path / "menus", QUEUES_DIR)
+    assert exc.value.problems == [f"{tmp_path / 'menus' / 'main.yaml'}:{line}: queues.mn: unknown queue 'mongolian'"]
+
+
+def test_cli_reports_a_broken_menu(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path, line = broken(tmp_path, '      "4": tax\n', '      "4": taxes\n')
+    monkeypatch.setenv("DASAN__AGI__MENUS_DIR", str(tmp_path))
+    monkeypatch.setenv("DASAN__DATA_DIR", str(tmp_path))
+    assert main(["call", "--digits", "4"]) == 2
+    assert f"{path}:{line}: nodes.main.options.4: unknown node 'taxes'" in capsys.readouterr().err
