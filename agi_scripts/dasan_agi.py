@@ -46,7 +46,7 @@ class Agi22(AGI):  # type: ignore[misc]
     def __init__(self, stdin: TextIO, stdout: TextIO) -> None:
         self.reader = _PushbackReader(stdin)
         self.hung_up = False
-        super().__init__(stdin=self.reader, stdout=stdout, stderr=open(os.devnull, "w"))  # noqa: SIM115
+        super().__init__(stdin=self.reader, stdout=stdout, stderr=open(os.devnull, "w"))
 
     def get_result(self, stdin: Any = None) -> Any:
         while True:
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     route = argv[0] if argv else "main"
     # Asterisk talks UTF-8 (Korean in VERBOSE / SET VARIABLE); line-buffered both ways.
-    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    stdout = open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False, buffering=1)  # noqa: SIM115
+    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
+    stdout = open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False, buffering=1)
     try:
         agi = Agi22(stdin, stdout)
     except AGIException:

@@ -8,6 +8,7 @@ Set DASAN_TEST_POSTGRES / DASAN_TEST_REDIS to point elsewhere. `make test` start
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +22,8 @@ from ivr.db import Database
 
 PG_ADMIN = os.environ.get("DASAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT.parent / "shared"
 CAPTURES = SHARED / "asterisk-captures"
 
 
@@ -115,4 +117,12 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
     s.agi.port = 0
     s.web.port = 0
     s.ami.enabled = False
+    # Admin pages and fuzzers write what they are given: give them copies, never the repo's
+    # own queues/ and menus, nor a real /etc/asterisk.
+    s.queues_dir = tmp_path / "queues"
+    shutil.copytree(PROJECT / "queues", s.queues_dir)
+    s.agi.menus_dir = tmp_path / "menus"
+    shutil.copytree(PROJECT / "ivr" / "menus", s.agi.menus_dir)
+    s.asterisk.config_dir = tmp_path / "asterisk-etc"
+    s.asterisk.sounds_dir = tmp_path / "sounds"
     return s

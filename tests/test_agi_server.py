@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -191,3 +192,18 @@ async def test_shutdown_drains_calls_in_progress(ivr: IvrHarness) -> None:
     # and the server no longer accepts calls
     with pytest.raises(OSError):
         await asyncio.open_connection(ivr.host, ivr.port)
+
+
+async def test_database_down_callers_still_reach_their_queue(tmp_path: Path) -> None:
+    # a database without tables: every write fails, the menus and routing go on
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    harness = await IvrHarness(db, MemoryBus(), now=DAY).start()
+    try:
+        logs = await asyncio.gather(*(harness.dial(s) for s in ("3", "9 2 1 2", "1 1")))
+    finally:
+        await harness.stop()
+        await db.dispose()
+    assert [(log.variables.get("IVR_RESULT"), log.variables.get("QUEUE")) for log in logs] == \
+        [("queue", "general-ko"), ("queue", "zh"), ("hangup", None)]
+    assert all("CONTACT_ID" not in log.variables for log in logs)
+    assert harness.server is not None and harness.server.failed == 0

@@ -67,7 +67,7 @@ async def test_callback_waits_its_turn_then_retries_until_answered(settings: Set
         originate = [a for a in r.peer.actions if a.get("Action") == "Originate"]
         assert [a["ChannelId"] for a in originate] == [f"callback-{req_id}-1", f"callback-{req_id}-2"]
         assert originate[0]["Channel"] == "Local/en@dasan-callback"
-        assert (originate[0]["Context"], originate[0]["Exten"]) == ("dasan-callback-out", "821055551234")
+        assert (originate[0]["Context"], originate[0]["Exten"]) == ("dasan-callback-out", "01055551234")  # ivr.records.normalize_phone
         async with r.ctx.db.session() as s:
             timeline = [(e.kind, e.data.get("attempt"), e.data.get("result")) for e in (await s.execute(
                 select(ContactEvent).where(ContactEvent.contact_id == contact_id).order_by(ContactEvent.id))).scalars()]

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
@@ -141,6 +142,27 @@ async def test_agent_takes_a_call_and_saves_the_record(console: Console, browser
     # The SMS inbox shows the citizen's message.
     await page.wait_for_selector("#inbox >> text=가로등이 고장났어요")
     await shot(page, "agent")
+    assert page.js_errors == []
+
+
+async def test_agent_answers_a_web_chat(console: Console, browser: Any) -> None:
+    """A citizen on the public chat WebSocket; the chat reaches the agent's inbox, who answers it."""
+    page = await sign_in(browser, console, "kim.minji", "/console/agent")
+    await page.wait_for_selector("body[data-chat='open']")
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{console.url}/chat/ws") as citizen:
+        await citizen.send_json({"type": "hello", "language": "ko", "name": "시민"})
+        await citizen.send_json({"type": "message", "id": "c-1", "body": "음식물 쓰레기 수거일이 언제인가요"})
+        # The agent's chat desk is open, so the messaging hub assigns the chat to them at once.
+        await page.wait_for_selector("#inbox .conversation[data-chat] >> text=음식물 쓰레기 수거일이 언제인가요")
+        chat = page.locator("#inbox .conversation[data-chat]").filter(has_text="음식물")
+        await chat.locator("input").fill("매주 화요일과 금요일입니다")
+        await chat.locator("button[type=submit]").click()
+        body = None
+        while body != "매주 화요일과 금요일입니다":
+            frame = await citizen.receive_json(timeout=15)
+            body = frame.get("body") if frame.get("type") == "message" else None
+    await page.wait_for_selector("#inbox >> text=매주 화요일과 금요일입니다")
+    await shot(page, "agent-chat")
     assert page.js_errors == []
 
 

@@ -61,8 +61,10 @@ def test_errors_name_file_and_line(tmp_path: Path, old: str, new: str, message: 
 
 
 def test_missing_translation_and_engine_prompt(tmp_path: Path) -> None:
-    path, line = broken(tmp_path, '    vi: "Lựa chọn không hợp lệ."\n', "")
-    assert f"{path}:" in problems(path)[0] and "prompts.invalid: no vi text" in problems(path)[0]
+    path, _ = broken(tmp_path, '    vi: "Lựa chọn không hợp lệ."\n', "")
+    text = path.read_text(encoding="utf-8")
+    line = text[: text.index("  invalid:\n")].count("\n") + 1
+    assert problems(path) == [f"{path}:{line}: prompts.invalid: no vi text"]
     path, _ = broken(tmp_path, "  survey-thanks:\n", "  survey-thanked:\n")
     assert any("missing prompt 'survey-thanks'" in p for p in problems(path))
 

@@ -121,39 +121,60 @@ async def test_contact_row_per_call_with_citizen_and_linkedid(ivr: IvrHarness) -
 
         citizen = (await session.execute(select(Citizen).where(Citizen.id == row.citizen_id))).scalar_one()
         event = (await session.execute(select(ContactEvent).where(ContactEvent.contact_id == row.id))).scalar_one()
-    assert citizen.identity == "+821012345678"
+    assert citizen.identity == records.normalize_phone("+82 10-1234-5678")
+    again = await ivr.dial("4", callerid="+82 10-1234-5678", linkedid="1795599999.44")
+    assert (await contact(ivr.db, again.variables["CONTACT_ID"])).citizen_id == row.citizen_id  # one citizen
     assert event.kind == "ivr_finished" and event.data["queue"] == "general-ko"
     # A withheld number still gets a contact, without a citizen.
     anon = await ivr.dial("3", callerid="anonymous", linkedid="1795599999.43")
     assert (await contact(ivr.db, anon.variables["CONTACT_ID"])).citizen_id is None
 
 
-async def test_timeouts_wrong_keys_and_repeat(ivr: IvrHarness) -> None:
-    # three timeouts: the counsellor
-    log = await ivr.dial("T T T")
-    assert log.variables["TOPIC"] == "counsellor" and log.variables["QUEUE"] == "general-ko"
-    assert log.heard.count("dasan/main-menu") == 3 and "dasan/invalid" not in log.heard
-    row = await contact(ivr.db, log.variables["CONTACT_ID"])
-    assert row.ivr_path == "main:timeout > main:timeout > main:timeout > queue:general-ko"
+@pytest.mark.parametrize("language", list(BRANCH))
+async def test_timeouts_wrong_keys_and_repeat(ivr: IvrHarness, language: str) -> None:
+    branch, queue = BRANCH[language], QUEUE_OF[language]
+    before = " > ".join(BRANCH_PATH[language] + [""])  # the path up to this language's main menu
+    menus_before = 1 if branch else 0  # the Korean main menu heard before the 9 branch
+
+    async def walk(keys: str) -> tuple[dict[str, str], list[str], str]:
+        log = await ivr.dial(f"{branch} {keys}")
+        assert log.variables["LANG"] == language
+        row = await contact(ivr.db, log.variables["CONTACT_ID"])
+        return log.variables, log.heard, row.ivr_path
+
+    # three timeouts: the counsellor, in this language's queue
+    v, heard, path = await walk("T T T")
+    assert (v["TOPIC"], v["QUEUE"]) == ("counsellor", queue)
+    assert heard.count("dasan/main-menu") == menus_before + 3 and "dasan/invalid" not in heard
+    assert path == f"{before}main:timeout > main:timeout > main:timeout > queue:{queue}"
     # three wrong keys: "invalid" after the first two, then the counsellor
-    log = await ivr.dial("7 8 7")
-    assert log.heard.count("dasan/invalid") == 2 and log.variables["TOPIC"] == "counsellor"
-    row = await contact(ivr.db, log.variables["CONTACT_ID"])
-    assert row.ivr_path == "main:invalid(7) > main:invalid(8) > main:invalid(7) > queue:general-ko"
+    v, heard, path = await walk("7 8 7")
+    assert heard.count("dasan/invalid") == 2 and v["TOPIC"] == "counsellor"
+    assert path == f"{before}main:invalid(7) > main:invalid(8) > main:invalid(7) > queue:{queue}"
     # two failures, then a good key: no counsellor
-    log = await ivr.dial("T 7 4")
-    assert log.variables["TOPIC"] == "tax"
+    v, heard, path = await walk("T 7 4")
+    assert v["TOPIC"] == "tax" and path == f"{before}main:timeout > main:invalid(7) > main:4 > queue:{queue}"
     # star repeats without counting as a failure
-    log = await ivr.dial("* * * 5")
-    assert log.heard.count("dasan/main-menu") == 4 and log.variables["TOPIC"] == "report"
-    row = await contact(ivr.db, log.variables["CONTACT_ID"])
-    assert row.ivr_path == "main:* > main:* > main:* > main:5 > queue:general-ko"
-    # failures in a submenu and in a foreign language go to that language's queue
-    log = await ivr.dial("9 4 1 T T T")
-    assert log.variables["QUEUE"] == "vi" and log.variables["TOPIC"] == "counsellor"
-    # in the language menu a wrong key is ignored during the prompts and refused at the end
+    v, heard, path = await walk("* * * 5")
+    assert heard.count("dasan/main-menu") == menus_before + 4 and v["TOPIC"] == "report"
+    assert path == f"{before}main:* > main:* > main:* > main:5 > queue:{queue}"
+    # failures in a submenu
+    v, heard, path = await walk("1 T 9 T")
+    assert heard.count("dasan/transport-menu") == 3 and heard.count("dasan/invalid") == 1
+    assert (v["TOPIC"], v["QUEUE"]) == ("counsellor", queue)
+    assert path == f"{before}main:1 > transport:timeout > transport:invalid(9) > transport:timeout > queue:{queue}"
+
+
+async def test_wrong_key_and_timeout_in_the_language_menu(ivr: IvrHarness) -> None:
+    # 7 is no escape digit during the language lines, so it is refused at the end of the menu
     log = await ivr.dial("9 7 2 4")
-    assert log.variables["LANG"] == "zh" and log.heard.count("dasan/invalid") == 1
+    assert (log.variables["LANG"], log.variables["QUEUE"]) == ("zh", "zh")
+    assert log.heard.count("dasan/invalid") == 1
+    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    assert row.ivr_path == "main:9 > languages:invalid(7) > languages:2 > main:4 > queue:zh"
+    # three timeouts in the language menu: a (Korean) counsellor
+    log = await ivr.dial("9 T T T")
+    assert (log.variables["LANG"], log.variables["QUEUE"]) == ("ko", "general-ko")
 
 
 async def test_back_to_korean_from_the_language_menu(ivr: IvrHarness) -> None:
@@ -255,7 +276,10 @@ async def test_night_message_and_voicemail_routes(db: Database, tmp_path: Path) 
         await harness.stop()
 
 
-async def test_status_lookup_builtin_fallback_reads_the_contact(ivr: IvrHarness) -> None:
+async def test_status_lookup_builtin_fallback_reads_the_contact(ivr: IvrHarness,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # as before any other module (Open311) registers a handler
+    monkeypatch.delitem(lookups._REGISTRY, "service_request_status", raising=False)
     async with ivr.db.transaction() as session:
         earlier = await records.open_contact(session, Channel.voice, language="ko")
     number = earlier.tracking_number

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ivr import prompts
+from ivr.agi.testing import MENUS_DIR
 from ivr.cli import main
 from ivr.engine.menu import MenuSet, load_menus
 from ivr.engine.runtime import MENU_FILE
-from ivr.agi.testing import MENUS_DIR
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
                                 reason="espeak-ng and sox are needed (make debs-run installs them)")

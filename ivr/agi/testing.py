@@ -5,7 +5,6 @@ Used by the tests, ``dasan call`` and the benchmarks: everything goes over real 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -68,9 +67,3 @@ class IvrHarness:
                 return call
         raise LookupError(f"no call with CONTACT_ID={contact_id}")
 
-
-def pinned(local: str, tz: str = "Asia/Seoul") -> Callable[[], datetime]:
-    from zoneinfo import ZoneInfo
-
-    moment = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz))
-    return lambda: moment

@@ -107,7 +107,7 @@ class CallbackDialer:
             variables.append(f"CONTACT_ID={r.contact_id}")
         action: dict[str, Any] = {
             "Action": "Originate", "Channel": f"Local/{r.queue}@{self.context}",
-            "Context": f"{self.context}-out", "Exten": normalize_phone(r.phone).lstrip("+") or r.phone,
+            "Context": f"{self.context}-out", "Exten": normalize_phone(r.phone) or r.phone,
             "Priority": "1", "Async": "true", "Timeout": str(int(self.ring_timeout * 1000)),
             "CallerID": self.caller_id, "ChannelId": f"callback-{r.id}-{attempt}", "Variable": variables,
         }

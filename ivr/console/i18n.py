@@ -76,6 +76,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "saved": ("저장했습니다.", "Saved."),
     "inbox": ("문자·채팅함", "SMS / chat inbox"),
     "reply": ("답장", "Reply"),
+    "accept_chat": ("채팅 받기", "Accept chat"),
+    "waiting_chat": ("대기 중인 채팅", "Waiting chat"),
     "send": ("보내기", "Send"),
     "sent": ("보냈습니다.", "Sent."),
     "empty_inbox": ("새 메시지가 없습니다.", "No messages."),

@@ -10,10 +10,10 @@ Routes (FastAGI script names, docs/contracts.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ivr.bus import Bus
 from ivr.db import Database
@@ -25,6 +25,7 @@ from ivr.queues import QueueConfig
 
 log = logging.getLogger("dasan.ivr")
 SMS_STREAM = "sms.outbound"
+T = TypeVar("T")
 END = ""  # node name meaning "give the call back to the dialplan"
 
 
@@ -65,8 +66,10 @@ class IvrEngine:
         try:
             await ch.answer()
             call.call_id = await ch.get_variable("CHANNEL(linkedid)") or env.get("agi_uniqueid", "")
-            call.contact_id = await self.writer.open(call.call_id, call.phone, call.language)
-            await ch.set_variable("CONTACT_ID", str(call.contact_id))
+            call.contact_id = await self._safe(call, "contact", self.writer.open(call.call_id, call.phone,
+                                                                                  call.language))
+            if call.contact_id is not None:
+                await ch.set_variable("CONTACT_ID", str(call.contact_id))
             await ch.set_variable("LANG", call.language)
             node = self.menus.start
             while node != END:
@@ -78,9 +81,19 @@ class IvrEngine:
             call.path.append("hangup")
             log.debug("caller hung up in the IVR: %s", exc)
             if call.contact_id is not None:
-                await self.writer.finish(call.contact_id, {"result": "caller_hangup"}, ivr_path=self._path(call),
-                                         hangup_side="caller", outcome="ivr_hangup")
+                await self._safe(call, "hang-up", self.writer.finish(
+                    call.contact_id, {"result": "caller_hangup"}, ivr_path=self._path(call),
+                    hangup_side="caller", outcome="ivr_hangup"))
         return call
+
+    async def _safe(self, call: Call, what: str, write: Awaitable[T]) -> T | None:
+        """A record write that must not stop the call: with the database down the caller still
+        gets the menus and the right queue (the record is lost, and the log says so)."""
+        try:
+            return await write
+        except Exception:
+            log.exception("call %s: %s not recorded", call.call_id, what)
+            return None
 
     def _path(self, call: Call) -> str:
         return " > ".join(call.path)
@@ -88,7 +101,7 @@ class IvrEngine:
     async def _step(self, call: Call, entry: str, **fields: Any) -> None:
         call.path.append(entry)
         if call.contact_id is not None:
-            await self.writer.step(call.contact_id, ivr_path=self._path(call), **fields)
+            await self._safe(call, entry, self.writer.step(call.contact_id, ivr_path=self._path(call), **fields))
 
     async def _node(self, ch: Channel, call: Call, name: str) -> str:
         node = self.menus.nodes[name]
@@ -152,9 +165,10 @@ class IvrEngine:
             await ch.play(self.menus.sound(prompt))
         call.result = "queue"
         call.path.append(f"queue:{queue}")
-        assert call.contact_id is not None
-        await self.writer.finish(call.contact_id, {"result": "queue", "queue": queue}, ivr_path=self._path(call),
-                                 topic=call.topic, queue=queue, language=call.language)
+        if call.contact_id is not None:
+            await self._safe(call, "queue", self.writer.finish(
+                call.contact_id, {"result": "queue", "queue": queue}, ivr_path=self._path(call),
+                topic=call.topic, queue=queue, language=call.language))
         await ch.set_variable("QUEUE", queue)
         await ch.set_variable("IVR_RESULT", "queue")
         return END
@@ -168,15 +182,18 @@ class IvrEngine:
             kind = "message"  # a withheld number can be neither called back nor texted
         call.night_route = kind
         call.path.append(f"night:{queue}:{kind}")
-        assert call.contact_id is not None
         fields = {"ivr_path": self._path(call), "topic": call.topic, "queue": queue,
                   "language": call.language, "outcome": f"night_{kind}"}
         result = "night" if kind == "voicemail" else "hangup"
         outcome = {"result": result, "night_route": kind, "queue": queue}
         callback = ({"phone": call.phone, "queue": queue, "language": call.language}
                     if kind == "callback" else None)
-        # Durable first (the callback row, the SMS job), then tell the caller.
-        call.callback_id = await self.writer.finish(call.contact_id, outcome, callback, **fields)
+        # Durable first (the callback row, the SMS job), then tell the caller. If that fails the
+        # call ends undecided and the dialplan queues the caller (never a false promise).
+        if call.contact_id is not None:
+            call.callback_id = await self.writer.finish(call.contact_id, outcome, callback, **fields)
+        elif callback is not None:
+            call.callback_id = await self.writer.callback(None, **callback)
         if kind == "sms":
             body = route.sms_text.get(call.language) or self.menus.night_sms.get(call.language) or ""
             await self.bus.enqueue(SMS_STREAM, {"to": call.phone, "body": body, "contact_id": call.contact_id})
@@ -200,10 +217,10 @@ class IvrEngine:
 
     async def _goodbye(self, ch: Channel, call: Call, outcome: str) -> str:
         call.result = "hangup"
-        assert call.contact_id is not None
-        await self.writer.finish(call.contact_id, {"result": "hangup", "outcome": outcome},
-                                 ivr_path=self._path(call), outcome=outcome, topic=call.topic,
-                                 language=call.language)
+        if call.contact_id is not None:
+            await self._safe(call, "goodbye", self.writer.finish(
+                call.contact_id, {"result": "hangup", "outcome": outcome}, ivr_path=self._path(call),
+                outcome=outcome, topic=call.topic, language=call.language))
         await ch.set_variable("IVR_RESULT", "hangup")
         await ch.play(self.menus.sound("goodbye"))
         return END

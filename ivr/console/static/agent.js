@@ -73,7 +73,9 @@
   });
 
   function thread(title, messages, send, extra) {
-    const lines = el("ul", { class: "thread" }, ...messages.map((m) => el("li", { class: "msg " + m.direction }, m.body)));
+    // SMS lines carry "direction" (in/out); chat lines "from" (citizen/agent).
+    const side = (m) => m.direction || (m.from === "agent" ? "out" : "in");
+    const lines = el("ul", { class: "thread" }, ...messages.map((m) => el("li", { class: "msg " + side(m) }, m.body)));
     const input = el("input", { type: "text", placeholder: t("reply") });
     const form = el("form", { class: "row" }, input, el("button", { type: "submit" }, t("send")));
     const status = el("span", { class: "note" });
@@ -81,21 +83,22 @@
       ev.preventDefault();
       const r = await send(input.value);
       status.textContent = r.ok ? t("sent") : (r.data && r.data.error) || "error";
-      if (r.ok) input.value = "";
+      if (r.ok) { input.value = ""; input.blur(); loadInbox(true); }
     });
     return el("div", { class: "conversation" }, el("b", {}, title), extra || null, lines, form, status);
   }
 
-  async function loadInbox() {
+  async function loadInbox(force) {
     const box = document.getElementById("inbox");
-    if (box.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;  // typing
+    if (!force && box.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;  // typing
     const parts = [];
     const chats = await api("GET", "/api/messaging/chats");
     if (chats.ok) {
       for (const c of chats.data.waiting) {
-        const accept = el("button", { type: "button" }, t("reply"));
-        accept.addEventListener("click", async () => { await api("POST", "/api/messaging/chats/" + c.id + "/accept", {}); loadInbox(); });
-        parts.push(el("div", { class: "conversation", "data-chat": c.id }, el("b", {}, t("chat") + " #" + c.id + " · " + (c.language || "")), " ", accept));
+        const accept = el("button", { type: "button", class: "accept" }, t("accept_chat"));
+        accept.addEventListener("click", async () => { await api("POST", "/api/messaging/chats/" + c.id + "/accept", {}); loadInbox(true); });
+        parts.push(el("div", { class: "conversation waiting", "data-chat": c.id },
+          el("b", {}, t("waiting_chat") + " #" + c.id + " · " + label("lang_", c.language || "")), " ", accept));
       }
       for (const c of chats.data.active) {
         const full = await api("GET", "/api/messaging/chats/" + c.id);
@@ -146,4 +149,14 @@
   loadInbox();
   setInterval(loadInbox, 10000);
   connect();
+
+  // Web chats: the messaging desk's WebSocket says when a chat waits, is assigned, or gets a line.
+  function chatDesk() {
+    if (document.body.dataset.role !== "agent") return;  // the chat desk is for agents
+    const ws = new WebSocket(wsUrl("/api/messaging/agent/ws"));
+    ws.onmessage = () => loadInbox();
+    ws.onopen = () => { document.body.dataset.chat = "open"; };
+    ws.onclose = () => { document.body.dataset.chat = "closed"; setTimeout(chatDesk, 3000); };
+  }
+  chatDesk();
 })();
