@@ -99,10 +99,23 @@ class PystChannel:
         return chr(int(result)) if result not in ("", "0") and result.lstrip("-").isdigit() else ""
 
     async def read_digits(self, prompt: str, timeout: float, max_digits: int) -> str:
+        ms = str(int(timeout * 1000))
         try:
-            return self._result("GET DATA", prompt or "silence/1", str(int(timeout * 1000)), str(max_digits))
-        except AGIAppError:
-            raise ChannelHangup("caller hung up") from None
+            return self._result("GET DATA", prompt or "silence/1", ms, str(max_digits))
+        except AGIAppError:  # -1: a hang-up, or (Asterisk 22) a missing prompt file
+            if self.agi.hung_up:
+                raise ChannelHangup("caller hung up") from None
+            self._result("CHANNEL STATUS")  # raises ChannelHangup on a dead channel
+        digits = ""
+        while len(digits) < max_digits:
+            try:
+                code = int(self._result("WAIT FOR DIGIT", ms) or 0)
+            except AGIAppError:
+                raise ChannelHangup("caller hung up") from None
+            if code <= 0 or chr(code) == "#":
+                break
+            digits += chr(code)
+        return digits
 
     async def say_digits(self, digits: str) -> None:
         clean = "".join(ch for ch in digits if ch.isdigit())

@@ -263,6 +263,7 @@ class RunStats:
     latencies: list[float] = field(default_factory=list)
     commands_per_call: float = 0.0
     peak_concurrency: int = 0
+    late: int = 0  # saturated runs: calls completed after the window (not in calls/s)
     errors: list[str] = field(default_factory=list)
     results: list[CallResult] = field(default_factory=list)
 
@@ -319,6 +320,7 @@ async def saturated(make_call: Callable[[], asyncio.Task[CallResult]], concurren
     await asyncio.gather(*(lane(ramp * i / concurrency) for i in range(concurrency)))
     stats.seconds = duration
     stats.commands_per_call = commands / max(1, stats.calls + stats.failed)
+    stats.late = stats.calls - in_window
     stats.calls = in_window
     return stats
 

@@ -65,3 +65,10 @@ async def test_process_agi_hang_up_and_survey(sqlite_url: str, tmp_path: Path) -
         assert row.satisfaction == 5
     finally:
         await db.dispose()
+
+
+async def test_process_agi_with_a_missing_prompt(sqlite_url: str, tmp_path: Path) -> None:
+    caller = ScriptedCaller("4", missing={"dasan/main-menu", "dasan/transfer"})
+    log = await run_process_agi(sqlite_url, tmp_path, caller)
+    assert (log.variables["QUEUE"], log.variables["TOPIC"]) == ("general-ko", "tax")
+    assert "CHANNEL STATUS" in log.commands and any(c.startswith("WAIT FOR DIGIT") for c in log.commands)

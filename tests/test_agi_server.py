@@ -207,3 +207,18 @@ async def test_database_down_callers_still_reach_their_queue(tmp_path: Path) -> 
         [("queue", "general-ko"), ("queue", "zh"), ("hangup", None)]
     assert all("CONTACT_ID" not in log.variables for log in logs)
     assert harness.server is not None and harness.server.failed == 0
+
+
+async def test_missing_prompt_files_do_not_end_the_call(ivr: IvrHarness) -> None:
+    # Asterisk 22 answers -1 at once for a missing sound (seen on a real Asterisk, see
+    # test_agi_asterisk.py); the channel still lives, so keys are read with WAIT FOR DIGIT.
+    missing = {"dasan/main-menu", "dasan/transport-menu", "dasan/transfer", "dasan/goodbye"}
+
+    async def trouble() -> object:
+        return await asyncio.gather(ScriptedCaller("1 2", missing=missing).call(ivr.host, ivr.port),
+                                    ScriptedCaller("6 12345#", missing=missing).call(ivr.host, ivr.port))
+
+    to_queue, lookup = await with_bystanders(ivr, trouble)  # type: ignore[misc]
+    assert (to_queue.variables["QUEUE"], to_queue.variables["TOPIC"]) == ("general-ko", "transport")
+    assert "CHANNEL STATUS" in to_queue.commands and "WAIT FOR DIGIT 5000" in to_queue.commands
+    assert lookup.variables["IVR_RESULT"] == "hangup" and ivr.call_for(lookup).path[-1] == "status:12345"

@@ -73,10 +73,13 @@ class ScriptedCaller:
     def __init__(self, script: str = "", *, route: str = "main", language: str = "ko",
                  callerid: str = "01012345678", linkedid: str | None = None,
                  variables: dict[str, str] | None = None, then: str = "hangup", trying: bool = False,
-                 env_chunks: list[bytes] | None = None, delay: float = 0.0) -> None:
+                 env_chunks: list[bytes] | None = None, delay: float = 0.0,
+                 missing: set[str] | None = None) -> None:
         self.tokens: deque[str] = deque(script.split())
         self.then = then
         self.delay = delay  # seconds before each reply (a slow channel)
+        # sound files that do not exist: STREAM FILE and GET DATA answer -1 at once (Asterisk 22)
+        self.missing = missing or set()
         self.trying = trying  # send "100 result=0 Trying..." before EXEC replies (older Asterisk)
         linkedid = linkedid or f"{_EPOCH}.{next(_SEQUENCE)}"  # unique per call, like Asterisk's
         self.env_chunks = env_chunks or environment(route, language, callerid, linkedid)
@@ -145,6 +148,8 @@ class ScriptedCaller:
                 self._heard(args[0])
             elif upper.startswith("SAY") and args:
                 self._heard(f"{words[1].lower()}:{args[0]}")
+            if upper.startswith(("STREAM FILE", "GET DATA")) and args and args[0] in self.missing:
+                return b"200 result=-1 endpos=0\n" if upper.startswith("STREAM FILE") else b"200 result=-1\n"
             waits = upper.startswith(("GET DATA", "WAIT FOR DIGIT")) or (
                 upper.startswith("STREAM FILE") and len(args) > 1 and args[1] != "")
             control = self._control(waits)

@@ -54,9 +54,26 @@ class AgiChannel:
 
     async def read_digits(self, prompt: str, timeout: float, max_digits: int) -> str:
         reply = await self._send(f"GET DATA {prompt or 'silence/1'} {int(timeout * 1000)} {max_digits}")
-        if reply.result == "-1":
+        if reply.result != "-1":
+            return reply.result
+        if self.stream.hung_up:
             raise ChannelHangup("caller hung up")
-        return reply.result
+        # Asterisk 22 answers -1 at once when the prompt file is missing: if the channel lives,
+        # read the keys without a prompt so the caller can still choose.
+        await self._send("CHANNEL STATUS")
+        log.warning("prompt missing: %s (reading keys without it)", prompt)
+        return await self._wait_digits(timeout, max_digits)
+
+    async def _wait_digits(self, timeout: float, max_digits: int) -> str:
+        digits = ""
+        while len(digits) < max_digits:
+            reply = await self._send(f"WAIT FOR DIGIT {int(timeout * 1000)}")
+            if reply.result == "-1":
+                raise ChannelHangup("caller hung up")
+            if reply.value <= 0 or chr(reply.value) == "#":
+                break
+            digits += chr(reply.value)
+        return digits
 
     async def say_digits(self, digits: str) -> None:
         clean = "".join(ch for ch in digits if ch.isdigit())
