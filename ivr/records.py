@@ -71,6 +71,16 @@ def new_tracking_number(now: datetime | None = None) -> str:
     return now.strftime("%y%m%d") + f"{secrets.randbelow(10**6):06d}"
 
 
+async def free_tracking_number(session: AsyncSession) -> str:
+    """A tracking number no contact has yet. A day has a million numbers, so a busy day
+    (tens of thousands of contacts) draws a taken one now and then: draw again."""
+    while True:
+        number = new_tracking_number()
+        taken = await session.scalar(select(Contact.id).where(Contact.tracking_number == number))
+        if taken is None:
+            return number
+
+
 async def open_contact(
     session: AsyncSession,
     channel: Channel,
@@ -89,7 +99,7 @@ async def open_contact(
         channel=channel,
         citizen_id=citizen.id if citizen else None,
         call_id=call_id,
-        tracking_number=new_tracking_number(),
+        tracking_number=await free_tracking_number(session),
         **fields,
     )
     session.add(contact)

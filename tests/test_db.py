@@ -113,3 +113,12 @@ def test_contact_is_durable_once_acknowledged(db_url: str) -> None:
         return found
 
     assert asyncio.run(check()) == "durable-1"
+
+
+async def test_tracking_numbers_stay_unique_when_a_draw_is_taken(db: Database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    draws = iter(["261125000001", "261125000001", "261125000001", "261125000002"])
+    monkeypatch.setattr(records, "new_tracking_number", lambda now=None: next(draws))
+    async with db.transaction() as s:
+        first = await records.open_contact(s, Channel.sms)
+        second = await records.open_contact(s, Channel.sms)
+    assert (first.tracking_number, second.tracking_number) == ("261125000001", "261125000002")
