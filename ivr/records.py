@@ -28,23 +28,34 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert)(table)
 
 
-# Numbers of the home country are kept in national form (010..., 02...), the form callers
-# key in, SMS gateways send and trunks dial; other countries keep +<country code>.
+# Phone numbers are stored in E.164 (+821012345678) so a call from 010-1234-5678 and an SMS
+# from +82 10-1234-5678 are one citizen; numbers in national form (a leading 0) belong to the
+# home country. Trunks dial the national form again (``dial_number``).
 HOME_COUNTRY_CODE = "82"
 
 
 def normalize_phone(number: str) -> str:
-    """One form per number: '+82 10-1234-5678' and '010-1234-5678' -> '01012345678';
-    '+1 212 555 0100' -> '+12125550100'."""
+    """'010-1234-5678', '+82 10-1234-5678', '0082 10 1234 5678' -> '+821012345678';
+    '+1 212 555 0100' -> '+12125550100'; short codes ('120') stay as they are."""
     number = number.strip()
     digits = "".join(ch for ch in number if ch.isdigit())
     if number.startswith("00"):  # international prefix dialled as 00
-        number, digits = "+" + digits[2:], digits[2:]
+        return "+" + digits[2:]
     if number.startswith("+"):
-        if digits.startswith(HOME_COUNTRY_CODE):
-            return "0" + digits[len(HOME_COUNTRY_CODE):].lstrip("0")
+        if digits.startswith(HOME_COUNTRY_CODE + "0"):  # '+82 (0)10 ...'
+            digits = HOME_COUNTRY_CODE + digits[len(HOME_COUNTRY_CODE) + 1 :]
         return "+" + digits
+    if digits.startswith("0") and len(digits) >= 9:
+        return "+" + HOME_COUNTRY_CODE + digits[1:]
     return digits
+
+
+def dial_number(number: str) -> str:
+    """The form a trunk dials: national for the home country ('01012345678'), else +E.164."""
+    normalized = normalize_phone(number)
+    if normalized.startswith("+" + HOME_COUNTRY_CODE):
+        return "0" + normalized[len(HOME_COUNTRY_CODE) + 1 :]
+    return normalized
 
 
 async def get_or_create_citizen(

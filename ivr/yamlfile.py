@@ -71,7 +71,11 @@ def _construct(node: yaml.Node, loc: Loc, lines: dict[Loc, int], loader: yaml.Sa
 
 def loads(text: str, path: Path | str = "<string>") -> Located:
     path = Path(path)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # control characters are refused before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        raise DataError([f"{path}:{line}: not a YAML text: {exc.reason} (character {exc.character!r})"]) from None
     try:
         node = loader.get_single_node()
         lines: dict[Loc, int] = {}
@@ -80,8 +84,14 @@ def loads(text: str, path: Path | str = "<string>") -> Located:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise DataError([f"{path}:{line}: YAML syntax error: {exc.problem or exc}"]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise DataError([f"{path}:{line}: not a YAML text: {exc.reason} (character {exc.character!r})"]) from None
     except yaml.YAMLError as exc:
         raise DataError([f"{path}:1: YAML error: {exc}"]) from None
+    except RecursionError:
+        # An alias that contains itself (&a [*a]) has no finite value.
+        raise DataError([f"{path}:1: a YAML alias refers to itself (recursive data is not allowed)"]) from None
     finally:
         loader.dispose()
     return Located(path, data, lines)

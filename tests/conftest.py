@@ -119,10 +119,10 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
     s.ami.enabled = False
     # Admin pages and fuzzers write what they are given: give them copies, never the repo's
     # own queues/ and menus, nor a real /etc/asterisk.
-    s.queues_dir = tmp_path / "queues"
+    s.queues_dir = tmp_path / "settings-queues"
     shutil.copytree(PROJECT / "queues", s.queues_dir)
-    s.agi.menus_dir = tmp_path / "menus"
+    s.agi.menus_dir = tmp_path / "settings-menus"
     shutil.copytree(PROJECT / "ivr" / "menus", s.agi.menus_dir)
-    s.asterisk.config_dir = tmp_path / "asterisk-etc"
-    s.asterisk.sounds_dir = tmp_path / "sounds"
+    s.asterisk.config_dir = tmp_path / "settings-asterisk-etc"
+    s.asterisk.sounds_dir = tmp_path / "settings-sounds"
     return s

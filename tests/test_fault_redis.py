@@ -55,8 +55,8 @@ async def test_redis_restart_loses_no_record_and_no_transcription_job(settings: 
                         if t.done() and not t.cancelled()]
                 assert ended == 25, f"every call has its complete record; have {ended} of 25; {dead}"
                 jobs = []
-                for _ in range(20):
-                    jobs += await bus.consume("recordings.finished", "check", "c", count=1000, block=0.2)
+                for _ in range(60):  # up to ~15 s: jobs held during the outage are sent on the bridge's retry
+                    jobs += await bus.consume("recordings.finished", "check", "c", count=1000, block=0.25)
                     if len({j.data["call_id"] for j in jobs}) >= 25:
                         break
                 call_ids = [j.data["call_id"] for j in jobs]

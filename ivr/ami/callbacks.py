@@ -25,7 +25,7 @@ from ivr.ami.connection import AmiConnection
 from ivr.ami.models import AgentState, LiveCall
 from ivr.db import Database
 from ivr.db.models import CallbackRequest
-from ivr.records import normalize_phone, record_event
+from ivr.records import dial_number, record_event
 
 log = logging.getLogger("dasan.ami.callbacks")
 
@@ -107,7 +107,7 @@ class CallbackDialer:
             variables.append(f"CONTACT_ID={r.contact_id}")
         action: dict[str, Any] = {
             "Action": "Originate", "Channel": f"Local/{r.queue}@{self.context}",
-            "Context": f"{self.context}-out", "Exten": normalize_phone(r.phone) or r.phone,
+            "Context": f"{self.context}-out", "Exten": dial_number(r.phone) or r.phone,
             "Priority": "1", "Async": "true", "Timeout": str(int(self.ring_timeout * 1000)),
             "CallerID": self.caller_id, "ChannelId": f"callback-{r.id}-{attempt}", "Variable": variables,
         }
