@@ -221,7 +221,7 @@ async def test_night_callback(ivr: IvrHarness, language: str) -> None:
     async with ivr.db.session() as session:
         request = (await session.execute(select(CallbackRequest).where(
             CallbackRequest.contact_id == int(v["CONTACT_ID"])))).scalar_one()
-    assert (request.phone, request.queue, request.language) == ("01099998888", language, language)
+    assert (request.phone, request.queue, request.language) == ("+821099998888", language, language)
     assert request.contact_id == int(v["CONTACT_ID"]) and request.status == "waiting"
     row = await contact(ivr.db, v["CONTACT_ID"])
     assert row.outcome == "night_callback" and row.ivr_path.endswith(f"night:{language}:callback")
@@ -234,7 +234,7 @@ async def test_night_sms_for_mongolian(ivr: IvrHarness) -> None:
     v = log.variables
     assert (v["IVR_RESULT"], v["NIGHT_ROUTE"], v["LANG"]) == ("hangup", "sms", "mn")
     jobs = await bus.consume("sms.outbound", "test", "t1", block=1.0)
-    assert len(jobs) == 1 and jobs[0].data == {"to": "01077776666", "body": "120 Дасан: бид тантай холбогдох болно",
+    assert len(jobs) == 1 and jobs[0].data == {"to": "+821077776666", "body": "120 Дасан: бид тантай холбогдох болно",
                         "contact_id": int(v["CONTACT_ID"])}
     assert log.heard[-1] == "dasan/night-sms"
 
@@ -340,8 +340,8 @@ async def test_callback_route_keeps_the_place_in_line(ivr: IvrHarness) -> None:
     assert log.variables["IVR_RESULT"] == "hangup" and log.heard == ["dasan/callback-registered"]
     async with ivr.db.session() as session:
         request = (await session.execute(select(CallbackRequest).where(
-            CallbackRequest.phone == "01012121212"))).scalar_one()
-    assert (request.queue, request.language, request.phone) == ("en", "en", "01012121212")
+            CallbackRequest.phone == "+821012121212"))).scalar_one()
+    assert (request.queue, request.language, request.phone) == ("en", "en", "+821012121212")
     assert request.contact_id == int(first.variables["CONTACT_ID"])
     # withheld number: nothing to call back, the dialplan puts the caller back in the queue
     log = await ivr.dial("", route="callback", callerid="anonymous", variables={"CALLBACK_QUEUE": "en"})

@@ -181,7 +181,7 @@ async def test_post_request_json_xml_and_get_it_back(api: Api) -> None:
         assert private not in one
     # The phone became a citizen, and the citizen got the tracking number by SMS.
     jobs = await api.ctx.bus.consume("sms.outbound", "t", "t", count=10, block=0.1)
-    assert [j.data["to"] for j in jobs] == ["01012345678"]
+    assert [j.data["to"] for j in jobs] == ["+821012345678"]
     assert srid in jobs[0].data["body"] and "소음 신고" in jobs[0].data["body"]
 
     status, ctype, root = await api.get(f"{V2}/requests/{srid}.xml")

@@ -91,7 +91,7 @@ async def test_mms_photo_becomes_request_with_served_media(ctx: AppContext) -> N
     assert sr.contact_id == job["contact_id"] and sr.description == "세종대로 110 앞 도로가 패였어요"
     assert sr.address == sr.description and sr.lat is None
     (reply,) = await sms_sent(ctx)
-    assert reply["to"] == "01022223333" and sr.service_request_id in reply["body"]
+    assert reply["to"] == "+821022223333" and sr.service_request_id in reply["body"]
     assert reply["contact_id"] == job["contact_id"] and "도로 파손 신고" in reply["body"]
     async with serve(ctx) as base, aiohttp.ClientSession() as http:
         ctx.settings.web.public_url = base

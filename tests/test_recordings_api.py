@@ -213,3 +213,40 @@ async def _openapi_describes_the_routes(api: Api) -> None:
                  "/api/recordings/{id}/transcript", "/api/recordings/{id}/legal-hold", "/api/search"):
         assert path in doc["paths"], path
     assert "206" in doc["paths"]["/api/recordings/{id}/audio"]["get"]["responses"]
+
+
+# Ids no INTEGER column can hold (past 32 and 64 bits), and spellings int() would take.
+IMPOSSIBLE_IDS = ("18446744073709551616", "9223372036854775808", "2147483648", "9" * 30, "0", "-1", "+1",
+                  "%20" + "1", "1_0", "%D9%A3")
+
+
+async def test_ids_beyond_any_database_integer_are_404_in_json(api: Api) -> None:
+    """Regression (schemathesis): a path id over 64 bits reached the driver and answered 500."""
+    sup, csrf = api.clients["supervisor"]
+    agent, agent_csrf = api.clients["agent"]
+    for raw in IMPOSSIBLE_IDS:
+        calls = [(sup, "GET", f"/api/recordings/{raw}", None), (sup, "GET", f"/api/recordings/{raw}/audio", None),
+                 (sup, "GET", f"/api/recordings/{raw}/transcript", None),
+                 (sup, "PUT", f"/api/recordings/{raw}/legal-hold", {"hold": True}),
+                 (sup, "GET", f"/api/console/recordings/{raw}/peaks", None),
+                 (sup, "GET", f"/api/console/recordings/{raw}/reviews", None),
+                 (sup, "POST", f"/api/console/recordings/{raw}/reviews", {"scores": {}, "comment": ""}),
+                 (agent, "GET", f"/api/console/contacts/{raw}", None),
+                 (agent, "POST", f"/api/console/contacts/{raw}/record", {"notes": "x"})]
+        for session, method, path, body in calls:
+            token = agent_csrf if session is agent else csrf
+            async with session.request(method, api.base + path, json=body,
+                                       headers={"X-CSRF-Token": token}) as r:
+                assert r.status == 404, (method, path, r.status, await r.text())
+                assert r.content_type == "application/json", path
+                assert "error" in await r.json(), path
+    # The same numbers as query filters are refused as bad requests, not sent to the database.
+    for query in (f"contact_id={IMPOSSIBLE_IDS[0]}", f"offset={IMPOSSIBLE_IDS[3]}", f"limit={IMPOSSIBLE_IDS[1]}"):
+        status, body, _ = await _get(api, "reviewer", f"/api/recordings?{query}")
+        assert status == 400 and "expected a whole number" in body["error"], (query, status, body)
+    status, body, _ = await _get(api, "reviewer", f"/api/console/recordings?satisfaction={IMPOSSIBLE_IDS[0]}")
+    assert status == 400 and "satisfaction" in body["error"]
+    # Still answering, and a real id still works.
+    rid = api.ids["1795593159.8"]
+    assert (await _get(api, "reviewer", f"/api/recordings/{rid}"))[0] == 200
+    assert (await _get(api, "reviewer", f"/api/console/recordings/{rid}/peaks"))[0] == 200

@@ -18,6 +18,7 @@ from ivr.db.models import AuditLog, Channel, Contact, Recording
 from ivr.recordings.store import import_file
 from ivr.speech import synth
 from ivr.speech.audio import AudioError, decode
+from ivr.speech.recognizer import ModelStore
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
 
 with warnings.catch_warnings():
@@ -142,7 +143,8 @@ async def test_bad_audio_is_marked_failed_with_the_reason_on_the_record(
             target = import_file(settings.recordings.dir, path, call_id=f"call-{name}")
         paths[name] = target
         await enqueue_recording(bus, target)
-    worker = TranscriptionWorker(db, bus, settings, name="w-bad")
+    # Its own store: the process-wide shared one may hold a model another test loaded.
+    worker = TranscriptionWorker(db, bus, settings, name="w-bad", store=ModelStore(settings.speech.models))
     statuses = await _run_jobs(worker, bus, len(files))
     assert statuses == ["failed"] * len(files)
     assert worker.store.load_count == 0  # bad audio never needs the model
@@ -169,7 +171,7 @@ async def test_missing_file_no_model_language_and_bad_job_are_recorded(
     await enqueue_recording(bus, settings.recordings.dir / "2026/01/02/gone.wav")
     await bus.enqueue(STREAM, {"call_id": "no-path"})
     await bus.enqueue(STREAM, {"path": "/etc/passwd"})
-    worker = TranscriptionWorker(db, bus, settings, name="w-misc")
+    worker = TranscriptionWorker(db, bus, settings, name="w-misc", store=ModelStore(settings.speech.models))
     assert await _run_jobs(worker, bus, 4) == ["no_model", "failed", "rejected", "rejected"]
     async with db.session() as session:
         rows = {r.path: r for r in (await session.execute(select(Recording))).scalars()}

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.web.auth import audit, current_user
+from ivr.web.params import path_id
 
 
 def bad(message: str, status: int = 400) -> web.HTTPException:
@@ -28,10 +29,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def int_match(request: web.Request, name: str = "id") -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise bad("not found / 찾을 수 없습니다", 404) from None
+    return path_id(request, name)  # 404 for anything that cannot be a database id
 
 
 def iso(value: datetime | None) -> str | None:

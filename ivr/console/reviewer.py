@@ -73,6 +73,8 @@ async def find_recordings(request: web.Request) -> web.Response:
     if q.get("satisfaction"):
         try:
             score = int(q["satisfaction"])
+            if not 1 <= score <= 5:  # also keeps a 30-digit number away from the database
+                raise ValueError
         except ValueError:
             raise bad("satisfaction: a number 1-5") from None
         stmt = stmt.where(Contact.satisfaction == score)

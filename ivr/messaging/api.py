@@ -23,8 +23,7 @@ from ivr.messaging.store import OUTBOUND_STREAM
 from ivr.web.auth import current_user, requires
 from ivr.web.errors import json_error
 from ivr.web.openapi import add_paths, add_schemas
-
-MAX_ID = 2**31 - 1
+from ivr.web.params import path_id
 
 
 class ReplyIn(BaseModel):
@@ -48,10 +47,7 @@ def _ctx(request: web.Request) -> AppContext:
 
 
 def _id(request: web.Request, name: str = "id") -> int:
-    value = int(request.match_info[name])
-    if not 1 <= value <= MAX_ID:
-        raise json_error(404, f"no such {name}")
-    return value
+    return path_id(request, name, name)
 
 
 async def _body(request: web.Request, model: type[ReplyIn]) -> Any:

@@ -25,6 +25,7 @@ from ivr.open311.models import ServiceRequest
 from ivr.open311.service import NewRequest, Open311, parse_datetime
 from ivr.web import auth
 from ivr.web.openapi import add_paths
+from ivr.web.params import parse_db_id
 
 log = logging.getLogger("dasan.open311")
 OPEN311_KEY = web.AppKey("open311", Open311)
@@ -310,7 +311,9 @@ async def file_for_contact(request: web.Request) -> web.StreamResponse:
             address_id=body.get("address_id"), description=body.get("description"),
             attributes={str(k): v if isinstance(v, list) else str(v) for k, v in raw_attrs.items()},
         )
-        contact_id = int(request.match_info["contact_id"])
+        contact_id = parse_db_id(request.match_info["contact_id"])
+        if contact_id is None:  # more digits than any id: no such contact (not a database error)
+            raise Open311Error(404, "contact was not found")
         sr = await desk.create_from_contact(contact_id, new, by=user.username if user else "",
                                             notify=bool(body.get("notify", True)))
     except Open311Error as exc:

@@ -17,6 +17,7 @@ from ivr.context import AppContext
 from ivr.db.models import Contact, Recording, TranscriptSegment
 from ivr.search import search_text
 from ivr.web.auth import audit, current_user, requires
+from ivr.web.params import MAX_DB_ID, path_id, query_int
 
 READERS = ("reviewer", "supervisor")
 MAX_LIMIT = 500
@@ -71,13 +72,8 @@ def _date(value: str, name: str) -> datetime:
 
 
 def _int_param(request: web.Request, name: str, default: int | None = None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise _bad(f"{name}: expected a whole number") from None
+    # Bounded to what the database takes: a 30-digit offset or contact_id is a 400, not a 500.
+    return query_int(request, name, default, low=-MAX_DB_ID, high=MAX_DB_ID)
 
 
 @requires(*READERS)
@@ -121,10 +117,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 
 async def _load(request: web.Request) -> tuple[Recording, Contact | None]:
-    try:
-        rec_id = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text='{"error": "no such recording"}', content_type="application/json") from None
+    rec_id = path_id(request, what="recording")
     async with _ctx(request).db.session() as session:
         row = (await session.execute(select(Recording, Contact).outerjoin(
             Contact, Recording.contact_id == Contact.id).where(Recording.id == rec_id))).first()
