@@ -196,11 +196,8 @@ def _project_server(workdir: Path, db_url: str) -> tuple[ServerProcess | None, s
 
 def _process_agi_argv() -> list[str] | None:
     """The agi_scripts/ entry point for the main menu, as Asterisk's AGI(<script>) would run it."""
-    folder = ROOT / "agi_scripts"
-    for name in ("main.py", "dasan_main.py", "ivr_main.py", "main", "dasan-main"):
-        if (folder / name).is_file():
-            return [sys.executable, str(folder / name)]
-    return None
+    script = ROOT / "agi_scripts" / "dasan_agi.py"
+    return [sys.executable, str(script), "main"] if script.is_file() else None
 
 
 async def _walk(port: int) -> CallResult:

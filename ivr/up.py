@@ -13,9 +13,27 @@ from ivr.context import AppContext
 log = logging.getLogger("dasan.up")
 
 
+async def _first_admin(ctx: AppContext) -> str | None:
+    """On an empty database, create an admin account so the console can be opened at all."""
+    import secrets
+
+    from sqlalchemy import func, select
+
+    from ivr.db.models import User
+    from ivr.web.auth import create_user
+
+    async with ctx.db.session() as session:
+        if await session.scalar(select(func.count()).select_from(User)):
+            return None
+    password = secrets.token_urlsafe(9)
+    await create_user(ctx, "admin", password, "admin", display_name="Administrator")
+    return password
+
+
 async def run(settings: Settings, only: list[str] | None = None, ready: asyncio.Event | None = None) -> None:
     ctx = await AppContext.create(settings)
     started: list[services.Service] = []
+    addresses_by_service: list[tuple[str, str]] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -32,6 +50,18 @@ async def run(settings: Settings, only: list[str] | None = None, ready: asyncio.
             started.append(service)
             for address in addresses:
                 print(f"dasan: {name:<10} {address}", flush=True)
+                addresses_by_service.append((name, address))
+        web = next((a for name, a in addresses_by_service if name == "web"), None)
+        if web:
+            base = web.rstrip("/")
+            for label, path in (("console", "/login"), ("wallboard", "/console/wallboard"),
+                                ("citizen chat", "/chat"), ("Open311", "/open311/v2/discovery.json"),
+                                ("API description", "/openapi.json")):
+                print(f"dasan: {label:<16} {base}{path}", flush=True)
+        password = await _first_admin(ctx)
+        if password:
+            print(f"dasan: first run: console user 'admin', password '{password}' "
+                  "(change it: dasan user add --username admin --role admin --password ...)", flush=True)
         print("dasan: ready (Ctrl-C stops)", flush=True)
         if ready is not None:
             ready.set()

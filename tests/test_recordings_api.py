@@ -240,6 +240,9 @@ async def test_ids_beyond_any_database_integer_are_404_in_json(api: Api) -> None
                 assert r.status == 404, (method, path, r.status, await r.text())
                 assert r.content_type == "application/json", path
                 assert "error" in await r.json(), path
+    async with agent.post(f"{api.base}/api/open311/contacts/{IMPOSSIBLE_IDS[0]}/requests",
+                          json={"service_code": "x"}, headers={"X-CSRF-Token": agent_csrf}) as r:
+        assert r.status == 404 and r.content_type == "application/json", (r.status, await r.text())
     # The same numbers as query filters are refused as bad requests, not sent to the database.
     for query in (f"contact_id={IMPOSSIBLE_IDS[0]}", f"offset={IMPOSSIBLE_IDS[3]}", f"limit={IMPOSSIBLE_IDS[1]}"):
         status, body, _ = await _get(api, "reviewer", f"/api/recordings?{query}")

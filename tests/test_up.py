@@ -43,6 +43,14 @@ def test_up_prints_addresses_serves_and_stops_cleanly(tmp_path: Path) -> None:
         with urllib.request.urlopen(match.group(1) + "healthz", timeout=10) as resp:
             assert json.load(resp)["status"] == "ok"
         assert (tmp_path / "var" / "dasan.db").exists()
+        # The first run prints an admin account that really signs in to the console.
+        first = re.search(r"console user 'admin', password '([^']+)'", output)
+        assert first, output
+        login = urllib.request.Request(
+            match.group(1) + "api/login", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"username": "admin", "password": first.group(1)}).encode())
+        with urllib.request.urlopen(login, timeout=10) as resp:
+            assert json.load(resp)["role"] == "admin"
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
