@@ -114,3 +114,4 @@ class AgiService:
 
     async def stop(self) -> None:
         await self.server.stop()
+        await self.runtime.engine.writer.flush()  # path steps of calls that just ended

@@ -1,4 +1,4 @@
-"""The contact record the IVR writes as the caller goes (each step committed).
+"""The contact record the IVR writes as the caller goes (each step committed, group-committed).
 
 One row in ``contacts`` per call (``call_id`` = Asterisk Linkedid, idempotent), opened when
 the call arrives, then one short UPDATE per step of the menu path, so a caller who hangs up
@@ -8,8 +8,10 @@ mid-menu still leaves a record with the path so far.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, update
@@ -19,6 +21,7 @@ from ivr import records
 from ivr.db import Database
 from ivr.db.models import CallbackRequest, Channel, Contact
 
+log = logging.getLogger("dasan.ivr.record")
 ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private"}
 
 
@@ -35,6 +38,11 @@ def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException 
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+def _log_failure(contact_id: int, future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("contact %s: IVR path step not recorded: %s", contact_id, future.exception())
 
 
 def caller_number(env: dict[str, str] | Any) -> str:
@@ -60,12 +68,20 @@ class ContactWriter:
         self._pending: list[tuple[Write[Any], asyncio.Future[Any]]] = []
         self._loop: asyncio.Task[None] | None = None
 
-    async def _write(self, write: Write[T]) -> T:
+    def _enqueue(self, write: Write[T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((write, future))
         if self._loop is None or self._loop.done():
             self._loop = asyncio.get_running_loop().create_task(self._commit_loop())
-        return await future
+        return future
+
+    async def _write(self, write: Write[T]) -> T:
+        return await self._enqueue(write)
+
+    async def flush(self) -> None:
+        """Wait until every queued write is committed (shutdown)."""
+        while self._loop is not None and not self._loop.done():
+            await asyncio.shield(self._loop)
 
     async def _commit_loop(self) -> None:
         while self._pending:
@@ -99,13 +115,17 @@ class ContactWriter:
         return await self._write(write)
 
     async def step(self, contact_id: int, **fields: Any) -> None:
-        """Commit the path so far (and language/topic/queue when they change)."""
+        """Queue the path so far (and language/topic/queue when they change) for the next
+        group commit, without holding the caller: the contact itself was committed by ``open``,
+        nothing is acknowledged on a step, and the writes commit in order, so ``finish``
+        returning means every step before it is durable. A caller who hangs up mid-menu keeps
+        the path: the queued write commits whether or not the call goes on."""
         fields["updated_at"] = datetime.now(UTC)
 
         async def write(session: AsyncSession) -> None:
             await session.execute(update(CONTACTS).where(CONTACTS.c.id == contact_id).values(**fields))
 
-        await self._write(write)
+        self._enqueue(write).add_done_callback(partial(_log_failure, contact_id))
 
     async def finish(self, contact_id: int, result: dict[str, str], callback: dict[str, str] | None = None,
                      **fields: Any) -> int | None:
