@@ -11,6 +11,8 @@ import asyncio
 import importlib
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ivr.config import Settings, load_settings
 from ivr.yamlfile import DataError
@@ -28,6 +30,17 @@ COMMAND_MODULES: list[str] = [
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None))
+
+
+async def with_context(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:
+    """Run ``fn(ctx)`` with an AppContext built from the command's configuration, then close it."""
+    from ivr.context import AppContext
+
+    ctx = await AppContext.create(settings_from(args))
+    try:
+        return int(await fn(ctx))
+    finally:
+        await ctx.close()
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -9,17 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ivr.cli import settings_from
-
-
-async def _with_context(args: argparse.Namespace, fn: Any) -> int:
-    from ivr.context import AppContext
-
-    ctx = await AppContext.create(settings_from(args))
-    try:
-        return int(await fn(ctx))
-    finally:
-        await ctx.close()
+from ivr.cli import with_context as _with_context
 
 
 def _check(args: argparse.Namespace) -> int:
