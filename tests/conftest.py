@@ -56,17 +56,22 @@ def _drop_pg(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database URL on each back-end in turn."""
+def migrated_database(request: pytest.FixtureRequest, folder: Path) -> Iterator[str]:
+    """A migrated, empty database of the kind ``request.param`` names; dropped afterwards."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        url = f"sqlite+aiosqlite:///{folder / 'test.db'}"
         Database(url).upgrade()
         yield url
     else:
         name = _make_pg(request.getfixturevalue("pg_template"))
         yield _pg_url(name)
         _drop_pg(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database URL on each back-end in turn."""
+    yield from migrated_database(request, tmp_path)
 
 
 @pytest.fixture

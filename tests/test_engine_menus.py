@@ -37,16 +37,9 @@ BRANCH_PATH = {"ko": [], **{lang: ["main:9", f"languages:{key}"] for lang, key i
 def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One migrated database per back-end for the whole module (migrating costs ~2 s);
     every call has its own Linkedid and contact, so the tests do not see each other."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ivr') / 'ivr.db'}"
-        Database(url).upgrade()
-        yield url
-    else:
-        from conftest import _drop_pg, _make_pg, _pg_url
+    from conftest import migrated_database
 
-        name = _make_pg(request.getfixturevalue("pg_template"))
-        yield _pg_url(name)
-        _drop_pg(name)
+    yield from migrated_database(request, tmp_path_factory.mktemp("ivr"))
 
 
 @pytest.fixture

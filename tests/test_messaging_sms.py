@@ -16,14 +16,18 @@ import pytest
 from sqlalchemy import func, select
 
 from ivr import records
-from ivr.bus import MemoryBus
-from ivr.config import Settings
 from ivr.context import AppContext
-from ivr.db import Database
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Media, Message
 from ivr.messaging.outbound import MessagingService
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
-from ivr.messaging.testing import LocalGateway, png_bytes, post_signed, post_twilio, sign_in
+from ivr.messaging.testing import (
+    LocalGateway,
+    messaging_context,
+    png_bytes,
+    post_signed,
+    post_twilio,
+    sign_in,
+)
 from ivr.open311.testing import serve
 
 SECRET = "test-webhook-secret"
@@ -31,14 +35,8 @@ SECRET = "test-webhook-secret"
 
 @pytest.fixture
 async def ctx(db_url: str, tmp_path: Path) -> AsyncIterator[AppContext]:
-    settings = Settings()
-    settings.data_dir = tmp_path / "var"
-    settings.database.url = db_url
-    settings.ami.enabled = False
-    settings.sms.webhook_secret = SECRET
-    context = AppContext(settings, Database(db_url), MemoryBus())
-    yield context
-    await context.close()
+    async with messaging_context(db_url, tmp_path / "var", SECRET) as context:
+        yield context
 
 
 async def _jobs(ctx: AppContext, stream: str) -> list[dict[str, Any]]:

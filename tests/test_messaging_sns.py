@@ -13,15 +13,12 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from ivr.bus import MemoryBus
-from ivr.config import Settings
 from ivr.context import AppContext
-from ivr.db import Database
 from ivr.db.models import Citizen, ContactEvent, Message
 from ivr.messaging.models import SnsDeadline
 from ivr.messaging.outbound import MessagingService, sweep_sns_deadlines
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
-from ivr.messaging.testing import post_signed, sign_in
+from ivr.messaging.testing import messaging_context, post_signed, sign_in
 from ivr.open311.testing import serve
 
 SECRET = "sns-secret"
@@ -29,14 +26,8 @@ SECRET = "sns-secret"
 
 @pytest.fixture
 async def ctx(db_url: str, tmp_path: Path) -> AsyncIterator[AppContext]:
-    settings = Settings()
-    settings.data_dir = tmp_path / "var"
-    settings.database.url = db_url
-    settings.ami.enabled = False
-    settings.sms.webhook_secret = SECRET
-    context = AppContext(settings, Database(db_url), MemoryBus())
-    yield context
-    await context.close()
+    async with messaging_context(db_url, tmp_path / "var", SECRET) as context:
+        yield context
 
 
 async def test_sns_reply_deadline_is_tracked_and_reported(ctx: AppContext) -> None:

@@ -9,18 +9,37 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from ivr.bus import MemoryBus
+from ivr.config import Settings
 from ivr.context import AppContext
+from ivr.db import Database
 from ivr.messaging.signatures import (
     GENERIC_HEADER,
     TWILIO_HEADER,
     generic_signature,
     twilio_signature,
 )
+
+
+@asynccontextmanager
+async def messaging_context(db_url: str, data_dir: Path, webhook_secret: str) -> AsyncIterator[AppContext]:
+    """An AppContext for sidecar tests: the given database, in-process bus, no AMI."""
+    settings = Settings()
+    settings.data_dir = data_dir
+    settings.database.url = db_url
+    settings.ami.enabled = False
+    settings.sms.webhook_secret = webhook_secret
+    context = AppContext(settings, Database(db_url), MemoryBus())
+    try:
+        yield context
+    finally:
+        await context.close()
 
 
 def png_bytes(width: int = 2, height: int = 2) -> bytes:
