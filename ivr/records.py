@@ -9,6 +9,8 @@ transaction (``Database.transaction()``) and are durable once it commits; events
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +26,8 @@ from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
 THREAD_WINDOW = timedelta(hours=24)
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
+def insert_for(session: AsyncSession, table: Any) -> Any:
+    """INSERT with the back-end's ON CONFLICT clauses (PostgreSQL or SQLite)."""
     return (postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert)(table)
 
 
@@ -64,7 +67,7 @@ async def get_or_create_citizen(
     """Race-free upsert: concurrent first contacts of one number create one citizen."""
     if identity_kind == "phone":
         identity = normalize_phone(identity)
-    stmt = _insert(session, Citizen.__table__).values(
+    stmt = insert_for(session, Citizen.__table__).values(
         identity_kind=identity_kind, identity=identity, created_at=datetime.now(UTC), **fields
     ).on_conflict_do_nothing(index_elements=["identity_kind", "identity"])
     await session.execute(stmt)
@@ -90,6 +93,69 @@ async def free_tracking_number(session: AsyncSession) -> str:
         taken = await session.scalar(select(Contact.id).where(Contact.tracking_number == number))
         if taken is None:
             return number
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
+    """IN lists kept well under SQLite's bound-parameter limit."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call that needs its contact: Asterisk's Linkedid, the caller (E.164 or '') and language."""
+
+    call_id: str
+    phone: str = ""
+    language: str = "ko"
+
+
+async def ensure_call_contacts(
+    session: AsyncSession, calls: Sequence[NewCall], now: datetime | None = None
+) -> dict[str, tuple[int, int | None]]:
+    """The contact of every call (call_id -> (contact id, citizen id)), created where missing.
+
+    Set-based so a batch of a thousand calls costs a handful of statements, not thousands: the
+    IVR's group commit and the AMI bridge both open contacts this way. Idempotent by
+    ``call_id`` (whoever comes first, IVR or AMI, creates it; the other finds it); new contacts
+    get a tracking number and the caller's citizen (created on first contact).
+    """
+    now = now or datetime.now(UTC)
+    wanted: dict[str, NewCall] = {}
+    for call in calls:
+        wanted.setdefault(call.call_id, call)
+    found: dict[str, tuple[int, int | None]] = {}
+    phones = sorted({call.phone for call in wanted.values() if call.phone})
+    citizens: dict[str, int] = {}
+    if phones:
+        await session.execute(
+            insert_for(session, Citizen.__table__).on_conflict_do_nothing(index_elements=["identity_kind", "identity"]),
+            [{"identity_kind": "phone", "identity": phone, "created_at": now} for phone in phones])
+        for part in _chunks(phones):
+            rows = await session.execute(select(Citizen.identity, Citizen.id).where(
+                Citizen.identity_kind == "phone", Citizen.identity.in_(part)))
+            citizens.update({str(identity): citizen_id for identity, citizen_id in rows})
+    table = Contact.__table__
+    missing = list(wanted.values())
+    while missing:
+        # No conflict target: a call_id already there (the other side of IVR/AMI came first)
+        # and a tracking number drawn twice are both skipped, then told apart below.
+        inserted = await session.execute(
+            insert_for(session, table).on_conflict_do_nothing()
+            .returning(table.c.call_id, table.c.id, table.c.citizen_id),
+            [{"channel": Channel.voice.value, "status": ContactStatus.open.value, "call_id": call.call_id,
+              "tracking_number": new_tracking_number(now), "citizen_id": citizens.get(call.phone),
+              "started_at": now, "updated_at": now, "language": call.language, "ivr_path": "", "notes": ""}
+             for call in missing])
+        for call_id, contact_id, citizen_id in inserted:
+            found[str(call_id)] = (contact_id, citizen_id)
+        skipped = [call.call_id for call in missing if call.call_id not in found]
+        for part in _chunks(skipped):
+            rows = await session.execute(
+                select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(part)))
+            for call_id, contact_id, citizen_id in rows:
+                found[str(call_id)] = (contact_id, citizen_id)
+        missing = [call for call in missing if call.call_id not in found]  # tracking number taken: draw again
+    return found
 
 
 async def open_contact(
@@ -147,7 +213,7 @@ async def record_event(
     at: datetime | None = None,
 ) -> bool:
     """Append to the contact's timeline; returns False when ``external_id`` was seen before."""
-    stmt = _insert(session, ContactEvent.__table__).values(
+    stmt = insert_for(session, ContactEvent.__table__).values(
         contact_id=contact_id,
         kind=kind,
         source=source,

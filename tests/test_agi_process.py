@@ -50,12 +50,14 @@ async def test_process_agi_runs_the_menus(sqlite_url: str, tmp_path: Path) -> No
 async def test_process_agi_hang_up_and_survey(sqlite_url: str, tmp_path: Path) -> None:
     # the HANGUP line and 511 replies (pyst2 alone would desynchronise) end the call cleanly
     log = await run_process_agi(sqlite_url, tmp_path, ScriptedCaller("9 H"))
-    assert log.hung_up and "IVR_RESULT" not in log.variables
-    contact_id = log.variables["CONTACT_ID"]
+    # nothing is sent to a hung-up channel: the contact is found by the call's Linkedid
+    assert log.hung_up and "IVR_RESULT" not in log.variables and "CONTACT_ID" not in log.variables
     db = Database(sqlite_url)
     try:
         async with db.session() as session:
-            row = (await session.execute(select(Contact).where(Contact.id == int(contact_id)))).scalar_one()
+            row = (await session.execute(select(Contact).where(
+                Contact.call_id == log.variables["CHANNEL(linkedid)"]))).scalar_one()
+        contact_id = str(row.id)
         assert row.ivr_path == "main:9 > hangup" and row.hangup_side == "caller"
         survey = await run_process_agi(sqlite_url, tmp_path, ScriptedCaller(
             "5", route="survey", variables={"CONTACT_ID": contact_id}), route="survey")

@@ -99,7 +99,7 @@ async def test_caller_hangs_up_during_a_command(ivr: IvrHarness) -> None:
         assert log.commands[-1].startswith(("STREAM FILE", "GET DATA", "CHANNEL STATUS")), log.commands
         async with ivr.db.session() as session:
             row = (await session.execute(select(Contact).where(
-                Contact.id == int(log.variables["CONTACT_ID"])))).scalar_one()
+                Contact.call_id == log.variables["CHANNEL(linkedid)"]))).scalar_one()
         assert row.hangup_side == "caller" and row.ivr_path.endswith("hangup")
 
 
@@ -166,7 +166,7 @@ async def test_silent_client_times_out_alone(ivr: IvrHarness) -> None:
     assert log.closed_by_server  # type: ignore[attr-defined]
     async with ivr.db.session() as session:
         row = (await session.execute(select(Contact).where(
-            Contact.id == int(log.variables["CONTACT_ID"])))).scalar_one()  # type: ignore[attr-defined]
+            Contact.call_id == log.variables["CHANNEL(linkedid)"]))).scalar_one()  # type: ignore[attr-defined]
     assert row.ivr_path == "main:9 > hangup"  # the record says where the call was lost
 
 

@@ -61,6 +61,11 @@ async def contact(db: Database, contact_id: str | int) -> Contact:
         return (await session.execute(select(Contact).where(Contact.id == int(contact_id)))).scalar_one()
 
 
+async def contact_of_call(db: Database, linkedid: str) -> Contact:
+    async with db.session() as session:
+        return (await session.execute(select(Contact).where(Contact.call_id == linkedid))).scalar_one()
+
+
 # key sequence after the language branch -> (kind, topic, path after the branch, last prompt heard)
 PATHS = {
     "1 1": ("answer", "transport", ["main:1", "transport:1", "answer:transport-lost"], "dasan/goodbye"),
@@ -188,7 +193,8 @@ async def test_hang_up_at_each_step(ivr: IvrHarness, language: str) -> None:
         assert log.hung_up, script
         v = log.variables
         assert "IVR_RESULT" not in v and "QUEUE" not in v, script
-        row = await contact(ivr.db, v["CONTACT_ID"])
+        assert "CONTACT_ID" not in v, script  # nothing is sent to a hung-up channel
+        row = await contact_of_call(ivr.db, v["CHANNEL(linkedid)"])
         assert row.hangup_side == "caller" and row.outcome == "ivr_hangup", script
         assert row.ivr_path.endswith("hangup"), script
         # the path so far was committed as the caller went
@@ -200,7 +206,7 @@ async def test_hang_up_at_each_step(ivr: IvrHarness, language: str) -> None:
 
 async def test_hang_up_before_anything_still_writes_a_record(ivr: IvrHarness) -> None:
     log = await ivr.dial("H")
-    row = await contact(ivr.db, log.variables["CONTACT_ID"])
+    row = await contact_of_call(ivr.db, log.variables["CHANNEL(linkedid)"])
     assert row.ivr_path == "hangup" and row.hangup_side == "caller"
 
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ivr.agi.channel import AgiChannel
-from ivr.agi.protocol import AgiError, AgiStream
+from ivr.agi.protocol import AgiError, AgiStream, Watchdog
 from ivr.context import AppContext
 from ivr.engine.channel import ChannelHangup
 
@@ -45,18 +45,24 @@ class FastAgiServer:
         self.calls: set[asyncio.Task[None]] = set()
         self.served = 0
         self.failed = 0  # calls that ended on a protocol error or an exception in a handler
+        # Deadlines are checked a few times per timeout (a call may overrun by up to a tick).
+        self.watchdog = Watchdog(min(0.5, max(0.01, min(env_timeout, command_timeout) / 10)))
 
     async def start(self) -> list[tuple[str, int]]:
-        self.server = await asyncio.start_server(self._accept, self.host, self.port, backlog=4096, limit=65536)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._connection, self.host, self.port, backlog=4096)
+        self.watchdog.start()
         return [(s.getsockname()[0], s.getsockname()[1]) for s in self.server.sockets]
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+    def _connection(self) -> AgiStream:
+        stream = AgiStream(self.command_timeout)
+        task = asyncio.get_running_loop().create_task(self._serve(stream))
         self.calls.add(task)
         task.add_done_callback(self.calls.discard)
+        return stream
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = AgiStream(reader, writer, self.command_timeout)
+    async def _serve(self, stream: AgiStream) -> None:
+        self.watchdog.streams.add(stream)
         try:
             env = await stream.read_env(self.env_timeout)
             script = env.get("agi_network_script", "").split("?", 1)[0].strip("/")
@@ -76,6 +82,7 @@ class FastAgiServer:
             self.failed += 1
             log.exception("AGI handler failed")
         finally:
+            self.watchdog.streams.discard(stream)
             await stream.close()
 
     async def stop(self) -> None:
@@ -90,6 +97,7 @@ class FastAgiServer:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        await self.watchdog.stop()
         self.server = None
 
 

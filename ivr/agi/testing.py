@@ -60,10 +60,10 @@ class IvrHarness:
         return await ScriptedCaller(script, **kwargs).call(self.host, self.port)
 
     def call_for(self, log: CallLog) -> Call:
-        """The engine's view of the call a caller made (matched by CONTACT_ID)."""
-        contact_id = log.variables.get("CONTACT_ID")
+        """The engine's view of the call a caller made (matched by the call's Linkedid)."""
+        call_id = log.variables.get("CHANNEL(linkedid)")
         for call in self.calls:
-            if str(call.contact_id) == contact_id:
+            if call.call_id == call_id:
                 return call
-        raise LookupError(f"no call with CONTACT_ID={contact_id}")
+        raise LookupError(f"no call with Linkedid {call_id}")
 

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.ami.models import AgentState, LiveCall
-from ivr.db.models import Agent, Citizen, Contact, ContactEvent, Recording
-from ivr.records import normalize_phone
+from ivr.db.models import Agent, Contact, ContactEvent, Recording
+from ivr.records import NewCall, ensure_call_contacts, insert_for, normalize_phone
 
 log = logging.getLogger("dasan.ami.ingest")
 
@@ -55,11 +54,6 @@ MEMBER_EVENTS = {
     "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
     "QueueMemberPenalty", "QueueMember",
 }
-
-
-def _insert(session: AsyncSession, table: Any) -> Any:
-    bind = session.get_bind()
-    return (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def _int(value: str | None, default: int = 0) -> int:
@@ -211,7 +205,7 @@ class _LivePlan:
                     stmt = stmt.where(LiveCall.state == condition)
                 await session.execute(stmt)
         for row in (r for op, r in self.ops.values() if op == "upsert" and r is not None):
-            stmt = _insert(session, LiveCall.__table__).values(**row, joined_at=now, updated_at=now)
+            stmt = insert_for(session, LiveCall.__table__).values(**row, joined_at=now, updated_at=now)
             set_: dict[str, Any] = {"contact_id": stmt.excluded.contact_id, "queue": stmt.excluded.queue,
                                     "state": stmt.excluded.state, "agent": stmt.excluded.agent,
                                     "updated_at": stmt.excluded.updated_at}
@@ -279,60 +273,23 @@ class Ingester:
         return effects
 
     async def _ensure_contacts(self, session: AsyncSession, facts: list[Fact], now: datetime) -> dict[str, tuple[int, int | None]]:
-        linkedids = sorted({f.linkedid for f in facts})
-        creators: dict[str, Fact] = {}
+        """The contact of every call in the batch; calls the IVR did not see (a direct queue,
+        an outbound callback) get theirs here, from the event that creates them."""
+        calls: dict[str, NewCall | None] = {}
         for f in facts:
-            if f.creates and f.linkedid not in creators:
-                creators[f.linkedid] = f
-        found: dict[str, tuple[int, int | None]] = {}
-        for i in range(0, len(linkedids), 500):
-            part = linkedids[i : i + 500]
-            rows = await session.execute(
-                select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(part))
-            )
+            if f.creates and calls.get(f.linkedid) is None:
+                number = normalize_phone(f.event.get("CallerIDNum", "") or "")
+                calls[f.linkedid] = NewCall(f.linkedid, number if len(number.lstrip("+")) >= 3 else "",
+                                            (f.event.get("Language") or "ko")[:8])
+            else:
+                calls.setdefault(f.linkedid, None)
+        found = await ensure_call_contacts(session, [c for c in calls.values() if c is not None], now)
+        unknown = sorted(lid for lid, c in calls.items() if c is None and lid not in found)
+        for part in range(0, len(unknown), 500):
+            rows = await session.execute(select(Contact.call_id, Contact.id, Contact.citizen_id)
+                                         .where(Contact.call_id.in_(unknown[part : part + 500])))
             for call_id, cid, citizen in rows:
                 found[str(call_id)] = (cid, citizen)
-        missing = [creators[lid] for lid in linkedids if lid not in found and lid in creators]
-        if missing:
-            phones = {}
-            for f in missing:
-                number = normalize_phone(f.event.get("CallerIDNum", "") or "")
-                if len(number.lstrip("+")) >= 3:
-                    phones[f.linkedid] = number
-            citizen_ids: dict[str, int] = {}
-            if phones:
-                await session.execute(
-                    _insert(session, Citizen.__table__).values(
-                        [{"identity_kind": "phone", "identity": p, "created_at": now} for p in sorted(set(phones.values()))]
-                    ).on_conflict_do_nothing(index_elements=["identity_kind", "identity"])
-                )
-                citizen_rows = await session.execute(
-                    select(Citizen.identity, Citizen.id).where(
-                        Citizen.identity_kind == "phone", Citizen.identity.in_(sorted(set(phones.values())))
-                    )
-                )
-                by_phone = {identity: cid for identity, cid in citizen_rows}
-                citizen_ids = {lid: by_phone[p] for lid, p in phones.items() if p in by_phone}
-            rows_to_add = []
-            for f in missing:
-                language = (f.event.get("Language") or "ko")[:8]
-                rows_to_add.append({
-                    "channel": "voice", "status": "open", "call_id": f.linkedid, "tracking_number": None,
-                    "citizen_id": citizen_ids.get(f.linkedid), "started_at": now, "language": language,
-                    "ivr_path": "", "notes": "", "updated_at": now,
-                })
-            for i in range(0, len(rows_to_add), 300):
-                await session.execute(
-                    _insert(session, Contact.__table__).values(rows_to_add[i : i + 300])
-                    .on_conflict_do_nothing(index_elements=["call_id"])
-                )
-            created = [f.linkedid for f in missing]
-            for i in range(0, len(created), 500):
-                rows = await session.execute(
-                    select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(created[i : i + 500]))
-                )
-                for call_id, cid, citizen in rows:
-                    found[str(call_id)] = (cid, citizen)
         return found
 
     async def _apply_facts(self, session: AsyncSession, facts: list[Fact], now: datetime, effects: Effects) -> None:
@@ -352,7 +309,7 @@ class Ingester:
         table = ContactEvent.__table__
         for i in range(0, len(rows), 400):
             result = await session.execute(
-                _insert(session, table).values(rows[i : i + 400])
+                insert_for(session, table).values(rows[i : i + 400])
                 .on_conflict_do_nothing(index_elements=["external_id"])
                 .returning(table.c.external_id)
             )
@@ -418,7 +375,7 @@ class Ingester:
         if self._recording_rows:
             rows_, self._recording_rows = self._recording_rows, []
             for i in range(0, len(rows_), 300):
-                await session.execute(_insert(session, Recording.__table__).values(rows_[i : i + 300])
+                await session.execute(insert_for(session, Recording.__table__).values(rows_[i : i + 300])
                                       .on_conflict_do_nothing(index_elements=["path"]))
         if hangups:
             await self._recordings_finished(session, hangups, now, effects)
@@ -479,7 +436,7 @@ class Ingester:
             return
         table = ContactEvent.__table__
         result = await session.execute(
-            _insert(session, table).values([
+            insert_for(session, table).values([
                 {"contact_id": job["contact_id"], "kind": "recording_finished", "source": "ami", "external_id": key,
                  "data": job, "at": now} for key, job in jobs.items()
             ]).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id, table.c.external_id)
@@ -604,7 +561,7 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
                 .values(ended_at=func.coalesce(Contact.ended_at, now), updated_at=now)
             )
             await session.execute(
-                _insert(session, ContactEvent.__table__).values(
+                insert_for(session, ContactEvent.__table__).values(
                     contact_id=call.contact_id, kind="gap_ended", source="ami",
                     external_id=f"ami:gap_ended:{call.linkedid}", data={"note": "ended while AMI was disconnected"},
                     at=now,
@@ -630,7 +587,7 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
         contacts = await ingester._ensure_contacts(session, facts, now)
         for linkedid, queue, wait in waiting:
             if linkedid in contacts:
-                await session.execute(_insert(session, LiveCall.__table__).values(
+                await session.execute(insert_for(session, LiveCall.__table__).values(
                     linkedid=linkedid, contact_id=contacts[linkedid][0], queue=queue, state="queued",
                     joined_at=now - timedelta(seconds=wait), agent=None, updated_at=now,
                 ).on_conflict_do_nothing(index_elements=["linkedid"]))
@@ -639,7 +596,7 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
     for linkedid, queue, _ in connected:
         cid = (await session.execute(select(Contact.id).where(Contact.call_id == linkedid))).scalar_one_or_none()
         if cid is not None:
-            await session.execute(_insert(session, LiveCall.__table__).values(
+            await session.execute(insert_for(session, LiveCall.__table__).values(
                 linkedid=linkedid, contact_id=cid, queue=queue, state="connected", joined_at=now, agent=None,
                 updated_at=now,
             ).on_conflict_do_nothing(index_elements=["linkedid"]))

@@ -10,6 +10,7 @@ Routes (FastAGI script names, docs/contracts.md):
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from ivr.db import Database
 from ivr.engine import lookups
 from ivr.engine.channel import Channel, ChannelHangup
 from ivr.engine.menu import HANGUP, AnswerNode, LookupNode, MenuNode, MenuSet, QueueNode
-from ivr.engine.record import ContactWriter, caller_number
+from ivr.engine.record import ContactHandle, ContactWriter, caller_number
 from ivr.queues import QueueConfig
 
 log = logging.getLogger("dasan.ivr")
@@ -37,6 +38,7 @@ class Call:
     phone: str = ""
     call_id: str = ""
     contact_id: int | None = None
+    contact: ContactHandle | None = field(default=None, repr=False)  # the record being written
     path: list[str] = field(default_factory=list)
     topic: str | None = None
     queue: str | None = None
@@ -65,11 +67,10 @@ class IvrEngine:
                     phone=caller_number(env))
         try:
             await ch.answer()
-            call.call_id = await ch.get_variable("CHANNEL(linkedid)") or env.get("agi_uniqueid", "")
-            call.contact_id = await self._safe(call, "contact", self.writer.open(call.call_id, call.phone,
-                                                                                  call.language))
-            if call.contact_id is not None:
-                await ch.set_variable("CONTACT_ID", str(call.contact_id))
+            call.call_id = (await ch.get_variable("CHANNEL(linkedid)") or env.get("agi_uniqueid", "")
+                            or f"ivr-{uuid.uuid4().hex}")
+            # Queued, not awaited: the caller hears the menu while the contact is committed.
+            call.contact = self.writer.open(call.call_id, call.phone, call.language)
             await ch.set_variable("LANG", call.language)
             node = self.menus.start
             while node != END:
@@ -80,11 +81,20 @@ class IvrEngine:
             call.result = "caller_hangup"
             call.path.append("hangup")
             log.debug("caller hung up in the IVR: %s", exc)
-            if call.contact_id is not None:
+            if call.contact is not None:
                 await self._safe(call, "hang-up", self.writer.finish(
-                    call.contact_id, {"result": "caller_hangup"}, ivr_path=self._path(call),
+                    call.contact, {"result": "caller_hangup"}, ivr_path=self._path(call),
                     hangup_side="caller", outcome="ivr_hangup"))
+                call.contact_id = call.contact.id
         return call
+
+    async def _tell_contact(self, ch: Channel, call: Call) -> None:
+        """CONTACT_ID for the dialplan (the survey stores its score there), once the contact is
+        committed; with the database away the call goes on without it."""
+        if call.contact is not None:
+            call.contact_id = await self._safe(call, "contact", call.contact.opened)
+        if call.contact_id is not None:
+            await ch.set_variable("CONTACT_ID", str(call.contact_id))
 
     async def _safe(self, call: Call, what: str, write: Awaitable[T]) -> T | None:
         """A record write that must not stop the call: with the database down the caller still
@@ -100,8 +110,8 @@ class IvrEngine:
 
     async def _step(self, call: Call, entry: str, **fields: Any) -> None:
         call.path.append(entry)
-        if call.contact_id is not None:
-            await self._safe(call, entry, self.writer.step(call.contact_id, ivr_path=self._path(call), **fields))
+        if call.contact is not None:
+            self.writer.step(call.contact, ivr_path=self._path(call), **fields)
 
     async def _node(self, ch: Channel, call: Call, name: str) -> str:
         node = self.menus.nodes[name]
@@ -165,12 +175,16 @@ class IvrEngine:
             await ch.play(self.menus.sound(prompt))
         call.result = "queue"
         call.path.append(f"queue:{queue}")
-        if call.contact_id is not None:
-            await self._safe(call, "queue", self.writer.finish(
-                call.contact_id, {"result": "queue", "queue": queue}, ivr_path=self._path(call),
-                topic=call.topic, queue=queue, language=call.language))
+        finished = None
+        if call.contact is not None:
+            finished = self.writer.finish(call.contact, {"result": "queue", "queue": queue},
+                                          ivr_path=self._path(call), topic=call.topic, queue=queue,
+                                          language=call.language)
         await ch.set_variable("QUEUE", queue)
         await ch.set_variable("IVR_RESULT", "queue")
+        await self._tell_contact(ch, call)
+        if finished is not None:  # the record is durable before the dialplan queues the caller
+            await self._safe(call, "queue", finished)
         return END
 
     async def _night(self, ch: Channel, call: Call, name: str, queue: str) -> str:
@@ -190,8 +204,9 @@ class IvrEngine:
                     if kind == "callback" else None)
         # Durable first (the callback row, the SMS job), then tell the caller. If that fails the
         # call ends undecided and the dialplan queues the caller (never a false promise).
-        if call.contact_id is not None:
-            call.callback_id = await self.writer.finish(call.contact_id, outcome, callback, **fields)
+        if call.contact is not None:
+            call.callback_id = await self.writer.finish(call.contact, outcome, callback, **fields)
+            await self._tell_contact(ch, call)
         elif callback is not None:
             call.callback_id = await self.writer.callback(None, **callback)
         if kind == "sms":
@@ -217,12 +232,16 @@ class IvrEngine:
 
     async def _goodbye(self, ch: Channel, call: Call, outcome: str) -> str:
         call.result = "hangup"
-        if call.contact_id is not None:
-            await self._safe(call, "goodbye", self.writer.finish(
-                call.contact_id, {"result": "hangup", "outcome": outcome}, ivr_path=self._path(call),
-                outcome=outcome, topic=call.topic, language=call.language))
+        finished = None
+        if call.contact is not None:
+            finished = self.writer.finish(call.contact, {"result": "hangup", "outcome": outcome},
+                                          ivr_path=self._path(call), outcome=outcome, topic=call.topic,
+                                          language=call.language)
         await ch.set_variable("IVR_RESULT", "hangup")
+        await self._tell_contact(ch, call)
         await ch.play(self.menus.sound("goodbye"))
+        if finished is not None:
+            await self._safe(call, "goodbye", finished)
         return END
 
     async def _lookup(self, ch: Channel, call: Call, name: str, node: LookupNode) -> str:
@@ -240,6 +259,8 @@ class IvrEngine:
             if failures >= self.menus.max_failures:
                 return self.menus.on_failure
         handler = lookups.get(node.handler)
+        if call.contact is not None:  # a lookup may note itself on the contact: it must exist
+            call.contact_id = await self._safe(call, "contact", call.contact.opened)
         request = lookups.LookupRequest(digits, call.language, self.db, call.contact_id)
         try:
             if handler is None:

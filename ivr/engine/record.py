@@ -10,23 +10,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
 from ivr.db import Database
-from ivr.db.models import CallbackRequest, Channel, Contact
+from ivr.db.models import CallbackRequest, Contact, ContactEvent
 
 log = logging.getLogger("dasan.ivr.record")
 ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private"}
 
 
-CONTACTS = cast(Table, Contact.__table__)  # Core statements: the ORM's bulk-update path costs more per call
-MAX_BATCH = 256  # writes per shared transaction: bounds how long one commit keeps others waiting
+CONTACTS = cast(Table, Contact.__table__)  # Core statements: the ORM costs more per row
+EVENTS = cast(Table, ContactEvent.__table__)
+MAX_BATCH = 512  # writes per shared transaction: bounds how long one commit keeps others waiting
+COMMIT_INTERVAL = 0.01  # seconds between the starts of two commits under load (see _commit_loop)
 T = TypeVar("T")
 Write = Callable[[AsyncSession], Awaitable[T]]
 
@@ -40,9 +44,14 @@ def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException 
         future.set_result(result)
 
 
-def _log_failure(contact_id: int, future: asyncio.Future[Any]) -> None:
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _log_failure(call_id: str, future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
-        log.error("contact %s: IVR path step not recorded: %s", contact_id, future.exception())
+        log.error("call %s: IVR path step not recorded: %s", call_id, future.exception())
 
 
 def caller_number(env: dict[str, str] | Any) -> str:
@@ -54,29 +63,61 @@ def caller_number(env: dict[str, str] | Any) -> str:
     return number if any(ch.isdigit() for ch in number) else ""
 
 
-class ContactWriter:
-    """Writes through one group-commit loop: every write waits for the commit that holds it.
+class ContactHandle:
+    """A call's contact as the writer knows it: queued to be opened, then its id once committed.
 
-    Calls that write at the same moment share one transaction (one fsync on SQLite instead of
-    one each); a caller goes on only once its write is durable, so nothing is acknowledged
-    early. If a shared transaction fails, its writes are retried one by one, so one bad
-    write cannot fail the others.
+    The IVR goes on with the menus at once; ``opened`` resolves with the contact id when the
+    commit that created it is durable (by then the caller is usually still in the first prompt).
+    """
+
+    __slots__ = ("call", "id", "opened")
+
+    def __init__(self, call: records.NewCall, opened: asyncio.Future[int]) -> None:
+        self.call = call
+        self.id: int | None = None  # set inside the transaction that creates it
+        self.opened = opened
+
+
+@dataclass(slots=True)
+class _Op:
+    """One queued write. ``handle`` ops are merged into set-based statements per batch;
+    ``write`` ops (rare: survey, callbacks) run as they are."""
+
+    kind: str  # open | update | event | write
+    future: asyncio.Future[Any]
+    handle: ContactHandle | None = None
+    fields: dict[str, Any] | None = None
+    write: Write[Any] | None = None
+
+
+class ContactWriter:
+    """Writes the IVR's record through one group-commit loop.
+
+    Writes queued while a commit is under way go into the next transaction together (one
+    fsync on SQLite for hundreds of calls), and each kind of write becomes one set-based
+    statement per batch: the contacts opened, the path updates (several steps of one call merge
+    into one), the timeline events. Futures resolve only once their transaction committed, so
+    nothing is acknowledged early. If a shared transaction fails on a bad row, it is retried by
+    halves so one bad write cannot fail the others; if the database itself is away, every
+    write of the batch fails at once (the calls go on without a record, and the log says so).
     """
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._pending: list[tuple[Write[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Op] = []
         self._loop: asyncio.Task[None] | None = None
+        self._last_start = 0.0
 
-    def _enqueue(self, write: Write[T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((write, future))
+    def _enqueue(self, op: _Op) -> None:
+        self._pending.append(op)
         if self._loop is None or self._loop.done():
             self._loop = asyncio.get_running_loop().create_task(self._commit_loop())
-        return future
 
-    async def _write(self, write: Write[T]) -> T:
-        return await self._enqueue(write)
+    def _future(self) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        # Failures reach whoever awaits; a write nobody awaits (a step) logs its own.
+        future.add_done_callback(_retrieve)
+        return future
 
     async def flush(self) -> None:
         """Wait until every queued write is committed (shutdown)."""
@@ -84,67 +125,141 @@ class ContactWriter:
             await asyncio.shield(self._loop)
 
     async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
+            # Commits start at most COMMIT_INTERVAL apart: when calls keep coming, the writes of
+            # that moment share one commit (its fixed cost is most of the work); when the
+            # writer was idle, the first write commits at once.
+            wait = self._last_start + COMMIT_INTERVAL - loop.time()
+            if wait > 0 and len(self._pending) < MAX_BATCH:
+                await asyncio.sleep(wait)
+            self._last_start = loop.time()
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Write[Any], asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[_Op]) -> None:
+        batch = [op for op in batch if not self._orphan(op)]
+        if not batch:
+            return
         try:
             async with self.db.transaction() as session:
-                results = [await write(session) for write, _ in batch]
+                results = await self._run(session, batch)
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc=exc)
+            for op in batch:  # ids handed out inside the failed transaction are gone with it
+                if op.kind == "open" and op.handle is not None:
+                    op.handle.id = None
+            if len(batch) == 1 or not isinstance(exc, IntegrityError | DataError):
+                for op in batch:
+                    _settle(op.future, exc=exc)
                 return
             # Find the bad write by halves; the good ones still commit (writes are re-runnable).
             half = len(batch) // 2
             await self._commit(batch[:half])
             await self._commit(batch[half:])
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result)
+        for op, result in zip(batch, results, strict=True):
+            _settle(op.future, result)
 
-    async def open(self, call_id: str, phone: str, language: str) -> int:
-        async def write(session: AsyncSession) -> int:
-            citizen = await records.get_or_create_citizen(session, "phone", phone) if phone else None
-            contact = await records.open_contact(
-                session, Channel.voice, citizen, call_id=call_id or None, language=language, ivr_path=""
-            )
-            return contact.id
+    @staticmethod
+    def _orphan(op: _Op) -> bool:
+        """A write for a contact whose open failed: it fails the same way, without a try."""
+        handle = op.handle
+        if op.kind == "open" or handle is None or handle.id is not None or not handle.opened.done():
+            return False
+        exc = handle.opened.exception() if not handle.opened.cancelled() else None
+        _settle(op.future, exc=exc or RuntimeError("contact was not opened"))
+        return True
 
-        return await self._write(write)
+    async def _run(self, session: AsyncSession, batch: list[_Op]) -> list[Any]:
+        opens = [op.handle for op in batch if op.kind == "open" and op.handle is not None]
+        if opens:
+            found = await records.ensure_call_contacts(session, [h.call for h in opens])
+            for handle in opens:
+                handle.id = found[handle.call.call_id][0]
+        # Path steps and finishes: the latest value of each field per contact, one UPDATE per shape.
+        merged: dict[int, dict[str, Any]] = {}
+        events: list[dict[str, Any]] = []
+        for op in batch:
+            if op.handle is None or op.kind not in ("update", "event"):
+                continue
+            contact_id = op.handle.id
+            if contact_id is None:
+                raise RuntimeError("contact not opened")  # only if the open was not queued first
+            assert op.fields is not None
+            if op.kind == "update":
+                merged.setdefault(contact_id, {}).update(op.fields)
+            else:
+                events.append({**op.fields, "contact_id": contact_id,
+                               "external_id": op.fields["external_id"].format(contact=contact_id)})
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for contact_id, fields in merged.items():
+            shapes.setdefault(tuple(sorted(fields)), []).append({**fields, "_contact": contact_id})
+        for keys, rows in shapes.items():
+            await session.execute(
+                update(CONTACTS).where(CONTACTS.c.id == bindparam("_contact"))
+                .values({key: bindparam(key) for key in keys}), rows)
+        if events:
+            await session.execute(
+                records.insert_for(session, EVENTS).on_conflict_do_nothing(index_elements=["external_id"]), events)
+        results: list[Any] = []
+        for op in batch:
+            if op.kind == "open":
+                assert op.handle is not None
+                results.append(op.handle.id)
+            elif op.kind == "write":
+                assert op.write is not None
+                results.append(await op.write(session))
+            else:
+                results.append(None)
+        return results
 
-    async def step(self, contact_id: int, **fields: Any) -> None:
-        """Queue the path so far (and language/topic/queue when they change) for the next
-        group commit, without holding the caller: the contact itself was committed by ``open``,
-        nothing is acknowledged on a step, and the writes commit in order, so ``finish``
-        returning means every step before it is durable. A caller who hangs up mid-menu keeps
+    # -- what the engine calls ---------------------------------------------------------
+
+    def open(self, call_id: str, phone: str, language: str) -> ContactHandle:
+        """Queue the call's contact (idempotent by call_id); ``handle.opened`` gives its id."""
+        future: asyncio.Future[int] = self._future()
+        handle = ContactHandle(records.NewCall(call_id, phone, language), future)
+        self._enqueue(_Op("open", future, handle))
+        return handle
+
+    def step(self, handle: ContactHandle, **fields: Any) -> None:
+        """Queue the path so far (and language/topic/queue when they change) without holding the
+        caller: nothing is acknowledged on a step, and writes commit in order, so ``finish``
+        resolving means every step before it is durable. A caller who hangs up mid-menu keeps
         the path: the queued write commits whether or not the call goes on."""
         fields["updated_at"] = datetime.now(UTC)
+        future = self._future()
+        future.add_done_callback(partial(_log_failure, handle.call.call_id))
+        self._enqueue(_Op("update", future, handle, fields))
 
-        async def write(session: AsyncSession) -> None:
-            await session.execute(update(CONTACTS).where(CONTACTS.c.id == contact_id).values(**fields))
-
-        self._enqueue(write).add_done_callback(partial(_log_failure, contact_id))
-
-    async def finish(self, contact_id: int, result: dict[str, str], callback: dict[str, str] | None = None,
-                     **fields: Any) -> int | None:
-        """The last step, the IVR's result on the timeline and, at night, the callback request."""
+    def finish(self, handle: ContactHandle, result: dict[str, str], callback: dict[str, str] | None = None,
+               **fields: Any) -> asyncio.Future[int | None]:
+        """The last step, the IVR's result on the timeline and, at night, the callback request;
+        resolves (with the callback request's id, if any) once all of it is durable."""
         fields["updated_at"] = datetime.now(UTC)
+        self._enqueue(_Op("update", self._future(), handle, fields))
+        event = {"kind": "ivr_finished", "source": "ivr", "data": result, "at": datetime.now(UTC),
+                 "external_id": "ivr:{contact}:finished"}
+        done: asyncio.Future[int | None] = self._future()
+        if callback is None:
+            self._enqueue(_Op("event", done, handle, event))
+            return done
+        self._enqueue(_Op("event", self._future(), handle, event))
 
-        async def write(session: AsyncSession) -> int | None:
-            callback_id = None
-            await session.execute(update(CONTACTS).where(CONTACTS.c.id == contact_id).values(**fields))
-            if callback is not None:
-                request = CallbackRequest(contact_id=contact_id, **callback)
-                session.add(request)
-                await session.flush()
-                callback_id = request.id
-            await records.record_event(session, contact_id, "ivr_finished", "ivr",
-                                       external_id=f"ivr:{contact_id}:finished", data=result)
-            return callback_id
+        async def write(session: AsyncSession) -> int:
+            assert handle.id is not None
+            request = CallbackRequest(contact_id=handle.id, **callback)
+            session.add(request)
+            await session.flush()
+            return request.id
 
-        return await self._write(write)
+        self._enqueue(_Op("write", done, handle, write=write))
+        return done
+
+    def _write(self, write: Write[T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self._future()
+        self._enqueue(_Op("write", future, write=write))
+        return future
 
     async def satisfaction(self, contact_id: int, score: int) -> bool:
         async def write(session: AsyncSession) -> bool:
