@@ -150,9 +150,9 @@ async def ensure_call_contacts(
             found[str(call_id)] = (contact_id, citizen_id)
         skipped = [call.call_id for call in missing if call.call_id not in found]
         for part in _chunks(skipped):
-            rows = await session.execute(
+            existing = await session.execute(
                 select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(part)))
-            for call_id, contact_id, citizen_id in rows:
+            for call_id, contact_id, citizen_id in existing:
                 found[str(call_id)] = (contact_id, citizen_id)
         missing = [call for call in missing if call.call_id not in found]  # tracking number taken: draw again
     return found

@@ -16,11 +16,11 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, update
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
 from ivr.db import Database
+from ivr.db.group_commit import GroupCommit
 from ivr.db.models import CallbackRequest, Contact, ContactEvent
 
 log = logging.getLogger("dasan.ivr.record")
@@ -30,23 +30,9 @@ ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private"}
 CONTACTS = cast(Table, Contact.__table__)  # Core statements: the ORM costs more per row
 EVENTS = cast(Table, ContactEvent.__table__)
 MAX_BATCH = 512  # writes per shared transaction: bounds how long one commit keeps others waiting
-COMMIT_INTERVAL = 0.01  # seconds between the starts of two commits under load (see _commit_loop)
+COMMIT_INTERVAL = 0.01  # seconds between the starts of two commits under load (ivr.db.group_commit)
 T = TypeVar("T")
 Write = Callable[[AsyncSession], Awaitable[T]]
-
-
-def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
-    if future.done():  # the caller's task was cancelled: the write stands, nobody waits
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _log_failure(call_id: str, future: asyncio.Future[Any]) -> None:
@@ -72,10 +58,10 @@ class ContactHandle:
 
     __slots__ = ("call", "id", "opened")
 
-    def __init__(self, call: records.NewCall, opened: asyncio.Future[int]) -> None:
+    def __init__(self, call: records.NewCall) -> None:
         self.call = call
         self.id: int | None = None  # set inside the transaction that creates it
-        self.opened = opened
+        self.opened: asyncio.Future[int]
 
 
 @dataclass(slots=True)
@@ -84,91 +70,43 @@ class _Op:
     ``write`` ops (rare: survey, callbacks) run as they are."""
 
     kind: str  # open | update | event | write
-    future: asyncio.Future[Any]
     handle: ContactHandle | None = None
     fields: dict[str, Any] | None = None
     write: Write[Any] | None = None
 
 
 class ContactWriter:
-    """Writes the IVR's record through one group-commit loop.
+    """Writes the IVR's record through one group commit (``ivr.db.group_commit``).
 
-    Writes queued while a commit is under way go into the next transaction together (one
-    fsync on SQLite for hundreds of calls), and each kind of write becomes one set-based
-    statement per batch: the contacts opened, the path updates (several steps of one call merge
-    into one), the timeline events. Futures resolve only once their transaction committed, so
-    nothing is acknowledged early. If a shared transaction fails on a bad row, it is retried by
-    halves so one bad write cannot fail the others; if the database itself is away, every
-    write of the batch fails at once (the calls go on without a record, and the log says so).
+    Each kind of write becomes one set-based statement per batch: the contacts opened, the path
+    updates (several steps of one call merge into one), the timeline events. Futures resolve
+    only once their transaction committed. With the database away the calls go on without a
+    record, and the log says so.
     """
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._pending: list[_Op] = []
-        self._loop: asyncio.Task[None] | None = None
-        self._last_start = 0.0
-
-    def _enqueue(self, op: _Op) -> None:
-        self._pending.append(op)
-        if self._loop is None or self._loop.done():
-            self._loop = asyncio.get_running_loop().create_task(self._commit_loop())
-
-    def _future(self) -> asyncio.Future[Any]:
-        future = asyncio.get_running_loop().create_future()
-        # Failures reach whoever awaits; a write nobody awaits (a step) logs its own.
-        future.add_done_callback(_retrieve)
-        return future
+        self.group = GroupCommit(db, self._run, interval=COMMIT_INTERVAL, max_batch=MAX_BATCH,
+                                 skip=self._orphan, rolled_back=self._rolled_back)
 
     async def flush(self) -> None:
         """Wait until every queued write is committed (shutdown)."""
-        while self._loop is not None and not self._loop.done():
-            await asyncio.shield(self._loop)
-
-    async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            # Commits start at most COMMIT_INTERVAL apart: when calls keep coming, the writes of
-            # that moment share one commit (its fixed cost is most of the work); when the
-            # writer was idle, the first write commits at once.
-            wait = self._last_start + COMMIT_INTERVAL - loop.time()
-            if wait > 0 and len(self._pending) < MAX_BATCH:
-                await asyncio.sleep(wait)
-            self._last_start = loop.time()
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            await self._commit(batch)
-
-    async def _commit(self, batch: list[_Op]) -> None:
-        batch = [op for op in batch if not self._orphan(op)]
-        if not batch:
-            return
-        try:
-            async with self.db.transaction() as session:
-                results = await self._run(session, batch)
-        except Exception as exc:
-            for op in batch:  # ids handed out inside the failed transaction are gone with it
-                if op.kind == "open" and op.handle is not None:
-                    op.handle.id = None
-            if len(batch) == 1 or not isinstance(exc, IntegrityError | DataError):
-                for op in batch:
-                    _settle(op.future, exc=exc)
-                return
-            # Find the bad write by halves; the good ones still commit (writes are re-runnable).
-            half = len(batch) // 2
-            await self._commit(batch[:half])
-            await self._commit(batch[half:])
-            return
-        for op, result in zip(batch, results, strict=True):
-            _settle(op.future, result)
+        await self.group.flush()
 
     @staticmethod
-    def _orphan(op: _Op) -> bool:
-        """A write for a contact whose open failed: it fails the same way, without a try."""
+    def _orphan(op: _Op) -> BaseException | None:
+        """A write for a contact whose open failed fails the same way, without a try."""
         handle = op.handle
         if op.kind == "open" or handle is None or handle.id is not None or not handle.opened.done():
-            return False
+            return None
         exc = handle.opened.exception() if not handle.opened.cancelled() else None
-        _settle(op.future, exc=exc or RuntimeError("contact was not opened"))
-        return True
+        return exc or RuntimeError("contact was not opened")
+
+    @staticmethod
+    def _rolled_back(batch: list[_Op]) -> None:
+        for op in batch:  # ids handed out inside the failed transaction are gone with it
+            if op.kind == "open" and op.handle is not None:
+                op.handle.id = None
 
     async def _run(self, session: AsyncSession, batch: list[_Op]) -> list[Any]:
         opens = [op.handle for op in batch if op.kind == "open" and op.handle is not None]
@@ -217,9 +155,8 @@ class ContactWriter:
 
     def open(self, call_id: str, phone: str, language: str) -> ContactHandle:
         """Queue the call's contact (idempotent by call_id); ``handle.opened`` gives its id."""
-        future: asyncio.Future[int] = self._future()
-        handle = ContactHandle(records.NewCall(call_id, phone, language), future)
-        self._enqueue(_Op("open", future, handle))
+        handle = ContactHandle(records.NewCall(call_id, phone, language))
+        handle.opened = self.group.submit(_Op("open", handle))
         return handle
 
     def step(self, handle: ContactHandle, **fields: Any) -> None:
@@ -228,23 +165,20 @@ class ContactWriter:
         resolving means every step before it is durable. A caller who hangs up mid-menu keeps
         the path: the queued write commits whether or not the call goes on."""
         fields["updated_at"] = datetime.now(UTC)
-        future = self._future()
-        future.add_done_callback(partial(_log_failure, handle.call.call_id))
-        self._enqueue(_Op("update", future, handle, fields))
+        self.group.submit(_Op("update", handle, fields)).add_done_callback(
+            partial(_log_failure, handle.call.call_id))
 
     def finish(self, handle: ContactHandle, result: dict[str, str], callback: dict[str, str] | None = None,
                **fields: Any) -> asyncio.Future[int | None]:
         """The last step, the IVR's result on the timeline and, at night, the callback request;
         resolves (with the callback request's id, if any) once all of it is durable."""
         fields["updated_at"] = datetime.now(UTC)
-        self._enqueue(_Op("update", self._future(), handle, fields))
+        self.group.submit(_Op("update", handle, fields))
         event = {"kind": "ivr_finished", "source": "ivr", "data": result, "at": datetime.now(UTC),
                  "external_id": "ivr:{contact}:finished"}
-        done: asyncio.Future[int | None] = self._future()
+        done = self.group.submit(_Op("event", handle, event))
         if callback is None:
-            self._enqueue(_Op("event", done, handle, event))
             return done
-        self._enqueue(_Op("event", self._future(), handle, event))
 
         async def write(session: AsyncSession) -> int:
             assert handle.id is not None
@@ -253,13 +187,10 @@ class ContactWriter:
             await session.flush()
             return request.id
 
-        self._enqueue(_Op("write", done, handle, write=write))
-        return done
+        return self.group.submit(_Op("write", handle, write=write))
 
     def _write(self, write: Write[T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = self._future()
-        self._enqueue(_Op("write", future, write=write))
-        return future
+        return self.group.submit(_Op("write", write=write))
 
     async def satisfaction(self, contact_id: int, score: int) -> bool:
         async def write(session: AsyncSession) -> bool:

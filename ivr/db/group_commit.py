@@ -1,0 +1,121 @@
+"""Group commit: many concurrent writers, one durable transaction at a time.
+
+On SQLite with ``synchronous=FULL`` (and on PostgreSQL with ``synchronous_commit=on``) the
+fixed cost of a commit, the fsync, dwarfs the statements: hundreds of calls or webhooks that
+write at the same moment should share one. ``GroupCommit`` queues work items; while one
+transaction commits the next batch gathers, and the writer's ``run`` turns a batch into a few
+set-based statements. Every item's future resolves only once the transaction that holds it has
+committed, so nothing is acknowledged early.
+
+If a shared transaction fails on a bad row (an integrity or data error), the batch is retried
+by halves so one bad item cannot fail the others (items must be re-runnable); if the database
+itself is away, every item of the batch fails at once instead of being retried one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ivr.db.database import Database
+
+W = TypeVar("W")
+Run = Callable[[AsyncSession, list[W]], Awaitable[Sequence[Any]]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
+    if future.done():  # the waiter was cancelled: the write stands, nobody waits
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A failure reaches whoever awaits the future; one nobody awaits must not warn at exit.
+    if not future.cancelled():
+        future.exception()
+
+
+class GroupCommit(Generic[W]):
+    """``submit(item)`` -> future of ``run``'s result for that item, once committed.
+
+    ``interval``: under load, commits start at most this far apart, so the writes of that
+    moment share one (an idle writer commits the first write at once). ``skip(item)`` may fail
+    an item before its batch runs (say, a write for a row whose creation failed);
+    ``rolled_back(batch)`` hears of a failed transaction (to forget ids handed out in it).
+    """
+
+    def __init__(self, db: Database, run: Run[W], *, interval: float = 0.01, max_batch: int = 512,
+                 skip: Callable[[W], BaseException | None] | None = None,
+                 rolled_back: Callable[[list[W]], None] | None = None) -> None:
+        self.db = db
+        self.run = run
+        self.interval = interval
+        self.max_batch = max_batch
+        self.skip = skip
+        self.rolled_back = rolled_back
+        self.commits = 0
+        self._pending: list[tuple[W, asyncio.Future[Any]]] = []
+        self._loop: asyncio.Task[None] | None = None
+        self._last_start = 0.0
+
+    def submit(self, item: W) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        future.add_done_callback(_retrieve)
+        self._pending.append((item, future))
+        if self._loop is None or self._loop.done():
+            self._loop = loop.create_task(self._commit_loop())
+        return future
+
+    async def flush(self) -> None:
+        """Wait until every submitted item is committed (shutdown)."""
+        while self._loop is not None and not self._loop.done():
+            await asyncio.shield(self._loop)
+
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            wait = self._last_start + self.interval - loop.time()
+            if wait > 0 and len(self._pending) < self.max_batch:
+                await asyncio.sleep(wait)
+            self._last_start = loop.time()
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[W, asyncio.Future[Any]]]) -> None:
+        if self.skip is not None:
+            kept = []
+            for item, future in batch:
+                failure = self.skip(item)
+                if failure is None:
+                    kept.append((item, future))
+                else:
+                    _settle(future, exc=failure)
+            batch = kept
+        if not batch:
+            return
+        items = [item for item, _ in batch]
+        try:
+            async with self.db.transaction() as session:
+                results = await self.run(session, items)
+        except Exception as exc:
+            if self.rolled_back is not None:
+                self.rolled_back(items)
+            if len(batch) == 1 or not isinstance(exc, IntegrityError | DataError):
+                for _, future in batch:
+                    _settle(future, exc=exc)
+                return
+            half = len(batch) // 2
+            await self._commit(batch[:half])
+            await self._commit(batch[half:])
+            return
+        self.commits += 1
+        for (_, future), result in zip(batch, results, strict=True):
+            _settle(future, result)
