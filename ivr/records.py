@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ivr.db.database import dialect_name
+from ivr.db.database import Executor, dialect_name
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
 
 # How long an open contact keeps absorbing new messages of the same citizen before a new
@@ -26,7 +26,7 @@ from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
 THREAD_WINDOW = timedelta(hours=24)
 
 
-def insert_for(session: AsyncSession, table: Any) -> Any:
+def insert_for(session: Executor, table: Any) -> Any:
     """INSERT with the back-end's ON CONFLICT clauses (PostgreSQL or SQLite)."""
     return (postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert)(table)
 
@@ -110,7 +110,7 @@ class NewCall:
 
 
 async def ensure_call_contacts(
-    session: AsyncSession, calls: Sequence[NewCall], now: datetime | None = None
+    session: Executor, calls: Sequence[NewCall], now: datetime | None = None
 ) -> dict[str, tuple[int, int | None]]:
     """The contact of every call (call_id -> (contact id, citizen id)), created where missing.
 
@@ -134,28 +134,46 @@ async def ensure_call_contacts(
             rows = await session.execute(select(Citizen.identity, Citizen.id).where(
                 Citizen.identity_kind == "phone", Citizen.identity.in_(part)))
             citizens.update({str(identity): citizen_id for identity, citizen_id in rows})
-    table = Contact.__table__
-    missing = list(wanted.values())
-    while missing:
-        # No conflict target: a call_id already there (the other side of IVR/AMI came first)
-        # and a tracking number drawn twice are both skipped, then told apart below.
-        inserted = await session.execute(
-            insert_for(session, table).on_conflict_do_nothing()
-            .returning(table.c.call_id, table.c.id, table.c.citizen_id),
-            [{"channel": Channel.voice.value, "status": ContactStatus.open.value, "call_id": call.call_id,
-              "tracking_number": new_tracking_number(now), "citizen_id": citizens.get(call.phone),
-              "started_at": now, "updated_at": now, "language": call.language, "ivr_path": "", "notes": ""}
-             for call in missing])
-        for call_id, contact_id, citizen_id in inserted:
+    new = [{"channel": Channel.voice.value, "status": ContactStatus.open.value, "call_id": call.call_id,
+             "citizen_id": citizens.get(call.phone), "started_at": now, "updated_at": now,
+             "language": call.language, "ivr_path": "", "notes": ""} for call in wanted.values()]
+    for call_id, (contact_id, citizen_id, _number) in (await insert_contacts(session, new, "call_id", now)).items():
+        found[str(call_id)] = (contact_id, citizen_id)
+    skipped = [call_id for call_id in wanted if call_id not in found]  # opened by the other side first
+    for part in _chunks(skipped):
+        existing = await session.execute(
+            select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(part)))
+        for call_id, contact_id, citizen_id in existing:
             found[str(call_id)] = (contact_id, citizen_id)
-        skipped = [call.call_id for call in missing if call.call_id not in found]
-        for part in _chunks(skipped):
-            existing = await session.execute(
-                select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(part)))
-            for call_id, contact_id, citizen_id in existing:
-                found[str(call_id)] = (contact_id, citizen_id)
-        missing = [call for call in missing if call.call_id not in found]  # tracking number taken: draw again
     return found
+
+
+async def insert_contacts(session: Executor, rows: Sequence[dict[str, Any]], key: str,
+                          now: datetime | None = None) -> dict[Any, tuple[int, int | None, str]]:
+    """Insert contacts in one statement, each with a fresh tracking number; returns
+    ``row[key]`` -> (id, citizen id, tracking number) for the rows that went in.
+
+    No conflict target: a row whose ``call_id`` is already there is skipped (left out of the
+    answer), and a row whose tracking number was drawn twice is drawn again."""
+    table = Contact.__table__
+    column = table.c[key]
+    inserted: dict[Any, tuple[int, int | None, str]] = {}
+    pending = list(rows)
+    while pending:
+        result = await session.execute(
+            insert_for(session, table).on_conflict_do_nothing()
+            .returning(column, table.c.id, table.c.citizen_id, table.c.tracking_number),
+            [{**row, "tracking_number": new_tracking_number(now)} for row in pending])
+        for value, contact_id, citizen_id, number in result:
+            inserted[value] = (contact_id, citizen_id, number)
+        pending = [row for row in pending if row[key] not in inserted]
+        if pending and key == "call_id":
+            keys = [row[key] for row in pending]
+            taken = set()
+            for part in _chunks(keys):
+                taken |= set(await session.scalars(select(column).where(column.in_(part))))
+            pending = [row for row in pending if row[key] not in taken]
+    return inserted
 
 
 async def open_contact(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -49,10 +50,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def dialect_name(session: AsyncSession) -> str:
-    """'sqlite' or 'postgresql' for a session bound to a Database's engine."""
-    bind = session.get_bind()
-    return str(bind.dialect.name)
+# What set-based writers execute on: a session, or its connection (no ORM layer per statement).
+Executor = AsyncSession | AsyncConnection
+
+
+def dialect_name(executor: Executor) -> str:
+    """'sqlite' or 'postgresql' for a session or connection of a Database's engine."""
+    if isinstance(executor, AsyncConnection):
+        return str(executor.dialect.name)
+    return str(executor.get_bind().dialect.name)
 
 
 class Database:

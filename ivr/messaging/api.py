@@ -19,7 +19,7 @@ from ivr.messaging import chat, webhooks
 from ivr.messaging.chat import HUB_KEY, ChatHub
 from ivr.messaging.media import MediaError, MediaStore
 from ivr.messaging.sns import deadline_report
-from ivr.messaging.store import OUTBOUND_STREAM
+from ivr.messaging.store import OUTBOUND_STREAM, InboundWriter
 from ivr.web.auth import current_user, requires
 from ivr.web.errors import json_error
 from ivr.web.openapi import add_paths, add_schemas
@@ -252,6 +252,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     hub = ChatHub(ctx)
     app[HUB_KEY] = hub
     app[webhooks.HTTP_KEY] = {}
+    app[webhooks.INBOUND_KEY] = InboundWriter(ctx)
     r = app.router
     r.add_get("/chat", chat_page)
     r.add_get("/chat/ws", chat.citizen_ws)
@@ -272,6 +273,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
         await hub.start()
 
     async def on_cleanup(app: web.Application) -> None:
+        await app[webhooks.INBOUND_KEY].flush()
         await hub.stop()
         await app[webhooks.HTTP_KEY]["session"].close()
 

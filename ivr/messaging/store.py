@@ -13,21 +13,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ivr import records
 from ivr.context import AppContext
-from ivr.db.models import Channel, Contact, ContactEvent, Media, Message
+from ivr.db.group_commit import GroupCommit
+from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus, Media, Message
 from ivr.messaging.media import MediaError, MediaStore, check
 from ivr.messaging.models import SnsDeadline
 
 log = logging.getLogger("dasan.messaging")
 INBOUND_STREAM = "messages.inbound"
 OUTBOUND_STREAM = "sms.outbound"
+MESSAGES = cast(Table, Message.__table__)
+COMMIT_INTERVAL = 0.005  # under load, webhooks arriving within this share one commit
 
 # Delivery statuses only move forward: a late "sent" never overwrites "delivered".
 STATUS_RANK = {"queued": 0, "accepted": 0, "outbox": 1, "sending": 1, "sent": 2, "delivered": 3,
@@ -81,123 +83,279 @@ async def _existing(session: AsyncSession, provider: str, pmid: str) -> Message 
         Message.provider == provider, Message.provider_message_id == pmid))).scalar_one_or_none()
 
 
-async def _as_received(session: AsyncSession, message: Message, duplicate: bool) -> Received:
-    contact = await session.get(Contact, message.contact_id)
-    assert contact is not None
-    return Received(message.id, contact.id, contact.tracking_number or "", duplicate,
-                    bool(message.data.get("new_contact")), list(message.data.get("rejected_media", [])))
+@dataclass
+class _Pending:
+    """One webhook's message on its way into a group commit."""
+
+    inbound: Inbound
+    photos: list[tuple[bytes, str]]  # checked, with their real content type
+    rejected: list[str]
+    written: list[str] = field(default_factory=list)  # media files, removed if the commit fails
+    job: dict[str, Any] | None = None  # the hand-off, for a message stored by this commit
+    identity: tuple[str, str] = ("", "")  # (identity kind, identity): phone numbers in E.164
+
+    def __post_init__(self) -> None:
+        kind = self.inbound.identity_kind
+        self.identity = (kind, records.normalize_phone(self.inbound.sender) if kind == "phone"
+                         else self.inbound.sender)
 
 
-async def receive(ctx: AppContext, inbound: Inbound) -> Received:
-    """Store one inbound message durably (idempotent by provider message id) and hand it off."""
-    store = MediaStore(ctx.settings.data_dir)
-    limits = ctx.settings.sms
-    accepted: list[tuple[bytes, str]] = []
-    rejected: list[str] = []
-    for index, (data, claimed) in enumerate(inbound.photos):
-        if index >= limits.max_media_per_message:
-            rejected.append(f"photo {index + 1}: more than {limits.max_media_per_message} photos")
-            continue
-        try:
-            accepted.append((data, check(data, claimed, limits.max_media_bytes)))
-        except MediaError as exc:
-            rejected.append(f"photo {index + 1}: {exc}")
-    written: list[str] = []
-    try:
-        async with ctx.db.transaction() as session:
-            existing = await _existing(session, inbound.provider, inbound.provider_message_id)
-            if existing is not None:
-                received = await _as_received(session, existing, duplicate=True)
-            else:
-                received = await _store(session, store, inbound, accepted, rejected, written,
-                                        limits.sns_reply_hours)
-    except IntegrityError:
-        # A concurrent retry of the same provider message won the race: it is stored once.
-        for path in written:
-            store.remove(path)
-        async with ctx.db.session() as session:
-            existing = await _existing(session, inbound.provider, inbound.provider_message_id)
-            if existing is None:
-                raise
-            received = await _as_received(session, existing, duplicate=True)
-    except BaseException:
-        for path in written:
-            store.remove(path)
-        raise
-    await hand_off(ctx, received.message_id, claimed=not received.duplicate)
-    return received
+class InboundWriter:
+    """Stores the inbound messages of concurrent webhooks through one group commit.
 
+    A batch becomes a handful of set-based statements (the messages already there, the
+    senders' citizens, their open contacts, new contacts, the messages, photos, timeline
+    events and SNS deadlines), committed once; each webhook then hands its message off and
+    answers. Idempotent by provider message id, in a batch and across retries.
+    """
 
-async def _store(session: AsyncSession, store: MediaStore, inbound: Inbound,
-                 photos: list[tuple[bytes, str]], rejected: list[str], written: list[str],
-                 reply_hours: float) -> Received:
-    fields: dict[str, Any] = {}
-    if inbound.display_name:
-        fields["display_name"] = inbound.display_name[:200]
-    citizen = await records.get_or_create_citizen(session, inbound.identity_kind, inbound.sender, **fields)
-    contact = await records.find_open_contact(session, citizen)
-    new_contact = contact is None
-    channel = Channel.mms if photos and inbound.channel == Channel.sms else inbound.channel
-    if contact is None:
-        language = inbound.language or citizen.preferred_language or "ko"
-        contact = await records.open_contact(session, channel, citizen, language=language)
-    message = Message(contact_id=contact.id, direction="in", channel=channel, provider=inbound.provider,
-                      provider_message_id=inbound.provider_message_id, sender=citizen.identity,
-                      body=inbound.body, status="received",
-                      data={**inbound.data, "new_contact": new_contact, "rejected_media": rejected})
-    session.add(message)
-    await session.flush()
-    for index, (data, content_type) in enumerate(photos, start=1):
-        stored = store.save(contact.id, message.id, index, data, content_type)
-        written.append(stored.path)
-        session.add(Media(message_id=message.id, path=stored.path, content_type=stored.content_type,
-                          size_bytes=stored.size_bytes, sha256=stored.sha256))
-    await records.record_event(
-        session, contact.id, f"{channel.value}_in", "sns" if channel == Channel.sns else "sms",
-        external_id=f"message:{inbound.provider}:{inbound.provider_message_id}",
-        data={"message_id": message.id, "photos": len(photos), "rejected_media": rejected})
-    # Claimed in the same commit: this request hands it off (see ``hand_off``).
-    await records.record_event(session, contact.id, "handed_off", "system", external_id=f"handoff:{message.id}",
-                               data={"message_id": message.id})
-    if channel == Channel.sns:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.media = MediaStore(ctx.settings.data_dir)
+        self.group = GroupCommit(ctx.db, self._run, interval=COMMIT_INTERVAL, rolled_back=self._rolled_back)
+
+    async def receive(self, inbound: Inbound) -> Received:
+        """Store one inbound message durably and hand it off (HandOffError if that fails)."""
+        limits = self.ctx.settings.sms
+        accepted: list[tuple[bytes, str]] = []
+        rejected: list[str] = []
+        for index, (data, claimed) in enumerate(inbound.photos):
+            if index >= limits.max_media_per_message:
+                rejected.append(f"photo {index + 1}: more than {limits.max_media_per_message} photos")
+                continue
+            try:
+                accepted.append((data, check(data, claimed, limits.max_media_bytes)))
+            except MediaError as exc:
+                rejected.append(f"photo {index + 1}: {exc}")
+        pending = _Pending(inbound, accepted, rejected)
+        received: Received = await self.group.submit(pending)
+        if pending.job is not None:
+            await _send_hand_off(self.ctx, received.message_id, pending.job)
+        else:  # a retry: hand off now if the first delivery could not
+            await hand_off(self.ctx, received.message_id)
+        return received
+
+    async def flush(self) -> None:
+        await self.group.flush()
+
+    def _rolled_back(self, batch: list[_Pending]) -> None:
+        for item in batch:
+            for path in item.written:
+                self.media.remove(path)
+            item.written.clear()
+            item.job = None
+
+    async def _run(self, session: AsyncSession, batch: list[_Pending]) -> list[Received]:
+        conn = await session.connection()  # Core statements only: skip the ORM layer per statement
         now = datetime.now(UTC)
-        session.add(SnsDeadline(message_id=message.id, contact_id=contact.id,
-                                network=inbound.identity_kind.partition(":")[2] or "sns",
-                                received_at=now, due_at=now + timedelta(hours=reply_hours)))
-    return Received(message.id, contact.id, contact.tracking_number or "", False, new_contact, rejected)
+        results: dict[int, Received] = {}  # by position in the batch
+        seen = await self._already_stored(conn, batch)
+        fresh: list[tuple[int, _Pending]] = []
+        firsts: dict[tuple[str, str], int] = {}
+        for position, item in enumerate(batch):
+            key = (item.inbound.provider, item.inbound.provider_message_id)
+            if key in seen:
+                results[position] = seen[key]
+            elif key in firsts:
+                continue  # the same message twice in one batch: answered from the first below
+            else:
+                firsts[key] = position
+                fresh.append((position, item))
+        if fresh:
+            stored = await self._store(conn, fresh, now)
+            results.update(stored)
+            for position, item in fresh:
+                if position not in stored:  # stored meanwhile by another process: a retry
+                    key = (item.inbound.provider, item.inbound.provider_message_id)
+                    results[position] = (await self._already_stored(conn, [item]))[key]
+        answers = []
+        for position, item in enumerate(batch):
+            if position in results:
+                answers.append(results[position])
+            else:
+                first = results[firsts[(item.inbound.provider, item.inbound.provider_message_id)]]
+                answers.append(Received(first.message_id, first.contact_id, first.tracking_number, True,
+                                        first.new_contact, first.rejected_media))
+        return answers
+
+    async def _already_stored(self, session: AsyncConnection, batch: list[_Pending]) -> dict[tuple[str, str], Received]:
+        wanted = {(i.inbound.provider, i.inbound.provider_message_id) for i in batch}
+        found: dict[tuple[str, str], Received] = {}
+        ids = sorted({pmid for _, pmid in wanted})
+        for part in range(0, len(ids), 500):
+            rows = await session.execute(
+                select(Message.provider, Message.provider_message_id, Message.id, Message.data,
+                       Contact.id, Contact.tracking_number)
+                .join(Contact, Contact.id == Message.contact_id)
+                .where(Message.provider_message_id.in_(ids[part : part + 500])))
+            for provider, pmid, message_id, data, contact_id, tracking in rows:
+                if (provider, pmid) in wanted:
+                    found[(provider, pmid)] = Received(
+                        message_id, contact_id, tracking or "", True, bool(data.get("new_contact")),
+                        list(data.get("rejected_media", [])))
+        return found
+
+    async def _store(self, session: AsyncConnection, fresh: list[tuple[int, _Pending]],
+                     now: datetime) -> dict[int, Received]:
+        # The senders: one citizen per identity (created on first contact).
+        identities: dict[tuple[str, str], str | None] = {}
+        for _, item in fresh:
+            key = item.identity
+            if identities.get(key) is None:
+                identities[key] = item.inbound.display_name[:200] if item.inbound.display_name else None
+        await session.execute(
+            records.insert_for(session, Citizen.__table__)
+            .on_conflict_do_nothing(index_elements=["identity_kind", "identity"]),
+            [{"identity_kind": kind, "identity": identity, "display_name": name, "created_at": now}
+             for (kind, identity), name in identities.items()])
+        citizens: dict[tuple[str, str], tuple[int, str | None]] = {}
+        names = sorted({identity for _, identity in identities})
+        for part in range(0, len(names), 500):
+            rows = await session.execute(
+                select(Citizen.identity_kind, Citizen.identity, Citizen.id, Citizen.preferred_language)
+                .where(Citizen.identity.in_(names[part : part + 500])))
+            for kind, identity, citizen_id, language in rows:
+                if (kind, identity) in identities:
+                    citizens[(kind, identity)] = (citizen_id, language)
+        # Their open inquiries (an SMS the day after a call is the same inquiry), else new ones.
+        by_citizen = {citizen_id for citizen_id, _ in citizens.values()}
+        contacts = await _open_contacts(session, sorted(by_citizen), now - records.THREAD_WINDOW)
+        new_rows: dict[int, dict[str, Any]] = {}
+        for _, item in fresh:
+            citizen_id, preferred = citizens[item.identity]
+            if citizen_id not in contacts and citizen_id not in new_rows:
+                new_rows[citizen_id] = {
+                    "channel": _channel(item).value, "status": ContactStatus.open.value, "call_id": None,
+                    "citizen_id": citizen_id, "started_at": now, "updated_at": now,
+                    "language": item.inbound.language or preferred or "ko", "ivr_path": "", "notes": ""}
+        created = await records.insert_contacts(session, list(new_rows.values()), "citizen_id", now) if new_rows else {}
+        for citizen_id, (contact_id, _citizen, tracking) in created.items():
+            contacts[citizen_id] = (contact_id, tracking, new_rows[citizen_id]["language"])
+        # The messages (a provider's retry racing us from another process is skipped here).
+        message_rows: list[dict[str, Any]] = []
+        opened_here: set[int] = set()
+        for _, item in fresh:
+            inbound = item.inbound
+            citizen_id, _language = citizens[item.identity]
+            contact_id = contacts[citizen_id][0]
+            new_contact = citizen_id in created and contact_id not in opened_here
+            opened_here.add(contact_id)
+            message_rows.append({
+                "contact_id": contact_id, "direction": "in", "channel": _channel(item).value,
+                "provider": inbound.provider, "provider_message_id": inbound.provider_message_id,
+                "sender": item.identity[1], "body": inbound.body, "status": "received", "at": now,
+                "data": {**inbound.data, "new_contact": new_contact, "rejected_media": item.rejected}})
+        inserted = await session.execute(
+            records.insert_for(session, MESSAGES).on_conflict_do_nothing()
+            .returning(MESSAGES.c.provider, MESSAGES.c.provider_message_id, MESSAGES.c.id), message_rows)
+        message_ids = {(provider, pmid): message_id for provider, pmid, message_id in inserted}
+        # Photos, timeline events, SNS deadlines: one statement each for the whole batch.
+        media_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
+        deadline_rows: list[dict[str, Any]] = []
+        stored: dict[int, Received] = {}
+        for (position, item), row in zip(fresh, message_rows, strict=True):
+            inbound = item.inbound
+            message_id = message_ids.get((inbound.provider, inbound.provider_message_id))
+            if message_id is None:
+                continue
+            contact_id = row["contact_id"]
+            channel = _channel(item)
+            media = []
+            for index, (data, content_type) in enumerate(item.photos, start=1):
+                saved = self.media.save(contact_id, message_id, index, data, content_type)
+                item.written.append(saved.path)
+                media.append({"path": saved.path, "content_type": saved.content_type})
+                media_rows.append({"message_id": message_id, "path": saved.path, "content_type": saved.content_type,
+                                   "size_bytes": saved.size_bytes, "sha256": saved.sha256})
+            event_rows.append({"contact_id": contact_id, "kind": f"{channel.value}_in",
+                               "source": "sns" if channel == Channel.sns else "sms", "at": now,
+                               "external_id": f"message:{inbound.provider}:{inbound.provider_message_id}",
+                               "data": {"message_id": message_id, "photos": len(item.photos),
+                                        "rejected_media": item.rejected}})
+            # Claimed in the same commit: this request hands it off (see ``hand_off``).
+            event_rows.append({"contact_id": contact_id, "kind": "handed_off", "source": "system", "at": now,
+                               "external_id": f"handoff:{message_id}", "data": {"message_id": message_id}})
+            if channel == Channel.sns:
+                deadline_rows.append({
+                    "message_id": message_id, "contact_id": contact_id, "received_at": now,
+                    "network": inbound.identity_kind.partition(":")[2] or "sns",
+                    "due_at": now + timedelta(hours=self.ctx.settings.sms.sns_reply_hours)})
+            citizen_id = citizens[item.identity][0]
+            _contact, tracking, language = contacts[citizen_id]
+            new_contact = bool(row["data"]["new_contact"])
+            stored[position] = Received(message_id, contact_id, tracking, False, new_contact, item.rejected)
+            item.job = {"contact_id": contact_id, "message_id": message_id, "channel": channel.value,
+                        "sender": row["sender"], "body": inbound.body, "media": media,
+                        "ack": new_contact, "language": language, "tracking_number": tracking}
+        if media_rows:
+            await session.execute(insert(Media), media_rows)
+        if event_rows:
+            await session.execute(
+                records.insert_for(session, ContactEvent.__table__)
+                .on_conflict_do_nothing(index_elements=["external_id"]), event_rows)
+        if deadline_rows:
+            await session.execute(insert(SnsDeadline), deadline_rows)
+        return stored
 
 
-async def hand_off(ctx: AppContext, message_id: int, claimed: bool = False) -> None:
-    """After commit: the Open311 job and (for a new SMS inquiry) the acknowledgement.
+def _channel(item: _Pending) -> Channel:
+    return Channel.mms if item.photos and item.inbound.channel == Channel.sms else item.inbound.channel
+
+
+async def _open_contacts(session: AsyncConnection, citizen_ids: list[int],
+                         since: datetime) -> dict[int, tuple[int, str, str]]:
+    """citizen id -> (contact id, tracking number, language) of their newest open contact."""
+    newest: dict[int, tuple[int, str, str]] = {}
+    for part in range(0, len(citizen_ids), 500):
+        rows = await session.execute(
+            select(Contact.citizen_id, Contact.id, Contact.tracking_number, Contact.language)
+            .where(Contact.citizen_id.in_(citizen_ids[part : part + 500]),
+                   Contact.status == ContactStatus.open, Contact.started_at >= since)
+            .order_by(Contact.started_at.desc(), Contact.id.desc()))
+        for citizen_id, contact_id, tracking, language in rows:
+            if citizen_id is not None:
+                newest.setdefault(citizen_id, (contact_id, tracking or "", language))
+    return newest
+
+
+async def hand_off(ctx: AppContext, message_id: int) -> None:
+    """A retried delivery: hand the stored message off unless that already happened.
 
     Whoever stores the timeline event ``handoff:<message id>`` first does it (concurrent
     retries of one message hand it off once); a failed hand-off removes that claim again so
     the provider's retry repeats it."""
-    claim = f"handoff:{message_id}"
     async with ctx.db.transaction() as session:
         message = await session.get(Message, message_id)
         assert message is not None
         contact = await session.get(Contact, message.contact_id)
         assert contact is not None
-        if not claimed and not await records.record_event(
-                session, contact.id, "handed_off", "system", external_id=claim, data={"message_id": message_id}):
+        if not await records.record_event(session, contact.id, "handed_off", "system",
+                                          external_id=f"handoff:{message_id}", data={"message_id": message_id}):
             return
         media = (await session.execute(select(Media).where(Media.message_id == message_id)
                                        .order_by(Media.id))).scalars().all()
-    job = {"contact_id": contact.id, "message_id": message.id, "channel": message.channel.value,
-           "sender": message.sender, "body": message.body,
-           "media": [{"path": m.path, "content_type": m.content_type} for m in media]}
+    await _send_hand_off(ctx, message_id, {
+        "contact_id": contact.id, "message_id": message.id, "channel": message.channel.value,
+        "sender": message.sender, "body": message.body,
+        "media": [{"path": m.path, "content_type": m.content_type} for m in media],
+        "ack": bool(message.data.get("new_contact")), "language": contact.language,
+        "tracking_number": contact.tracking_number or ""})
+
+
+async def _send_hand_off(ctx: AppContext, message_id: int, job: dict[str, Any]) -> None:
+    """After commit: the Open311 job and (for a new SMS inquiry) the acknowledgement."""
+    ack, language, tracking = job.pop("ack"), job.pop("language"), job.pop("tracking_number")
     try:
         await ctx.bus.enqueue(INBOUND_STREAM, job)
-        if (message.data.get("new_contact") and ctx.settings.sms.auto_ack
-                and message.channel in (Channel.sms, Channel.mms)):
+        if ack and ctx.settings.sms.auto_ack and job["channel"] in (Channel.sms.value, Channel.mms.value):
             await ctx.bus.enqueue(OUTBOUND_STREAM, {
-                "to": message.sender, "contact_id": contact.id, "kind": "ack",
-                "body": ack_text(contact.language, ctx.settings.site_name, contact.tracking_number or "")})
+                "to": job["sender"], "contact_id": job["contact_id"], "kind": "ack",
+                "body": ack_text(language, ctx.settings.site_name, tracking)})
     except Exception as exc:
         log.exception("message %s stored but not handed off", message_id)
         async with ctx.db.transaction() as session:
-            await session.execute(delete(ContactEvent).where(ContactEvent.external_id == claim))
+            await session.execute(delete(ContactEvent).where(ContactEvent.external_id == f"handoff:{message_id}"))
         raise HandOffError(str(exc)) from exc
 
 

@@ -19,13 +19,14 @@ from yarl import URL
 
 from ivr.db.models import Channel
 from ivr.messaging import signatures
-from ivr.messaging.store import HandOffError, Inbound, receive, update_status
+from ivr.messaging.store import HandOffError, Inbound, InboundWriter, update_status
 from ivr.web.errors import json_error
 
 log = logging.getLogger("dasan.messaging")
 PHONE = r"^\+?[0-9][0-9 ().-]{2,39}$"
 # {"session": aiohttp.ClientSession} while the app runs (made on start-up, closed on clean-up).
 HTTP_KEY = web.AppKey("messaging_http", dict)
+INBOUND_KEY = web.AppKey("messaging_inbound", InboundWriter)
 
 
 class Strict(BaseModel):
@@ -85,7 +86,7 @@ def _verify_generic(request: web.Request, raw: bytes) -> None:
 
 async def _received(request: web.Request, inbound: Inbound) -> web.Response:
     try:
-        received = await receive(_ctx(request), inbound)
+        received = await request.app[INBOUND_KEY].receive(inbound)
     except HandOffError:
         raise json_error(503, "stored, but the hand-off failed; retry the delivery") from None
     return web.json_response(received.as_json())
