@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from ivr.bus.base import Bus, Job, Subscription
@@ -43,7 +45,11 @@ def _decode(fields: dict[Any, Any]) -> dict[str, Any]:
 class RedisBus(Bus):
     def __init__(self, url: str, prefix: str = "dasan") -> None:
         self.url, self.prefix = url, prefix
-        self.redis = aioredis.from_url(url)
+        # No automatic retries: redis-py 8 retries a failed command up to 10 times with backoff,
+        # which holds a caller for many seconds while Redis is away and may send an XADD twice.
+        # Every user of the bus has its own recovery (jobs kept in the database are re-sent,
+        # a webhook answers 503, worker loops wait and go on), so errors surface at once.
+        self.redis = aioredis.from_url(url, retry=Retry(NoBackoff(), 0))
         self._groups: set[tuple[str, str]] = set()
 
     def key(self, name: str) -> str:
