@@ -12,7 +12,8 @@ that module): the default Korean menu walked to a queue. Targets:
   SQLAlchemy on its own SQLite file (the project's engine is asyncio code, so it cannot be
   driven from a blocking channel; its behaviour is replicated instead);
 - (d) a bare asyncio server (``bench/peers/bare_agi.py``) that sends the same lines and does
-  nothing else: the ceiling for this machine with this load generator.
+  nothing else, on the same event loop as (a) (the ``event_loop`` setting, uvloop by default):
+  the ceiling for this machine with this load generator.
 
 Saturated runs: N calls kept going back to back, replies at once, for a fixed time; calls/s
 counts sessions completed in the window (calls still running then may finish within a grace
@@ -37,6 +38,7 @@ from pathlib import Path
 from bench import report
 from bench.agi_load import CallResult, paced, process_call, raise_fd_limit, saturated, tcp_call
 from bench.measure import ROOT, ServerProcess, children, cpu_seconds, percentile, rss_kib
+from ivr.config import Settings
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 DURATION = float(os.environ.get("BENCH_AGI_SECONDS", "2" if QUICK else "4"))
@@ -264,6 +266,8 @@ async def _bench(workdir: Path, db_url: str) -> None:
              ("d", "(d) bare asyncio, same commands only (the ceiling)", "bench.peers.bare_agi"))
     for key, label, module in peers:
         args = ["-m", module, "--commands", str(commands_file)]
+        if key == "d":
+            args += ["--loop", Settings().event_loop]
         with contextlib.ExitStack() as stack:
             if key == "c":
                 args += ["--db", stack.enter_context(sqlite_db(workdir)), "--steps", str(steps)]

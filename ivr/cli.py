@@ -48,7 +48,8 @@ def _up(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     try:
-        asyncio.run(up.run(settings, only=args.only or None))
+        with asyncio.Runner(loop_factory=up.loop_factory(settings.event_loop)) as runner:
+            runner.run(up.run(settings, only=args.only or None))
     except KeyboardInterrupt:
         pass
     return 0

@@ -139,6 +139,8 @@ class Settings(Section):
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
     queues_dir: Path = PROJECT_ROOT / "queues"
+    # What `dasan up` runs on: uvloop (default) or asyncio (Python's own loop).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @property
     def database_url(self) -> str:

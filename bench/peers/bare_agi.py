@@ -9,11 +9,13 @@ can do on this machine.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 
 from bench.agi_load import raise_fd_limit
 from bench.peers.common import load_commands, parse_args
+from ivr.up import loop_factory, loop_name
 
 
 class Call(asyncio.Protocol):
@@ -52,18 +54,19 @@ class Call(asyncio.Protocol):
             self.transport.close()
 
 
-async def main() -> None:
-    args = parse_args(__doc__ or "")
+async def main(args: argparse.Namespace) -> None:
     Call.commands = load_commands(args.commands)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Call, args.host, args.port, backlog=4096)
     port = server.sockets[0].getsockname()[1]
-    print(f"bare asyncio AGI listening port={port}", flush=True)
+    print(f"bare asyncio AGI on {loop_name()} listening port={port}", flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
     raise_fd_limit()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    arguments = parse_args(__doc__ or "")
+    # The same event loop as the project's server (``event_loop``), so (d) is its ceiling.
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=loop_factory(arguments.loop)) as runner:
+        runner.run(main(arguments))

@@ -32,6 +32,7 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--commands", type=Path, help="JSON list of AGI command lines to send per call")
     parser.add_argument("--db", help="database URL: also keep the contact record (thread-per-call peer)")
     parser.add_argument("--steps", type=int, default=3, help="menu steps committed per call (with --db)")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"], help="event loop (asyncio peers)")
     return parser.parse_args()
 
 

@@ -21,6 +21,7 @@ import contextlib
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 # One reply: code, result, optional "(data)" and the rest (endpos=..., etc.).
 _REPLY = re.compile(r"^(\d{3})(?: result=(-?[0-9*#A-D]*))?(?: \((.*)\))?(?: endpos=(-?\d+))?(.*)$", re.S)
@@ -103,8 +104,7 @@ class AgiStream(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data

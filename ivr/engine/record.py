@@ -109,9 +109,10 @@ class ContactWriter:
                 op.handle.id = None
 
     async def _run(self, session: AsyncSession, batch: list[_Op]) -> list[Any]:
+        conn = await session.connection()  # Core statements: no ORM layer per statement
         opens = [op.handle for op in batch if op.kind == "open" and op.handle is not None]
         if opens:
-            found = await records.ensure_call_contacts(session, [h.call for h in opens])
+            found = await records.ensure_call_contacts(conn, [h.call for h in opens])
             for handle in opens:
                 handle.id = found[handle.call.call_id][0]
         # Path steps and finishes: the latest value of each field per contact, one UPDATE per shape.
@@ -133,12 +134,12 @@ class ContactWriter:
         for contact_id, fields in merged.items():
             shapes.setdefault(tuple(sorted(fields)), []).append({**fields, "_contact": contact_id})
         for keys, rows in shapes.items():
-            await session.execute(
+            await conn.execute(
                 update(CONTACTS).where(CONTACTS.c.id == bindparam("_contact"))
                 .values({key: bindparam(key) for key in keys}), rows)
         if events:
-            await session.execute(
-                records.insert_for(session, EVENTS).on_conflict_do_nothing(index_elements=["external_id"]), events)
+            await conn.execute(
+                records.insert_for(conn, EVENTS).on_conflict_do_nothing(index_elements=["external_id"]), events)
         results: list[Any] = []
         for op in batch:
             if op.kind == "open":
