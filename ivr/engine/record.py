@@ -30,7 +30,7 @@ ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private"}
 CONTACTS = cast(Table, Contact.__table__)  # Core statements: the ORM costs more per row
 EVENTS = cast(Table, ContactEvent.__table__)
 MAX_BATCH = 512  # writes per shared transaction: bounds how long one commit keeps others waiting
-COMMIT_INTERVAL = 0.01  # seconds between the starts of two commits under load (ivr.db.group_commit)
+COMMIT_INTERVAL = 0.025  # seconds between the starts of two commits under load (ivr.db.group_commit)
 T = TypeVar("T")
 Write = Callable[[AsyncSession], Awaitable[T]]
 
