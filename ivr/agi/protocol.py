@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import cast
 
 # One reply: code, result, optional "(data)" and the rest (endpos=..., etc.).
-_REPLY = re.compile(r"^(\d{3})(?: result=(-?[0-9*#A-D]*))?(?: \((.*)\))?(?: endpos=(-?\d+))?(.*)$", re.S)
+# Codes are 100-999 in ASCII digits ("\d" alone would take "000" or another script's digits).
+_REPLY = re.compile(r"^([1-9]\d\d)(?: result=(-?[0-9*#A-D]*))?(?: \((.*)\))?(?: endpos=(-?\d+))?(.*)$", re.S | re.ASCII)
 _PLAIN_RESULT = frozenset("-0123456789*#ABCD")
 MAX_LINE = 64 * 1024
 MAX_QUEUED = 64  # lines read ahead of the handler before the socket stops being read
@@ -173,7 +174,10 @@ class AgiStream(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            line = await self._line(max(deadline - loop.time(), 0.001))
+            if self._lines:  # what has arrived is parsed without a round through the loop
+                line = self._lines.popleft().decode("utf-8", "replace").rstrip("\r")
+            else:
+                line = await self._line(max(deadline - loop.time(), 0.001))
             if not line:
                 break
             key, sep, value = line.partition(":")
