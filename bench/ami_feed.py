@@ -50,6 +50,7 @@ async def main() -> None:
     parser.add_argument("--secret", default="change-me")
     args = parser.parse_args()
     chunks = call_chunks(args.calls)
+    events = count_events(chunks)  # counted now: not while the bridge is being measured
     peer = AmiPeer(args.username, args.secret)
     port = await peer.start()
     print(f"ami peer port={port}", flush=True)
@@ -57,7 +58,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)
     await peer.play(chunks)
-    print(f"sent={count_events(chunks)}", flush=True)
+    print(f"sent={events}", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
     await peer.close()
 

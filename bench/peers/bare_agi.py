@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from typing import cast
 
 from bench.agi_load import raise_fd_limit
 from bench.peers.common import load_commands, parse_args
@@ -22,8 +23,7 @@ class Call(asyncio.Protocol):
     commands: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.buffer = b""
         self.in_env = True
         self.next = 0

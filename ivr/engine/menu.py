@@ -55,6 +55,12 @@ class MenuNode(_Strict):
 
     _p = field_validator("prompt", mode="before")(_prompts)
 
+    @field_validator("options", mode="after")
+    @classmethod
+    def _options(cls, value: dict[str, str | Option]) -> dict[str, str | Option]:
+        # "1: transport" is short for "1: {goto: transport}"; expanded once, at load.
+        return {key: Option(goto=v) if isinstance(v, str) else v for key, v in value.items()}
+
     def option(self, digit: str) -> Option | None:
         value = self.options.get(digit)
         return Option(goto=value) if isinstance(value, str) else value
