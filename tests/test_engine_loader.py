@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from ivr.agi.caller import ScriptedCaller
+from ivr.agi.server import FastAgiServer
 from ivr.agi.testing import MENUS_DIR, QUEUES_DIR
 from ivr.cli import main
+from ivr.config import Settings
+from ivr.context import AppContext
 from ivr.engine.menu import AnswerNode, LookupNode, MenuNode, QueueNode, load_menus
-from ivr.engine.runtime import MENU_FILE, load_checked
+from ivr.engine.runtime import MENU_FILE, IvrRuntime, load_checked
 from ivr.yamlfile import DataError
 
 DEFAULT = (MENUS_DIR / MENU_FILE).read_text(encoding="utf-8")
@@ -85,3 +90,33 @@ def test_cli_reports_a_broken_menu(tmp_path: Path, capsys: pytest.CaptureFixture
     monkeypatch.setenv("DASAN__DATA_DIR", str(tmp_path))
     assert main(["call", "--digits", "4"]) == 2
     assert f"{path}:{line}: nodes.main.options.4: unknown node 'taxes'" in capsys.readouterr().err
+
+
+async def test_an_edited_menu_reaches_the_next_call_without_a_restart(settings: Settings) -> None:
+    """The admin's edit (or a broken one) while the FastAGI server runs: no restart, no dropped call."""
+    ctx = await AppContext.create(settings)
+    runtime = IvrRuntime.from_settings(ctx)
+    server = FastAgiServer(runtime.routes(), "127.0.0.1", 0)
+    (host, port), *_ = await server.start()
+    menu_file = settings.agi.menus_dir / MENU_FILE
+    try:
+        before = await ScriptedCaller("1 2").call(host, port)
+        assert before.variables["TOPIC"] == "transport"
+        # A call already in the menu when the file changes finishes on the menus it started with.
+        slow = ScriptedCaller("1 2", delay=0.2)
+        in_progress = asyncio.ensure_future(slow.call(host, port))
+        await asyncio.sleep(0.3)
+        menu_file.write_text(DEFAULT.replace('"1": transport\n', '"1": waste\n', 1), encoding="utf-8")
+        await asyncio.sleep(1.1)  # the files are looked at once a second
+        after = await ScriptedCaller("1 2").call(host, port)
+        assert after.variables["TOPIC"] == "waste", after.variables
+        assert (await in_progress).variables["TOPIC"] == "transport"
+        # A broken edit keeps the running menus (and the calls going).
+        menu_file.write_text(DEFAULT.replace("start: main", "start: nowhere", 1), encoding="utf-8")
+        await asyncio.sleep(1.1)
+        still = await ScriptedCaller("1 2").call(host, port)
+        assert still.variables["TOPIC"] == "waste" and still.variables["IVR_RESULT"] == "queue"
+    finally:
+        await server.stop()
+        await runtime.engine.writer.flush()
+        await ctx.close()

@@ -50,13 +50,13 @@ class Call:
 
 class IvrEngine:
     def __init__(self, menus: MenuSet, queues: QueueConfig, db: Database, bus: Bus,
-                 clock: Callable[[], datetime | None] = lambda: None) -> None:
+                 clock: Callable[[], datetime | None] = lambda: None, writer: ContactWriter | None = None) -> None:
         self.menus = menus
         self.queues = queues
         self.db = db
         self.bus = bus
         self.clock = clock  # None: now (tests pin a night time)
-        self.writer = ContactWriter(db)
+        self.writer = writer or ContactWriter(db)  # shared by the engines of one process (one group commit)
 
     # -- route "main" ------------------------------------------------------------------
 
