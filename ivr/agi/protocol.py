@@ -152,20 +152,25 @@ class AgiStream(asyncio.Protocol):
 
     # -- reading and writing ------------------------------------------------------------
 
-    async def _line(self, timeout: float) -> str:
-        if self._lines:
-            raw = self._lines.popleft()
-        elif self._ended is not None:
-            raise self._ended
-        else:
-            loop = asyncio.get_running_loop()
-            self._waiter = loop.create_future()
-            self._waited = timeout
-            self.deadline = loop.time() + timeout
-            raw = await self._waiter
+    def _next(self, timeout: float) -> bytes | asyncio.Future[bytes]:
+        """The next line if it has arrived, else a future of it (no coroutine per line)."""
         if self._paused and len(self._lines) <= MAX_QUEUED // 2 and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
+        if self._lines:
+            return self._lines.popleft()
+        if self._ended is not None:
+            raise self._ended
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        self._waited = timeout
+        self.deadline = loop.time() + timeout
+        return self._waiter
+
+    async def _line(self, timeout: float) -> str:
+        raw = self._next(timeout)
+        if not isinstance(raw, bytes):
+            raw = await raw
         return raw.decode("utf-8", "replace").rstrip("\r")
 
     async def read_env(self, timeout: float) -> dict[str, str]:
@@ -193,7 +198,10 @@ class AgiStream(asyncio.Protocol):
             raise self._ended or AgiDisconnected("connection closed")
         transport.write(text.encode() + b"\n")
         while True:
-            line = await self._line(self.timeout)
+            raw = self._next(self.timeout)
+            if not isinstance(raw, bytes):
+                raw = await raw
+            line = raw.decode("utf-8", "replace").rstrip("\r")
             if line == "HANGUP":
                 self.hung_up = True
                 continue
