@@ -46,6 +46,8 @@ class _Utf8Protocol(AMIProtocol):  # type: ignore[misc]
     Responses and event-list items still go through panoramisk (``handle_message``) so its
     ActionID matching resolves the action futures; plain events are parsed into dicts here
     and queued directly, which is ~3x cheaper than Message/CaseInsensitiveDict + dispatch.
+    Events the owner's ``keep`` rejects (most of a call's events: VarSet, Newexten, RTCP...)
+    are not parsed at all.
     """
 
     version: str | None
@@ -67,12 +69,20 @@ class _Utf8Protocol(AMIProtocol):  # type: ignore[misc]
         parts = text.split("\r\n\r\n")
         self._buffer = parts.pop()
         owner = self.factory.owner
+        keep = owner.keep
+        queued: list[dict[str, str]] = []
         for part in parts:
             # Only line breaks are stripped: an empty last field ("Value: ") must survive.
             part = part.strip("\r\n")
             if not part:
                 continue
             if part.startswith("Event: ") and "\r\nActionID: " not in part and not part.startswith("Event: Shutdown"):
+                if keep is not None:
+                    end = part.find("\r\n")
+                    name = part[7:] if end < 0 else part[7:end]
+                    if not keep(name, part):
+                        queued.append({"Event": name})
+                        continue
                 fields: dict[str, str] = {}
                 for line in part.split("\r\n"):
                     key, sep, value = line.partition(": ")
@@ -80,11 +90,16 @@ class _Utf8Protocol(AMIProtocol):  # type: ignore[misc]
                         fields[key] = value
                     elif line.endswith(":"):
                         fields[line[:-1]] = ""
-                owner._queue_event(fields)
+                queued.append(fields)
                 continue
+            if queued:  # keep the order with a Shutdown event that panoramisk dispatches
+                owner._queue_events(queued)
+                queued = []
             message = Message.from_line(part)
             if message is not None:
                 self.handle_message(message)
+        if queued:
+            owner._queue_events(queued)
 
 
 def _message_fields(message: Message) -> dict[str, str]:
@@ -144,8 +159,12 @@ class AmiConnection:
         ping_interval: float = 10.0,
         action_timeout: float = 10.0,
         high_water: int = 20000,
+        keep: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.host, self.port, self.username = host, port, username
+        # keep(name, raw message): False queues the event as {"Event": name} without parsing
+        # its fields (in order, so it still counts), for events the consumer never reads.
+        self.keep = keep
         self._secret = secret
         self.on_login = on_login
         self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
@@ -251,7 +270,10 @@ class AmiConnection:
         self._queue_event(_message_fields(message))
 
     def _queue_event(self, fields: dict[str, str]) -> None:
-        self.events.append(fields)
+        self._queue_events([fields])
+
+    def _queue_events(self, events: list[dict[str, str]]) -> None:
+        self.events.extend(events)
         self.has_events.set()
         if len(self.events) > self.high_water and not self._paused_reading:
             self._set_reading(False)

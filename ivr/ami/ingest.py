@@ -16,14 +16,15 @@ QueueCallerJoin/Leave/Abandon, ... see ``_IDENTITY``).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import DateTime, Dialect, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.ami.models import AgentState, LiveCall
@@ -54,6 +55,18 @@ MEMBER_EVENTS = {
     "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
     "QueueMemberPenalty", "QueueMember",
 }
+_READ = frozenset(_IDENTITY) | MEMBER_EVENTS | {"Reload"}
+
+
+def wanted_event(name: str, raw: str) -> bool:
+    """Whether ``apply`` reads this event's fields (decided on the raw text, before parsing).
+
+    About nine in ten of a call's events (VarSet, Newexten, RTCP, DeviceStateChange...) are
+    only counted, so the connection queues them as ``{"Event": name}`` without parsing.
+    """
+    if name == "VarSet":
+        return "\r\nVariable: MIXMONITOR_FILENAME" in raw
+    return name in _READ
 
 
 def _int(value: str | None, default: int = 0) -> int:
@@ -145,6 +158,78 @@ def _fact(event: dict[str, str]) -> Fact | None:
     return Fact(linkedid, kind, external_id(event, fields), creates, event, data)
 
 
+class _JsonInsert:
+    """``INSERT ... SELECT`` of many rows passed as one JSON parameter.
+
+    The SQL text is the same for every batch, so psycopg converts and prepares it once and
+    SQLite reuses its compiled statement, and the rows cost one ``json.dumps`` instead of a
+    bound parameter each. (A multi-row VALUES of a few hundred rows is new SQL every batch:
+    psycopg re-parses its placeholders in Python, which was most of a batch on PostgreSQL.)
+    """
+
+    def __init__(self, dialect: Dialect, table: Table, columns: tuple[str, ...], conflict: str,
+                 returning: tuple[str, ...] = ()) -> None:
+        quote = dialect.identifier_preparer.quote
+        names = ", ".join(quote(c) for c in columns)
+        self._convert: dict[str, Callable[[Any], Any]]
+        if dialect.name == "postgresql":
+            types = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in columns)
+            source = f"SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"
+            self._convert = {c: datetime.isoformat for c in columns if isinstance(table.c[c].type, DateTime)}
+        else:
+            # SQLite: the values as SQLAlchemy would bind them (its datetime text, JSON as text);
+            # "WHERE true" keeps ON CONFLICT from being read as a join constraint.
+            source = "SELECT " + ", ".join(f"value ->> '$.{c}'" for c in columns) + " FROM json_each(:rows) WHERE true"
+            self._convert = {c: fn for c in columns
+                             if (fn := table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+        sql = f"INSERT INTO {quote(table.name)} ({names}) {source} ON CONFLICT ({quote(conflict)}) DO NOTHING"
+        if returning:
+            sql += " RETURNING " + ", ".join(quote(c) for c in returning)
+        self.statement = text(sql)
+        self.columns = columns
+
+    async def execute(self, session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
+        convert = self._convert
+        payload = [{c: (convert[c](row[c]) if c in convert else row[c]) for c in self.columns} for row in rows]
+        return await session.execute(self.statement, {"rows": json.dumps(payload)})
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The batch's INSERTs, built once per back-end."""
+
+    timeline: _JsonInsert
+    finished: _JsonInsert
+    recordings: _JsonInsert
+    live_queued: Any
+    live_other: Any
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+_TIMELINE_COLUMNS = ("contact_id", "kind", "source", "external_id", "data", "at")
+_RECORDING_COLUMNS = ("contact_id", "path", "format", "integrity", "legal_hold", "created_at",
+                      "transcription_status", "transcription_attempts")
+
+
+def _statements(session: AsyncSession) -> _Statements:
+    dialect = session.get_bind().dialect
+    found = _STATEMENTS.get(dialect.name)
+    if found is None:
+        events: Any = ContactEvent.__table__
+        recordings: Any = Recording.__table__
+        live = insert_for(session, LiveCall.__table__)
+        set_ = {c: live.excluded[c] for c in ("contact_id", "queue", "state", "agent", "updated_at")}
+        found = _STATEMENTS[dialect.name] = _Statements(
+            timeline=_JsonInsert(dialect, events, _TIMELINE_COLUMNS, "external_id", ("external_id",)),
+            finished=_JsonInsert(dialect, events, _TIMELINE_COLUMNS, "external_id", ("id", "external_id")),
+            recordings=_JsonInsert(dialect, recordings, _RECORDING_COLUMNS, "path"),
+            live_queued=live.on_conflict_do_update(index_elements=["linkedid"],
+                                                   set_={**set_, "joined_at": live.excluded.joined_at}),
+            live_other=live.on_conflict_do_update(index_elements=["linkedid"], set_=set_),
+        )
+    return found
+
+
 class _Updates:
     """Per-contact column changes folded in event order: 'set' wins, 'first' only fills."""
 
@@ -204,14 +289,12 @@ class _LivePlan:
                 if condition:
                     stmt = stmt.where(LiveCall.state == condition)
                 await session.execute(stmt)
-        for row in (r for op, r in self.ops.values() if op == "upsert" and r is not None):
-            stmt = insert_for(session, LiveCall.__table__).values(**row, joined_at=now, updated_at=now)
-            set_: dict[str, Any] = {"contact_id": stmt.excluded.contact_id, "queue": stmt.excluded.queue,
-                                    "state": stmt.excluded.state, "agent": stmt.excluded.agent,
-                                    "updated_at": stmt.excluded.updated_at}
-            if row["state"] == "queued":
-                set_["joined_at"] = stmt.excluded.joined_at
-            await session.execute(stmt.on_conflict_do_update(index_elements=["linkedid"], set_=set_))
+        rows = [{**r, "joined_at": now, "updated_at": now} for op, r in self.ops.values() if op == "upsert" and r]
+        statements = _statements(session)
+        for queued in (True, False):  # a caller (re)joining a queue restarts the wait clock
+            same = [r for r in rows if (r["state"] == "queued") is queued]
+            if same:
+                await session.execute(statements.live_queued if queued else statements.live_other, same)
 
 
 class Ingester:
@@ -305,15 +388,8 @@ class Ingester:
             unique.append(f)
             rows.append({"contact_id": contacts[f.linkedid][0], "kind": f.kind, "source": "ami",
                          "external_id": f.external_id, "data": f.data, "at": now})
-        inserted: set[str] = set()
-        table = ContactEvent.__table__
-        for i in range(0, len(rows), 400):
-            result = await session.execute(
-                insert_for(session, table).values(rows[i : i + 400])
-                .on_conflict_do_nothing(index_elements=["external_id"])
-                .returning(table.c.external_id)
-            )
-            inserted.update(r[0] for r in result)
+        statements = _statements(session)
+        inserted = {r[0] for r in await statements.timeline.execute(session, rows)} if rows else set()
         new = [f for f in unique if f.external_id in inserted]
         effects.facts_new = len(new)
         if not new:
@@ -374,9 +450,7 @@ class Ingester:
         await live.execute(session, now)
         if self._recording_rows:
             rows_, self._recording_rows = self._recording_rows, []
-            for i in range(0, len(rows_), 300):
-                await session.execute(insert_for(session, Recording.__table__).values(rows_[i : i + 300])
-                                      .on_conflict_do_nothing(index_elements=["path"]))
+            await statements.recordings.execute(session, rows_)
         if hangups:
             await self._recordings_finished(session, hangups, now, effects)
 
@@ -434,13 +508,10 @@ class Ingester:
             self.recording_paths.pop(f.linkedid, None)
         if not jobs:
             return
-        table = ContactEvent.__table__
-        result = await session.execute(
-            insert_for(session, table).values([
-                {"contact_id": job["contact_id"], "kind": "recording_finished", "source": "ami", "external_id": key,
-                 "data": job, "at": now} for key, job in jobs.items()
-            ]).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id, table.c.external_id)
-        )
+        result = await _statements(session).finished.execute(session, [
+            {"contact_id": job["contact_id"], "kind": "recording_finished", "source": "ami", "external_id": key,
+             "data": job, "at": now} for key, job in jobs.items()
+        ])
         for event_id, key in result:
             effects.enqueue.append(("recordings.finished", jobs[key], int(event_id)))
 

@@ -17,6 +17,7 @@ by calls that reached an outcome in the queue (answered + abandoned), today (sit
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -36,11 +37,31 @@ class _HasDbSettings(Protocol):
     settings: Settings
 
 
-def _queue_config(settings: Settings) -> QueueConfig | None:
+# queues folder -> (stamp of its files, parsed config): the wallboard is refreshed twice a
+# second, and parsing the YAML each time cost the bridge noticeable CPU during a burst.
+_QUEUES: dict[Path, tuple[tuple[tuple[int, int] | None, ...], QueueConfig]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
     try:
-        return load_queues(settings.queues_dir)
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _queue_config(settings: Settings) -> QueueConfig | None:
+    folder = settings.queues_dir
+    stamp = (_stamp(folder / "queues.yaml"), _stamp(folder / "agents.yaml"))
+    cached = _QUEUES.get(folder)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        qconf = load_queues(folder)
     except Exception:
         return None
+    _QUEUES[folder] = (stamp, qconf)
+    return qconf
 
 
 def _ratio(part: int, whole: int) -> float | None:

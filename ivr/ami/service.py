@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from ivr.ami.agents import AgentCommandError, AgentControl, sync_agents
 from ivr.ami.callbacks import CallbackDialer
 from ivr.ami.connection import AmiConnection
-from ivr.ami.ingest import Effects, Ingester, Snapshot, apply_snapshot
+from ivr.ami.ingest import Effects, Ingester, Snapshot, apply_snapshot, wanted_event
 from ivr.ami.metrics import current_metrics
 from ivr.context import AppContext
 from ivr.db.models import ContactEvent
@@ -24,9 +24,10 @@ from ivr.queues import QueueConfig, load_queues
 
 log = logging.getLogger("dasan.ami")
 
-BATCH = 2000
+BATCH = 5000
 COMMANDS_GROUP = "ami-bridge"
 OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
+OUTBOX_BATCH = 500  # jobs marked as sent per transaction
 
 
 class _Resync:
@@ -41,7 +42,7 @@ class AmiBridge:
         s = ctx.settings.ami
         self.qconf = qconf or _queues_or_empty(ctx)
         self.conn = AmiConnection(s.host, s.port, s.username, s.secret, on_login=self._on_login,
-                                  reconnect_max=s.reconnect_max_seconds)
+                                  reconnect_max=s.reconnect_max_seconds, keep=wanted_event)
         wrapup = {name: int(self.qconf.setting(name, "wrapup_seconds")) for name in self.qconf.queues}  # type: ignore[call-overload]
         self.ingester = Ingester(ctx.settings.recordings.dir, wrapup, self.qconf.defaults.wrapup_seconds)
         self.control = AgentControl(self.conn, ctx.db, self.qconf)
@@ -230,28 +231,42 @@ class AmiBridge:
         while True:
             await self._outbox_due.wait()
             while self._outbox:
-                stream, job, event_id = self._outbox[0]
-                try:
-                    await self.ctx.bus.enqueue(stream, job)
-                except (Exception, asyncio.CancelledError) as exc:
-                    task = asyncio.current_task()
-                    if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
-                        raise  # we are being stopped; the job stays in the DB outbox
-                    # (a client library may raise CancelledError on a dropped connection)
-                    log.warning("%s job for %s waits for the bus: %s", stream, job.get("call_id"), exc)
+                # Send from the head, then mark what the bus took in one transaction (not one
+                # commit per job); entries leave the deque only once marked, so wait_idle()
+                # covers the marking too. Other tasks only append, so indices stay valid.
+                sent = 0
+                while sent < min(len(self._outbox), OUTBOX_BATCH):
+                    stream, job, _ = self._outbox[sent]
+                    try:
+                        await self.ctx.bus.enqueue(stream, job)
+                    except (Exception, asyncio.CancelledError) as exc:
+                        task = asyncio.current_task()
+                        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                            raise  # we are being stopped; the job stays in the DB outbox
+                        # (a client library may raise CancelledError on a dropped connection)
+                        log.warning("%s job for %s waits for the bus: %s", stream, job.get("call_id"), exc)
+                        break
+                    sent += 1
+                if sent:
+                    delay = 0.2
+                    await self._mark_sent([self._outbox[i] for i in range(sent)])
+                    for _ in range(sent):
+                        self._outbox.popleft()
+                else:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)  # a job waits at most ~1 s after the bus is back
-                    continue
-                delay = 0.2
-                self._outbox.popleft()
-                try:
-                    async with self.ctx.db.transaction() as session:
-                        await session.execute(update(ContactEvent).where(ContactEvent.id == event_id)
-                                              .values(data={**job, "enqueued": True}))
-                except Exception:
-                    # The job is on the bus; at worst it is sent again after a restart.
-                    log.exception("marking job %s as sent", event_id)
             self._outbox_due.clear()
+
+    async def _mark_sent(self, entries: list[tuple[str, dict[str, Any], int]]) -> None:
+        table: Any = ContactEvent.__table__
+        stmt = update(table).where(table.c.id == bindparam("_id")).values(data=bindparam("_data"))
+        try:
+            async with self.ctx.db.transaction() as session:
+                await session.execute(stmt, [{"_id": event_id, "_data": {**job, "enqueued": True}}
+                                             for _, job, event_id in entries])
+        except Exception:
+            # The jobs are on the bus; at worst they are sent again after a restart.
+            log.exception("marking %d job(s) as sent", len(entries))
 
     async def wait_idle(self, timeout: float = 30, outbox: bool = True) -> bool:
         """True once every received event is committed and (``outbox``) every job sent."""
