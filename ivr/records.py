@@ -12,13 +12,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.db.database import Executor, dialect_name
+from ivr.db.json_insert import json_insert
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
 
 # How long an open contact keeps absorbing new messages of the same citizen before a new
@@ -127,9 +128,8 @@ async def ensure_call_contacts(
     phones = sorted({call.phone for call in wanted.values() if call.phone})
     citizens: dict[str, int] = {}
     if phones:
-        await session.execute(
-            insert_for(session, Citizen.__table__).on_conflict_do_nothing(index_elements=["identity_kind", "identity"]),
-            [{"identity_kind": "phone", "identity": phone, "created_at": now} for phone in phones])
+        await insert_citizens(session, [{"identity_kind": "phone", "identity": phone, "display_name": None,
+                                         "created_at": now} for phone in phones])
         for part in _chunks(phones):
             rows = await session.execute(select(Citizen.identity, Citizen.id).where(
                 Citizen.identity_kind == "phone", Citizen.identity.in_(part)))
@@ -148,6 +148,16 @@ async def ensure_call_contacts(
     return found
 
 
+CONTACT_COLUMNS = ("channel", "status", "call_id", "citizen_id", "started_at", "updated_at", "language",
+                   "ivr_path", "notes")  # what a new contact's row gives (insert_contacts)
+
+
+async def insert_citizens(session: Executor, rows: Sequence[dict[str, Any]]) -> None:
+    """Citizens (identity_kind, identity, display_name, created_at) not there yet, in one statement."""
+    await json_insert(session, cast(Table, Citizen.__table__), ("identity_kind", "identity", "display_name", "created_at"),
+                      ("identity_kind", "identity")).execute(session, rows)
+
+
 async def insert_contacts(session: Executor, rows: Sequence[dict[str, Any]], key: str,
                           now: datetime | None = None) -> dict[Any, tuple[int, int | None, str]]:
     """Insert contacts in one statement, each with a fresh tracking number; returns
@@ -155,15 +165,15 @@ async def insert_contacts(session: Executor, rows: Sequence[dict[str, Any]], key
 
     No conflict target: a row whose ``call_id`` is already there is skipped (left out of the
     answer), and a row whose tracking number was drawn twice is drawn again."""
-    table = Contact.__table__
+    table = cast(Table, Contact.__table__)
     column = table.c[key]
     inserted: dict[Any, tuple[int, int | None, str]] = {}
     pending = list(rows)
+    statement = json_insert(session, table, [*CONTACT_COLUMNS, "tracking_number"],
+                            returning=(key, "id", "citizen_id", "tracking_number"))
     while pending:
-        result = await session.execute(
-            insert_for(session, table).on_conflict_do_nothing()
-            .returning(column, table.c.id, table.c.citizen_id, table.c.tracking_number),
-            [{**row, "tracking_number": new_tracking_number(now)} for row in pending])
+        result = await statement.execute(session, [{**row, "tracking_number": new_tracking_number(now)}
+                                                   for row in pending])
         for value, contact_id, citizen_id, number in result:
             inserted[value] = (contact_id, citizen_id, number)
         pending = [row for row in pending if row[key] not in inserted]

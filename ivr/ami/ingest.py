@@ -16,18 +16,18 @@ QueueCallerJoin/Leave/Abandon, ... see ``_IDENTITY``).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.ami.models import AgentState, LiveCall
+from ivr.db.json_insert import JsonInsert
 from ivr.db.models import Agent, Contact, ContactEvent, Recording
 from ivr.records import NewCall, ensure_call_contacts, insert_for, normalize_phone
 
@@ -158,49 +158,13 @@ def _fact(event: dict[str, str]) -> Fact | None:
     return Fact(linkedid, kind, external_id(event, fields), creates, event, data)
 
 
-class _JsonInsert:
-    """``INSERT ... SELECT`` of many rows passed as one JSON parameter.
-
-    The SQL text is the same for every batch, so psycopg converts and prepares it once and
-    SQLite reuses its compiled statement, and the rows cost one ``json.dumps`` instead of a
-    bound parameter each. (A multi-row VALUES of a few hundred rows is new SQL every batch:
-    psycopg re-parses its placeholders in Python, which was most of a batch on PostgreSQL.)
-    """
-
-    def __init__(self, dialect: Dialect, table: Table, columns: tuple[str, ...], conflict: str,
-                 returning: tuple[str, ...] = ()) -> None:
-        quote = dialect.identifier_preparer.quote
-        names = ", ".join(quote(c) for c in columns)
-        self._convert: dict[str, Callable[[Any], Any]]
-        if dialect.name == "postgresql":
-            types = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in columns)
-            source = f"SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"
-            self._convert = {c: datetime.isoformat for c in columns if isinstance(table.c[c].type, DateTime)}
-        else:
-            # SQLite: the values as SQLAlchemy would bind them (its datetime text, JSON as text);
-            # "WHERE true" keeps ON CONFLICT from being read as a join constraint.
-            source = "SELECT " + ", ".join(f"value ->> '$.{c}'" for c in columns) + " FROM json_each(:rows) WHERE true"
-            self._convert = {c: fn for c in columns
-                             if (fn := table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) is not None}
-        sql = f"INSERT INTO {quote(table.name)} ({names}) {source} ON CONFLICT ({quote(conflict)}) DO NOTHING"
-        if returning:
-            sql += " RETURNING " + ", ".join(quote(c) for c in returning)
-        self.statement = text(sql)
-        self.columns = columns
-
-    async def execute(self, session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
-        convert = self._convert
-        payload = [{c: (convert[c](row[c]) if c in convert else row[c]) for c in self.columns} for row in rows]
-        return await session.execute(self.statement, {"rows": json.dumps(payload)})
-
-
 @dataclass(frozen=True)
 class _Statements:
     """The batch's INSERTs, built once per back-end."""
 
-    timeline: _JsonInsert
-    finished: _JsonInsert
-    recordings: _JsonInsert
+    timeline: JsonInsert
+    finished: JsonInsert
+    recordings: JsonInsert
     live_queued: Any
     live_other: Any
 
@@ -220,9 +184,9 @@ def _statements(session: AsyncSession) -> _Statements:
         live = insert_for(session, LiveCall.__table__)
         set_ = {c: live.excluded[c] for c in ("contact_id", "queue", "state", "agent", "updated_at")}
         found = _STATEMENTS[dialect.name] = _Statements(
-            timeline=_JsonInsert(dialect, events, _TIMELINE_COLUMNS, "external_id", ("external_id",)),
-            finished=_JsonInsert(dialect, events, _TIMELINE_COLUMNS, "external_id", ("id", "external_id")),
-            recordings=_JsonInsert(dialect, recordings, _RECORDING_COLUMNS, "path"),
+            timeline=JsonInsert(dialect, events, _TIMELINE_COLUMNS, ("external_id",), ("external_id",)),
+            finished=JsonInsert(dialect, events, _TIMELINE_COLUMNS, ("external_id",), ("id", "external_id")),
+            recordings=JsonInsert(dialect, recordings, _RECORDING_COLUMNS, ("path",)),
             live_queued=live.on_conflict_do_update(index_elements=["linkedid"],
                                                    set_={**set_, "joined_at": live.excluded.joined_at}),
             live_other=live.on_conflict_do_update(index_elements=["linkedid"], set_=set_),

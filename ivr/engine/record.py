@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ivr import records
 from ivr.db import Database
 from ivr.db.group_commit import GroupCommit
+from ivr.db.json_insert import json_insert
 from ivr.db.models import CallbackRequest, Contact, ContactEvent
 
 log = logging.getLogger("dasan.ivr.record")
@@ -138,8 +139,8 @@ class ContactWriter:
                 update(CONTACTS).where(CONTACTS.c.id == bindparam("_contact"))
                 .values({key: bindparam(key) for key in keys}), rows)
         if events:
-            await conn.execute(
-                records.insert_for(conn, EVENTS).on_conflict_do_nothing(index_elements=["external_id"]), events)
+            await json_insert(conn, EVENTS, ("contact_id", "kind", "source", "at", "external_id", "data"),
+                              ("external_id",)).execute(conn, events)
         results: list[Any] = []
         for op in batch:
             if op.kind == "open":

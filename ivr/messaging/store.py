@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from ivr import records
 from ivr.context import AppContext
 from ivr.db.group_commit import GroupCommit
+from ivr.db.json_insert import json_insert
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus, Media, Message
 from ivr.messaging.media import MediaError, MediaStore, check
 from ivr.messaging.models import SnsDeadline
@@ -29,6 +30,10 @@ log = logging.getLogger("dasan.messaging")
 INBOUND_STREAM = "messages.inbound"
 OUTBOUND_STREAM = "sms.outbound"
 MESSAGES = cast(Table, Message.__table__)
+EVENTS = cast(Table, ContactEvent.__table__)
+MESSAGE_COLUMNS = ("contact_id", "direction", "channel", "provider", "provider_message_id", "sender", "body",
+                   "status", "at", "data")
+EVENT_COLUMNS = ("contact_id", "kind", "source", "at", "external_id", "data")
 COMMIT_INTERVAL = 0.005  # under load, webhooks arriving within this share one commit
 
 # Delivery statuses only move forward: a late "sent" never overwrites "delivered".
@@ -179,18 +184,20 @@ class InboundWriter:
         return answers
 
     async def _already_stored(self, session: AsyncConnection, batch: list[_Pending]) -> dict[tuple[str, str], Received]:
-        wanted = {(i.inbound.provider, i.inbound.provider_message_id) for i in batch}
         found: dict[tuple[str, str], Received] = {}
-        ids = sorted({pmid for _, pmid in wanted})
-        for part in range(0, len(ids), 500):
-            rows = await session.execute(
-                select(Message.provider, Message.provider_message_id, Message.id, Message.data,
-                       Contact.id, Contact.tracking_number)
-                .join(Contact, Contact.id == Message.contact_id)
-                .where(Message.provider_message_id.in_(ids[part : part + 500])))
-            for provider, pmid, message_id, data, contact_id, tracking in rows:
-                if (provider, pmid) in wanted:
-                    found[(provider, pmid)] = Received(
+        by_provider: dict[str, set[str]] = {}
+        for item in batch:
+            by_provider.setdefault(item.inbound.provider, set()).add(item.inbound.provider_message_id)
+        for provider, pmids in by_provider.items():  # (provider, id) is the unique index: both in the query
+            ids = sorted(pmids)
+            for part in range(0, len(ids), 500):
+                rows = await session.execute(
+                    select(Message.provider_message_id, Message.id, Message.data, Contact.id, Contact.tracking_number)
+                    .join(Contact, Contact.id == Message.contact_id)
+                    .where(Message.provider == provider,
+                           Message.provider_message_id.in_(ids[part : part + 500])))
+                for pmid, message_id, data, contact_id, tracking in rows:
+                    found[(provider, str(pmid))] = Received(
                         message_id, contact_id, tracking or "", True, bool(data.get("new_contact")),
                         list(data.get("rejected_media", [])))
         return found
@@ -203,20 +210,20 @@ class InboundWriter:
             key = item.identity
             if identities.get(key) is None:
                 identities[key] = item.inbound.display_name[:200] if item.inbound.display_name else None
-        await session.execute(
-            records.insert_for(session, Citizen.__table__)
-            .on_conflict_do_nothing(index_elements=["identity_kind", "identity"]),
-            [{"identity_kind": kind, "identity": identity, "display_name": name, "created_at": now}
-             for (kind, identity), name in identities.items()])
+        await records.insert_citizens(session, [
+            {"identity_kind": kind, "identity": identity, "display_name": name, "created_at": now}
+            for (kind, identity), name in identities.items()])
         citizens: dict[tuple[str, str], tuple[int, str | None]] = {}
-        names = sorted({identity for _, identity in identities})
-        for part in range(0, len(names), 500):
-            rows = await session.execute(
-                select(Citizen.identity_kind, Citizen.identity, Citizen.id, Citizen.preferred_language)
-                .where(Citizen.identity.in_(names[part : part + 500])))
-            for kind, identity, citizen_id, language in rows:
-                if (kind, identity) in identities:
-                    citizens[(kind, identity)] = (citizen_id, language)
+        by_kind: dict[str, list[str]] = {}
+        for kind, identity in identities:
+            by_kind.setdefault(kind, []).append(identity)
+        for kind, names in by_kind.items():  # (kind, identity) is the unique index: both in the query
+            for part in range(0, len(names), 500):
+                rows = await session.execute(
+                    select(Citizen.identity, Citizen.id, Citizen.preferred_language)
+                    .where(Citizen.identity_kind == kind, Citizen.identity.in_(names[part : part + 500])))
+                for identity, citizen_id, language in rows:
+                    citizens[(kind, str(identity))] = (citizen_id, language)
         # Their open inquiries (an SMS the day after a call is the same inquiry), else new ones.
         by_citizen = {citizen_id for citizen_id, _ in citizens.values()}
         contacts = await _open_contacts(session, sorted(by_citizen), now - records.THREAD_WINDOW)
@@ -245,9 +252,8 @@ class InboundWriter:
                 "provider": inbound.provider, "provider_message_id": inbound.provider_message_id,
                 "sender": item.identity[1], "body": inbound.body, "status": "received", "at": now,
                 "data": {**inbound.data, "new_contact": new_contact, "rejected_media": item.rejected}})
-        inserted = await session.execute(
-            records.insert_for(session, MESSAGES).on_conflict_do_nothing()
-            .returning(MESSAGES.c.provider, MESSAGES.c.provider_message_id, MESSAGES.c.id), message_rows)
+        inserted = await json_insert(session, MESSAGES, MESSAGE_COLUMNS, ("provider", "provider_message_id"),
+                                     ("provider", "provider_message_id", "id")).execute(session, message_rows)
         message_ids = {(provider, pmid): message_id for provider, pmid, message_id in inserted}
         # Photos, timeline events, SNS deadlines: one statement each for the whole batch.
         media_rows: list[dict[str, Any]] = []
@@ -291,9 +297,7 @@ class InboundWriter:
         if media_rows:
             await session.execute(insert(Media), media_rows)
         if event_rows:
-            await session.execute(
-                records.insert_for(session, ContactEvent.__table__)
-                .on_conflict_do_nothing(index_elements=["external_id"]), event_rows)
+            await json_insert(session, EVENTS, EVENT_COLUMNS, ("external_id",)).execute(session, event_rows)
         if deadline_rows:
             await session.execute(insert(SnsDeadline), deadline_rows)
         return stored
