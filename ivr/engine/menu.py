@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -38,8 +38,10 @@ class Option(_Strict):
     language: str | None = None  # switch the caller's language (the 120+9 branch)
 
 
-def _prompts(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
+def _prompts(value: Any) -> Any:
+    # "prompt: x" is short for "prompt: [x]"; anything else is left to the type check (an
+    # empty "prompt:" is None: a validation error with its line, not a crash).
+    return [value] if isinstance(value, str) else value
 
 
 PromptList = Annotated[list[str], Field(min_length=1)]
