@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
 import psycopg
 
 from bench import report
 from bench.databases import postgres_available, postgres_db, sqlite_db
+from bench.http_load import post_for, request_bytes
 from bench.measure import ServerProcess, cpu_seconds, percentile
 from ivr.messaging.signatures import GENERIC_HEADER, generic_signature
 from ivr.up import loop_factory
@@ -52,43 +52,19 @@ def _count_messages(url: str) -> int:
         return int(row[0]) if row else 0
 
 
-async def _load(base: str, seconds: float, concurrency: int) -> tuple[int, int, list[float], list[str]]:
-    ok = failed = 0
-    latencies: list[float] = []
-    errors: list[str] = []
+def _webhooks(host: str) -> Callable[[], bytes]:
+    """Signed generic-provider webhooks, each a new message from one of 50,000 senders."""
     run = uuid.uuid4().hex[:8]
-    counter = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        stop_at = time.monotonic() + seconds
+    counter = itertools.count(1)
 
-        async def lane(lane_no: int) -> None:
-            nonlocal ok, failed, counter
-            while time.monotonic() < stop_at:
-                counter += 1
-                n = counter
-                body = json.dumps({"message_id": f"bench-{run}-{n}", "from": f"+8210{n % 50_000:08d}",
-                                   "to": "120", "body": f"버스 정류장 안내판 고장 신고합니다 #{n}"}).encode()
-                headers = {GENERIC_HEADER: generic_signature(SECRET, body), "Content-Type": "application/json"}
-                start = time.monotonic()
-                try:
-                    async with http.post(f"{base}/webhooks/sms", data=body, headers=headers) as resp:
-                        await resp.read()
-                        status = resp.status
-                except aiohttp.ClientError as exc:
-                    status = 0
-                    if len(errors) < 3:
-                        errors.append(repr(exc))
-                latencies.append(time.monotonic() - start)
-                if status == 200:
-                    ok += 1
-                else:
-                    failed += 1
-                    if len(errors) < 3 and status:
-                        errors.append(f"HTTP {status}")
+    def make() -> bytes:
+        n = next(counter)
+        body = json.dumps({"message_id": f"bench-{run}-{n}", "from": f"+8210{n % 50_000:08d}",
+                           "to": "120", "body": f"버스 정류장 안내판 고장 신고합니다 #{n}"}).encode()
+        return request_bytes("POST", host, "/webhooks/sms", body, {
+            GENERIC_HEADER: generic_signature(SECRET, body), "Content-Type": "application/json"})
 
-        await asyncio.gather(*(lane(i) for i in range(concurrency)))
-    return ok, failed, latencies, errors
+    return make
 
 
 def _run(url: str, workdir: Path, name: str) -> list[list[object]]:
@@ -99,13 +75,14 @@ def _run(url: str, workdir: Path, name: str) -> list[list[object]]:
     server.start()
     rows: list[list[object]] = []
     try:
-        base = f"http://127.0.0.1:{server.port}"
+        host = f"127.0.0.1:{server.port}"
         for level in LEVELS:
             before = _count_messages(url)
             cpu_before = cpu_seconds(server.pid)
             # The load generator on uvloop too: on two cores, its CPU is taken from the server.
             with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:
-                ok, failed, latencies, errors = runner.run(_load(base, SECONDS, level))
+                stats = runner.run(post_for("127.0.0.1", server.port, _webhooks(host), SECONDS, level))
+            ok, failed, latencies, errors = stats.ok, stats.failed, stats.latencies, stats.errors
             stored = _count_messages(url) - before
             cpu = (cpu_seconds(server.pid) - cpu_before) / max(1, ok) * 1000
             rate = stored / SECONDS

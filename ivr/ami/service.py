@@ -37,8 +37,9 @@ class _Resync:
 
 class AmiBridge:
     def __init__(self, ctx: AppContext, qconf: QueueConfig | None = None, metrics_interval: float = 0.5,
-                 callbacks: bool = True) -> None:
+                 callbacks: bool = True, batch: int = BATCH) -> None:
         self.ctx = ctx
+        self.batch = batch  # most events per transaction (1: one commit per event)
         s = ctx.settings.ami
         self.qconf = qconf or _queues_or_empty(ctx)
         self.conn = AmiConnection(s.host, s.port, s.username, s.secret, on_login=self._on_login,
@@ -124,12 +125,12 @@ class AmiBridge:
                 # Group commit: let a burst pile up a little (<= ~10 ms) so one fsync covers many events.
                 for _ in range(5):
                     before = len(self.conn.events)
-                    if before >= BATCH:
+                    if before >= self.batch:
                         break
                     await asyncio.sleep(0.002)
                     if len(self.conn.events) == before:
                         break
-                items: list[Any] = self.conn.take(BATCH)
+                items: list[Any] = self.conn.take(self.batch)
                 events: list[dict[str, str]] = []
                 for item in items:
                     if isinstance(item, _Resync):

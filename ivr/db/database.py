@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from ivr.db.writer_thread import WriterThread
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -62,11 +64,11 @@ def dialect_name(executor: Executor) -> str:
 
 
 class Database:
-    def __init__(self, url: str, echo: bool = False) -> None:
+    def __init__(self, url: str, echo: bool = False, **engine_options: Any) -> None:
         self.url = async_url(url)
         parsed = make_url(self.url)
         self.dialect = "sqlite" if parsed.drivername.startswith("sqlite") else "postgresql"
-        kwargs: dict[str, Any] = {"echo": echo}
+        kwargs: dict[str, Any] = {"echo": echo, **engine_options}
         if self.dialect == "sqlite" and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if self.dialect == "postgresql":
@@ -75,6 +77,18 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writer: WriterThread | None = None
+
+    @property
+    def writer(self) -> WriterThread | None:
+        """The writer thread group commits run their transactions on (``ivr.db.writer_thread``);
+        None for an in-memory SQLite database, which another engine would not see."""
+        database = make_url(self.url).database
+        if self.dialect == "sqlite" and (not database or database == ":memory:" or "mode=memory" in self.url):
+            return None
+        if self._writer is None:
+            self._writer = WriterThread(self.url)
+        return self._writer
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -99,4 +113,7 @@ class Database:
         await asyncio.to_thread(self.upgrade, revision)
 
     async def dispose(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
         await self.engine.dispose()

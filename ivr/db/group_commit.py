@@ -7,6 +7,9 @@ transaction commits the next batch gathers, and the writer's ``run`` turns a bat
 set-based statements. Every item's future resolves only once the transaction that holds it has
 committed, so nothing is acknowledged early.
 
+The transactions run on the database's writer thread (``ivr.db.writer_thread``), so their
+round trips do not queue behind the requests the server's loop is handling.
+
 If a shared transaction fails on a bad row (an integrity or data error), the batch is retried
 by halves so one bad item cannot fail the others (items must be re-runnable); if the database
 itself is away, every item of the batch fails at once instead of being retried one by one.
@@ -49,12 +52,15 @@ class GroupCommit(Generic[W]):
     moment share one (an idle writer commits the first write at once). ``skip(item)`` may fail
     an item before its batch runs (say, a write for a row whose creation failed);
     ``rolled_back(batch)`` hears of a failed transaction (to forget ids handed out in it).
+    ``threaded``: run the transactions on the database's writer thread (``ivr.db.writer_thread``;
+    ``run`` then executes on that thread's loop and must touch only its items and the session).
     """
 
     def __init__(self, db: Database, run: Run[W], *, interval: float = 0.01, max_batch: int = 512,
                  skip: Callable[[W], BaseException | None] | None = None,
-                 rolled_back: Callable[[list[W]], None] | None = None) -> None:
+                 rolled_back: Callable[[list[W]], None] | None = None, threaded: bool = True) -> None:
         self.db = db
+        self.threaded = threaded
         self.run = run
         self.interval = interval
         self.max_batch = max_batch
@@ -89,6 +95,17 @@ class GroupCommit(Generic[W]):
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             await self._commit(batch)
 
+    async def _transaction(self, items: list[W]) -> Sequence[Any]:
+        """``run`` in one transaction: on the writer thread when the database has one."""
+        async def transaction(db: Database) -> Sequence[Any]:
+            async with db.transaction() as session:
+                return await self.run(session, items)
+
+        writer = self.db.writer if self.threaded else None
+        if writer is None:
+            return await transaction(self.db)
+        return await writer.call(transaction)
+
     async def _commit(self, batch: list[tuple[W, asyncio.Future[Any]]]) -> None:
         if self.skip is not None:
             kept = []
@@ -103,8 +120,7 @@ class GroupCommit(Generic[W]):
             return
         items = [item for item, _ in batch]
         try:
-            async with self.db.transaction() as session:
-                results = await self.run(session, items)
+            results = await self._transaction(items)
         except Exception as exc:
             if self.rolled_back is not None:
                 self.rolled_back(items)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Table, text
+from sqlalchemy import JSON, DateTime, Dialect, Enum, Table, text
 
 from ivr.db.database import Executor
 
@@ -27,29 +27,59 @@ class JsonInsert:
                  returning: Sequence[str] = ()) -> None:
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(c) for c in columns)
-        self._convert: dict[str, Callable[[Any], Any]]
+        # Rows go into json.dumps as they are: datetimes through ``default`` (as SQLAlchemy binds
+        # them), JSON columns as nested values, so no row is copied or encoded twice.
+        self._convert: dict[str, Callable[[Any], Any]] = {}
+        self._datetime: Callable[[Any], Any] = datetime.isoformat
         if dialect.name == "postgresql":
             types = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in columns)
             source = f"SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"
-            self._convert = {c: datetime.isoformat for c in columns if isinstance(table.c[c].type, DateTime)}
         else:
-            # SQLite: the values as SQLAlchemy would bind them (its datetime text, JSON as text);
+            # SQLite: "->" gives a JSON column its JSON text, "->>" any other column its value;
             # "WHERE true" keeps ON CONFLICT from being read as a join constraint.
-            source = "SELECT " + ", ".join(f"value ->> '$.{c}'" for c in columns) + " FROM json_each(:rows) WHERE true"
-            self._convert = {c: fn for c in columns
-                             if (fn := table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+            source = "SELECT " + ", ".join(
+                f"value {'->' if isinstance(table.c[c].type, JSON) else '->>'} '$.{c}'" for c in columns
+            ) + " FROM json_each(:rows) WHERE true"
+            for c in columns:
+                kind = table.c[c].type
+                process = kind.dialect_impl(dialect).bind_processor(dialect)
+                if process is None or isinstance(kind, JSON) or _plain_enum(kind):
+                    continue
+                if isinstance(kind, DateTime):
+                    self._datetime = process
+                else:
+                    self._convert[c] = process
         target = f" ({', '.join(quote(c) for c in conflict)})" if conflict else ""
         sql = f"INSERT INTO {quote(table.name)} ({names}) {source} ON CONFLICT{target} DO NOTHING"
         if returning:
             sql += " RETURNING " + ", ".join(quote(c) for c in returning)
         self.statement = text(sql)
         self.columns = tuple(columns)
+        self._last: tuple[Any, Any] = (None, None)
+
+    def _default(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            # A batch's rows mostly share one timestamp: bind it once.
+            if value is self._last[0]:
+                return self._last[1]
+            text = self._datetime(value)
+            self._last = (value, text)
+            return text
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
     async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
         convert = self._convert
-        payload = [{c: (convert[c](row[c]) if c in convert and row[c] is not None else row[c])
-                    for c in self.columns} for row in rows]
-        return await executor.execute(self.statement, {"rows": json.dumps(payload)})
+        if convert:
+            rows = [{**row, **{c: fn(row[c]) for c, fn in convert.items() if row.get(c) is not None}}
+                    for row in rows]
+        payload = json.dumps(rows, default=self._default, ensure_ascii=False, separators=(",", ":"))
+        return await executor.execute(self.statement, {"rows": payload})
+
+
+def _plain_enum(kind: Any) -> bool:
+    """An Enum column whose members' names are their values: binding changes nothing."""
+    members = getattr(kind, "enum_class", None)
+    return isinstance(kind, Enum) and members is not None and all(m.name == m.value for m in members)
 
 
 _CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], JsonInsert] = {}
