@@ -87,8 +87,10 @@ class ContactWriter:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # On the server's own loop, not the writer thread: a caller waits on a command reply
+        # only, and a writer thread holding the GIL would be in that reply's way (paced p99).
         self.group = GroupCommit(db, self._run, interval=COMMIT_INTERVAL, max_batch=MAX_BATCH,
-                                 skip=self._orphan, rolled_back=self._rolled_back)
+                                 skip=self._orphan, rolled_back=self._rolled_back, threaded=False)
 
     async def flush(self) -> None:
         """Wait until every queued write is committed (shutdown)."""
