@@ -1,10 +1,12 @@
 """The ``messaging`` service: sends what arrives on the ``sms.outbound`` stream through the
 configured provider, and records overdue SNS replies.
 
-A job is ``{"to", "body", "contact_id"?, "kind"?, "message_id"?}``. Without ``message_id`` the
-outbound message row is written first (threaded like an inbound one) and committed, then
-sent; with it (an agent's reply already stored) that row is sent. A redelivered job finds its
-row through the timeline event ``job:sms.outbound:<job id>`` and is not sent twice once sent.
+A job is ``{"to", "body", "contact_id"?, "kind"?, "message_id"?, "idempotency_key"?}``. Without
+``message_id`` the outbound message row is written first (threaded like an inbound one) and
+committed, then sent; with it (an agent's reply already stored) that row is sent. A redelivered
+job finds its row through the timeline event ``job:sms.outbound:<job id>`` and is not sent
+twice once sent; a producer that may enqueue one notice twice (a replayed open311 job) gives an
+``idempotency_key`` instead, and every job with that key finds the one row (``sms_once:<key>``).
 Gateway trouble leaves the job pending (retried by ``claim_stale``); a refusal marks the
 message ``failed`` and acks the job.
 """
@@ -49,7 +51,8 @@ async def _message_for_job(ctx: AppContext, provider: Provider, job: Job) -> int
     to, body = str(data.get("to") or "").strip(), str(data.get("body") or "")
     if not to or not body:
         raise JobError("a job needs 'to' and 'body'")
-    external_id = f"job:{OUTBOUND_STREAM}:{job.id}"
+    key = str(data.get("idempotency_key") or "")[:180]
+    external_id = f"sms_once:{key}" if key else f"job:{OUTBOUND_STREAM}:{job.id}"
     async with ctx.db.transaction() as session:
         seen = (await session.execute(select(ContactEvent).where(
             ContactEvent.external_id == external_id))).scalar_one_or_none()
@@ -65,8 +68,10 @@ async def _message_for_job(ctx: AppContext, provider: Provider, job: Job) -> int
                           data={"to": citizen.identity, "kind": data.get("kind") or "", "job_id": job.id})
         session.add(message)
         await session.flush()
-        await records.record_event(session, contact.id, "sms_out", "sms", external_id=external_id,
-                                   data={"message_id": message.id, "kind": data.get("kind") or ""})
+        if not await records.record_event(session, contact.id, "sms_out", "sms", external_id=external_id,
+                                          data={"message_id": message.id, "kind": data.get("kind") or ""}):
+            # Another consumer stored this notice meanwhile: roll this row back; the retry finds theirs.
+            raise RuntimeError(f"{external_id} was stored by another consumer meanwhile")
         return message.id
 
 
@@ -161,7 +166,13 @@ class MessagingService:
             for job in jobs:
                 if self._stopping.is_set():
                     break  # not acked: redelivered to whoever runs next
-                await self.handle(job)
+                try:
+                    await self.handle(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the ack failed (bus away): claimed again later, sent once
+                    log.exception("outbound job %s not acknowledged; it will be claimed again", job.id)
+                    await asyncio.sleep(1.0)
 
     async def handle(self, job: Job) -> None:
         assert self.provider is not None

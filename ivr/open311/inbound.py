@@ -65,11 +65,17 @@ class InboundConsumer:
             for job in jobs:
                 if self._stopping:
                     return  # unacked: redelivered to the next consumer
-                await self.handle(job)
+                try:
+                    await self.handle(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the ack failed (bus away): claimed again later, handled once
+                    log.exception("inbound message job %s not acknowledged; it will be claimed again", job.id)
+                    await asyncio.sleep(1.0)
 
     async def handle(self, job: Job) -> None:
         try:
-            sr = await self.desk.create_from_message(job.data)
+            sr = await self.desk.create_from_message(job.data, redelivered=job.deliveries > 1)
         except (Open311Error, KeyError, ValueError, TypeError) as exc:
             log.warning("inbound message %s is not a valid service request: %s", job.data.get("message_id"), exc)
         except Exception:

@@ -322,10 +322,13 @@ class Open311:
             await self.notify_received(sr)
         return sr
 
-    async def create_from_message(self, job: dict[str, Any]) -> ServiceRequest | None:
+    async def create_from_message(self, job: dict[str, Any], *, redelivered: bool = False) -> ServiceRequest | None:
         """Turn an inbound SMS/MMS (``messages.inbound`` job) into a request when it asks for
         one: a message starting with a service keyword, or an MMS with a photo (then the
-        catalogue's ``photo_service``). Anything else is left to the agents (None)."""
+        catalogue's ``photo_service``). Anything else is left to the agents (None).
+
+        A ``redelivered`` job (its first delivery may have died between the commit and the
+        "received" SMS) enqueues that SMS again; its ``idempotency_key`` sends it once."""
         channel = str(job.get("channel") or "sms")
         if channel not in ("sms", "mms"):
             return None  # SNS/chat threads are answered by agents (no SMS to reply to)
@@ -359,7 +362,7 @@ class Open311:
                 session, new, source=channel,
                 contact=contact, citizen=citizen, source_ref=f"message:{job['message_id']}",
                 media=media, need_location=False, require_attributes=False)
-        if created:
+        if created or redelivered:
             await self.notify_received(sr)
         return sr
 
@@ -422,6 +425,7 @@ class Open311:
         if sr.phone:
             await self.ctx.bus.enqueue(SMS_STREAM, {
                 "to": sr.phone, "contact_id": sr.contact_id, "kind": "open311_received",
+                "idempotency_key": f"open311:{sr.service_request_id}:received",
                 "body": texts.received_sms(sr.language, self.ctx.settings.site_name,
                                            self._name(sr, sr.language), sr.service_request_id)})
 
