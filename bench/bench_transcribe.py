@@ -7,8 +7,9 @@ one core transcribes four hours of calls per hour). Goal: RTF <= 0.25.
 
 Rows, all on the same file in the same run:
 - the project's worker, in its own process: a ``recordings.finished`` job through
-  ``TranscriptionWorker`` (index, decode, recognize, store in SQLite); its peak RSS is the
-  memory one worker needs (the model is loaded once per process);
+  ``TranscriptionWorker`` (index, decode, recognize, store in SQLite), two calls in a row: the
+  first after start pays vosk's warm-up, the second is the steady state (every later call);
+  its peak RSS is the memory one worker needs (the model is loaded once per process);
 - recognizer variants in one process, model already loaded (and warmed up): the worker's
   whole-channel decoding against shortening long silences first; how the 8 kHz audio reaches the
   16 kHz model (upsampled by audioop, as the worker does; by ``sox``; or declared at 8 kHz and
@@ -69,14 +70,19 @@ async def _worker_job(path: Path) -> dict[str, Any]:
     cpu0, t0 = time.process_time(), time.perf_counter()
     await asyncio.to_thread(worker.store.get, "ko")
     load_cpu, load_wall = time.process_time() - cpu0, time.perf_counter() - t0
-    await enqueue_recording(bus, import_file(settings.recordings.dir, path))
-    job = (await bus.consume(STREAM, GROUP, "bench"))[0]
-    cpu1, t1 = time.process_time(), time.perf_counter()
-    outcome = await worker.handle(job)
-    cpu, wall = time.process_time() - cpu1, time.perf_counter() - t1
+    # Two calls in a row: the first pays vosk's warm-up (the decoding graph paged in), the second
+    # is what a worker that has been running does for every call.
+    jobs = []
+    for n in (1, 2):
+        await enqueue_recording(bus, import_file(settings.recordings.dir, path, call_id=f"bench-call-{n}"))
+        job = (await bus.consume(STREAM, GROUP, "bench"))[0]
+        cpu1, t1 = time.process_time(), time.perf_counter()
+        outcome = await worker.handle(job)
+        jobs.append({"status": outcome.status, "detail": outcome.detail,
+                     "cpu": time.process_time() - cpu1, "wall": time.perf_counter() - t1})
     await db.dispose()
-    return {"status": outcome.status, "detail": outcome.detail, "load_cpu": load_cpu, "load_wall": load_wall,
-            "cpu": cpu, "wall": wall, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    return {"jobs": jobs, "load_cpu": load_cpu, "load_wall": load_wall,
+            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
 def run_worker_process(path: Path) -> dict[str, Any]:
@@ -152,13 +158,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = make_call(Path(tmp), seconds)
         w = run_worker_process(path)
-        rtf = w["cpu"] / seconds
+        worker_rows = []
+        for label, job in zip(("worker: first call after start (own process, SQLite)",
+                               "worker: next call, the steady state"), w["jobs"], strict=True):
+            rtf = job["cpu"] / seconds
+            worker_rows.append([label, seconds, job["cpu"], job["wall"], rtf, "yes" if rtf <= GOAL_RTF else "no",
+                                w["load_wall"], w["peak_rss_kib"] / 1024, job["detail"]])
         report.table(
             ["pipeline", "audio s", "CPU s", "wall s", "RTF per core", f"goal {GOAL_RTF} met", "model load s",
-             "peak RSS MiB", "result"],
-            [["worker job (own process, SQLite)", seconds, w["cpu"], w["wall"], rtf,
-              "yes" if rtf <= GOAL_RTF else "no", w["load_wall"], w["peak_rss_kib"] / 1024, w["detail"]]],
-            caption="One transcription worker process")
+             "peak RSS MiB", "result"], worker_rows, caption="One transcription worker process")
         rows = []
         for name, prep, cpu, wall, words in variants(path):
             total = prep + cpu
