@@ -192,3 +192,26 @@ async def test_transcription_job_survives_a_bus_outage_and_a_restart(settings: S
         assert await r.ctx.bus.consume("recordings.finished", "w2", "w", count=10, block=0.2) != []  # same stream
         assert len(await r.ctx.bus.consume("recordings.finished", "w", "w", count=10, block=0.2)) == 0
     await dead_bus.close()
+
+
+async def test_resync_is_retried_while_asterisk_is_still_loading_app_queue(
+    settings: Settings, db_url: str, tmp_path: Path
+) -> None:
+    """Asterisk takes the login before app_queue is loaded (seen on a real Asterisk 22 just
+    started): QueueStatus is an unknown command for a moment. The bridge tries again on the
+    same connection, and the call that ended meanwhile is still closed by the resync."""
+    chunks = capture_chunks("abandoned")
+    cut = index_of(chunks, "Event: QueueCallerJoin") + 1
+    async with rig(settings, db_url, MemoryBus()) as r:
+        await r.peer.play(chunks[:cut])
+        await r.settle()
+        resyncs = r.bridge.resyncs
+        r.peer.queue_module_loading = 2  # the next two QueueStatus actions fail
+        r.peer.drop()
+        await r.peer.play(chunks[cut:])  # the caller hangs up while nobody listens
+        await r.peer.wait_login(2, timeout=30)
+        await wait_for(lambda: r.bridge.resyncs > resyncs, timeout=30)
+        await r.settle()
+        assert r.peer.queue_module_loading == 0  # both refusals were met, then it went through
+        contact, kinds = await _contact(r, ABANDONED_ID)
+        assert kinds[-1] == "gap_ended" and contact.ended_at is not None

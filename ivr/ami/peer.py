@@ -43,6 +43,9 @@ class AmiPeer:
         self.originate_results: list[str] = []
         self.login_event = asyncio.Event()
         self.refuse_logins = False  # answer Login with "Authentication failed" (a wrong secret)
+        # Asterisk just restarted: app_queue is not loaded yet, so this many QueueStatus
+        # actions get the reply an unknown action gets (as seen from a real Asterisk 22).
+        self.queue_module_loading = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self.server = await asyncio.start_server(self._serve, host, port)
@@ -179,6 +182,10 @@ class AmiPeer:
             return _response("Success", aid, Ping="Pong", Timestamp=f"{time.time():.6f}")
         if name == "logoff":
             return _response("Goodbye", aid, Message="Thanks for all the fish.")
+        if name == "queuestatus" and self.queue_module_loading > 0:
+            self.queue_module_loading -= 1
+            return _response("Error", aid, Message="Invalid/unknown command: QueueStatus. Use Action: "
+                             "ListCommands to show available commands.")
         if name == "queuestatus":
             return self._queue_status(aid)
         if name == "coreshowchannels":

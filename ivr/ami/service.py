@@ -27,6 +27,7 @@ log = logging.getLogger("dasan.ami")
 BATCH = 5000
 COMMANDS_GROUP = "ami-bridge"
 OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
+RESYNC_RETRY_MIN, RESYNC_RETRY_MAX = 0.5, 5.0  # seconds between resync tries on one connection
 OUTBOX_BATCH = 500  # jobs marked as sent per transaction
 
 
@@ -89,12 +90,22 @@ class AmiBridge:
         return self._resync()
 
     async def _resync(self) -> None:
-        try:
-            status = await self.conn.send_list({"Action": "QueueStatus"}, timeout=30)
-            channels = await self.conn.send_list({"Action": "CoreShowChannels"}, timeout=30)
-        except Exception as exc:
-            log.warning("AMI resync failed: %s", exc)
-            return
+        # Asterisk takes logins while it is still loading modules: right after a restart
+        # QueueStatus can be an unknown command for a moment. Retry on this connection (a new
+        # login starts its own resync).
+        connection, delay = self.conn.connects, RESYNC_RETRY_MIN
+        while True:
+            try:
+                status = await self.conn.send_list({"Action": "QueueStatus"}, timeout=30)
+                channels = await self.conn.send_list({"Action": "CoreShowChannels"}, timeout=30)
+                break
+            except Exception as exc:
+                if self.conn.connects != connection or self.conn.state != "connected":
+                    log.warning("AMI resync failed: %s", exc)
+                    return
+                log.warning("AMI resync failed: %s; trying again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESYNC_RETRY_MAX)
         snap = Snapshot(
             members=[e for e in status if e.get("Event") == "QueueMember"],
             entries=[e for e in status if e.get("Event") == "QueueEntry"],
