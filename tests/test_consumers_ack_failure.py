@@ -9,18 +9,14 @@ idempotent). Real database and bus (in-process); the ack is made to fail once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+import test_open311_inbound as open311_tests
 from sqlalchemy import func, select
-from test_open311_inbound import store_message
 
 from ivr.bus import Bus, Job
-from ivr.config import Settings
 from ivr.context import AppContext
-from ivr.db import Database
 from ivr.db.models import Message
 from ivr.messaging import outbound
 from ivr.messaging.outbound import MessagingService
@@ -28,15 +24,8 @@ from ivr.open311 import inbound
 from ivr.open311.inbound import InboundConsumer
 from ivr.open311.models import ServiceRequest
 
-
-@pytest.fixture
-async def ctx(sqlite_url: str, bus: Bus, tmp_path: Path) -> AsyncIterator[AppContext]:
-    settings = Settings()
-    settings.data_dir = tmp_path / "var"
-    settings.database.url = sqlite_url
-    context = AppContext(settings, Database(sqlite_url), bus)
-    yield context
-    await context.db.dispose()
+ctx = open311_tests.ctx  # the same fixture: a migrated SQLite database, the bus under test
+store_message = open311_tests.store_message
 
 
 def fail_first_ack(bus: Bus) -> list[str]:
