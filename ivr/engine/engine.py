@@ -171,20 +171,24 @@ class IvrEngine:
         return await self._night(ch, call, name, queue)
 
     async def _to_queue(self, ch: Channel, call: Call, name: str, prompts: list[str], queue: str) -> str:
+        # The record is committed while the caller hears the transfer prompt, and durable
+        # before the dialplan sees the decision (QUEUE, IVR_RESULT): a server killed after
+        # that point has lost nothing of a call it handed back.
+        # (A caller who hangs up during the prompt is recorded as such over it: path, outcome.)
+        finished = None
+        if call.contact is not None:
+            finished = self.writer.finish(call.contact, {"result": "queue", "queue": queue},
+                                          ivr_path=" > ".join([*call.path, f"queue:{queue}"]), topic=call.topic,
+                                          queue=queue, language=call.language)
         for prompt in [*prompts, "transfer"]:
             await ch.play(self.menus.sound(prompt))
         call.result = "queue"
         call.path.append(f"queue:{queue}")
-        finished = None
-        if call.contact is not None:
-            finished = self.writer.finish(call.contact, {"result": "queue", "queue": queue},
-                                          ivr_path=self._path(call), topic=call.topic, queue=queue,
-                                          language=call.language)
+        if finished is not None:
+            await self._safe(call, "queue", finished)
         await ch.set_variable("QUEUE", queue)
         await ch.set_variable("IVR_RESULT", "queue")
         await self._tell_contact(ch, call)
-        if finished is not None:  # the record is durable before the dialplan queues the caller
-            await self._safe(call, "queue", finished)
         return END
 
     async def _night(self, ch: Channel, call: Call, name: str, queue: str) -> str:
@@ -237,11 +241,11 @@ class IvrEngine:
             finished = self.writer.finish(call.contact, {"result": "hangup", "outcome": outcome},
                                           ivr_path=self._path(call), outcome=outcome, topic=call.topic,
                                           language=call.language)
+        await ch.play(self.menus.sound("goodbye"))
+        if finished is not None:  # durable before the dialplan sees the decision
+            await self._safe(call, "goodbye", finished)
         await ch.set_variable("IVR_RESULT", "hangup")
         await self._tell_contact(ch, call)
-        await ch.play(self.menus.sound("goodbye"))
-        if finished is not None:
-            await self._safe(call, "goodbye", finished)
         return END
 
     async def _lookup(self, ch: Channel, call: Call, name: str, node: LookupNode) -> str:
