@@ -78,13 +78,14 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer: WriterThread | None = None
+        self._in_memory = self.dialect == "sqlite" and (
+            not parsed.database or parsed.database == ":memory:" or "mode=memory" in self.url)
 
     @property
     def writer(self) -> WriterThread | None:
         """The writer thread group commits run their transactions on (``ivr.db.writer_thread``);
         None for an in-memory SQLite database, which another engine would not see."""
-        database = make_url(self.url).database
-        if self.dialect == "sqlite" and (not database or database == ":memory:" or "mode=memory" in self.url):
+        if self._in_memory:
             return None
         if self._writer is None:
             self._writer = WriterThread(self.url)

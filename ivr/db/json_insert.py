@@ -60,8 +60,9 @@ class JsonInsert:
     def _default(self, value: Any) -> Any:
         if isinstance(value, datetime):
             # A batch's rows mostly share one timestamp: bind it once.
-            if value is self._last[0]:
-                return self._last[1]
+            last = self._last  # one read: the writer thread and the server loop share this insert
+            if value is last[0]:
+                return last[1]
             text = self._datetime(value)
             self._last = (value, text)
             return text
