@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("dasan.bus")
 
 
 @dataclass
@@ -77,6 +81,35 @@ class Bus(abc.ABC):
     async def touch(self, job: Job, group: str, consumer: str) -> None:
         """Tell the group this consumer still works on ``job`` (resets its idle time), so a
         long job is not claimed by another consumer as stale."""
+
+    async def serve(
+        self, stream: str, group: str, consumer: str, handle: Callable[[Job], Awaitable[None]],
+        stopping: Callable[[], bool], stale_seconds: float, count: int = 10,
+    ) -> None:
+        """A consumer's loop: jobs left stale by a dead consumer first, then new ones, each given
+        to ``handle`` (which acks it), until ``stopping()``. A bus error waits a second and goes
+        on; so does a job whose handling or ack raised: it stays pending and is claimed again.
+        A job not handed over because the consumer is stopping is redelivered to the next one."""
+        while not stopping():
+            try:
+                jobs = await self.claim_stale(stream, group, consumer, stale_seconds)
+                jobs += await self.consume(stream, group, consumer, count=count, block=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading %s failed; retrying", stream)
+                await asyncio.sleep(1.0)
+                continue
+            for job in jobs:
+                if stopping():
+                    return
+                try:
+                    await handle(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the ack failed (bus away): claimed again later, handled once
+                    log.exception("%s job %s not acknowledged; it will be claimed again", stream, job.id)
+                    await asyncio.sleep(1.0)
 
     async def start(self) -> None:
         """Connect (no-op for in-process)."""

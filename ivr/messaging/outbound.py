@@ -153,26 +153,8 @@ class MessagingService:
             await self.http.close()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                jobs = await self.ctx.bus.claim_stale(OUTBOUND_STREAM, GROUP, self.consumer, STALE_SECONDS)
-                jobs += await self.ctx.bus.consume(OUTBOUND_STREAM, GROUP, self.consumer, count=10, block=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reading %s failed; retrying", OUTBOUND_STREAM)
-                await asyncio.sleep(1.0)
-                continue
-            for job in jobs:
-                if self._stopping.is_set():
-                    break  # not acked: redelivered to whoever runs next
-                try:
-                    await self.handle(job)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the ack failed (bus away): claimed again later, sent once
-                    log.exception("outbound job %s not acknowledged; it will be claimed again", job.id)
-                    await asyncio.sleep(1.0)
+        await self.ctx.bus.serve(OUTBOUND_STREAM, GROUP, self.consumer, self.handle,
+                                 self._stopping.is_set, STALE_SECONDS)
 
     async def handle(self, job: Job) -> None:
         assert self.provider is not None

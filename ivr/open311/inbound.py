@@ -52,26 +52,8 @@ class InboundConsumer:
                 await self._task
 
     async def run(self) -> None:
-        while not self._stopping:
-            try:
-                jobs = await self.ctx.bus.claim_stale(INBOUND_STREAM, GROUP, self.consumer, STALE_SECONDS)
-                jobs += await self.ctx.bus.consume(INBOUND_STREAM, GROUP, self.consumer, count=10, block=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reading %s failed; retrying", INBOUND_STREAM)
-                await asyncio.sleep(1.0)
-                continue
-            for job in jobs:
-                if self._stopping:
-                    return  # unacked: redelivered to the next consumer
-                try:
-                    await self.handle(job)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the ack failed (bus away): claimed again later, handled once
-                    log.exception("inbound message job %s not acknowledged; it will be claimed again", job.id)
-                    await asyncio.sleep(1.0)
+        await self.ctx.bus.serve(INBOUND_STREAM, GROUP, self.consumer, self.handle,
+                                 lambda: self._stopping, STALE_SECONDS)
 
     async def handle(self, job: Job) -> None:
         try:
