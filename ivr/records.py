@@ -18,7 +18,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ivr.db.database import Executor, dialect_name
+from ivr.db.database import Executor, among, dialect_name
 from ivr.db.json_insert import json_insert
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
 
@@ -104,9 +104,9 @@ async def free_tracking_number(session: AsyncSession) -> str:
             return number
 
 
-def _chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
+def _chunks(items: Sequence[Any], size: int = 500) -> list[list[Any]]:
     """IN lists kept well under SQLite's bound-parameter limit."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +140,7 @@ async def ensure_call_contacts(
                                          "created_at": now} for phone in phones])
         for part in _chunks(phones):
             rows = await session.execute(select(Citizen.identity, Citizen.id).where(
-                Citizen.identity_kind == "phone", Citizen.identity.in_(part)))
+                Citizen.identity_kind == "phone", among(session, Citizen.identity, part)))
             citizens.update({str(identity): citizen_id for identity, citizen_id in rows})
     new = [{"channel": Channel.voice.value, "status": ContactStatus.open.value, "call_id": call.call_id,
              "citizen_id": citizens.get(call.phone), "started_at": now, "updated_at": now,
@@ -150,7 +150,7 @@ async def ensure_call_contacts(
     skipped = [call_id for call_id in wanted if call_id not in found]  # opened by the other side first
     for part in _chunks(skipped):
         existing = await session.execute(
-            select(Contact.call_id, Contact.id, Contact.citizen_id).where(Contact.call_id.in_(part)))
+            select(Contact.call_id, Contact.id, Contact.citizen_id).where(among(session, Contact.call_id, part)))
         for call_id, contact_id, citizen_id in existing:
             found[str(call_id)] = (contact_id, citizen_id)
     return found
@@ -190,7 +190,7 @@ async def insert_contacts(session: Executor, rows: Sequence[dict[str, Any]], key
             keys = [row[key] for row in pending]
             taken = set()
             for part in _chunks(keys):
-                taken |= set(await session.scalars(select(column).where(column.in_(part))))
+                taken |= set(await session.scalars(select(column).where(among(session, column, part))))
             pending = [row for row in pending if row[key] not in taken]
     return inserted
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ivr import records
 from ivr.context import AppContext
+from ivr.db.database import among
 from ivr.db.group_commit import GroupCommit
 from ivr.db.json_insert import json_insert
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus, Media, Message
@@ -195,7 +196,7 @@ class InboundWriter:
                     select(Message.provider_message_id, Message.id, Message.data, Contact.id, Contact.tracking_number)
                     .join(Contact, Contact.id == Message.contact_id)
                     .where(Message.provider == provider,
-                           Message.provider_message_id.in_(ids[part : part + 500])))
+                           among(session, Message.provider_message_id, ids[part : part + 500])))
                 for pmid, message_id, data, contact_id, tracking in rows:
                     found[(provider, str(pmid))] = Received(
                         message_id, contact_id, tracking or "", True, bool(data.get("new_contact")),
@@ -221,7 +222,7 @@ class InboundWriter:
             for part in range(0, len(names), 500):
                 rows = await session.execute(
                     select(Citizen.identity, Citizen.id, Citizen.preferred_language)
-                    .where(Citizen.identity_kind == kind, Citizen.identity.in_(names[part : part + 500])))
+                    .where(Citizen.identity_kind == kind, among(session, Citizen.identity, names[part : part + 500])))
                 for identity, citizen_id, language in rows:
                     citizens[(kind, str(identity))] = (citizen_id, language)
         # Their open inquiries (an SMS the day after a call is the same inquiry), else new ones.
@@ -314,7 +315,7 @@ async def _open_contacts(session: AsyncConnection, citizen_ids: list[int],
     for part in range(0, len(citizen_ids), 500):
         rows = await session.execute(
             select(Contact.citizen_id, Contact.id, Contact.tracking_number, Contact.language)
-            .where(Contact.citizen_id.in_(citizen_ids[part : part + 500]),
+            .where(among(session, Contact.citizen_id, citizen_ids[part : part + 500]),
                    Contact.status == ContactStatus.open, Contact.started_at >= since)
             .order_by(Contact.started_at.desc(), Contact.id.desc()))
         for citizen_id, contact_id, tracking, language in rows:
