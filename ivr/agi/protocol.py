@@ -64,9 +64,18 @@ class AgiReply:
             return 0
 
 
+_COMMON: dict[str, AgiReply] = {}  # "200 result=0", "200 result=49"...: a few dozen lines
+
+
 def parse_reply(line: str) -> AgiReply:
+    reply = _COMMON.get(line)
+    if reply is not None:
+        return reply
     if line.startswith("200 result=") and _PLAIN_RESULT.issuperset(line[11:]):  # the common case
-        return AgiReply(200, line[11:])
+        reply = AgiReply(200, line[11:])
+        if len(_COMMON) < 256:  # replies are frozen: one object serves every call
+            _COMMON[line] = reply
+        return reply
     m = _REPLY.match(line)
     if not m:
         raise AgiError(f"unexpected reply from Asterisk: {line[:200]!r}")

@@ -35,14 +35,9 @@ def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException 
         return
     if exc is not None:
         future.set_exception(exc)
+        future.exception()  # reaches whoever awaits it; one nobody awaits must not warn at exit
     else:
         future.set_result(result)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # A failure reaches whoever awaits the future; one nobody awaits must not warn at exit.
-    if not future.cancelled():
-        future.exception()
 
 
 class GroupCommit(Generic[W]):
@@ -52,13 +47,15 @@ class GroupCommit(Generic[W]):
     moment share one (an idle writer commits the first write at once). ``skip(item)`` may fail
     an item before its batch runs (say, a write for a row whose creation failed);
     ``rolled_back(batch)`` hears of a failed transaction (to forget ids handed out in it).
+    ``post(item)`` queues an item nobody waits for; ``post_failed(item, exc)`` hears if it fails.
     ``threaded``: run the transactions on the database's writer thread (``ivr.db.writer_thread``;
     ``run`` then executes on that thread's loop and must touch only its items and the session).
     """
 
     def __init__(self, db: Database, run: Run[W], *, interval: float = 0.01, max_batch: int = 512,
                  skip: Callable[[W], BaseException | None] | None = None,
-                 rolled_back: Callable[[list[W]], None] | None = None, threaded: bool = True) -> None:
+                 rolled_back: Callable[[list[W]], None] | None = None,
+                 post_failed: Callable[[W, BaseException], None] | None = None, threaded: bool = True) -> None:
         self.db = db
         self.threaded = threaded
         self.run = run
@@ -66,19 +63,31 @@ class GroupCommit(Generic[W]):
         self.max_batch = max_batch
         self.skip = skip
         self.rolled_back = rolled_back
+        self.post_failed = post_failed
         self.commits = 0
-        self._pending: list[tuple[W, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[W, asyncio.Future[Any] | None]] = []
         self._loop: asyncio.Task[None] | None = None
         self._last_start = 0.0
 
     def submit(self, item: W) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        future.add_done_callback(_retrieve)
+        future = asyncio.get_running_loop().create_future()
+        self._queue(item, future)
+        return future
+
+    def post(self, item: W) -> None:
+        """Queue ``item`` without a future: it commits in order with the others."""
+        self._queue(item, None)
+
+    def _queue(self, item: W, future: asyncio.Future[Any] | None) -> None:
         self._pending.append((item, future))
         if self._loop is None or self._loop.done():
-            self._loop = loop.create_task(self._commit_loop())
-        return future
+            self._loop = asyncio.get_running_loop().create_task(self._commit_loop())
+
+    def _fail(self, item: W, future: asyncio.Future[Any] | None, exc: BaseException) -> None:
+        if future is not None:
+            _settle(future, exc=exc)
+        elif self.post_failed is not None:
+            self.post_failed(item, exc)
 
     async def flush(self) -> None:
         """Wait until every submitted item is committed (shutdown)."""
@@ -106,7 +115,7 @@ class GroupCommit(Generic[W]):
             return await transaction(self.db)
         return await writer.call(transaction)
 
-    async def _commit(self, batch: list[tuple[W, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[tuple[W, asyncio.Future[Any] | None]]) -> None:
         if self.skip is not None:
             kept = []
             for item, future in batch:
@@ -114,7 +123,7 @@ class GroupCommit(Generic[W]):
                 if failure is None:
                     kept.append((item, future))
                 else:
-                    _settle(future, exc=failure)
+                    self._fail(item, future, failure)
             batch = kept
         if not batch:
             return
@@ -125,8 +134,8 @@ class GroupCommit(Generic[W]):
             if self.rolled_back is not None:
                 self.rolled_back(items)
             if len(batch) == 1 or not isinstance(exc, IntegrityError | DataError):
-                for _, future in batch:
-                    _settle(future, exc=exc)
+                for item, future in batch:
+                    self._fail(item, future, exc)
                 return
             half = len(batch) // 2
             await self._commit(batch[:half])
@@ -134,4 +143,5 @@ class GroupCommit(Generic[W]):
             return
         self.commits += 1
         for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result)
+            if future is not None:
+                _settle(future, result)

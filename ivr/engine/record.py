@@ -12,7 +12,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, update
@@ -36,9 +35,9 @@ T = TypeVar("T")
 Write = Callable[[AsyncSession], Awaitable[T]]
 
 
-def _log_failure(call_id: str, future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("call %s: IVR path step not recorded: %s", call_id, future.exception())
+def _log_failure(op: _Op, exc: BaseException) -> None:
+    call_id = op.handle.call.call_id if op.handle is not None else "?"
+    log.error("call %s: IVR path step not recorded: %s", call_id, exc)
 
 
 def caller_number(env: dict[str, str] | Any) -> str:
@@ -90,7 +89,8 @@ class ContactWriter:
         # On the server's own loop, not the writer thread: a caller waits on a command reply
         # only, and a writer thread holding the GIL would be in that reply's way (paced p99).
         self.group = GroupCommit(db, self._run, interval=COMMIT_INTERVAL, max_batch=MAX_BATCH,
-                                 skip=self._orphan, rolled_back=self._rolled_back, threaded=False)
+                                 skip=self._orphan, rolled_back=self._rolled_back, post_failed=_log_failure,
+                                 threaded=False)
 
     async def flush(self) -> None:
         """Wait until every queued write is committed (shutdown)."""
@@ -169,15 +169,14 @@ class ContactWriter:
         resolving means every step before it is durable. A caller who hangs up mid-menu keeps
         the path: the queued write commits whether or not the call goes on."""
         fields["updated_at"] = datetime.now(UTC)
-        self.group.submit(_Op("update", handle, fields)).add_done_callback(
-            partial(_log_failure, handle.call.call_id))
+        self.group.post(_Op("update", handle, fields))
 
     def finish(self, handle: ContactHandle, result: dict[str, str], callback: dict[str, str] | None = None,
                **fields: Any) -> asyncio.Future[int | None]:
         """The last step, the IVR's result on the timeline and, at night, the callback request;
         resolves (with the callback request's id, if any) once all of it is durable."""
         fields["updated_at"] = datetime.now(UTC)
-        self.group.submit(_Op("update", handle, fields))
+        self.group.post(_Op("update", handle, fields))  # fails with the event below if it fails
         event = {"kind": "ivr_finished", "source": "ivr", "data": result, "at": datetime.now(UTC),
                  "external_id": "ivr:{contact}:finished"}
         done = self.group.submit(_Op("event", handle, event))
