@@ -12,7 +12,8 @@ Layout of the folder:
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -101,20 +102,24 @@ class Schedule(_Strict):
                     raise ValueError(f"{day}: {r!r} ends before it starts")
         return week
 
-    def is_open(self, when: datetime, holidays: set[date]) -> bool:
+    def is_open(self, when: datetime, holidays: set[date] | frozenset[date]) -> bool:
         if self.always:
             return True
         if self.closed_on_holidays and when.date() in holidays:
             return False
-        now = when.time()
-        for r in self.week.get(DAYS[when.weekday()], []):
-            m = _RANGE.match(r)
-            assert m
-            start = time(int(m[1]), int(m[2]))
-            end_h, end_m = int(m[3]), int(m[4])
-            if start <= now and (end_h == 24 or now < time(end_h, end_m)):
-                return True
-        return False
+        minute = when.hour * 60 + when.minute
+        return any(start <= minute < end for start, end in self._minutes.get(when.weekday(), ()))
+
+    @cached_property
+    def _minutes(self) -> dict[int, list[tuple[int, int]]]:
+        """weekday -> [(first minute open, first minute closed)], parsed once (a call asks)."""
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for day, ranges in self.week.items():
+            for r in ranges:
+                m = _RANGE.match(r)
+                assert m
+                spans.setdefault(DAYS.index(day), []).append((int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])))
+        return spans
 
 
 class AgentDef(_Strict):
@@ -178,9 +183,13 @@ class QueueConfig(_Strict):
         return getattr(self.defaults, key) if value is None else value
 
     def is_open(self, queue: str, when: datetime | None = None) -> bool:
-        tz = ZoneInfo(self.timezone)
+        tz = ZoneInfo(self.timezone)  # cached by zoneinfo
         when = (when or datetime.now(tz)).astimezone(tz)
-        return self.schedules[self.queues[queue].hours].is_open(when, set(self.holidays))
+        return self.schedules[self.queues[queue].hours].is_open(when, self._holidays)
+
+    @cached_property
+    def _holidays(self) -> frozenset[date]:
+        return frozenset(self.holidays)
 
     def members(self, queue: str) -> list[tuple[AgentDef, int]]:
         """The agents with this skill and their penalty."""
