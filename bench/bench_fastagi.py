@@ -44,6 +44,7 @@ from bench.measure import (
     cpu_seconds,
     load_generator_gc,
     percentile,
+    processes_named,
     rss_kib,
 )
 from ivr.config import Settings
@@ -96,8 +97,10 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else value * 1000
 
 
-async def _measure_target(t: Target, digits: Sequence[str], pids: Callable[[], list[int]]) -> None:
-    """Paced run first (clean memory baseline), then the saturated levels."""
+async def _measure_target(t: Target, digits: Sequence[str], pids: Callable[[], list[int]],
+                          database_pids: Callable[[], list[int]] | None = None) -> None:
+    """Paced run first (clean memory baseline), then the saturated levels. ``database_pids``:
+    a database server on this machine whose CPU is reported beside the server's."""
     assert t.make_call is not None
     make = t.make_call
 
@@ -127,9 +130,14 @@ async def _measure_target(t: Target, digits: Sequence[str], pids: Callable[[], l
     if stats.errors:
         t.note += f" paced errors: {stats.errors[:2]}"
     for level in t.levels:
+        database_before = sum(cpu_seconds(p) for p in database_pids()) if database_pids else 0.0
         before, mine, wall = cpu(), time.process_time(), time.monotonic()
         stats = await saturated(lambda: make(digits, None), level, t.duration)
         used = cpu() - before
+        if database_pids:
+            database = sum(cpu_seconds(p) for p in database_pids()) - database_before
+            t.note += (f" saturated {level}: PostgreSQL's own processes used {database / (time.monotonic() - wall) * 100:.0f} %"
+                       f" of a core ({database / max(1, stats.calls) * 1000:.2f} ms per call) on the same two cores.")
         loadgen = (time.process_time() - mine) / (time.monotonic() - wall) * 100
         total = stats.calls + stats.late + stats.failed
         if loadgen >= 90:
@@ -251,7 +259,8 @@ async def _bench(workdir: Path, db_url: str) -> None:
             pg_server.start()
             try:
                 apg = Target("a-pg", "(a) dasan FastAGI server (PostgreSQL)", _tcp(pg_server.port), pg_server)
-                await _measure_target(apg, DIGITS, lambda: [pg_server.pid, *children(pg_server.pid)])
+                await _measure_target(apg, DIGITS, lambda: [pg_server.pid, *children(pg_server.pid)],
+                                      lambda: processes_named("postgres"))
                 targets.append(apg)
             finally:
                 pg_server.stop()

@@ -65,6 +65,19 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def processes_named(name: str) -> list[int]:
+    """The pids of every process whose command name is ``name`` (e.g. the local PostgreSQL's)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 class ServerProcess:
     """A server run as ``python -m module args``; it prints a line with ``port=<n>`` when ready."""
 
