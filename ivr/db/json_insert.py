@@ -1,10 +1,13 @@
-"""``INSERT ... SELECT`` of many rows passed as one JSON parameter.
+"""``INSERT ... SELECT`` and ``UPDATE ... FROM`` of many rows passed as one JSON parameter.
 
 The SQL text is the same for every batch, so psycopg converts and prepares it once and SQLite
 reuses its compiled statement, and the rows cost one ``json.dumps`` instead of a bound
 parameter each. (A multi-row VALUES of a few hundred rows is new SQL every batch: psycopg
 re-parses its placeholders in Python, which was most of a batch on PostgreSQL.) Group-commit
-writers (the AMI bridge, the IVR's record, the messaging sidecar) insert their batches so.
+writers (the AMI bridge, the IVR's record, the messaging sidecar) insert their batches so; the
+IVR's record updates its contacts so too (one statement per batch and shape of update, where an
+executemany is one execution per row for the database and one parameter set per row for the
+driver).
 """
 
 from __future__ import annotations
@@ -19,27 +22,15 @@ from sqlalchemy import JSON, DateTime, Dialect, Enum, Table, text
 from ivr.db.database import Executor
 
 
-class JsonInsert:
-    """One table's batch INSERT for one back-end. ``conflict``: the unique columns whose
-    duplicates are skipped (``()``: a duplicate of any unique column is skipped)."""
+class _JsonRows:
+    """Rows bound as one JSON parameter: how each column's values are encoded for a back-end."""
 
-    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str], conflict: Sequence[str] = (),
-                 returning: Sequence[str] = ()) -> None:
-        quote = dialect.identifier_preparer.quote
-        names = ", ".join(quote(c) for c in columns)
+    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str]) -> None:
         # Rows go into json.dumps as they are: datetimes through ``default`` (as SQLAlchemy binds
         # them), JSON columns as nested values, so no row is copied or encoded twice.
         self._convert: dict[str, Callable[[Any], Any]] = {}
         self._datetime: Callable[[Any], Any] = datetime.isoformat
-        if dialect.name == "postgresql":
-            types = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in columns)
-            source = f"SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({types})"
-        else:
-            # SQLite: "->" gives a JSON column its JSON text, "->>" any other column its value;
-            # "WHERE true" keeps ON CONFLICT from being read as a join constraint.
-            source = "SELECT " + ", ".join(
-                f"value {'->' if isinstance(table.c[c].type, JSON) else '->>'} '$.{c}'" for c in columns
-            ) + " FROM json_each(:rows) WHERE true"
+        if dialect.name != "postgresql":
             for c in columns:
                 kind = table.c[c].type
                 process = kind.dialect_impl(dialect).bind_processor(dialect)
@@ -49,12 +40,6 @@ class JsonInsert:
                     self._datetime = process
                 else:
                     self._convert[c] = process
-        target = f" ({', '.join(quote(c) for c in conflict)})" if conflict else ""
-        sql = f"INSERT INTO {quote(table.name)} ({names}) {source} ON CONFLICT{target} DO NOTHING"
-        if returning:
-            sql += " RETURNING " + ", ".join(quote(c) for c in returning)
-        self.statement = text(sql)
-        self.columns = tuple(columns)
         self._last: tuple[Any, Any] = (None, None)
 
     def _default(self, value: Any) -> Any:
@@ -68,13 +53,69 @@ class JsonInsert:
             return text
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-    async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
+    def _payload(self, rows: Sequence[dict[str, Any]]) -> str:
         convert = self._convert
         if convert:
             rows = [{**row, **{c: fn(row[c]) for c, fn in convert.items() if row.get(c) is not None}}
                     for row in rows]
-        payload = json.dumps(rows, default=self._default, ensure_ascii=False, separators=(",", ":"))
-        return await executor.execute(self.statement, {"rows": payload})
+        return json.dumps(rows, default=self._default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _source(dialect: Dialect, table: Table, columns: Sequence[str], quote: Callable[[str], str]) -> tuple[str, str]:
+    """``(FROM clause, value of column c)`` reading the rows of the ``:rows`` JSON parameter."""
+    if dialect.name == "postgresql":
+        types = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in columns)
+        return f"json_to_recordset(CAST(:rows AS json)) AS r({types})", "r.{}"
+    # SQLite: "->" gives a JSON column its JSON text, "->>" any other column its value.
+    return "json_each(:rows)", "value {} '$.{}'"
+
+
+class JsonInsert(_JsonRows):
+    """One table's batch INSERT for one back-end. ``conflict``: the unique columns whose
+    duplicates are skipped (``()``: a duplicate of any unique column is skipped)."""
+
+    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str], conflict: Sequence[str] = (),
+                 returning: Sequence[str] = ()) -> None:
+        super().__init__(dialect, table, columns)
+        quote = dialect.identifier_preparer.quote
+        names = ", ".join(quote(c) for c in columns)
+        source, value = _source(dialect, table, columns, quote)
+        if dialect.name == "postgresql":
+            picked = names
+        else:
+            picked = ", ".join(value.format("->" if isinstance(table.c[c].type, JSON) else "->>", c) for c in columns)
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
+        target = f" ({', '.join(quote(c) for c in conflict)})" if conflict else ""
+        sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT {picked} FROM {source} WHERE true ON CONFLICT{target} DO NOTHING"
+        if returning:
+            sql += " RETURNING " + ", ".join(quote(c) for c in returning)
+        self.statement = text(sql)
+        self.columns = tuple(columns)
+
+    async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
+        return await executor.execute(self.statement, {"rows": self._payload(rows)})
+
+
+class JsonUpdate(_JsonRows):
+    """One table's batch UPDATE: each row sets ``columns`` of the row whose ``key`` it names
+    (one statement for the batch instead of one execution per row)."""
+
+    def __init__(self, dialect: Dialect, table: Table, key: str, columns: Sequence[str]) -> None:
+        super().__init__(dialect, table, [key, *columns])
+        quote = dialect.identifier_preparer.quote
+        source, value = _source(dialect, table, [key, *columns], quote)
+        if dialect.name == "postgresql":
+            sets = ", ".join(f"{quote(c)} = r.{quote(c)}" for c in columns)
+            match = f"r.{quote(key)}"
+        else:
+            sets = ", ".join(f"{quote(c)} = {value.format('->' if isinstance(table.c[c].type, JSON) else '->>', c)}"
+                             for c in columns)
+            match = value.format("->>", key)
+        self.statement = text(f"UPDATE {quote(table.name)} SET {sets} FROM {source} "
+                              f"WHERE {quote(table.name)}.{quote(key)} = {match}")
+
+    async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
+        return await executor.execute(self.statement, {"rows": self._payload(rows)})
 
 
 def _plain_enum(kind: Any) -> bool:
@@ -84,6 +125,19 @@ def _plain_enum(kind: Any) -> bool:
 
 
 _CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], JsonInsert] = {}
+
+
+_UPDATES: dict[tuple[str, str, str, tuple[str, ...]], JsonUpdate] = {}
+
+
+def json_update(executor: Executor, table: Table, key: str, columns: Sequence[str]) -> JsonUpdate:
+    """The (cached) ``JsonUpdate`` for the executor's back-end."""
+    dialect = executor.dialect if hasattr(executor, "dialect") else executor.get_bind().dialect
+    cache_key = (dialect.name, table.name, key, tuple(columns))
+    found = _UPDATES.get(cache_key)
+    if found is None:
+        found = _UPDATES[cache_key] = JsonUpdate(dialect, table, key, columns)
+    return found
 
 
 def json_insert(executor: Executor, table: Table, columns: Sequence[str], conflict: Sequence[str] = (),

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
 from ivr.db import Database
 from ivr.db.group_commit import GroupCommit
-from ivr.db.json_insert import json_insert
+from ivr.db.json_insert import json_insert, json_update
 from ivr.db.models import CallbackRequest, Contact, ContactEvent
 
 log = logging.getLogger("dasan.ivr.record")
@@ -135,11 +135,10 @@ class ContactWriter:
                                "external_id": op.fields["external_id"].format(contact=contact_id)})
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for contact_id, fields in merged.items():
-            shapes.setdefault(tuple(sorted(fields)), []).append({**fields, "_contact": contact_id})
+            fields["id"] = contact_id
+            shapes.setdefault(tuple(sorted(fields)), []).append(fields)
         for keys, rows in shapes.items():
-            await conn.execute(
-                update(CONTACTS).where(CONTACTS.c.id == bindparam("_contact"))
-                .values({key: bindparam(key) for key in keys}), rows)
+            await json_update(conn, CONTACTS, "id", [key for key in keys if key != "id"]).execute(conn, rows)
         if events:
             await json_insert(conn, EVENTS, ("contact_id", "kind", "source", "at", "external_id", "data"),
                               ("external_id",)).execute(conn, events)
