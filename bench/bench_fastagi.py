@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import report
-from bench.agi_load import CallResult, paced, process_call, raise_fd_limit, saturated, tcp_call
+from bench.agi_load import (
+    CallResult,
+    RunStats,
+    paced,
+    process_call,
+    raise_fd_limit,
+    saturated,
+    tcp_call,
+)
 from bench.measure import (
     ROOT,
     ServerProcess,
@@ -61,6 +69,9 @@ PROCESS_SECONDS = float(os.environ.get("BENCH_AGI_PROCESS_SECONDS", "8" if QUICK
 PROCESS_PACED_CALLS = 50
 PACE = (1.0, 3.0)
 PG_TOO = os.environ.get("BENCH_AGI_POSTGRES", "1") == "1"
+# Saturated runs are repeated and the best kept, for every target alike: the machine is shared,
+# and a neighbour's burst in one 4 s window otherwise decides a ratio (process AGI: once).
+REPEAT = int(os.environ.get("BENCH_AGI_REPEAT", "1" if QUICK else "2"))
 
 
 @dataclass
@@ -130,15 +141,21 @@ async def _measure_target(t: Target, digits: Sequence[str], pids: Callable[[], l
     if stats.errors:
         t.note += f" paced errors: {stats.errors[:2]}"
     for level in t.levels:
-        database_before = sum(cpu_seconds(p) for p in database_pids()) if database_pids else 0.0
-        before, mine, wall = cpu(), time.process_time(), time.monotonic()
-        stats = await saturated(lambda: make(digits, None), level, t.duration)
-        used = cpu() - before
+        best: tuple[float, RunStats, float, float, float, float] | None = None
+        for _ in range(1 if t.key == "b" else REPEAT):
+            database_before = sum(cpu_seconds(p) for p in database_pids()) if database_pids else 0.0
+            before, mine, wall = cpu(), time.process_time(), time.monotonic()
+            run = await saturated(lambda: make(digits, None), level, t.duration)
+            elapsed = time.monotonic() - wall
+            database = sum(cpu_seconds(p) for p in database_pids()) - database_before if database_pids else 0.0
+            if best is None or run.calls_per_second > best[0]:
+                best = (run.calls_per_second, run, cpu() - before, time.process_time() - mine, elapsed, database)
+        assert best is not None
+        _rate, stats, used, mine_used, elapsed, database = best
         if database_pids:
-            database = sum(cpu_seconds(p) for p in database_pids()) - database_before
-            t.note += (f" saturated {level}: PostgreSQL's own processes used {database / (time.monotonic() - wall) * 100:.0f} %"
+            t.note += (f" saturated {level}: PostgreSQL's own processes used {database / elapsed * 100:.0f} %"
                        f" of a core ({database / max(1, stats.calls) * 1000:.2f} ms per call) on the same two cores.")
-        loadgen = (time.process_time() - mine) / (time.monotonic() - wall) * 100
+        loadgen = mine_used / elapsed * 100
         total = stats.calls + stats.late + stats.failed
         if loadgen >= 90:
             t.note += (f" saturated {level}: the load generator used {loadgen:.0f} % of a core, so this row is "
@@ -324,7 +341,8 @@ def _menu_steps(db_url: str, contact_id: str) -> int:
 def main() -> None:
     raise_fd_limit()
     report.section("FastAGI: IVR sessions per second, command latency and memory per call", __doc__ or "")
-    report.note(f"Saturated runs: {DURATION:.0f} s each at {', '.join(map(str, LEVELS))} concurrent calls "
+    report.note(f"Saturated runs: {DURATION:.0f} s each at {', '.join(map(str, LEVELS))} concurrent calls, "
+                f"the best of {REPEAT} for every target "
                 f"(process AGI: {', '.join(map(str, PROCESS_LEVELS))}, one Python process per call, "
                 f"{PROCESS_SECONDS:.0f} s each). "
                 f"Paced run: {PACED_CALLS} calls arriving over {PACED_ARRIVAL:.0f} s, every prompt answered "

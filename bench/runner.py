@@ -28,7 +28,7 @@ ORDER = ["bench_ami", "bench_sms", "bench_fastagi", "bench_transcribe"]
 HEADER = """\
 How to run: `make bench` (all, under 10 minutes), or `BENCH_ONLY=fastagi,ami .venv/bin/python -m bench`.
 Knobs: `BENCH_QUICK=1` (small sizes), `BENCH_AGI_LEVELS=1,100,1000`, `BENCH_AGI_SECONDS`,
-`BENCH_AGI_PROCESS_SECONDS`, `BENCH_AGI_PACED_CALLS`, `BENCH_AGI_ARRIVAL`, `BENCH_AGI_GRACE`, `BENCH_AGI_POSTGRES=0`,
+`BENCH_AGI_PROCESS_SECONDS`, `BENCH_AGI_PACED_CALLS`, `BENCH_AGI_ARRIVAL`, `BENCH_AGI_GRACE`, `BENCH_AGI_REPEAT`, `BENCH_AGI_POSTGRES=0`,
 `BENCH_AMI_CALLS`, `BENCH_AMI_NAIVE_CALLS`, `BENCH_SMS_SECONDS`, `BENCH_SMS_CONCURRENCY=64,256,512`. Code: `bench/`
 (load generators `bench/agi_load.py` and `bench/http_load.py`, peers in `bench/peers/`, measuring in
 `bench/measure.py`). Every server runs in its own process; its memory is read from
