@@ -53,21 +53,29 @@ class _JsonRows:
             return text
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-    def _payload(self, rows: Sequence[dict[str, Any]]) -> str:
+    statement: Any  # the subclass's SQL text, reading the rows from ``:rows``
+
+    async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
         convert = self._convert
         if convert:
             rows = [{**row, **{c: fn(row[c]) for c, fn in convert.items() if row.get(c) is not None}}
                     for row in rows]
-        return json.dumps(rows, default=self._default, ensure_ascii=False, separators=(",", ":"))
+        payload = json.dumps(rows, default=self._default, ensure_ascii=False, separators=(",", ":"))
+        return await executor.execute(self.statement, {"rows": payload})
 
 
-def _source(dialect: Dialect, table: Table, columns: Sequence[str], quote: Callable[[str], str]) -> tuple[str, str]:
-    """``(FROM clause, value of column c)`` reading the rows of the ``:rows`` JSON parameter."""
+def _rows_source(dialect: Dialect, table: Table, columns: Sequence[str]) -> str:
+    """The FROM item that reads the ``:rows`` JSON parameter as rows (PostgreSQL: alias ``r``)."""
     if dialect.name == "postgresql":
+        quote = dialect.identifier_preparer.quote
         types = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect)}" for c in columns)
-        return f"json_to_recordset(CAST(:rows AS json)) AS r({types})", "r.{}"
-    # SQLite: "->" gives a JSON column its JSON text, "->>" any other column its value.
-    return "json_each(:rows)", "value {} '$.{}'"
+        return f"json_to_recordset(CAST(:rows AS json)) AS r({types})"
+    return "json_each(:rows)"
+
+
+def _sqlite_value(table: Table, column: str) -> str:
+    """SQLite: a row's value: "->" gives a JSON column its JSON text, "->>" any other its value."""
+    return f"value {'->' if isinstance(table.c[column].type, JSON) else '->>'} '$.{column}'"
 
 
 class JsonInsert(_JsonRows):
@@ -79,21 +87,15 @@ class JsonInsert(_JsonRows):
         super().__init__(dialect, table, columns)
         quote = dialect.identifier_preparer.quote
         names = ", ".join(quote(c) for c in columns)
-        source, value = _source(dialect, table, columns, quote)
-        if dialect.name == "postgresql":
-            picked = names
-        else:
-            picked = ", ".join(value.format("->" if isinstance(table.c[c].type, JSON) else "->>", c) for c in columns)
+        picked = names if dialect.name == "postgresql" else ", ".join(_sqlite_value(table, c) for c in columns)
         # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
         target = f" ({', '.join(quote(c) for c in conflict)})" if conflict else ""
-        sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT {picked} FROM {source} WHERE true ON CONFLICT{target} DO NOTHING"
+        sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {picked} FROM "
+               f"{_rows_source(dialect, table, columns)} WHERE true ON CONFLICT{target} DO NOTHING")
         if returning:
             sql += " RETURNING " + ", ".join(quote(c) for c in returning)
         self.statement = text(sql)
         self.columns = tuple(columns)
-
-    async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
-        return await executor.execute(self.statement, {"rows": self._payload(rows)})
 
 
 class JsonUpdate(_JsonRows):
@@ -103,19 +105,14 @@ class JsonUpdate(_JsonRows):
     def __init__(self, dialect: Dialect, table: Table, key: str, columns: Sequence[str]) -> None:
         super().__init__(dialect, table, [key, *columns])
         quote = dialect.identifier_preparer.quote
-        source, value = _source(dialect, table, [key, *columns], quote)
         if dialect.name == "postgresql":
             sets = ", ".join(f"{quote(c)} = r.{quote(c)}" for c in columns)
             match = f"r.{quote(key)}"
         else:
-            sets = ", ".join(f"{quote(c)} = {value.format('->' if isinstance(table.c[c].type, JSON) else '->>', c)}"
-                             for c in columns)
-            match = value.format("->>", key)
-        self.statement = text(f"UPDATE {quote(table.name)} SET {sets} FROM {source} "
+            sets = ", ".join(f"{quote(c)} = {_sqlite_value(table, c)}" for c in columns)
+            match = _sqlite_value(table, key)
+        self.statement = text(f"UPDATE {quote(table.name)} SET {sets} FROM {_rows_source(dialect, table, [key, *columns])} "
                               f"WHERE {quote(table.name)}.{quote(key)} = {match}")
-
-    async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
-        return await executor.execute(self.statement, {"rows": self._payload(rows)})
 
 
 def _plain_enum(kind: Any) -> bool:
@@ -130,9 +127,13 @@ _CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]],
 _UPDATES: dict[tuple[str, str, str, tuple[str, ...]], JsonUpdate] = {}
 
 
+def _dialect(executor: Executor) -> Dialect:
+    return executor.dialect if hasattr(executor, "dialect") else executor.get_bind().dialect
+
+
 def json_update(executor: Executor, table: Table, key: str, columns: Sequence[str]) -> JsonUpdate:
     """The (cached) ``JsonUpdate`` for the executor's back-end."""
-    dialect = executor.dialect if hasattr(executor, "dialect") else executor.get_bind().dialect
+    dialect = _dialect(executor)
     cache_key = (dialect.name, table.name, key, tuple(columns))
     found = _UPDATES.get(cache_key)
     if found is None:
@@ -143,7 +144,7 @@ def json_update(executor: Executor, table: Table, key: str, columns: Sequence[st
 def json_insert(executor: Executor, table: Table, columns: Sequence[str], conflict: Sequence[str] = (),
                 returning: Sequence[str] = ()) -> JsonInsert:
     """The (cached) ``JsonInsert`` for the executor's back-end."""
-    dialect = executor.dialect if hasattr(executor, "dialect") else executor.get_bind().dialect
+    dialect = _dialect(executor)
     key = (dialect.name, table.name, tuple(columns), tuple(conflict), tuple(returning))
     found = _CACHE.get(key)
     if found is None:
