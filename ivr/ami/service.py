@@ -18,14 +18,19 @@ from ivr.ami.callbacks import CallbackDialer
 from ivr.ami.connection import AmiConnection
 from ivr.ami.ingest import Effects, Ingester, Snapshot, apply_snapshot, wanted_event
 from ivr.ami.metrics import current_metrics
+from ivr.bus import Job
 from ivr.context import AppContext
 from ivr.db.models import ContactEvent
 from ivr.queues import QueueConfig, load_queues
+from ivr.yamlfile import DataError
 
 log = logging.getLogger("dasan.ami")
 
 BATCH = 5000
 COMMANDS_GROUP = "ami-bridge"
+APPLY_STREAM = "asterisk.apply"  # an admin's change the console could not get to Asterisk
+APPLY_RETRY_SECONDS = 30.0  # a job whose apply failed is taken up again this long after
+APPLY_TRIES = 20  # then it is logged and dropped (the YAML stays written; `dasan asterisk apply` retries)
 OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
 RESYNC_RETRY_MIN, RESYNC_RETRY_MAX = 0.5, 5.0  # seconds between resync tries on one connection
 OUTBOX_BATCH = 500  # jobs marked as sent per transaction
@@ -70,6 +75,7 @@ class AmiBridge:
         spawn(asyncio.create_task(self._outbox_loop(), name="ami-outbox"))
         spawn(asyncio.create_task(self._metrics_loop(), name="ami-metrics"))
         spawn(asyncio.create_task(self._commands_loop(), name="ami-commands"))
+        spawn(asyncio.create_task(self._apply_loop(), name="ami-apply"))
         if self.dialer is not None:
             spawn(asyncio.create_task(self.dialer.run(), name="ami-callbacks"))
         return [f"{self.conn.address} (connecting)"]
@@ -324,6 +330,34 @@ class AmiBridge:
                     await self.ctx.bus.publish("live.agents", {"username": job.data.get("username"),
                                                                "error": str(exc)})
                 await self.ctx.bus.ack(job, COMMANDS_GROUP)
+
+
+    # -- asterisk.apply: changes saved while Asterisk could not be reached --
+    async def _apply_loop(self) -> None:
+        await self.ctx.bus.serve(APPLY_STREAM, COMMANDS_GROUP, f"ami-apply-{id(self)}", self._apply_job,
+                                 lambda: False, APPLY_RETRY_SECONDS, count=1)
+
+    async def _apply_job(self, job: Job) -> None:
+        """Render and reload now. One apply takes in every change saved so far (the YAML is
+        the source of truth), so the jobs queued behind it find nothing left to do."""
+        from ivr.asterisk.apply import ApplyError, apply
+
+        try:
+            result = await apply(self.ctx.settings)
+            problem = "; ".join(f"{module} ({why})" for module, why in result.failed.items())
+        except (ApplyError, OSError, DataError) as exc:
+            problem = ("; ".join(exc.problems) if isinstance(exc, DataError) else str(exc)) or type(exc).__name__
+        if problem and job.deliveries < APPLY_TRIES:
+            log.warning("asterisk.apply job %s (try %d) failed: %s; trying again in %.0f s",
+                        job.id, job.deliveries, problem, APPLY_RETRY_SECONDS)
+            return  # not acked: claimed again once stale
+        if problem:
+            log.error("asterisk.apply job %s dropped after %d tries: %s", job.id, job.deliveries, problem)
+        else:
+            log.info("asterisk.apply job %s (by %s): changed %s, reloaded %s", job.id,
+                     job.data.get("requested_by", "?"), ", ".join(result.changed) or "-",
+                     ", ".join(result.reloaded) or "-")
+        await self.ctx.bus.ack(job, COMMANDS_GROUP)
 
 
 def _queues_or_empty(ctx: AppContext) -> QueueConfig:
