@@ -6,14 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
+import pytest
 from sqlalchemy import Table, select
+from sqlalchemy.exc import IntegrityError
 
 from ivr import records
 from ivr.db import Database
-from ivr.db.json_insert import json_update
-from ivr.db.models import Contact
+from ivr.db.json_insert import execute_together, json_insert, json_update
+from ivr.db.models import Contact, ContactEvent
 
 CONTACTS = cast(Table, Contact.__table__)
+EVENTS = cast(Table, ContactEvent.__table__)
 
 
 async def test_one_update_statement_sets_each_row_its_own_values(db: Database) -> None:
@@ -41,3 +44,37 @@ async def test_one_update_statement_sets_each_row_its_own_values(db: Database) -
     assert (first, second) == (later, later + timedelta(seconds=1))
     async with db.session() as session:
         assert await session.scalar(select(Contact.id).where(Contact.ivr_path == "nobody")) is None
+
+
+async def test_statements_sent_together_apply_in_order_and_fail_together(db: Database) -> None:
+    async with db.transaction() as session:
+        found = await records.ensure_call_contacts(session, [records.NewCall("call-t", "01055550000", "ko")])
+    contact_id = found["call-t"][0]
+    now = datetime.now(UTC)
+    path = json_update(db.engine.sync_engine, CONTACTS, "id", ["ivr_path", "updated_at"])
+    event = json_insert(db.engine.sync_engine, EVENTS, ("contact_id", "kind", "source", "at", "external_id", "data"),
+                        ("external_id",))
+    async with db.transaction() as session:
+        conn = await session.connection()
+        await execute_together(conn, [
+            (path, [{"id": contact_id, "ivr_path": "main:1", "updated_at": now}]),
+            (path, [{"id": contact_id, "ivr_path": "main:1 > transport:2", "updated_at": now}]),  # later wins
+            (event, [{"contact_id": contact_id, "kind": "ivr_finished", "source": "ivr", "at": now,
+                      "external_id": f"t:{contact_id}", "data": {"result": "queue"}}]),
+        ])
+    async with db.session() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None and contact.ivr_path == "main:1 > transport:2"
+        assert await session.scalar(select(ContactEvent.data).where(ContactEvent.external_id == f"t:{contact_id}")) \
+            == {"result": "queue"}
+    with pytest.raises(IntegrityError):  # a bad row fails the whole transaction (as SQLAlchemy says it)
+        async with db.transaction() as session:
+            conn = await session.connection()
+            await execute_together(conn, [
+                (path, [{"id": contact_id, "ivr_path": "should not stay", "updated_at": now}]),
+                (event, [{"contact_id": 999_999, "kind": "x", "source": "ivr", "at": now,  # no such contact
+                          "external_id": "t:bad", "data": {}}]),
+            ])
+    async with db.session() as session:
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None and contact.ivr_path == "main:1 > transport:2"

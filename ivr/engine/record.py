@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ivr import records
 from ivr.db import Database
 from ivr.db.group_commit import GroupCommit
-from ivr.db.json_insert import json_insert, json_update
+from ivr.db.json_insert import execute_together, json_insert, json_update
 from ivr.db.models import CallbackRequest, Contact, ContactEvent
 
 log = logging.getLogger("dasan.ivr.record")
@@ -137,11 +137,13 @@ class ContactWriter:
         for contact_id, fields in merged.items():
             fields["id"] = contact_id
             shapes.setdefault(tuple(sorted(fields)), []).append(fields)
-        for keys, rows in shapes.items():
-            await json_update(conn, CONTACTS, "id", [key for key in keys if key != "id"]).execute(conn, rows)
+        work: list[tuple[Any, list[dict[str, Any]]]] = [
+            (json_update(conn, CONTACTS, "id", [key for key in keys if key != "id"]), rows)
+            for keys, rows in shapes.items()]
         if events:
-            await json_insert(conn, EVENTS, ("contact_id", "kind", "source", "at", "external_id", "data"),
-                              ("external_id",)).execute(conn, events)
+            work.append((json_insert(conn, EVENTS, ("contact_id", "kind", "source", "at", "external_id", "data"),
+                                     ("external_id",)), events))
+        await execute_together(conn, work)
         results: list[Any] = []
         for op in batch:
             if op.kind == "open":
