@@ -14,7 +14,7 @@ import pytest
 
 from ivr.ami import service
 from ivr.ami.harness import rig
-from ivr.asterisk.apply import read_pending
+from ivr.asterisk.apply import APPLY_STREAM, read_pending
 from ivr.bus.memory import MemoryBus
 from ivr.config import Settings
 from ivr.console.admin import apply_to_asterisk
@@ -33,7 +33,7 @@ def _reloads(actions: list[dict[str, str]]) -> set[str]:
 
 
 async def _pending(bus: MemoryBus) -> int:
-    return await bus.pending(service.APPLY_STREAM, service.COMMANDS_GROUP)
+    return await bus.pending(APPLY_STREAM, service.COMMANDS_GROUP)
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
@@ -75,7 +75,7 @@ async def test_a_failed_apply_is_tried_again(settings: Settings, sqlite_url: str
     settings.asterisk.config_dir = blocked / "asterisk"  # the files cannot be written
     bus = MemoryBus()
     async with rig(settings, sqlite_url, bus) as r:
-        await bus.enqueue(service.APPLY_STREAM, {"requested_by": "admin"})
+        await bus.enqueue(APPLY_STREAM, {"requested_by": "admin"})
 
         async def taken() -> bool:
             return await _pending(bus) == 1

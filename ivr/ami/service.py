@@ -28,7 +28,6 @@ log = logging.getLogger("dasan.ami")
 
 BATCH = 5000
 COMMANDS_GROUP = "ami-bridge"
-APPLY_STREAM = "asterisk.apply"  # an admin's change the console could not get to Asterisk
 APPLY_RETRY_SECONDS = 30.0  # a job whose apply failed is taken up again this long after
 APPLY_TRIES = 20  # then it is logged and dropped (the YAML stays written; `dasan asterisk apply` retries)
 OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
@@ -334,19 +333,21 @@ class AmiBridge:
 
     # -- asterisk.apply: changes saved while Asterisk could not be reached --
     async def _apply_loop(self) -> None:
+        from ivr.asterisk.apply import APPLY_STREAM
+
         await self.ctx.bus.serve(APPLY_STREAM, COMMANDS_GROUP, f"ami-apply-{id(self)}", self._apply_job,
                                  lambda: False, APPLY_RETRY_SECONDS, count=1)
 
     async def _apply_job(self, job: Job) -> None:
         """Render and reload now. One apply takes in every change saved so far (the YAML is
         the source of truth), so the jobs queued behind it find nothing left to do."""
-        from ivr.asterisk.apply import ApplyError, apply
+        from ivr.asterisk.apply import ApplyError, apply, error_text
 
         try:
             result = await apply(self.ctx.settings)
-            problem = "; ".join(f"{module} ({why})" for module, why in result.failed.items())
+            problem = result.failures
         except (ApplyError, OSError, DataError) as exc:
-            problem = ("; ".join(exc.problems) if isinstance(exc, DataError) else str(exc)) or type(exc).__name__
+            problem = error_text(exc)
         if problem and job.deliveries < APPLY_TRIES:
             log.warning("asterisk.apply job %s (try %d) failed: %s; trying again in %.0f s",
                         job.id, job.deliveries, problem, APPLY_RETRY_SECONDS)

@@ -38,8 +38,18 @@ RELOAD_MODULE: dict[str, str | None] = {
 assert set(RELOAD_MODULE) == set(FILES)
 
 
+# Changes the console saved but could not get to Asterisk: the AMI bridge applies them later.
+APPLY_STREAM = "asterisk.apply"
+
+
 class ApplyError(RuntimeError):
     pass
+
+
+def error_text(exc: BaseException) -> str:
+    """Why an apply could not finish (a broken YAML names its problems)."""
+    problems = getattr(exc, "problems", None)  # ivr.yamlfile.DataError
+    return ("; ".join(problems) if problems else str(exc)) or type(exc).__name__
 
 
 @dataclass
@@ -53,6 +63,11 @@ class ApplyResult:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def failures(self) -> str:
+        """The refused reloads, ``module (Asterisk's message), ...``."""
+        return ", ".join(f"{module} ({why})" for module, why in self.failed.items())
 
 
 # Every module once, in FILES order: manager.conf last, so our own session is the last thing touched.

@@ -132,21 +132,20 @@ async def apply_to_asterisk(ctx: AppContext, author: str) -> tuple[str, str]:
     ``asterisk.apply`` job is queued, so the AMI bridge or ``dasan asterisk apply`` retries.
     """
     try:
-        from ivr.asterisk.apply import ApplyError, apply
+        from ivr.asterisk.apply import APPLY_STREAM, ApplyError, apply, error_text
     except ImportError:
         job_id = await ctx.bus.enqueue("asterisk.apply", {"requested_by": author})
         return "written", f"asterisk.apply job {job_id} queued"
     try:
         result = await apply(ctx.settings)
     except (ApplyError, OSError, yamlfile.DataError) as exc:
-        job_id = await ctx.bus.enqueue("asterisk.apply", {"requested_by": author})
-        detail = "; ".join(exc.problems) if isinstance(exc, yamlfile.DataError) else str(exc)
-        return "failed", f"{detail} — asterisk.apply job {job_id} queued for a retry"
+        job_id = await ctx.bus.enqueue(APPLY_STREAM, {"requested_by": author})
+        return "failed", f"{error_text(exc)} — asterisk.apply job {job_id} queued for a retry"
     parts = [f"changed: {', '.join(result.changed) or '-'}", f"reloaded: {', '.join(result.reloaded) or '-'}"]
     if result.restart_needed:
         parts.append(f"restart needed for: {', '.join(result.restart_needed)}")
     if result.failed:
-        parts.append("reload failed: " + ", ".join(f"{m} ({why})" for m, why in result.failed.items()))
+        parts.append("reload failed: " + result.failures)
         return "failed", "; ".join(parts)
     return "applied", "; ".join(parts)
 

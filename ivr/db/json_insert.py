@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, DateTime, Dialect, Enum, Table, text
 from sqlalchemy.exc import DBAPIError
@@ -155,10 +155,7 @@ def _plain_enum(kind: Any) -> bool:
     return isinstance(kind, Enum) and members is not None and all(m.name == m.value for m in members)
 
 
-_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], JsonInsert] = {}
-
-
-_UPDATES: dict[tuple[str, str, str, tuple[str, ...]], JsonUpdate] = {}
+_CACHE: dict[tuple[Any, ...], _JsonRows] = {}  # (kind, back-end, table, arguments) -> statement
 
 
 def _dialect(executor: Executor) -> Dialect:
@@ -168,20 +165,19 @@ def _dialect(executor: Executor) -> Dialect:
 def json_update(executor: Executor, table: Table, key: str, columns: Sequence[str]) -> JsonUpdate:
     """The (cached) ``JsonUpdate`` for the executor's back-end."""
     dialect = _dialect(executor)
-    cache_key = (dialect.name, table.name, key, tuple(columns))
-    found = _UPDATES.get(cache_key)
+    cache_key = (JsonUpdate, dialect.name, table.name, key, tuple(columns))
+    found = _CACHE.get(cache_key)
     if found is None:
-        found = _UPDATES[cache_key] = JsonUpdate(dialect, table, key, columns)
-    return found
+        found = _CACHE[cache_key] = JsonUpdate(dialect, table, key, columns)
+    return cast(JsonUpdate, found)
 
 
 def json_insert(executor: Executor, table: Table, columns: Sequence[str], conflict: Sequence[str] = (),
                 returning: Sequence[str] = ()) -> JsonInsert:
     """The (cached) ``JsonInsert`` for the executor's back-end."""
     dialect = _dialect(executor)
-    key = (dialect.name, table.name, tuple(columns), tuple(conflict), tuple(returning))
-    found = _CACHE.get(key)
+    cache_key = (JsonInsert, dialect.name, table.name, tuple(columns), tuple(conflict), tuple(returning))
+    found = _CACHE.get(cache_key)
     if found is None:
-        found = _CACHE[key] = JsonInsert(dialect, table, columns, conflict, returning)
-    return found
-
+        found = _CACHE[cache_key] = JsonInsert(dialect, table, columns, conflict, returning)
+    return cast(JsonInsert, found)
