@@ -1,4 +1,4 @@
-"""The AGI protocol layer against real Asterisk 22 bytes (../shared/asterisk-captures).
+"""The AGI protocol layer against real Asterisk 22 bytes (tests/data/asterisk-captures).
 
 Every recorded FastAGI connection is replayed against our server chunk for chunk: the
 server sends the recorded commands through ``AgiStream`` and must get the same replies,
@@ -7,18 +7,15 @@ including the unsolicited HANGUP line, 511 on a dead channel, 520 usage blocks a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ivr.agi.captures import CaptureReplay, commands, connections, read_frames
 from ivr.agi.channel import AgiChannel
 from ivr.agi.protocol import AgiReply, parse_reply, quote
 from ivr.agi.server import FastAgiServer
+from tests.support.data import CAPTURES
 
-CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "asterisk-captures"
 LOGS = sorted(CAPTURES.glob("*/agi.log"))
-pytestmark = pytest.mark.skipif(not LOGS, reason=f"no Asterisk captures in {CAPTURES}")
 
 
 @pytest.mark.parametrize(("line", "expected"), [

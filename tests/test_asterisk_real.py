@@ -231,7 +231,7 @@ def korean_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
-# SIPp scenarios (adapted from /work/shared/asterisk-captures/sipp)
+# SIPp scenarios (adapted from tests/data/asterisk-captures/sipp)
 
 SDP = """v=0
       o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]

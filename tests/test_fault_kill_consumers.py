@@ -58,7 +58,7 @@ async def redis_ctx(settings: Settings) -> AsyncIterator[AppContext]:
     try:
         await bus.start()
     except OSError as exc:  # redis.ConnectionError is an OSError
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        pytest.fail(f"no Redis at {REDIS_URL} (make services starts it): {exc}")
     ctx = AppContext(settings, Database(settings.database_url), bus)
     try:
         yield ctx

@@ -29,7 +29,24 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _postgres_bin() -> Path | None:
+    """The server binaries (initdb, pg_ctl) of the newest installed PostgreSQL release: Debian
+    keeps each release in /usr/lib/postgresql/<major>/bin, off PATH; elsewhere they are on PATH."""
+    releases = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
+    if releases:
+        return max(releases, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+PG_BIN = _postgres_bin()
+
+
+def _pg_tool(name: str) -> str:
+    assert PG_BIN is not None, "own_postgres() checks for the binaries first"
+    return str(PG_BIN / name)
 REDIS_SERVER = shutil.which("redis-server")
 
 
@@ -85,7 +102,7 @@ class OwnRedis:
 
 
 class OwnPostgres:
-    """A PostgreSQL 15 cluster in a temporary folder (``fsync`` on, as in production)."""
+    """A PostgreSQL cluster (the newest installed release) in a temporary folder (``fsync`` on, as in production)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.port = folder, free_port()
@@ -107,15 +124,15 @@ class OwnPostgres:
             for parent in self.folder.parents:
                 if str(parent).startswith(tempfile.gettempdir()) and parent != Path(tempfile.gettempdir()):
                     os.chmod(parent, 0o755)
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        self._run(_pg_tool("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8")
 
     def start(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "30",
+        self._run(_pg_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "30",
                   "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start")
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+        self._run(_pg_tool("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
     def admin_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -133,7 +150,7 @@ def _tmp_folder(prefix: str) -> Path:
 @contextlib.contextmanager
 def own_redis() -> Iterator[OwnRedis]:
     if not REDIS_SERVER:
-        pytest.skip("redis-server is not installed (make services installs it)")
+        pytest.fail("redis-server is not installed (make services installs it)")
     folder = _tmp_folder("dasan-redis-")
     server = OwnRedis(folder)
     server.start()
@@ -146,8 +163,9 @@ def own_redis() -> Iterator[OwnRedis]:
 
 @contextlib.contextmanager
 def own_postgres() -> Iterator[OwnPostgres]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
+    if PG_BIN is None:
+        pytest.fail("PostgreSQL's initdb was found neither in /usr/lib/postgresql/*/bin nor on PATH "
+                    "(make services installs postgresql)")
     folder = _tmp_folder("dasan-pg-")
     server = OwnPostgres(folder / "cluster")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+from playwright import async_api as playwright_api
 
 from ivr.config import Settings
 from ivr.context import AppContext
@@ -20,8 +20,6 @@ from ivr.open311.testing import serve
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-playwright_api = pytest.importorskip("playwright.async_api", reason="playwright (Python) is not installed")
 
 
 async def frame_of(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
@@ -33,6 +31,7 @@ async def frame_of(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, 
 
 
 async def test_citizen_chats_in_a_real_browser_and_resumes_after_reload(settings: Settings, tmp_path: Path) -> None:
+    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM} (make services installs Debian's chromium)"
     ctx = await AppContext.create(settings, migrate=False)
     profile = tmp_path / "chromium-profile"
     try:

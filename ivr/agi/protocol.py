@@ -3,7 +3,7 @@
 Asterisk sends an environment block (``agi_key: value`` lines, a blank line ends it; it may
 arrive in several TCP chunks), then answers each command with one line
 ``200 result=N[ (data)][ endpos=N]``. The surprises this layer absorbs (see
-../shared/asterisk-captures/README.md):
+tests/data/asterisk-captures/README.md):
 
 - a bare ``HANGUP`` line, sent unsolicited when the caller hangs up, ahead of any reply;
 - ``100 result=0 Trying...`` before the real reply of a long EXEC (older versions);
