@@ -1,6 +1,6 @@
 """A load generator that plays Asterisk 22 to an AGI server: many calls, measured from our side.
 
-Each simulated call does what Asterisk does (see /work/shared/asterisk-captures/): it sends the
+Each simulated call does what Asterisk does (see tests/data/asterisk-captures/): it sends the
 AGI environment block in two chunks (LF only) and answers every command with the reply Asterisk
 22 gives. The replies are the project's own scripted caller's (``ivr.agi.caller``: keys from a
 script at GET DATA / STREAM FILE, variables it was told to set, ``HANGUP`` handling, ``510``

@@ -12,12 +12,12 @@ import argparse
 import asyncio
 import sys
 import uuid
-from pathlib import Path
 
 from ivr.ami.peer import AmiPeer
 from ivr.ami.protocol import event_messages, load_dialog, retarget, unsolicited_chunks
+from tests.support.data import CAPTURES
 
-CAPTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "asterisk-captures" / "answered" / "ami.dialog.log"
+CAPTURE = CAPTURES / "answered" / "ami.dialog.log"
 # Only what a running Asterisk sends per call (the login-time events are the session's own).
 _SESSION_EVENTS = (b"Event: SuccessfulAuth", b"Event: FullyBooted")
 

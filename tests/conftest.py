@@ -23,8 +23,6 @@ from ivr.db import Database
 PG_ADMIN = os.environ.get("DASAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PROJECT = Path(__file__).resolve().parent.parent
-SHARED = PROJECT.parent / "shared"
-CAPTURES = SHARED / "asterisk-captures"
 
 
 def _pg_url(name: str) -> str:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
-from ivr.ami.harness import CAPTURES, capture_chunks, index_of, rig, wait_for
+from ivr.ami.harness import capture_chunks, index_of, rig, wait_for
 from ivr.ami.metrics import current_metrics
 from ivr.bus import Bus, MemoryBus
 from ivr.config import Settings
 from ivr.db.models import Agent, Channel, Contact, ContactEvent, Recording
 from ivr.records import open_contact
-
-pytestmark = pytest.mark.skipif(not CAPTURES.exists(), reason=f"captures not found at {CAPTURES}")
 
 ANSWERED_ID = "1795593159.8"
 ABANDONED_ID = "1795593184.10"

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from test_fault_kit import ROOT
 
 from ivr.bus import MemoryBus
 from ivr.config import Settings
@@ -38,11 +37,11 @@ from ivr.db.models import Channel, Contact, Recording
 from ivr.recordings.store import import_file, layout_path, list_audio_files
 from ivr.records import open_contact
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker
+from tests.support.data import CAPTURED_WAV
 
-CAPTURED = ROOT.parent / "shared" / "asterisk-captures" / "answered" / "1795593159.8.wav"
+CAPTURED = CAPTURED_WAV
 DISK_BYTES = 220 * 1024
 
-pytestmark = pytest.mark.skipif(not CAPTURED.exists(), reason=f"captured recording not found at {CAPTURED}")
 
 
 @contextlib.contextmanager

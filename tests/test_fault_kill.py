@@ -22,6 +22,7 @@ from test_fault_redis import calls
 from ivr.ami.peer import AmiPeer
 from ivr.config import Settings
 from ivr.messaging.signatures import GENERIC_HEADER, generic_signature
+from tests.support.data import CAPTURED_WAV
 
 CALLS = 500
 SMS_SECRET = "fault-webhook-secret"
@@ -168,7 +169,7 @@ async def test_kill9_transcription_worker_mid_jobs(settings: Settings, tmp_path:
     from ivr.recordings.store import import_file, index_file
     from ivr.records import open_contact
 
-    captured = (ROOT.parent / "shared" / "asterisk-captures" / "answered" / "1795593159.8.wav").read_bytes()
+    captured = CAPTURED_WAV.read_bytes()
     # The first 2 s of the captured call (8 kHz 16-bit mono): short jobs keep the test bounded.
     data = captured[44 : 44 + 32000]
     short = tmp_path / "short.wav"

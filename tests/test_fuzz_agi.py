@@ -2,7 +2,7 @@
 
 The project's FastAGI server (``AgiService``: the IVR routes on the real menus, SQLite) runs
 on a real socket; a small driver in this file plays Asterisk 22 (environment block, replies as
-in /work/shared/asterisk-captures) but splits every write at byte positions hypothesis picks,
+in tests/data/asterisk-captures) but splits every write at byte positions hypothesis picks,
 or sends garbage, bare ``HANGUP`` lines, ``100 Trying`` and multi-line ``520`` replies.
 Properties: a call walked with the same digits ends the same way (QUEUE, IVR_RESULT) however
 its bytes are chunked; garbage ends only the call it arrives on (the server goes on and a

@@ -1,5 +1,5 @@
 """GeoReport v2 API over real HTTP: every endpoint, filter, format and error case, with the
-JSON answers validated against the published schemas (../shared/open311-georeport-v2/)."""
+JSON answers validated against the project's GeoReport v2 schemas (tests/data/open311/)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ from ivr.web.auth import create_user
 SERVICES = schema_validator("services.json")
 DEFINITION = schema_validator("service-definition.json")
 REQUESTS = schema_validator("requests.json")
+CREATED = schema_validator("created.json")
+TOKEN = schema_validator("token.json")
+ERRORS = schema_validator("errors.json")
+DISCOVERY = schema_validator("discovery.json")
 V2 = "/open311/v2"
 
 
@@ -55,6 +59,8 @@ class Api:
                 "long": "126.9780", **fields}
         status, _, doc = await self.post(f"{V2}/requests.{fmt}", data)
         assert status == 200, doc
+        if fmt == "json":
+            assert_valid(CREATED, doc)
         return doc
 
 
@@ -89,12 +95,14 @@ def errors_of(doc: Any) -> list[dict[str, Any]]:
         assert doc.tag == "errors"
         return [{"code": int(e.findtext("code") or 0), "description": e.findtext("description")} for e in doc]
     assert isinstance(doc, list) and doc and set(doc[0]) == {"code", "description"}
+    assert_valid(ERRORS, doc)
     return doc
 
 
 async def test_discovery_json_and_xml(api: Api) -> None:
     status, ctype, doc = await api.get(f"{V2}/discovery.json")
     assert status == 200 and ctype == "application/json; charset=utf-8"
+    assert_valid(DISCOVERY, doc)
     endpoint = doc["endpoints"][0]
     assert endpoint["specification"] == "http://wiki.open311.org/GeoReport_v2"
     assert endpoint["url"] == api.base + V2
@@ -207,6 +215,7 @@ async def test_batch_service_answers_with_token(api: Api) -> None:
     assert "service_request_id" not in created[0]
     token = created[0]["token"]
     status, _, doc = await api.get(f"{V2}/tokens/{token}.json")
+    assert_valid(TOKEN, doc)
     assert status == 200 and doc[0]["token"] == token and re.fullmatch(r"\d{12}", doc[0]["service_request_id"])
     _, _, got = await api.get(f"{V2}/requests/{doc[0]['service_request_id']}.json")
     assert_valid(REQUESTS, got)

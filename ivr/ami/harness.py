@@ -16,7 +16,7 @@ from ivr.config import PROJECT_ROOT, Settings
 from ivr.context import AppContext
 from ivr.db import Database
 
-CAPTURES = PROJECT_ROOT.parent / "shared" / "asterisk-captures"
+CAPTURES = PROJECT_ROOT / "tests" / "data" / "asterisk-captures"
 
 
 def capture_chunks(scenario: str, root: Path = CAPTURES) -> list[bytes]:

@@ -17,7 +17,7 @@ from referencing.jsonschema import DRAFT7
 from ivr.config import PROJECT_ROOT
 from ivr.context import AppContext
 
-SCHEMA_DIR = PROJECT_ROOT.parent / "shared" / "open311-georeport-v2"
+SCHEMA_DIR = PROJECT_ROOT / "tests" / "data" / "open311"
 
 
 def schema_validator(name: str) -> Draft7Validator:
