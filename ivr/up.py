@@ -17,20 +17,31 @@ GC_THRESHOLDS = (100_000, 20, 20)  # young-generation allocations, then collecti
 
 
 async def _first_admin(ctx: AppContext) -> str | None:
-    """On an empty database, create an admin account so the console can be opened at all."""
-    import secrets
+    """On an empty database, create an admin account so the console can be opened at all.
 
-    from sqlalchemy import func, select
+    Services started together (``dasan up --only ...`` each) race here: one statement inserts
+    the admin only while no user exists, and a concurrent twin's row makes it do nothing, so
+    exactly one process creates the account (and prints its password)."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from sqlalchemy import exists, literal, select
 
     from ivr.db.models import User
-    from ivr.web.auth import create_user
+    from ivr.records import insert_for
+    from ivr.web.auth import hash_password
 
-    async with ctx.db.session() as session:
-        if await session.scalar(select(func.count()).select_from(User)):
-            return None
     password = secrets.token_urlsafe(9)
-    await create_user(ctx, "admin", password, "admin", display_name="Administrator")
-    return password
+    users = User.__table__
+    row = select(literal("admin"), literal("Administrator"), literal(hash_password(password)), literal("admin"),
+                 literal("ko"), literal(True), literal(datetime.now(UTC))).where(~exists().select_from(users))
+    async with ctx.db.transaction() as session:
+        statement = (insert_for(session, users)
+                     .from_select(["username", "display_name", "password_hash", "role", "language", "active",
+                                   "created_at"], row)
+                     .on_conflict_do_nothing(index_elements=["username"]).returning(users.c.id))
+        created = (await session.execute(statement)).first()
+    return password if created is not None else None
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -9,6 +9,7 @@ import ivr.db.all_models  # noqa: F401  (registers every table on Base.metadata)
 from ivr.db.models import Base
 
 config = context.config
+MIGRATION_LOCK = 0x64617361  # "dasa": the advisory lock key of schema upgrades
 target_metadata = Base.metadata
 logging.getLogger("alembic").setLevel(logging.WARNING)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -38,6 +39,10 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Services started together on one empty database migrate one after the other: the
+            # second waits here, then finds the schema made (its upgrade has nothing to do).
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
 
 
