@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,25 +19,24 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from playwright import async_api as playwright_api
 from sqlalchemy import select
 
-from ivr.ami.harness import wait_for
-from ivr.ami.peer import AmiPeer
 from ivr.ami.service import AmiBridge
 from ivr.config import Settings
 from ivr.console.models import ConfigChange, QualityReview
-from ivr.console.testing import PASSWORD, Console, prepare_settings, serve_console
 from ivr.db.models import AuditLog, Contact
 from ivr.queues import load_queues
+from tests.support.ami_harness import wait_for
+from tests.support.ami_peer import AmiPeer
+from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 SHOTS = Path(os.environ.get("DASAN_SCREENSHOTS", "/tmp/dasan-console-shots"))
 
-pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-              pytest.mark.asyncio(loop_scope="module")]
-playwright_api = pytest.importorskip("playwright.async_api", reason="playwright (Python) is not installed")
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -50,6 +50,7 @@ async def chromium() -> AsyncIterator[Any]:
     """One Chromium for the module; each test gets its own browser context.
 
     ``launch`` gives Chromium a fresh temporary user-data dir (Playwright removes it on close)."""
+    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM} (make services installs Debian's chromium)"
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
@@ -201,7 +202,7 @@ async def test_agent_state_goes_through_the_real_ami_bridge(console: Console, br
 
 async def test_admin_changes_a_queue_and_sees_it_applied(console: Console, browser: Any) -> None:
     ctx = console.ctx
-    # Asterisk's side: an AMI server speaking Asterisk 22's protocol (ivr.ami.peer) answers the reloads.
+    # Asterisk's side: an AMI server speaking Asterisk 22's protocol (tests.support.ami_peer) answers the reloads.
     peer = AmiPeer(ctx.settings.ami.username, ctx.settings.ami.secret)
     ctx.settings.ami.port = await peer.start()
     try:

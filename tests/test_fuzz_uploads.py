@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, example, given
@@ -108,8 +107,9 @@ def test_mms_photos_fuzzed_through_the_webhook(settings: Settings, sqlite_url: s
     settings.sms.max_media_bytes = 1500
     everything_before = _files(tmp_path)
     with _loop_with(settings, sqlite_url) as (loop, base, _app, _ctx):
-        if not any(getattr(r.resource, "canonical", "") == "/webhooks/sms" for r in _app.router.routes()):
-            pytest.skip("the messaging webhooks are not registered in ivr.web.app.SETUPS")
+        # A route that disappeared is a failure, not a reason to fuzz nothing.
+        assert any(getattr(r.resource, "canonical", "") == "/webhooks/sms" for r in _app.router.routes()), \
+            "the messaging webhooks are not registered in ivr.web.app.SETUPS"
         http = loop.run_until_complete(_session())
 
         @hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -154,8 +154,8 @@ def test_prompt_uploads_fuzzed(settings: Settings, sqlite_url: str, tmp_path: Pa
     watch = tmp_path / "watch"  # where a traversal would land
     watch.mkdir()
     with _loop_with(settings, sqlite_url) as (loop, base, app, ctx):
-        if not any(getattr(r.resource, "canonical", "") == "/api/console/admin/prompts" for r in app.router.routes()):
-            pytest.skip("the console's prompt upload (/api/console/admin/prompts) is not registered in SETUPS")
+        assert any(getattr(r.resource, "canonical", "") == "/api/console/admin/prompts" for r in app.router.routes()), \
+            "the console's prompt upload (/api/console/admin/prompts) is not registered in SETUPS"
         loop.run_until_complete(create_user(ctx, "fuzz-admin", "fuzz-password-1", "admin"))
         http = loop.run_until_complete(_session())
 
