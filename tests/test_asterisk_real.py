@@ -42,10 +42,17 @@ DATA_DIRS = [Path("/var/lib/asterisk"), Path("/usr/share/asterisk")]
 pytestmark = [
     pytest.mark.asterisk,
     pytest.mark.skipif(ASTERISK is None, reason="no `asterisk` binary on PATH: install Asterisk 20/22 to run the real-Asterisk tests"),
-    pytest.mark.skipif(SIPP is None or SIPP_PCAPS is None,
-                       reason="SIPp with its RFC 2833 DTMF pcaps (Debian package sip-tester) is not installed"),
     pytest.mark.timeout(120),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _installable_tools() -> None:
+    """Asterisk is the one tool allowed to be missing; the rest are installable and must be here."""
+    if SIPP is None or SIPP_PCAPS is None:
+        pytest.fail("SIPp with its RFC 2833 DTMF pcaps (Debian package sip-tester) is not installed")
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.fail("espeak-ng and sox are needed to make the IVR's prompts (make debs-run)")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -220,8 +227,6 @@ def korean_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ivr.engine.runtime import load_checked
     from ivr.prompts import synthesize
 
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("espeak-ng and sox are needed to make the IVR's prompts")
     sounds = tmp_path_factory.mktemp("sounds")
     defaults = Settings()
     menus, _queues = load_checked(defaults.agi.menus_dir, defaults.queues_dir)
