@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ivr import sitetime
 from ivr.bus import Bus, create_bus
 from ivr.config import Settings
 from ivr.db import Database
@@ -17,6 +18,7 @@ class AppContext:
 
     @classmethod
     async def create(cls, settings: Settings, migrate: bool = True) -> AppContext:
+        sitetime.use(settings.timezone)  # tracking numbers and recording folders use the site's day
         db = Database(settings.database_url, echo=settings.database.echo)
         if migrate:
             await db.aupgrade()

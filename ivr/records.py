@@ -18,6 +18,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ivr import sitetime
 from ivr.db.database import Executor, among, dialect_name
 from ivr.db.json_insert import json_insert
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
@@ -81,15 +82,14 @@ async def get_or_create_citizen(
 
 
 def new_tracking_number(now: datetime | None = None) -> str:
-    """A tracking number a caller can key in: YYMMDD + 6 random digits (12 digits)."""
-    now = now or datetime.now(UTC)
-    return now.strftime("%y%m%d") + f"{secrets.randbelow(10**6):06d}"
+    """A tracking number a caller can key in: YYMMDD (the site's day) + 6 random digits (12 digits)."""
+    return sitetime.local(now).strftime("%y%m%d") + f"{secrets.randbelow(10**6):06d}"
 
 
 def tracking_numbers(count: int, now: datetime | None = None) -> list[str]:
     """``count`` tracking numbers like ``new_tracking_number``'s, from one draw of the system's
     randomness (a batch of contacts asks the kernel once, not once a number)."""
-    prefix = (now or datetime.now(UTC)).strftime("%y%m%d")
+    prefix = sitetime.local(now).strftime("%y%m%d")
     raw = secrets.token_bytes(8 * count)  # 64 bits a number: the bias of "% 10**6" is nil
     return [prefix + f"{int.from_bytes(raw[i : i + 8]) % 10**6:06d}" for i in range(0, 8 * count, 8)]
 

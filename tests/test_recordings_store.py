@@ -31,11 +31,11 @@ def _wav(path: Path, seconds: float = 1.0, channels: int = 1) -> Path:
 
 
 def test_layout_is_date_and_call_id() -> None:
-    when = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)
-    assert layout_path("1795593159.8", when) == "2026/11/25/1795593159.8.wav"
-    # The date is the UTC day, whatever zone the time came in.
+    when = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)  # 08:30 on the 26th in Seoul, the site's zone
+    assert layout_path("1795593159.8", when) == "2026/11/26/1795593159.8.wav"
+    # The date is the site's day, whatever zone the time came in.
     kst = when.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Seoul"))
-    assert layout_path("1795593159.8", kst) == "2026/11/25/1795593159.8.wav"
+    assert layout_path("1795593159.8", kst) == "2026/11/26/1795593159.8.wav"
     for bad in ("../etc/passwd", "a/b", "", ".hidden"):
         with pytest.raises(StoreError):
             layout_path(bad, when)

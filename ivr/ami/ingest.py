@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ivr import sitetime
 from ivr.ami.models import AgentState, LiveCall
 from ivr.db.json_insert import JsonInsert
 from ivr.db.models import Agent, Contact, ContactEvent, Recording
@@ -465,7 +466,7 @@ class Ingester:
             if not recorded:
                 continue
             if not path:  # the layout of docs/contracts.md
-                path = str((self.recordings_dir or Path("recordings")) / now.strftime("%Y/%m/%d") / f"{f.linkedid}.wav")
+                path = str((self.recordings_dir or Path("recordings")) / sitetime.local(now).strftime("%Y/%m/%d") / f"{f.linkedid}.wav")
             job = {"path": path, "call_id": f.linkedid, "contact_id": contact_id}
             jobs[f"ami:recording_finished:{uniqueid}"] = job
             self.recorded.discard(uniqueid)

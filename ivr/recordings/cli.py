@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ivr import sitetime
 from ivr.cli import with_context as _with_context
 
 
@@ -54,7 +55,9 @@ def _import(args: argparse.Namespace) -> int:
 
     async def run(ctx: Any) -> int:
         root = ctx.settings.recordings.dir
-        started = datetime.fromisoformat(args.date).replace(tzinfo=UTC) if args.date else None
+        # a bare date is the site's day (noon: clear of any zone's midnight)
+        started = (datetime.fromisoformat(args.date).replace(hour=12, tzinfo=sitetime.zone()) if args.date
+                   else None)
         try:
             target = import_file(root, Path(args.file), call_id=args.call_id, started=started)
         except (StoreError, FileNotFoundError) as exc:

@@ -1,7 +1,8 @@
 """The recordings store: layout on disk, the index in the database, integrity checks.
 
 Layout (docs/contracts.md; MixMonitor writes it): ``<recordings.dir>/YYYY/MM/DD/<call id>.wav``
-where the date is the call's start (UTC) and the call id is Asterisk's Linkedid, which is also
+where the date is the call's start in the site's time zone (``timezone:``, as the dialplan's
+``STRFTIME(${EPOCH},${SITE_TZ},...)``) and the call id is Asterisk's Linkedid, which is also
 ``contacts.call_id``. ``recordings.path`` holds the path relative to the store, so the store
 can move. Each indexed file gets its size, SHA-256, format, channels, rate and duration; the
 integrity check re-reads the file and compares.
@@ -21,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ivr import sitetime
 from ivr.db.models import Contact, Recording
 from ivr.speech.audio import AudioError, decode
 
@@ -41,10 +43,10 @@ def sha256_file(path: Path) -> str:
 
 
 def layout_path(call_id: str, started: datetime, suffix: str = ".wav") -> str:
-    """``YYYY/MM/DD/<call id><suffix>`` (relative), the date taken in UTC."""
+    """``YYYY/MM/DD/<call id><suffix>`` (relative), the date the site's (``ivr.sitetime``)."""
     if not _CALL_ID.match(call_id):
         raise StoreError(f"call id {call_id!r}: letters, digits, '.', '_' and '-' only / 잘못된 통화 ID")
-    day = (started if started.tzinfo else started.replace(tzinfo=UTC)).astimezone(UTC)
+    day = sitetime.local(started)
     return f"{day:%Y/%m/%d}/{call_id}{suffix}"
 
 
