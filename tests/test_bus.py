@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ivr.bus import Bus
+from ivr.bus.base import Job
+from ivr.bus.redis import RedisBus
+from tests.support.waiting import eventually
 
 
 async def test_publish_reaches_every_subscriber(bus: Bus) -> None:
@@ -44,30 +48,57 @@ async def test_unacked_job_is_claimed_by_another_consumer(bus: Bus) -> None:
     assert job.deliveries == 1
     assert await bus.pending("jobs.c", "g") == 1
     assert await bus.claim_stale("jobs.c", "g", "rescuer", min_idle=5) == []  # not stale yet
-    await asyncio.sleep(0.3)
-    [claimed] = await bus.claim_stale("jobs.c", "g", "rescuer", min_idle=0.2)
+    [claimed] = await _claimed_once_stale(bus, "jobs.c", "rescuer", min_idle=0.2)
     assert claimed.id == job.id and claimed.data == {"n": 1} and claimed.deliveries == 2
     await bus.ack(claimed, "g")
     assert await bus.pending("jobs.c", "g") == 0
     assert await bus.consume("jobs.c", "g", "rescuer", block=0.2) == []
 
 
-async def test_consume_waits_for_a_new_job(bus: Bus) -> None:
-    async def later() -> None:
-        await asyncio.sleep(0.2)
-        await bus.enqueue("jobs.w", {"late": True})
+async def _claimed_once_stale(bus: Bus, stream: str, consumer: str, min_idle: float) -> list[Job]:
+    """Ask until the pending job has been idle ``min_idle`` (time passing is the event here)."""
+    return await eventually(lambda: bus.claim_stale(stream, "g", consumer, min_idle=min_idle),
+                            f"a job of {stream} idle {min_idle} s", interval=min_idle / 4)
 
-    task = asyncio.create_task(later())
-    jobs = await bus.consume("jobs.w", "g", "w", block=3)
-    await task
+
+async def _blocked_readers(bus: Bus) -> int:
+    if not isinstance(bus, RedisBus):
+        return 0
+    clients = await bus.redis.client_list()
+    return sum(1 for c in clients if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", ""))
+
+
+async def _one_more_blocked(bus: Bus, before: int) -> None:
+    """Until one more client waits inside XREADGROUP (Redis) than ``before``; the memory bus
+    blocks without I/O, within one turn of the loop."""
+    if isinstance(bus, RedisBus):
+        await eventually(lambda: _blocked_readers_above(bus, before), "a consumer blocked in XREADGROUP")
+    else:
+        await asyncio.sleep(0)
+
+
+async def _blocked_readers_above(bus: Bus, before: int) -> bool:
+    return await _blocked_readers(bus) > before
+
+
+async def test_consume_waits_for_a_new_job(bus: Bus) -> None:
+    assert await bus.consume("jobs.w", "g", "probe", block=0.05) == []  # the stream is empty
+    before = await _blocked_readers(bus)
+    waiting = asyncio.create_task(bus.consume("jobs.w", "g", "w", block=30))
+    await _one_more_blocked(bus, before)
+    assert not waiting.done()
+    await bus.enqueue("jobs.w", {"late": True})
+    jobs = await waiting
     assert [j.data for j in jobs] == [{"late": True}]
 
 
 async def test_touch_keeps_a_long_job_from_being_claimed(bus: Bus) -> None:
     await bus.enqueue("jobs.long", {"n": 1})
     [job] = await bus.consume("jobs.long", "g", "busy", block=1)
-    await asyncio.sleep(0.3)
+    delivered_by = time.monotonic()
+    # Once the job has been idle over a second, anyone could claim it, unless it is touched.
+    await asyncio.sleep(max(0.0, delivered_by + 1.2 - time.monotonic()))
     await bus.touch(job, "g", "busy")
-    assert await bus.claim_stale("jobs.long", "g", "other", min_idle=0.25) == []
-    await asyncio.sleep(0.3)
-    assert [j.id for j in await bus.claim_stale("jobs.long", "g", "other", min_idle=0.25)] == [job.id]
+    assert await bus.claim_stale("jobs.long", "g", "other", min_idle=1.0) == []
+    # Untouched from now on, it becomes claimable again.
+    assert [j.id for j in await _claimed_once_stale(bus, "jobs.long", "other", min_idle=1.0)] == [job.id]
