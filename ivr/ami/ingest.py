@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import sitetime
 from ivr.ami.models import AgentState, LiveCall
 from ivr.db.json_insert import JsonInsert
-from ivr.db.models import Agent, Contact, ContactEvent, Recording
+from ivr.db.models import Agent, Channel, Contact, ContactEvent, Recording
 from ivr.records import NewCall, ensure_call_contacts, insert_for, normalize_phone
 
 log = logging.getLogger("dasan.ami.ingest")
@@ -52,11 +52,19 @@ _IDENTITY: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "Hangup": ("hangup", (), False),
     "Cdr": ("cdr", ("DestinationChannel", "StartTime", "AnswerTime", "EndTime", "Disposition"), False),
 }
+# UserEvent(<name>,...) of the rendered dialplan -> timeline kind (identity: the name, once per channel).
+USER_EVENTS = {
+    "DasanFallback": ("ivr_fallback", True),  # the IVR failed or decided nothing: queued by the dialplan
+    "DasanSurvey": ("survey_dialplan", False),  # the survey digit the dialplan read while the IVR was away
+}
+# The outcome of a call that ended unseen (the bridge or the IVR away); weaker than any
+# other outcome, so a later Cdr (or the IVR's own write) replaces it.
+UNOBSERVED = "unobserved"
 MEMBER_EVENTS = {
     "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
     "QueueMemberPenalty", "QueueMember",
 }
-_READ = frozenset(_IDENTITY) | MEMBER_EVENTS | {"Reload"}
+_READ = frozenset(_IDENTITY) | MEMBER_EVENTS | {"Reload", "UserEvent"}
 
 
 def wanted_event(name: str, raw: str) -> bool:
@@ -67,6 +75,8 @@ def wanted_event(name: str, raw: str) -> bool:
     """
     if name == "VarSet":
         return "\r\nVariable: MIXMONITOR_FILENAME" in raw
+    if name == "UserEvent":
+        return "\r\nUserEvent: Dasan" in raw
     return name in _READ
 
 
@@ -126,6 +136,8 @@ def _fact(event: dict[str, str]) -> Fact | None:
                 {"path": event["Value"], "uniqueid": event.get("Uniqueid", "")},
             )
         return None
+    if name == "UserEvent":
+        return _user_fact(event)
     spec = _IDENTITY.get(name)
     if spec is None:
         return None
@@ -155,8 +167,24 @@ def _fact(event: dict[str, str]) -> Fact | None:
     elif name == "Cdr":
         data = {k: event.get(k, "") for k in (
             "Source", "Destination", "Channel", "DestinationChannel", "LastApplication", "LastData", "StartTime",
-            "AnswerTime", "EndTime", "Duration", "BillableSeconds", "Disposition", "UniqueID")}
+            "AnswerTime", "EndTime", "Duration", "BillableSeconds", "Disposition", "UniqueID", "UserField")}
     return Fact(linkedid, kind, external_id(event, fields), creates, event, data)
+
+
+def _user_fact(event: dict[str, str]) -> Fact | None:
+    """UserEvent(DasanFallback|DasanSurvey,...) from the dialplan; the channel's Linkedid is the call."""
+    spec = USER_EVENTS.get(event.get("UserEvent", ""))
+    linkedid = event.get("Linkedid", "")
+    if spec is None or not linkedid:
+        return None
+    kind, creates = spec
+    data: dict[str, Any] = {"channel": event.get("Channel", ""), "uniqueid": event.get("Uniqueid", "")}
+    if kind == "survey_dialplan":
+        score = _int(event.get("Score"), 0)
+        data["score"] = score if 1 <= score <= 5 else None
+    else:
+        data["agi_status"] = event.get("AgiStatus", "")
+    return Fact(linkedid, kind, external_id(event, ("UserEvent",)), creates, event, data)
 
 
 @dataclass(frozen=True)
@@ -209,6 +237,12 @@ class _Updates:
         if value is not None:
             self.ops.setdefault(contact_id, {}).setdefault(column, ("first", value))
 
+    def over_unobserved(self, contact_id: int, column: str, value: Any) -> None:
+        """Fill an empty or ``unobserved`` outcome (a Cdr after a gap); a 'set' in this batch wins."""
+        columns = self.ops.setdefault(contact_id, {})
+        if columns.get(column, ("first",))[0] == "first":
+            columns[column] = ("over", value)
+
     async def execute(self, session: AsyncSession, now: datetime) -> None:
         # Contacts changed the same way (same columns, same modes) share one executemany.
         groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
@@ -221,9 +255,19 @@ class _Updates:
             values: dict[str, Any] = {"updated_at": bindparam("_now")}
             for column, mode in signature:
                 value: Any = bindparam(f"_v_{column}")
-                values[column] = value if mode == "set" else func.coalesce(table.c[column], value)
+                if mode == "set":
+                    values[column] = value
+                elif mode == "over":
+                    values[column] = _fill_outcome(table.c[column], value)
+                else:
+                    values[column] = func.coalesce(table.c[column], value)
             stmt = update(table).where(table.c.id == bindparam("_cid")).values(values)
             await session.execute(stmt, rows)
+
+
+def _fill_outcome(column: Any, value: Any) -> Any:
+    """``value`` where the outcome is empty or ``unobserved``; any other outcome stays."""
+    return case((or_(column.is_(None), column == UNOBSERVED), value), else_=column)
 
 
 class _LivePlan:
@@ -409,8 +453,16 @@ class Ingester:
             elif name == "Hangup":
                 if ev.get("Uniqueid") == f.linkedid:
                     updates.first(contact_id, "ended_at", now)
+                    # The call is over: never left without an outcome (a Cdr may still say how).
+                    updates.first(contact_id, "outcome", UNOBSERVED)
                     live.delete(f.linkedid)
                 hangups.append((f, contact_id))
+            elif name == "Cdr":
+                await self._complete_from_cdr(session, updates, contact_id, f.data)
+            elif f.kind == "ivr_fallback":
+                updates.set(contact_id, "ivr_fallback", True)
+            elif f.kind == "survey_dialplan":
+                updates.first(contact_id, "satisfaction", f.data.get("score"))  # the IVR's own store wins
         await updates.execute(session, now)
         await live.execute(session, now)
         if self._recording_rows:
@@ -418,6 +470,26 @@ class Ingester:
             await statements.recordings.execute(session, rows_)
         if hangups:
             await self._recordings_finished(session, hangups, now, effects)
+
+    async def _complete_from_cdr(self, session: AsyncSession, updates: _Updates, contact_id: int,
+                                 cdr: dict[str, Any]) -> None:
+        """What a Cdr says about the call, for contacts whose queue events were missed (the
+        bridge was away between the queue and the hang-up): only empty (or ``unobserved``)
+        columns are filled, the queue events' exact values win. Talk time from a Cdr is the
+        caller leg's billable seconds: an upper bound (the IVR and the wait are in it)."""
+        if "fallback" in (cdr.get("UserField") or ""):
+            updates.set(contact_id, "ivr_fallback", True)
+        destination = cdr.get("DestinationChannel") or ""
+        queued = cdr.get("LastApplication") == "Queue"
+        if destination and cdr.get("Disposition") == "ANSWERED":
+            agent_id = await self._agent_id(session, destination.rsplit("-", 1)[0])  # PJSIP/agent1001-0000009
+            if agent_id is not None or queued:
+                updates.over_unobserved(contact_id, "outcome", "answered")
+                updates.first(contact_id, "agent_id", agent_id)
+                updates.first(contact_id, "talk_seconds", float(_int(cdr.get("BillableSeconds"))))
+        elif not destination and queued:
+            updates.over_unobserved(contact_id, "outcome", "abandoned")
+            updates.first(contact_id, "hangup_side", "caller")
 
     def _screenpop(self, f: Fact, contact_id: int, citizen_id: int | None, kind: str) -> dict[str, Any]:
         ev = f.event
@@ -575,13 +647,25 @@ class Snapshot:
     members: list[dict[str, str]]
     entries: list[dict[str, str]]
     channels: list[dict[str, str]]
+    taken_at: datetime | None = None  # just before CoreShowChannels was asked
+
+
+# Voice contacts without an outcome whose channels are gone at a resync are closed as
+# ``unobserved``; only those started this long before the channel list (a call that began
+# after the list was taken is not in it) and not older than the look-back.
+ORPHAN_SLACK = timedelta(seconds=2)
+ORPHAN_LOOKBACK = timedelta(days=1)
+MESSAGE_CHANNELS = (Channel.sms, Channel.mms, Channel.chat, Channel.sns)  # threads, not calls
 
 
 async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapshot, now: datetime | None = None) -> Effects:
     """Make the live tables match Asterisk after a gap in the event stream.
 
     Calls we thought were live whose channels are gone ended while we were away: they get
-    ``ended_at`` (if still empty) and a ``gap_ended`` timeline row. Callers waiting now are
+    ``ended_at`` (if still empty), an outcome (``answered`` if we saw the agent connect, else
+    ``unobserved``; a Cdr that still arrives replaces it) and a ``gap_ended`` timeline row; so
+    do recent voice contacts without an outcome that we never saw live (their whole call fell
+    into the gap, e.g. the IVR wrote them while the bridge was down). Callers waiting now are
     (re)inserted with their real wait (``Wait`` of QueueEntry); agents' queue memberships are
     replaced by what Asterisk reports.
     """
@@ -590,19 +674,31 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
     linked = {c.get("Uniqueid", ""): c.get("Linkedid") or c.get("Uniqueid", "") for c in snap.channels}
     alive = set(linked.values())
     previous = (await session.execute(select(LiveCall))).scalars().all()
+    gone: dict[str, tuple[int, str]] = {}  # linkedid -> (contact, outcome)
     for call in previous:
         if call.linkedid not in alive and call.contact_id is not None:
-            await session.execute(
-                update(Contact).where(Contact.id == call.contact_id)
-                .values(ended_at=func.coalesce(Contact.ended_at, now), updated_at=now)
-            )
-            await session.execute(
-                insert_for(session, ContactEvent.__table__).values(
-                    contact_id=call.contact_id, kind="gap_ended", source="ami",
-                    external_id=f"ami:gap_ended:{call.linkedid}", data={"note": "ended while AMI was disconnected"},
-                    at=now,
-                ).on_conflict_do_nothing(index_elements=["external_id"])
-            )
+            gone[call.linkedid] = (call.contact_id, "answered" if call.state == "connected" else UNOBSERVED)
+    taken = snap.taken_at or now
+    orphans = await session.execute(select(Contact.call_id, Contact.id).where(
+        Contact.channel.not_in(MESSAGE_CHANNELS), Contact.outcome.is_(None), Contact.call_id.is_not(None),
+        Contact.started_at > taken - ORPHAN_LOOKBACK, Contact.started_at < taken - ORPHAN_SLACK))
+    for call_id, contact_id in orphans:
+        if call_id not in alive:
+            gone.setdefault(str(call_id), (contact_id, UNOBSERVED))
+    contact_table: Any = Contact.__table__
+    for linkedid, (contact_id, outcome) in sorted(gone.items(), key=lambda g: g[1][0]):  # row-lock order
+        await session.execute(
+            update(contact_table).where(contact_table.c.id == contact_id)
+            .values(ended_at=func.coalesce(contact_table.c.ended_at, now),
+                    outcome=_fill_outcome(contact_table.c.outcome, outcome), updated_at=now)
+        )
+        await session.execute(
+            insert_for(session, ContactEvent.__table__).values(
+                contact_id=contact_id, kind="gap_ended", source="ami",
+                external_id=f"ami:gap_ended:{linkedid}", data={"note": "ended while AMI was disconnected"},
+                at=now,
+            ).on_conflict_do_nothing(index_elements=["external_id"])
+        )
     await session.execute(delete(LiveCall))
     # Callers waiting now, and callers in Queue() already bridged to an agent.
     facts: list[Fact] = []

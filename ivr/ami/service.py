@@ -102,6 +102,7 @@ class AmiBridge:
         while True:
             try:
                 status = await self.conn.send_list({"Action": "QueueStatus"}, timeout=30)
+                taken = datetime.now(UTC)
                 channels = await self.conn.send_list({"Action": "CoreShowChannels"}, timeout=30)
                 break
             except Exception as exc:
@@ -115,6 +116,7 @@ class AmiBridge:
             members=[e for e in status if e.get("Event") == "QueueMember"],
             entries=[e for e in status if e.get("Event") == "QueueEntry"],
             channels=[e for e in channels if e.get("Event") == "CoreShowChannel"],
+            taken_at=taken,
         )
         # In the event queue, so it is applied in order with the events around it.
         self.conn.events.append(_Resync(snap))  # type: ignore[arg-type]

@@ -185,7 +185,19 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         "ami_permit": ast.ami_permit,
         "agents": agents,
         "queues": queues,
+        "survey": survey_view(settings),
     }
+
+
+def survey_view(settings: Settings) -> dict[str, Any]:
+    """The IVR's survey prompts and timing (ivr/menus/main.yaml): the dialplan asks the same
+    question itself when the survey AGI could not run."""
+    from ivr.engine.menu import load_menus
+    from ivr.engine.runtime import MENU_FILE
+
+    menus = load_menus(settings.agi.menus_dir / MENU_FILE)
+    return {"question": menus.sound("survey-question"), "thanks": menus.sound("survey-thanks"),
+            "timeout": max(1, round(menus.timeout_seconds)), "tries": menus.max_failures}
 
 
 def environment() -> jinja2.Environment:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -184,8 +185,13 @@ class Contact(Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     wait_seconds: Mapped[float | None] = mapped_column(Float)
     talk_seconds: Mapped[float | None] = mapped_column(Float)
-    # answered | abandoned | self_service | night | callback | ivr_hangup | fallback
+    # answered | abandoned | self_service | night_* | ivr_hangup | unobserved. ``unobserved``:
+    # the call ended while neither the IVR nor the AMI bridge could see how (a later Cdr
+    # replaces it); ``ivr_fallback`` below says the caller met a dead or undecided IVR.
     outcome: Mapped[str | None] = mapped_column(String(20))
+    # The dialplan's fallback queued the caller (IVR down or undecided): UserEvent DasanFallback
+    # or the Cdr's UserField, stored by the AMI bridge; reports count callers who met a dead IVR.
+    ivr_fallback: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     hangup_side: Mapped[str | None] = mapped_column(String(20))  # caller | agent | system
     category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id", ondelete="SET NULL"))
     notes: Mapped[str] = mapped_column(Text, default="")
