@@ -7,7 +7,8 @@ configuration comes from ``DASAN_CONFIG`` / ``DASAN__...`` as for every dasan co
 pyst2 reads the environment and sends the commands; this file adds what pyst2 lacks for
 Asterisk 22: the unsolicited ``HANGUP`` line and ``511`` on a dead channel end the call cleanly
 instead of desynchronising the conversation, and arguments are quoted (pyst2 sends an empty
-escape-digit list as nothing at all, which shifts the next argument into its place).
+escape-digit list as nothing at all, which shifts the next argument into its place) with
+``ivr.agi.wire`` (line breaks refused, as res_agi.c reads quotes and backslashes).
 Note: with the in-process bus (``bus.backend: memory``) an SMS night route's job cannot
 leave this short-lived process; use the Redis bus with process AGI.
 """
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 
 from asterisk.agi import AGI, AGIAppError, AGIException, AGIHangup
 
-from ivr.agi.protocol import quote
+from ivr.agi.wire import agi_arg, agi_line, agi_word
 from ivr.engine.channel import ChannelHangup
 
 
@@ -47,6 +48,11 @@ class Agi22(AGI):  # type: ignore[misc]
         self.reader = _PushbackReader(stdin)
         self.hung_up = False
         super().__init__(stdin=self.reader, stdout=stdout, stderr=open(os.devnull, "w"))
+
+    def send_command(self, command: str, *args: Any) -> None:
+        # pyst2 joins the arguments as they are: the line is checked before it is written.
+        agi_line(" ".join([command, *map(str, args)]))
+        super().send_command(command, *args)
 
     def get_result(self, stdin: Any = None) -> Any:
         while True:
@@ -95,13 +101,13 @@ class PystChannel:
         self._result("ANSWER")
 
     async def play(self, prompt: str, escape: str = "") -> str:
-        result = self._media("STREAM FILE", prompt, quote(escape))
+        result = self._media("STREAM FILE", agi_arg(prompt), agi_arg(escape))
         return chr(int(result)) if result not in ("", "0") and result.lstrip("-").isdigit() else ""
 
     async def read_digits(self, prompt: str, timeout: float, max_digits: int) -> str:
         ms = str(int(timeout * 1000))
         try:
-            return self._result("GET DATA", prompt or "silence/1", ms, str(max_digits))
+            return self._result("GET DATA", agi_arg(prompt or "silence/1"), ms, str(int(max_digits)))
         except AGIAppError:  # -1: a hang-up, or (Asterisk 22) a missing prompt file
             if self.agi.hung_up:
                 raise ChannelHangup("caller hung up") from None
@@ -128,10 +134,10 @@ class PystChannel:
             self._media("SAY ALPHA", clean, '""')
 
     async def set_variable(self, name: str, value: str) -> None:
-        self._result("SET VARIABLE", name, quote(value))
+        self._result("SET VARIABLE", agi_word(name), agi_arg(value))
 
     async def get_variable(self, name: str) -> str:
-        reply = self._run(lambda: self.agi.execute("GET FULL VARIABLE", f"${{{name}}}"))
+        reply = self._run(lambda: self.agi.execute("GET FULL VARIABLE", f"${{{agi_word(name)}}}"))
         code, data = reply["result"]
         return str(data) if code == "1" else ""
 
@@ -139,7 +145,7 @@ class PystChannel:
         self._result("HANGUP")
 
     async def verbose(self, message: str, level: int = 1) -> None:
-        self._result("VERBOSE", quote(message), str(level))
+        self._result("VERBOSE", agi_arg(" ".join(message.replace("\x00", " ").splitlines())), str(int(level)))
 
 
 async def run(route: str, channel: PystChannel) -> int:

@@ -26,18 +26,19 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ivr.agi.wire import parse_args
+
 DEAD = b"511 Command Not Permitted on a dead channel or intercept routine\n"
 # Commands Asterisk still runs on a dead channel (res_agi "dead" flag).
 DEAD_OK = ("GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "VERBOSE")
-_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
 _VAR = re.compile(r"\$\{([^}]*)\}")
 _EPOCH = int(time.time())
 _SEQUENCE = itertools.count(1)
 
 
 def split_args(text: str) -> list[str]:
-    return [(m[1].replace('\\"', '"').replace("\\\\", "\\") if m[1] is not None else m[2])
-            for m in _ARG.finditer(text)]
+    """The arguments as Asterisk reads them (res_agi.c parse_args)."""
+    return parse_args(text)
 
 
 def environment(route: str = "main", language: str = "ko", callerid: str = "01012345678",

@@ -1,15 +1,25 @@
-"""``Channel`` over an AGI stream: the real Asterisk commands, hang-up aware."""
+"""``Channel`` over an AGI stream: the real Asterisk commands, hang-up aware.
+
+Sound names and values are sent through ``ivr.agi.wire.agi_arg`` (quoted as res_agi.c reads
+them, line breaks refused), names and numbers through ``agi_word``.
+"""
 
 from __future__ import annotations
 
 import logging
 import string
 
-from ivr.agi.protocol import AgiDisconnected, AgiError, AgiReply, AgiStream, AgiTimeout, quote
+from ivr.agi.protocol import AgiDisconnected, AgiError, AgiReply, AgiStream, AgiTimeout
+from ivr.agi.wire import agi_arg, agi_word
 from ivr.engine.channel import ChannelHangup
 
 log = logging.getLogger("dasan.agi")
 _SAFE_ALPHA = set(string.ascii_letters + string.digits)
+
+
+def _one_line(message: str) -> str:
+    """A log message for VERBOSE: line breaks become spaces (it is only logged)."""
+    return " ".join(message.replace("\x00", " ").splitlines())
 
 
 class AgiChannel:
@@ -49,11 +59,11 @@ class AgiChannel:
         await self._send("ANSWER")
 
     async def play(self, prompt: str, escape: str = "") -> str:
-        reply = await self._media(f"STREAM FILE {prompt} {quote(escape)}")
+        reply = await self._media(f"STREAM FILE {agi_arg(prompt)} {agi_arg(escape)}")
         return chr(reply.value) if reply.value > 0 else ""
 
     async def read_digits(self, prompt: str, timeout: float, max_digits: int) -> str:
-        reply = await self._send(f"GET DATA {prompt or 'silence/1'} {int(timeout * 1000)} {max_digits}")
+        reply = await self._send(f"GET DATA {agi_arg(prompt or 'silence/1')} {int(timeout * 1000)} {int(max_digits)}")
         if reply.result != "-1":
             return reply.result
         if self.stream.hung_up:
@@ -86,14 +96,14 @@ class AgiChannel:
             await self._media(f'SAY ALPHA {clean} ""')
 
     async def set_variable(self, name: str, value: str) -> None:
-        await self._send(f"SET VARIABLE {name} {quote(value)}")
+        await self._send(f"SET VARIABLE {agi_word(name)} {agi_arg(value)}")
 
     async def get_variable(self, name: str) -> str:
-        reply = await self._send(f"GET FULL VARIABLE ${{{name}}}")
+        reply = await self._send(f"GET FULL VARIABLE ${{{agi_word(name)}}}")
         return reply.data or "" if reply.result == "1" else ""
 
     async def hangup(self) -> None:
         await self._send("HANGUP")
 
     async def verbose(self, message: str, level: int = 1) -> None:
-        await self._send(f"VERBOSE {quote(message)} {level}")
+        await self._send(f"VERBOSE {agi_arg(_one_line(message))} {int(level)}")

@@ -23,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import cast
 
+from ivr.agi.wire import agi_arg, agi_line
+
 # One reply: code, result, optional "(data)" and the rest (endpos=..., etc.).
 # Codes are 100-999 in ASCII digits ("\d" alone would take "000" or another script's digits).
 _REPLY = re.compile(r"^([1-9]\d\d)(?: result=(-?[0-9*#A-D]*))?(?: \((.*)\))?(?: endpos=(-?\d+))?(.*)$", re.S | re.ASCII)
@@ -83,10 +85,8 @@ def parse_reply(line: str) -> AgiReply:
     return AgiReply(int(code), result or "", data, int(endpos) if endpos else None, rest.strip())
 
 
-def quote(arg: str) -> str:
-    """An argument for an AGI command: quoted, with quotes and backslashes escaped, one line."""
-    clean = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
-    return f'"{clean}"'
+# An argument for an AGI command: quoted and escaped as res_agi.c reads it; CR/LF/NUL refused.
+quote = agi_arg
 
 
 class AgiStream(asyncio.Protocol):
@@ -205,7 +205,7 @@ class AgiStream(asyncio.Protocol):
         transport = self.transport
         if self._ended is not None or transport is None or transport.is_closing():
             raise self._ended or AgiDisconnected("connection closed")
-        transport.write(text.encode() + b"\n")
+        transport.write(agi_line(text).encode() + b"\n")  # a line break would be a second command
         while True:
             raw = self._next(self.timeout)
             if not isinstance(raw, bytes):

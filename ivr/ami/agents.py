@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 from ivr.ami.connection import AmiConnection, AmiError, ok
 from ivr.ami.ingest import extension_of
 from ivr.ami.models import AgentState
+from ivr.ami.wire import UnsafeAmiValue, ami_value
 from ivr.db import Database
 from ivr.db.models import Agent, AgentSkill, Skill
 from ivr.queues import AgentDef, QueueConfig
@@ -91,6 +92,8 @@ class AgentControl:
     async def _action(self, action: dict[str, Any], *accept: str) -> Any:
         try:
             response = await self.conn.send(action)
+        except UnsafeAmiValue as exc:  # refused at the wire: nothing was sent
+            raise AgentCommandError(str(exc)) from exc
         except (ConnectionError, TimeoutError) as exc:
             raise AgentCommandError(f"Asterisk not reachable / Asterisk 연결 안 됨: {exc}") from exc
         if not ok(response, *accept):
@@ -137,7 +140,10 @@ class AgentControl:
         a = self.agent(username)
         action = {"Action": "QueuePause", "Interface": f"PJSIP/{a.extension}", "Paused": "true"}
         if reason:
-            action["Reason"] = reason
+            try:  # checked before anything is sent or remembered (the wire refuses it too)
+                action["Reason"] = ami_value(reason, "reason")
+            except UnsafeAmiValue as exc:
+                raise AgentCommandError(str(exc)) from None
         await self._action(action)
         await self._remember(username, paused=True, reason=reason)
         return CommandResult(username, "pause", sorted(a.skills), f"paused ({reason or '-'}) / 일시 중지했습니다")

@@ -13,6 +13,7 @@ collection) and patched where it does not fit a bridge that must not lose or cor
   instead and the caller decides (agent state and callbacks are re-applied from the DB).
 - ``Action.multi`` treats "Added interface to queue" as the start of a list, so a plain
   ``QueueAdd`` future never resolves; ``send`` passes ``as_list=False`` for single replies.
+- It writes header values as they are: every action passes ``ivr.ami.wire`` (no CR/LF/NUL).
 - Its pinger never checks the reply; ``_keepalive`` closes a connection whose Ping times out.
 - Events are dispatched by calling handlers directly (coroutines become unordered tasks);
   here every event goes, in order, into one queue that the ingester drains, and reading
@@ -31,8 +32,9 @@ from collections.abc import Callable
 from typing import Any
 
 from panoramisk import Manager
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
+
+from ivr.ami.wire import SafeAmiProtocol
 
 log = logging.getLogger("dasan.ami")
 
@@ -40,7 +42,7 @@ log = logging.getLogger("dasan.ami")
 LIST_ACTIONS = {"queuestatus", "coreshowchannels", "queuesummary", "status"}
 
 
-class _Utf8Protocol(AMIProtocol):  # type: ignore[misc]
+class _Utf8Protocol(SafeAmiProtocol):
     """Incremental UTF-8 decoding, and a fast path for plain events (no ActionID).
 
     Responses and event-list items still go through panoramisk (``handle_message``) so its

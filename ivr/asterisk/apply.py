@@ -17,6 +17,7 @@ from typing import Any
 
 from panoramisk import Manager
 
+from ivr.ami.wire import SafeAmiProtocol
 from ivr.asterisk.render import FILES, render, write
 from ivr.config import Settings
 
@@ -129,7 +130,8 @@ class AmiSession:
     def __init__(self, host: str, port: int, username: str, secret: str, timeout: float = 10.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self.manager = Manager(host=host, port=port, username=username, secret=secret, events="off",
-                               ping_delay=3600, ping_interval=3600, reconnect_timeout=3600)
+                               ping_delay=3600, ping_interval=3600, reconnect_timeout=3600,
+                               protocol_factory=SafeAmiProtocol)
 
     async def __aenter__(self) -> AmiSession:
         loop = asyncio.get_running_loop()

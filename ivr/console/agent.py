@@ -23,6 +23,7 @@ from ivr.db.models import Agent, Category, Channel, Citizen, Contact, Message
 from ivr.records import earlier_contacts, record_event
 from ivr.search import search_text
 from ivr.web.auth import current_user, requires
+from ivr.web.origin import check_websocket_origin
 
 ACTIONS = ("login", "logout", "pause", "unpause")
 RESOLUTIONS = ("answered", "transferred", "callback", "unresolved")
@@ -56,6 +57,8 @@ async def get_state(request: web.Request) -> web.Response:
 @requires("agent", "supervisor")
 async def post_state(request: web.Request) -> web.Response:
     """POST /api/console/agent/state {"action": login|logout|pause|unpause, "reason"?}."""
+    from ivr.ami.wire import UnsafeAmiValue, ami_value
+
     body = await json_body(request)
     action = body.get("action")
     if action not in ACTIONS:
@@ -63,6 +66,10 @@ async def post_state(request: web.Request) -> web.Response:
     command: dict[str, Any] = {"action": action, "username": username(request)}
     if action == "pause":
         reason = str(body.get("reason") or "").strip()[:200]
+        try:  # the reason travels in an AMI header: a line break there would be a new action
+            ami_value(reason, "reason")
+        except UnsafeAmiValue as exc:
+            raise bad(str(exc)) from None
         if reason:
             command["reason"] = reason
     job_id = await ctx_of(request).bus.enqueue("agent.commands", command)
@@ -192,6 +199,7 @@ async def knowledge(request: web.Request) -> web.Response:
 async def agent_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket /ws/console/agent: my screen-pops and my queue state, as the AMI bridge publishes them."""
     me = username(request)
+    check_websocket_origin(request, ctx_of(request).settings)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     bus = ctx_of(request).bus

@@ -1,0 +1,52 @@
+"""The one gate every AMI action passes on its way to Asterisk.
+
+AMI is ``Key: Value`` lines ended by CRLF, a blank line ends an action (manager.c reads a line
+up to CR/LF). panoramisk writes header values as they are, so a CR or LF inside a value (a
+pause reason, a phone number) starts a new header or a whole new action that runs with the
+bridge's privileges; a NUL ends Asterisk's C string early. ``SafeAmiProtocol.send`` is where
+panoramisk turns an action into bytes: every action of every connection the project opens
+(the bridge's ``AmiConnection`` and ``dasan asterisk apply``'s session, the Login included)
+goes through :func:`check_action` there, so no caller can bypass it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from panoramisk.ami_protocol import AMIProtocol
+
+# A header name: what Asterisk's actions use (letters, digits, '-', '_', '(' and ')' in some
+# Variable names are values, not keys). Anything else could smuggle ': ' or a line break.
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_UNSAFE = re.compile(r"[\r\n\x00]")
+
+
+class UnsafeAmiValue(ValueError):
+    """A value holds CR, LF or NUL, which would add a header or an action on the AMI wire."""
+
+
+def ami_value(value: Any, key: str = "value") -> str:
+    """``value`` as the text of one header, or ``UnsafeAmiValue`` if it would break the line."""
+    text = value if isinstance(value, str) else str(value)
+    if _UNSAFE.search(text):
+        raise UnsafeAmiValue(f"{key}: line breaks and NUL are not allowed / 줄바꿈과 NUL 문자는 쓸 수 없습니다")
+    return text
+
+
+def check_action(action: Mapping[str, Any]) -> None:
+    """Refuse an action whose keys or values would add lines; lists are repeated headers."""
+    for key, value in action.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise UnsafeAmiValue(f"AMI header name {key!r} is not a plain name")
+        for item in value if isinstance(value, list | tuple) else (value,):
+            ami_value(item, key)
+
+
+class SafeAmiProtocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol with every action checked before it is written."""
+
+    def send(self, data: Any, as_list: bool | None = False) -> Any:
+        check_action(data)
+        return super().send(data, as_list=as_list)
