@@ -38,9 +38,12 @@ def test_parse_reply(line: str, expected: AgiReply) -> None:
     assert parse_reply(line) == expected
 
 
-def test_quote_keeps_one_line() -> None:
-    assert quote('say "hi"\nnow') == '"say \\"hi\\" now"'
+def test_quote_escapes_and_refuses_line_breaks() -> None:
+    assert quote('say "hi" now') == '"say \\"hi\\" now"'
     assert quote("0123456789#*") == '"0123456789#*"'
+    for bad in ('say "hi"\nnow', "a\rb", "a\x00b"):
+        with pytest.raises(ValueError, match="line breaks"):  # ivr.agi.wire.UnsafeAgiValue
+            quote(bad)
 
 
 def test_framed_captures_parse_exactly() -> None:
