@@ -16,7 +16,7 @@ from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,6 +24,30 @@ from ivr import yamlfile
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAME = r"^[a-z][a-z0-9-]{1,39}$"
+# Values written into Asterisk's files and dialplan are plain names: a ']' in a section name
+# makes a template, '/' or '..' in a music class leaves its folder, '${' is evaluated.
+CLASS_NAME = r"^[a-z0-9_-]{1,40}$"  # music-on-hold classes
+LANGUAGE = r"^[a-z]{2,3}(?:_[A-Z]{2})?$"  # Asterisk sound languages (ko, en, pt_BR)
+TIMEZONE = re.compile(r"^[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(value: str) -> str:
+    """Free text written into a configuration file (a comment, a caller-ID name): one line."""
+    if _CONTROL.search(value):
+        raise ValueError("line breaks and control characters are not allowed")
+    return value
+
+
+def time_zone(value: str) -> str:
+    """An IANA time zone name that exists (it is written into the dialplan's [globals])."""
+    if not TIMEZONE.match(value):
+        raise ValueError(f"{value[:60]!r} is not a time zone name (e.g. Asia/Seoul)")
+    try:
+        ZoneInfo(value)
+    except (ValueError, OSError, ZoneInfoNotFoundError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Seoul)") from None
+    return value
 _RANGE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
 
@@ -54,7 +78,7 @@ class NightRoute(_Strict):
 class Queue(_Strict):
     name: str = ""
     description: str = ""
-    language: str = "ko"
+    language: str = Field("ko", pattern=LANGUAGE)
     skill: str | None = None  # defaults to the queue name
     strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear", "wrandom"] | None = None
     timeout: int | None = Field(None, ge=1)  # seconds an agent's phone rings
@@ -62,7 +86,7 @@ class Queue(_Strict):
     max_wait_seconds: int | None = Field(None, ge=10)
     announce_position: bool | None = None
     announce_frequency: int | None = Field(None, ge=0)
-    musicclass: str | None = None
+    musicclass: str | None = Field(None, pattern=CLASS_NAME)
     hours: str = "always"  # a schedule name
     night_route: NightRoute = Field(default_factory=NightRoute)
     overflow: Overflow | None = None
@@ -73,11 +97,12 @@ class Queue(_Strict):
 class Defaults(_Strict):
     strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear", "wrandom"] = "rrmemory"
     timeout: int = Field(15, ge=1)
+    _one_line = field_validator("description")(one_line)
     wrapup_seconds: int = Field(10, ge=0)
     max_wait_seconds: int = Field(1800, ge=10)
     announce_position: bool = True
     announce_frequency: int = Field(60, ge=0)
-    musicclass: str = "default"
+    musicclass: str = Field("default", pattern=CLASS_NAME)
     service_level_seconds: int = Field(20, ge=1)
 
 
@@ -127,7 +152,9 @@ class AgentDef(_Strict):
     name: str
     extension: str = Field(pattern=r"^[A-Za-z0-9_-]{2,40}$")  # PJSIP endpoint name
     secret: str = Field(min_length=8)  # SIP password
-    language: str = "ko"
+    language: str = Field("ko", pattern=LANGUAGE)
+
+    _one_line = field_validator("name", "secret")(one_line)
     skills: dict[str, int] = Field(default_factory=dict)  # queue -> proficiency 1..5
 
     @field_validator("skills")
@@ -170,6 +197,8 @@ class QueueConfig(_Strict):
                 if queue not in self.queues:
                     problems.append(f"agent {agent.username}: unknown queue {queue!r}")
             for key in (agent.username, agent.extension):
+    _tz = field_validator("timezone")(time_zone)
+
                 if key in seen:
                     problems.append(f"agent {agent.username}: duplicate {key!r}")
                 seen.add(key)

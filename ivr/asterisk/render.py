@@ -3,13 +3,17 @@
 The templates are plain Jinja2 files in ``asterisk_conf/`` (pjsip, manager, queues, ...) and
 ``dialplan/`` (extensions.conf), named ``<file>.j2``. Every value written into a file passes
 through :func:`conf_value`, so a newline or a stray ``;`` in a name or password cannot change
-the meaning of the configuration: it is refused (newlines) or escaped (``;``).
+the meaning of the configuration: it is refused (newlines) or escaped (``;``). Names that reach
+section headers, the dialplan or ``[globals]`` are plain names (checked when queues/agents/menus
+load, and the settings here), the time zone exists, and a display name inside callerid's
+quotes is escaped (:func:`callerid_name`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +113,45 @@ def _check_networks(label: str, values: list[str]) -> None:
 def queue_views(q: QueueConfig) -> list[QueueView]:
     views = []
     for name, queue in q.queues.items():
+# Settings written where Asterisk evaluates or parses them: [globals] (IVR_HOST, RECORDINGS_DIR
+# are expanded at load and in every Set/AGI), a manager.conf section name, a music folder.
+_HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
+_PATH = re.compile(r"^/?[A-Za-z0-9_.+-]+(?:/[A-Za-z0-9_.+-]+)*/?$")
+_SECTION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _check_plain(settings: Settings, q: QueueConfig) -> None:
+    """Refuse values that would be evaluated (``${``, ``$[``) or change a file's structure."""
+    from ivr.queues import CLASS_NAME, time_zone  # also checked when queues.yaml loads
+
+    ast = settings.asterisk
+    checks: list[tuple[str, str, re.Pattern[str]]] = [
+        ("ami.username", settings.ami.username, _SECTION),
+        ("asterisk.ivr_host", ast.ivr_host or "", re.compile(r"^$|" + _HOST.pattern)),
+        ("agi.host", settings.agi.host, _HOST),
+        ("recordings.dir", str(settings.recordings.dir.resolve()), _PATH),
+        ("asterisk.moh_dir", str(ast.moh_dir), _PATH),
+    ]
+    for label, value, pattern in checks:
+        if not pattern.match(value) or ".." in value.split("/"):
+            raise RenderError(f"{label}: {value[:80]!r} has characters Asterisk would read as syntax "
+                              "(allowed: letters, digits, '.', '_', '-', '/')")
+    try:
+        time_zone(q.timezone)
+        for name in q.queues:
+            musicclass = str(q.setting(name, "musicclass"))
+            if not re.match(CLASS_NAME, musicclass):
+                raise ValueError(f"queues.{name}.musicclass: {musicclass!r} is not a class name ([a-z0-9_-])")
+    except ValueError as exc:
+        raise RenderError(str(exc)) from None
+
+
+def callerid_name(name: str) -> str:
+    """A display name inside callerid's quotes: main/callerid.c strips the quotes and
+    ast_unescape_quoted takes each backslash as an escape, so quotes and backslashes are escaped."""
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
         rules = sorted((r.after_seconds, r.max_penalty) for r in queue.penalty_rules)
         # With rules, a caller is first offered to the best-skilled agents (penalty 0-1:
         # proficiency 4-5); each rule then widens the circle.
@@ -159,6 +202,7 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
     for number in ast.inbound_numbers:
         if not number or not all(c.isalnum() or c in "+*#" for c in number):
             raise RenderError(f"asterisk.inbound_numbers: {number!r} is not a dialable number")
+    _check_plain(settings, q)
     agents = agent_views(q)
     if any(a.extension in ("trunk", "anonymous") for a in agents):
         raise RenderError("agents.yaml: 'trunk' and 'anonymous' are reserved endpoint names")
@@ -201,7 +245,7 @@ def survey_view(settings: Settings) -> dict[str, Any]:
 
 
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),
         undefined=jinja2.StrictUndefined,
         finalize=conf_value,
@@ -218,6 +262,8 @@ def render(settings: Settings, q: QueueConfig | None = None) -> dict[str, str]:
     Raises :class:`RenderError` (or ``DataError`` for the YAML files) naming what is wrong.
     """
     if q is None:
+    env.filters["callerid_name"] = callerid_name
+    return env
         q = load_queues(settings.queues_dir)
     env = environment()
     values = context(settings, q)

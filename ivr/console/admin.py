@@ -78,13 +78,26 @@ def validate(ctx: AppContext, key: str, text: str) -> list[str]:
                 folder = queues_dir if other in ("queues", "agents") else menus_dir
                 (folder / path.name).write_text(content, encoding="utf-8")
         try:
-            load_queues(queues_dir)
-            problems = _check_menus(menus_dir, queues_dir)
+            qconf = load_queues(queues_dir)
+            problems = _check_menus(menus_dir, queues_dir) or _render_problems(ctx, qconf)
         except yamlfile.DataError as exc:
             problems = list(exc.problems)
         except (OSError, ValueError) as exc:
             problems = [str(exc)]
         return [p.replace(f"{queues_dir}/", "").replace(f"{menus_dir}/", "") for p in problems]
+
+
+def _render_problems(ctx: AppContext, qconf: QueueConfig) -> list[str]:
+    """What Asterisk's files could not be rendered from (a value that is not a plain name...)."""
+    try:
+        from ivr.asterisk.render import RenderError, render
+    except ImportError:  # Asterisk's part is not installed here
+        return []
+    try:
+        render(ctx.settings, qconf)
+    except RenderError as exc:
+        return [str(exc)]
+    return []
 
 
 def _check_menus(menus_dir: Path, queues_dir: Path) -> list[str]:
@@ -138,7 +151,7 @@ async def apply_to_asterisk(ctx: AppContext, author: str) -> tuple[str, str]:
         return "written", f"asterisk.apply job {job_id} queued"
     try:
         result = await apply(ctx.settings)
-    except (ApplyError, OSError, yamlfile.DataError) as exc:
+    except (ApplyError, OSError, ValueError) as exc:  # DataError, RenderError are ValueErrors
         job_id = await ctx.bus.enqueue(APPLY_STREAM, {"requested_by": author})
         return "failed", f"{error_text(exc)} — asterisk.apply job {job_id} queued for a retry"
     parts = [f"changed: {', '.join(result.changed) or '-'}", f"reloaded: {', '.join(result.reloaded) or '-'}"]

@@ -25,6 +25,12 @@ from ivr import yamlfile
 
 LANGUAGES = ("ko", "en", "zh", "ja", "vi", "mn")
 PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,60}$")
+# What reaches Asterisk as a sound name, a variable the dialplan reads or a queue: plain names.
+# A sound folder is a relative path of such names ('..' and absolute paths cannot be written).
+SOUND_FOLDER = r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$"
+QUEUE_NAME = r"^[a-z][a-z0-9-]{1,39}$"  # ivr.queues.NAME
+TOPIC = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+QueueName = Annotated[str, Field(pattern=QUEUE_NAME)]
 DIGITS = set("0123456789*#")
 HANGUP = "hangup"
 
@@ -70,8 +76,8 @@ class MenuNode(_Strict):
 
 class QueueNode(_Strict):
     kind: Literal["queue"]
-    topic: str
-    queue: str | None = None  # default: the queue of the caller's language
+    topic: str = Field(pattern=TOPIC)
+    queue: QueueName | None = None  # default: the queue of the caller's language
     prompt: list[str] = Field(default_factory=list)  # said before the transfer
 
     _p = field_validator("prompt", mode="before")(_prompts)
@@ -79,7 +85,7 @@ class QueueNode(_Strict):
 
 class AnswerNode(_Strict):
     kind: Literal["answer"]
-    topic: str | None = None
+    topic: str | None = Field(None, pattern=TOPIC)
     prompt: PromptList
     then: str = HANGUP
 
@@ -88,7 +94,7 @@ class AnswerNode(_Strict):
 
 class LookupNode(_Strict):
     kind: Literal["lookup"]
-    topic: str | None = None
+    topic: str | None = Field(None, pattern=TOPIC)
     prompt: PromptList
     handler: str
     max_digits: int = Field(20, ge=1, le=40)
@@ -104,11 +110,11 @@ Node = Annotated[MenuNode | QueueNode | AnswerNode | LookupNode, Field(discrimin
 class MenuSet(_Strict):
     languages: list[str] = Field(default_factory=lambda: list(LANGUAGES))
     start: str = "main"
-    sound_folder: str = "dasan"
+    sound_folder: str = Field("dasan", pattern=SOUND_FOLDER)
     timeout_seconds: float = Field(5.0, gt=0)
     max_failures: int = Field(3, ge=1)
     on_failure: str
-    queues: dict[str, str]  # language -> queue
+    queues: dict[str, QueueName]  # language -> queue
     prompts: dict[str, dict[str, str]]
     night_sms: dict[str, str] = Field(default_factory=dict)  # SMS body per language (night route sms)
     nodes: dict[str, Node]
@@ -149,6 +155,9 @@ def _check(menus: MenuSet, located: yamlfile.Located) -> list[str]:
     for name, texts in menus.prompts.items():
         if not PROMPT_NAME.match(name):
             err(("prompts", name), "prompt names are lower-case letters, digits, '-' and '_'")
+        for lang in texts:  # a one-language prompt is played from that language's folder
+            if lang not in LANGUAGES:
+                err(("prompts", name, lang), f"unknown language {lang!r} (expected one of {', '.join(LANGUAGES)})")
         if len(texts) == 1 and len(menus.languages) > 1:
             continue  # one-language prompt (e.g. "For English press 1" in the language menu)
         for lang in menus.languages:
