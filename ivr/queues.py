@@ -80,6 +80,7 @@ class Queue(_Strict):
     description: str = ""
     language: str = Field("ko", pattern=LANGUAGE)
     skill: str | None = None  # defaults to the queue name
+    _one_line = field_validator("description")(one_line)
     strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear", "wrandom"] | None = None
     timeout: int | None = Field(None, ge=1)  # seconds an agent's phone rings
     wrapup_seconds: int | None = Field(None, ge=0)
@@ -97,7 +98,6 @@ class Queue(_Strict):
 class Defaults(_Strict):
     strategy: Literal["ringall", "leastrecent", "fewestcalls", "random", "rrmemory", "linear", "wrandom"] = "rrmemory"
     timeout: int = Field(15, ge=1)
-    _one_line = field_validator("description")(one_line)
     wrapup_seconds: int = Field(10, ge=0)
     max_wait_seconds: int = Field(1800, ge=10)
     announce_position: bool = True
@@ -178,6 +178,8 @@ class QueueConfig(_Strict):
     agents: list[AgentDef] = Field(default_factory=list)
     timezone: str = "Asia/Seoul"
 
+    _tz = field_validator("timezone")(time_zone)
+
     @model_validator(mode="after")
     def _check_refs(self) -> QueueConfig:
         problems = []
@@ -197,8 +199,6 @@ class QueueConfig(_Strict):
                 if queue not in self.queues:
                     problems.append(f"agent {agent.username}: unknown queue {queue!r}")
             for key in (agent.username, agent.extension):
-    _tz = field_validator("timezone")(time_zone)
-
                 if key in seen:
                     problems.append(f"agent {agent.username}: duplicate {key!r}")
                 seen.add(key)

@@ -110,9 +110,6 @@ def _check_networks(label: str, values: list[str]) -> None:
             raise RenderError(f"{label}: {value!r} is not an address or network (e.g. 203.0.113.5/32)") from None
 
 
-def queue_views(q: QueueConfig) -> list[QueueView]:
-    views = []
-    for name, queue in q.queues.items():
 # Settings written where Asterisk evaluates or parses them: [globals] (IVR_HOST, RECORDINGS_DIR
 # are expanded at load and in every Set/AGI), a manager.conf section name, a music folder.
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
@@ -152,6 +149,9 @@ def callerid_name(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def queue_views(q: QueueConfig) -> list[QueueView]:
+    views = []
+    for name, queue in q.queues.items():
         rules = sorted((r.after_seconds, r.max_penalty) for r in queue.penalty_rules)
         # With rules, a caller is first offered to the best-skilled agents (penalty 0-1:
         # proficiency 4-5); each rule then widens the circle.
@@ -199,10 +199,10 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         raise RenderError(f"asterisk.rtp_start ({ast.rtp_start}) must be below asterisk.rtp_end ({ast.rtp_end})")
     _check_networks("asterisk.trunk_match", ast.trunk_match)
     _check_networks("asterisk.ami_permit", ast.ami_permit)
+    _check_plain(settings, q)
     for number in ast.inbound_numbers:
         if not number or not all(c.isalnum() or c in "+*#" for c in number):
             raise RenderError(f"asterisk.inbound_numbers: {number!r} is not a dialable number")
-    _check_plain(settings, q)
     agents = agent_views(q)
     if any(a.extension in ("trunk", "anonymous") for a in agents):
         raise RenderError("agents.yaml: 'trunk' and 'anonymous' are reserved endpoint names")
@@ -254,6 +254,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
+    env.filters["callerid_name"] = callerid_name
+    return env
 
 
 def render(settings: Settings, q: QueueConfig | None = None) -> dict[str, str]:
@@ -262,8 +264,6 @@ def render(settings: Settings, q: QueueConfig | None = None) -> dict[str, str]:
     Raises :class:`RenderError` (or ``DataError`` for the YAML files) naming what is wrong.
     """
     if q is None:
-    env.filters["callerid_name"] = callerid_name
-    return env
         q = load_queues(settings.queues_dir)
     env = environment()
     values = context(settings, q)
