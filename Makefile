@@ -6,11 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages: what `make run` needs, and what the tests need on top.
-RUN_DEBS := ffmpeg espeak-ng sox libsox-fmt-all
+RUN_DEBS := ffmpeg espeak-ng sox libsox-fmt-all nodejs
 TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester baresip chromium chromium-driver fonts-noto-cjk
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv debs-run debs-test services bench clean
+.PHONY: run test lint venv debs-run debs-test services bench clean jssip
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/ensure-debs.sh python3-venv
@@ -21,6 +21,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# JsSIP (pinned in package-lock.json) bundled for the browser; the app serves it, no CDN.
+# nodesource's nodejs carries npm; Debian's needs the npm package too.
+JSSIP := build/vendor/jssip.min.js
+$(JSSIP): package.json package-lock.json
+	@command -v npm >/dev/null || scripts/ensure-debs.sh nodejs npm
+	npm ci --no-audit --no-fund
+	npm run build
+
+jssip: $(JSSIP)
+
 debs-run:
 	@scripts/ensure-debs.sh $(RUN_DEBS)
 
@@ -30,18 +40,18 @@ debs-test:
 services: debs-test
 	@scripts/ensure-services.sh
 
-run: $(STAMP) debs-run
+run: $(STAMP) debs-run $(JSSIP)
 	$(VENV)/bin/dasan up
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ivr tests $(wildcard agi_scripts bench)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) services lint
+test: $(STAMP) services lint $(JSSIP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) services
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache node_modules build/vendor

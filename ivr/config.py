@@ -117,6 +117,51 @@ class SmsSettings(Section):
     # no URL messages are only recorded in the outbox (sites without a gateway).
     outbound_url: str = ""
     twilio_account_sid: str = ""
+VideoCodec = Literal["vp8", "h264"]  # passed through, never transcoded
+AudioCodec = Literal["ulaw", "alaw"]  # G.711: codec_opus is a binary download, not built offline
+
+
+class WebrtcSettings(Section):
+    """Calls from browsers: citizens' /call page and the agents' console softphone (docs/webrtc.md)."""
+
+    enabled: bool = False
+    # Asterisk's HTTP server carries SIP over WebSocket at /ws. Plain ws is for loopback (tests,
+    # a TLS-terminating proxy in front); browsers elsewhere need wss (tls_* below).
+    http_bind: str = "127.0.0.1"
+    http_port: int = Field(8088, ge=1, le=65535)
+    tls: bool = False
+    tls_bind: str = "0.0.0.0"
+    tls_port: int = Field(8089, ge=1, le=65535)
+    tls_cert_file: Path | None = None
+    tls_private_key: Path | None = None
+    # What browsers connect to; empty: ws://http_bind:http_port/ws (wss://... with tls).
+    ws_url: str = ""
+    # SIP domain the browsers use in their URIs (any name: Asterisk matches endpoints by user).
+    sip_domain: str = "dasan.invalid"
+    # STUN/TURN for ICE, "host:port". Asterisk uses them for its own candidates; browsers get
+    # them as iceServers. TURN credentials: a static user/password, or coturn's shared secret
+    # (use-auth-secret) for short-lived ones minted per session.
+    stun_server: str = ""
+    turn_server: str = ""
+    turn_username: str = ""
+    turn_password: str = ""
+    turn_secret: str = ""
+    # Citizens' calls use a pool of endpoints per kind whose passwords are set per session.
+    video_slots: int = Field(30, ge=1, le=500)
+    voice_slots: int = Field(30, ge=1, le=500)
+    video_queue: str = "sign-video"
+    # Seconds a minted credential may start its call (it is good for one call).
+    credential_ttl_seconds: int = Field(120, ge=10, le=3600)
+    # Credentials one client address may mint per minute.
+    mint_per_minute: int = Field(6, ge=1)
+    # Seconds the /call page's one-time form token stays valid.
+    page_token_ttl_seconds: int = Field(1800, ge=30)
+    # Agents (usernames in queues/agents.yaml) whose endpoint is the console's WebRTC softphone.
+    softphone_agents: list[str] = Field(default_factory=list)
+    video_codecs: list[VideoCodec] = Field(default_factory=lambda: list[VideoCodec](["vp8", "h264"]))
+    audio_codecs: list[AudioCodec] = Field(default_factory=lambda: list[AudioCodec](["ulaw", "alaw"]))
+
+
     twilio_api_base: str = "https://api.twilio.com"
     max_media_bytes: int = Field(5 * 1024 * 1024, gt=0)
     max_media_per_message: int = Field(10, ge=1)
@@ -155,6 +200,7 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str], located: yamlfile.
         if not keys:
             continue
         node = data
+    webrtc: WebrtcSettings = Field(default_factory=WebrtcSettings)
         for key in keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):

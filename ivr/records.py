@@ -116,6 +116,7 @@ class NewCall:
     call_id: str
     phone: str = ""
     language: str = "ko"
+    channel: str = Channel.voice.value  # video / web_voice for browser calls (ivr.webrtc.slots)
 
 
 async def ensure_call_contacts(
@@ -142,7 +143,7 @@ async def ensure_call_contacts(
             rows = await session.execute(select(Citizen.identity, Citizen.id).where(
                 Citizen.identity_kind == "phone", among(session, Citizen.identity, part)))
             citizens.update({str(identity): citizen_id for identity, citizen_id in rows})
-    new = [{"channel": Channel.voice.value, "status": ContactStatus.open.value, "call_id": call.call_id,
+    new = [{"channel": call.channel, "status": ContactStatus.open.value, "call_id": call.call_id,
              "citizen_id": citizens.get(call.phone), "started_at": now, "updated_at": now,
              "language": call.language, "ivr_path": "", "notes": ""} for call in wanted.values()]
     for call_id, (contact_id, citizen_id, _number) in (await insert_contacts(session, new, "call_id", now)).items():

@@ -186,7 +186,7 @@ def test_cli_render_writes_the_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     config.write_text("agi:\n  port: 4999\n")
     assert cli.main(["--config", str(config), "asterisk", "render", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert f"12 files in {tmp_path / 'out'}" in out
+    assert f"{len(FILES)} files in {tmp_path / 'out'}" in out
     assert "IVR_HOST=127.0.0.1:4999" in (tmp_path / "out" / "extensions.conf").read_text()
 
 

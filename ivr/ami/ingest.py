@@ -30,7 +30,8 @@ from ivr import sitetime
 from ivr.ami.models import AgentState, LiveCall
 from ivr.db.json_insert import JsonInsert
 from ivr.db.models import Agent, Channel, Contact, ContactEvent, Recording
-from ivr.records import NewCall, ensure_call_contacts, insert_for, normalize_phone
+from ivr.records import NewCall, ensure_call_contacts, insert_for, lock_contacts, normalize_phone
+from ivr.webrtc.slots import contact_channel
 
 log = logging.getLogger("dasan.ami.ingest")
 
@@ -372,7 +373,8 @@ class Ingester:
             if f.creates and calls.get(f.linkedid) is None:
                 number = normalize_phone(f.event.get("CallerIDNum", "") or "")
                 calls[f.linkedid] = NewCall(f.linkedid, number if len(number.lstrip("+")) >= 3 else "",
-                                            (f.event.get("Language") or "ko")[:8])
+                                            (f.event.get("Language") or "ko")[:8],
+                                            contact_channel(f.event.get("Channel", "")))
             else:
                 calls.setdefault(f.linkedid, None)
         found = await ensure_call_contacts(session, [c for c in calls.values() if c is not None], now)

@@ -26,6 +26,8 @@ RELOAD_MODULE: dict[str, str | None] = {
     "modules.conf": None,
     "logger.conf": "logger",
     "rtp.conf": "res_rtp_asterisk.so",
+    "http.conf": "http",
+    "sorcery.conf": None,  # read once at start-up
     "cdr.conf": "cdr",
     "cdr_manager.conf": "cdr_manager.so",
     "cel.conf": "cel",

@@ -23,6 +23,7 @@ import jinja2
 
 from ivr.config import PROJECT_ROOT, Settings
 from ivr.queues import QueueConfig, load_queues
+from ivr.webrtc.asterisk_view import WebrtcConfigError, webrtc_context
 from ivr.yamlfile import DataError
 
 TEMPLATE_DIRS = (PROJECT_ROOT / "asterisk_conf", PROJECT_ROOT / "dialplan")
@@ -32,6 +33,8 @@ FILES: dict[str, str] = {
     "modules.conf": "modules.conf.j2",
     "logger.conf": "logger.conf.j2",
     "rtp.conf": "rtp.conf.j2",
+    "http.conf": "http.conf.j2",
+    "sorcery.conf": "sorcery.conf.j2",
     "cdr.conf": "cdr.conf.j2",
     "cdr_manager.conf": "cdr_manager.conf.j2",
     "cel.conf": "cel.conf.j2",
@@ -43,7 +46,7 @@ FILES: dict[str, str] = {
     "manager.conf": "manager.conf.j2",
 }
 # Files holding passwords: written readable by the owner (and group) only.
-SECRET_FILES = frozenset({"pjsip.conf", "manager.conf"})
+SECRET_FILES = frozenset({"pjsip.conf", "manager.conf", "rtp.conf"})  # rtp.conf: a TURN password
 
 
 class RenderError(ValueError):
@@ -208,6 +211,10 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         raise RenderError("agents.yaml: 'trunk' and 'anonymous' are reserved endpoint names")
     queues = queue_views(q)
     classes = sorted({v.musicclass for v in queues} | {"default"})
+    try:
+        webrtc = webrtc_context(settings, [a.username for a in agents], list(q.queues))
+    except WebrtcConfigError as exc:
+        raise RenderError(str(exc)) from None
     return {
         "settings": settings,
         "site_name": settings.site_name,
@@ -229,6 +236,7 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         "ami_permit": ast.ami_permit,
         "agents": agents,
         "queues": queues,
+        "webrtc": webrtc,
         "survey": survey_view(settings),
     }
 

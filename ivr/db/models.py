@@ -52,6 +52,7 @@ class Channel(enum.StrEnum):
     chat = "chat"
     sns = "sns"
     video = "video"
+    web_voice = "web_voice"  # a voice call from a browser (the /call page)
 
 
 class ContactStatus(enum.StrEnum):

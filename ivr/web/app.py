@@ -19,6 +19,7 @@ SETUPS: list[str] = [
     "ivr.open311.api:setup",
     "ivr.web.errors:setup",
     "ivr.web.limits:setup",
+    "ivr.webrtc.api:setup",
     "ivr.messaging.api:setup",
     "ivr.console.pages:setup",
 ]

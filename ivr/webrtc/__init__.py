@@ -1,0 +1,1 @@
+"""Calls from browsers over WebRTC: citizens' /call page and the agents' console softphone."""

@@ -1,0 +1,188 @@
+"""HTTP side of browser calls: the citizens' /call page (a PWA), its credentials, and the
+agents' softphone settings. JsSIP is served from node_modules (``make jssip``), never a CDN."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+from sqlalchemy import select
+
+from ivr.config import PROJECT_ROOT, Settings
+from ivr.console.http import bad, json_body, username
+from ivr.console.render import ctx_of
+from ivr.context import AppContext
+from ivr.queues import QueueConfig, load_queues
+from ivr.web.auth import audit, requires
+from ivr.webrtc import report
+from ivr.webrtc.asterisk_push import PushError, push_credential
+from ivr.webrtc.asterisk_view import ws_url
+from ivr.webrtc.credentials import CredentialIssuer, CredentialRefused, PageTokens, refusal_logged
+from ivr.webrtc.ice import ice_servers
+from ivr.webrtc.page_texts import PAGE_LANGUAGES, page_texts
+
+log = logging.getLogger("dasan.webrtc")
+
+HERE = Path(__file__).resolve().parent
+JSSIP_FILE = PROJECT_ROOT / "build" / "vendor" / "jssip.min.js"  # `make jssip`
+ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                         autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+STATE_KEY = web.AppKey("webcall", object)
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
+       "style-src 'self'; script-src 'self'; frame-ancestors 'none'; manifest-src 'self'; worker-src 'self'")
+STATUS_CODES = {"invalid": 403, "expired": 403, "replayed": 409, "rate_limited": 429, "busy": 503}
+
+
+class WebcallState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tokens = PageTokens(settings.web.secret_key, settings.webrtc.page_token_ttl_seconds)
+        self.issuer = CredentialIssuer(settings.webrtc)
+
+
+def _state(request: web.Request) -> WebcallState:
+    state = request.app[STATE_KEY]
+    assert isinstance(state, WebcallState)
+    return state
+
+
+def page_language(request: web.Request) -> str:
+    chosen = request.query.get("lang", "")
+    if chosen in PAGE_LANGUAGES:
+        return chosen
+    accept = request.headers.get("Accept-Language", "").lower()
+    for lang in PAGE_LANGUAGES:
+        if accept.startswith(lang):
+            return lang
+    return "ko"
+
+
+async def call_page(request: web.Request) -> web.Response:
+    """GET /call: the citizens' entry (sign-language video, voice, chat, report, tracking)."""
+    state = _state(request)
+    lang = page_language(request)
+    texts = page_texts(lang)
+    html = ENV.get_template("call.html").render(
+        lang=lang, t=texts, texts_json=json.dumps(texts, ensure_ascii=False), languages=PAGE_LANGUAGES,
+        site=state.settings.site_name, token=state.tokens.issue(), enabled=state.settings.webrtc.enabled)
+    return web.Response(text=html, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP,
+                                 "Permissions-Policy": "camera=(self), microphone=(self)"})
+
+
+async def manifest(request: web.Request) -> web.Response:
+    lang = page_language(request)
+    texts = page_texts(lang)
+    body = {"name": texts["app_name"], "short_name": "120", "lang": lang, "start_url": f"/call?lang={lang}",
+            "scope": "/call", "display": "standalone", "background_color": "#ffffff", "theme_color": "#0b5cad",
+            "icons": [{"src": "/static/webcall/icon.svg", "sizes": "any", "type": "image/svg+xml"}]}
+    return web.json_response(body, content_type="application/manifest+json")
+
+
+async def service_worker(_request: web.Request) -> web.FileResponse:
+    # Served under /call so its scope covers the page (a worker's scope is its own folder).
+    return web.FileResponse(HERE / "static" / "sw.js", headers={
+        "Content-Type": "text/javascript", "Service-Worker-Allowed": "/call", "Cache-Control": "no-cache"})
+
+
+def _queues(settings: Settings) -> QueueConfig:
+    return load_queues(settings.queues_dir)
+
+
+async def status(request: web.Request) -> web.Response:
+    """GET /api/webcall/status: whether each kind of call can be made now (hours, agents ready)."""
+    from ivr.ami.models import AgentState
+
+    state = _state(request)
+    w = state.settings.webrtc
+    q = _queues(state.settings)
+    video_queue = w.video_queue if w.video_queue in q.queues else None
+    ready = 0
+    if video_queue is not None:
+        async with ctx_of(request).db.session() as session:
+            rows = (await session.execute(select(AgentState))).scalars().all()
+        ready = sum(1 for r in rows if video_queue in (r.queues or {}) and r.state in ("available", "ringing"))
+    return web.json_response({
+        "enabled": w.enabled,
+        "video": {"open": bool(video_queue and q.is_open(video_queue)), "agents_ready": ready},
+        "voice": {"open": True},
+    })
+
+
+async def mint(request: web.Request) -> web.Response:
+    """POST /api/webcall/credentials {"kind": "video"|"voice", "token"}: one call's SIP credential."""
+    state = _state(request)
+    w = state.settings.webrtc
+    if not w.enabled:
+        raise bad("calls from the browser are not enabled on this site", 404)
+    body = await json_body(request)
+    kind, token = body.get("kind"), body.get("token")
+    address = request.remote or "?"
+    try:
+        if kind not in ("video", "voice"):
+            raise CredentialRefused("invalid", "kind: video or voice")
+        state.tokens.redeem(str(token or ""))
+        credential = state.issuer.mint(kind, address)
+    except CredentialRefused as exc:
+        refusal_logged(exc.reason, address, str(exc))
+        await audit(ctx_of(request), "citizen", "webcall_refused", f"address:{address}", ip=address, reason=exc.reason)
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
+        return web.json_response({"error": str(exc), "reason": exc.reason, "token": state.tokens.issue()},
+                                 status=STATUS_CODES.get(exc.reason, 403), headers=headers)
+    try:
+        await push_credential(state.settings, credential)
+    except PushError as exc:
+        state.issuer.release(credential)
+        log.error("webcall: could not set %s in Asterisk: %s", credential.username, exc)
+        return web.json_response({"error": "the call service is unavailable; use chat or try later",
+                                  "reason": "unavailable", "token": state.tokens.issue()}, status=503)
+    target = w.video_queue if kind == "video" else str(body.get("target") or "ivr")
+    log.info("webcall %s credential %s for %s until %d", kind, credential.username, address, credential.expires_at)
+    return web.json_response({
+        "kind": kind, "ws_url": ws_url(w), "uri": f"sip:{credential.username}@{w.sip_domain}",
+        "username": credential.username, "password": credential.password,
+        "target": f"sip:{target}@{w.sip_domain}", "expires_at": int(credential.expires_at),
+        "ice_servers": ice_servers(w, credential.username), "token": state.tokens.issue(),
+    }, headers={"Cache-Control": "no-store"})
+
+
+@requires("agent", "supervisor")
+async def softphone(request: web.Request) -> web.Response:
+    """GET /api/console/softphone: my endpoint's WebRTC settings, when I have a softphone."""
+    state = _state(request)
+    w = state.settings.webrtc
+    me = username(request)
+    agent = next((a for a in _queues(state.settings).agents if a.username == me), None)
+    if not w.enabled or agent is None or me not in w.softphone_agents:
+        return web.json_response({"enabled": False})
+    return web.json_response({
+        "enabled": True, "ws_url": ws_url(w), "uri": f"sip:{agent.extension}@{w.sip_domain}",
+        "username": agent.extension, "password": agent.secret, "ice_servers": ice_servers(w, agent.extension),
+        "queues": sorted(q for q in _queues(state.settings).queues),
+    }, headers={"Cache-Control": "no-store"})
+
+
+async def jssip(_request: web.Request) -> web.StreamResponse:
+    if not JSSIP_FILE.exists():
+        raise web.HTTPNotFound(text="JsSIP is not installed: run `make jssip` (npm ci)")
+    return web.FileResponse(JSSIP_FILE, headers={"Content-Type": "text/javascript", "Cache-Control": "max-age=86400"})
+
+
+def setup(app: web.Application, ctx: AppContext) -> None:
+    app[STATE_KEY] = WebcallState(ctx.settings)
+    r = app.router
+    r.add_get("/call", call_page)
+    r.add_get("/call/manifest.webmanifest", manifest)
+    r.add_get("/call/sw.js", service_worker)
+    r.add_get("/api/webcall/status", status)
+    r.add_post("/api/webcall/credentials", mint)
+    r.add_post("/api/webcall/report", report.report)
+    r.add_get("/api/console/softphone", softphone)
+    r.add_get("/static/vendor/jssip.min.js", jssip)
+    r.add_static("/static/webcall", HERE / "static")
+
+
+__all__ = ["setup"]
