@@ -1,6 +1,6 @@
 """An AMI peer in its own process that floods the bridge with many captured calls.
 
-It runs ``ivr.ami.peer.AmiPeer`` (Asterisk 22's banner, login, resync answers), prints its
+It runs ``tests.support.ami_peer.AmiPeer`` (Asterisk 22's banner, login, resync answers), prints its
 port, waits for the bridge to log in, then, when a line arrives on stdin, sends the events of
 the ``answered`` capture retargeted to ``--calls`` distinct calls, in the captured TCP
 chunking, as fast as the socket takes them. It prints ``sent=<events>`` when done.
@@ -13,8 +13,8 @@ import asyncio
 import sys
 import uuid
 
-from ivr.ami.peer import AmiPeer
 from ivr.ami.protocol import event_messages, load_dialog, retarget, unsolicited_chunks
+from tests.support.ami_peer import AmiPeer
 from tests.support.data import CAPTURES
 
 CAPTURE = CAPTURES / "answered" / "ami.dialog.log"

@@ -40,7 +40,7 @@ MENU = ["감사합니다", "안녕하세요", "교통", "쓰레기", "세금", "
 
 
 def make_call(folder: Path, seconds: float) -> Path:
-    from ivr.speech import synth
+    from tests.support import synth
 
     parts, t, i = [], 0.5, 0
     while t < seconds - 3.5:
@@ -147,7 +147,7 @@ def variants(path: Path) -> list[tuple[str, float, float, float, int]]:
 
 
 def main() -> None:
-    from ivr.speech import synth
+    from tests.support import synth
 
     report.section("Transcription: real-time factor and worker memory (vosk, Korean)", __doc__ or "")
     why = synth.available()

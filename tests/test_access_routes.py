@@ -19,8 +19,8 @@ import pytest_asyncio
 from aiohttp import web
 
 from ivr.config import Settings
-from ivr.console.testing import PASSWORD, USERS, Console, prepare_settings, serve_console
 from ivr.web.auth import ROLES
+from tests.support.console import PASSWORD, USERS, Console, prepare_settings, serve_console
 
 # Routes anyone may call, and why.
 PUBLIC = {

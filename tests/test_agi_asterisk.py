@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ivr.agi.testing import MENUS_DIR, IvrHarness
 from ivr.bus import MemoryBus
 from ivr.db import Database
 from ivr.db.models import Contact
+from tests.support.ivr_harness import MENUS_DIR, IvrHarness
 
 ASTERISK = shutil.which("asterisk") or ("/usr/sbin/asterisk" if Path("/usr/sbin/asterisk").exists() else None)
 MODULE_DIRS = ["/usr/lib/asterisk/modules", "/usr/lib64/asterisk/modules", "/usr/local/lib/asterisk/modules"]

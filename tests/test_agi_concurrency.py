@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from ivr.agi.testing import IvrHarness
 from ivr.bus import MemoryBus
 from ivr.db import Database
 from ivr.db.models import Contact
+from tests.support.ivr_harness import IvrHarness
 
 CALLS = 1000
 # script -> (IVR_RESULT, QUEUE, LANG, ivr_path)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.agi.captures import CaptureReplay, commands, connections, read_frames
 from ivr.agi.channel import AgiChannel
 from ivr.agi.protocol import AgiReply, parse_reply, quote
 from ivr.agi.server import FastAgiServer
+from tests.support.agi_captures import CaptureReplay, commands, connections, read_frames
 from tests.support.data import CAPTURES
 
 LOGS = sorted(CAPTURES.glob("*/agi.log"))

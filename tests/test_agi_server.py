@@ -18,10 +18,10 @@ from sqlalchemy import select
 from ivr.agi.caller import ScriptedCaller, environment
 from ivr.agi.channel import AgiChannel
 from ivr.agi.protocol import AgiReply
-from ivr.agi.testing import IvrHarness
 from ivr.bus import MemoryBus
 from ivr.db import Database
 from ivr.db.models import Contact
+from tests.support.ivr_harness import IvrHarness
 
 DAY = datetime(2026, 11, 25, 10, 0, tzinfo=ZoneInfo("Asia/Seoul"))
 BYSTANDERS = 20

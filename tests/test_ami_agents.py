@@ -11,13 +11,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ivr.ami.harness import rig, wait_for
 from ivr.ami.metrics import current_metrics
 from ivr.ami.models import AgentState
-from ivr.ami.peer import AmiPeer
 from ivr.bus import Bus, MemoryBus
 from ivr.config import PROJECT_ROOT, Settings
 from ivr.db.models import Agent, AgentSkill
+from tests.support.ami_harness import rig, wait_for
+from tests.support.ami_peer import AmiPeer
 
 KIM_QUEUES = {"en": "2", "general-ko": "0", "general-wide": "0"}  # proficiency 3, 5, 5 -> penalty 5 - p
 

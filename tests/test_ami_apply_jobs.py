@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from ivr.ami import service
-from ivr.ami.harness import rig
 from ivr.asterisk.apply import APPLY_STREAM, read_pending
 from ivr.bus.memory import MemoryBus
 from ivr.config import Settings
 from ivr.console.admin import apply_to_asterisk
 from ivr.context import AppContext
 from ivr.db import Database
+from tests.support.ami_harness import rig
 
 
 def _free_port() -> int:

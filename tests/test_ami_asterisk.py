@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ivr.ami.harness import wait_for
 from ivr.ami.models import AgentState
 from ivr.ami.service import AmiBridge
 from ivr.bus import MemoryBus
@@ -26,6 +25,7 @@ from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Contact
 from ivr.queues import load_queues
+from tests.support.ami_harness import wait_for
 
 ASTERISK = shutil.which("asterisk") or (
     "/usr/sbin/asterisk" if Path("/usr/sbin/asterisk").exists() else None)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from test_ami_replay import ABANDONED_KINDS, ANSWERED_KINDS
 
-from ivr.ami.harness import capture_chunks, rig, wait_for
 from ivr.ami.models import LiveCall
 from ivr.ami.protocol import event_messages, retarget
 from ivr.bus import MemoryBus
 from ivr.config import Settings
 from ivr.db.models import Contact, ContactEvent, Recording
+from tests.support.ami_harness import capture_chunks, rig, wait_for
 
 TOTAL_EVENTS = 50_000
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from ivr.ami.callbacks import CallbackDialer
-from ivr.ami.harness import capture_chunks, index_of, rig, wait_for
 from ivr.ami.models import LiveCall
 from ivr.bus import MemoryBus
 from ivr.config import Settings
 from ivr.db.models import CallbackRequest, Channel, ContactEvent
 from ivr.records import open_contact
+from tests.support.ami_harness import capture_chunks, index_of, rig, wait_for
 
 
 async def _request(r, phone: str, queue: str, requested_at: datetime) -> tuple[int, int]:  # type: ignore[no-untyped-def]

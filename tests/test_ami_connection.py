@@ -6,9 +6,10 @@ import asyncio
 import socket
 
 from ivr.ami.connection import AmiConnection
-from ivr.ami.harness import CAPTURES, capture_chunks, index_of, wait_for
-from ivr.ami.peer import AmiPeer
 from ivr.ami.protocol import event_messages, load_dialog, unsolicited_chunks
+from tests.support.ami_harness import capture_chunks, index_of, wait_for
+from tests.support.ami_peer import AmiPeer
+from tests.support.data import CAPTURES
 
 
 def _free_port() -> int:

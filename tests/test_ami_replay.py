@@ -7,12 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from ivr.ami.harness import capture_chunks, index_of, rig, wait_for
 from ivr.ami.metrics import current_metrics
 from ivr.bus import Bus, MemoryBus
 from ivr.config import Settings
 from ivr.db.models import Agent, Channel, Contact, ContactEvent, Recording
 from ivr.records import open_contact
+from tests.support.ami_harness import capture_chunks, index_of, rig, wait_for
 
 ANSWERED_ID = "1795593159.8"
 ABANDONED_ID = "1795593184.10"

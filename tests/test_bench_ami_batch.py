@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ivr.ami.harness import capture_chunks, rig
 from ivr.ami.protocol import event_messages, retarget
 from ivr.ami.service import BATCH, AmiBridge
 from ivr.bus import MemoryBus
 from ivr.config import Settings
 from ivr.db.models import Contact
+from tests.support.ami_harness import capture_chunks, rig
 
 
 async def test_batch_1_commits_every_event_on_its_own(settings: Settings, sqlite_url: str) -> None:

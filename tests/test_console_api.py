@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from ivr.config import Settings
 from ivr.console.models import ConfigChange
-from ivr.console.testing import PASSWORD, Console, prepare_settings, serve_console
 from ivr.db.models import AuditLog, Contact, User
+from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
 
 
 class Client:

@@ -9,13 +9,13 @@ import pytest
 
 from ivr.agi.caller import ScriptedCaller
 from ivr.agi.server import FastAgiServer
-from ivr.agi.testing import MENUS_DIR, QUEUES_DIR
 from ivr.cli import main
 from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.engine.menu import AnswerNode, LookupNode, MenuNode, QueueNode, load_menus
 from ivr.engine.runtime import MENU_FILE, IvrRuntime, load_checked
 from ivr.yamlfile import DataError
+from tests.support.ivr_harness import MENUS_DIR, QUEUES_DIR
 
 DEFAULT = (MENUS_DIR / MENU_FILE).read_text(encoding="utf-8")
 

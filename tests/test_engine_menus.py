@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import select
 
 from ivr import records
-from ivr.agi.testing import IvrHarness
 from ivr.bus import MemoryBus
 from ivr.db import Database
 from ivr.db.models import CallbackRequest, Channel, Contact, ContactEvent
 from ivr.engine import lookups
+from tests.support.ivr_harness import IvrHarness
 
 SEOUL = ZoneInfo("Asia/Seoul")
 DAY = datetime(2026, 11, 25, 10, 0, tzinfo=SEOUL)  # a Wednesday morning: every line open

@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from test_fault_kit import own_postgres
 from test_fault_redis import calls
 
-from ivr.ami.harness import rig
 from ivr.bus import MemoryBus
 from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.models import Contact, ContactEvent
+from tests.support.ami_harness import rig
 
 
 async def _ended(db: Database) -> int:

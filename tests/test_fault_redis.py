@@ -15,11 +15,11 @@ import uuid
 from sqlalchemy import func, select
 from test_fault_kit import own_redis
 
-from ivr.ami.harness import capture_chunks, rig
 from ivr.ami.protocol import retarget
 from ivr.bus.redis import RedisBus
 from ivr.config import Settings
 from ivr.db.models import Contact
+from tests.support.ami_harness import capture_chunks, rig
 
 
 def calls(first: int, count: int) -> list[bytes]:

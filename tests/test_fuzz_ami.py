@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr.ami.connection import AmiConnection
-from ivr.ami.peer import AmiPeer
 from ivr.ami.protocol import encode_message, parse_message, split_messages
+from tests.support.ami_peer import AmiPeer
 
 _KEY = st.text(st.characters(min_codepoint=65, max_codepoint=122, categories=["Lu", "Ll"]), min_size=1,
                max_size=12)

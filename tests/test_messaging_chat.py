@@ -20,8 +20,8 @@ from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Channel, Contact, ContactEvent, Message
 from ivr.messaging.models import ChatConversation
-from ivr.messaging.testing import sign_in
-from ivr.open311.testing import serve
+from tests.support.messaging import sign_in
+from tests.support.web import serve
 
 
 @pytest.fixture

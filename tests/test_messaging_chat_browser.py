@@ -14,8 +14,8 @@ from playwright import async_api as playwright_api
 
 from ivr.config import Settings
 from ivr.context import AppContext
-from ivr.messaging.testing import sign_in
-from ivr.open311.testing import serve
+from tests.support.messaging import sign_in
+from tests.support.web import serve
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -11,9 +11,9 @@ from ivr.bus import MemoryBus
 from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
-from ivr.messaging.testing import post_signed
-from ivr.open311.testing import serve
 from ivr.web.limits import RateLimiter
+from tests.support.messaging import post_signed
+from tests.support.web import serve
 
 
 def test_token_bucket_refills_at_the_configured_rate() -> None:

@@ -20,7 +20,7 @@ from ivr.context import AppContext
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Media, Message
 from ivr.messaging.outbound import MessagingService
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
-from ivr.messaging.testing import (
+from tests.support.messaging import (
     LocalGateway,
     messaging_context,
     png_bytes,
@@ -28,7 +28,7 @@ from ivr.messaging.testing import (
     post_twilio,
     sign_in,
 )
-from ivr.open311.testing import serve
+from tests.support.web import serve
 
 SECRET = "test-webhook-secret"
 

@@ -18,8 +18,8 @@ from ivr.db.models import Citizen, ContactEvent, Message
 from ivr.messaging.models import SnsDeadline
 from ivr.messaging.outbound import MessagingService, sweep_sns_deadlines
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
-from ivr.messaging.testing import messaging_context, post_signed, sign_in
-from ivr.open311.testing import serve
+from tests.support.messaging import messaging_context, post_signed, sign_in
+from tests.support.web import serve
 
 SECRET = "sns-secret"
 

@@ -22,8 +22,9 @@ from ivr.db import Database
 from ivr.db.models import Channel
 from ivr.open311.keys import create_key, revoke_key
 from ivr.open311.models import ServiceRequest
-from ivr.open311.testing import schema_validator, serve, xml_to_data
 from ivr.web.auth import create_user
+from tests.support.open311 import schema_validator, xml_to_data
+from tests.support.web import serve
 
 SERVICES = schema_validator("services.json")
 DEFINITION = schema_validator("service-definition.json")

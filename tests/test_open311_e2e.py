@@ -13,16 +13,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ivr.agi.testing import IvrHarness
 from ivr.bus import Bus
 from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.messaging.outbound import MessagingService
-from ivr.messaging.testing import LocalGateway, png_bytes, post_signed
 from ivr.open311.inbound import InboundConsumer
 from ivr.open311.keys import create_key
-from ivr.open311.testing import schema_validator, serve
+from tests.support.ivr_harness import IvrHarness
+from tests.support.messaging import LocalGateway, png_bytes, post_signed
+from tests.support.open311 import schema_validator
+from tests.support.web import serve
 
 SECRET = "e2e-webhook-secret"
 REQUESTS = schema_validator("requests.json")

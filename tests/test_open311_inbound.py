@@ -21,7 +21,8 @@ from ivr.db import Database
 from ivr.db.models import Channel, Media, Message
 from ivr.open311.inbound import GROUP, InboundConsumer
 from ivr.open311.models import ServiceRequest
-from ivr.open311.testing import schema_validator, serve
+from tests.support.open311 import schema_validator
+from tests.support.web import serve
 
 REQUESTS = schema_validator("requests.json")
 # A real (tiny) JPEG: SOI, JFIF APP0, ... EOI is enough for a photo the server only serves.

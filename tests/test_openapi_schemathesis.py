@@ -2,7 +2,7 @@
 every feature registered at the time: no operation may answer with a server error (5xx).
 
 It runs signed in as an admin (so the fuzzer reaches past sign-in) and signs half of the
-webhook requests with the real secret (``ivr.messaging.schemathesis_hooks``), so handlers
+webhook requests with the real secret (``tests.support.schemathesis_hooks``), so handlers
 behind the signature check get fuzzed too. Bounded: a few examples per operation."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from sqlalchemy import select
 from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db.models import Message
-from ivr.open311.testing import serve
 from ivr.web.auth import SessionUser, create_user, encode_session
+from tests.support.web import serve
 
 SECRET = "fuzz-secret"
 PROJECT = str(Path(__file__).resolve().parent.parent)
@@ -42,7 +42,7 @@ async def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: 
             async with aiohttp.ClientSession() as http, http.get(f"{base}/openapi.json") as resp:
                 paths = (await resp.json())["paths"]
             assert "/webhooks/sms" in paths and "/api/messaging/chats" in paths
-            env = dict(os.environ, SCHEMATHESIS_HOOKS="ivr.messaging.schemathesis_hooks",
+            env = dict(os.environ, SCHEMATHESIS_HOOKS="tests.support.schemathesis_hooks",
                        DASAN_FUZZ_WEBHOOK_SECRET=SECRET, PYTHONPATH=PROJECT)
             # One worker: CPython 3.11.7's ast.parse is not thread-safe (gh-106905, "AST constructor
             # recursion depth mismatch"), and hypothesis parses lambdas in each worker thread.

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ivr import prompts
-from ivr.agi.testing import MENUS_DIR
 from ivr.cli import main
 from ivr.engine.menu import MenuSet, load_menus
 from ivr.engine.runtime import MENU_FILE
+from tests.support.ivr_harness import MENUS_DIR
 
 
 @pytest.fixture(autouse=True)

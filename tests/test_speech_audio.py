@@ -16,10 +16,10 @@ from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.models import AuditLog, Channel, Contact, Recording
 from ivr.recordings.store import import_file
-from ivr.speech import synth
 from ivr.speech.audio import AudioError, decode
 from ivr.speech.recognizer import ModelStore
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
+from tests.support import synth
 from tests.support.data import CAPTURED_WAV
 
 with warnings.catch_warnings():

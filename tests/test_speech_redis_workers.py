@@ -25,8 +25,8 @@ from ivr.bus.redis import RedisBus
 from ivr.db import Database
 from ivr.db.models import AuditLog, Recording, TranscriptSegment
 from ivr.recordings.store import import_file
-from ivr.speech import synth
 from ivr.speech.worker import GROUP, STREAM, enqueue_recording
+from tests.support import synth
 
 REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,11 +25,11 @@ from ivr.db import Database
 from ivr.db.models import AuditLog, Channel, Contact, Recording, TranscriptSegment
 from ivr.recordings.store import import_file, index_file
 from ivr.search import search_text
-from ivr.speech import synth
 from ivr.speech.audio import decode
 from ivr.speech.recognizer import ModelStore, recognize_pcm, resolve_model_path, shared_store
 from ivr.speech.service import TranscribeService
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
+from tests.support import synth
 from tests.support.data import CAPTURED_WAV
 
 with warnings.catch_warnings():

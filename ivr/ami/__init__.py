@@ -6,6 +6,5 @@
 - ``agents``: agent log-in/out, pause, wrap-up through AMI actions;
 - ``metrics``: the live wallboard figures (``current_metrics``);
 - ``callbacks``: queue callbacks dialled back with Originate;
-- ``peer``: an AMI server that replays the real Asterisk 22 captures (tests, demos);
 - ``service``: the ``ami`` service of ``dasan up``; ``cli``: ``dasan agent|metrics|callbacks``.
 """

@@ -8,15 +8,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.ami.peer import AmiPeer
 from ivr.ami.protocol import load_dialog, unsolicited_chunks
 from ivr.ami.service import AmiBridge
 from ivr.bus import Bus
-from ivr.config import PROJECT_ROOT, Settings
+from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
-
-CAPTURES = PROJECT_ROOT / "tests" / "data" / "asterisk-captures"
+from tests.support.ami_peer import AmiPeer
+from tests.support.data import CAPTURES
 
 
 def capture_chunks(scenario: str, root: Path = CAPTURES) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""Schemathesis hooks (``SCHEMATHESIS_HOOKS=ivr.messaging.schemathesis_hooks``): sign every
+"""Schemathesis hooks (``SCHEMATHESIS_HOOKS=tests.support.schemathesis_hooks``): sign every
 fuzzed webhook request with the secret in ``DASAN_FUZZ_WEBHOOK_SECRET``, so the fuzzer gets
 past the signature check into the handlers. Signing happens on the prepared request (a
 ``requests`` auth object), i.e. over the exact bytes and URL that are sent."""
