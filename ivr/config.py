@@ -58,6 +58,8 @@ class AmiSettings(Section):
     username: str = "dasan"
     secret: str = "change-me"
     reconnect_max_seconds: float = Field(30.0, gt=0)
+    # Seconds between QueueStatus checks of agent state against Asterisk (0: only after a reconnect).
+    reconcile_seconds: float = Field(60.0, ge=0)
 
 
 class WebSettings(Section):

@@ -1,37 +1,90 @@
-"""Queue callback: place in line, Originate through the queue, retries, a record of each attempt."""
+"""Queue callbacks against an AmiPeer that plays Asterisk 22's Local-channel Originate:
+place in line, the citizen's leg decides success, retries per the queue's settings, the
+original contact and citizen, opening hours and a missing trunk."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from ivr.ami.callbacks import CallbackDialer
+from ivr.ami.callbacks import NO_TRUNK, CallbackDialer
+from ivr.ami.ingest import Ingester
 from ivr.ami.models import LiveCall
 from ivr.bus import MemoryBus
 from ivr.config import Settings
-from ivr.db.models import CallbackRequest, Channel, ContactEvent
-from ivr.records import open_contact
-from tests.support.ami_harness import capture_chunks, index_of, rig, wait_for
+from ivr.db.models import CallbackRequest, Channel, Contact, ContactEvent
+from ivr.queues import CallbackPolicy, QueueConfig, load_queues
+from ivr.records import get_or_create_citizen, open_contact
+from tests.support.ami_harness import Rig, capture_chunks, index_of, rig
+
+TRUNK = "sip:gw.example.org:5060"
 
 
-async def _request(r, phone: str, queue: str, requested_at: datetime) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+async def _request(r: Rig, phone: str, queue: str, requested_at: datetime) -> tuple[int, int, int]:
+    """A callback request as the IVR leaves it: the caller's contact (with its citizen) and the row."""
     async with r.ctx.db.transaction() as s:
-        contact = await open_contact(s, Channel.voice, call_id=f"cb-{phone}", language="en", outcome="callback")
+        citizen = await get_or_create_citizen(s, "phone", phone)
+        contact = await open_contact(s, Channel.voice, citizen, call_id=f"cb-{phone}", language="en",
+                                     outcome="callback")
         req = CallbackRequest(contact_id=contact.id, phone=phone, queue=queue, language="en",
                               requested_at=requested_at)
         s.add(req)
         await s.flush()
-        return req.id, contact.id
+        return req.id, contact.id, citizen.id
 
 
-async def test_callback_waits_its_turn_then_retries_until_answered(settings: Settings, db_url: str) -> None:
+def _queues(r: Rig, policy: CallbackPolicy, always_open: bool = True) -> QueueConfig:
+    qconf = load_queues(r.ctx.settings.queues_dir)
+    qconf.defaults.callback = policy
+    if always_open:
+        for queue in qconf.queues.values():
+            queue.hours = "always"
+    return qconf
+
+
+def _dialer(r: Rig, policy: CallbackPolicy, trunk: str = TRUNK, always_open: bool = True) -> CallbackDialer:
+    """A dialer wired into the bridge (it reads the dial results off the bridge's event stream)."""
+    dialer = CallbackDialer(r.bridge.conn, r.ctx.db, _queues(r, policy, always_open), trunk)
+    r.bridge.dialer = dialer
+    r.bridge.ingester.wrapup_seconds, r.bridge.ingester.default_wrapup = {}, 0  # the agent is free at once
+    return dialer
+
+
+async def _request_row(r: Rig, req_id: int) -> CallbackRequest:
+    async with r.ctx.db.session() as s:
+        req = await s.get(CallbackRequest, req_id)
+    assert req is not None
+    return req
+
+
+async def _run_until(r: Rig, dialer: CallbackDialer, req_id: int, status: str, attempts: int) -> CallbackRequest:
+    """Tick (as the dialer's loop does) until the request has that status after that many attempts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        req = await _request_row(r, req_id)
+        if (req.status, req.attempts) == (status, attempts):
+            return req
+        assert loop.time() < deadline, f"request stuck at {req.status}/{req.attempts}: {req.last_result}"
+        await dialer.tick()
+        await asyncio.sleep(0.02)
+
+
+async def _timeline(r: Rig, contact_id: int) -> list[ContactEvent]:
+    async with r.ctx.db.session() as s:
+        return list((await s.execute(select(ContactEvent).where(ContactEvent.contact_id == contact_id)
+                                     .order_by(ContactEvent.id))).scalars())
+
+
+async def test_callback_waits_its_turn_then_retries_until_the_citizen_answers(settings: Settings, db_url: str) -> None:
     async with rig(settings, db_url, MemoryBus()) as r:
         r.peer.queues |= {"en", "general-wide"}
-        dialer = CallbackDialer(r.bridge.conn, r.ctx.db, retry_delays=(0.0,), max_attempts=3)
+        dialer = _dialer(r, CallbackPolicy(max_attempts=3, retry_seconds=[0]))
         now = datetime.now(UTC)
-        req_id, contact_id = await _request(r, "+82 10-5555-1234", "en", now - timedelta(seconds=30))
+        req_id, contact_id, citizen_id = await _request(r, "+82 10-5555-1234", "en", now - timedelta(seconds=30))
         assert await dialer.tick() == []  # no agent of the queue is available yet
 
         await r.bridge.control.login("kim.minji")  # en, proficiency 3
@@ -43,65 +96,132 @@ async def test_callback_waits_its_turn_then_retries_until_answered(settings: Set
         async with r.ctx.db.transaction() as s:
             await s.delete(await s.get(LiveCall, "earlier-caller"))
 
-        r.peer.originate_results = ["Failure", "Success"]
+        screenpops = await r.ctx.bus.subscribe("agent.screenpop")
+        r.peer.originate_results = ["Failure", "Success"]  # nobody took it in the queue; then answered
         assert await dialer.tick() == [req_id]
-        await wait_for(lambda: sum(a.get("Action") == "Originate" for a in r.peer.actions) == 1)
-
-        async def status() -> CallbackRequest:
-            async with r.ctx.db.session() as s:
-                req = await s.get(CallbackRequest, req_id)
-            assert req is not None
-            return req
-
-        for _ in range(200):
-            if (await status()).status == "waiting" and (await status()).attempts == 1:
-                break
-            await asyncio.sleep(0.02)
-        assert await dialer.tick() == [req_id]  # retry (delay 0)
-        for _ in range(500):
-            if (await status()).status == "done":
-                break
-            await asyncio.sleep(0.02)
-        req = await status()
-        assert (req.status, req.attempts) == ("done", 2)
+        req = await _run_until(r, dialer, req_id, "done", 2)
+        assert req.last_result == "answered"
         originate = [a for a in r.peer.actions if a.get("Action") == "Originate"]
         assert [a["ChannelId"] for a in originate] == [f"callback-{req_id}-1", f"callback-{req_id}-2"]
         assert originate[0]["Channel"] == "Local/en@dasan-callback"
-        assert (originate[0]["Context"], originate[0]["Exten"]) == ("dasan-callback-out", "01055551234")  # ivr.records.normalize_phone
+        assert (originate[0]["Context"], originate[0]["Exten"]) == ("dasan-callback-out", "01055551234")
+        await r.settle()
+        events = await _timeline(r, contact_id)
+        results = [(e.data["attempt"], e.data["result"]) for e in events if e.kind == "callback_result"]
+        assert results == [(1, "no_agent"), (2, "answered")]
+        # The callback's call is the original contact's (defect 4): no stranger "callback-…" contact,
+        # the screen-pop names the original contact and citizen, the counsellor is on the contact.
         async with r.ctx.db.session() as s:
-            timeline = [(e.kind, e.data.get("attempt"), e.data.get("result")) for e in (await s.execute(
-                select(ContactEvent).where(ContactEvent.contact_id == contact_id).order_by(ContactEvent.id))).scalars()]
-        assert timeline == [("callback_attempt", 1, None), ("callback_result", 1, "failed"),
-                            ("callback_attempt", 2, None), ("callback_result", 2, "answered")]
+            contacts = list((await s.execute(select(Contact.call_id))).scalars())
+            contact = await s.get(Contact, contact_id)
+        assert contacts == ["cb-+82 10-5555-1234"]
+        assert contact is not None and contact.agent_id is not None and contact.outcome == "callback"
+        kinds = [e.kind for e in events]
+        assert kinds.count("callback_leg") == 2 and "agent_connected" in kinds and "queue_join" in kinds
+        pops = []
+        while (pop := await screenpops.get(timeout=0.5)) is not None:
+            pops.append(pop)
+        connected = [p for p in pops if p["event"] == "connected"]
+        assert connected and all((p["contact_id"], p["citizen_id"]) == (contact_id, citizen_id) for p in connected)
+        await screenpops.close()
         assert await dialer.tick() == []
 
 
-async def test_callback_gives_up_after_max_attempts(settings: Settings, db_url: str) -> None:
+async def test_busy_no_answer_congestion_are_retried_then_failed_with_the_reason(settings: Settings,
+                                                                                 db_url: str) -> None:
+    """The agent answering is not success (defect 2): the trunk's 486 Busy, a citizen who never
+    answers and congestion are each an attempt that failed, with DialStatus and hang-up cause."""
+    async with rig(settings, db_url, MemoryBus()) as r:
+        r.peer.queues |= {"en", "general-wide"}
+        await r.bridge.control.login("kim.minji")
+        await r.settle()
+        dialer = _dialer(r, CallbackPolicy(max_attempts=3, retry_seconds=[0]))
+        req_id, contact_id, _ = await _request(r, "01012345678", "en", datetime.now(UTC))
+        r.peer.originate_results = ["BUSY", "NOANSWER", "CONGESTION"]
+        req = await _run_until(r, dialer, req_id, "failed", 3)
+        assert req.last_result == "congestion: DialStatus CONGESTION, cause 34 (Circuit/channel congestion)"
+        results = [(e.data["result"], e.data["dial_status"], e.data["cause"]) for e in await _timeline(r, contact_id)
+                   if e.kind == "callback_result"]
+        assert results == [("busy", "BUSY", "17"), ("no_answer", "NOANSWER", "19"), ("congestion", "CONGESTION", "34")]
+        await asyncio.sleep(0)
+        assert await dialer.tick() == []  # failed for good
+
+
+async def test_retries_follow_the_queue_callback_settings(settings: Settings, db_url: str) -> None:
     async with rig(settings, db_url, MemoryBus()) as r:
         r.peer.queues |= {"vi", "general-wide"}
         await r.bridge.control.login("nguyen.thu")
         await r.settle()
-        dialer = CallbackDialer(r.bridge.conn, r.ctx.db, retry_delays=(0.0,), max_attempts=2)
-        req_id, _ = await _request(r, "01012345678", "vi", datetime.now(UTC))
-        r.peer.originate_results = ["Failure", "Failure"]
-        for _ in range(2):
-            await asyncio.sleep(0.02)
-            started: list[int] = []
-            for _ in range(300):
-                started = await dialer.tick()
-                if started:
-                    break
-                await asyncio.sleep(0.02)
-            assert started == [req_id]
-        for _ in range(300):
-            async with r.ctx.db.session() as s:
-                req = await s.get(CallbackRequest, req_id)
-            assert req is not None
-            if req.status == "failed":
-                break
-            await asyncio.sleep(0.02)
-        assert (req.status, req.attempts) == ("failed", 2)
-        assert req.last_result is not None and req.last_result.startswith("failed")
+        dialer = _dialer(r, CallbackPolicy(max_attempts=2, retry_seconds=[0]))
+        dialer.qconf.queues["vi"].callback = CallbackPolicy(max_attempts=2, retry_seconds=[3600])
+        req_id, _, _ = await _request(r, "01012345678", "vi", datetime.now(UTC))
+        r.peer.originate_results = ["NOTRUNK"]
+        req = await _run_until(r, dialer, req_id, "waiting", 1)
+        assert req.last_result is not None and req.last_result.startswith("failed: hung up before dialling: cause 34")
+        next_at = req.next_attempt_at.replace(tzinfo=UTC) if req.next_attempt_at.tzinfo is None else req.next_attempt_at  # type: ignore[union-attr]
+        assert next_at > datetime.now(UTC) + timedelta(seconds=3000)  # the queue's own retry wait
+        assert await dialer.tick() == []
+        assert await dialer.tick(datetime.now(UTC) + timedelta(seconds=3601)) == [req_id]
+        await _run_until(r, dialer, req_id, "done", 2)
+
+
+async def test_dials_only_within_opening_hours_and_never_without_a_trunk(settings: Settings, db_url: str) -> None:
+    """Defect 6: the en line opens at 09:00 KST; no trunk_contact means no dialling at all."""
+    seoul = ZoneInfo("Asia/Seoul")
+    async with rig(settings, db_url, MemoryBus()) as r:
+        r.peer.queues |= {"en", "general-wide"}
+        await r.bridge.control.login("kim.minji")
+        await r.settle()
+        dialer = _dialer(r, CallbackPolicy(), always_open=False)
+        monday = datetime(2026, 12, 7, 8, 50, tzinfo=seoul)  # a Monday, no holiday
+        req_id, _, _ = await _request(r, "01012345678", "en", monday - timedelta(hours=10))
+        assert await dialer.due(monday.astimezone(UTC)) == []
+        assert [q.id for q in await dialer.due(monday.replace(hour=9, minute=0).astimezone(UTC))] == [req_id]
+        assert await dialer.due(monday.replace(hour=22, minute=0).astimezone(UTC)) == []
+
+        no_trunk = _dialer(r, CallbackPolicy(), trunk="")
+        assert no_trunk.trunk_problem == NO_TRUNK
+        assert await no_trunk.tick() == []
+        await asyncio.wait_for(no_trunk.run(), 5)  # refuses at once instead of dialling
+        assert not [a for a in r.peer.actions if a.get("Action") == "Originate"]
+        assert (await _request_row(r, req_id)).status == "waiting"  # left pending
+
+    settings.asterisk.trunk_contact = ""
+    async with rig(settings, db_url, MemoryBus(), callbacks=True) as r:
+        lines = [line async for line in _start_lines(r)]
+        assert NO_TRUNK in lines
+
+
+async def _start_lines(r: Rig):  # type: ignore[no-untyped-def]
+    """What `dasan up` prints for the ami service of a fresh bridge."""
+    await r.bridge.stop()
+    from ivr.ami.service import AmiBridge
+
+    r.bridge = AmiBridge(r.ctx, metrics_interval=0.05, callbacks=True)
+    for line in await r.bridge.start():
+        yield line
+
+
+async def test_callback_leg_found_again_after_a_restart(settings: Settings, db_url: str) -> None:
+    """The link callback call -> original contact is durable: a fresh ingester (restarted
+    bridge) files the rest of the call under the original contact, not a new one."""
+    async with rig(settings, db_url, MemoryBus()) as r:
+        req_id, contact_id, _ = await _request(r, "01012345678", "en", datetime.now(UTC))
+        lid = f"callback-{req_id}-1"
+        varset = {"Event": "VarSet", "Channel": "Local/en@dasan-callback-00000001;1", "Uniqueid": lid,
+                  "Linkedid": lid, "Variable": "CONTACT_ID", "Value": str(contact_id)}
+        join = {"Event": "QueueCallerJoin", "Channel": "Local/en@dasan-callback-00000001;2", "Uniqueid": f"{lid};2",
+                "Linkedid": lid, "CallerIDNum": "120", "Queue": "en", "Position": "1", "Count": "1",
+                "Context": "dasan-callback", "Exten": "en", "Priority": "1"}
+        async with r.ctx.db.transaction() as s:
+            await Ingester().apply(s, [varset])
+        async with r.ctx.db.transaction() as s:
+            await Ingester().apply(s, [join])  # a new ingester: nothing in memory
+        async with r.ctx.db.session() as s:
+            strays = (await s.execute(select(func.count()).select_from(Contact)
+                                      .where(Contact.call_id == lid))).scalar_one()
+        assert strays == 0
+        assert [e.kind for e in await _timeline(r, contact_id)] == ["callback_leg", "queue_join"]
 
 
 async def test_replay_capture_does_not_disturb_callbacks(settings: Settings, db_url: str) -> None:

@@ -1,14 +1,24 @@
 """Queue callback: the caller keeps a place in line and is dialled back when it is their turn.
 
 A ``callback_requests`` row (written by the IVR) waits like a caller who joined the queue at
-``requested_at``: its turn comes when nobody who joined that queue earlier is still waiting,
-an agent of the queue is available and no other callback of the queue is being dialled.
-Then the bridge sends an ``Originate``: the ``Local/<queue>@dasan-callback`` half runs
-``Queue(<queue>)``, so the call is offered to an agent through the normal skills and
-penalties; once the agent answers, the other half continues at ``<phone>@dasan-callback-out``,
-which dials the citizen back. ``OriginateResponse`` Success ends the request; a failure is
-retried after ``retry_delays`` until ``max_attempts``. Every attempt and its result go on the
-contact's timeline (``callback_attempt`` / ``callback_result``).
+``requested_at``: its turn comes when the queue is open (its ``hours``), nobody who joined
+that queue earlier is still waiting, an agent of the queue is available and no other
+callback of the queue is being dialled. Then the bridge sends an ``Originate``: the
+``Local/<queue>@dasan-callback`` half (``;2``) runs ``Queue(<queue>)``, so the call is offered
+to an agent through the normal skills and penalties; once the agent answers, Asterisk
+reports OriginateResponse Success and the other half (``;1``, Uniqueid = our ChannelId)
+continues at ``<phone>@dasan-callback-out``, which dials the citizen through the trunk.
+
+Success is the citizen's leg answered, never the agent's: the dialer follows ``;1`` and
+takes the ``DialEnd`` whose caller is ``;1`` (DialStatus ANSWER, BUSY, NOANSWER, CONGESTION,
+CHANUNAVAIL, CANCEL) and the trunk leg's ``Hangup`` Cause (17 busy, 19 no answer...).
+Anything but ANSWER is retried per the queue's ``callback`` settings (queues.yaml) and
+finally marked failed with the reason. Every attempt and its result go on the original
+contact's timeline (``callback_attempt`` / ``callback_result``); the Originate carries
+CONTACT_ID and CITIZEN_ID, so the ingester files the callback's events under that contact.
+
+Without ``asterisk.trunk_contact`` a callback cannot reach anyone: the dialer does not start
+and requests stay waiting (``dasan config check`` says so).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,26 +35,80 @@ from sqlalchemy import select
 from ivr.ami.connection import AmiConnection
 from ivr.ami.models import AgentState, LiveCall
 from ivr.db import Database
-from ivr.db.models import CallbackRequest
+from ivr.db.models import CallbackRequest, Contact
+from ivr.queues import CallbackPolicy, QueueConfig
 from ivr.records import dial_number, record_event
 
 log = logging.getLogger("dasan.ami.callbacks")
+
+# DialStatus of the citizen's leg (apps/app_dial.c) -> the result we record.
+DIAL_RESULTS = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no_answer", "CONGESTION": "congestion",
+                "CHANUNAVAIL": "unavailable", "CANCEL": "cancelled"}
+CAUSE_WAIT = 5.0  # seconds to wait after a failed DialEnd for the trunk leg's Hangup (its Cause)
+NO_TRUNK = ("callbacks are not dialled: asterisk.trunk_contact is not set, so a callback cannot "
+            "leave this server; requests stay waiting / 발신 트렁크(asterisk.trunk_contact)가 없어 "
+            "콜백을 걸지 않습니다")
 
 
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-class CallbackDialer:
-    def __init__(self, conn: AmiConnection, db: Database, context: str = "dasan-callback",
-                 caller_id: str = "120", retry_delays: tuple[float, ...] = (60, 300, 900), max_attempts: int = 3,
-                 ring_timeout: float = 60.0, poll: float = 2.0) -> None:
-        self.conn, self.db = conn, db
-        self.context, self.caller_id = context, caller_id
-        self.retry_delays, self.max_attempts = retry_delays, max_attempts
-        self.ring_timeout, self.poll = ring_timeout, poll
-        self._dialing: set[asyncio.Task[None]] = set()
+def trunk_problem(trunk_contact: str) -> str | None:
+    """Why callbacks cannot be dialled with this configuration (None: they can)."""
+    return None if trunk_contact.strip() else NO_TRUNK
 
+
+@dataclass
+class _Watch:
+    """The events of one attempt's call (Linkedid = our ChannelId), as the ingest loop reads them."""
+
+    channel_id: str
+    events: asyncio.Queue[dict[str, str]] = field(default_factory=asyncio.Queue)
+
+
+@dataclass
+class Outcome:
+    result: str  # answered | busy | no_answer | congestion | unavailable | cancelled | no_agent | failed
+    reason: str = ""
+    dial_status: str | None = None
+    cause: str | None = None
+
+
+class CallbackDialer:
+    def __init__(self, conn: AmiConnection, db: Database, qconf: QueueConfig, trunk_contact: str,
+                 context: str = "dasan-callback", caller_id: str = "120", poll: float = 2.0,
+                 result_timeout: float = 180.0) -> None:
+        self.conn, self.db, self.qconf = conn, db, qconf
+        self.context, self.caller_id = context, caller_id
+        self.trunk_problem = trunk_problem(trunk_contact)
+        self.poll = poll
+        # after OriginateResponse Success: how long the citizen's leg may take to be decided
+        # (the dialplan's Dial rings 60 s)
+        self.result_timeout = result_timeout
+        self._dialing: set[asyncio.Task[None]] = set()
+        self._watches: dict[str, _Watch] = {}
+
+    def policy(self, queue: str) -> CallbackPolicy:
+        if queue in self.qconf.queues:
+            return self.qconf.setting(queue, "callback")  # type: ignore[return-value]
+        return self.qconf.defaults.callback
+
+    # -- events of the calls being dialled (fed by the bridge's ingest loop) --
+    def wants(self, name: str, raw: str) -> bool:
+        """Whether an event the ingester skips must still be parsed for a call being dialled."""
+        return name == "DialEnd" and bool(self._watches) and any(cid in raw for cid in self._watches)
+
+    def observe(self, events: list[dict[str, str]]) -> None:
+        if not self._watches:
+            return
+        for e in events:
+            if isinstance(e, dict) and e.get("Event") in ("DialEnd", "Hangup"):
+                watch = self._watches.get(e.get("Linkedid", ""))
+                if watch is not None:
+                    watch.events.put_nowait(e)
+
+    # -- whose turn it is --
     async def due(self, now: datetime) -> list[CallbackRequest]:
         """The requests whose turn has come, at most one per queue."""
         async with self.db.session() as session:
@@ -58,6 +123,8 @@ class CallbackDialer:
         for r in requests:
             if r.status != "waiting" or r.queue in busy_queues:
                 continue
+            if r.queue in self.qconf.queues and not self.qconf.is_open(r.queue, now):
+                continue  # the line is closed: nobody may be called back now
             busy_queues.add(r.queue)  # later requests of this queue wait behind this one
             next_at = _aware(r.next_attempt_at)
             if next_at is not None and next_at > now:
@@ -72,7 +139,7 @@ class CallbackDialer:
 
     async def tick(self, now: datetime | None = None) -> list[int]:
         now = now or datetime.now(UTC)
-        if not self.conn.logged_in.is_set():
+        if self.trunk_problem is not None or not self.conn.logged_in.is_set():
             return []
         started = []
         for r in await self.due(now):
@@ -98,56 +165,105 @@ class CallbackDialer:
                                    data={"attempt": r.attempts, "phone": r.phone, "queue": r.queue}, at=now)
             return r.attempts
 
+    # -- one attempt --
     async def _dial(self, request_id: int, attempt: int) -> None:
         async with self.db.session() as session:
             r = await session.get(CallbackRequest, request_id)
+            contact = await session.get(Contact, r.contact_id) if r is not None and r.contact_id else None
         assert r is not None
+        # The callback belongs to the original contact and citizen: the ingester reads these
+        # from the Originate's VarSet events and files the call's events under that contact.
         variables = [f"CALLBACK_ID={r.id}", f"QUEUE={r.queue}", f"LANG={r.language}"]
-        if r.contact_id is not None:
-            variables.append(f"CONTACT_ID={r.contact_id}")
+        if contact is not None:
+            variables.append(f"CONTACT_ID={contact.id}")
+            if contact.citizen_id is not None:
+                variables.append(f"CITIZEN_ID={contact.citizen_id}")
+        channel_id = f"callback-{r.id}-{attempt}"
+        ring = self.policy(r.queue).ring_seconds
         action: dict[str, Any] = {
             "Action": "Originate", "Channel": f"Local/{r.queue}@{self.context}",
             "Context": f"{self.context}-out", "Exten": dial_number(r.phone) or r.phone,
-            "Priority": "1", "Async": "true", "Timeout": str(int(self.ring_timeout * 1000)),
-            "CallerID": self.caller_id, "ChannelId": f"callback-{r.id}-{attempt}", "Variable": variables,
+            "Priority": "1", "Async": "true", "Timeout": str(ring * 1000),
+            "CallerID": self.caller_id, "ChannelId": channel_id, "Variable": variables,
         }
-        result, reason = "failed", ""
+        watch = self._watches[channel_id] = _Watch(channel_id)
         try:
-            reply = await self.conn.send(action, timeout=self.ring_timeout + 15)
-            messages = reply if isinstance(reply, list) else [reply]
-            final = messages[-1]
-            if final.get("Event") == "OriginateResponse" and final.get("Response") == "Success":
-                result = "answered"
-            else:
-                reason = str(final.get("Message") or f"Reason {final.get('Reason', '?')}")
+            outcome = await self._attempt(action, watch, ring)
         except Exception as exc:  # timeout, disconnect: the attempt failed, the request stays
-            reason = f"{type(exc).__name__}: {exc}"
-        await self._finish(request_id, attempt, result, reason)
+            outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._watches.pop(channel_id, None)
+        await self._finish(request_id, attempt, outcome)
 
-    async def _finish(self, request_id: int, attempt: int, result: str, reason: str) -> None:
+    async def _attempt(self, action: dict[str, Any], watch: _Watch, ring: int) -> Outcome:
+        reply = await self.conn.send(action, timeout=ring + 15)
+        messages = reply if isinstance(reply, list) else [reply]
+        final = messages[-1]
+        if final.get("Event") != "OriginateResponse" or final.get("Response") != "Success":
+            # ;1 was never answered: no counsellor took the call (or Asterisk refused it)
+            return Outcome("no_agent", str(final.get("Message") or f"no counsellor answered (Reason {final.get('Reason', '?')})"))
+        return await self._citizen_leg(watch)
+
+    async def _citizen_leg(self, watch: _Watch) -> Outcome:
+        """What became of the Dial on ;1: its DialEnd, or ;1 hanging up without one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.result_timeout
+        dial_end: dict[str, str] | None = None
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                if dial_end is not None:
+                    return _outcome(dial_end, None)
+                return Outcome("failed", f"no dial result within {self.result_timeout:.0f} s")
+            try:
+                e = await asyncio.wait_for(watch.events.get(), left)
+            except TimeoutError:
+                continue
+            uniqueid = e.get("Uniqueid", "")
+            if e.get("Event") == "DialEnd" and uniqueid == watch.channel_id:
+                dial_end = e
+                if e.get("DialStatus") == "ANSWER":
+                    return _outcome(e, None)
+                deadline = min(deadline, loop.time() + CAUSE_WAIT)  # the trunk leg's Hangup follows
+            elif e.get("Event") == "Hangup":
+                if dial_end is not None and uniqueid == dial_end.get("DestUniqueid"):
+                    return _outcome(dial_end, e)
+                if uniqueid == watch.channel_id:
+                    if dial_end is not None:
+                        return _outcome(dial_end, None)
+                    return Outcome("failed", f"hung up before dialling: cause {e.get('Cause', '?')} "
+                                   f"({e.get('Cause-txt', '')})", cause=e.get("Cause"))
+
+    async def _finish(self, request_id: int, attempt: int, outcome: Outcome) -> None:
         now = datetime.now(UTC)
+        result, reason = outcome.result, outcome.reason
         async with self.db.transaction() as session:
             r = await session.get(CallbackRequest, request_id, with_for_update=True)
             if r is None:
                 return
+            policy = self.policy(r.queue)
             if result == "answered":
                 r.status = "done"
                 r.next_attempt_at = None
-            elif r.attempts >= self.max_attempts:
+            elif r.attempts >= policy.max_attempts:
                 r.status = "failed"
             else:
                 r.status = "waiting"
-                delay = self.retry_delays[min(r.attempts - 1, len(self.retry_delays) - 1)]
+                delay = policy.retry_seconds[min(r.attempts - 1, len(policy.retry_seconds) - 1)]
                 r.next_attempt_at = now + timedelta(seconds=delay)
             r.last_result = (result if not reason else f"{result}: {reason}")[:200]
             if r.contact_id is not None:
                 await record_event(session, r.contact_id, "callback_result", "ami",
                                    external_id=f"callback:{r.id}:{attempt}:result",
                                    data={"attempt": attempt, "result": result, "reason": reason,
+                                         "dial_status": outcome.dial_status, "cause": outcome.cause,
                                          "status": r.status}, at=now)
         log.info("callback %s attempt %s: %s %s", request_id, attempt, result, reason)
 
     async def run(self) -> None:
+        if self.trunk_problem is not None:
+            log.error("%s", self.trunk_problem)
+            return
         while True:
             try:
                 await self.tick()
@@ -160,3 +276,15 @@ class CallbackDialer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _outcome(dial_end: dict[str, str], hangup: dict[str, str] | None) -> Outcome:
+    status = dial_end.get("DialStatus", "")
+    result = DIAL_RESULTS.get(status, "failed")
+    if result == "answered":
+        return Outcome(result, "", status)
+    reason = f"DialStatus {status or '?'}"
+    cause = hangup.get("Cause") if hangup is not None else None
+    if hangup is not None:
+        reason += f", cause {cause} ({hangup.get('Cause-txt', '')})"
+    return Outcome(result, reason, status, cause)

@@ -66,6 +66,9 @@ MEMBER_EVENTS = {
     "QueueMemberPenalty", "QueueMember",
 }
 _READ = frozenset(_IDENTITY) | MEMBER_EVENTS | {"Reload", "UserEvent"}
+# external_id prefix of the timeline row that files a callback's call (its Linkedid) under the
+# original contact: the durable link, found again after a restart.
+CALLBACK_LEG = "ami:callback_leg:"
 
 
 def wanted_event(name: str, raw: str) -> bool:
@@ -74,8 +77,8 @@ def wanted_event(name: str, raw: str) -> bool:
     About nine in ten of a call's events (VarSet, Newexten, RTCP, DeviceStateChange...) are
     only counted, so the connection queues them as ``{"Event": name}`` without parsing.
     """
-    if name == "VarSet":
-        return "\r\nVariable: MIXMONITOR_FILENAME" in raw
+    if name == "VarSet":  # CONTACT_ID: a callback's Originate says whose call it is
+        return "\r\nVariable: MIXMONITOR_FILENAME" in raw or "\r\nVariable: CONTACT_ID\r\n" in raw
     if name == "UserEvent":
         return "\r\nUserEvent: Dasan" in raw
     return name in _READ
@@ -123,6 +126,9 @@ class Effects:
     enqueue: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
     reload_seen: bool = False
     changed: bool = False
+    # when agents now in wrap-up become available: the bridge re-derives their state then
+    # (no event from Asterisk marks the end of a wrap-up)
+    wrapup_ends: list[datetime] = field(default_factory=list)
     facts_new: int = 0
     facts_seen: int = 0
 
@@ -136,7 +142,7 @@ def _fact(event: dict[str, str]) -> Fact | None:
                 external_id(event, ("Variable", "Value")), True, event,
                 {"path": event["Value"], "uniqueid": event.get("Uniqueid", "")},
             )
-        return None
+        return _callback_leg(event)
     if name == "UserEvent":
         return _user_fact(event)
     spec = _IDENTITY.get(name)
@@ -170,6 +176,18 @@ def _fact(event: dict[str, str]) -> Fact | None:
             "Source", "Destination", "Channel", "DestinationChannel", "LastApplication", "LastData", "StartTime",
             "AnswerTime", "EndTime", "Duration", "BillableSeconds", "Disposition", "UniqueID", "UserField")}
     return Fact(linkedid, kind, external_id(event, fields), creates, event, data)
+
+
+def _callback_leg(event: dict[str, str]) -> Fact | None:
+    """``VarSet CONTACT_ID`` on a call's first channel: the callback Originate's variables
+    (``ast_set_variables`` on ``Local/...;1``, whose Uniqueid is the call's Linkedid). The IVR
+    sets it on its own calls too; ``Ingester._callback_legs`` keeps only another call's contact."""
+    linkedid, value = event.get("Linkedid", ""), event.get("Value", "")
+    if event.get("Variable") != "CONTACT_ID" or not value.isdigit() or not linkedid \
+            or event.get("Uniqueid") != linkedid:
+        return None
+    return Fact(linkedid, "callback_leg", f"{CALLBACK_LEG}{linkedid}"[:200], False, event,
+                {"contact_id": int(value), "call": linkedid, "channel": event.get("Channel", "")})
 
 
 def _user_fact(event: dict[str, str]) -> Fact | None:
@@ -320,6 +338,8 @@ class Ingester:
         self.recording_paths: dict[str, str] = {}  # linkedid -> MixMonitor file
         self.recorded: set[str] = set()  # uniqueids with MixMonitorStart
         self.wrapup_seconds = wrapup_seconds or {}
+        self.callback_legs: dict[str, tuple[int, int | None]] = {}  # callback Linkedid -> (contact, citizen)
+        self._batch_legs: set[str] = set()
         self.default_wrapup = default_wrapup
 
     async def _load_agents(self, session: AsyncSession) -> None:
@@ -368,8 +388,12 @@ class Ingester:
     async def _ensure_contacts(self, session: AsyncSession, facts: list[Fact], now: datetime) -> dict[str, tuple[int, int | None]]:
         """The contact of every call in the batch; calls the IVR did not see (a direct queue,
         an outbound callback) get theirs here, from the event that creates them."""
+        legs = await self._callback_legs(session, facts)
+        self._batch_legs = set(legs)
         calls: dict[str, NewCall | None] = {}
         for f in facts:
+            if f.linkedid in legs:
+                continue
             if f.creates and calls.get(f.linkedid) is None:
                 number = normalize_phone(f.event.get("CallerIDNum", "") or "")
                 calls[f.linkedid] = NewCall(f.linkedid, number if len(number.lstrip("+")) >= 3 else "",
@@ -384,11 +408,42 @@ class Ingester:
                                          .where(Contact.call_id.in_(unknown[part : part + 500])))
             for call_id, cid, citizen in rows:
                 found[str(call_id)] = (cid, citizen)
+        found.update(legs)
         return found
+
+    async def _callback_legs(self, session: AsyncSession, facts: list[Fact]) -> dict[str, tuple[int, int | None]]:
+        """Calls of the batch that are callbacks of an earlier contact: (contact, citizen).
+
+        Known from this batch's ``VarSet CONTACT_ID`` (when that contact is another call's,
+        not the IVR marking its own), from memory, or after a restart from the durable
+        ``callback_leg`` timeline row."""
+        legs = {f.linkedid: self.callback_legs[f.linkedid] for f in facts if f.linkedid in self.callback_legs}
+        links = {f.linkedid: int(f.data["contact_id"]) for f in facts
+                 if f.kind == "callback_leg" and f.linkedid not in legs}
+        if links:
+            rows = await session.execute(select(Contact.id, Contact.call_id, Contact.citizen_id)
+                                         .where(Contact.id.in_(sorted(set(links.values())))))
+            by_id = {cid: (call_id, citizen) for cid, call_id, citizen in rows}
+            for linkedid, cid in links.items():
+                if cid in by_id and by_id[cid][0] != linkedid:
+                    legs[linkedid] = (cid, by_id[cid][1])
+        asked = sorted({f.linkedid for f in facts if f.creates} - set(legs) - set(links))
+        for part in range(0, len(asked), 500):
+            keys = [f"{CALLBACK_LEG}{lid}"[:200] for lid in asked[part : part + 500]]
+            rows = await session.execute(
+                select(ContactEvent.external_id, ContactEvent.contact_id, Contact.citizen_id)
+                .join(Contact, Contact.id == ContactEvent.contact_id).where(ContactEvent.external_id.in_(keys)))
+            for key, cid, citizen in rows:
+                legs[str(key)[len(CALLBACK_LEG):]] = (cid, citizen)
+        if len(self.callback_legs) > 10_000:
+            self.callback_legs.clear()
+        self.callback_legs.update(legs)
+        return legs
 
     async def _apply_facts(self, session: AsyncSession, facts: list[Fact], now: datetime, effects: Effects) -> None:
         contacts = await self._ensure_contacts(session, facts, now)
-        facts = [f for f in facts if f.linkedid in contacts]
+        legs = self._batch_legs
+        facts = [f for f in facts if f.linkedid in contacts and (f.kind != "callback_leg" or f.linkedid in legs)]
         rows = []
         seen_ids: set[str] = set()
         unique: list[Fact] = []
@@ -447,7 +502,7 @@ class Ingester:
                 live.delete_if_queued(f.linkedid)
             elif name == "HangupRequest":
                 updates.first(contact_id, "hangup_side", f.data["side"])
-            elif name == "VarSet":
+            elif f.kind == "recording_file":
                 self.recording_paths[f.linkedid] = f.data["path"]
                 self._recording_rows.append(self._recording_row(contact_id, f.data["path"], now))
             elif name == "MixMonitorStart":
@@ -465,6 +520,13 @@ class Ingester:
                 updates.set(contact_id, "ivr_fallback", True)
             elif f.kind == "survey_dialplan":
                 updates.first(contact_id, "satisfaction", f.data.get("score"))  # the IVR's own store wins
+        for linkedid in legs:
+            # A callback's call is on the original contact's timeline, but its queue, wait,
+            # hang-up and outcome are not the original call's: only the counsellor is kept.
+            cid = contacts[linkedid][0]
+            agent = updates.ops.pop(cid, {}).get("agent_id")
+            if agent is not None:
+                updates.first(cid, "agent_id", agent[1])
         await updates.execute(session, now)
         await live.execute(session, now)
         if self._recording_rows:
@@ -582,9 +644,31 @@ class Ingester:
                 state.since = now
             state.updated_at = now
             effects.publish.append(("live.agents", agent_payload(state)))
+            self._note_wrapup(state, effects)
         if changed:
             effects.changed = True
         await session.flush()
+
+    def _note_wrapup(self, state: AgentState, effects: Effects) -> None:
+        if state.state == "wrapup" and state.last_call_end is not None:
+            last = state.last_call_end.replace(tzinfo=UTC) if state.last_call_end.tzinfo is None else state.last_call_end
+            effects.wrapup_ends.append(last + timedelta(seconds=self._wrapup(state)))
+
+    async def expire_wrapups(self, session: AsyncSession, now: datetime | None = None) -> Effects:
+        """Agents whose wrap-up time is over become available (or what else they are now);
+        the others' ends are in ``wrapup_ends``."""
+        now = now or datetime.now(UTC)
+        effects = Effects()
+        for state in (await session.execute(select(AgentState).where(AgentState.state == "wrapup")
+                                            .order_by(AgentState.username))).scalars():
+            new_state = derive_state(state, now, self._wrapup(state))
+            if new_state == state.state:
+                self._note_wrapup(state, effects)
+                continue
+            state.state, state.since, state.updated_at = new_state, now, now
+            effects.publish.append(("live.agents", agent_payload(state)))
+            effects.changed = True
+        return effects
 
     def _wrapup(self, state: AgentState) -> int:
         values = [self.wrapup_seconds.get(q, self.default_wrapup) for q in (state.queues or {})]
@@ -734,17 +818,24 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
                 linkedid=linkedid, contact_id=cid, queue=queue, state="connected", joined_at=now, agent=None,
                 updated_at=now,
             ).on_conflict_do_nothing(index_elements=["linkedid"]))
-    # Agents: memberships exactly as reported.
+    await apply_member_snapshot(ingester, session, snap.members, now, effects)
+    return effects
+
+
+async def apply_member_snapshot(ingester: Ingester, session: AsyncSession, members: list[dict[str, str]],
+                                now: datetime, effects: Effects) -> None:
+    """Agents' memberships, pauses and states exactly as ``QueueStatus`` reported them (after a
+    reconnect, and periodically: a missed member event must not leave a wrong state)."""
     states = {s.extension: s for s in (await session.execute(select(AgentState))).scalars()}
     reported: dict[str, dict[str, int]] = {}
-    for m in snap.members:
+    for m in members:
         ext = extension_of(m.get("StateInterface") or m.get("Location") or "")
         reported.setdefault(ext, {})[m.get("Queue", "")] = _int(m.get("Penalty"))
     for ext, state in states.items():
         queues = reported.get(ext, {})
         if state.queues != queues:
             state.queues = queues
-    member_events = [{**m, "Event": "QueueMember"} for m in snap.members]
+    member_events = [{**m, "Event": "QueueMember"} for m in members]
     await session.flush()
     if member_events:
         await ingester._apply_members(session, member_events, now, effects)
@@ -753,4 +844,4 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
         if new_state != state.state:
             state.state, state.since = new_state, now
             effects.publish.append(("live.agents", agent_payload(state)))
-    return effects
+            effects.changed = True

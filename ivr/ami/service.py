@@ -16,7 +16,14 @@ from sqlalchemy import bindparam, select, update
 from ivr.ami.agents import AgentCommandError, AgentControl, sync_agents
 from ivr.ami.callbacks import CallbackDialer
 from ivr.ami.connection import AmiConnection
-from ivr.ami.ingest import Effects, Ingester, Snapshot, apply_snapshot, wanted_event
+from ivr.ami.ingest import (
+    Effects,
+    Ingester,
+    Snapshot,
+    apply_member_snapshot,
+    apply_snapshot,
+    wanted_event,
+)
 from ivr.ami.metrics import current_metrics
 from ivr.bus import Job
 from ivr.context import AppContext
@@ -40,6 +47,14 @@ class _Resync:
         self.snapshot = snapshot
 
 
+class _AgentCheck:
+    """Re-derive agent states in order with the events: wrap-ups that ended, and (``members``)
+    QueueStatus's view of the members."""
+
+    def __init__(self, members: list[dict[str, str]] | None) -> None:
+        self.members = members
+
+
 class AmiBridge:
     def __init__(self, ctx: AppContext, qconf: QueueConfig | None = None, metrics_interval: float = 0.5,
                  callbacks: bool = True, batch: int = BATCH) -> None:
@@ -48,11 +63,12 @@ class AmiBridge:
         s = ctx.settings.ami
         self.qconf = qconf or _queues_or_empty(ctx)
         self.conn = AmiConnection(s.host, s.port, s.username, s.secret, on_login=self._on_login,
-                                  reconnect_max=s.reconnect_max_seconds, keep=wanted_event)
+                                  reconnect_max=s.reconnect_max_seconds, keep=self._keep)
         wrapup = {name: int(self.qconf.setting(name, "wrapup_seconds")) for name in self.qconf.queues}  # type: ignore[call-overload]
         self.ingester = Ingester(ctx.settings.recordings.dir, wrapup, self.qconf.defaults.wrapup_seconds)
         self.control = AgentControl(self.conn, ctx.db, self.qconf)
-        self.dialer = CallbackDialer(self.conn, ctx.db) if callbacks else None
+        self.dialer = (CallbackDialer(self.conn, ctx.db, self.qconf, ctx.settings.asterisk.trunk_contact)
+                       if callbacks else None)
         self.metrics_interval = metrics_interval
         self.applied = 0  # events taken off the socket and committed
         self.resyncs = 0
@@ -64,6 +80,7 @@ class AmiBridge:
         self._outbox: deque[tuple[str, dict[str, Any], int]] = deque()
         self._outbox_due = asyncio.Event()
         self._publish_failures = 0
+        self._wrapup_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> list[str]:
         await sync_agents(self.ctx.db, self.qconf)
@@ -75,12 +92,23 @@ class AmiBridge:
         spawn(asyncio.create_task(self._metrics_loop(), name="ami-metrics"))
         spawn(asyncio.create_task(self._commands_loop(), name="ami-commands"))
         spawn(asyncio.create_task(self._apply_loop(), name="ami-apply"))
+        spawn(asyncio.create_task(self._reconcile_loop(), name="ami-reconcile"))
+        self._check_agents()  # wrap-ups left from before a restart
+        lines = [f"{self.conn.address} (connecting)"]
         if self.dialer is not None:
             spawn(asyncio.create_task(self.dialer.run(), name="ami-callbacks"))
-        return [f"{self.conn.address} (connecting)"]
+            if self.dialer.trunk_problem is not None:
+                lines.append(self.dialer.trunk_problem)
+        return lines
+
+    def _keep(self, name: str, raw: str) -> bool:
+        """Events to parse: what the ingester reads, and the dial results of callbacks."""
+        return wanted_event(name, raw) or (self.dialer is not None and self.dialer.wants(name, raw))
 
     async def stop(self) -> None:
         await self.wait_idle(timeout=5, outbox=False)  # unsent jobs stay in the DB outbox
+        if self._wrapup_timer is not None:
+            self._wrapup_timer.cancel()
         for task in [*self._tasks, *self._side_tasks]:
             task.cancel()
         for task in [*self._tasks, *self._side_tasks]:
@@ -149,12 +177,18 @@ class AmiBridge:
                     if len(self.conn.events) == before:
                         break
                 items: list[Any] = self.conn.take(self.batch)
+                if self.dialer is not None:
+                    self.dialer.observe(items)
                 events: list[dict[str, str]] = []
                 for item in items:
                     if isinstance(item, _Resync):
                         await self._commit(events)
                         events = []
                         await self._commit_snapshot(item.snapshot)
+                    elif isinstance(item, _AgentCheck):
+                        await self._commit(events)
+                        events = []
+                        await self._commit_agents(item.members)
                     else:
                         events.append(item)
                 await self._commit(events)
@@ -207,6 +241,61 @@ class AmiBridge:
             await self._after(effects)
         self.resyncs += 1
 
+    async def _commit_agents(self, members: list[dict[str, str]] | None) -> None:
+        async def run() -> Effects:
+            now = datetime.now(UTC)
+            async with self.ctx.db.transaction() as session:
+                effects = Effects()
+                if members is not None:
+                    await apply_member_snapshot(self.ingester, session, members, now, effects)
+                    await session.flush()
+                expired = await self.ingester.expire_wrapups(session, now)
+            effects.publish += expired.publish
+            effects.wrapup_ends = expired.wrapup_ends
+            effects.changed = effects.changed or expired.changed
+            return effects
+
+        effects = await self._with_retry("AMI agent check", run)
+        if effects is not None:
+            await self._after(effects)
+
+    def _check_agents(self, members: list[dict[str, str]] | None = None) -> None:
+        self.conn.events.append(_AgentCheck(members))  # type: ignore[arg-type]
+        self.conn.has_events.set()
+
+    def _check_agents_at(self, when: datetime) -> None:
+        """A timer for the end of the earliest wrap-up (one timer for all agents)."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, (when - datetime.now(UTC)).total_seconds()) + 0.05
+        timer = self._wrapup_timer
+        if timer is not None and not timer.cancelled() and timer.when() <= at:
+            return
+        if timer is not None:
+            timer.cancel()
+
+        def fire() -> None:
+            self._wrapup_timer = None
+            self._check_agents()
+
+        self._wrapup_timer = loop.call_at(at, fire)
+
+    async def _reconcile_loop(self) -> None:
+        """QueueStatus now and then: a member event Asterisk never sent (or we missed) must not
+        leave an agent's state wrong until the next reconnect."""
+        interval = self.ctx.settings.ami.reconcile_seconds
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            if not self.conn.logged_in.is_set():
+                continue
+            try:
+                status = await self.conn.send_list({"Action": "QueueStatus"}, timeout=30)
+            except Exception as exc:
+                log.warning("agent state check (QueueStatus) failed: %s", exc)
+                continue
+            self._check_agents([e for e in status if e.get("Event") == "QueueMember"])
+
     async def _after(self, effects: Effects) -> None:
         """After the commit: bus messages and jobs (never before the data is durable).
 
@@ -225,6 +314,8 @@ class AmiBridge:
                     log.warning("live %s not published (%d so far): %s", topic, self._publish_failures, exc)
         if effects.reload_seen:
             self._spawn(self._restore())
+        if effects.wrapup_ends:
+            self._check_agents_at(min(effects.wrapup_ends))
         if effects.changed:
             self._metrics_due.set()
 

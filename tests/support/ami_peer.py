@@ -40,7 +40,10 @@ class AmiPeer:
         self.entries: dict[str, tuple[Fields, float]] = {}
         self.members: dict[tuple[str, str], Fields] = {}
         self.queues: set[str] = {"general-ko"}
+        # What the next Originates meet (see _local_originate); empty: "Success".
         self.originate_results: list[str] = []
+        self.originates = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.login_event = asyncio.Event()
         self.refuse_logins = False  # answer Login with "Authentication failed" (a wrong secret)
         # Asterisk just restarted: app_queue is not loaded yet, so this many QueueStatus
@@ -53,6 +56,8 @@ class AmiPeer:
         return self.port
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         self.drop()
         if self.server is not None:
             self.server.close()
@@ -166,7 +171,10 @@ class AmiPeer:
                         break
                 await writer.drain()
                 if name == "originate" and authed:
-                    self._originate_later(writer, aid, action)
+                    # Variable may repeat (one header per variable): keep them all.
+                    variables = [line[len("Variable: "):] for line in raw.decode("utf-8", "replace").split("\r\n")
+                                 if line.startswith("Variable: ")]
+                    self._originate_later(writer, aid, action, variables)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -287,21 +295,165 @@ class AmiPeer:
                 + encode_message([("Event", "QueueStatusComplete"), ("ActionID", aid), ("EventList", "Complete"),
                                   ("ListItems", str(len(items)))]))
 
-    def _originate_later(self, writer: asyncio.StreamWriter, aid: str, a: Fields) -> None:
+    def _originate_later(self, writer: asyncio.StreamWriter, aid: str, a: Fields, variables: list[str]) -> None:
         if not a.get("Exten") and not a.get("Application"):
             return
         result = self.originate_results.pop(0) if self.originate_results else "Success"
+        if a.get("Channel", "").startswith("Local/") and a.get("Exten"):
+            task = asyncio.ensure_future(self._local_originate(aid, a, variables, result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
 
         def send() -> None:
             if writer in self.logged_in:
-                writer.write(encode_message([
-                    ("Event", "OriginateResponse"), ("Privilege", "call,all"), ("ActionID", aid), ("Response", result),
-                    ("Channel", a.get("Channel", "")), ("Context", a.get("Context", "")),
-                    ("Exten", a.get("Exten", "")), ("Reason", "4" if result == "Success" else "0"),
-                    ("Uniqueid", a.get("ChannelId", "<unknown>") if result == "Success" else "<unknown>"),
-                    ("CallerIDNum", a.get("CallerID", "")), ("CallerIDName", "<unknown>")]))
+                writer.write(_originate_response(aid, a, "Success" if result == "Success" else "Failure",
+                                                 a.get("Channel", ""), 4 if result == "Success" else 0))
 
         asyncio.get_running_loop().call_later(0.05, send)
+
+    async def _local_originate(self, aid: str, a: Fields, variables: list[str], result: str) -> None:
+        """``Originate Channel=Local/<queue>@<ctx> Context=<out> Exten=<number> Async=true`` as
+        Asterisk 22 plays it (main/manager.c fast_originate, main/pbx.c pbx_outgoing_attempt,
+        main/core_unreal.c, main/dial.c, apps/app_dial.c):
+
+        - ``ast_unreal_new_channels``: ``;1`` gets Uniqueid = ChannelId, ``;2`` gets
+          ChannelId + ";2", both Linkedid = ChannelId; the Originate's variables are set on
+          ``;1`` (``ast_set_variables``: one VarSet each);
+        - ``;2`` runs ``Queue(<queue>)``; the originate's own ast_dial publishes DialBegin and
+          DialEnd with only Dest* fields (DestUniqueid = ChannelId);
+        - a counsellor answers: ``;1`` is answered, OriginateResponse Success Reason 4 (carrying
+          the ActionID), then ``;1`` runs ``<number>@<out>``: ``Dial(PJSIP/<number>@trunk)``
+          publishes DialBegin/DialEnd with the caller ``;1`` and DialStatus ANSWER, BUSY,
+          NOANSWER, CONGESTION or CHANUNAVAIL; the trunk leg hangs up with the cause
+          (17 User busy, 19 No answer, 34 congestion, 1 unallocated);
+        - nobody answers in the queue: ``;2`` leaves, ``;1`` is hung up, DialEnd (Dest only),
+          OriginateResponse Failure Reason 0 with Uniqueid = ChannelId (``in->channelid``).
+
+        ``result``: "Success"/"ANSWER", "Failure" (no counsellor), "BUSY", "NOANSWER",
+        "CONGESTION", "CHANUNAVAIL", or "NOTRUNK" (the out context hangs up with cause 34).
+        """
+        self.originates += 1
+        n = self.originates
+        queue, _, context = a.get("Channel", "")[len("Local/"):].partition("@")
+        cid = a.get("ChannelId") or f"{time.time():.0f}.{900 + 2 * n}"
+        caller = a.get("CallerID", "")
+        name = f"Local/{queue}@{context}-{n:08x}"
+        one = _chan(f"{name};1", cid, cid, caller, context, queue)
+        two = _chan(f"{name};2", cid + ";2", cid, caller, context, queue)
+        step = 0.005
+        out: list[list[tuple[str, str]]] = [
+            [("Event", "Newchannel"), ("Privilege", "call,all"), *one.items()],
+            [("Event", "Newchannel"), ("Privilege", "call,all"), *two.items()],
+        ]
+        for var in variables:
+            key, _, value = var.partition("=")
+            out.append([("Event", "VarSet"), ("Privilege", "dialplan,all"), *one.items(), ("Variable", key),
+                        ("Value", value)])
+        out.append([("Event", "DialBegin"), ("Privilege", "call,all"), *_prefixed("Dest", one),
+                    ("DialString", a.get("Channel", "")[len("Local/"):])])
+        two.update(ChannelState="4", ChannelStateDesc="Ring", Priority="1")
+        out.append([("Event", "QueueCallerJoin"), ("Privilege", "agent,all"), *two.items(), ("Queue", queue),
+                    ("Position", "1"), ("Count", "1")])
+        await self._send_all(out)
+        await asyncio.sleep(step)
+        member = next((m for (q, _i), m in self.members.items() if q == queue), None)
+        if result == "Failure" or member is None:
+            await self._send_all([
+                [("Event", "QueueCallerLeave"), ("Privilege", "agent,all"), *two.items(), ("Queue", queue),
+                 ("Position", "1"), ("Count", "0")],
+                _hangup(two, 16), _dial_end(None, one, "CANCEL"), _hangup(one, 16)])
+            await self._send_all([_fields(_originate_response(aid, a, "Failure", a.get("Channel", ""), 0,
+                                                              uniqueid=cid))])
+            return
+        agent = _chan(f"{member['Interface']}-{n:08x}", f"{time.time():.0f}.{901 + 2 * n}", cid, queue,
+                      "from-agent", queue)
+        agent.update(ChannelState="6", ChannelStateDesc="Up")
+        two.update(ChannelState="6", ChannelStateDesc="Up")
+        one.update(ChannelState="6", ChannelStateDesc="Up")
+        agent_fields = [*_prefixed("Dest", agent), ("Queue", queue), ("Interface", member["Interface"]),
+                        ("MemberName", member["MemberName"])]
+        await self._send_all([
+            [("Event", "AgentCalled"), ("Privilege", "agent,all"), *two.items(), *agent_fields],
+            [("Event", "QueueCallerLeave"), ("Privilege", "agent,all"), *two.items(), ("Queue", queue),
+             ("Position", "1"), ("Count", "0")],
+            [("Event", "AgentConnect"), ("Privilege", "agent,all"), *two.items(), *agent_fields,
+             ("HoldTime", "1"), ("RingTime", "1")],
+            _dial_end(None, one, "ANSWER"),
+            _fields(_originate_response(aid, a, "Success", one["Channel"], 4, uniqueid=cid)),
+        ])
+        await asyncio.sleep(step)
+        number = a.get("Exten", "")
+        one.update(Context=a.get("Context", ""), Exten=number, Priority="1")
+        trunk = _chan(f"PJSIP/trunk-{n:08x}", f"{time.time():.0f}.{902 + 2 * n}", cid, caller,
+                      a.get("Context", ""), number)
+        if result == "NOTRUNK":
+            await self._send_all([_hangup(one, 34)])
+        else:
+            status = "ANSWER" if result in ("Success", "ANSWER") else result
+            await self._send_all([
+                [("Event", "Newchannel"), ("Privilege", "call,all"), *trunk.items()],
+                [("Event", "DialBegin"), ("Privilege", "call,all"), *one.items(), *_prefixed("Dest", trunk),
+                 ("DialString", f"{number}@trunk")],
+            ])
+            await asyncio.sleep(step)
+            if status == "ANSWER":
+                trunk.update(ChannelState="6", ChannelStateDesc="Up")
+                await self._send_all([_dial_end(one, trunk, "ANSWER")])
+                await asyncio.sleep(step)
+                await self._send_all([_hangup(trunk, 16), _hangup(one, 16)])
+            else:
+                cause = {"BUSY": 17, "NOANSWER": 19, "CONGESTION": 34, "CHANUNAVAIL": 1}.get(status, 16)
+                await self._send_all([_dial_end(one, trunk, status), _hangup(trunk, cause), _hangup(one, 16)])
+        await self._send_all([
+            [("Event", "AgentComplete"), ("Privilege", "agent,all"), *two.items(), *agent_fields,
+             ("HoldTime", "1"), ("TalkTime", "1"), ("Reason", "caller")],
+            _hangup(agent, 16), _hangup(two, 16)])
+
+    async def _send_all(self, events: list[list[tuple[str, str]]]) -> None:
+        await self.play([b"".join(encode_message(e) for e in events)])
+
+
+def _chan(name: str, uniqueid: str, linkedid: str, caller: str, context: str, exten: str) -> dict[str, str]:
+    """A channel snapshot's fields in the order Asterisk writes them."""
+    return {"Channel": name, "ChannelState": "0", "ChannelStateDesc": "Down", "CallerIDNum": caller or "<unknown>",
+            "CallerIDName": "<unknown>", "ConnectedLineNum": "<unknown>", "ConnectedLineName": "<unknown>",
+            "Language": "en", "AccountCode": "", "Context": context, "Exten": exten, "Priority": "1",
+            "Uniqueid": uniqueid, "Linkedid": linkedid}
+
+
+def _prefixed(prefix: str, chan: dict[str, str]) -> list[tuple[str, str]]:
+    return [(prefix + k, v) for k, v in chan.items()]
+
+
+def _dial_end(caller: dict[str, str] | None, peer: dict[str, str], status: str) -> list[tuple[str, str]]:
+    # main/manager_channels.c channel_dial_cb: the caller's fields (none for an Originate's own
+    # dial), the peer's with "Dest", then DialStatus.
+    return [("Event", "DialEnd"), ("Privilege", "call,all"), *(caller or {}).items(), *_prefixed("Dest", peer),
+            ("DialStatus", status)]
+
+
+_CAUSES = {1: "Unallocated (unassigned) number", 16: "Normal Clearing", 17: "User busy",
+           19: "User alerting, no answer", 34: "Circuit/channel congestion"}
+
+
+def _hangup(chan: dict[str, str], cause: int) -> list[tuple[str, str]]:
+    return [("Event", "Hangup"), ("Privilege", "call,all"), *chan.items(), ("Cause", str(cause)),
+            ("Cause-txt", _CAUSES.get(cause, "Unknown"))]
+
+
+def _originate_response(aid: str, a: Fields, result: str, channel: str, reason: int,
+                        uniqueid: str | None = None) -> bytes:
+    # main/manager.c fast_originate: Uniqueid is the channel's, else the ChannelId asked for.
+    return encode_message([
+        ("Event", "OriginateResponse"), ("Privilege", "call,all"), ("ActionID", aid), ("Response", result),
+        ("Channel", channel), ("Context", a.get("Context", "")), ("Exten", a.get("Exten", "")),
+        ("Reason", str(reason)), ("Uniqueid", uniqueid or a.get("ChannelId") or "<unknown>"),
+        ("CallerIDNum", a.get("CallerID") or "<unknown>"), ("CallerIDName", "<unknown>")])
+
+
+def _fields(raw: bytes) -> list[tuple[str, str]]:
+    return list(parse_message(raw[: -len(END)]).items())
 
 
 def _response(status: str, aid: str, **fields: Any) -> bytes:
