@@ -10,7 +10,7 @@ RUN_DEBS := ffmpeg espeak-ng sox libsox-fmt-all nodejs
 TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester baresip chromium chromium-driver fonts-noto-cjk
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv debs-run debs-test services bench clean jssip
+.PHONY: run test lint venv debs-run debs-test services bench mutate clean jssip
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/ensure-debs.sh python3-venv
@@ -52,6 +52,11 @@ test: $(STAMP) services lint $(JSSIP)
 
 bench: $(STAMP) services
 	$(PY) -m bench
+
+# Mutation testing of the control and security modules (slow; not part of make test).
+# make mutate MODULES="ivr/web/auth.py"  runs one; docs/testing.md says how to read it.
+mutate: $(STAMP) services
+	$(PY) scripts/mutate.py $(MODULES)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache node_modules build/vendor

@@ -1,0 +1,162 @@
+"""Mutation testing of the control and security modules with mutmut 3 (``make mutate``).
+
+Each module is mutated on its own, in its own copy of the project under ``var/mutate/<name>/``
+(mutmut writes its ``mutants/`` tree and results there, never into the working tree), and only
+the tests listed for it here run: mutmut then picks, per mutant, the tests that reached the
+mutated function. At the end a table gives each module's score: killed (a test failed, timed
+out or mypy refused the mutant) over all mutants less the ones docs/testing.md lists as
+equivalent, each with its reason. Survivors are printed by name; ``cd var/mutate/<name> &&
+../../../.venv/bin/mutmut show <mutant>`` shows the change.
+
+Usage: python scripts/mutate.py [MODULE_PATH ...]   (default: every module below)
+Environment: MUTATE_CHILDREN (parallel mutants, default 1), MUTATE_TIMEOUT (seconds per
+module, default none).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "var" / "mutate"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+GOAL = 85.0
+
+# Module -> the narrowest tests that exercise it (mutmut runs, per mutant, the ones among
+# these that reached the mutated function).
+MODULES: dict[str, list[str]] = {
+    "ivr/messaging/signatures.py": ["tests/test_messaging_signatures.py", "tests/test_messaging_sms.py"],
+    "ivr/web/limits.py": ["tests/test_messaging_limits.py", "tests/test_web_limits.py"],
+    "ivr/records.py": ["tests/test_records.py", "tests/test_ami_callbacks.py", "tests/test_ami_replay.py"],
+    "ivr/engine/engine.py": ["tests/test_engine_menus.py", "tests/test_engine_loader.py"],
+    "ivr/web/auth.py": ["tests/test_console_api.py", "tests/test_access_routes.py",
+                        "tests/test_security_sessions.py"],
+    "ivr/console/agent.py": ["tests/test_console_api.py", "tests/test_messaging_chat.py"],
+    "ivr/ami/agents.py": ["tests/test_ami_agents.py"],
+    "ivr/ami/callbacks.py": ["tests/test_ami_callbacks.py"],
+    "ivr/messaging/chat.py": ["tests/test_messaging_chat.py"],
+    "ivr/ami/wire.py": ["tests/test_ami_wire.py", "tests/test_ami_connection.py"],
+    "ivr/agi/wire.py": ["tests/test_agi_wire.py", "tests/test_agi_protocol.py"],
+}
+# What the tests read besides ivr/ and tests/ (menus, queues, templates of the site's config).
+ALSO_COPY = ["dialplan", "queues", "asterisk_conf", "agi_scripts", "recordings", "dasan.example.yaml"]
+KILLED = {"killed", "timeout", "caught by type check"}
+EQUIVALENT = re.compile(r"^- `(ivr\.\S+__mutmut_\d+)`: \S")  # docs/testing.md, one line each
+
+
+def project_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+
+
+def sync(work: Path) -> None:
+    """The project's files (tracked and new) into ``work``, copying only what changed."""
+    wanted = set(project_files())
+    for name in wanted:
+        src, dst = ROOT / name, work / name
+        st = src.stat()
+        if dst.exists() and dst.stat().st_size == st.st_size and dst.stat().st_mtime == st.st_mtime:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    for path in work.rglob("*"):  # files deleted in the project go here too
+        rel = path.relative_to(work).as_posix()
+        if path.is_file() and rel not in wanted and not rel.startswith(("mutants/", ".")) \
+                and "__pycache__" not in rel and rel != "pyproject.toml":
+            path.unlink()
+
+
+def configure(work: Path, module: str, tests: list[str]) -> None:
+    selected = [t for t in tests if (work / t).exists()]
+    base = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    quoted = ", ".join(f'"{x}"' for x in selected)
+    (work / "pyproject.toml").write_text(base + f"""
+[tool.mutmut]
+source_paths = ["ivr"]
+only_mutate = ["{module}"]
+pytest_add_cli_args_test_selection = [{quoted}]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-x"]
+also_copy = [{", ".join(f'"{x}"' for x in ALSO_COPY)}]
+use_git_change_detection = false
+""", encoding="utf-8")
+
+
+def mutant_statuses(work: Path) -> dict[str, str]:
+    out = subprocess.run([str(MUTMUT), "results", "--all", "true"], cwd=work, check=True,
+                         capture_output=True, text=True).stdout
+    statuses = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name.startswith("ivr."):
+            statuses[name] = status
+    return statuses
+
+
+def equivalents() -> set[str]:
+    doc = ROOT / "docs" / "testing.md"
+    lines = doc.read_text(encoding="utf-8").splitlines() if doc.exists() else []
+    return {m[1] for line in lines if (m := EQUIVALENT.match(line))}
+
+
+def run_module(module: str, children: int, timeout: float | None) -> dict[str, str]:
+    work = WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
+    work.mkdir(parents=True, exist_ok=True)
+    sync(work)
+    configure(work, module, MODULES[module])
+    dotted = Path(module).with_suffix("").as_posix().replace("/", ".")
+    started = time.monotonic()
+    log = work / "mutmut.log"
+    print(f"== {module}: mutmut run in {work.relative_to(ROOT)} (output in {log.name})", flush=True)
+    try:
+        with log.open("w") as out:
+            subprocess.run([str(MUTMUT), "run", "--max-children", str(children), f"{dotted}.*"],
+                           cwd=work, check=False, timeout=timeout, stdout=out, stderr=subprocess.STDOUT,
+                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    except subprocess.TimeoutExpired:
+        print(f"   stopped after {timeout:.0f} s; the next run goes on where this one stopped")
+    print(f"   {time.monotonic() - started:.0f} s", flush=True)
+    return {k: v for k, v in mutant_statuses(work).items() if k.startswith(dotted + ".")}
+
+
+def main(argv: list[str]) -> int:
+    modules = argv or list(MODULES)
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        print(f"not a mutated module: {', '.join(unknown)} (see MODULES in {__file__})", file=sys.stderr)
+        return 2
+    children = int(os.environ.get("MUTATE_CHILDREN", "1"))
+    timeout = float(os.environ["MUTATE_TIMEOUT"]) if os.environ.get("MUTATE_TIMEOUT") else None
+    equivalent = equivalents()
+    rows = []
+    for module in modules:
+        if not (ROOT / module).exists():
+            print(f"== {module}: not in the tree, skipped")
+            continue
+        statuses = run_module(module, children, timeout)
+        counts = Counter(statuses.values())
+        equal = {n for n, s in statuses.items() if n in equivalent and s not in KILLED}
+        killed = sum(counts[s] for s in KILLED)
+        counted = len(statuses) - len(equal) - counts["skipped"] - counts["not checked"]
+        score = 100.0 * killed / counted if counted else 0.0
+        survivors = sorted(n for n, s in statuses.items() if s not in KILLED and n not in equal)
+        rows.append((module, len(statuses), killed, len(survivors), len(equal), counts["not checked"], score))
+        for name in survivors:
+            print(f"   survived: {name} ({statuses[name]})")
+    print()
+    print(f"{'module':32} {'mutants':>7} {'killed':>7} {'alive':>6} {'equiv':>6} {'unrun':>6} {'score':>7}")
+    for module, total, killed, alive, equal, unrun, score in rows:
+        flag = "" if score >= GOAL and not unrun else "  < goal" if score < GOAL else "  (incomplete)"
+        print(f"{module:32} {total:7} {killed:7} {alive:6} {equal:6} {unrun:6} {score:6.1f}%{flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
