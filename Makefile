@@ -23,7 +23,7 @@ venv: $(STAMP)
 
 # JsSIP (pinned in package-lock.json) bundled for the browser; the app serves it, no CDN.
 # nodesource's nodejs carries npm; Debian's needs the npm package too.
-JSSIP := build/vendor/jssip.min.js
+JSSIP := ivr/webrtc/static/vendor/jssip.min.js
 $(JSSIP): package.json package-lock.json
 	@command -v npm >/dev/null || scripts/ensure-debs.sh nodejs npm
 	npm ci --no-audit --no-fund
@@ -59,4 +59,4 @@ mutate: $(STAMP) services
 	$(PY) scripts/mutate.py $(MODULES)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache node_modules build/vendor
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache node_modules $(JSSIP)

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ivr import datafolder
 from ivr.config import Settings, load_settings
 from ivr.yamlfile import DataError
 
@@ -29,7 +30,10 @@ COMMAND_MODULES: list[str] = [
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None))
+    """The command's settings; a fresh data folder gets the shipped menus and queues first."""
+    settings = load_settings(getattr(args, "config", None))
+    datafolder.seed(settings)
+    return settings
 
 
 async def with_context(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:

@@ -1,7 +1,9 @@
 """One configuration source for every service: ``dasan.yaml`` plus environment overrides.
 
 Lookup order: the file named by ``--config`` or ``DASAN_CONFIG``, else ``./dasan.yaml`` when
-present, else the embedded defaults (SQLite in ``var/``, in-process bus). Any value can be
+present, else the embedded defaults (SQLite in ``var/``, in-process bus). Everything a site
+changes lives in the data folder (``data_dir``, see ``ivr.datafolder``), never in the package;
+relative paths are relative to the configuration file's folder (the current one without a file). Any value can be
 overridden by an environment variable ``DASAN__SECTION__KEY`` (double underscores between
 levels; values are parsed as YAML, so ``DASAN__AGI__PORT=4574`` is a number). The same
 settings feed the Python services and the rendered Asterisk configuration.
@@ -14,12 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ivr import yamlfile
 
 ENV_PREFIX = "DASAN__"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path("var")
 
 
 class Section(BaseModel):
@@ -42,7 +44,7 @@ class BusSettings(Section):
 class AgiSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=0, le=65535)
-    menus_dir: Path = PROJECT_ROOT / "ivr" / "menus"
+    menus_dir: Path = DATA_DIR / "menus"  # unless set: <data_dir>/menus
     # Seconds a call may stay silent (no reply from Asterisk) before the server gives up on it.
     command_timeout: float = Field(30.0, gt=0)
     # Seconds to wait for the AGI environment block after a connection opens.
@@ -73,7 +75,7 @@ class WebSettings(Section):
 
 
 class RecordingSettings(Section):
-    dir: Path = PROJECT_ROOT / "recordings"
+    dir: Path = DATA_DIR / "recordings"  # unless set: <data_dir>/recordings
     retention_days: int = Field(365, ge=1)
     retention_by_category: dict[str, int] = Field(default_factory=dict)
 
@@ -175,7 +177,7 @@ class WebrtcSettings(Section):
 class Settings(Section):
     site_name: str = "120 Dasan Call Center"
     timezone: str = "Asia/Seoul"
-    data_dir: Path = PROJECT_ROOT / "var"
+    data_dir: Path = DATA_DIR
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
@@ -185,9 +187,18 @@ class Settings(Section):
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
-    queues_dir: Path = PROJECT_ROOT / "queues"
+    queues_dir: Path = DATA_DIR / "queues"  # unless set: <data_dir>/queues
     # What `dasan up` runs on: uvloop (default) or asyncio (Python's own loop).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+    @model_validator(mode="after")
+    def _in_data_dir(self) -> Settings:
+        """Folders not configured on their own are inside the data folder."""
+        for section, attr, name in ((self.agi, "menus_dir", "menus"), (self.recordings, "dir", "recordings"),
+                                    (self, "queues_dir", "queues")):
+            if attr not in section.model_fields_set:
+                object.__setattr__(section, attr, self.data_dir / name)
+        return self
 
     @property
     def database_url(self) -> str:

@@ -45,8 +45,8 @@ MODULES: dict[str, list[str]] = {
     "ivr/ami/wire.py": ["tests/test_ami_wire.py", "tests/test_ami_connection.py"],
     "ivr/agi/wire.py": ["tests/test_agi_wire.py", "tests/test_agi_protocol.py"],
 }
-# What the tests read besides ivr/ and tests/ (menus, queues, templates of the site's config).
-ALSO_COPY = ["dialplan", "queues", "asterisk_conf", "agi_scripts", "recordings", "dasan.example.yaml"]
+# What the tests read besides ivr/ and tests/ (menus, queues and templates ship inside ivr/).
+ALSO_COPY = ["agi_scripts", "dasan.example.yaml"]
 KILLED = {"killed", "timeout", "caught by type check"}
 EQUIVALENT = re.compile(r"^- `(ivr\.\S+__mutmut_\d+)`: \S")  # docs/testing.md, one line each
 

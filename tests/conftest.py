@@ -16,13 +16,22 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ivr import datafolder
 from ivr.bus import Bus, create_bus
 from ivr.config import Settings
+from ivr.datafolder import DEFAULT_MENUS, DEFAULT_QUEUES
 from ivr.db import Database
 
 PG_ADMIN = os.environ.get("DASAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_data_folder() -> None:
+    """A bare ``Settings()`` reads menus and queues from ./var, as ``dasan`` does on a fresh
+    data folder: lay it out once (a folder already there is left as it is)."""
+    datafolder.seed(Settings())
 
 
 def _pg_url(name: str) -> str:
@@ -123,9 +132,9 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
     # Admin pages and fuzzers write what they are given: give them copies, never the repo's
     # own queues/ and menus, nor a real /etc/asterisk.
     s.queues_dir = tmp_path / "settings-queues"
-    shutil.copytree(PROJECT / "queues", s.queues_dir)
+    shutil.copytree(DEFAULT_QUEUES, s.queues_dir)
     s.agi.menus_dir = tmp_path / "settings-menus"
-    shutil.copytree(PROJECT / "ivr" / "menus", s.agi.menus_dir)
+    shutil.copytree(DEFAULT_MENUS, s.agi.menus_dir)
     s.asterisk.config_dir = tmp_path / "settings-asterisk-etc"
     s.asterisk.sounds_dir = tmp_path / "settings-sounds"
     return s

@@ -14,10 +14,12 @@ from sqlalchemy import select
 from ivr.ami.metrics import current_metrics
 from ivr.ami.models import AgentState
 from ivr.bus import Bus, MemoryBus
-from ivr.config import PROJECT_ROOT, Settings
+from ivr.config import Settings
 from ivr.db.models import Agent, AgentSkill
 from tests.support.ami_harness import rig, wait_for
 from tests.support.ami_peer import AmiPeer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 KIM_QUEUES = {"en": "2", "general-ko": "0", "general-wide": "0"}  # proficiency 3, 5, 5 -> penalty 5 - p
 
@@ -128,9 +130,9 @@ def test_cli_agent_login_and_metrics(tmp_path: Path, sqlite_url: str) -> None:
                "DASAN__DATA_DIR": str(tmp_path / "var")}
         cmd = [sys.executable, "-m", "ivr.cli"]
         login = await asyncio.to_thread(subprocess.run, [*cmd, "agent", "login", "kim.minji"], env=env,
-                                        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+                                        capture_output=True, text=True, timeout=60, cwd=ROOT)
         metrics = await asyncio.to_thread(subprocess.run, [*cmd, "metrics"], env=env, capture_output=True,
-                                          text=True, timeout=60, cwd=PROJECT_ROOT)
+                                          text=True, timeout=60, cwd=ROOT)
         await peer.close()
         return login, metrics, peer
 
@@ -147,6 +149,6 @@ def test_cli_agent_login_without_asterisk_fails_clearly(tmp_path: Path, sqlite_u
     env = {**os.environ, "DASAN__DATABASE__URL": sqlite_url, "DASAN__AMI__PORT": "1",
            "DASAN__DATA_DIR": str(tmp_path / "var")}
     done = subprocess.run([sys.executable, "-m", "ivr.cli", "agent", "login", "kim.minji", "--timeout", "1"],
-                          env=env, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+                          env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 1
     assert "cannot log in to ami://dasan@127.0.0.1:1" in done.stderr

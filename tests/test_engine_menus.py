@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from ivr import records
 from ivr.bus import MemoryBus
+from ivr.datafolder import DEFAULT_QUEUES
 from ivr.db import Database
 from ivr.db.models import CallbackRequest, Channel, Contact, ContactEvent
 from ivr.engine import lookups
@@ -250,7 +251,7 @@ async def test_korean_line_open_at_night_and_withheld_number_gets_a_message(ivr:
 
 
 async def test_night_message_and_voicemail_routes(db: Database, tmp_path: Path) -> None:
-    queues = (Path(__file__).parent.parent / "queues" / "queues.yaml").read_text()
+    queues = (DEFAULT_QUEUES / "queues.yaml").read_text()
     queues = queues.replace("""  general-ko:
     description: 일반 상담 (Korean, 24 hours)
     language: ko

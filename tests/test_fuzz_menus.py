@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from ivr.config import PROJECT_ROOT
+from ivr.datafolder import DEFAULT_MENUS
 from ivr.engine.menu import MenuNode, load_menus
 from ivr.yamlfile import DataError
 
-MENU = PROJECT_ROOT / "ivr" / "menus" / "main.yaml"  # shipped in the package: missing is a failure
+MENU = DEFAULT_MENUS / "main.yaml"  # shipped in the package: missing is a failure
 
 TOKENS = ["", " ", "\t", ":", "- ", "{", "}", "[", "]", "&a", "*a", "!!python/object:os.system", "%", "@",
           "'", '"', "#", "|", ">", "~", "null", "true", "1e9", "-1", "0x10", "한국어", "\ufeff", "---",

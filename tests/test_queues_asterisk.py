@@ -10,6 +10,7 @@ import pytest
 
 from ivr.asterisk.render import queue_views, render
 from ivr.config import Settings
+from ivr.datafolder import DEFAULT_QUEUES
 from ivr.queues import load_queues
 from ivr.yamlfile import DataError
 
@@ -38,7 +39,7 @@ def exten(text: str, context: str, name: str) -> list[str]:
 @pytest.fixture
 def site(tmp_path: Path) -> tuple[Settings, Path]:
     queues = tmp_path / "queues"
-    shutil.copytree(Settings().queues_dir, queues)
+    shutil.copytree(DEFAULT_QUEUES, queues)
     return Settings(queues_dir=queues), queues
 
 
@@ -118,7 +119,7 @@ def test_announcements_and_music(site: tuple[Settings, Path]) -> None:
 
 
 def test_views_sort_members_by_penalty() -> None:
-    q = load_queues(Settings().queues_dir)
+    q = load_queues(DEFAULT_QUEUES)
     general = next(v for v in queue_views(q) if v.name == "general-ko")
     assert [m[2] for m in general.members] == sorted(m[2] for m in general.members)
     assert general.members[0] == ("agent1001", "kim.minji", 0)

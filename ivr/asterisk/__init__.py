@@ -3,6 +3,6 @@
 ``render`` turns the settings (``dasan.yaml``) and ``queues/*.yaml`` into pjsip.conf,
 manager.conf, queues.conf, queuerules.conf, musiconhold.conf, modules.conf, CDR/CEL settings
 and the dialplan; ``apply`` writes them into Asterisk's directory and reloads the changed
-modules over AMI; ``cli`` adds ``dasan asterisk render|apply``. The templates live in
-``asterisk_conf/`` and ``dialplan/`` at the top of the project (see docs/asterisk.md).
+modules over AMI; ``cli`` adds ``dasan asterisk render|apply``. The templates are package
+data in ``templates/`` and ``dialplan/`` beside this file (see docs/asterisk.md).
 """

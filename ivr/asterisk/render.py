@@ -1,8 +1,8 @@
 """Render Asterisk's configuration from ``dasan.yaml`` and ``queues/*.yaml``.
 
-The templates are plain Jinja2 files in ``asterisk_conf/`` (pjsip, manager, queues, ...) and
-``dialplan/`` (extensions.conf), named ``<file>.j2``. Every value written into a file passes
-through :func:`conf_value`, so a newline or a stray ``;`` in a name or password cannot change
+The templates are plain Jinja2 files shipped in the package: ``ivr/asterisk/templates/`` (pjsip,
+manager, queues, ...) and ``ivr/asterisk/dialplan/`` (extensions.conf), named ``<file>.j2``.
+Every value written into a file passes through :func:`conf_value`, so a newline or a stray ``;`` in a name or password cannot change
 the meaning of the configuration: it is refused (newlines) or escaped (``;``). Names that reach
 section headers, the dialplan or ``[globals]`` are plain names (checked when queues/agents/menus
 load, and the settings here), the time zone exists, and a display name inside callerid's
@@ -16,17 +16,19 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from ivr.config import PROJECT_ROOT, Settings
+from ivr.config import Settings
 from ivr.queues import QueueConfig, load_queues
 from ivr.webrtc.asterisk_view import WebrtcConfigError, webrtc_context
 from ivr.yamlfile import DataError
 
-TEMPLATE_DIRS = (PROJECT_ROOT / "asterisk_conf", PROJECT_ROOT / "dialplan")
+_HERE = Path(str(resources.files("ivr.asterisk")))
+TEMPLATE_DIRS = (_HERE / "templates", _HERE / "dialplan")  # package data
 
 # Rendered file -> template. Order is the order ``apply`` reloads in (manager last).
 FILES: dict[str, str] = {

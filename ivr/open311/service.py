@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
-from ivr.config import PROJECT_ROOT
+from ivr.config import DATA_DIR
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Citizen, Contact
@@ -39,7 +39,7 @@ MAX_DESCRIPTION = 4000
 _LATLONG = re.compile(r"(-?\d{1,2}\.\d{3,})\s*,\s*(-?\d{1,3}\.\d{3,})")
 
 _catalogs: dict[tuple[Path, float], Catalog] = {}
-SITE: dict[str, Any] = {"data_dir": PROJECT_ROOT / "var", "timezone": "Asia/Seoul"}
+SITE: dict[str, Any] = {"data_dir": DATA_DIR, "timezone": "Asia/Seoul"}
 
 
 def get_catalog(data_dir: Path) -> Catalog:

@@ -11,7 +11,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import select
 
-from ivr.config import PROJECT_ROOT, Settings
+from ivr.config import Settings
 from ivr.console.http import bad, json_body, username
 from ivr.console.render import ctx_of
 from ivr.context import AppContext
@@ -27,7 +27,7 @@ from ivr.webrtc.page_texts import PAGE_LANGUAGES, page_texts
 log = logging.getLogger("dasan.webrtc")
 
 HERE = Path(__file__).resolve().parent
-JSSIP_FILE = PROJECT_ROOT / "build" / "vendor" / "jssip.min.js"  # `make jssip`
+JSSIP_FILE = HERE / "static" / "vendor" / "jssip.min.js"  # `make jssip` (package data; not in git)
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                          autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
 STATE_KEY = web.AppKey("webcall", object)

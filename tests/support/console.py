@@ -19,8 +19,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ivr.config import PROJECT_ROOT, Settings
+from ivr.config import Settings
 from ivr.context import AppContext
+from ivr.datafolder import DEFAULT_MENUS, DEFAULT_QUEUES
 from ivr.db.models import (
     Agent,
     Category,
@@ -60,11 +61,11 @@ class Console:
 def prepare_settings(settings: Settings, tmp: Path) -> Settings:
     """Copies of the repository's queues into ``tmp`` (admins edit them), and tmp sound/menu dirs."""
     queues = tmp / "queues"
-    shutil.copytree(PROJECT_ROOT / "queues", queues)
+    shutil.copytree(DEFAULT_QUEUES, queues)
     settings.queues_dir = queues
     settings.agi.menus_dir = tmp / "menus"
     settings.agi.menus_dir.mkdir(exist_ok=True)
-    for menu in (PROJECT_ROOT / "ivr" / "menus").glob("*.yaml"):
+    for menu in DEFAULT_MENUS.glob("*.yaml"):
         shutil.copy(menu, settings.agi.menus_dir / menu.name)
     # Nothing listens here unless a test starts an AMI peer on it: applying reports Asterisk down.
     with socket.socket() as s:

@@ -1,6 +1,6 @@
 """A FastAGI server with the real IVR on an ephemeral port, and scripted callers against it.
 
-Used by the tests, ``dasan call`` and the benchmarks: everything goes over real TCP.
+Everything goes over real TCP.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from typing import Any
 from ivr.agi.caller import CallLog, ScriptedCaller
 from ivr.agi.server import FastAgiServer
 from ivr.bus import Bus
-from ivr.config import PROJECT_ROOT
+from ivr.datafolder import DEFAULT_MENUS, DEFAULT_QUEUES
 from ivr.db import Database
 from ivr.engine.channel import Channel
 from ivr.engine.engine import Call, IvrEngine
 from ivr.engine.runtime import IvrRuntime, load_checked
 
-MENUS_DIR = PROJECT_ROOT / "ivr" / "menus"
-QUEUES_DIR = PROJECT_ROOT / "queues"
+# The shipped defaults (read only: the harness never writes them).
+MENUS_DIR = DEFAULT_MENUS
+QUEUES_DIR = DEFAULT_QUEUES
 
 
 @dataclass
