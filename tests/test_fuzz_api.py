@@ -35,7 +35,8 @@ async def _admin(url: str) -> SessionUser:
     ctx = AppContext(Settings(), Database(url), MemoryBus())
     user = await create_user(ctx, "fuzz-admin", "fuzz-password-1", "admin")
     await ctx.db.dispose()
-    return SessionUser(user.id, user.username, "admin", "ko", "fuzz-csrf-token", time.time() + 3600)
+    return SessionUser(user.id, user.username, "admin", "ko", "fuzz-csrf-token", time.time() + 3600,
+                       user.session_version)
 
 
 def test_api_survives_generated_requests(settings: Settings, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ async def test_schemathesis_finds_no_server_error(settings: Settings, tmp_path: 
     ctx = await AppContext.create(settings, migrate=False)
     admin = await create_user(ctx, "fuzz-admin", "pw", "admin")
     cookie = encode_session(settings.web.secret_key, SessionUser(admin.id, "fuzz-admin", "admin", "ko", "csrf-fuzz",
-                                                                 time.time() + 3600))
+                                                                 time.time() + 3600, admin.session_version))
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert exe, "schemathesis is installed in the venv by `pip install -e .[dev]`"
     try:

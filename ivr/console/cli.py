@@ -38,6 +38,25 @@ def _add(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _set_active(args: argparse.Namespace) -> int:
+    from ivr.context import AppContext
+    from ivr.web.auth import set_active
+
+    async def run() -> int:
+        ctx = await AppContext.create(settings_from(args))
+        try:
+            found = await set_active(ctx, args.username, args.active)
+        finally:
+            await ctx.close()
+        if not found:
+            print(f"no user {args.username!r}", file=sys.stderr)
+            return 1
+        print(f"user {args.username}: {'active' if args.active else 'disabled (every session ended)'}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -68,5 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument("--language", default="ko", choices=["ko", "en"])
     add.add_argument("--name", help="display name")
     add.set_defaults(func=_add)
+    for name, active, text in (("disable", False, "disable a user and end every session of theirs"),
+                               ("enable", True, "enable a disabled user")):
+        toggle = user_sub.add_parser(name, help=text)
+        toggle.add_argument("username")
+        toggle.set_defaults(func=_set_active, active=active)
     lst = user_sub.add_parser("list", help="list users")
     lst.set_defaults(func=_list)

@@ -20,8 +20,9 @@ from ivr.console.http import audit_request, bad, int_match, iso, json_body, user
 from ivr.console.models import QualityReview
 from ivr.console.render import ctx_of, render
 from ivr.db.models import Agent, Category, Contact, Recording
-from ivr.search import search_text
+from ivr.search import SearchError, search_text
 from ivr.web.auth import requires
+from ivr.web.errors import json_error
 
 with warnings.catch_warnings():
     # audioop is stdlib up to 3.12 (deprecated) and the audioop-lts package from 3.13.
@@ -81,7 +82,10 @@ async def find_recordings(request: web.Request) -> web.Response:
     words = q.get("q", "").strip()
     async with ctx_of(request).db.session() as session:
         if words:
-            hits = await search_text(session, words, limit=500)
+            try:
+                hits = await search_text(session, words, limit=500)
+            except SearchError as exc:
+                raise json_error(exc.status, str(exc)) from None
             ids = {h.contact_id for h in hits if h.contact_id}
             stmt = stmt.where(Recording.contact_id.in_(ids or {-1}))
         rows = (await session.execute(stmt.order_by(Recording.created_at.desc(), Recording.id.desc()).limit(200))).all()

@@ -15,6 +15,7 @@ from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
 from ivr.db.models import Contact
 from ivr.web.auth import requires
+from ivr.web.origin import check_websocket_origin
 
 VIEWERS = ("agent", "supervisor", "reviewer")
 
@@ -58,6 +59,7 @@ async def wallboard_data(request: web.Request) -> web.Response:
 async def wallboard_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket /ws/console/wallboard: the current figures at once, then every ``live.metrics``."""
     ctx = ctx_of(request)
+    check_websocket_origin(request, ctx.settings)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     sub = await ctx.bus.subscribe("live.metrics")

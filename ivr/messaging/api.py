@@ -20,7 +20,8 @@ from ivr.messaging.chat import HUB_KEY, ChatHub
 from ivr.messaging.media import MediaError, MediaStore
 from ivr.messaging.sns import deadline_report
 from ivr.messaging.store import OUTBOUND_STREAM, InboundWriter
-from ivr.web.auth import current_user, requires
+from ivr.web.access import audit_read, contact_access, refused
+from ivr.web.auth import audit, current_user, requires
 from ivr.web.errors import json_error
 from ivr.web.openapi import add_paths, add_schemas
 from ivr.web.params import path_id
@@ -95,7 +96,18 @@ async def list_chats(request: web.Request) -> web.Response:
 
 @requires("agent", "supervisor")
 async def get_chat(request: web.Request) -> web.Response:
-    return web.json_response(await _hub(request).summary(await _conversation(request), with_history=True))
+    """A conversation with its lines: an agent's own, or a waiting one (to take it); supervisors
+    see every one, and reading another's is audited."""
+    user = current_user(request)
+    assert user is not None
+    conv = await _conversation(request)
+    own = conv.agent_username == user.username
+    if not own and conv.status != "waiting":
+        if user.role == "agent":
+            raise json_error(403, "that conversation is another agent's")
+        await audit(_ctx(request), user.username, "record_read", f"chat:{conv.id}", ip=request.remote,
+                    what="chat history", role=user.role)
+    return web.json_response(await _hub(request).summary(conv, with_history=True))
 
 
 @requires("agent")
@@ -153,13 +165,19 @@ def _message_json(message: Message) -> dict[str, Any]:
 @requires("agent", "supervisor", "reviewer")
 async def contact_messages(request: web.Request) -> web.Response:
     contact_id = _id(request)
-    async with _ctx(request).db.session() as session:
+    ctx, user = _ctx(request), current_user(request)
+    assert user is not None
+    async with ctx.db.session() as session:
         contact = await session.get(Contact, contact_id)
         if contact is None:
             raise json_error(404, "no such contact")
+        access = await contact_access(ctx, session, user, contact)
+        if not access.allowed:
+            raise refused()
         rows = (await session.execute(select(Message).where(Message.contact_id == contact_id)
                                       .options(selectinload(Message.media)).order_by(Message.at, Message.id)
                                       .limit(5000))).scalars().all()
+    await audit_read(ctx, request, user, access, "messages", f"contact:{contact_id}")
     return web.json_response({"contact_id": contact.id, "tracking_number": contact.tracking_number,
                               "channel": contact.channel.value, "status": contact.status.value,
                               "messages": [_message_json(m) for m in rows]})
@@ -177,6 +195,8 @@ async def reply(request: web.Request) -> web.Response:
         contact = await session.get(Contact, contact_id)
         if contact is None:
             raise json_error(404, "no such contact")
+        if not (await contact_access(ctx, session, user, contact)).allowed:
+            raise refused()
         citizen = await session.get(Citizen, contact.citizen_id) if contact.citizen_id else None
         if citizen is None or not (citizen.identity_kind == "phone" or citizen.identity_kind.startswith("sns:")):
             raise json_error(409, "this contact has no phone number or SNS account to reply to; "
@@ -200,11 +220,18 @@ async def reply(request: web.Request) -> web.Response:
 
 @requires("agent", "supervisor", "reviewer")
 async def media_file(request: web.Request) -> web.StreamResponse:
-    ctx = _ctx(request)
+    ctx, user = _ctx(request), current_user(request)
+    assert user is not None
     async with ctx.db.session() as session:
         media = await session.get(Media, _id(request))
+        message = await session.get(Message, media.message_id) if media is not None else None
+        contact = await session.get(Contact, message.contact_id) if message is not None else None
+        access = await contact_access(ctx, session, user, contact) if contact is not None else None
     if media is None:
         raise json_error(404, "no such media")
+    if access is None or not access.allowed:
+        raise refused()
+    await audit_read(ctx, request, user, access, "media", f"media:{media.id}")
     try:
         path = MediaStore(ctx.settings.data_dir).absolute(media.path)
     except MediaError:

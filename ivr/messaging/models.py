@@ -26,6 +26,16 @@ class ChatConversation(Base):
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     assigned_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # When the citizen was last connected or wrote: a chat idle longer than
+    # ``sms.chat_idle_seconds`` is closed (an abandoned chat must not wait for ever).
+    last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
+    # A phone number the citizen claimed in the chat; it is attached to the conversation only
+    # after they type the one-time code sent to it by SMS (``phone_code``: its salted SHA-256).
+    claimed_phone: Mapped[str | None] = mapped_column(String(40))
+    phone_code: Mapped[str | None] = mapped_column(String(64))
+    phone_code_expires: Mapped[datetime | None]
+    phone_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    phone_verified_at: Mapped[datetime | None]
 
 
 class SnsDeadline(Base):

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from ivr.context import AppContext
 from ivr.db.models import Contact, Recording, TranscriptSegment
-from ivr.search import search_text
+from ivr.search import SearchError, search_text
 from ivr.web.auth import audit, current_user, requires
+from ivr.web.errors import json_error
 from ivr.web.params import MAX_DB_ID, path_id, query_int
 
 READERS = ("reviewer", "supervisor")
@@ -195,7 +196,10 @@ async def search(request: web.Request) -> web.Response:
         raise _bad("q: give one or more words to search for / 검색어를 입력하세요")
     limit = max(1, min(MAX_LIMIT, _int_param(request, "limit", 50) or 50))
     async with _ctx(request).db.session() as session:
-        hits = await search_text(session, query, limit=limit)
+        try:
+            hits = await search_text(session, query, limit=limit)
+        except SearchError as exc:
+            raise json_error(exc.status, str(exc)) from None
         seg_ids = [h.ref_id for h in hits if h.kind == "segment"]
         seg_info: dict[int, tuple[int, str, float]] = {}
         if seg_ids:

@@ -6,7 +6,6 @@ import importlib
 
 from aiohttp import web
 
-from ivr import __version__
 from ivr.context import AppContext
 
 CTX_KEY = web.AppKey("ctx", AppContext)
@@ -19,8 +18,8 @@ SETUPS: list[str] = [
     "ivr.open311.api:setup",
     "ivr.web.errors:setup",
     "ivr.web.limits:setup",
-    "ivr.webrtc.api:setup",
     "ivr.messaging.api:setup",
+    "ivr.webrtc.api:setup",
     "ivr.console.pages:setup",
 ]
 
@@ -31,12 +30,20 @@ async def healthz(request: web.Request) -> web.Response:
         from sqlalchemy import text
 
         await session.execute(text("SELECT 1"))
-    return web.json_response({"status": "ok", "version": __version__})
+    return web.json_response({"status": "ok"})  # no versions: they only help an attacker pick exploits
+
+
+async def _common_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp would announce "Python/3.x aiohttp/3.y"; and no response may be sniffed into
+    # another type (an uploaded "image" that is also HTML must never render as a page).
+    response.headers["Server"] = "dasan"
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 def create_app(ctx: AppContext) -> web.Application:
     app = web.Application(client_max_size=ctx.settings.web.max_body_bytes)
     app[CTX_KEY] = ctx
+    app.on_response_prepare.append(_common_headers)
     app.router.add_get("/healthz", healthz)
     for spec in SETUPS:
         module_name, _, attr = spec.partition(":")

@@ -1,39 +1,57 @@
 """Sign-in, sessions, CSRF and roles for every HTTP route that a person uses.
 
-Sessions are signed cookies (HMAC-SHA256 with ``web.secret_key``): nothing to store, and a
-forged or expired cookie is simply anonymous. Each session carries a CSRF token that unsafe
-requests (POST/PUT/PATCH/DELETE) must echo in ``X-CSRF-Token`` or a ``csrf_token`` form field.
+Sessions are signed cookies (HMAC-SHA256 with ``web.secret_key``); a forged or expired cookie
+is simply anonymous. Each cookie carries the user's ``session_version`` as it was when the
+session began, and every request checks it against the database (with ``active`` and the
+role): signing out, a password or role change and deactivation raise the version, which ends
+every session of that user at once. Each session carries a CSRF token that unsafe requests
+(POST/PUT/PATCH/DELETE) must echo in ``X-CSRF-Token`` or a ``csrf_token`` form field.
 Routes declare who may use them with ``@requires("reviewer")``; admins may use every route.
-Every sign-in (and failed attempt) goes to the audit log.
+Sign-in verifies argon2 hashes in a small thread pool (never on the event loop), at the same
+cost for unknown accounts, behind a per-account and per-address throttle
+(``ivr.web.throttle``); every sign-in, failure and throttled attempt goes to the audit log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ivr.context import AppContext
 from ivr.db.models import AuditLog, User
+from ivr.web.origin import is_secure
+from ivr.web.throttle import LoginThrottle
 
 ROLES = ("agent", "supervisor", "admin", "reviewer")
 COOKIE = "dasan_session"
 SESSION_SECONDS = 12 * 3600
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_PASSWORD = 1024
 _hasher = PasswordHasher()
+# Argon2 takes ~0.1 s of CPU on purpose: two threads at most, so a burst of sign-ins neither
+# stalls the event loop nor takes every core (nor the default executor other work uses).
+_password_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+THROTTLE_KEY = web.AppKey("login_throttle", LoginThrottle)
 
 
 def hash_password(password: str) -> str:
@@ -47,6 +65,25 @@ def verify_password(stored: str, password: str) -> bool:
         return False
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when the account does not exist or is inactive: the answer then takes as
+    # long as for a real account, so the timing does not tell which usernames exist.
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _check_password(stored: str | None, password: str) -> bool:
+    if stored is None:
+        verify_password(_dummy_hash(), password)
+        return False
+    return verify_password(stored, password)
+
+
+async def check_password(stored: str | None, password: str) -> bool:
+    """``verify_password`` in the argon2 thread pool; None (no such account) costs the same."""
+    return await asyncio.get_running_loop().run_in_executor(_password_pool, _check_password, stored, password)
+
+
 @dataclass(frozen=True)
 class SessionUser:
     id: int
@@ -55,6 +92,7 @@ class SessionUser:
     language: str
     csrf: str
     expires: float
+    version: int = -1  # users.session_version when the session began
 
 
 def _sign(secret: str, payload: bytes) -> str:
@@ -66,9 +104,14 @@ def encode_session(secret: str, user: SessionUser) -> str:
     return payload.decode() + "." + _sign(secret, payload)
 
 
+def _same(a: str, b: str) -> bool:
+    # compare_digest refuses str with non-ASCII characters (TypeError): compare bytes.
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape"))
+
+
 def decode_session(secret: str, cookie: str) -> SessionUser | None:
     payload, _, signature = cookie.partition(".")
-    if not hmac.compare_digest(_sign(secret, payload.encode()), signature):
+    if not _same(_sign(secret, payload.encode("utf-8", "surrogateescape")), signature):
         return None
     try:
         user = SessionUser(**json.loads(base64.urlsafe_b64decode(payload)))
@@ -90,11 +133,30 @@ def _ctx(request: web.Request) -> AppContext:
     return request.app[CTX_KEY]
 
 
+async def _still_valid(ctx: AppContext, user: SessionUser) -> bool:
+    """The account still exists, is active, has the same role and has not ended its sessions."""
+    async with ctx.db.session() as session:
+        row = (await session.execute(select(User.active, User.role, User.session_version)
+                                     .where(User.id == user.id))).one_or_none()
+    return row is not None and bool(row[0]) and row[1] == user.role and row[2] == user.version
+
+
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = _ctx(request)
     cookie = request.cookies.get(COOKIE)
-    request[USER_KEY] = decode_session(_ctx(request).settings.web.secret_key, cookie) if cookie else None
+    user = decode_session(ctx.settings.web.secret_key, cookie) if cookie else None
+    if user is not None and not await _still_valid(ctx, user):
+        user = None
+    request[USER_KEY] = user
     return await handler(request)
+
+
+async def end_sessions(ctx: AppContext, user_id: int) -> None:
+    """Every session of this user ends now (their cookies carry an older session_version)."""
+    async with ctx.db.transaction() as session:
+        await session.execute(update(User).where(User.id == user_id)
+                              .values(session_version=User.session_version + 1))
 
 
 def _wants_json(request: web.Request) -> bool:
@@ -112,7 +174,7 @@ async def _csrf_ok(request: web.Request, user: SessionUser) -> bool:
             return False
         value = form.get("csrf_token")
         token = value if isinstance(value, str) else None
-    return token is not None and hmac.compare_digest(token, user.csrf)
+    return token is not None and _same(token, user.csrf)
 
 
 def requires(*roles: str) -> Callable[[Handler], Handler]:
@@ -126,7 +188,7 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
             if user is None:
                 if _wants_json(request):
                     raise web.HTTPUnauthorized(text='{"error": "sign in first"}', content_type="application/json")
-                raise web.HTTPFound(f"/login?next={request.path_qs}")
+                raise web.HTTPFound("/login?next=" + quote(request.raw_path, safe=""))
             if user.role != "admin" and user.role not in roles:
                 if not _wants_json(request) and request.method == "GET":
                     from ivr.console.render import render
@@ -148,35 +210,65 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
 async def audit(ctx: AppContext, actor: str, action: str, target: str = "", ip: str | None = None,
                 **data: Any) -> None:
     async with ctx.db.transaction() as session:
-        session.add(AuditLog(actor=actor, action=action, target=target, ip=ip, data=data))
+        session.add(AuditLog(actor=actor[:80], action=action, target=target[:200], ip=ip[:64] if ip else ip,
+                             data=data))
+
+
+class Throttled(Exception):
+    """Too many failed sign-ins for this account or address: wait ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"retry after {retry_after:.0f} s")
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 async def sign_in(request: web.Request, username: str, password: str) -> SessionUser | None:
+    """The session of ``username`` if the password is right; raises ``Throttled``."""
     ctx = _ctx(request)
+    throttle = request.app[THROTTLE_KEY]
+    wait = throttle.wait(username, request.remote)
+    if wait > 0:
+        await audit(ctx, username, "sign_in_throttled", ip=request.remote, retry_after=math.ceil(wait))
+        raise Throttled(wait)
     async with ctx.db.session() as session:
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
-    ok = user is not None and user.active and verify_password(user.password_hash, password)
-    await audit(ctx, username, "sign_in" if ok else "sign_in_failed", ip=request.remote)
-    if not ok or user is None:
-        return None
-    return SessionUser(user.id, user.username, user.role, user.language, secrets.token_urlsafe(24),
-                       time.time() + SESSION_SECONDS)
+    usable = user is not None and user.active and len(password) <= MAX_PASSWORD
+    ok = await check_password(user.password_hash if usable and user is not None else None, password[:MAX_PASSWORD])
+    if ok and user is not None:
+        throttle.succeeded(username)
+        await audit(ctx, username, "sign_in", ip=request.remote)
+        return SessionUser(user.id, user.username, user.role, user.language, secrets.token_urlsafe(24),
+                           time.time() + SESSION_SECONDS, user.session_version)
+    throttle.failed(username, request.remote)
+    reason = "unknown user" if user is None else ("inactive" if not user.active else "wrong password")
+    await audit(ctx, username, "sign_in_failed", ip=request.remote, reason=reason)
+    return None
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, user: SessionUser) -> None:
-    secret = _ctx(request).settings.web.secret_key
-    response.set_cookie(COOKIE, encode_session(secret, user), httponly=True, samesite="Lax",
-                        max_age=SESSION_SECONDS, secure=request.secure)
+    settings = _ctx(request).settings
+    response.set_cookie(COOKIE, encode_session(settings.web.secret_key, user), httponly=True, samesite="Lax",
+                        max_age=SESSION_SECONDS, secure=is_secure(request, settings))
 
 
 async def api_login(request: web.Request) -> web.Response:
-    """POST /api/login {"username", "password"} -> the user and the CSRF token; sets the cookie."""
+    """POST /api/login {"username", "password"} -> the user and the CSRF token; sets the cookie.
+
+    Only ``application/json``: a form or text/plain body is what another site's page can send
+    without asking (login CSRF), a JSON body is not."""
+    if request.content_type != "application/json":
+        return web.json_response({"error": "send the sign-in as application/json"}, status=415)
     try:
         body = await request.json()
         username, password = str(body["username"]), str(body["password"])
     except (ValueError, KeyError, TypeError):
         return web.json_response({"error": "expected JSON with username and password"}, status=400)
-    user = await sign_in(request, username, password)
+    try:
+        user = await sign_in(request, username, password)
+    except Throttled as exc:
+        return web.json_response({"error": "too many failed sign-ins; try again later",
+                                  "retry_after": exc.retry_after}, status=429,
+                                 headers={"Retry-After": str(exc.retry_after)})
     if user is None:
         return web.json_response({"error": "wrong username or password"}, status=401)
     response = web.json_response({"username": user.username, "role": user.role,
@@ -186,8 +278,12 @@ async def api_login(request: web.Request) -> web.Response:
 
 
 async def api_logout(request: web.Request) -> web.Response:
+    """POST /api/logout (with the CSRF token): ends every session of the signed-in user."""
     user = current_user(request)
     if user is not None:
+        if not await _csrf_ok(request, user):
+            return web.json_response({"error": "missing or wrong CSRF token"}, status=403)
+        await end_sessions(_ctx(request), user.id)
         await audit(_ctx(request), user.username, "sign_out", ip=request.remote)
     response = web.json_response({"ok": True})
     response.del_cookie(COOKIE)
@@ -206,28 +302,65 @@ async def create_user(ctx: AppContext, username: str, password: str, role: str,
                       display_name: str = "", language: str = "ko") -> User:
     if role not in ROLES:
         raise ValueError(f"role {role!r} (expected one of {', '.join(ROLES)})")
+    password_hash = await asyncio.get_running_loop().run_in_executor(_password_pool, hash_password, password)
     async with ctx.db.transaction() as session:
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
         if user is None:
-            user = User(username=username)
+            user = User(username=username, session_version=0)
             session.add(user)
-        user.password_hash = hash_password(password)
+        else:
+            # A password reset or a role change ends the sessions made with the old ones.
+            user.session_version = (user.session_version or 0) + 1
+        user.password_hash = password_hash
         user.role, user.display_name, user.language = role, display_name or username, language
     return user
 
 
+async def set_active(ctx: AppContext, username: str, active: bool) -> bool:
+    """Enable or disable an account (False: no such user); disabling ends its sessions."""
+    async with ctx.db.transaction() as session:
+        user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+        if user is None:
+            return False
+        user.active = active
+        user.session_version = (user.session_version or 0) + 1
+    return True
+
+
+# Characters browsers drop from or treat as "/" in a URL: a path "/\t/host" is "//host" to them.
+_IGNORED_IN_URLS = re.compile(r"[\x00-\x20\x7f]")
+
+
 def _safe_next(target: str | None) -> str | None:
-    # Only paths on this site: "//evil.example" or "http://..." would be an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """``target`` if it is a path on this site, else None (an open redirect otherwise).
+
+    Judged the way a browser reads a Location: percent-escapes decoded (repeatedly), tabs,
+    newlines and other control characters dropped, backslashes as slashes; what remains must be
+    one "/" followed by a path, never "//host" nor "scheme:"."""
+    if not target or len(target) > 2000:
+        return None
+    decoded = target
+    for _ in range(5):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    else:
+        return None  # still changing after five rounds: nobody needs that
+    seen = _IGNORED_IN_URLS.sub("", decoded).replace("\\", "/")
+    parts = urlsplit(seen)
+    if not seen.startswith("/") or seen.startswith("//") or parts.scheme or parts.netloc:
+        return None
+    if _IGNORED_IN_URLS.search(target) or "\\" in target:
+        return None  # valid after cleaning, but not as sent: refuse rather than rewrite
+    return target
 
 
 async def login_page(request: web.Request) -> web.Response:
     """GET /login: the sign-in form (HTML)."""
     from ivr.console.render import render
 
-    return render(request, "login.html", error=False, next=_safe_next(request.query.get("next")) or "",
+    return render(request, "login.html", error="", next=_safe_next(request.query.get("next")) or "",
                   username="")
 
 
@@ -243,9 +376,15 @@ async def login_form(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="expected the sign-in form")
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
-    user = await sign_in(request, username, password) if username and password else None
+    try:
+        user = await sign_in(request, username, password) if username and password else None
+    except Throttled as exc:
+        response = render(request, "login.html", status=429, error="login_throttled", next=target or "",
+                          username=username)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if user is None:
-        return render(request, "login.html", status=401, error=True, next=target or "", username=username)
+        return render(request, "login.html", status=401, error="wrong_login", next=target or "", username=username)
     response = web.HTTPFound(target or home_of(user))
     set_session_cookie(request, response, user)
     raise response
@@ -257,6 +396,7 @@ async def logout_form(request: web.Request) -> web.Response:
     if user is not None:
         if not await _csrf_ok(request, user):
             raise web.HTTPForbidden(text='{"error": "missing or wrong CSRF token"}', content_type="application/json")
+        await end_sessions(_ctx(request), user.id)
         await audit(_ctx(request), user.username, "sign_out", ip=request.remote)
     response = web.HTTPFound("/login")
     response.del_cookie(COOKIE)
@@ -276,6 +416,7 @@ def reissue(request: web.Request, response: web.StreamResponse, **changes: Any) 
 
 
 def setup(app: web.Application, ctx: AppContext) -> None:
+    app[THROTTLE_KEY] = LoginThrottle(ctx.settings.web.login_free_failures, ctx.settings.web.login_max_delay_seconds)
     app.middlewares.append(session_middleware)
     app.router.add_post("/api/login", api_login)
     app.router.add_post("/api/logout", api_logout)

@@ -1,0 +1,300 @@
+"""Sessions, sign-in and the browser-facing edges of the web app (issue #21 items 3, 4, 7, 10 and
+the low findings on cookies, login CSRF and version headers), on the real app over a real
+socket with SQLite and PostgreSQL.
+
+Every old cookie must stop working once its user signs out, has the password reset, the role
+changed or the account disabled; forged, expired and CSRF-less requests are refused; sign-in is
+throttled per account and per address across both sign-in routes and checks passwords off the
+event loop at the same cost for unknown users; redirects after sign-in stay on this site; and
+WebSockets refuse pages of other origins (scheme, host and port compared)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import select, update
+from yarl import URL
+
+from ivr.config import Settings
+from ivr.db.models import AuditLog, User
+from ivr.web import auth
+from ivr.web.auth import COOKIE, _safe_next, create_user, decode_session, encode_session, set_active
+from ivr.web.throttle import LoginThrottle
+from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+
+
+@pytest.fixture
+async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
+    settings.database.url = db_url  # SQLite and PostgreSQL in turn
+    settings.web.login_free_failures = 3
+    async with serve_console(prepare_settings(settings, tmp_path)) as c:
+        yield c
+
+
+class Browser:
+    """One signed-in client: its own cookie jar and the CSRF token its sign-in returned."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def sign_in(self, username: str, password: str = PASSWORD) -> int:
+        async with self.http.post(f"{self.console.url}/api/login",
+                                  json={"username": username, "password": password}) as r:
+            if r.status == 200:
+                self.csrf = (await r.json())["csrf_token"]
+            return r.status
+
+    async def status(self, method: str, path: str, csrf: str | None = None, **kw: Any) -> int:
+        headers = {"Accept": "application/json"}
+        if csrf is not None:
+            headers["X-CSRF-Token"] = csrf
+        async with self.http.request(method, self.console.url + path, headers=headers,
+                                     allow_redirects=False, **kw) as r:
+            await r.read()
+            return r.status
+
+    def cookie(self) -> str:
+        return next(c.value for c in self.http.cookie_jar if c.key == COOKIE)
+
+
+@pytest.fixture
+async def browsers(console: Console) -> AsyncIterator[Any]:
+    made: list[Browser] = []
+
+    async def make(username: str | None = None) -> Browser:
+        b = Browser(console)
+        made.append(b)
+        if username:
+            assert await b.sign_in(username) == 200
+        return b
+
+    yield make
+    for b in made:
+        await b.http.close()
+
+
+async def test_old_cookies_end_with_logout_password_role_and_deactivation(console: Console, browsers: Any) -> None:
+    ctx = console.ctx
+    # Sign-out ends every session of that user, not only the one that signed out.
+    first, second = await browsers("kim.minji"), await browsers("kim.minji")
+    assert await second.status("GET", "/api/console/inbox") == 200
+    assert await first.status("POST", "/api/logout", csrf=first.csrf) == 200
+    assert await second.status("GET", "/api/console/inbox") == 401
+    assert await second.status("GET", "/api/me") == 401
+
+    # A password reset (dasan user add on an existing user) ends the old sessions.
+    third = await browsers("kim.minji")
+    assert await third.status("GET", "/api/me") == 200
+    await create_user(ctx, "kim.minji", "a-new-password-1", "agent")
+    assert await third.status("GET", "/api/console/inbox") == 401
+    assert await third.sign_in("kim.minji") == 401  # the old password is gone too
+    assert await third.sign_in("kim.minji", "a-new-password-1") == 200
+
+    # A role downgrade: through create_user, and even when the row is changed behind our back.
+    boss = await browsers("super1")
+    assert await boss.status("GET", "/api/console/admin/history") == 200
+    async with ctx.db.transaction() as session:
+        await session.execute(update(User).where(User.username == "super1").values(role="agent"))
+    assert await boss.status("GET", "/api/console/admin/history") == 401
+    assert await boss.status("GET", "/api/me") == 401
+
+    # Deactivation: the admin's cookie stops working at once, and signing in is refused.
+    admin = await browsers("admin1")
+    assert await admin.status("GET", "/api/console/admin/history") == 200
+    assert await set_active(ctx, "admin1", False)
+    assert await admin.status("GET", "/api/console/admin/history") == 401
+    assert await admin.sign_in("admin1") == 401
+    async with ctx.db.session() as session:
+        failures = [(a.actor, a.data.get("reason")) for a in (await session.execute(
+            select(AuditLog).where(AuditLog.action == "sign_in_failed").order_by(AuditLog.id))).scalars()]
+    assert ("admin1", "inactive") in failures and ("kim.minji", "wrong password") in failures
+    assert await set_active(ctx, "admin1", True)
+    assert await admin.sign_in("admin1") == 200
+
+
+async def test_forged_expired_cookies_and_wrong_csrf_tokens_are_refused(console: Console, browsers: Any) -> None:
+    ctx = console.ctx
+    agent = await browsers("kim.minji")
+    cookie = agent.cookie()
+    user = decode_session(ctx.settings.web.secret_key, cookie)
+    assert user is not None and user.role == "agent"
+
+    async def me(cookie_value: str) -> int:
+        async with aiohttp.ClientSession() as anon, anon.get(
+                f"{console.url}/api/me", headers={"Cookie": f"{COOKIE}={cookie_value}"}) as r:
+            return r.status
+
+    assert await me(cookie) == 200
+    payload, _, signature = cookie.partition(".")
+    flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    promoted = encode_session("not-the-secret", replace(user, role="admin"))
+    expired = encode_session(ctx.settings.web.secret_key, replace(user, expires=time.time() - 1))
+    unversioned = encode_session(ctx.settings.web.secret_key, replace(user, version=user.version + 1))
+    for forged in (f"{payload}.{flipped}", promoted, expired, unversioned, payload, "x", "é." + signature):
+        assert await me(forged) == 401, forged
+
+    # Every wrong CSRF value (none, empty, another session's, one character off, non-ASCII) is
+    # refused on an unsafe request, and the command is not queued.
+    other = await browsers("kim.minji")
+    wrong = [None, "", " ", "x", other.csrf, agent.csrf + "a", agent.csrf[:-1], agent.csrf.upper(),
+             "토큰" * 8, agent.csrf[::-1]]
+    for token in wrong:
+        status = await agent.status("POST", "/api/console/agent/state", csrf=token, json={"action": "login"})
+        assert status == 403, token
+    assert await agent.status("POST", "/api/console/agent/state", csrf=agent.csrf, json={"action": "login"}) == 202
+    jobs = await ctx.bus.consume("agent.commands", "t", "t", count=50, block=2)
+    assert [j.data for j in jobs] == [{"action": "login", "username": "kim.minji"}]
+
+
+async def test_login_csrf_logout_csrf_and_secure_cookie(console: Console, browsers: Any) -> None:
+    plain = await browsers()
+    # A cross-site form can post text/plain or urlencoded without asking: only JSON signs in.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        async with plain.http.post(f"{console.url}/api/login", headers={"Content-Type": content_type},
+                                   data=json.dumps({"username": "kim.minji", "password": PASSWORD})) as r:
+            assert r.status == 415, content_type
+    assert not list(plain.http.cookie_jar)
+
+    agent = await browsers("kim.minji")
+    assert await agent.status("POST", "/api/logout") == 403  # no CSRF token: still signed in
+    assert await agent.status("GET", "/api/me") == 200
+    assert await agent.status("POST", "/api/logout", csrf=agent.csrf) == 200
+    assert await agent.status("GET", "/api/me") == 401
+
+    # Behind a trusted TLS proxy the cookie is Secure; the same header from anyone else is ignored.
+    async def cookie_flags(proto: str) -> str:
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{console.url}/api/login", json={"username": "kim.minji", "password": PASSWORD},
+                headers={"X-Forwarded-Proto": proto}) as r:
+            assert r.status == 200
+            return r.headers["Set-Cookie"]
+
+    assert "Secure" not in await cookie_flags("https")
+    console.ctx.settings.web.trusted_proxies = ["127.0.0.0/8"]
+    assert "Secure" in await cookie_flags("https")
+    assert "Secure" not in await cookie_flags("http")
+
+
+async def test_no_versions_announced(console: Console) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{console.url}/healthz") as r:
+            assert r.status == 200 and await r.json() == {"status": "ok"}
+            assert r.headers["Server"] == "dasan" and r.headers["X-Content-Type-Options"] == "nosniff"
+        async with s.get(f"{console.url}/no-such-page") as r:
+            assert r.status == 404 and r.headers["Server"] == "dasan"
+
+
+async def test_sign_in_is_throttled_across_both_routes_and_audited(console: Console, browsers: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Which thread checks each password (the real argon2 verify, only observed).
+    threads: list[int] = []
+    real_verify = auth.verify_password
+
+    def observed(stored: str, password: str) -> bool:
+        threads.append(threading.get_ident())
+        return real_verify(stored, password)
+
+    monkeypatch.setattr(auth, "verify_password", observed)
+    b = await browsers()
+    assert await b.sign_in("kim.minji", "wrong-1") == 401
+    async with b.http.post(f"{console.url}/login", data={"username": "kim.minji", "password": "wrong-2"},
+                           allow_redirects=False) as r:
+        assert r.status == 401
+    assert await b.sign_in("nobody-here", "wrong-3") == 401  # unknown user: a password is still checked
+    assert len(threads) == 3 and threading.get_ident() not in threads  # never on the event loop
+
+    # Three failures from this address (login_free_failures = 3): the next attempt must wait,
+    # on either route, whatever the password; the answer says how long.
+    async with b.http.post(f"{console.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
+        assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+    async with b.http.post(f"{console.url}/login", data={"username": "super1", "password": PASSWORD},
+                           allow_redirects=False) as r:
+        assert r.status == 429 and "Retry-After" in r.headers
+    assert len(threads) == 3  # refused before any password was checked
+    async with console.ctx.db.session() as session:
+        rows = [(a.action, a.actor) for a in (await session.execute(
+            select(AuditLog).where(AuditLog.action.like("sign_in%")).order_by(AuditLog.id))).scalars()]
+    assert rows == [("sign_in_failed", "kim.minji"), ("sign_in_failed", "kim.minji"),
+                    ("sign_in_failed", "nobody-here"), ("sign_in_throttled", "kim.minji"),
+                    ("sign_in_throttled", "super1")]
+
+
+def test_throttle_waits_grow_per_account_and_address() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(free=2, max_delay=60, clock=lambda: now[0])
+    for _ in range(2):
+        assert throttle.wait("kim", "10.0.0.1") == 0
+        throttle.failed("kim", "10.0.0.1")
+    assert throttle.wait("lee", "10.0.0.1") == 2  # per address: another account from it waits
+    assert throttle.wait("lee", "10.0.0.2") == 0
+    waits = []
+    for _ in range(6):
+        waits.append(throttle.wait("kim", "10.0.0.9"))  # per account: another address waits too
+        now[0] += waits[-1]
+        throttle.failed("kim", "10.0.0.9")
+    assert waits == [2, 4, 8, 16, 32, 60]
+    assert throttle.wait("lee", "10.0.0.9") > 0
+    throttle.succeeded("kim")
+    assert throttle.wait("kim", "10.0.0.3") == 0
+    now[0] += 61  # a quiet spell longer than the longest wait forgets the failures
+    assert throttle.wait("lee", "10.0.0.9") == 0
+
+
+@pytest.mark.parametrize("target", [
+    "/\t/127.0.0.1:38091/phish", "//127.0.0.1:38091/phish", "/\\127.0.0.1/phish", "\\\\evil.example",
+    "/%2F127.0.0.1/phish", "%2F%2Fevil.example", "/%5Cevil.example", "/%252F%252Fevil.example",
+    "/\r\n/evil.example", "https://evil.example/", "javascript:alert(1)", "evil.example", "/ /evil.example",
+    "/%09/evil.example", "", None])
+def test_next_refuses_everything_that_leaves_the_site(target: str | None) -> None:
+    assert _safe_next(target) is None
+
+
+def test_next_keeps_paths_of_this_site() -> None:
+    for target in ("/console/wallboard", "/console/reviewer?q=%EB%B2%84%EC%8A%A4&x=1", "/api/console/kb?q=a%2Fb"):
+        assert _safe_next(target) == target
+
+
+async def test_open_redirect_of_the_issue_goes_home(console: Console) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{console.url}/login?next=%2F%09%2F127.0.0.1:38091%2Fphish") as r:
+            page = await r.text()
+            assert r.status == 200 and "127.0.0.1:38091" not in page
+        async with s.post(f"{console.url}/login", allow_redirects=False, data={
+                "username": "kim.minji", "password": PASSWORD, "next": "/\t/127.0.0.1:38091/phish"}) as r:
+            assert r.status == 302 and r.headers["Location"] == "/console/agent"
+    # A page behind the sign-in sends back to itself, query and all (once it was cut at "&").
+    async with aiohttp.ClientSession() as anon, anon.get(f"{console.url}/console/wallboard?a=1&b=2",
+                                                           allow_redirects=False) as r:
+        location = URL(r.headers["Location"])
+        assert r.status == 302 and location.path == "/login"
+        assert location.query["next"] == "/console/wallboard?a=1&b=2"
+
+
+WEBSOCKETS = ["/ws/console/agent", "/ws/console/wallboard", "/api/messaging/agent/ws", "/chat/ws"]
+
+
+async def test_websockets_refuse_other_origins(console: Console, browsers: Any) -> None:
+    agent = await browsers("kim.minji")
+    port = int(console.url.rsplit(":", 1)[1])
+    console.ctx.settings.web.public_url = "https://dasan.example"
+    foreign = ["https://evil.example", f"http://127.0.0.1:{port + 1}", "http://127.0.0.1:9999",
+               f"https://127.0.0.1:{port}", "http://dasan.example", "https://dasan.example:8443", "null"]
+    for path in WEBSOCKETS:
+        for origin in foreign:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await agent.http.ws_connect(console.url + path, headers={"Origin": origin})
+            assert refused.value.status == 403, (path, origin)
+        for origin in (console.url, f"http://localhost:{port}".replace("localhost", "127.0.0.1"),
+                       "https://dasan.example", "https://dasan.example:443"):
+            ws = await agent.http.ws_connect(console.url + path, headers={"Origin": origin})
+            await ws.close()
