@@ -90,7 +90,7 @@ async def test_mms_photo_becomes_request_with_served_media(ctx: AppContext) -> N
     (sr,) = await requests_of(ctx)
     assert sr.service_code == "street_condition" and sr.source == "mms"  # the catalogue's photo_service
     assert sr.contact_id == job["contact_id"] and sr.description == "세종대로 110 앞 도로가 패였어요"
-    assert sr.address == sr.description and sr.lat is None
+    assert sr.address is None and sr.lat is None  # the SMS text is not published as an address
     (reply,) = await sms_sent(ctx)
     assert reply["to"] == "+821022223333" and sr.service_request_id in reply["body"]
     assert reply["contact_id"] == job["contact_id"] and "도로 파손 신고" in reply["body"]

@@ -24,6 +24,7 @@ from ivr.open311.formats import Open311Error, error_response, render
 from ivr.open311.models import ServiceRequest
 from ivr.open311.service import NewRequest, Open311, parse_datetime
 from ivr.web import auth
+from ivr.web.errors import ERROR_FORMS
 from ivr.web.openapi import add_paths
 from ivr.web.params import parse_db_id
 
@@ -327,7 +328,14 @@ def _fmt_path(path: str) -> str:
     return f"{PREFIX}{path}.{{fmt:[A-Za-z0-9]+}}"
 
 
+def _error_form(request: web.Request, status: int, message: str) -> web.StreamResponse:
+    """Errors raised before or around a handler (404/405 of the router, 413 and a multipart
+    body without a boundary from ivr.web.limits, 429) in the spec's errors document too."""
+    return error_response("xml" if request.path.endswith(".xml") else "json", [Open311Error(status, message)])
+
+
 def setup(app: web.Application, ctx: AppContext) -> None:
+    app.setdefault(ERROR_FORMS, {})["/open311/"] = _error_form
     app[OPEN311_KEY] = desk = Open311(ctx)
     desk.catalog  # noqa: B018  (load now: a broken catalogue stops start-up with file:line)
     r = app.router

@@ -347,8 +347,8 @@ class Open311:
         found = _LATLONG.search(rest)
         if found:
             new.lat, new.long = found.group(1), found.group(2)
-        elif rest:
-            new.address_string = rest[:500]
+        # The rest of the text stays in the request's private record (description, the
+        # message itself), never in the public ``address``: a citizen's SMS is not published.
         media = (str(photos[0]["path"]), str(photos[0]["content_type"])) if photos else None
         async with self.ctx.db.transaction() as session:
             contact = await session.get(Contact, int(job["contact_id"])) if job.get("contact_id") else None
