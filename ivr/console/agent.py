@@ -19,10 +19,12 @@ from sqlalchemy.orm import selectinload
 
 from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
 from ivr.console.render import ctx_of, render
-from ivr.db.models import Agent, Category, Channel, Citizen, Contact, Message
+from ivr.db.models import Category, Channel, Citizen, Contact, Message
 from ivr.records import earlier_contacts, record_event
-from ivr.search import search_text
+from ivr.search import SearchError, search_text
+from ivr.web.access import contact_access, refused
 from ivr.web.auth import current_user, requires
+from ivr.web.errors import json_error
 from ivr.web.origin import check_websocket_origin
 
 ACTIONS = ("login", "logout", "pause", "unpause")
@@ -102,6 +104,10 @@ async def get_contact(request: web.Request) -> web.Response:
             raise bad("no such contact / 문의가 없습니다", 404)
         earlier: list[Contact] = []
         if contact.citizen_id is not None:
+        access = await contact_access(ctx, session, user, contact)
+        if not access.allowed:
+            await audit_request(request, "record_refused", f"contact:{contact_id}")
+            raise refused()
             ids = [c.id for c in await earlier_contacts(session, contact.citizen_id, limit=20) if c.id != contact.id]
             if ids:
                 earlier = list((await session.execute(select(Contact).options(selectinload(Contact.category))
@@ -136,10 +142,10 @@ async def save_record(request: web.Request) -> web.Response:
         contact = await session.get(Contact, contact_id)
         if contact is None:
             raise bad("no such contact / 문의가 없습니다", 404)
-        if user.role == "agent" and contact.agent_id is not None:
-            agent = await session.get(Agent, contact.agent_id)
-            if agent is not None and agent.username != user.username:
-                raise bad("this contact belongs to another agent / 다른 상담원의 문의입니다", 403)
+        access = await contact_access(ctx, session, user, contact)
+        if not access.allowed or (user.role == "agent" and not access.own and contact.agent_id is not None):
+            # A record is written by the agent who has the contact; a queue's other agents read it.
+            raise bad("this contact belongs to another agent / 다른 상담원의 문의입니다", 403)
         category_id = None
         if category_code is not None:
             category_id = (await session.execute(
@@ -184,7 +190,10 @@ async def knowledge(request: web.Request) -> web.Response:
     if not query:
         raise bad("q: give one or more words / 검색어를 입력하세요")
     async with ctx_of(request).db.session() as session:
-        hits = await search_text(session, query, limit=30)
+        try:
+            hits = await search_text(session, query, limit=30)
+        except SearchError as exc:
+            raise json_error(exc.status, str(exc)) from None
         ids = {h.contact_id for h in hits if h.contact_id}
         contacts = {c.id: c for c in (await session.execute(
             select(Contact).options(selectinload(Contact.category)).where(Contact.id.in_(ids)))).scalars()} if ids else {}

@@ -14,6 +14,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "username": ("아이디", "Username"),
     "password": ("비밀번호", "Password"),
     "wrong_login": ("아이디 또는 비밀번호가 맞지 않습니다.", "Wrong username or password."),
+    "login_throttled": ("로그인 실패가 많아 잠시 후 다시 시도해야 합니다.",
+                        "Too many failed sign-ins; try again in a little while."),
     "language": ("언어", "Language"),
     "nav_agent": ("상담", "Agent console"),
     "nav_admin": ("관리", "Admin"),

@@ -94,6 +94,9 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(8), default="ko")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Raised on sign-out, password or role change and deactivation: every session cookie
+    # carries the value it was issued with, and one with an older value is refused.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Agent(Base):

@@ -32,6 +32,7 @@ from ivr.db.models import Agent, Channel, Contact, Message
 from ivr.messaging.models import ChatConversation
 from ivr.web.errors import json_error
 from ivr.web.limits import RateLimiter
+from ivr.web.origin import check_websocket_origin
 
 log = logging.getLogger("dasan.messaging.chat")
 PROVIDER = "webchat"
@@ -268,13 +269,9 @@ def _hub(request: web.Request) -> ChatHub:
 
 
 def _check_origin(request: web.Request) -> None:
-    """A browser WebSocket from another site must not ride on a signed-in agent's cookie."""
-    origin = request.headers.get("Origin")
-    if origin:
-        from yarl import URL
-
-        if URL(origin).host != request.url.host:
-            raise json_error(403, "cross-site WebSocket refused")
+    """A browser WebSocket from another site must not ride on a signed-in agent's cookie (nor
+    run a citizen's chat from its page): scheme, host and port must be this site's."""
+    check_websocket_origin(request, _hub(request).ctx.settings)
 
 
 async def _prepare(request: web.Request) -> web.WebSocketResponse:
