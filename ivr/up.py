@@ -88,7 +88,8 @@ async def run(settings: Settings, only: list[str] | None = None, ready: asyncio.
         if web:
             base = web.rstrip("/")
             for label, path in (("console", "/login"), ("wallboard", "/console/wallboard"),
-                                ("citizen chat", "/chat"), ("Open311", "/open311/v2/discovery.json"),
+                                ("citizen chat", "/chat"), ("citizen calls", "/call"),
+                                ("Open311", "/open311/v2/discovery.json"),
                                 ("API description", "/openapi.json")):
                 print(f"dasan: {label:<16} {base}{path}", flush=True)
         password = await _first_admin(ctx)

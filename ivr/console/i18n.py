@@ -160,6 +160,25 @@ TEXTS: dict[str, tuple[str, str]] = {
     "updated": ("갱신", "Updated"),
     "live": ("실시간 연결", "live"),
     "offline": ("연결 끊김", "disconnected"),
+    # softphone (WebRTC) in the agent console
+    "softphone": ("소프트폰 (영상·음성)", "Softphone (video and voice)"),
+    "sp_off": ("이 상담원에게는 브라우저 전화가 설정되어 있지 않습니다.", "No browser phone is set up for this agent."),
+    "sp_connecting": ("연결 중", "connecting"),
+    "sp_registered": ("수신 대기", "ready for calls"),
+    "sp_unregistered": ("등록 안 됨", "not registered"),
+    "sp_ringing": ("전화가 왔습니다", "incoming call"),
+    "sp_in_call": ("통화 중", "in call"),
+    "sp_on_hold": ("보류 중", "on hold"),
+    "sp_ended": ("통화 종료", "call ended"),
+    "sp_no_media": ("카메라·마이크를 쓸 수 없습니다. 브라우저 권한을 확인하세요.", "Camera or microphone unavailable: check the browser's permissions."),
+    "answer": ("받기", "Answer"),
+    "hang_up": ("끊기", "Hang up"),
+    "mute": ("음소거", "Mute"),
+    "hold": ("보류", "Hold"),
+    "dtmf": ("다이얼 번호", "Dial digits"),
+    "send_dtmf": ("보내기", "Send"),
+    "transfer_to_queue": ("큐로 돌려주기", "Transfer to queue"),
+    "transfer": ("돌려주기", "Transfer"),
 }
 
 

@@ -100,14 +100,17 @@ async def status(request: web.Request) -> web.Response:
     w = state.settings.webrtc
     q = _queues(state.settings)
     video_queue = w.video_queue if w.video_queue in q.queues else None
-    ready = 0
+    ready = staffed = 0
     if video_queue is not None:
         async with ctx_of(request).db.session() as session:
             rows = (await session.execute(select(AgentState))).scalars().all()
-        ready = sum(1 for r in rows if video_queue in (r.queues or {}) and r.state in ("available", "ringing"))
+        members = [r for r in rows if video_queue in (r.queues or {}) and r.state != "logged_out"]
+        # Busy members still count: the caller waits in the queue for the next one.
+        staffed, ready = len(members), sum(1 for r in members if r.state == "available")
     return web.json_response({
         "enabled": w.enabled,
-        "video": {"open": bool(video_queue and q.is_open(video_queue)), "agents_ready": ready},
+        "video": {"open": bool(video_queue and q.is_open(video_queue)), "agents_logged_in": staffed,
+                  "agents_ready": ready},
         "voice": {"open": True},
     })
 

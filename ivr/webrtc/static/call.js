@@ -45,7 +45,7 @@ async function checkOpen(kind) {
   const status = await fetch("/api/webcall/status").then((r) => r.json());
   if (!status.enabled) return "err_disabled";
   if (kind === "video" && !status.video.open) return "err_closed";
-  if (kind === "video" && status.video.agents_ready === 0) return "err_no_agent";
+  if (kind === "video" && status.video.agents_logged_in === 0) return "err_no_agent";
   return null;
 }
 

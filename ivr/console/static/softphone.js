@@ -1,0 +1,131 @@
+// The agent's softphone in the console: JsSIP registered as the agent's own PJSIP endpoint
+// (webrtc.softphone_agents), so queue calls to PJSIP/<extension> ring here, audio and video.
+"use strict";
+
+(function () {
+  const T = JSON.parse(document.getElementById("texts").textContent);
+  const $ = (id) => document.getElementById(id);
+  const sp = {ua: null, session: null, config: null, stream: null};
+  window.dasanSoftphone = sp; // the tests' getStats() probes read sp.session.connection
+
+  function state(key) {
+    $("sp-state").textContent = T[key] || key;
+    $("sp-state").dataset.state = key;
+  }
+
+  function controls(inCall, ringing) {
+    $("sp-answer").disabled = !ringing;
+    for (const id of ["sp-hangup"]) $(id).disabled = !(inCall || ringing);
+    for (const id of ["sp-mute", "sp-hold", "sp-dtmf-send", "sp-transfer"]) $(id).disabled = !inCall;
+  }
+
+  function attach(pc) {
+    pc.addEventListener("track", (ev) => {
+      const target = ev.track.kind === "video" ? $("sp-remote") : $("sp-audio");
+      target.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+    });
+  }
+
+  function finished() {
+    if (sp.stream) sp.stream.getTracks().forEach((t) => t.stop());
+    sp.stream = null;
+    sp.session = null;
+    $("sp-local").srcObject = null;
+    $("sp-remote").srcObject = null;
+    controls(false, false);
+    state(sp.ua && sp.ua.isRegistered() ? "sp_registered" : "sp_unregistered");
+  }
+
+  function offeredVideo(session) {
+    const request = session._request; // the INVITE
+    return Boolean(request && /\bm=video [1-9]/.test(request.body || ""));
+  }
+
+  function incoming(session) {
+    if (sp.session) { session.terminate({status_code: 486}); return; } // one call at a time
+    sp.session = session;
+    state("sp_ringing");
+    controls(false, true);
+    session.on("peerconnection", (e) => attach(e.peerconnection));
+    session.on("confirmed", () => { state("sp_in_call"); controls(true, false); });
+    session.on("hold", () => state("sp_on_hold"));
+    session.on("unhold", () => state("sp_in_call"));
+    session.on("ended", finished);
+    session.on("failed", finished);
+  }
+
+  async function answer() {
+    const session = sp.session;
+    if (!session) return;
+    const video = offeredVideo(session);
+    try {
+      sp.stream = await navigator.mediaDevices.getUserMedia({
+        audio: true, video: video ? {width: {ideal: 1280}, height: {ideal: 720}, frameRate: {ideal: 30}} : false});
+    } catch (err) {
+      $("sp-note").textContent = T.sp_no_media;
+      // Answer anyway without sending video: the browser answers "recvonly", never m=video 0,
+      // so Asterisk keeps the citizen's video (asterisk/asterisk#1173, docs/webrtc.md).
+      sp.stream = await navigator.mediaDevices.getUserMedia({audio: true, video: false}).catch(() => null);
+    }
+    $("sp-local").srcObject = sp.stream;
+    session.answer({
+      mediaStream: sp.stream || undefined,
+      pcConfig: {iceServers: sp.config.ice_servers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require"},
+    });
+  }
+
+  async function start() {
+    const response = await fetch("/api/console/softphone", {credentials: "same-origin"});
+    const config = response.ok ? await response.json() : {enabled: false};
+    if (!config.enabled || !window.JsSIP) {
+      $("sp-note").textContent = T.sp_off;
+      $("softphone-card").dataset.enabled = "no";
+      return;
+    }
+    sp.config = config;
+    $("softphone-card").dataset.enabled = "yes";
+    for (const q of config.queues) $("sp-transfer-queue").add(new Option(q, q));
+    state("sp_connecting");
+    const ua = new JsSIP.UA({
+      sockets: [new JsSIP.WebSocketInterface(config.ws_url)], uri: config.uri, authorization_user: config.username,
+      password: config.password, register: true, register_expires: 300, session_timers: false,
+      user_agent: "dasan-console",
+    });
+    sp.ua = ua;
+    ua.on("registered", () => { if (!sp.session) state("sp_registered"); });
+    ua.on("unregistered", () => state("sp_unregistered"));
+    ua.on("registrationFailed", () => state("sp_unregistered"));
+    ua.on("disconnected", () => { if (!sp.session) state("sp_unregistered"); });
+    ua.on("newRTCSession", (e) => { if (e.originator === "remote") incoming(e.session); });
+    ua.start();
+  }
+
+  $("sp-answer").addEventListener("click", () => answer());
+  $("sp-hangup").addEventListener("click", () => { if (sp.session && !sp.session.isEnded()) sp.session.terminate(); });
+  $("sp-mute").addEventListener("click", (ev) => {
+    if (!sp.session) return;
+    const muted = sp.session.isMuted().audio;
+    if (muted) sp.session.unmute({audio: true}); else sp.session.mute({audio: true});
+    ev.currentTarget.setAttribute("aria-pressed", String(!muted));
+  });
+  $("sp-hold").addEventListener("click", (ev) => {
+    if (!sp.session) return;
+    const held = sp.session.isOnHold().local;
+    if (held) sp.session.unhold(); else sp.session.hold();
+    ev.currentTarget.setAttribute("aria-pressed", String(!held));
+  });
+  $("sp-dtmf-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const digits = $("sp-dtmf").value.replace(/[^0-9*#]/g, "");
+    if (sp.session && digits) sp.session.sendDTMF(digits, {transportType: "RFC2833", duration: 160});
+    $("sp-dtmf").value = "";
+  });
+  $("sp-transfer-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const queue = $("sp-transfer-queue").value;
+    // A blind transfer (REFER) to q-<queue> in the agents' context: the caller joins that queue.
+    if (sp.session && queue) sp.session.refer(`sip:q-${queue}@${sp.config.uri.split("@")[1]}`);
+  });
+  window.addEventListener("beforeunload", () => { if (sp.ua) sp.ua.stop(); });
+  start().catch((err) => { $("sp-note").textContent = String(err); });
+})();

@@ -1,0 +1,203 @@
+"""The /call page and the console softphone in headless Chromium, without Asterisk: the page
+in each language, the PWA parts, and each failure a citizen can meet (camera or microphone
+permission denied, no camera, closed now, no counsellor, the call service down), each with
+its message and the chat as the alternative. Chromium's camera and microphone are files
+made here with ffmpeg (tests/support/webrtc.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from playwright import async_api as playwright_api
+
+from ivr.ami.models import AgentState
+from ivr.config import Settings
+from ivr.webrtc.page_texts import PAGE_LANGUAGES, page_texts
+from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+from tests.support.webrtc import BASE_ARGS, CHROMIUM, FakeMedia, make_fake_media
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> FakeMedia:
+    return make_fake_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def playwright() -> AsyncIterator[Any]:
+    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM} (make services installs Debian's chromium)"
+    async with playwright_api.async_playwright() as p:
+        yield p
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def with_devices(playwright: Any, media: FakeMedia) -> AsyncIterator[Any]:
+    """Chromium whose camera and microphone are the files."""
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=media.chromium_args())
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def without_devices(playwright: Any) -> AsyncIterator[Any]:
+    """Chromium on a machine with no camera and no microphone at all."""
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=BASE_ARGS)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+def open_all_day(settings: Settings, hours: str = "always") -> None:
+    path = settings.queues_dir / "queues.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["queues"]["sign-video"]["hours"] = hours
+    if hours == "never":
+        data["schedules"]["never"] = {"week": {}}
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def site(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
+    prepare_settings(settings, tmp_path)
+    settings.webrtc.enabled = True
+    settings.webrtc.softphone_agents = ["park.soyeon"]
+    open_all_day(settings)
+    async with serve_console(settings) as console:
+        yield console
+
+
+async def video_agent_logged_in(console: Console) -> None:
+    async with console.ctx.db.transaction() as session:
+        session.add(AgentState(username="park.soyeon", extension="agent1003", logged_in=True,
+                               queues={"sign-video": 1}, state="available"))
+
+
+async def new_page(browser: Any, console: Console, grant: bool, lang: str = "ko") -> Any:
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, locale=lang)  # a phone
+    if grant:
+        await context.grant_permissions(["camera", "microphone"], origin=console.url)
+    context.set_default_timeout(15_000)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    await page.goto(f"{console.url}/call?lang={lang}")
+    return page
+
+
+async def message_key(page: Any) -> str:
+    await page.wait_for_selector("#message:not([hidden])")
+    return str(await page.get_attribute("#message", "data-key"))
+
+
+async def test_the_page_speaks_each_language_and_is_an_installable_app(site: Console, with_devices: Any) -> None:
+    for lang in PAGE_LANGUAGES:
+        page = await new_page(with_devices, site, grant=False, lang=lang)
+        texts = page_texts(lang)
+        assert await page.get_attribute("html", "lang") == lang
+        assert (await page.inner_text("#btn-video")).strip() == texts["video_call"]
+        assert (await page.inner_text("#btn-voice")).strip() == texts["voice_call"]
+        assert (await page.inner_text("#link-chat")).strip() == texts["chat"]
+        assert await page.get_attribute("#link-chat", "href") == f"/chat?lang={lang}"
+        await page.context.close()
+    assert page_texts("zh")["video_call"] == "手语视频咨询" and page_texts("zh")["err_no_camera"] == page_texts("en")["err_no_camera"]
+    page = await new_page(with_devices, site, grant=False)
+    manifest = await page.evaluate("fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())")
+    assert manifest["display"] == "standalone" and manifest["start_url"] == "/call?lang=ko" and manifest["icons"]
+    scope = await page.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
+    assert scope == f"{site.url}/call"
+    assert await page.evaluate("typeof JsSIP.UA") == "function"  # served by the app, not a CDN
+    assert page.js_errors == []
+    await page.context.close()
+
+
+async def test_microphone_permission_denied(site: Console, with_devices: Any) -> None:
+    page = await new_page(with_devices, site, grant=False, lang="en")
+    await page.click("#btn-voice")
+    assert await message_key(page) == "err_permission"
+    assert "denied" in await page.inner_text("#message")
+    assert await page.is_visible("#alt-chat") and not await page.is_visible("#call")
+    await page.context.close()
+
+
+async def test_no_camera(site: Console, without_devices: Any) -> None:
+    await video_agent_logged_in(site)
+    page = await new_page(without_devices, site, grant=True)
+    await page.click("#btn-video")
+    assert await message_key(page) == "err_no_camera"
+    assert page_texts("ko")["err_no_camera"] == await page.inner_text("#message")
+    assert await page.is_visible("#alt-chat")
+    await page.context.close()
+
+
+async def test_no_counsellor_logged_in_for_video(site: Console, with_devices: Any) -> None:
+    page = await new_page(with_devices, site, grant=True)
+    await page.click("#btn-video")
+    assert await message_key(page) == "err_no_agent"
+    await page.context.close()
+
+
+async def test_closed_now(settings: Settings, tmp_path: Path, with_devices: Any) -> None:
+    prepare_settings(settings, tmp_path)
+    settings.webrtc.enabled = True
+    open_all_day(settings, "never")
+    async with serve_console(settings) as console:
+        await video_agent_logged_in(console)
+        page = await new_page(with_devices, console, grant=True, lang="en")
+        await page.click("#btn-video")
+        assert await message_key(page) == "err_closed"
+        await page.context.close()
+
+
+async def test_call_service_down_releases_the_camera(site: Console, with_devices: Any) -> None:
+    """Asterisk unreachable: the credential cannot be set, the page says so and stops the camera."""
+    await video_agent_logged_in(site)
+    page = await new_page(with_devices, site, grant=True, lang="en")
+    await page.evaluate("""() => { window.liveTracks = [];
+        const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+        navigator.mediaDevices.getUserMedia = async (c) => { const s = await gum(c); window.liveTracks.push(...s.getTracks()); return s; }; }""")
+    await page.click("#btn-video")
+    assert await message_key(page) == "err_unavailable"
+    states = await page.evaluate("window.liveTracks.map(t => t.kind + ':' + t.readyState)")
+    assert sorted(states) == ["audio:ended", "video:ended"]
+    await page.context.close()
+
+
+async def test_softphone_is_offered_only_to_softphone_agents(site: Console, with_devices: Any) -> None:
+    from sqlalchemy import update
+
+    from ivr.db.models import User
+
+    async with site.ctx.db.transaction() as session:  # kim.minji is an agent without a softphone
+        await session.execute(update(User).where(User.username == "kim.minji").values(language="en"))
+    context = await with_devices.new_context()
+    page = await context.new_page()
+    await page.goto(f"{site.url}/login?next=/console/agent")
+    await page.fill("input[name=username]", "kim.minji")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{site.url}/console/agent")
+    await page.wait_for_selector("#softphone-card[data-enabled=no]")
+    assert "No browser phone" in await page.inner_text("#sp-note")
+    reply = await page.evaluate("fetch('/api/console/softphone').then(r => r.json())")
+    assert reply == {"enabled": False}
+    await context.close()
+
+
+async def test_texts_have_korean_and_english_for_every_key() -> None:
+    from ivr.webrtc.page_texts import TEXTS
+
+    missing = [key for key, by_lang in TEXTS.items() if not by_lang.get("ko") or not by_lang.get("en")]
+    assert missing == []
+    assert json.dumps(page_texts("mn"), ensure_ascii=False).count("Дохионы") == 1
