@@ -96,25 +96,27 @@ def contact_json(contact: Contact) -> dict[str, Any]:
 async def get_contact(request: web.Request) -> web.Response:
     """GET /api/console/contacts/{id}: the contact, its citizen and their earlier inquiries."""
     contact_id = int_match(request)
-    async with ctx_of(request).db.session() as session:
+    ctx, user = ctx_of(request), current_user(request)
+    assert user is not None
+    async with ctx.db.session() as session:
         contact = (await session.execute(select(Contact).options(
             selectinload(Contact.category), selectinload(Contact.citizen)).where(Contact.id == contact_id)
         )).scalar_one_or_none()
         if contact is None:
             raise bad("no such contact / 문의가 없습니다", 404)
-        earlier: list[Contact] = []
-        if contact.citizen_id is not None:
         access = await contact_access(ctx, session, user, contact)
         if not access.allowed:
             await audit_request(request, "record_refused", f"contact:{contact_id}")
             raise refused()
+        earlier: list[Contact] = []
+        if contact.citizen_id is not None:
             ids = [c.id for c in await earlier_contacts(session, contact.citizen_id, limit=20) if c.id != contact.id]
             if ids:
                 earlier = list((await session.execute(select(Contact).options(selectinload(Contact.category))
                                                       .where(Contact.id.in_(ids))
                                                       .order_by(Contact.started_at.desc(), Contact.id.desc()))).scalars())
         citizen: Citizen | None = contact.citizen
-    await audit_request(request, "contact_viewed", f"contact:{contact_id}")
+    await audit_request(request, "contact_viewed", f"contact:{contact_id}", own=access.own)
     return web.json_response({
         "contact": contact_json(contact),
         "citizen": ({"id": citizen.id, "identity": citizen.identity, "kind": citizen.identity_kind,
