@@ -1,4 +1,4 @@
-"""Replaying real Asterisk 22 FastAGI captures (../shared/asterisk-captures, framed format).
+"""Replaying real Asterisk 22 FastAGI captures (tests/data/asterisk-captures, framed format).
 
 Framed format: a header ``@@ <dir> <HH:MM:SS.mmm> <nbytes>[ conn=N]``, exactly ``nbytes`` raw
 bytes (one recv/send), then one ``\\n``. ``A>S`` is Asterisk to the AGI server, ``S>A`` back.
