@@ -234,3 +234,22 @@ async def test_minting_is_off_when_webrtc_is_not_enabled(client: object) -> None
     token = await page_token(test_client)
     response = await test_client.post("/api/webcall/credentials", json={"kind": "voice", "token": token})
     assert response.status == 404
+
+
+async def test_a_browser_call_opens_a_contact_of_its_own_channel(db: object) -> None:
+    """Whoever opens the contact first (the IVR for web voice, the AMI bridge for video), its
+    channel comes from the Asterisk channel name."""
+    from ivr.db import Database
+    from ivr.db.models import Contact
+    from ivr.records import NewCall, ensure_call_contacts
+
+    assert isinstance(db, Database)
+    calls = [NewCall("1800000000.1", "", "ko", contact_channel("PJSIP/webvideo-001-00000001")),
+             NewCall("1800000000.2", "", "ko", contact_channel("PJSIP/webvoice-002-00000002")),
+             NewCall("1800000000.3", "+8227777777", "ko")]
+    async with db.transaction() as session:
+        await ensure_call_contacts(session, calls)
+    async with db.session() as session:
+        rows = {c.call_id: (str(c.channel), c.citizen_id) for c in (await session.execute(select(Contact))).scalars()}
+    assert rows["1800000000.1"] == ("video", None) and rows["1800000000.2"] == ("web_voice", None)
+    assert rows["1800000000.3"][0] == "voice" and rows["1800000000.3"][1] is not None

@@ -23,6 +23,7 @@ from ivr.engine.channel import Channel, ChannelHangup
 from ivr.engine.menu import HANGUP, AnswerNode, LookupNode, MenuNode, MenuSet, QueueNode
 from ivr.engine.record import ContactHandle, ContactWriter, caller_number
 from ivr.queues import QueueConfig
+from ivr.webrtc.slots import contact_channel
 
 log = logging.getLogger("dasan.ivr")
 SMS_STREAM = "sms.outbound"
@@ -70,7 +71,8 @@ class IvrEngine:
             call.call_id = (await ch.get_variable("CHANNEL(linkedid)") or env.get("agi_uniqueid", "")
                             or f"ivr-{uuid.uuid4().hex}")
             # Queued, not awaited: the caller hears the menu while the contact is committed.
-            call.contact = self.writer.open(call.call_id, call.phone, call.language)
+            call.contact = self.writer.open(call.call_id, call.phone, call.language,
+                                            contact_channel(env.get("agi_channel", "")))  # a browser: web_voice
             await ch.set_variable("LANG", call.language)
             node = self.menus.start
             while node != END:
