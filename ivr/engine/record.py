@@ -158,7 +158,7 @@ class ContactWriter:
 
     # -- what the engine calls ---------------------------------------------------------
 
-    def open(self, call_id: str, phone: str, language: str) -> ContactHandle:
+    def open(self, call_id: str, phone: str, language: str, channel: str = "voice") -> ContactHandle:
         """Queue the call's contact (idempotent by call_id); ``handle.opened`` gives its id."""
         handle = ContactHandle(records.NewCall(call_id, phone, language))
         handle.opened = self.group.submit(_Op("open", handle))
