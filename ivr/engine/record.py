@@ -160,7 +160,7 @@ class ContactWriter:
 
     def open(self, call_id: str, phone: str, language: str, channel: str = "voice") -> ContactHandle:
         """Queue the call's contact (idempotent by call_id); ``handle.opened`` gives its id."""
-        handle = ContactHandle(records.NewCall(call_id, phone, language))
+        handle = ContactHandle(records.NewCall(call_id, phone, language, channel))
         handle.opened = self.group.submit(_Op("open", handle))
         return handle
 
