@@ -58,7 +58,9 @@ async def _settled(ctx: AppContext, stream: str, group: str, count: Any) -> bool
 
 async def test_open311_consumer_survives_a_failed_ack(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inbound, "STALE_SECONDS", 0.3)  # claim the unacked job again soon
-    jobs = [await store_message(ctx, f"010-4444-{n:04d}", f"light 가로등이 꺼졌어요 {n}") for n in range(3)]
+    reports = [await store_message(ctx, f"010-4444-{n:04d}", f"light 가로등이 꺼졌어요 {n}") for n in range(3)]
+    await open311_tests.run_jobs(ctx, reports)  # each citizen is asked to confirm; the yes files it
+    jobs = [await store_message(ctx, f"010-4444-{n:04d}", "예") for n in range(3)]
     failed = fail_first_ack(ctx.bus)
     consumer = InboundConsumer(ctx)
     await consumer.start()

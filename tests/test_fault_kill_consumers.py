@@ -162,10 +162,28 @@ def _received_sms(db_file: Path) -> Counter[int]:
                                                       "AND status = 'outbox'"))
 
 
+async def _ask_then_reply_yes(ctx: AppContext, writer: Any, reports: list[Any], run: str) -> list[Any]:
+    """The open311 consumer (in this process) asks each citizen to confirm their report; then
+    every citizen's "예" goes onto ``messages.inbound`` (a report is filed on the yes)."""
+    from ivr.messaging.store import INBOUND_STREAM, Inbound
+    from ivr.open311.inbound import GROUP, InboundConsumer
+
+    assert isinstance(ctx.bus, RedisBus)
+    consumer = InboundConsumer(ctx)
+    await consumer.start()
+    try:
+        await _wait_drained(ctx.bus.redis, ctx.bus.key(INBOUND_STREAM), GROUP, 120)
+    finally:
+        await consumer.stop()
+    return [await writer.receive(Inbound("generic", f"yes-{run}-{n}", Channel.sms, report.sender, "phone", "예"))
+            for n, report in enumerate(reports)]
+
+
 async def test_kill9_open311_consumer_mid_500_messages(redis_ctx: AppContext, tmp_path: Path) -> None:
-    """Half the messages are MMS with a photo (the catalogue's photo service), half SMS starting
-    with a service keyword: each must become exactly one service request, and its sender gets
-    exactly one "received" SMS."""
+    """Half the messages are MMS with a photo (the catalogue's photo service), half SMS reports
+    naming a service; each citizen is asked to confirm (done before the kill) and the 500
+    confirming replies are the jobs under test: each must file exactly one service request, and
+    its sender gets exactly one "received" SMS."""
     from ivr.messaging.store import INBOUND_STREAM, Inbound, InboundWriter, Received
     from ivr.open311.inbound import GROUP, STALE_SECONDS
 
@@ -195,7 +213,8 @@ async def test_kill9_open311_consumer_mid_500_messages(redis_ctx: AppContext, tm
     message_ids = {r.message_id for r in received}
     assert len(message_ids) == JOBS and not any(r.duplicate for r in received)
     stream = bus.key(INBOUND_STREAM)
-    assert await bus.redis.xlen(stream) == JOBS
+    await _ask_then_reply_yes(ctx, writer, [inbound(n) for n in range(JOBS)], run)
+    assert await bus.redis.xlen(stream) == 2 * JOBS
 
     db_file = _db_file(ctx)
 
@@ -296,7 +315,8 @@ async def test_open311_redelivery_after_the_commit_sends_one_notice(redis_ctx: A
     """The narrow windows of the kill test, made to happen every time. Message A: its request is
     committed, then the consumer dies (here: Redis fails) before the "received" SMS is enqueued.
     Message B: request and SMS job are in, then the XACK is lost (as if killed just before it).
-    Both jobs are redelivered: still one request each, and each sender gets exactly one SMS."""
+    Both jobs (the citizens' confirming "예" replies: the reply files the report) are
+    redelivered: still one request each, and each sender gets exactly one SMS."""
     from ivr.messaging.store import INBOUND_STREAM, Inbound, InboundWriter
     from ivr.open311.inbound import GROUP, STALE_SECONDS, InboundConsumer
 
@@ -305,8 +325,10 @@ async def test_open311_redelivery_after_the_commit_sends_one_notice(redis_ctx: A
     bus = ctx.bus
     assert isinstance(bus, RedisBus)
     writer, run = InboundWriter(ctx), uuid.uuid4().hex[:6]
-    a = await writer.receive(Inbound("generic", f"a-{run}", Channel.sms, "+821099990001", "phone", "가로등 고장"))
-    b = await writer.receive(Inbound("generic", f"b-{run}", Channel.sms, "+821099990002", "phone", "쓰레기 무단투기"))
+    reports = [Inbound("generic", f"a-{run}", Channel.sms, "+821099990001", "phone", "가로등 고장"),
+               Inbound("generic", f"b-{run}", Channel.sms, "+821099990002", "phone", "쓰레기 무단투기")]
+    a, b = [await writer.receive(r) for r in reports]
+    _, b_yes = await _ask_then_reply_yes(ctx, writer, reports, run)  # the yes replies are the jobs under test
     enqueue, ack = bus.enqueue, bus.ack
     failed: list[str] = []
 
@@ -317,7 +339,7 @@ async def test_open311_redelivery_after_the_commit_sends_one_notice(redis_ctx: A
         return await enqueue(stream, data)
 
     async def ack_lost_once(job: Any, group: str) -> None:
-        if job.data.get("message_id") == b.message_id and "ack" not in failed:
+        if job.data.get("message_id") == b_yes.message_id and "ack" not in failed:
             failed.append("ack")
             return  # the process died before its XACK
         await ack(job, group)
@@ -346,6 +368,7 @@ async def test_open311_redelivery_after_the_commit_sends_one_notice(redis_ctx: A
     assert set(made) == {f"message:{a.message_id}", f"message:{b.message_id}"}, made
     await _send_outbox(ctx)
     assert _received_sms(db_file) == {a.contact_id: 1, b.contact_id: 1}, "exactly one 'received' SMS each"
-    for contact_id, body in _rows(db_file, "SELECT contact_id, body FROM messages WHERE direction = 'out'"):
+    for contact_id, body in _rows(db_file, "SELECT contact_id, body FROM messages WHERE direction = 'out' "
+                                           "AND json_extract(data, '$.kind') = 'open311_received'"):
         message_id = a.message_id if contact_id == a.contact_id else b.message_id
         assert made[f"message:{message_id}"] in body

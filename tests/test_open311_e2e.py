@@ -66,6 +66,13 @@ async def test_mms_to_request_to_closed_sms_to_ivr_lookup(ctx: AppContext) -> No
                 "media": [{"content_type": "image/png", "data": base64.b64encode(photo).decode()}]}, SECRET)
             assert resp.status == 200
             await consumer.wait_handled(1)
+            # A report is filed once the citizen confirms it by reply (issue #23).
+            await until(lambda: any("'예'" in s["body"] for s in gateway.sent))
+            resp = await post_signed(http, f"{base}/webhooks/sms", {
+                "message_id": "gw-in-2", "from": "+82 10-4444-5555", "to": "120", "body": "예",
+                "language": "ko"}, SECRET)
+            assert resp.status == 200
+            await consumer.wait_handled(2)
             async with http.get(f"{base}/open311/v2/requests.json", params={"status": "open"}) as r:
                 (request,) = await r.json()
             assert not list(REQUESTS.iter_errors([request]))

@@ -1,5 +1,6 @@
-"""The ``open311`` service: consumes ``messages.inbound`` and turns SMS/MMS that ask for a
-service into service requests (the rule is in ``Open311.create_from_message``).
+"""The ``open311`` service: consumes ``messages.inbound``; an SMS/MMS that clearly reports is
+answered with a question, and the citizen's confirming reply files the service request
+(the rules: ``ivr/open311/intake.py``); anything else is left to the agents.
 
 A job is acked once its request is committed (or once it is clearly not a request). A job
 whose handling failed (database away) stays pending and is claimed again; after
@@ -40,6 +41,7 @@ class InboundConsumer:
 
     async def start(self) -> list[str]:
         self.desk.catalog  # noqa: B018  (a broken catalogue fails start-up, naming file:line)
+        self.desk.intake_rules  # noqa: B018  (so do broken intake rules)
         self._task = asyncio.create_task(self.run(), name="open311-inbound")
         return [f"bus stream {INBOUND_STREAM} (group {GROUP})"]
 

@@ -29,6 +29,7 @@ from ivr.db.models import Citizen, Contact
 from ivr.open311 import texts
 from ivr.open311.catalog import Catalog, Service, catalog_path, load_catalog
 from ivr.open311.formats import Open311Error
+from ivr.open311.intake import Intake, IntakeRules, load_rules, rules_path
 from ivr.open311.models import Open311ApiKey, ServiceRequest, ServiceRequestUpdate
 
 SMS_STREAM = "sms.outbound"
@@ -39,6 +40,7 @@ MAX_DESCRIPTION = 4000
 _LATLONG = re.compile(r"(-?\d{1,2}\.\d{3,})\s*,\s*(-?\d{1,3}\.\d{3,})")
 
 _catalogs: dict[tuple[Path, float], Catalog] = {}
+_rules: dict[tuple[Path, float], IntakeRules] = {}
 SITE: dict[str, Any] = {"data_dir": DATA_DIR, "timezone": "Asia/Seoul"}
 
 
@@ -323,26 +325,32 @@ class Open311:
         return sr
 
     async def create_from_message(self, job: dict[str, Any], *, redelivered: bool = False) -> ServiceRequest | None:
-        """Turn an inbound SMS/MMS (``messages.inbound`` job) into a request when it asks for
-        one: a message starting with a service keyword, or an MMS with a photo (then the
-        catalogue's ``photo_service``). Anything else is left to the agents (None).
+        """An inbound SMS/MMS (``messages.inbound`` job): a counselling inquiry for the agents
+        (None) unless the citizen clearly reports and then confirms by reply; the confirming
+        reply files the request (the rules: ``ivr/open311/intake.py``, ``intake.yaml``)."""
+        channel = str(job.get("channel") or "sms")
+        if channel not in ("sms", "mms"):
+            return None  # SNS/chat threads are answered by agents (no SMS to reply to)
+        return await Intake(self).handle(job, redelivered=redelivered)
+
+    @property
+    def intake_rules(self) -> IntakeRules:
+        path = rules_path(self.ctx.settings.data_dir)
+        key = (path, path.stat().st_mtime)
+        if key not in _rules:
+            _rules.clear()
+            _rules[key] = load_rules(path)
+        return _rules[key]
+
+    async def file_message(self, job: dict[str, Any], service: Service, rest: str, *,
+                           redelivered: bool = False) -> ServiceRequest:
+        """File the request of a confirmed SMS/MMS report (``job`` is the report's message).
 
         A ``redelivered`` job (its first delivery may have died between the commit and the
         "received" SMS) enqueues that SMS again; its ``idempotency_key`` sends it once."""
         channel = str(job.get("channel") or "sms")
-        if channel not in ("sms", "mms"):
-            return None  # SNS/chat threads are answered by agents (no SMS to reply to)
-        catalog = self.catalog
-        body = str(job.get("body") or "")
         photos = [m for m in job.get("media") or []
                   if str(m.get("content_type", "")).startswith("image/") and m.get("path")]
-        matched = catalog.match_keyword(body)
-        if matched is not None:
-            service, rest = matched
-        elif photos and catalog.photo_service:
-            service, rest = catalog.get(catalog.photo_service), body.strip()  # type: ignore[assignment]
-        else:
-            return None
         new = NewRequest(service_code=service.service_code, description=rest or None)
         found = _LATLONG.search(rest)
         if found:
