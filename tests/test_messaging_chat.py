@@ -5,6 +5,7 @@ contact; on SQLite and PostgreSQL, with the in-process and the Redis bus."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -127,14 +128,31 @@ async def test_chat_queue_agent_reconnect_and_record(ctx: AppContext) -> None:
     assert kinds == ["chat_started", "chat_assigned", "chat_closed"]
 
 
-async def test_chat_with_a_phone_number_threads_onto_their_open_contact(ctx: AppContext) -> None:
+async def test_a_phone_number_in_a_chat_is_only_a_claim_until_its_code_is_typed(ctx: AppContext) -> None:
+    """Issue #21 item 5: a hello naming someone's phone number got their open inquiry and its
+    tracking number. Now the chat is its own contact; an SMS code goes to the number, and only
+    the right code (before it expires, within five tries) ties the chat to that person."""
     async with ctx.db.transaction() as session:
         citizen = await records.get_or_create_citizen(session, "phone", "+821066667777")
         sms = await records.open_contact(session, Channel.sms, citizen)
+        sms.tracking_number = "T-THEIRS"
+        session.add(Message(contact_id=sms.id, direction="in", channel=Channel.sms, sender=citizen.identity,
+                            body="개인적인 문자 내용", provider="generic", provider_message_id="own-1"))
     async with serve(ctx) as base, aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{base}/chat/ws")
         await ws.send_json({"type": "hello", "phone": "+82 10 6666 7777"})
         welcome = await next_frame(ws, "welcome")
+        assert welcome["contact_id"] != sms.id and welcome["tracking_number"] != "T-THEIRS"
+        assert welcome["messages"] == [] and "개인적인" not in str(welcome)
+        assert welcome["phone_verification"] == "sent" and welcome["phone_verified"] is False
+        [job] = await ctx.bus.consume("sms.outbound", "t", "t", count=5, block=5)
+        assert job.data["to"] == "+821066667777" and job.data["kind"] == "chat_code"
+        code = re.search(r"\b(\d{6})\b", job.data["body"]).group(1)  # type: ignore[union-attr]
+        wrong = "000000" if code != "000000" else "111111"
+        await ws.send_json({"type": "verify", "code": wrong})
+        assert (await next_frame(ws, "error"))["error"] == "wrong or expired code"
+        await ws.send_json({"type": "verify", "code": code})
+        assert (await next_frame(ws, "verified"))["phone"] == "+821066667777"
         await ws.send_json({"type": "message", "id": "x1", "body": "문자로 보낸 건입니다"})
         await next_frame(ws, "message")
         await ws.close()
@@ -143,4 +161,23 @@ async def test_chat_with_a_phone_number_threads_onto_their_open_contact(ctx: App
         cross = await http.get(f"{base}/chat/ws", headers={"Origin": "https://evil.example",
                                                            "Upgrade": "websocket", "Connection": "Upgrade"})
         assert cross.status == 403
-    assert welcome["contact_id"] == sms.id and welcome["tracking_number"] == sms.tracking_number
+        # A second chat claiming the same number: its own contact again, and after five wrong
+        # codes even the right one is refused.
+        other = await http.ws_connect(f"{base}/chat/ws")
+        await other.send_json({"type": "hello", "phone": "010-6666-7777"})
+        second = await next_frame(other, "welcome")
+        assert second["contact_id"] not in (sms.id, welcome["contact_id"])
+        [job] = await ctx.bus.consume("sms.outbound", "t", "t", count=5, block=5)
+        code = re.search(r"\b(\d{6})\b", job.data["body"]).group(1)  # type: ignore[union-attr]
+        for _ in range(5):
+            await other.send_json({"type": "verify", "code": "000000" if code != "000000" else "111111"})
+            await next_frame(other, "error")
+        await other.send_json({"type": "verify", "code": code})
+        assert (await next_frame(other, "error"))["error"] == "wrong or expired code"
+        await other.close()
+    async with ctx.db.session() as session:
+        chat_contact = await session.get(Contact, welcome["contact_id"])
+        assert chat_contact is not None and chat_contact.citizen_id == citizen.id  # proven: theirs now
+        assert chat_contact.id != sms.id
+        unproven = await session.get(Contact, second["contact_id"])
+        assert unproven is not None and unproven.citizen_id != citizen.id

@@ -90,7 +90,7 @@ async def list_chats(request: web.Request) -> web.Response:
     hub, user = _hub(request), current_user(request)
     assert user is not None
     mine = None if user.role in ("supervisor", "admin") else user.username
-    return web.json_response({"waiting": [await hub.summary(c) for c in await hub.waiting()],
+    return web.json_response({"waiting": await hub.waiting_summaries(),
                               "active": [await hub.summary(c) for c in await hub.active_of(mine)]})
 
 

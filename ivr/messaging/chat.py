@@ -9,17 +9,27 @@ A citizen's browser keeps the conversation's secret token; reconnecting with it 
 same conversation (history replayed). Conversations wait, with a position, until an agent
 with free capacity (``sms.chat_max_per_agent``) is connected; assignment is a conditional
 UPDATE, so two processes never give one chat to two agents.
+
+Abuse limits: every chat is its own contact; a phone number given in the hello is only a
+claim until the citizen types the one-time code sent to it by SMS (then the contact becomes
+that citizen's). Lines are limited per conversation (not per connection: reconnecting does
+not reset it). A chat whose citizen is neither connected nor writing for
+``sms.chat_idle_seconds`` is closed. Queue changes are coalesced: one process computes the
+positions once per burst of changes and pushes each waiting citizen only a changed position.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -41,7 +51,11 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{2,39}$")
 MAX_LINE = 2000
-LINES_PER_MINUTE = 30  # per citizen connection; more is flooding
+LINES_PER_MINUTE = 30  # per conversation, whatever the connections; more is flooding
+CODE_ATTEMPTS = 5  # wrong one-time codes before the code is void
+COALESCE_SECONDS = 0.02  # queue changes arriving this close together are handled as one
+PositionSink = Callable[[int], Awaitable[None]]
+QueueSink = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 def topic(conversation_id: int) -> str:
@@ -66,12 +80,25 @@ def line_json(conversation_id: int, message: Message) -> dict[str, Any]:
             "body": message.body, "at": _iso(message.at), "client_id": client_id}
 
 
+def _code_hash(token: str, code: str) -> str:
+    return hashlib.sha256(f"{token}:{code}".encode()).hexdigest()
+
+
 class ChatHub:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.online: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # Citizens and agents connected to this process, fed by the one queue follower.
+        self.citizens: dict[int, int] = {}  # conversation id -> open connections
+        self.waiters: dict[int, set[PositionSink]] = {}
+        self.queue_sinks: set[QueueSink] = set()
+        self._positions: dict[int, int] = {}  # last position pushed per conversation
+        self.flood = RateLimiter(LINES_PER_MINUTE)
+        idle = ctx.settings.sms.chat_idle_seconds
+        self.tick = min(5.0, idle / 3)
+        self._last_touch = 0.0
 
     # -- lifecycle: follow the queue topic so agents of this process get waiting chats --
     async def start(self) -> None:
@@ -81,14 +108,69 @@ class ChatHub:
     async def _follow(self, subscription: Any) -> None:
         try:
             while True:
-                message = await subscription.get(timeout=5.0)
-                if message is not None or self.online:
-                    try:
+                changed = await subscription.get(timeout=self.tick) is not None
+                if changed:  # a burst of changes (200 joins) is handled once
+                    for _ in range(10_000):
+                        if await subscription.get(timeout=COALESCE_SECONDS) is None:
+                            break
+                try:
+                    if changed or self.online:
                         await self.dispatch()
-                    except Exception:
-                        log.exception("chat dispatch failed")
+                    await self.sweep_idle()
+                    if changed:
+                        await self.push_queue()
+                except Exception:
+                    log.exception("chat dispatch failed")
         finally:
             await subscription.close()
+
+    async def push_queue(self) -> None:
+        """One query for the waiting queue; each local waiter gets its position if it changed,
+        each local agent desk the waiting list."""
+        if not self.waiters and not self.queue_sinks:
+            return
+        async with self.ctx.db.session() as session:
+            rows = (await session.execute(
+                select(ChatConversation, Contact.tracking_number)
+                .outerjoin(Contact, Contact.id == ChatConversation.contact_id)
+                .where(ChatConversation.status == "waiting")
+                .order_by(ChatConversation.queued_at, ChatConversation.id).limit(5000))).all()
+        positions = {conv.id: index for index, (conv, _t) in enumerate(rows, start=1)}
+        for conv_id, sinks in list(self.waiters.items()):
+            position = positions.get(conv_id)
+            if position is None or self._positions.get(conv_id) == position:
+                continue
+            self._positions[conv_id] = position
+            for sink in list(sinks):
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await sink(position)
+        if self.queue_sinks:
+            waiting = [self._summary_of(conv, tracking, positions[conv.id]) for conv, tracking in rows[:500]]
+            for queue_sink in list(self.queue_sinks):
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await queue_sink(waiting)
+
+    async def sweep_idle(self) -> int:
+        """Keep local citizens' chats alive, close the ones nobody has been in for too long."""
+        now = datetime.now(UTC)
+        idle = self.ctx.settings.sms.chat_idle_seconds
+        if self.citizens and time.monotonic() - self._last_touch >= self.tick:
+            self._last_touch = time.monotonic()
+            async with self.ctx.db.transaction() as session:
+                await session.execute(update(ChatConversation).where(
+                    ChatConversation.id.in_(list(self.citizens))).values(last_seen_at=now))
+        cutoff = now - timedelta(seconds=idle)
+        async with self.ctx.db.session() as session:
+            stale = list((await session.execute(select(ChatConversation.id).where(
+                ChatConversation.status != "closed",
+                or_(ChatConversation.last_seen_at < cutoff,
+                    and_(ChatConversation.last_seen_at.is_(None), ChatConversation.queued_at < cutoff)))
+                .limit(500))).scalars())
+        closed = 0
+        for conv_id in stale:
+            if conv_id not in self.citizens and await self.close(conv_id, "idle"):
+                closed += 1
+        return closed
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -97,33 +179,90 @@ class ChatHub:
                 await self._task
 
     # -- conversations --
-    async def open(self, token: str | None, identity: str | None, phone: str | None, language: str,
+    async def open(self, token: str | None, identity: str | None, language: str,
                    name: str | None) -> tuple[ChatConversation, str, bool]:
-        """Resume the conversation of ``token`` if it is still open, else start a new one."""
+        """Resume the conversation of ``token`` if it is still open, else start a new one (its
+        own contact, of the browser's own chat identity: never someone else's by a claim)."""
+        now = datetime.now(UTC)
         async with self.ctx.db.transaction() as session:
             if token and TOKEN.match(token):
                 conv = (await session.execute(select(ChatConversation).where(
                     ChatConversation.token == token))).scalar_one_or_none()
                 if conv is not None and conv.status != "closed":
+                    conv.last_seen_at = now
                     return conv, identity or "", True
             if not identity or not TOKEN.match(identity):
                 identity = secrets.token_urlsafe(18)
             fields = {"display_name": name[:200]} if name else {}
-            if phone and PHONE.match(phone):
-                citizen = await records.get_or_create_citizen(session, "phone", phone, **fields)
-            else:
-                citizen = await records.get_or_create_citizen(session, "chat", identity, **fields)
+            citizen = await records.get_or_create_citizen(session, "chat", identity, **fields)
             contact = await records.find_open_contact(session, citizen) or await records.open_contact(
                 session, Channel.chat, citizen, language=language)
             conv = ChatConversation(token=secrets.token_urlsafe(24), contact_id=contact.id,
                                     citizen_id=citizen.id, status="waiting", language=language,
-                                    queued_at=datetime.now(UTC))
+                                    queued_at=now, last_seen_at=now)
             session.add(conv)
             await session.flush()
             await records.record_event(session, contact.id, "chat_started", "chat",
                                        data={"conversation_id": conv.id})
         await self.ctx.bus.publish(QUEUE_TOPIC, {"type": "queue_changed"})
         return conv, identity, False
+
+    async def send_code(self, conv: ChatConversation, phone: str) -> str:
+        """Text a one-time code to ``phone`` for this chat; 'sent', 'invalid' or 'limited'."""
+        if not PHONE.match(phone):
+            return "invalid"
+        number = records.normalize_phone(phone)
+        settings = self.ctx.settings.sms
+        now = datetime.now(UTC)
+        ttl = timedelta(minutes=settings.chat_code_minutes)
+        code = f"{secrets.randbelow(10**6):06d}"
+        async with self.ctx.db.transaction() as session:
+            # Codes sent to this number in the last hour (each code's expiry is its send time + ttl).
+            recent = (await session.execute(select(func.count()).select_from(ChatConversation).where(
+                ChatConversation.claimed_phone == number,
+                ChatConversation.phone_code_expires > now - timedelta(hours=1) + ttl))).scalar_one()
+            if recent >= settings.chat_codes_per_phone_hour:
+                return "limited"
+            row = await session.get(ChatConversation, conv.id)
+            if row is None or row.status == "closed":
+                return "invalid"
+            row.claimed_phone, row.phone_code = number, _code_hash(row.token, code)
+            row.phone_code_expires, row.phone_attempts = now + ttl, 0
+            await records.record_event(session, row.contact_id, "chat_phone_code_sent", "chat",
+                                       data={"conversation_id": row.id})
+        from ivr.messaging.store import OUTBOUND_STREAM
+
+        body = (f"[{self.ctx.settings.site_name}] 채팅 본인 확인 번호 {code} "
+                f"(chat verification code; valid {settings.chat_code_minutes:g} min)")
+        await self.ctx.bus.enqueue(OUTBOUND_STREAM, {"to": number, "body": body, "contact_id": conv.contact_id,
+                                                     "kind": "chat_code",
+                                                     "idempotency_key": f"chat_code:{conv.id}:{now.timestamp()}"})
+        return "sent"
+
+    async def verify_code(self, conv: ChatConversation, code: str) -> str | None:
+        """The proven phone number when ``code`` is right (the chat's contact becomes that
+        citizen's), else None. A code expires, and after ``CODE_ATTEMPTS`` wrong ones is void."""
+        now = datetime.now(UTC)
+        async with self.ctx.db.transaction() as session:
+            row = await session.get(ChatConversation, conv.id)
+            if (row is None or row.phone_code is None or row.claimed_phone is None
+                    or row.phone_code_expires is None or row.phone_attempts >= CODE_ATTEMPTS):
+                return None
+            expires = row.phone_code_expires if row.phone_code_expires.tzinfo else \
+                row.phone_code_expires.replace(tzinfo=UTC)
+            if expires < now:
+                return None
+            if not hmac.compare_digest(row.phone_code, _code_hash(row.token, code.strip()[:12])):
+                row.phone_attempts += 1
+                return None
+            citizen = await records.get_or_create_citizen(session, "phone", row.claimed_phone)
+            contact = await session.get(Contact, row.contact_id)
+            if contact is not None:
+                contact.citizen_id = citizen.id
+            row.citizen_id, row.phone_code, row.phone_verified_at = citizen.id, None, now
+            await records.record_event(session, row.contact_id, "chat_phone_verified", "chat",
+                                       data={"conversation_id": row.id})
+            return row.claimed_phone
 
     async def get(self, conversation_id: int) -> ChatConversation | None:
         async with self.ctx.db.session() as session:
@@ -146,17 +285,31 @@ class ChatHub:
                     and_(ChatConversation.queued_at == conv.queued_at, ChatConversation.id < conv.id))))).scalar_one()
         return int(ahead) + 1
 
+    @staticmethod
+    def _summary_of(conv: ChatConversation, tracking: str | None, position: int | None) -> dict[str, Any]:
+        return {"id": conv.id, "contact_id": conv.contact_id, "citizen_id": conv.citizen_id,
+                "tracking_number": tracking, "status": conv.status, "agent": conv.agent_username,
+                "language": conv.language, "queued_at": _iso(conv.queued_at),
+                "assigned_at": _iso(conv.assigned_at), "position": position,
+                "phone_verified": conv.phone_verified_at is not None}
+
     async def summary(self, conv: ChatConversation, with_history: bool = False) -> dict[str, Any]:
         async with self.ctx.db.session() as session:
             contact = await session.get(Contact, conv.contact_id)
-        out: dict[str, Any] = {
-            "id": conv.id, "contact_id": conv.contact_id, "citizen_id": conv.citizen_id,
-            "tracking_number": contact.tracking_number if contact else None, "status": conv.status,
-            "agent": conv.agent_username, "language": conv.language, "queued_at": _iso(conv.queued_at),
-            "assigned_at": _iso(conv.assigned_at), "position": await self.position(conv)}
+        out = self._summary_of(conv, contact.tracking_number if contact else None, await self.position(conv))
         if with_history:
             out["messages"] = await self.history(conv)
         return out
+
+    async def waiting_summaries(self) -> list[dict[str, Any]]:
+        """The waiting queue as the agents' desk shows it, in one query."""
+        async with self.ctx.db.session() as session:
+            rows = (await session.execute(
+                select(ChatConversation, Contact.tracking_number)
+                .outerjoin(Contact, Contact.id == ChatConversation.contact_id)
+                .where(ChatConversation.status == "waiting")
+                .order_by(ChatConversation.queued_at, ChatConversation.id).limit(500))).all()
+        return [self._summary_of(conv, tracking, index) for index, (conv, tracking) in enumerate(rows, start=1)]
 
     async def waiting(self) -> list[ChatConversation]:
         async with self.ctx.db.session() as session:
@@ -311,38 +464,41 @@ async def citizen_ws(request: web.Request) -> web.WebSocketResponse:
         value = hello.get(key)
         return value if isinstance(value, str) else None
 
-    conv, identity, resumed = await hub.open(text("token"), text("identity"), text("phone"), language, text("name"))
+    conv, identity, resumed = await hub.open(text("token"), text("identity"), language, text("name"))
+    # A phone number in the hello is a claim, not an identity: a code goes to it by SMS and the
+    # chat stays its own contact until the citizen types that code ({"type": "verify"}).
+    phone = text("phone")
+    verification = await hub.send_code(conv, phone) if phone and conv.phone_verified_at is None else None
     with contextlib.suppress(ConnectionResetError):  # the browser went away mid-write: nothing to do
-        await _citizen_session(hub, ws, conv, identity, resumed)
+        await _citizen_session(hub, ws, conv, identity, resumed, verification)
     return ws
 
 
 async def _citizen_session(hub: ChatHub, ws: web.WebSocketResponse, conv: ChatConversation, identity: str,
-                           resumed: bool) -> None:
+                           resumed: bool, verification: str | None) -> None:
     bus = hub.ctx.bus
     lines = await bus.subscribe(topic(conv.id))
-    queue = await bus.subscribe(QUEUE_TOPIC)
-    state = {"status": conv.status}
 
     async def on_line(message: dict[str, Any]) -> None:
         if message.get("type") in ("assigned", "closed"):
-            state["status"] = "active" if message["type"] == "assigned" else "closed"
+            hub.waiters.get(conv.id, set()).discard(on_position)
         await ws.send_json(message)
         if message.get("type") == "closed":
             await ws.close()
 
-    async def on_queue(_message: dict[str, Any]) -> None:
-        if state["status"] == "waiting":
-            fresh = await hub.get(conv.id)
-            if fresh is not None and fresh.status == "waiting":
-                await ws.send_json({"type": "queue", "position": await hub.position(fresh)})
+    async def on_position(position: int) -> None:
+        if not ws.closed:
+            await ws.send_json({"type": "queue", "position": position})
 
-    flood = RateLimiter(LINES_PER_MINUTE)
-    tasks = [asyncio.create_task(_forward(lines, on_line)), asyncio.create_task(_forward(queue, on_queue))]
+    hub.citizens[conv.id] = hub.citizens.get(conv.id, 0) + 1
+    tasks = [asyncio.create_task(_forward(lines, on_line))]
     try:
         welcome = await hub.summary(conv, with_history=True)
+        if welcome["position"] is not None:  # later positions are pushed when they change
+            hub._positions.setdefault(conv.id, welcome["position"])
+            hub.waiters.setdefault(conv.id, set()).add(on_position)
         await ws.send_json({"type": "welcome", "token": conv.token, "identity": identity, "resumed": resumed,
-                            **welcome})
+                            "phone_verification": verification, **welcome})
         async for frame in ws:
             if frame.type != WSMsgType.TEXT:
                 continue
@@ -353,7 +509,7 @@ async def _citizen_session(hub: ChatHub, ws: web.WebSocketResponse, conv: ChatCo
                 continue
             kind = data.get("type") if isinstance(data, dict) else None
             if kind == "message" and isinstance(data.get("body"), str) and data["body"].strip():
-                if flood.take(("line", "")) > 0:
+                if hub.flood.take(("chat", str(conv.id))) > 0:
                     await ws.send_json({"type": "error", "error": "too many messages; slow down"})
                     continue
                 current = await hub.get(conv.id)
@@ -363,8 +519,19 @@ async def _citizen_session(hub: ChatHub, ws: web.WebSocketResponse, conv: ChatCo
                 await hub.add_line(current, "in", identity or "citizen", data["body"], data.get("id"))
             elif kind == "close":
                 await hub.close(conv.id, "citizen")
+            elif kind == "phone" and isinstance(data.get("phone"), str):
+                await ws.send_json({"type": "phone_verification", "status": await hub.send_code(conv, data["phone"])})
+            elif kind == "verify" and isinstance(data.get("code"), str):
+                if hub.flood.take(("verify", str(conv.id))) > 0:
+                    await ws.send_json({"type": "error", "error": "too many attempts; slow down"})
+                    continue
+                proven = await hub.verify_code(conv, data["code"])
+                if proven is None:
+                    await ws.send_json({"type": "error", "error": "wrong or expired code"})
+                else:
+                    await ws.send_json({"type": "verified", "phone": proven})
             elif kind != "ping":
-                await ws.send_json({"type": "error", "error": "expected a message, close or ping frame"})
+                await ws.send_json({"type": "error", "error": "expected a message, close, phone, verify or ping frame"})
     finally:
         for task in tasks:
             task.cancel()
@@ -372,7 +539,19 @@ async def _citizen_session(hub: ChatHub, ws: web.WebSocketResponse, conv: ChatCo
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await lines.close()
-        await queue.close()
+        sinks = hub.waiters.get(conv.id)
+        if sinks is not None:
+            sinks.discard(on_position)
+            if not sinks:
+                del hub.waiters[conv.id]
+                hub._positions.pop(conv.id, None)
+        hub.citizens[conv.id] -= 1
+        if hub.citizens[conv.id] <= 0:
+            del hub.citizens[conv.id]
+            with contextlib.suppress(Exception):  # the idle clock starts when the citizen leaves
+                async with hub.ctx.db.transaction() as session:
+                    await session.execute(update(ChatConversation).where(ChatConversation.id == conv.id)
+                                          .values(last_seen_at=datetime.now(UTC)))
 
 
 async def agent_ws(request: web.Request) -> web.WebSocketResponse:
@@ -407,7 +586,7 @@ async def _agent_session(hub: ChatHub, ws: web.WebSocketResponse, username: str)
             followed[conversation_id] = (subscription, asyncio.create_task(_forward(subscription, send)))
 
     async def queue_frame() -> dict[str, Any]:
-        return {"type": "queue", "waiting": [await hub.summary(c) for c in await hub.waiting()]}
+        return {"type": "queue", "waiting": await hub.waiting_summaries()}
 
     async def on_assigned(message: dict[str, Any]) -> None:
         conv = await hub.get(int(message["conversation_id"]))
@@ -415,12 +594,12 @@ async def _agent_session(hub: ChatHub, ws: web.WebSocketResponse, username: str)
             await follow(conv.id)
             await send({"type": "assigned", "conversation": await hub.summary(conv, with_history=True)})
 
-    async def on_queue(_message: dict[str, Any]) -> None:
-        await send(await queue_frame())
+    async def on_queue(waiting: list[dict[str, Any]]) -> None:
+        await send({"type": "queue", "waiting": waiting})
 
     mine = await bus.subscribe(agent_topic(username))
-    queue = await bus.subscribe(QUEUE_TOPIC)
-    tasks = [asyncio.create_task(_forward(mine, on_assigned)), asyncio.create_task(_forward(queue, on_queue))]
+    tasks = [asyncio.create_task(_forward(mine, on_assigned))]
+    hub.queue_sinks.add(on_queue)  # the hub's one queue follower feeds every desk of this process
     try:
         async with hub.agent_online(username):
             active = await hub.active_of(username)
@@ -460,5 +639,6 @@ async def _agent_session(hub: ChatHub, ws: web.WebSocketResponse, username: str)
         for task in tasks + [t for _s, t in followed.values()]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for subscription in [mine, queue] + [s for s, _t in followed.values()]:
+        hub.queue_sinks.discard(on_queue)
+        for subscription in [mine] + [s for s, _t in followed.values()]:
             await subscription.close()

@@ -1,0 +1,124 @@
+"""Web chat abuse (issue #21 item 8) over real WebSockets on SQLite and PostgreSQL: the flood
+limit belongs to the conversation (reconnecting does not reset it), an abandoned chat is closed
+after ``sms.chat_idle_seconds`` while a connected one stays, and a queue change costs a constant
+number of database statements and sends only changed positions (it used to cost two queries
+and a frame per waiting citizen)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import event, func, select
+
+from ivr.bus import MemoryBus
+from ivr.config import Settings
+from ivr.context import AppContext
+from ivr.db import Database
+from ivr.db.models import Message
+from ivr.messaging.chat import LINES_PER_MINUTE
+from ivr.messaging.models import ChatConversation
+from tests.support.waiting import eventually
+from tests.support.web import serve
+
+
+@pytest.fixture
+async def ctx(db_url: str, tmp_path: Path) -> AsyncIterator[AppContext]:
+    settings = Settings()
+    settings.data_dir = tmp_path / "var"
+    settings.database.url = db_url
+    settings.ami.enabled = False
+    settings.sms.chat_idle_seconds = 1.5
+    database = Database(db_url)
+    bus = MemoryBus()
+    await bus.start()
+    yield AppContext(settings, database, bus)
+    await bus.close()
+    await database.dispose()
+
+
+async def frame(ws: aiohttp.ClientWebSocketResponse, *kinds: str) -> dict[str, Any]:
+    async with asyncio.timeout(20):
+        while True:
+            data = await ws.receive_json()
+            if data.get("type") in kinds:
+                return dict(data)
+
+
+async def join(http: aiohttp.ClientSession, base: str, **hello: Any) -> tuple[aiohttp.ClientWebSocketResponse,
+                                                                               dict[str, Any]]:
+    ws = await http.ws_connect(f"{base}/chat/ws")
+    await ws.send_json({"type": "hello", **hello})
+    return ws, await frame(ws, "welcome")
+
+
+async def test_flood_limit_survives_reconnecting(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        ws, welcome = await join(http, base)
+        stored = 0
+        for round_ in range(3):  # three connections with the same token, 20 lines each
+            if round_:
+                ws, _ = await join(http, base, token=welcome["token"], identity=welcome["identity"])
+            for i in range(20):
+                await ws.send_json({"type": "message", "id": f"r{round_}-{i}", "body": f"line {round_}-{i}"})
+                stored += (await frame(ws, "message", "error"))["type"] == "message"
+            await ws.close()
+    assert stored == LINES_PER_MINUTE
+    async with ctx.db.session() as session:
+        count = (await session.execute(select(func.count()).select_from(Message).where(
+            Message.contact_id == welcome["contact_id"]))).scalar_one()
+    assert count == LINES_PER_MINUTE
+
+
+async def test_abandoned_chats_time_out_connected_ones_stay(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        gone, gone_welcome = await join(http, base)
+        staying, staying_welcome = await join(http, base)
+        await gone.close()
+
+        async def status(conv_id: int) -> str:
+            async with ctx.db.session() as session:
+                row = await session.get(ChatConversation, conv_id)
+                assert row is not None
+                return row.status
+
+        await eventually(lambda: _is(status(gone_welcome["id"]), "closed"), "the abandoned chat to close")
+        assert await status(staying_welcome["id"]) == "waiting"
+        # Closed for idleness is a real close: resuming the token starts a new conversation.
+        again, again_welcome = await join(http, base, token=gone_welcome["token"])
+        assert again_welcome["resumed"] is False and again_welcome["id"] != gone_welcome["id"]
+        await again.close()
+        await staying.close()
+
+
+async def _is(value: Any, expected: str) -> bool:
+    return bool(await value == expected)
+
+
+async def test_a_queue_change_costs_constant_statements_and_sends_changed_positions(ctx: AppContext) -> None:
+    waiters = 30
+    statements: list[str] = []
+    event.listen(ctx.db.engine.sync_engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_a: statements.append(sql))
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        joined = [await join(http, base) for _ in range(waiters)]
+        assert [w["position"] for _ws, w in joined] == list(range(1, waiters + 1))
+        # Let every queue change of the joins be handled, then measure one change: the first leaves.
+        last_ws = joined[-1][0]
+        first_ws = joined[0][0]
+        statements.clear()
+        await first_ws.send_json({"type": "close"})
+        moved = await frame(last_ws, "queue")
+        while moved["position"] != waiters - 1:
+            moved = await frame(last_ws, "queue")
+        assert len(statements) < waiters, statements  # was >= 2 per waiting citizen
+        # The second citizen's position changed once (2 -> 1); the third's to 2; nobody was
+        # sent a position it already had.
+        second_ws = joined[1][0]
+        assert (await frame(second_ws, "queue"))["position"] == 1
+        for ws, _w in joined[1:]:
+            await ws.close()
