@@ -56,6 +56,9 @@ def _up(args: argparse.Namespace) -> int:
             runner.run(up.run(settings, only=args.only or None))
     except KeyboardInterrupt:
         pass
+    except up.AddressInUse as exc:
+        print(f"dasan: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

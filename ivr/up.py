@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
@@ -14,6 +15,20 @@ from ivr.context import AppContext
 
 log = logging.getLogger("dasan.up")
 GC_THRESHOLDS = (100_000, 20, 20)  # young-generation allocations, then collections per older one
+# The settings section (host, port) each listening service binds to.
+LISTEN_SETTINGS = {"web": "web", "agi": "agi"}
+
+
+class AddressInUse(Exception):
+    """A service could not listen because its address is taken; the message names the setting."""
+
+
+def address_in_use(name: str, settings: Settings) -> AddressInUse:
+    section = LISTEN_SETTINGS.get(name, name)
+    where = getattr(settings, section, None)
+    address = f"{where.host}:{where.port}" if where is not None else "its address"
+    return AddressInUse(f"{name} cannot listen on {address}: the port is in use; set {section}.port in the "
+                        f"configuration (or DASAN__{section.upper()}__PORT) to a free port")
 
 
 async def _first_admin(ctx: AppContext) -> str | None:
@@ -79,7 +94,13 @@ async def run(settings: Settings, only: list[str] | None = None, ready: asyncio.
         print(f"dasan: event loop {loop_name()}", flush=True)
         for name in only or list(services.REGISTRY):
             service = services.build(name, ctx)
-            addresses = await service.start()
+            try:
+                addresses = await service.start()
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                await service.stop()  # what it opened before binding (client sessions, ...)
+                raise address_in_use(name, settings) from None
             started.append(service)
             for address in addresses:
                 print(f"dasan: {name:<10} {address}", flush=True)

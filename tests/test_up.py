@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,3 +57,25 @@ def test_up_prints_addresses_serves_and_stops_cleanly(tmp_path: Path) -> None:
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest
     assert "dasan: stopped" in rest
+
+
+def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for service, setting in (("web", "web.port"), ("agi", "agi.port")):
+            env = dict(os.environ)
+            env.update({
+                "DASAN__DATA_DIR": str(tmp_path / "var"),
+                "DASAN__AMI__ENABLED": "false",
+                f"DASAN__{service.upper()}__HOST": "127.0.0.1",
+                f"DASAN__{service.upper()}__PORT": str(port),
+            })
+            proc = subprocess.run([sys.executable, "-m", "ivr.cli", "up", "--only", service], cwd=tmp_path,
+                                  env=env, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 1, proc.stdout + proc.stderr
+            assert proc.stderr.strip() == (
+                f"dasan: {service} cannot listen on 127.0.0.1:{port}: the port is in use; set {setting} in the "
+                f"configuration (or DASAN__{service.upper()}__PORT) to a free port"), proc.stderr
+            assert "Traceback" not in proc.stdout
