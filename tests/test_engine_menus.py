@@ -333,6 +333,16 @@ async def test_survey_stores_satisfaction(ivr: IvrHarness) -> None:
     assert log.heard[-1] == "dasan/survey-thanks"
 
 
+async def test_survey_without_contact_id_finds_the_call_by_its_linkedid(ivr: IvrHarness) -> None:
+    """The IVR was down when the call came: the dialplan's fallback queued it, the AMI bridge
+    wrote its contact under the Linkedid and no CONTACT_ID was set; the score is still stored."""
+    async with ivr.db.transaction() as session:
+        written = await records.open_contact(session, Channel.voice, call_id="1795599999.42", language="ko")
+    log = await ivr.dial("4", route="survey", linkedid="1795599999.42")
+    assert log.variables["IVR_RESULT"] == "hangup"
+    assert (await contact(ivr.db, written.id)).satisfaction == 4
+
+
 async def test_callback_route_keeps_the_place_in_line(ivr: IvrHarness) -> None:
     first = await ivr.dial("9 1 0", callerid="01012121212")
     log = await ivr.dial("", route="callback", callerid="01012121212", language="en",

@@ -298,11 +298,15 @@ class IvrEngine:
         try:
             raw_id = await ch.get_variable("CONTACT_ID")
             contact_id = int(raw_id) if raw_id.isdigit() else None
+            # No CONTACT_ID: the IVR was down when the call came (the dialplan's fallback queued
+            # it and the AMI bridge wrote the contact): the call's Linkedid finds it.
+            call_id = "" if contact_id is not None else (
+                await ch.get_variable("CHANNEL(linkedid)") or ch.env.get("agi_uniqueid", ""))
             for _ in range(self.menus.max_failures):
                 digit = await ch.read_digits(self.menus.sound("survey-question"), self.menus.timeout_seconds, 1)
                 if digit and digit in "12345":
                     score = int(digit)
-                    if contact_id is None or not await self.writer.satisfaction(contact_id, score):
+                    if not await self.writer.satisfaction(contact_id, score, call_id):
                         log.warning("survey score %s for unknown contact %r", score, raw_id)
                     await ch.play(self.menus.sound("survey-thanks"))
                     await ch.set_variable("IVR_RESULT", "hangup")

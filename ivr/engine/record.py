@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
@@ -196,8 +196,17 @@ class ContactWriter:
     def _write(self, write: Write[T]) -> asyncio.Future[T]:
         return self.group.submit(_Op("write", write=write))
 
-    async def satisfaction(self, contact_id: int, score: int) -> bool:
+    async def satisfaction(self, contact_id: int | None, score: int, call_id: str = "") -> bool:
+        """The survey score on the contact (by id, else by the call's Linkedid); False: no such contact."""
         async def write(session: AsyncSession) -> bool:
+            nonlocal contact_id
+            if contact_id is None:
+                if not call_id:
+                    return False
+                contact_id = (await session.execute(
+                    select(CONTACTS.c.id).where(CONTACTS.c.call_id == call_id))).scalar_one_or_none()
+                if contact_id is None:
+                    return False
             done = await session.execute(
                 update(CONTACTS).where(CONTACTS.c.id == contact_id)
                 .values(satisfaction=score, updated_at=datetime.now(UTC))
