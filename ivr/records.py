@@ -9,7 +9,7 @@ transaction (``Database.transaction()``) and are durable once it commits; events
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import sitetime
 from ivr.db.database import Executor, among, dialect_name
-from ivr.db.json_insert import json_insert
+from ivr.db.json_insert import json_insert, json_lock
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
 
 # How long an open contact keeps absorbing new messages of the same citizen before a new
@@ -145,7 +145,8 @@ async def ensure_call_contacts(
             citizens.update({str(identity): citizen_id for identity, citizen_id in rows})
     new = [{"channel": call.channel, "status": ContactStatus.open.value, "call_id": call.call_id,
              "citizen_id": citizens.get(call.phone), "started_at": now, "updated_at": now,
-             "language": call.language, "ivr_path": "", "notes": ""} for call in wanted.values()]
+             "language": call.language, "ivr_path": "", "notes": ""}
+           for call in sorted(wanted.values(), key=lambda c: c.call_id)]  # one insert order: no deadlock
     for call_id, (contact_id, citizen_id, _number) in (await insert_contacts(session, new, "call_id", now)).items():
         found[str(call_id)] = (contact_id, citizen_id)
     skipped = [call_id for call_id in wanted if call_id not in found]  # opened by the other side first
@@ -159,6 +160,14 @@ async def ensure_call_contacts(
 
 CONTACT_COLUMNS = ("channel", "status", "call_id", "citizen_id", "started_at", "updated_at", "language",
                    "ivr_path", "notes")  # what a new contact's row gives (insert_contacts)
+
+
+async def lock_contacts(session: Executor, ids: Iterable[int]) -> None:
+    """Lock these contacts' rows in id order (``ivr.db.json_insert.JsonLock``) before changing
+    them. Every writer that changes several contacts in one transaction (the IVR's record, the
+    AMI bridge) does so first, so two of them wait for each other in one order and never
+    deadlock; and its inserts (citizens by number, contacts by call id) go in sorted too."""
+    await json_lock(session, cast(Table, Contact.__table__), "id").execute(session, [{"id": i} for i in sorted(set(ids))])
 
 
 async def insert_citizens(session: Executor, rows: Sequence[dict[str, Any]]) -> None:

@@ -27,6 +27,8 @@ from ivr.ami.ingest import (
 from ivr.ami.metrics import current_metrics
 from ivr.bus import Job
 from ivr.context import AppContext
+from ivr.db import conflicts
+from ivr.db.conflicts import ConflictCounters, conflict_of
 from ivr.db.models import ContactEvent
 from ivr.queues import QueueConfig, load_queues
 from ivr.yamlfile import DataError
@@ -73,6 +75,7 @@ class AmiBridge:
         self.applied = 0  # events taken off the socket and committed
         self.resyncs = 0
         self.batches = 0  # transactions committed for events
+        self.conflicts = ConflictCounters()  # deadlocks / serialization failures met (ivr.db.conflicts)
         self._tasks: list[asyncio.Task[Any]] = []
         self._busy = False
         self._metrics_due = asyncio.Event()
@@ -200,12 +203,25 @@ class AmiBridge:
                 self._busy = False
 
     async def _with_retry(self, what: str, fn: Callable[[], Awaitable[Effects]]) -> Effects | None:
-        delay = 0.2
-        for attempt in range(6):
+        """``fn`` (one transaction) until it commits: a deadlock or serialization failure is run
+        again at once after a short random pause (``ivr.db.conflicts``), any other failure up
+        to 6 times with a growing pause."""
+        delay, failures, races = 0.2, 0, 0
+        while failures < 6:
             try:
                 return await fn()
-            except Exception:
-                log.exception("%s failed (attempt %d); retrying", what, attempt + 1)
+            except Exception as exc:
+                kind = conflict_of(exc)
+                if kind is not None:
+                    self.conflicts.seen += 1
+                    if races < conflicts.RETRIES:
+                        races += 1
+                        self.conflicts.retried += 1
+                        log.warning("%s: %s; running it again (try %d of %d)", what, kind, races, conflicts.RETRIES)
+                        await asyncio.sleep(conflicts.pause(races))
+                        continue
+                failures += 1
+                log.exception("%s failed (attempt %d); retrying", what, failures)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5)
         return None
@@ -225,7 +241,9 @@ class AmiBridge:
             for event in events:
                 try:
                     await self._after(await run([event]))
-                except Exception:
+                except Exception as exc:
+                    if conflict_of(exc) is not None:
+                        self.conflicts.lost += 1
                     log.exception("AMI event skipped: %r", event)
         else:
             await self._after(effects)

@@ -13,18 +13,26 @@ round trips do not queue behind the requests the server's loop is handling.
 If a shared transaction fails on a bad row (an integrity or data error), the batch is retried
 by halves so one bad item cannot fail the others (items must be re-runnable); if the database
 itself is away, every item of the batch fails at once instead of being retried one by one.
+A transaction that lost a race with another writer (a deadlock, a serialization failure:
+``ivr.db.conflicts``) is run again whole after a short random pause, a bounded number of times,
+and its items' futures are settled only after that; ``conflicts`` counts what happened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ivr.db import conflicts
+from ivr.db.conflicts import ConflictCounters
 from ivr.db.database import Database
+
+log = logging.getLogger("dasan.db.group_commit")
 
 W = TypeVar("W")
 Run = Callable[[AsyncSession, list[W]], Awaitable[Sequence[Any]]]
@@ -65,6 +73,8 @@ class GroupCommit(Generic[W]):
         self.rolled_back = rolled_back
         self.post_failed = post_failed
         self.commits = 0
+        self.conflict_retries = conflicts.RETRIES
+        self.conflicts = ConflictCounters()
         self._pending: list[tuple[W, asyncio.Future[Any] | None]] = []
         self._loop: asyncio.Task[None] | None = None
         self._last_start = 0.0
@@ -115,6 +125,31 @@ class GroupCommit(Generic[W]):
             return await transaction(self.db)
         return await writer.call(transaction)
 
+    async def _run_again_on_conflict(self, items: list[W]) -> Sequence[Any]:
+        """The batch's transaction; one ended by a deadlock or serialization failure is run
+        again (its items are re-runnable) after a random pause, at most ``conflict_retries`` times."""
+        attempt = 0
+        while True:
+            try:
+                return await self._transaction(items)
+            except Exception as exc:
+                if self.rolled_back is not None:
+                    self.rolled_back(items)
+                kind = conflicts.conflict_of(exc)
+                if kind is None:
+                    raise
+                self.conflicts.seen += 1
+                if attempt >= self.conflict_retries:
+                    self.conflicts.lost += len(items)
+                    log.error("%s: a batch of %d write(s) failed %d times in a row; given up", kind, len(items),
+                              attempt + 1)
+                    raise
+                attempt += 1
+                self.conflicts.retried += 1
+                log.warning("%s: a batch of %d write(s) rolled back; running it again (try %d of %d)", kind,
+                            len(items), attempt, self.conflict_retries)
+                await asyncio.sleep(conflicts.pause(attempt))
+
     async def _commit(self, batch: list[tuple[W, asyncio.Future[Any] | None]]) -> None:
         if self.skip is not None:
             kept = []
@@ -129,10 +164,8 @@ class GroupCommit(Generic[W]):
             return
         items = [item for item, _ in batch]
         try:
-            results = await self._transaction(items)
+            results = await self._run_again_on_conflict(items)
         except Exception as exc:
-            if self.rolled_back is not None:
-                self.rolled_back(items)
             if len(batch) == 1 or not isinstance(exc, IntegrityError | DataError):
                 for item, future in batch:
                     self._fail(item, future, exc)

@@ -149,6 +149,27 @@ class JsonUpdate(_JsonRows):
                               f"WHERE {quote(table.name)}.{quote(key)} = {match}")
 
 
+class JsonLock(_JsonRows):
+    """Row locks (``FOR NO KEY UPDATE``, what an UPDATE takes) on the rows of ``table`` whose
+    ``key`` the JSON rows name, taken in key order. Writers that change several rows of a table
+    in one transaction lock them so first: two such transactions then wait for each other in one
+    order instead of each holding a row the other wants (a deadlock). PostgreSQL only; on SQLite
+    one writer holds the whole database, so ``execute`` does nothing."""
+
+    def __init__(self, dialect: Dialect, table: Table, key: str) -> None:
+        super().__init__(dialect, table, [key])
+        quote = dialect.identifier_preparer.quote
+        self.enabled = dialect.name == "postgresql"
+        name, column = quote(table.name), quote(key)
+        self.statement = text(f"SELECT t.{column} FROM {name} AS t WHERE t.{column} IN (SELECT r.{column} FROM "
+                              f"{_rows_source(dialect, table, [key])}) ORDER BY t.{column} FOR NO KEY UPDATE OF t")
+
+    async def execute(self, executor: Executor, rows: Sequence[dict[str, Any]]) -> Any:
+        if self.enabled and rows:
+            return await super().execute(executor, rows)
+        return None
+
+
 def _plain_enum(kind: Any) -> bool:
     """An Enum column whose members' names are their values: binding changes nothing."""
     members = getattr(kind, "enum_class", None)
@@ -170,6 +191,16 @@ def json_update(executor: Executor, table: Table, key: str, columns: Sequence[st
     if found is None:
         found = _CACHE[cache_key] = JsonUpdate(dialect, table, key, columns)
     return cast(JsonUpdate, found)
+
+
+def json_lock(executor: Executor, table: Table, key: str) -> JsonLock:
+    """The (cached) ``JsonLock`` for the executor's back-end."""
+    dialect = _dialect(executor)
+    cache_key = (JsonLock, dialect.name, table.name, key)
+    found = _CACHE.get(cache_key)
+    if found is None:
+        found = _CACHE[cache_key] = JsonLock(dialect, table, key)
+    return cast(JsonLock, found)
 
 
 def json_insert(executor: Executor, table: Table, columns: Sequence[str], conflict: Sequence[str] = (),

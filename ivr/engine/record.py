@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ivr import records
 from ivr.db import Database
 from ivr.db.group_commit import GroupCommit
-from ivr.db.json_insert import execute_together, json_insert, json_update
+from ivr.db.json_insert import execute_together, json_insert, json_lock, json_update
 from ivr.db.models import CallbackRequest, Contact, ContactEvent
 
 log = logging.getLogger("dasan.ivr.record")
@@ -73,6 +73,7 @@ class _Op:
     handle: ContactHandle | None = None
     fields: dict[str, Any] | None = None
     write: Write[Any] | None = None
+    locks: int | None = None  # the contact a ``write`` changes (locked with the batch's, in order)
 
 
 class ContactWriter:
@@ -133,6 +134,9 @@ class ContactWriter:
             else:
                 events.append({**op.fields, "contact_id": contact_id,
                                "external_id": op.fields["external_id"].format(contact=contact_id)})
+        # Every contact row this batch changes is locked first, in id order, as the AMI bridge does:
+        # two writers then never hold a row each that the other waits for (a deadlock).
+        locked = {*merged, *(op.locks for op in batch if op.locks is not None)}
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for contact_id, fields in merged.items():
             fields["id"] = contact_id
@@ -140,6 +144,8 @@ class ContactWriter:
         work: list[tuple[Any, list[dict[str, Any]]]] = [
             (json_update(conn, CONTACTS, "id", [key for key in keys if key != "id"]), rows)
             for keys, rows in shapes.items()]
+        if locked:
+            work.insert(0, (json_lock(conn, CONTACTS, "id"), [{"id": i} for i in sorted(locked)]))
         if events:
             work.append((json_insert(conn, EVENTS, ("contact_id", "kind", "source", "at", "external_id", "data"),
                                      ("external_id",)), events))
@@ -193,8 +199,8 @@ class ContactWriter:
 
         return self.group.submit(_Op("write", handle, write=write))
 
-    def _write(self, write: Write[T]) -> asyncio.Future[T]:
-        return self.group.submit(_Op("write", write=write))
+    def _write(self, write: Write[T], contact_id: int | None = None) -> asyncio.Future[T]:
+        return self.group.submit(_Op("write", write=write, locks=contact_id))
 
     async def satisfaction(self, contact_id: int | None, score: int, call_id: str = "") -> bool:
         """The survey score on the contact (by id, else by the call's Linkedid); False: no such contact."""
@@ -217,7 +223,7 @@ class ContactWriter:
                                        external_id=f"ivr:{contact_id}:survey", data={"score": score})
             return True
 
-        return await self._write(write)
+        return await self._write(write, contact_id)
 
     async def callback(self, contact_id: int | None, phone: str, queue: str, language: str) -> int:
         async def write(session: AsyncSession) -> int:
