@@ -27,7 +27,8 @@ class Records:
     def __init__(self, url: str, steps: int) -> None:
         from sqlalchemy import create_engine, event
 
-        from ivr.db.database import _sqlite_pragmas, sync_url
+        from ivr.db.database import _sqlite_pragmas
+        from ivr.db.urls import sync_url
 
         self.steps = steps
         self.engine = create_engine(sync_url(url), pool_size=20, max_overflow=200, pool_timeout=120)

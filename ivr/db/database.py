@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,28 +20,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from ivr.db.inline_sqlite import begin_immediate, inline_sqlite
+from ivr.db.migrations import upgrade
+from ivr.db.urls import async_url
 from ivr.db.writer_thread import WriterThread
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-def sync_url(url: str) -> str:
-    """The synchronous URL Alembic uses for the same database."""
-    parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite"):
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    if parsed.drivername in ("postgresql+asyncpg", "postgresql"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return parsed.render_as_string(hide_password=False)
-
-
-def async_url(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.drivername == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    if parsed.drivername == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return parsed.render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -92,18 +78,18 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._writer: WriterThread | None = None
+        self._writer: WriterThread[Database] | None = None
         self._in_memory = self.dialect == "sqlite" and (
             not parsed.database or parsed.database == ":memory:" or "mode=memory" in self.url)
 
     @property
-    def writer(self) -> WriterThread | None:
+    def writer(self) -> WriterThread[Database] | None:
         """The writer thread group commits run their transactions on (``ivr.db.writer_thread``);
         None for an in-memory SQLite database, which another engine would not see."""
         if self._in_memory:
             return None
         if self._writer is None:
-            self._writer = WriterThread(self.url)
+            self._writer = WriterThread(functools.partial(_writer_database, self.url), Database.dispose)
         return self._writer
 
     @asynccontextmanager
@@ -119,13 +105,9 @@ class Database:
 
     def upgrade(self, revision: str = "heads") -> None:
         """Run Alembic migrations (synchronously; call before serving or via to_thread)."""
-        from ivr.db.migrations import upgrade
-
         upgrade(self.url, revision)
 
     async def aupgrade(self, revision: str = "heads") -> None:
-        import asyncio
-
         await asyncio.to_thread(self.upgrade, revision)
 
     async def dispose(self) -> None:
@@ -133,3 +115,14 @@ class Database:
             await self._writer.stop()
             self._writer = None
         await self.engine.dispose()
+
+
+def _writer_database(url: str) -> Database:
+    """The writer thread's own Database (same URL), made on its loop; on SQLite its connection
+    works on that thread and its transactions begin IMMEDIATE (``ivr.db.inline_sqlite``)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return Database(url)
+    db = Database(url, async_creator=functools.partial(inline_sqlite, str(parsed.database)))
+    begin_immediate(db.engine)
+    return db

@@ -12,12 +12,12 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from ivr.db.urls import sync_url
+
 HERE = Path(__file__).parent
 
 
 def alembic_config(url: str) -> Config:
-    from ivr.db.database import sync_url
-
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
