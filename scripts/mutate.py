@@ -9,17 +9,20 @@ equivalent, each with its reason. Survivors are printed by name; ``cd var/mutate
 ../../../.venv/bin/mutmut show <mutant>`` shows the change.
 
 Usage: python scripts/mutate.py [MODULE_PATH ...]   (default: every module below)
+The copy is the committed tree (HEAD), so edits in progress elsewhere do not break a run.
 Environment: MUTATE_CHILDREN (parallel mutants, default 1), MUTATE_TIMEOUT (seconds per
-module, default none).
+module, default none), MUTATE_OVERLAY (paths taken from the working tree instead, e.g. the
+test file being written to kill survivors).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -51,26 +54,31 @@ KILLED = {"killed", "timeout", "caught by type check"}
 EQUIVALENT = re.compile(r"^- `(ivr\.\S+__mutmut_\d+)`: \S")  # docs/testing.md, one line each
 
 
-def project_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+def committed_files() -> dict[str, bytes]:
+    """The project as committed (HEAD): a consistent tree even while files are being edited."""
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+                for m in tar.getmembers() if m.isfile()}
 
 
-def sync(work: Path) -> None:
-    """The project's files (tracked and new) into ``work``, copying only what changed."""
-    wanted = set(project_files())
-    for name in wanted:
-        src, dst = ROOT / name, work / name
-        st = src.stat()
-        if dst.exists() and dst.stat().st_size == st.st_size and dst.stat().st_mtime == st.st_mtime:
+def sync(work: Path, overlay: list[str]) -> None:
+    """HEAD's files into ``work`` (only the changed ones are written, so mutmut's cache holds),
+    plus the working tree's copy of each ``overlay`` path (tests being written)."""
+    files = committed_files()
+    for name in overlay:
+        files[name] = (ROOT / name).read_bytes()
+    for name, data in files.items():
+        dst = work / name
+        if dst.exists() and dst.read_bytes() == data:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
+        dst.write_bytes(data)
     for path in work.rglob("*"):  # files deleted in the project go here too
         rel = path.relative_to(work).as_posix()
-        if path.is_file() and rel not in wanted and not rel.startswith(("mutants/", ".")) \
-                and "__pycache__" not in rel and rel != "pyproject.toml":
+        if path.is_file() and rel not in files and not rel.startswith(("mutants/", ".")) \
+                and "__pycache__" not in rel and rel not in ("pyproject.toml", "mutmut.log"):
             path.unlink()
 
 
@@ -106,10 +114,10 @@ def equivalents() -> set[str]:
     return {m[1] for line in lines if (m := EQUIVALENT.match(line))}
 
 
-def run_module(module: str, children: int, timeout: float | None) -> dict[str, str]:
+def run_module(module: str, children: int, timeout: float | None, overlay: list[str]) -> dict[str, str]:
     work = WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
     work.mkdir(parents=True, exist_ok=True)
-    sync(work)
+    sync(work, overlay)
     configure(work, module, MODULES[module])
     dotted = Path(module).with_suffix("").as_posix().replace("/", ".")
     started = time.monotonic()
@@ -134,13 +142,14 @@ def main(argv: list[str]) -> int:
         return 2
     children = int(os.environ.get("MUTATE_CHILDREN", "1"))
     timeout = float(os.environ["MUTATE_TIMEOUT"]) if os.environ.get("MUTATE_TIMEOUT") else None
+    overlay = os.environ.get("MUTATE_OVERLAY", "").split()
     equivalent = equivalents()
     rows = []
     for module in modules:
         if not (ROOT / module).exists():
             print(f"== {module}: not in the tree, skipped")
             continue
-        statuses = run_module(module, children, timeout)
+        statuses = run_module(module, children, timeout, overlay)
         counts = Counter(statuses.values())
         equal = {n for n, s in statuses.items() if n in equivalent and s not in KILLED}
         killed = sum(counts[s] for s in KILLED)
