@@ -63,6 +63,16 @@ class AmiSettings(Section):
     # Seconds between QueueStatus checks of agent state against Asterisk (0: only after a reconnect).
     reconcile_seconds: float = Field(60.0, ge=0)
 
+    @property
+    def system_username(self) -> str:
+        """The AMI user of short sessions (reload, astdb): write=system only (docs/asterisk.md)."""
+        return f"{self.username}{SYSTEM_USER_SUFFIX}"
+
+
+# The long-lived bridge logs in as ``ami.username`` (agent, originate, reporting: no system);
+# ``dasan asterisk apply`` and other short sessions as ``<ami.username>-system``.
+SYSTEM_USER_SUFFIX = "-system"
+
 
 class WebSettings(Section):
     host: str = "127.0.0.1"

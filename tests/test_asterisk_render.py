@@ -99,8 +99,15 @@ def test_manager_user_bound_and_limited_as_configured() -> None:
     read = values(text, "bridge", "read")[0].split(",")
     write_ = values(text, "bridge", "write")[0].split(",")
     assert "all" not in read + write_ and "command" not in write_ and "config" not in write_
-    assert {"agent", "originate", "system"} <= set(write_)  # QueueAdd, callbacks, Reload
+    # The long-lived bridge: QueueAdd/Remove/Pause, callbacks' Originate, CoreShowChannels; no
+    # system (Originate of System/MixMonitor, DBPut, module loads, Reload).
+    assert sorted(write_) == ["agent", "originate", "reporting"]
     assert {"agent", "call", "cdr", "dialplan"} <= set(read)
+    # Short sessions (apply's Reload, WebRTC's DBPut): system only, no events.
+    assert values(text, "bridge-system", "write") == ["system"]
+    assert values(text, "bridge-system", "read") == [""]
+    assert values(text, "bridge-system", "secret") == ["s3cret-pw"]
+    assert values(text, "bridge-system", "permit") == ["127.0.0.0/8", "10.1.2.3/32"]
 
 
 def test_semicolons_are_escaped_and_line_breaks_refused(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from panoramisk import Manager
 
 from ivr.ami.wire import SafeAmiProtocol
 from ivr.asterisk.render import FILES, render, write
-from ivr.config import Settings
+from ivr.config import SYSTEM_USER_SUFFIX, Settings
 
 # Rendered file -> the module to reload (None: only a restart applies it).
 RELOAD_MODULE: dict[str, str | None] = {
@@ -127,12 +127,15 @@ class AmiSession:
 
     The connection is opened here rather than with ``Manager.connect()``, which retries
     forever in the background when Asterisk is down; a command-line tool should say so instead.
+    It logs in as ``<username>-system``: the AMI user whose only write class is ``system``
+    (Reload, DBPut); the bridge's long-lived user, which carries agents' and citizens' values,
+    has no ``system`` (least privilege, docs/asterisk.md).
     """
 
     def __init__(self, host: str, port: int, username: str, secret: str, timeout: float = 10.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self.manager = Manager(host=host, port=port, username=username, secret=secret, events="off",
-                               ping_delay=3600, ping_interval=3600, reconnect_timeout=3600,
+        self.manager = Manager(host=host, port=port, username=f"{username}{SYSTEM_USER_SUFFIX}", secret=secret,
+                               events="off", ping_delay=3600, ping_interval=3600, reconnect_timeout=3600,
                                protocol_factory=SafeAmiProtocol)
 
     async def __aenter__(self) -> AmiSession:

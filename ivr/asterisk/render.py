@@ -56,7 +56,8 @@ class RenderError(ValueError):
 
 
 def conf_value(value: Any) -> Any:
-    """Finalize hook for every ``{{ value }}``: one line, ``;`` escaped (it starts a comment)."""
+    """Finalize hook for every ``{{ value }}``: one line, ``;`` escaped (it starts a comment), and
+    no ``${``/``$[`` (the dialplan would evaluate them; no value of ours needs one anywhere)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -65,6 +66,8 @@ def conf_value(value: Any) -> Any:
         text = str(value)
         if "\n" in text or "\r" in text or "\x00" in text:
             raise RenderError(f"value {text[:40]!r} has a line break; Asterisk configuration values are one line")
+        if "${" in text or "$[" in text:
+            raise RenderError(f"value {text[:40]!r} has '${{' or '$[', which Asterisk would evaluate")
         return text.replace(";", r"\;")
     return value
 

@@ -150,7 +150,8 @@ class AmiPeer:
                 name = action.get("Action", "").lower()
                 aid = action.get("ActionID", "")
                 if name == "login":
-                    if (not self.refuse_logins and action.get("Username") == self.username
+                    # the bridge's user, and the short sessions' <user>-system (manager.conf)
+                    if (not self.refuse_logins and action.get("Username") in (self.username, f"{self.username}-system")
                             and action.get("Secret") == self.secret):
                         authed = True
                         self.logins += 1
