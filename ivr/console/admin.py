@@ -375,15 +375,17 @@ async def upload_prompt(request: web.Request) -> web.Response:
         await convert_prompt(source, target)
     _not_a_placeholder(target)
     author = username(request)
+    # Named relative to the sounds folder: an answer never tells where the server keeps its files.
+    shown = f"{language}/dasan/{name}.wav"
     async with ctx.db.transaction() as session:
-        change = ConfigChange(author=author, kind="prompt", target=str(target),
+        change = ConfigChange(author=author, kind="prompt", target=shown,
                               comment=f"uploaded {upload.filename}", diff="", status="applied",
                               apply_result="converted to 8 kHz mono WAV")
         session.add(change)
         await session.flush()
         change_id = change.id
-    await audit_request(request, "prompt_uploaded", str(target), change_id=change_id)
-    return web.json_response({"path": str(target), "sound": f"dasan/{name}", "change_id": change_id}, status=201)
+    await audit_request(request, "prompt_uploaded", shown, change_id=change_id)
+    return web.json_response({"path": shown, "sound": f"dasan/{name}", "change_id": change_id}, status=201)
 
 
 def setup(app: web.Application) -> None:

@@ -17,11 +17,12 @@ from ivr.context import AppContext
 from ivr.db.models import Channel, Citizen, Contact, Media, Message
 from ivr.messaging import chat, webhooks
 from ivr.messaging.chat import HUB_KEY, ChatHub
-from ivr.messaging.media import MediaError, MediaStore
+from ivr.messaging.media import MediaError, MediaStore, media_headers
 from ivr.messaging.sns import deadline_report
 from ivr.messaging.store import OUTBOUND_STREAM, InboundWriter
 from ivr.web.access import audit_read, contact_access, refused
 from ivr.web.auth import audit, current_user, requires
+from ivr.web.context import context_of
 from ivr.web.errors import json_error
 from ivr.web.openapi import add_paths, add_schemas
 from ivr.web.params import path_id
@@ -42,9 +43,7 @@ class ChatLineIn(ReplyIn):
 
 
 def _ctx(request: web.Request) -> AppContext:
-    from ivr.web.app import CTX_KEY
-
-    return request.app[CTX_KEY]
+    return context_of(request)
 
 
 def _id(request: web.Request, name: str = "id") -> int:
@@ -238,8 +237,7 @@ async def media_file(request: web.Request) -> web.StreamResponse:
         raise json_error(404, "no such media") from None
     if not path.is_file():
         raise json_error(404, "the media file is missing")
-    return web.FileResponse(path, headers={"Content-Type": media.content_type,
-                                           "X-Content-Type-Options": "nosniff"})
+    return web.FileResponse(path, headers=media_headers(media.content_type))
 
 
 @requires("agent", "supervisor")

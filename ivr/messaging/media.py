@@ -81,3 +81,12 @@ class MediaStore:
             self.absolute(relative).unlink()
         except (FileNotFoundError, MediaError):
             pass
+
+
+def media_headers(content_type: str | None) -> dict[str, str]:
+    """A stored photo as exactly the image type its bytes proved (anything else is a download),
+    never sniffed, and sandboxed: a PNG that is also an HTML page can never run as one."""
+    safe = content_type if content_type in ALLOWED else "application/octet-stream"
+    return {"Content-Type": safe, "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Content-Disposition": "inline" if safe in ALLOWED else "attachment"}

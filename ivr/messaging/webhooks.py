@@ -20,6 +20,7 @@ from yarl import URL
 from ivr.db.models import Channel
 from ivr.messaging import signatures
 from ivr.messaging.store import HandOffError, Inbound, InboundWriter, update_status
+from ivr.web.context import context_of
 from ivr.web.errors import json_error
 
 log = logging.getLogger("dasan.messaging")
@@ -63,9 +64,7 @@ class SnsIn(Strict):
 
 
 def _ctx(request: web.Request) -> Any:
-    from ivr.web.app import CTX_KEY
-
-    return request.app[CTX_KEY]
+    return context_of(request)
 
 
 def _parse(model: type[Strict], raw: bytes) -> Any:
@@ -155,21 +154,51 @@ def _twiml() -> web.Response:
                         content_type="text/xml")
 
 
+MAX_MEDIA_REDIRECTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _media_origins(sms: Any) -> set[tuple[str, str, int]]:
+    """Where a media download may go: the Twilio API's origin and ``sms.media_redirect_hosts``
+    (a bare host means https on 443; or a whole origin such as ``https://cdn.example:8443``)."""
+    from ivr.web.origin import origin_of
+
+    origins = {origin_of(sms.twilio_api_base)}
+    for entry in sms.media_redirect_hosts:
+        origins.add(origin_of(entry if "://" in entry else f"https://{entry}"))
+    return {o for o in origins if o is not None}
+
+
 async def _fetch_media(request: web.Request, url: str, max_bytes: int) -> tuple[bytes, str | None]:
-    """Download one MediaUrl, only from the configured Twilio API host (no fetching of
-    arbitrary addresses a request names), never more than ``max_bytes`` + 1."""
+    """Download one MediaUrl, never more than ``max_bytes`` + 1. Every hop, the first URL and each
+    redirect, must be on an allowed origin (``_media_origins``): a request cannot make us fetch an
+    address of its choosing, directly or through a redirect. The API credentials go to the API's
+    own origin only."""
+    from ivr.web.origin import origin_of
+
     sms = _ctx(request).settings.sms
-    base, target = URL(sms.twilio_api_base), URL(url)
-    if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-        raise ValueError("media URL is not on the provider's host")
-    headers = ({"Authorization": aiohttp.encode_basic_auth(sms.twilio_account_sid, sms.webhook_secret)}
-               if sms.twilio_account_sid else {})
-    async with request.app[HTTP_KEY]["session"].get(target, headers=headers,
-                                                    timeout=aiohttp.ClientTimeout(total=30)) as resp:
-        if resp.status != 200:
-            raise ValueError(f"media URL answered {resp.status}")
-        data = await resp.content.read(max_bytes + 1)
-        return data, resp.headers.get("Content-Type")
+    allowed, api = _media_origins(sms), origin_of(sms.twilio_api_base)
+    target = URL(url)
+    for _hop in range(MAX_MEDIA_REDIRECTS + 1):
+        here = origin_of(str(target))
+        if here is None or here not in allowed:
+            raise ValueError("media URL is not on the provider's host" if _hop == 0
+                             else f"media redirect to {target.host} is not on an allowed host")
+        headers = ({"Authorization": aiohttp.encode_basic_auth(sms.twilio_account_sid, sms.webhook_secret)}
+                   if sms.twilio_account_sid and here == api else {})
+        async with request.app[HTTP_KEY]["session"].get(target, headers=headers, allow_redirects=False,
+                                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            if resp.status in REDIRECTS:
+                location = resp.headers.get("Location")
+                if not location:
+                    raise ValueError(f"media URL answered {resp.status} without a Location")
+                target = target.join(URL(location))
+                continue
+            if resp.status != 200:
+                raise ValueError(f"media URL answered {resp.status}")
+            data = await resp.content.read(max_bytes + 1)
+            return data, resp.headers.get("Content-Type")
+    raise ValueError(f"media URL redirected more than {MAX_MEDIA_REDIRECTS} times")
 
 
 async def twilio_sms(request: web.Request) -> web.Response:

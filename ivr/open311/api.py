@@ -32,6 +32,13 @@ log = logging.getLogger("dasan.open311")
 OPEN311_KEY = web.AppKey("open311", Open311)
 PREFIX = "/open311/v2"
 MAX_REQUESTS = 1000
+# A POST with ``phone`` makes the city text that number: at most this many such requests per
+# number and per API key in an hour (more would let a client pump SMS to any number).
+TEXTS_PER_NUMBER_HOUR = 3
+TEXTS_PER_KEY_HOUR = 60
+# Requests that came in by SMS/MMS, a call or a chat hold a citizen's own words: the public
+# listing never publishes them (the record keeps them for agents and departments).
+PRIVATE_SOURCES = ("sms", "mms", "call", "chat", "console")
 MAX_SPAN = timedelta(days=90)
 _ATTRIBUTE = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -128,6 +135,8 @@ async def post_request(request: web.Request) -> web.Response:
     api_key = await keys.authenticate(desk.ctx.db, one("api_key"), "submit")
     if api_key is None:
         raise Open311Error(403, "api_key was not provided or is not valid for creating requests")
+    if one("phone"):
+        await _check_text_limits(desk, api_key.id, one("phone") or "")
     new = NewRequest(
         service_code=(one("service_code") or "").strip(),
         lat=one("lat"), long=one("long"), address_string=one("address_string"),
@@ -148,6 +157,35 @@ async def post_request(request: web.Request) -> web.Response:
         doc = {"service_request_id": sr.service_request_id}
     doc.update(service_notice=sr.service_notice, account_id=sr.account_id)
     return render(request.match_info["fmt"], "service_requests", "request", [doc])
+
+
+async def _check_text_limits(desk: Open311, key_id: int, phone: str) -> None:
+    """Open311Error 429 when this number or this key had its texts for the hour."""
+    from sqlalchemy import func
+
+    from ivr import records
+
+    since = datetime.now(UTC) - timedelta(hours=1)
+    recent = select(func.count()).select_from(ServiceRequest).where(
+        ServiceRequest.requested_datetime >= since, ServiceRequest.phone.is_not(None))
+    async with desk.ctx.db.session() as session:
+        by_number = (await session.execute(recent.where(
+            ServiceRequest.phone == records.normalize_phone(phone)))).scalar_one()
+        by_key = (await session.execute(recent.where(ServiceRequest.api_key_id == key_id))).scalar_one()
+    if by_number >= TEXTS_PER_NUMBER_HOUR:
+        raise Open311Error(429, f"this phone number already has {TEXTS_PER_NUMBER_HOUR} requests in the last hour; "
+                                "try again later or leave out phone")
+    if by_key >= TEXTS_PER_KEY_HOUR:
+        raise Open311Error(429, f"this api_key already sent {TEXTS_PER_KEY_HOUR} requests with a phone number "
+                                "in the last hour; try again later")
+
+
+def public_doc(sr: ServiceRequest, tz: Any) -> dict[str, Any]:
+    """``formats.request_doc`` for the public listing: a citizen's own words are withheld."""
+    doc = formats.request_doc(sr, tz)
+    if sr.source in PRIVATE_SOURCES:
+        doc["description"] = None
+    return doc
 
 
 async def _form(request: web.Request) -> MultiDictProxy[Any]:
@@ -201,7 +239,7 @@ async def get_requests(request: web.Request) -> web.Response:
     stmt = stmt.order_by(ServiceRequest.requested_datetime.desc(), ServiceRequest.id.desc()).limit(MAX_REQUESTS)
     async with desk.ctx.db.session() as session:
         rows = list((await session.execute(stmt)).scalars())
-    docs = [formats.request_doc(sr, desk.tz) for sr in rows]
+    docs = [public_doc(sr, desk.tz) for sr in rows]
     return render(request.match_info["fmt"], "service_requests", "request", docs)
 
 
@@ -214,7 +252,7 @@ async def get_request(request: web.Request) -> web.Response:
             ServiceRequest.service_request_id == srid))).scalar_one_or_none()
     if sr is None:
         raise Open311Error(404, f"service_request_id {srid} was not found")
-    return render(request.match_info["fmt"], "service_requests", "request", [formats.request_doc(sr, desk.tz)])
+    return render(request.match_info["fmt"], "service_requests", "request", [public_doc(sr, desk.tz)])
 
 
 @spec_errors
@@ -240,7 +278,9 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     path = desk.media_file(sr) if sr is not None else None
     if sr is None or path is None or not path.is_file():
         raise web.HTTPNotFound(text='{"error": "no such media"}', content_type="application/json")
-    return web.FileResponse(path, headers={"Content-Type": sr.media_content_type or "application/octet-stream"})
+    from ivr.messaging.media import media_headers
+
+    return web.FileResponse(path, headers=media_headers(sr.media_content_type))
 
 
 # -- department status updates and the agent console ------------------------------------------
