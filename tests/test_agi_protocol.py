@@ -84,23 +84,90 @@ async def test_replay_capture(scenario: str, conn: int) -> None:
         await server.stop()
     assert server.failed == 0 and len(replies) == len(sent)
     assert envs[0]["agi_version"].startswith("22") and envs[0]["agi_network"] == "yes"
-    by_command = dict(zip(sent, replies, strict=False))
-    if scenario == "fastagi-env" and envs[0]["agi_type"] == "PJSIP":
-        assert by_command["GET DATA beep 7000 1"] == AgiReply(200, "1")
-        assert by_command["WAIT FOR DIGIT 6000"].value == ord("2")
-        assert by_command["GET DATA"].code == 520
-        assert "<replaceable>file</replaceable>" in by_command["GET DATA"].extra
-        assert "<literal>-1</literal>" in by_command["WAIT FOR DIGIT"].extra
-        assert by_command["GET VARIABLE KOVAR"].data == "한국어 값"
-        assert by_command["GET FULL VARIABLE ${NOT_SET_VAR}"] == AgiReply(200, "1", "")
-        assert by_command["GET VARIABLE NOT_SET_VAR"] == AgiReply(200, "0")
-        assert by_command["FROBNICATE THE WIDGET"].code == 510
-        assert by_command["EXEC NoSuchApplication foo"].result == "-2"
-        assert by_command["HANGUP"] == AgiReply(200, "1")
+    assert list(zip(sent, replies, strict=True)) == EXPECTED_REPLIES[(scenario, conn)]
     if scenario == "hangup-during-agi":
         first_dead = sent.index("WAIT FOR DIGIT 1000")
-        assert replies[first_dead].code == 511
         assert hung_up_after[first_dead] and not hung_up_after[first_dead - 1]
-        assert by_command["GET VARIABLE CHANNEL(state)"].data == "Up"  # still allowed when dead
-        assert by_command['STREAM FILE beep ""'].code == 511
-        assert by_command['VERBOSE "after hangup" 1'] == AgiReply(200, "1")
+
+
+def test_every_replayed_connection_has_its_expected_replies() -> None:
+    assert len(_all_connections()) == 8
+    assert set(_all_connections()) == set(EXPECTED_REPLIES)
+
+
+# What Asterisk 22 answered on each recorded connection, read off agi.rx.raw by hand (known
+# answers, not parse_reply's output): the replay must parse exactly these, in this order.
+OK0, OK1 = AgiReply(200, "0"), AgiReply(200, "1")
+DEAD = AgiReply(511, extra="Command Not Permitted on a dead channel or intercept routine")
+QUICK_ROUTE = [('VERBOSE "quick route to queue" 1', OK1), ("SET VARIABLE QUEUE general-ko", OK1)]
+GET_DATA_USAGE = AgiReply(520, extra=(
+    "Stream the given <replaceable>file</replaceable>, and receive DTMF data.\n"
+    "Returns the digits received from the channel at the other end."))
+WAIT_FOR_DIGIT_USAGE = AgiReply(520, extra=(
+    "Waits up to <replaceable>timeout</replaceable> milliseconds for channel to receive a DTMF"
+    " digit. Returns <literal>-1</literal> on channel failure, <literal>0</literal> if no digit"
+    " is received in the timeout, or the numerical value of the ascii of the digit if one is"
+    " received. Use <literal>-1</literal> for the <replaceable>timeout</replaceable> value if"
+    " you desire the call to block indefinitely."))
+
+
+def _fastagi_env(get_data: tuple[str, AgiReply], wait: tuple[str, AgiReply],
+                 language: str, callerid: str) -> list[tuple[str, AgiReply]]:
+    return [
+        ("ANSWER", OK0), get_data, wait,
+        ('STREAM FILE hello-world "0123456789#*"', AgiReply(200, "0", endpos=11234)),
+        ('SAY DIGITS 123 ""', OK0),
+        ("GET VARIABLE NOT_SET_VAR", OK0),
+        ("GET FULL VARIABLE ${NOT_SET_VAR}", AgiReply(200, "1", "")),
+        ('SET VARIABLE MYVAR "hello world"', OK1),
+        ("GET VARIABLE MYVAR", AgiReply(200, "1", "hello world")),
+        ("GET FULL VARIABLE ${MYVAR}", AgiReply(200, "1", "hello world")),
+        ("GET FULL VARIABLE ${CHANNEL(language)}-${CALLERID(num)}",
+         AgiReply(200, "1", f"{language}-{callerid}")),
+        ("GET VARIABLE CHANNEL(language)", AgiReply(200, "1", language)),
+        ("EXEC Playback beep", OK0),
+        ("EXEC NoSuchApplication foo", AgiReply(200, "-2")),
+        ("FROBNICATE THE WIDGET", AgiReply(510, extra="Invalid or unknown command")),
+        ("GET DATA", GET_DATA_USAGE),
+        ("WAIT FOR DIGIT", WAIT_FOR_DIGIT_USAGE),
+        ('VERBOSE "안녕하세요 고객센터입니다" 1', OK1),
+        ('SET VARIABLE KOVAR "한국어 값"', OK1),
+        ("GET VARIABLE KOVAR", AgiReply(200, "1", "한국어 값")),
+        ("CHANNEL STATUS", AgiReply(200, "6")),
+        ("HANGUP", OK1),
+    ]
+
+
+def _hangup_during_agi(first: tuple[str, AgiReply]) -> list[tuple[str, AgiReply]]:
+    return [
+        ("ANSWER", OK0), first,
+        ("WAIT FOR DIGIT 1000", DEAD),  # the unsolicited HANGUP line came first
+        ("GET VARIABLE CHANNEL(state)", AgiReply(200, "1", "Up")),  # still allowed when dead
+        ("SET VARIABLE FOO bar", OK1),
+        ('STREAM FILE beep ""', DEAD),
+        ('VERBOSE "after hangup" 1', OK1),
+        ("HANGUP", DEAD),
+    ]
+
+
+EXPECTED_REPLIES: dict[tuple[str, int], list[tuple[str, AgiReply]]] = {
+    ("abandoned", 1): QUICK_ROUTE,
+    ("agent-actions", 4): QUICK_ROUTE,
+    ("agent-actions", 5): QUICK_ROUTE,
+    ("answered", 1): [
+        ("ANSWER", OK0),
+        ('VERBOSE "answered scenario: main menu" 1', OK1),
+        ('STREAM FILE hello-world ""', AgiReply(200, "0", endpos=11234)),
+        ("GET DATA beep 8000 1", OK1),
+        ("SET VARIABLE QUEUE general-ko", OK1),
+    ],
+    # A PJSIP caller that pressed 1, then 2 (WAIT FOR DIGIT answers the digit's ASCII code).
+    ("fastagi-env", 6): _fastagi_env(("GET DATA beep 7000 1", OK1),
+                                     ("WAIT FOR DIGIT 6000", AgiReply(200, str(ord("2")))), "ko", "sipp"),
+    # A Local channel that pressed nothing.
+    ("fastagi-env", 7): _fastagi_env(("GET DATA beep 1500 1", AgiReply(200, "", "timeout")),
+                                     ("WAIT FOR DIGIT 1000", OK0), "en", "5550100"),
+    ("hangup-during-agi", 2): _hangup_during_agi(('STREAM FILE demo-congrats "#"',
+                                                  AgiReply(200, "-1", endpos=36160))),
+    ("hangup-during-agi", 3): _hangup_during_agi(("WAIT FOR DIGIT 15000", AgiReply(200, "-1"))),
+}
