@@ -16,6 +16,7 @@ from ivr.engine.menu import AnswerNode, LookupNode, MenuNode, QueueNode, load_me
 from ivr.engine.runtime import MENU_FILE, IvrRuntime, load_checked
 from ivr.yamlfile import DataError
 from tests.support.ivr_harness import MENUS_DIR, QUEUES_DIR
+from tests.support.waiting import eventually
 
 DEFAULT = (MENUS_DIR / MENU_FILE).read_text(encoding="utf-8")
 
@@ -92,7 +93,8 @@ def test_cli_reports_a_broken_menu(tmp_path: Path, capsys: pytest.CaptureFixture
     assert f"{path}:{line}: nodes.main.options.4: unknown node 'taxes'" in capsys.readouterr().err
 
 
-async def test_an_edited_menu_reaches_the_next_call_without_a_restart(settings: Settings) -> None:
+async def test_an_edited_menu_reaches_the_next_call_without_a_restart(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     """The admin's edit (or a broken one) while the FastAGI server runs: no restart, no dropped call."""
     ctx = await AppContext.create(settings)
     runtime = IvrRuntime.from_settings(ctx)
@@ -105,15 +107,18 @@ async def test_an_edited_menu_reaches_the_next_call_without_a_restart(settings: 
         # A call already in the menu when the file changes finishes on the menus it started with.
         slow = ScriptedCaller("1 2", delay=0.2)
         in_progress = asyncio.ensure_future(slow.call(host, port))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: slow.log.heard, "the slow call in the menu")
         menu_file.write_text(DEFAULT.replace('"1": transport\n', '"1": waste\n', 1), encoding="utf-8")
-        await asyncio.sleep(1.1)  # the files are looked at once a second
+        running = runtime.engine
+        # The files are looked at (at most once a second) when a call asks for the engine.
+        await eventually(lambda: runtime.current() is not running, "the edited menu loaded")
         after = await ScriptedCaller("1 2").call(host, port)
         assert after.variables["TOPIC"] == "waste", after.variables
         assert (await in_progress).variables["TOPIC"] == "transport"
         # A broken edit keeps the running menus (and the calls going).
+        caplog.clear()
         menu_file.write_text(DEFAULT.replace("start: main", "start: nowhere", 1), encoding="utf-8")
-        await asyncio.sleep(1.1)
+        await eventually(lambda: runtime.current() and "do not load" in caplog.text, "the broken menu refused")
         still = await ScriptedCaller("1 2").call(host, port)
         assert still.variables["TOPIC"] == "waste" and still.variables["IVR_RESULT"] == "queue"
     finally:
