@@ -64,7 +64,7 @@ def search_terms(query: str) -> list[str]:
 
 @asynccontextmanager
 async def time_limited(session: AsyncSession, seconds: float = TIME_LIMIT_SECONDS) -> AsyncIterator[None]:
-    """Statements run inside end with ``SearchError`` (503) once ``seconds`` have passed."""
+    """Statements run inside end with ``SearchError`` (422: the query asks too much) once ``seconds`` have passed."""
     try:
         if dialect_name(session) == "postgresql":
             # set_config(..., true) is SET LOCAL: it ends with the transaction, and is put back
@@ -88,7 +88,7 @@ async def time_limited(session: AsyncSession, seconds: float = TIME_LIMIT_SECOND
         text_ = str(exc.orig).lower()
         if "statement timeout" in text_ or "interrupted" in text_ or "canceling statement" in text_:
             raise SearchError("the search took too long; use fewer or more specific words / "
-                              "검색 시간이 초과되었습니다", 503) from None
+                              "검색 시간이 초과되었습니다", 422) from None
         raise
 
 

@@ -152,7 +152,7 @@ async def test_search_statements_are_time_limited(db: Database) -> None:
         with pytest.raises(SearchError) as stopped:
             async with time_limited(session, 0.2):
                 await session.execute(text(slow))
-        assert stopped.value.status == 503
+        assert stopped.value.status == 422
     async with db.session() as session:
         async with time_limited(session, 5):
             assert (await session.execute(text("SELECT 1"))).scalar_one() == 1

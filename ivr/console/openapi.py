@@ -58,7 +58,8 @@ PATHS: dict[str, Any] = {
     "/api/console/inbox": {"get": _op("Open SMS/MMS/SNS contacts with their messages", "inbox", AGENT)},
     "/api/console/kb": {"get": _op("Knowledge search over earlier records and transcripts", "knowledgeSearch",
                                    AGENT, [_q("q", {"type": "string", "minLength": 1}, True)],
-                                   extra={"400": "empty query"})},
+                                   extra={"400": "empty query, more than 8 different words or a word over 64 characters",
+                                          "422": "the search ran out of its time limit"})},
     "/api/console/admin/file": {
         "get": _op("A configuration file and its version", "getConfigFile", ADMIN, [FILE],
                    extra={"404": "unknown file"}),
