@@ -7,8 +7,7 @@ import importlib
 from aiohttp import web
 
 from ivr.context import AppContext
-
-CTX_KEY = web.AppKey("ctx", AppContext)
+from ivr.web.context import CTX_KEY
 
 # "module:function" called as function(app, ctx) to add routes, middlewares and background tasks.
 SETUPS: list[str] = [
