@@ -33,6 +33,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """The command's settings; a fresh data folder gets the shipped menus and queues first."""
     settings = load_settings(getattr(args, "config", None))
     datafolder.seed(settings)
+    if getattr(args, "command", None) not in ("up", "config"):  # up prints where they are; check only reads
+        from ivr.site_secrets import load_secrets
+
+        load_secrets(settings)  # secrets left empty: from (or generated into) <data_dir>/secrets.yaml
     return settings
 
 
@@ -72,7 +76,28 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from ivr.ami.callbacks import trunk_problem
+    from ivr.queues import load_queues
+    from ivr.site_secrets import SecretError, config_problems, load_secrets, secrets_file
+
     settings = settings_from(args)
+    agents = load_queues(settings.queues_dir).agents
+    problems = config_problems(settings, agents)
+    if not problems:
+        try:
+            for note in load_secrets(settings, create=False) or [f"secrets: none yet; `dasan up` generates them "
+                                                                 f"into {secrets_file(settings)}"]:
+                print(note)
+        except SecretError as exc:
+            problems += exc.problems
+    no_trunk = trunk_problem(settings.asterisk.trunk_contact)
+    if no_trunk:  # the rest works without a trunk: said, not fatal
+        print(f"warning: {no_trunk}")
+    if problems:
+        print("configuration problems:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     print(f"configuration OK ({settings.site_name}; database {settings.database_url})")
     return 0
 

@@ -58,8 +58,11 @@ class AmiSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
     username: str = "dasan"
-    secret: str = "change-me"
+    # Empty: generated on first start into <data_dir>/secrets.yaml (ivr.site_secrets); no default ships.
+    secret: str = ""
     reconnect_max_seconds: float = Field(30.0, gt=0)
+    # Seconds between QueueStatus checks of agent state against Asterisk (0: only after a reconnect).
+    reconcile_seconds: float = Field(60.0, ge=0)
     # Seconds between QueueStatus checks of agent state against Asterisk (0: only after a reconnect).
     reconcile_seconds: float = Field(60.0, ge=0)
 
@@ -78,7 +81,8 @@ class WebSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
-    secret_key: str = "dev-only-change-me"
+    # Signs console sessions. Empty: generated into <data_dir>/secrets.yaml (ivr.site_secrets).
+    secret_key: str = ""
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     # Requests per minute per client address and route (0: no limit); see ivr.web.limits.
     rate_limit_per_minute: int = Field(600, ge=0)
@@ -177,7 +181,8 @@ class WebrtcSettings(Section):
 class SmsSettings(Section):
     provider: Literal["generic", "twilio"] = "generic"
     # Shared secret for webhook signatures (HMAC-SHA256 for generic, Twilio auth token for twilio).
-    webhook_secret: str = "dev-only-change-me"
+    # Empty (generic): generated into <data_dir>/secrets.yaml; twilio: must be set.
+    webhook_secret: str = ""
     sender_number: str = "120"
     # Outbound gateway: with provider "generic", JSON is POSTed (signed) to outbound_url; with
     # no URL messages are only recorded in the outbox (sites without a gateway).

@@ -78,6 +78,11 @@ def loop_name() -> str:
 
 
 async def run(settings: Settings, only: list[str] | None = None, ready: asyncio.Event | None = None) -> None:
+    from ivr.site_secrets import load_secrets
+
+    # Before anything starts: a published, empty or short secret stops here (SecretError);
+    # secrets left empty are taken from, or generated into, <data_dir>/secrets.yaml.
+    secret_notes = load_secrets(settings)
     ctx = await AppContext.create(settings)
     started: list[services.Service] = []
     addresses_by_service: list[tuple[str, str]] = []
@@ -92,6 +97,8 @@ async def run(settings: Settings, only: list[str] | None = None, ready: asyncio.
         print(f"dasan: database {settings.database_url.split('@')[-1]}", flush=True)
         print(f"dasan: bus {settings.bus.backend}", flush=True)
         print(f"dasan: event loop {loop_name()}", flush=True)
+        for note in secret_notes:
+            print(f"dasan: {note}", flush=True)
         for name in only or list(services.REGISTRY):
             service = services.build(name, ctx)
             try:

@@ -129,6 +129,10 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
     s.agi.port = 0
     s.web.port = 0
     s.ami.enabled = False
+    # Explicit secrets, as a site sets them (none ships; ivr.site_secrets generates missing ones).
+    s.web.secret_key = "test-web-" + uuid.uuid4().hex + uuid.uuid4().hex
+    s.sms.webhook_secret = "test-webhook-" + uuid.uuid4().hex
+    s.ami.secret = "test-ami-" + uuid.uuid4().hex
     # Admin pages and fuzzers write what they are given: give them copies, never the repo's
     # own queues/ and menus, nor a real /etc/asterisk.
     s.queues_dir = tmp_path / "settings-queues"

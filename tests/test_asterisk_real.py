@@ -599,11 +599,18 @@ async def pbx(tmp_path: Path, settings: Settings, korean_prompts: Path) -> Async
         await asyncio.to_thread(stop_pbx, p)
 
 
-AGENT = ("agent1001", "dev-agent1001-pw")  # kim.minji: general-ko 5 (penalty 0), general-wide 5, en 3
+def agent_login(settings: Settings) -> tuple[str, str]:
+    """kim.minji (agent1001: general-ko 5, penalty 0; general-wide 5; en 3) and her SIP password,
+    generated into the site's secrets (none ships in agents.yaml)."""
+    from ivr.queues import load_queues
+    from ivr.site_secrets import sip_password
+
+    agent = next(a for a in load_queues(settings.queues_dir).agents if a.username == "kim.minji")
+    return agent.extension, sip_password(settings, agent)
 
 
 async def test_call_menu_queue_agent_survey(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
-    extension, secret = AGENT
+    extension, secret = agent_login(settings)
     async with ivr_server(settings, with_ami=True):
         phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=4000, timeout=80)
         members = pbx.cli("queue show general-ko")
@@ -662,7 +669,7 @@ async def test_call_menu_queue_agent_survey(tmp_path: Path, settings: Settings, 
 
 
 async def test_caller_reaches_general_queue_when_ivr_is_down(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
-    extension, secret = AGENT
+    extension, secret = agent_login(settings)
     async with ivr_server(settings) as stop_ivr:
         await stop_ivr()  # the IVR server goes away: nothing listens on the AGI port any more
         with socket.socket() as probe:
@@ -847,7 +854,7 @@ async def test_callback_reaches_an_agent_then_dials_the_citizen(tmp_path: Path, 
     trunk (asterisk.trunk_contact)."""
     from ivr.asterisk.apply import AmiSession
 
-    extension, secret = AGENT
+    extension, secret = agent_login(settings)
     citizen_port = free_port(socket.SOCK_DGRAM)
     configure(settings, tmp_path)
     settings.asterisk.trunk_contact = f"sip:127.0.0.1:{citizen_port}"

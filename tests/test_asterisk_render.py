@@ -23,6 +23,7 @@ from ivr.asterisk.apply import (
 from ivr.asterisk.render import FILES, RenderError, render, write
 from ivr.config import Settings
 from ivr.queues import load_queues
+from ivr.site_secrets import sip_passwords
 
 ASTERISKLINT = shutil.which("asterisklint") or str(Path(sys.executable).parent / "asterisklint")
 
@@ -75,12 +76,14 @@ def test_asterisklint_would_catch_a_broken_dialplan(tmp_path: Path) -> None:
 def test_pjsip_trunk_by_address_and_an_authenticated_endpoint_per_agent(files: dict[str, str]) -> None:
     text = files["pjsip.conf"]
     q = load_queues(Settings().queues_dir)
+    passwords = sip_passwords(Settings(), q.agents)  # generated into the data folder, none shipped
+    assert len(set(passwords.values())) == len(q.agents) and all(len(p) >= 20 for p in passwords.values())
     assert values(text, "trunk", "match") == ["127.0.0.1/32"]
     assert values(text, "trunk", "context") == ["dasan-inbound"]
     assert values(text, "transport-udp", "bind") == ["0.0.0.0:5060"]
     for agent in q.agents:
         assert values(text, f"{agent.extension}(agent-endpoint)", "auth") == [agent.extension]
-        assert values(text, f"{agent.extension}(agent-auth)", "password") == [agent.secret]
+        assert values(text, f"{agent.extension}(agent-auth)", "password") == [passwords[agent.username]]
         assert f"[{agent.extension}](agent-aor)" in text
     # the sign-language agent's phone may send video
     assert "allow = h264,vp8" in text.split("[agent1003](agent-endpoint)", 1)[1].split("[agent1003](agent-auth)")[0]
@@ -114,7 +117,8 @@ def test_semicolons_are_escaped_and_line_breaks_refused(tmp_path: Path) -> None:
     queues = tmp_path / "queues"
     shutil.copytree(Settings().queues_dir, queues)
     agents = (queues / "agents.yaml").read_text()
-    (queues / "agents.yaml").write_text(agents.replace("dev-agent1001-pw", "pw;with;semicolons"))
+    (queues / "agents.yaml").write_text(agents.replace("    extension: agent1001\n",
+                                                       "    extension: agent1001\n    secret: pw;with;semicolons\n"))
     s = Settings(queues_dir=queues)
     text = render(s)["pjsip.conf"]
     assert r"password = pw\;with\;semicolons" in text

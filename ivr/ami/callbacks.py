@@ -205,15 +205,22 @@ class CallbackDialer:
         return await self._citizen_leg(watch)
 
     async def _citizen_leg(self, watch: _Watch) -> Outcome:
-        """What became of the Dial on ;1: its DialEnd, or ;1 hanging up without one."""
+        """What became of the Dial on ;1: its DialEnd (with the trunk leg's Hangup cause), or ;1
+        hanging up without one. Stasis keeps order per channel only, so the trunk leg's Hangup,
+        ;1's Hangup and the DialEnd may come in any order: each waits a little for the others."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.result_timeout
         dial_end: dict[str, str] | None = None
+        hangups: dict[str, dict[str, str]] = {}  # Uniqueid -> Hangup
         while True:
             left = deadline - loop.time()
             if left <= 0:
                 if dial_end is not None:
-                    return _outcome(dial_end, None)
+                    return _outcome(dial_end, hangups.get(dial_end.get("DestUniqueid", "")))
+                own = hangups.get(watch.channel_id)
+                if own is not None:
+                    return Outcome("failed", f"hung up before dialling: cause {own.get('Cause', '?')} "
+                                   f"({own.get('Cause-txt', '')})", cause=own.get("Cause"))
                 return Outcome("failed", f"no dial result within {self.result_timeout:.0f} s")
             try:
                 e = await asyncio.wait_for(watch.events.get(), left)
@@ -222,17 +229,16 @@ class CallbackDialer:
             uniqueid = e.get("Uniqueid", "")
             if e.get("Event") == "DialEnd" and uniqueid == watch.channel_id:
                 dial_end = e
-                if e.get("DialStatus") == "ANSWER":
-                    return _outcome(e, None)
+                cause = hangups.get(e.get("DestUniqueid", ""))
+                if e.get("DialStatus") == "ANSWER" or cause is not None:
+                    return _outcome(e, cause)
                 deadline = min(deadline, loop.time() + CAUSE_WAIT)  # the trunk leg's Hangup follows
             elif e.get("Event") == "Hangup":
+                hangups[uniqueid] = e
                 if dial_end is not None and uniqueid == dial_end.get("DestUniqueid"):
                     return _outcome(dial_end, e)
                 if uniqueid == watch.channel_id:
-                    if dial_end is not None:
-                        return _outcome(dial_end, None)
-                    return Outcome("failed", f"hung up before dialling: cause {e.get('Cause', '?')} "
-                                   f"({e.get('Cause-txt', '')})", cause=e.get("Cause"))
+                    deadline = min(deadline, loop.time() + CAUSE_WAIT)  # ;1 is gone: what is left comes now
 
     async def _finish(self, request_id: int, attempt: int, outcome: Outcome) -> None:
         now = datetime.now(UTC)

@@ -24,6 +24,7 @@ import jinja2
 
 from ivr.config import Settings
 from ivr.queues import QueueConfig, load_queues
+from ivr.site_secrets import load_secrets, sip_passwords
 from ivr.webrtc.asterisk_view import WebrtcConfigError, webrtc_context
 from ivr.yamlfile import DataError
 
@@ -187,11 +188,13 @@ def queue_views(q: QueueConfig) -> list[QueueView]:
     return views
 
 
-def agent_views(q: QueueConfig) -> list[AgentView]:
+def agent_views(q: QueueConfig, passwords: dict[str, str]) -> list[AgentView]:
+    """``passwords``: username -> SIP password (``ivr.site_secrets.sip_passwords``)."""
     video_queues = {name for name, queue in q.queues.items() if queue.media == "video"}
     return [
         AgentView(
-            username=a.username, name=a.name, extension=a.extension, secret=a.secret, language=a.language,
+            username=a.username, name=a.name, extension=a.extension, secret=passwords[a.username],
+            language=a.language,
             video=bool(video_queues & set(a.skills)),
             memberships=sorted((queue, a.penalty(queue)) for queue in a.skills),
         )
@@ -211,7 +214,10 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
     for number in ast.inbound_numbers:
         if not number or not all(c.isalnum() or c in "+*#" for c in number):
             raise RenderError(f"asterisk.inbound_numbers: {number!r} is not a dialable number")
-    agents = agent_views(q)
+    # Secrets left empty (AMI user, agents' SIP passwords) come from <data_dir>/secrets.yaml,
+    # generated there on first use: none ships in the package.
+    load_secrets(settings, check=False)
+    agents = agent_views(q, sip_passwords(settings, q.agents))
     if any(a.extension in ("trunk", "anonymous") for a in agents):
         raise RenderError("agents.yaml: 'trunk' and 'anonymous' are reserved endpoint names")
     queues = queue_views(q)

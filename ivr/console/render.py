@@ -12,7 +12,6 @@ from aiohttp import web
 from ivr.console.i18n import LANGUAGES, catalogue, translator
 from ivr.context import AppContext
 from ivr.web.auth import SessionUser, current_user
-from ivr.web.context import context_of
 
 HERE = Path(__file__).resolve().parent
 ENV = jinja2.Environment(
@@ -32,7 +31,9 @@ NAV = (
 
 
 def ctx_of(request: web.Request) -> AppContext:
-    return context_of(request)
+    from ivr.web.app import CTX_KEY
+
+    return request.app[CTX_KEY]
 
 
 def language_of(request: web.Request) -> str:

@@ -17,7 +17,6 @@ from ivr.context import AppContext
 from ivr.db.models import Contact, Recording, TranscriptSegment
 from ivr.search import SearchError, search_text
 from ivr.web.auth import audit, current_user, requires
-from ivr.web.context import context_of
 from ivr.web.errors import json_error
 from ivr.web.params import MAX_DB_ID, path_id, query_int
 
@@ -29,7 +28,9 @@ STATUSES = ("pending", "running", "done", "failed", "no_model")
 
 
 def _ctx(request: web.Request) -> AppContext:
-    return context_of(request)
+    from ivr.web.app import CTX_KEY
+
+    return request.app[CTX_KEY]
 
 
 def _bad(message: str) -> web.HTTPBadRequest:

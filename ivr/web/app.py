@@ -39,7 +39,27 @@ async def _common_headers(_request: web.Request, response: web.StreamResponse) -
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
+def _session_key(ctx: AppContext) -> None:
+    """Sessions are never signed with a known key: a configured one must be strong; none at
+    all (an app made without ``dasan up``, e.g. in tests) gets a random key for this process
+    only. ``dasan up`` keeps one in <data_dir>/secrets.yaml (ivr.site_secrets)."""
+    import logging
+    import secrets
+
+    from ivr.site_secrets import SecretError, weakness
+
+    web_settings = ctx.settings.web
+    if not web_settings.secret_key:
+        logging.getLogger("dasan.web").warning("web.secret_key is not set: sessions use a random key of "
+                                               "this process (they end with it)")
+        web_settings.secret_key = secrets.token_urlsafe(32)
+    why = weakness(web_settings.secret_key, 32)
+    if why:
+        raise SecretError([f"web.secret_key {why}: remove it to have one generated, or set a random value"])
+
+
 def create_app(ctx: AppContext) -> web.Application:
+    _session_key(ctx)
     app = web.Application(client_max_size=ctx.settings.web.max_body_bytes)
     app[CTX_KEY] = ctx
     app.on_response_prepare.append(_common_headers)

@@ -16,6 +16,7 @@ from ivr.console.http import bad, json_body, username
 from ivr.console.render import ctx_of
 from ivr.context import AppContext
 from ivr.queues import QueueConfig, load_queues
+from ivr.site_secrets import sip_password
 from ivr.web.auth import audit, requires
 from ivr.webrtc import report
 from ivr.webrtc.asterisk_push import PushError, push_credential
@@ -163,7 +164,8 @@ async def softphone(request: web.Request) -> web.Response:
         return web.json_response({"enabled": False})
     return web.json_response({
         "enabled": True, "ws_url": ws_url(w), "uri": f"sip:{agent.extension}@{w.sip_domain}",
-        "username": agent.extension, "password": agent.secret, "ice_servers": ice_servers(w, agent.extension),
+        "username": agent.extension, "password": sip_password(state.settings, agent),
+        "ice_servers": ice_servers(w, agent.extension),
         "queues": sorted(q for q in _queues(state.settings).queues),
     }, headers={"Cache-Control": "no-store"})
 
