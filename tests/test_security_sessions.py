@@ -26,7 +26,7 @@ from yarl import URL
 from ivr.config import Settings
 from ivr.db.models import AuditLog, User
 from ivr.web import auth
-from ivr.web.auth import COOKIE, _safe_next, create_user, decode_session, encode_session, set_active
+from ivr.web.auth import COOKIE, create_user, decode_session, encode_session, safe_next, set_active
 from ivr.web.throttle import LoginThrottle
 from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
 
@@ -256,12 +256,12 @@ def test_throttle_waits_grow_per_account_and_address() -> None:
     "/\r\n/evil.example", "https://evil.example/", "javascript:alert(1)", "evil.example", "/ /evil.example",
     "/%09/evil.example", "", None])
 def test_next_refuses_everything_that_leaves_the_site(target: str | None) -> None:
-    assert _safe_next(target) is None
+    assert safe_next(target) is None
 
 
 def test_next_keeps_paths_of_this_site() -> None:
     for target in ("/console/wallboard", "/console/reviewer?q=%EB%B2%84%EC%8A%A4&x=1", "/api/console/kb?q=a%2Fb"):
-        assert _safe_next(target) == target
+        assert safe_next(target) == target
 
 
 async def test_open_redirect_of_the_issue_goes_home(console: Console) -> None:

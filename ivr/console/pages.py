@@ -5,14 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import update
 
-from ivr.console import admin, agent, reviewer, wallboard
+from ivr.console import admin, agent, login, reviewer, wallboard
 from ivr.console.http import audit_request, bad, json_body, username
 from ivr.console.i18n import LANGUAGES
 from ivr.console.openapi import PATHS
 from ivr.console.render import HERE, LANG_COOKIE, ctx_of, home_of
 from ivr.context import AppContext
 from ivr.db.models import User
-from ivr.web.auth import current_user, reissue, requires
+from ivr.web.auth import FORBIDDEN_PAGE, current_user, reissue, requires
 from ivr.web.openapi import add_paths
 
 
@@ -38,6 +38,8 @@ async def set_language(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, ctx: AppContext) -> None:
+    app[FORBIDDEN_PAGE] = login.forbidden_page
+    login.setup(app)
     app.router.add_get("/", home)
     app.router.add_post("/api/console/language", set_language)
     app.router.add_static("/static/console", HERE / "static")

@@ -12,6 +12,7 @@ from aiohttp import web
 from ivr.console.i18n import LANGUAGES, catalogue, translator
 from ivr.context import AppContext
 from ivr.web.auth import SessionUser, current_user
+from ivr.web.context import context_of
 
 HERE = Path(__file__).resolve().parent
 ENV = jinja2.Environment(
@@ -31,9 +32,7 @@ NAV = (
 
 
 def ctx_of(request: web.Request) -> AppContext:
-    from ivr.web.app import CTX_KEY
-
-    return request.app[CTX_KEY]
+    return context_of(request)
 
 
 def language_of(request: web.Request) -> str:

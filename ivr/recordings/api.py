@@ -17,6 +17,7 @@ from ivr.context import AppContext
 from ivr.db.models import Contact, Recording, TranscriptSegment
 from ivr.search import SearchError, search_text
 from ivr.web.auth import audit, current_user, requires
+from ivr.web.context import context_of
 from ivr.web.errors import json_error
 from ivr.web.params import MAX_DB_ID, path_id, query_int
 
@@ -28,9 +29,7 @@ STATUSES = ("pending", "running", "done", "failed", "no_model")
 
 
 def _ctx(request: web.Request) -> AppContext:
-    from ivr.web.app import CTX_KEY
-
-    return request.app[CTX_KEY]
+    return context_of(request)
 
 
 def _bad(message: str) -> web.HTTPBadRequest:

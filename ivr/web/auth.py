@@ -38,7 +38,8 @@ from sqlalchemy import select, update
 
 from ivr.context import AppContext
 from ivr.db.models import AuditLog, User
-from ivr.web.origin import is_secure
+from ivr.web.context import context_of
+from ivr.web.origin import client_address, is_secure
 from ivr.web.throttle import LoginThrottle
 
 ROLES = ("agent", "supervisor", "admin", "reviewer")
@@ -52,6 +53,8 @@ _hasher = PasswordHasher()
 _password_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 THROTTLE_KEY = web.AppKey("login_throttle", LoginThrottle)
+# The page a signed-in user gets for a page their role may not open (the console sets it).
+FORBIDDEN_PAGE: web.AppKey[Callable[[web.Request], web.StreamResponse]] = web.AppKey("forbidden_page")
 
 
 def hash_password(password: str) -> str:
@@ -128,9 +131,7 @@ def current_user(request: web.Request) -> SessionUser | None:
 
 
 def _ctx(request: web.Request) -> AppContext:
-    from ivr.web.app import CTX_KEY
-
-    return request.app[CTX_KEY]
+    return context_of(request)
 
 
 async def _still_valid(ctx: AppContext, user: SessionUser) -> bool:
@@ -190,10 +191,9 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
                     raise web.HTTPUnauthorized(text='{"error": "sign in first"}', content_type="application/json")
                 raise web.HTTPFound("/login?next=" + quote(request.raw_path, safe=""))
             if user.role != "admin" and user.role not in roles:
-                if not _wants_json(request) and request.method == "GET":
-                    from ivr.console.render import render
-
-                    return render(request, "forbidden.html", status=403)
+                page = request.app.get(FORBIDDEN_PAGE)
+                if page is not None and not _wants_json(request) and request.method == "GET":
+                    return page(request)
                 raise web.HTTPForbidden(text='{"error": "not allowed for your role"}', content_type="application/json")
             if not await _csrf_ok(request, user):
                 raise web.HTTPForbidden(text='{"error": "missing or wrong CSRF token"}', content_type="application/json")
@@ -226,9 +226,10 @@ async def sign_in(request: web.Request, username: str, password: str) -> Session
     """The session of ``username`` if the password is right; raises ``Throttled``."""
     ctx = _ctx(request)
     throttle = request.app[THROTTLE_KEY]
-    wait = throttle.wait(username, request.remote)
+    address = client_address(request, ctx.settings)  # behind a proxy: the client's, not the proxy's
+    wait = throttle.wait(username, address)
     if wait > 0:
-        await audit(ctx, username, "sign_in_throttled", ip=request.remote, retry_after=math.ceil(wait))
+        await audit(ctx, username, "sign_in_throttled", ip=address, retry_after=math.ceil(wait))
         raise Throttled(wait)
     async with ctx.db.session() as session:
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
@@ -236,12 +237,12 @@ async def sign_in(request: web.Request, username: str, password: str) -> Session
     ok = await check_password(user.password_hash if usable and user is not None else None, password[:MAX_PASSWORD])
     if ok and user is not None:
         throttle.succeeded(username)
-        await audit(ctx, username, "sign_in", ip=request.remote)
+        await audit(ctx, username, "sign_in", ip=address)
         return SessionUser(user.id, user.username, user.role, user.language, secrets.token_urlsafe(24),
                            time.time() + SESSION_SECONDS, user.session_version)
-    throttle.failed(username, request.remote)
+    throttle.failed(username, address)
     reason = "unknown user" if user is None else ("inactive" if not user.active else "wrong password")
-    await audit(ctx, username, "sign_in_failed", ip=request.remote, reason=reason)
+    await audit(ctx, username, "sign_in_failed", ip=address, reason=reason)
     return None
 
 
@@ -331,7 +332,7 @@ async def set_active(ctx: AppContext, username: str, active: bool) -> bool:
 _IGNORED_IN_URLS = re.compile(r"[\x00-\x20\x7f]")
 
 
-def _safe_next(target: str | None) -> str | None:
+def safe_next(target: str | None) -> str | None:
     """``target`` if it is a path on this site, else None (an open redirect otherwise).
 
     Judged the way a browser reads a Location: percent-escapes decoded (repeatedly), tabs,
@@ -354,40 +355,6 @@ def _safe_next(target: str | None) -> str | None:
     if _IGNORED_IN_URLS.search(target) or "\\" in target:
         return None  # valid after cleaning, but not as sent: refuse rather than rewrite
     return target
-
-
-async def login_page(request: web.Request) -> web.Response:
-    """GET /login: the sign-in form (HTML)."""
-    from ivr.console.render import render
-
-    return render(request, "login.html", error="", next=_safe_next(request.query.get("next")) or "",
-                  username="")
-
-
-async def login_form(request: web.Request) -> web.Response:
-    """POST /login (form): sign in, then go to ``next`` or the role's home page."""
-    from ivr.console.render import home_of, render
-
-    try:
-        form = await request.post()
-    except (ValueError, HttpProcessingError):
-        form = None
-    if form is None:
-        raise web.HTTPBadRequest(text="expected the sign-in form")
-    username, password = str(form.get("username", "")), str(form.get("password", ""))
-    target = _safe_next(str(form.get("next", "")))
-    try:
-        user = await sign_in(request, username, password) if username and password else None
-    except Throttled as exc:
-        response = render(request, "login.html", status=429, error="login_throttled", next=target or "",
-                          username=username)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    if user is None:
-        return render(request, "login.html", status=401, error="wrong_login", next=target or "", username=username)
-    response = web.HTTPFound(target or home_of(user))
-    set_session_cookie(request, response, user)
-    raise response
 
 
 async def logout_form(request: web.Request) -> web.Response:
@@ -421,6 +388,4 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     app.router.add_post("/api/login", api_login)
     app.router.add_post("/api/logout", api_logout)
     app.router.add_get("/api/me", api_me)
-    app.router.add_get("/login", login_page)
-    app.router.add_post("/login", login_form)
     app.router.add_post("/logout", logout_form)
