@@ -298,3 +298,22 @@ async def test_websockets_refuse_other_origins(console: Console, browsers: Any) 
                        "https://dasan.example", "https://dasan.example:443"):
             ws = await agent.http.ws_connect(console.url + path, headers={"Origin": origin})
             await ws.close()
+
+
+async def test_behind_a_trusted_proxy_the_throttle_counts_each_client(console: Console) -> None:
+    console.ctx.settings.web.trusted_proxies = ["127.0.0.0/8"]
+
+    async def attempt(client: str, username: str, password: str) -> int:
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{console.url}/api/login", json={"username": username, "password": password},
+                headers={"X-Forwarded-For": f"{client}, 127.0.0.2"}) as r:
+            return r.status
+
+    for i in range(3):
+        assert await attempt("203.0.113.7", f"guess-{i}", "wrong") == 401
+    assert await attempt("203.0.113.7", "kim.minji", PASSWORD) == 429  # that client waits
+    assert await attempt("198.51.100.4", "kim.minji", PASSWORD) == 200  # another one does not
+    async with console.ctx.db.session() as session:
+        ips = {a.ip for a in (await session.execute(select(AuditLog).where(
+            AuditLog.action.like("sign_in%")))).scalars()}
+    assert ips == {"203.0.113.7", "198.51.100.4"}

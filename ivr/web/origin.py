@@ -50,6 +50,19 @@ def _trusted(settings: Settings, remote: str | None) -> bool:
     return any(address in net for net in _networks(tuple(settings.web.trusted_proxies)))
 
 
+def client_address(request: web.Request, settings: Settings) -> str | None:
+    """The client's address: behind a trusted proxy, the nearest untrusted address in
+    ``X-Forwarded-For`` (what the proxy saw), else the socket's peer."""
+    remote = request.remote
+    if not _trusted(settings, remote):
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(settings, hop):
+            return hop
+    return remote
+
+
 def over_tls(request: web.Request, settings: Settings) -> bool:
     """True when this request came over TLS (directly, or through a trusted proxy)."""
     if request.secure:
