@@ -63,8 +63,6 @@ class AmiSettings(Section):
     reconnect_max_seconds: float = Field(30.0, gt=0)
     # Seconds between QueueStatus checks of agent state against Asterisk (0: only after a reconnect).
     reconcile_seconds: float = Field(60.0, ge=0)
-    # Seconds between QueueStatus checks of agent state against Asterisk (0: only after a reconnect).
-    reconcile_seconds: float = Field(60.0, ge=0)
 
     @property
     def system_username(self) -> str:

@@ -92,23 +92,6 @@ class CallbackPolicy(_Strict):
         return values
 
 
-class CallbackPolicy(_Strict):
-    """How a queue's callbacks are dialled: attempts, the waits between them, ring time."""
-
-    max_attempts: int = Field(3, ge=1, le=20)
-    # seconds before the 2nd, 3rd... attempt (the last value repeats)
-    retry_seconds: list[int] = Field(default_factory=lambda: [60, 300, 900], min_length=1)
-    # seconds the Originate waits for a counsellor of the queue to take the call
-    ring_seconds: int = Field(60, ge=5, le=3600)
-
-    @field_validator("retry_seconds")
-    @classmethod
-    def _check_retry(cls, values: list[int]) -> list[int]:
-        if any(v < 0 for v in values):
-            raise ValueError("retry_seconds must not be negative")
-        return values
-
-
 class Queue(_Strict):
     name: str = ""
     description: str = ""
@@ -128,7 +111,6 @@ class Queue(_Strict):
     penalty_rules: list[PenaltyRule] = Field(default_factory=list)
     media: Literal["audio", "video"] = "audio"
     callback: CallbackPolicy | None = None  # defaults.callback when absent
-    callback: CallbackPolicy | None = None  # defaults.callback when absent
 
 
 class Defaults(_Strict):
@@ -140,7 +122,6 @@ class Defaults(_Strict):
     announce_frequency: int = Field(60, ge=0)
     musicclass: str = Field("default", pattern=CLASS_NAME)
     service_level_seconds: int = Field(20, ge=1)
-    callback: CallbackPolicy = Field(default_factory=CallbackPolicy)
     callback: CallbackPolicy = Field(default_factory=CallbackPolicy)
 
 

@@ -69,9 +69,6 @@ _READ = frozenset(_IDENTITY) | MEMBER_EVENTS | {"Reload", "UserEvent"}
 # external_id prefix of the timeline row that files a callback's call (its Linkedid) under the
 # original contact: the durable link, found again after a restart.
 CALLBACK_LEG = "ami:callback_leg:"
-# external_id prefix of the timeline row that files a callback's call (its Linkedid) under the
-# original contact: the durable link, found again after a restart.
-CALLBACK_LEG = "ami:callback_leg:"
 
 
 def wanted_event(name: str, raw: str) -> bool:
@@ -179,18 +176,6 @@ def _fact(event: dict[str, str]) -> Fact | None:
             "Source", "Destination", "Channel", "DestinationChannel", "LastApplication", "LastData", "StartTime",
             "AnswerTime", "EndTime", "Duration", "BillableSeconds", "Disposition", "UniqueID", "UserField")}
     return Fact(linkedid, kind, external_id(event, fields), creates, event, data)
-
-
-def _callback_leg(event: dict[str, str]) -> Fact | None:
-    """``VarSet CONTACT_ID`` on a call's first channel: the callback Originate's variables
-    (``ast_set_variables`` on ``Local/...;1``, whose Uniqueid is the call's Linkedid). The IVR
-    sets it on its own calls too; ``Ingester._callback_legs`` keeps only another call's contact."""
-    linkedid, value = event.get("Linkedid", ""), event.get("Value", "")
-    if event.get("Variable") != "CONTACT_ID" or not value.isdigit() or not linkedid \
-            or event.get("Uniqueid") != linkedid:
-        return None
-    return Fact(linkedid, "callback_leg", f"{CALLBACK_LEG}{linkedid}"[:200], False, event,
-                {"contact_id": int(value), "call": linkedid, "channel": event.get("Channel", "")})
 
 
 def _callback_leg(event: dict[str, str]) -> Fact | None:
@@ -353,8 +338,6 @@ class Ingester:
         self.recording_paths: dict[str, str] = {}  # linkedid -> MixMonitor file
         self.recorded: set[str] = set()  # uniqueids with MixMonitorStart
         self.wrapup_seconds = wrapup_seconds or {}
-        self.callback_legs: dict[str, tuple[int, int | None]] = {}  # callback Linkedid -> (contact, citizen)
-        self._batch_legs: set[str] = set()
         self.callback_legs: dict[str, tuple[int, int | None]] = {}  # callback Linkedid -> (contact, citizen)
         self._batch_legs: set[str] = set()
         self.default_wrapup = default_wrapup
@@ -544,13 +527,6 @@ class Ingester:
             agent = updates.ops.pop(cid, {}).get("agent_id")
             if agent is not None:
                 updates.first(cid, "agent_id", agent[1])
-        for linkedid in legs:
-            # A callback's call is on the original contact's timeline, but its queue, wait,
-            # hang-up and outcome are not the original call's: only the counsellor is kept.
-            cid = contacts[linkedid][0]
-            agent = updates.ops.pop(cid, {}).get("agent_id")
-            if agent is not None:
-                updates.first(cid, "agent_id", agent[1])
         await updates.execute(session, now)
         await live.execute(session, now)
         if self._recording_rows:
@@ -669,31 +645,9 @@ class Ingester:
             state.updated_at = now
             effects.publish.append(("live.agents", agent_payload(state)))
             self._note_wrapup(state, effects)
-            self._note_wrapup(state, effects)
         if changed:
             effects.changed = True
         await session.flush()
-
-    def _note_wrapup(self, state: AgentState, effects: Effects) -> None:
-        if state.state == "wrapup" and state.last_call_end is not None:
-            last = state.last_call_end.replace(tzinfo=UTC) if state.last_call_end.tzinfo is None else state.last_call_end
-            effects.wrapup_ends.append(last + timedelta(seconds=self._wrapup(state)))
-
-    async def expire_wrapups(self, session: AsyncSession, now: datetime | None = None) -> Effects:
-        """Agents whose wrap-up time is over become available (or what else they are now);
-        the others' ends are in ``wrapup_ends``."""
-        now = now or datetime.now(UTC)
-        effects = Effects()
-        for state in (await session.execute(select(AgentState).where(AgentState.state == "wrapup")
-                                            .order_by(AgentState.username))).scalars():
-            new_state = derive_state(state, now, self._wrapup(state))
-            if new_state == state.state:
-                self._note_wrapup(state, effects)
-                continue
-            state.state, state.since, state.updated_at = new_state, now, now
-            effects.publish.append(("live.agents", agent_payload(state)))
-            effects.changed = True
-        return effects
 
     def _note_wrapup(self, state: AgentState, effects: Effects) -> None:
         if state.state == "wrapup" and state.last_call_end is not None:
