@@ -22,6 +22,7 @@ from ivr.bus import MemoryBus
 from ivr.db import Database
 from ivr.db.models import Contact
 from tests.support.ivr_harness import IvrHarness
+from tests.support.waiting import eventually
 
 DAY = datetime(2026, 11, 25, 10, 0, tzinfo=ZoneInfo("Asia/Seoul"))
 BYSTANDERS = 20
@@ -53,8 +54,9 @@ async def raw(ivr: IvrHarness) -> tuple[asyncio.StreamReader, asyncio.StreamWrit
 
 
 async def no_calls_left(ivr: IvrHarness) -> None:
+    """Every troubled connection was accepted by now (each exchanged bytes with the server or
+    was seen to end), so the calls still open are exactly the ones to wait for."""
     assert ivr.server is not None
-    await asyncio.sleep(0.05)  # let the server notice the closed sockets
     if ivr.server.calls:  # a bound, not a speed check: a spinning task would never end
         await asyncio.wait(set(ivr.server.calls), timeout=10)
     assert not ivr.server.calls
@@ -67,7 +69,7 @@ async def test_socket_closed_before_the_environment_ends(ivr: IvrHarness) -> Non
             writer.write(b"".join(environment())[:cut])
             await writer.drain()
             writer.close()
-        await asyncio.sleep(0.05)
+        await eventually(lambda: ivr.server is not None and ivr.server.failed == 5, "the five cut calls to end")
 
     await with_bystanders(ivr, trouble)
     await no_calls_left(ivr)
@@ -184,8 +186,8 @@ async def test_abrupt_close_and_unknown_route(ivr: IvrHarness) -> None:
 async def test_shutdown_drains_calls_in_progress(ivr: IvrHarness) -> None:
     # slow channels: every reply takes 50 ms, so the calls are mid-menu when stop() begins
     calls = [asyncio.create_task(ivr.dial("9 1 4", delay=0.05)) for _ in range(10)]
-    await asyncio.sleep(0.2)
-    assert ivr.server is not None and ivr.server.calls
+    await eventually(lambda: ivr.server is not None and ivr.server.served == 10, "all ten calls in the menu")
+    assert ivr.server is not None and len(ivr.server.calls) == 10
     await ivr.stop()
     logs = await asyncio.gather(*calls)
     assert all(log.variables.get("QUEUE") == "en" for log in logs)
