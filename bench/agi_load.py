@@ -80,9 +80,9 @@ class Caller:
     """
 
     def __init__(self, digits: Sequence[str], pace: tuple[float, float] | None, keep_commands: bool,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, linkedid: str | None = None) -> None:
         n = next(_counter)
-        self.uid = f"{_EPOCH}.{n}"
+        self.uid = linkedid or f"{_EPOCH}.{n}"  # a given Linkedid: the call another feed also reports
         self.caller = f"0101{n % 10_000_000:07d}"
         self.chan = n
         # The script: the keys, then the caller stays on (the server ends the call).
@@ -186,13 +186,14 @@ class _TcpCall(asyncio.Protocol):
 
 
 async def tcp_call(host: str, port: int, script: str, digits: Sequence[str], pace: tuple[float, float] | None = None,
-                   keep_commands: bool = False, timeout: float = 120, deadline: float | None = None) -> CallResult:
+                   keep_commands: bool = False, timeout: float = 120, deadline: float | None = None,
+                   linkedid: str | None = None) -> CallResult:
     """One FastAGI call; gives up (``timeout`` error, latencies so far kept) after ``timeout``
     seconds or at the monotonic ``deadline``, whichever comes first."""
     if deadline is not None:
         timeout = max(0.01, min(timeout, deadline - time.monotonic()))
     loop = asyncio.get_running_loop()
-    caller = Caller(digits, pace, keep_commands, loop)
+    caller = Caller(digits, pace, keep_commands, loop, linkedid)
     try:
         transport, _ = await asyncio.wait_for(
             loop.create_connection(lambda: _TcpCall(caller, script, port), host, port), timeout)
