@@ -68,7 +68,8 @@ async def test_a_change_saved_while_asterisk_was_away_is_applied_by_the_bridge(
 
 
 async def test_a_failed_apply_is_tried_again(settings: Settings, sqlite_url: str, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(service, "APPLY_RETRY_SECONDS", 0.3)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the Asterisk folder should be")
@@ -81,7 +82,11 @@ async def test_a_failed_apply_is_tried_again(settings: Settings, sqlite_url: str
             return await _pending(bus) == 1
 
         await _until(taken)  # handed to the bridge, failed, not acked
-        await asyncio.sleep(0.8)  # past the retry interval: tried again, failed again
+
+        async def tried_again() -> bool:  # after the retry interval: tried again, failed again
+            return "(try 2) failed" in caplog.text
+
+        await _until(tried_again)
         assert await _pending(bus) == 1 and not _reloads(r.peer.actions)
         settings.asterisk.config_dir = tmp_path / "asterisk"  # the admin fixes the folder
 
