@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ivr.bus import Bus
+from ivr.config import Settings
 from ivr.db import Database
 from ivr.engine import lookups
 from ivr.engine.channel import Channel, ChannelHangup
@@ -51,13 +52,15 @@ class Call:
 
 class IvrEngine:
     def __init__(self, menus: MenuSet, queues: QueueConfig, db: Database, bus: Bus,
-                 clock: Callable[[], datetime | None] = lambda: None, writer: ContactWriter | None = None) -> None:
+                 clock: Callable[[], datetime | None] = lambda: None, writer: ContactWriter | None = None,
+                 settings: Settings | None = None) -> None:
         self.menus = menus
         self.queues = queues
         self.db = db
         self.bus = bus
         self.clock = clock  # None: now (tests pin a night time)
         self.writer = writer or ContactWriter(db)  # shared by the engines of one process (one group commit)
+        self.settings = settings or Settings()  # the site's, for lookup handlers (data folder, time zone)
 
     # -- route "main" ------------------------------------------------------------------
 
@@ -267,7 +270,7 @@ class IvrEngine:
         handler = lookups.get(node.handler)
         if call.contact is not None:  # a lookup may note itself on the contact: it must exist
             call.contact_id = await self._safe(call, "contact", call.contact.opened)
-        request = lookups.LookupRequest(digits, call.language, self.db, call.contact_id)
+        request = lookups.LookupRequest(digits, call.language, self.db, call.contact_id, self.settings)
         try:
             if handler is None:
                 raise LookupError(f"no lookup handler {node.handler!r}")

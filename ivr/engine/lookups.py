@@ -21,6 +21,7 @@ from typing import Literal
 
 from sqlalchemy import select
 
+from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.models import Contact
 
@@ -43,6 +44,7 @@ class LookupRequest:
     language: str
     db: Database
     contact_id: int | None = None
+    settings: Settings = field(default_factory=Settings)  # the site's (data folder, time zone)
 
 
 LookupHandler = Callable[[LookupRequest], Awaitable["Spoken | str"]]

@@ -47,7 +47,7 @@ class IvrRuntime:
     def from_settings(cls, ctx: AppContext, clock: Callable[[], datetime | None] = lambda: None) -> IvrRuntime:
         menus_dir, queues_dir = ctx.settings.agi.menus_dir, ctx.settings.queues_dir
         menus, queues = load_checked(menus_dir, queues_dir)
-        return cls(IvrEngine(menus, queues, ctx.db, ctx.bus, clock), menus_dir, queues_dir)
+        return cls(IvrEngine(menus, queues, ctx.db, ctx.bus, clock, settings=ctx.settings), menus_dir, queues_dir)
 
     def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
         if self._dirs is None:
@@ -77,7 +77,7 @@ class IvrRuntime:
             log.error("menus or queues changed but do not load; calls keep the running ones:\n%s", exc)
             return self.engine
         old = self.engine
-        self.engine = IvrEngine(menus, queues, old.db, old.bus, old.clock, writer=old.writer)
+        self.engine = IvrEngine(menus, queues, old.db, old.bus, old.clock, writer=old.writer, settings=old.settings)
         log.info("menus and queues reloaded for new calls")
         return self.engine
 

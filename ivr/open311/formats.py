@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
@@ -33,12 +33,15 @@ class Open311Error(Exception):
         self.description = description
 
 
+def as_utc(value: datetime) -> datetime:
+    # SQLite gives back naive datetimes; everything is stored in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def iso(value: datetime | None, tz: ZoneInfo) -> str | None:
     """W3C date-time with an offset, as the spec requires (naive values are UTC)."""
     if value is None:
         return None
-    from ivr.open311.service import as_utc
-
     return as_utc(value).astimezone(tz).isoformat(timespec="seconds")
 
 

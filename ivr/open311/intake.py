@@ -15,19 +15,17 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records, yamlfile
+from ivr.context import AppContext
 from ivr.db.models import Citizen, Contact, ContactEvent
 from ivr.open311.catalog import Catalog, Service
 from ivr.open311.models import ServiceRequest
-
-if TYPE_CHECKING:
-    from ivr.open311.service import Open311
 
 DEFAULT_RULES = Path(__file__).with_name("intake.yaml")
 SMS_STREAM = "sms.outbound"
@@ -209,10 +207,25 @@ async def request_of(session: AsyncSession, report_message_id: Any) -> ServiceRe
         ServiceRequest.source_ref == f"message:{report_message_id}"))).scalar_one_or_none()
 
 
+class Desk(Protocol):
+    """What the intake needs of the service-request desk (``ivr.open311.service.Open311``)."""
+
+    ctx: AppContext
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    @property
+    def intake_rules(self) -> IntakeRules: ...
+
+    async def file_message(self, job: dict[str, Any], service: Service, rest: str, *,
+                           redelivered: bool = False) -> ServiceRequest: ...
+
+
 class Intake:
     """One inbound job through the rules: ask, file on a confirming reply, or leave to agents."""
 
-    def __init__(self, desk: Open311) -> None:
+    def __init__(self, desk: Desk) -> None:
         self.desk = desk
         self.rules = desk.intake_rules
 

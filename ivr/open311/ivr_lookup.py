@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 from ivr.engine import lookups
 from ivr.open311 import texts
-from ivr.open311.service import SITE, as_utc, find_request, get_catalog
+from ivr.open311.formats import as_utc
+from ivr.open311.service import find_request, get_catalog
 
 HANDLER_NAME = "service_request_status"
 
@@ -28,9 +29,9 @@ async def service_request_status(request: lookups.LookupRequest) -> lookups.Spok
             fallback.text = texts.spoken_not_found(request.language, digits)
         return fallback
     language = texts.lang(request.language)
-    service = get_catalog(SITE["data_dir"]).get(sr.service_code)
+    service = get_catalog(request.settings.data_dir).get(sr.service_code)
     name = service.name_in(language) if service else sr.service_name
-    expected = (as_utc(sr.expected_datetime).astimezone(ZoneInfo(SITE["timezone"]))
+    expected = (as_utc(sr.expected_datetime).astimezone(ZoneInfo(request.settings.timezone))
                 if sr.expected_datetime else None)
     text = texts.spoken_status(language, name, sr.service_request_id, sr.status, sr.status_notes, expected)
     return lookups.Spoken(text, [lookups.Part("prompt", "lookup-number"),

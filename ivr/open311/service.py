@@ -22,13 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
-from ivr.config import DATA_DIR
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Citizen, Contact
 from ivr.open311 import texts
 from ivr.open311.catalog import Catalog, Service, catalog_path, load_catalog
-from ivr.open311.formats import Open311Error
+from ivr.open311.formats import Open311Error, as_utc
 from ivr.open311.intake import Intake, IntakeRules, load_rules, rules_path
 from ivr.open311.models import Open311ApiKey, ServiceRequest, ServiceRequestUpdate
 
@@ -41,7 +40,6 @@ _LATLONG = re.compile(r"(-?\d{1,2}\.\d{3,})\s*,\s*(-?\d{1,3}\.\d{3,})")
 
 _catalogs: dict[tuple[Path, float], Catalog] = {}
 _rules: dict[tuple[Path, float], IntakeRules] = {}
-SITE: dict[str, Any] = {"data_dir": DATA_DIR, "timezone": "Asia/Seoul"}
 
 
 def get_catalog(data_dir: Path) -> Catalog:
@@ -52,11 +50,6 @@ def get_catalog(data_dir: Path) -> Catalog:
         _catalogs.clear()
         _catalogs[key] = load_catalog(path)
     return _catalogs[key]
-
-
-def as_utc(value: datetime) -> datetime:
-    # SQLite gives back naive datetimes; everything is stored in UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def parse_datetime(value: str, name: str, tz: ZoneInfo) -> datetime:
@@ -159,8 +152,6 @@ class Open311:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.tz = ZoneInfo(ctx.settings.timezone)
-        # The IVR lookup handler is given only a Database: it reads the site's catalogue here.
-        SITE.update(data_dir=ctx.settings.data_dir, timezone=ctx.settings.timezone)
 
     @property
     def catalog(self) -> Catalog:

@@ -13,6 +13,7 @@ from typing import Any
 from ivr.agi.caller import CallLog, ScriptedCaller
 from ivr.agi.server import FastAgiServer
 from ivr.bus import Bus
+from ivr.config import Settings
 from ivr.datafolder import DEFAULT_MENUS, DEFAULT_QUEUES
 from ivr.db import Database
 from ivr.engine.channel import Channel
@@ -38,10 +39,12 @@ class IvrHarness:
     server: FastAgiServer | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    settings: Settings | None = None  # the site's, for lookups (None: the embedded defaults)
 
     async def start(self) -> IvrHarness:
         menus, queues = load_checked(self.menus_dir, self.queues_dir)
-        self.engine = IvrEngine(menus, queues, self.db, self.bus, clock=lambda: self.now)
+        self.engine = IvrEngine(menus, queues, self.db, self.bus, clock=lambda: self.now,
+                                 settings=self.settings)
         routes = IvrRuntime(self.engine).routes()
 
         async def main(ch: Channel) -> None:
