@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 RUN_DEBS := ffmpeg espeak-ng sox libsox-fmt-all nodejs
 TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester baresip chromium chromium-driver fonts-noto-cjk
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: run test lint venv debs-run debs-test services bench mutate clean jssip
+.PHONY: run test lint venv debs-run debs-test services bench soak mutate clean jssip
 
 $(STAMP): pyproject.toml
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/ensure-debs.sh python3-venv
@@ -52,6 +53,11 @@ test: $(STAMP) services lint $(JSSIP)
 
 bench: $(STAMP) services
 	$(PY) -m bench
+
+# A compressed day of 120 with faults, checked afterwards (bench/soak.py; docs/benchmarks.md,
+# "Soak"): under 10 minutes, not part of make test. Shorter: make soak SOAK_ARGS="--scale 0.02 --minutes 2"
+soak: $(STAMP) services
+	$(PY) -m bench.soak --doc $(SOAK_ARGS)
 
 # Mutation testing of the control and security modules (slow; not part of make test).
 # make mutate MODULES="ivr/web/auth.py"  runs one; docs/testing.md says how to read it.

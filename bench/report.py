@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,26 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}; load average {load}")
 
 
+# Sections written by other commands (make soak) between these markers survive a make bench.
+KEPT = re.compile(r"<!-- kept:(\w+) -->.*?<!-- /kept:\1 -->", re.S)
+
+
+def kept_blocks(path: Path) -> list[str]:
+    try:
+        return [m.group(0) for m in KEPT.finditer(path.read_text(encoding="utf-8"))]
+    except OSError:
+        return []
+
+
+def put_block(path: Path, name: str, text: str) -> None:
+    """Put ``text`` into ``path`` as the kept block ``name`` (replaced if there, else appended)."""
+    block = f"<!-- kept:{name} -->\n{text.strip()}\n<!-- /kept:{name} -->"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    found = [m for m in KEPT.finditer(old) if m.group(1) == name]
+    new = (old[:found[0].start()] + block + old[found[0].end():]) if found else old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new, encoding="utf-8")
+
+
 def write_markdown(path: Path, started: float, header: str = "") -> None:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
     out = ["# Benchmarks", "",
@@ -108,5 +129,6 @@ def write_markdown(path: Path, started: float, header: str = "") -> None:
             out += [s.intro, ""]
         for part in s.parts:
             out += [part, ""]
+    out += [*kept_blocks(path), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")

@@ -109,11 +109,16 @@ async def test_no_contact_stays_without_an_outcome_once_its_channels_are_gone(
                                started_at=datetime.now(UTC) - timedelta(minutes=1))
             await open_contact(s, Channel.sms, call_id="sms-thread-1", language="ko",
                                started_at=datetime.now(UTC) - timedelta(minutes=1))
+            # ended in the IVR (its outcome written), its Hangup went by while nobody listened
+            await open_contact(s, Channel.voice, call_id="1795593100.4", language="ko", outcome="self_service",
+                               started_at=datetime.now(UTC) - timedelta(minutes=1))
         await r.peer.play(chunks[joined:])
         await _bridge_up(r)
         queued, kinds = await _contact(r, ANSWERED_ID)
         unseen, unseen_kinds = await _contact(r, "1795593100.3")
         sms, _ = await _contact(r, "sms-thread-1")
+        self_service, _ = await _contact(r, "1795593100.4")
+        assert self_service.outcome == "self_service" and self_service.ended_at is not None
         assert (queued.outcome, unseen.outcome) == ("unobserved", "unobserved")
         assert queued.ended_at is not None and unseen.ended_at is not None
         assert kinds[-1] == "gap_ended" and unseen_kinds == ["gap_ended"]

@@ -520,6 +520,8 @@ class Ingester:
                 updates.set(contact_id, "ivr_fallback", True)
             elif f.kind == "survey_dialplan":
                 updates.first(contact_id, "satisfaction", f.data.get("score"))  # the IVR's own store wins
+                # The dialplan asks only after a counsellor answered (ANSWEREDTIME).
+                updates.over_unobserved(contact_id, "outcome", "answered")
         for linkedid in legs:
             # A callback's call is on the original contact's timeline, but its queue, wait,
             # hang-up and outcome are not the original call's: only the counsellor is kept.
@@ -736,9 +738,9 @@ class Snapshot:
     taken_at: datetime | None = None  # just before CoreShowChannels was asked
 
 
-# Voice contacts without an outcome whose channels are gone at a resync are closed as
-# ``unobserved``; only those started this long before the channel list (a call that began
-# after the list was taken is not in it) and not older than the look-back.
+# Call contacts without an outcome or an end whose channels are gone at a resync are closed
+# (``unobserved`` if no outcome); only those started this long before the channel list (a call
+# that began after the list was taken is not in it) and not older than the look-back.
 ORPHAN_SLACK = timedelta(seconds=2)
 ORPHAN_LOOKBACK = timedelta(days=1)
 MESSAGE_CHANNELS = (Channel.sms, Channel.mms, Channel.chat, Channel.sns)  # threads, not calls
@@ -766,7 +768,8 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
             gone[call.linkedid] = (call.contact_id, "answered" if call.state == "connected" else UNOBSERVED)
     taken = snap.taken_at or now
     orphans = await session.execute(select(Contact.call_id, Contact.id).where(
-        Contact.channel.not_in(MESSAGE_CHANNELS), Contact.outcome.is_(None), Contact.call_id.is_not(None),
+        Contact.channel.not_in(MESSAGE_CHANNELS), or_(Contact.outcome.is_(None), Contact.ended_at.is_(None)),
+        Contact.call_id.is_not(None),
         Contact.started_at > taken - ORPHAN_LOOKBACK, Contact.started_at < taken - ORPHAN_SLACK))
     for call_id, contact_id in orphans:
         if call_id not in alive:

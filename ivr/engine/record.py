@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
@@ -213,9 +213,13 @@ class ContactWriter:
                     select(CONTACTS.c.id).where(CONTACTS.c.call_id == call_id))).scalar_one_or_none()
                 if contact_id is None:
                     return False
+            # The survey runs only after a counsellor answered (the dialplan's ANSWEREDTIME): an
+            # outcome the AMI bridge could not see (it was away) is "answered".
+            outcome = CONTACTS.c.outcome
             done = await session.execute(
                 update(CONTACTS).where(CONTACTS.c.id == contact_id)
-                .values(satisfaction=score, updated_at=datetime.now(UTC))
+                .values(satisfaction=score, updated_at=datetime.now(UTC),
+                        outcome=case((or_(outcome.is_(None), outcome == "unobserved"), "answered"), else_=outcome))
             )
             if not getattr(done, "rowcount", 0):
                 return False
