@@ -1,10 +1,14 @@
-"""A sign-language video call from the citizen's browser to the agent's browser through a real
-Asterisk: /call -> credential (AMI DBPut into astdb) -> SIP over WebSocket -> dasan-web-video
--> sign-video queue -> the agent's console softphone (registered with JsSIP over WebSocket).
+"""Browser calls through a real Asterisk, citizen's and agent's pages in headless Chromium.
 
-Asserted through each browser's ``getStats()``: video frames are decoded on both sides (the
-agent's at 640x480 or more) and audio packets flow both ways; then the contact row (channel
-``video``, queue, agent) and that the credential cannot start a second call.
+- A sign-language video call: /call -> credential (AMI DBPut into astdb) -> SIP over
+  WebSocket -> dasan-web-video -> sign-video queue -> the agent's console softphone
+  (registered with JsSIP over WebSocket). ``getStats()`` shows video frames decoded on both
+  sides (the agent's at 640x480 or more) and audio packets both ways; then the contact row
+  (channel ``video``, queue, agent) and that the credential cannot start a second call.
+- The softphone's hold, mute and blind transfer to another queue.
+- A credential past its expiry is refused by the dialplan.
+- A browser voice call through the IVR: keypad digits (RFC 4733) choose Japanese and a
+  counsellor, and the call reaches the ``ja`` queue and the agent; the contact is ``web_voice``.
 
 Runs when an ``asterisk`` binary (built with res_srtp, res_http_websocket and
 res_pjsip_transport_websocket) is on PATH; Asterisk runs from a temporary directory on
@@ -15,9 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -32,10 +39,14 @@ from ivr.context import AppContext
 from ivr.db.models import Agent, Contact, User
 from ivr.web.app import create_app
 from ivr.web.auth import hash_password
+from ivr.webrtc.asterisk_push import push_credential
+from ivr.webrtc.credentials import Credential
 from tests.support.webrtc import CHROMIUM, make_fake_media
 from tests.test_asterisk_real import (
     ASTERISK,
     MODULE_DIRS,
+    Pbx,
+    _prompt,
     configure,
     free_port,
     start_pbx,
@@ -44,34 +55,14 @@ from tests.test_asterisk_real import (
 
 pytestmark = [
     pytest.mark.asterisk,
-    pytest.mark.skipif(ASTERISK is None, reason="no `asterisk` binary on PATH: install Asterisk 22 (with libsrtp2-dev at build time) to run the WebRTC call test"),
+    pytest.mark.skipif(ASTERISK is None, reason="no `asterisk` binary on PATH: install Asterisk 22 (with libsrtp2-dev at build time) to run the WebRTC call tests"),
     pytest.mark.timeout(240),
 ]
 
 PASSWORD = "softphone-agent-pw-9"
 # Chromium hides host candidates behind mDNS names Asterisk cannot resolve.
 ICE_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns"]
-
-
-def _need_webrtc_modules() -> None:
-    moddir = next((d for d in MODULE_DIRS if (d / "app_queue.so").exists()), None)
-    missing = [m for m in ("res_srtp.so", "res_http_websocket.so", "res_pjsip_transport_websocket.so")
-               if moddir is None or not (moddir / m).exists()]
-    if missing:
-        pytest.skip(f"this Asterisk was built without {', '.join(missing)} (libsrtp2-dev missing at ./configure?)")
-
-
-async def wait_until(probe: Any, what: str, timeout: float = 40.0, every: float = 0.25) -> Any:
-    """Poll ``probe()`` (a coroutine function) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
+T = TypeVar("T")
 
 STATS = """async (side) => {
   const holder = side === 'agent' ? window.dasanSoftphone : window.dasanCall;
@@ -90,11 +81,74 @@ STATS = """async (side) => {
   return out;
 }"""
 
+# A call with a given credential, outside the page's UI: how did Asterisk answer?
+RAW_CALL = """(c) => new Promise((resolve) => {
+    const ua = new JsSIP.UA({sockets: [new JsSIP.WebSocketInterface(c.ws_url)], uri: c.uri,
+        authorization_user: c.username, password: c.password, register: false});
+    ua.start();
+    const s = ua.call(c.target, {mediaConstraints: {audio: true, video: false}});
+    s.on('confirmed', () => { resolve('confirmed'); s.terminate(); ua.stop(); });
+    s.on('failed', (e) => { resolve('failed:' + e.cause); ua.stop(); });
+})"""
+
+
+def _need_webrtc_modules() -> None:
+    moddir = next((d for d in MODULE_DIRS if (d / "app_queue.so").exists()), None)
+    missing = [m for m in ("res_srtp.so", "res_http_websocket.so", "res_pjsip_transport_websocket.so")
+               if moddir is None or not (moddir / m).exists()]
+    if missing:
+        pytest.skip(f"this Asterisk was built without {', '.join(missing)} (libsrtp2-dev missing at ./configure?)")
+
+
+async def wait_until(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 40.0) -> T:
+    """Poll ``probe()`` until it returns something truthy (the event we wait for)."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class Stack:
+    ctx: AppContext
+    url: str
+    pbx: Pbx
+    browser: Any
+    errors: list[str]
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The menus' prompts in Korean and Japanese (espeak-ng placeholders), made once."""
+    from ivr.engine.runtime import load_checked
+    from ivr.prompts import synthesize
+
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("espeak-ng and sox are needed to make the IVR's prompts")
+    sounds = tmp_path_factory.mktemp("sounds")
+    defaults = Settings()
+    menus, _queues = load_checked(defaults.agi.menus_dir, defaults.queues_dir)
+    asyncio.run(synthesize(menus, sounds, ["ko", "ja"]))
+    for lang, text in (("ko", "통화 내용이 녹음됩니다."), ("ja", "ろくおんします")):
+        _prompt(sounds / lang / "dasan" / "recording-consent.wav", text, lang)
+    # The language menu names every language in its own: a short tone stands in for the others
+    # (a missing prompt makes STREAM FILE fail, and Asterisk then reports AGISTATUS=FAILURE).
+    for lang in ("en", "zh", "vi", "mn"):
+        (sounds / lang / "dasan").mkdir(parents=True)
+        subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(sounds / lang / "dasan" / f"lang-{lang}.wav"),
+                        "synth", "0.3", "sine", "440"], check=True)
+    return sounds
+
 
 @pytest_asyncio.fixture
-async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[AppContext, str, Any]]:
-    """Asterisk, the AMI bridge and the web app on one context; yields (ctx, web url, pbx)."""
+async def stack(settings: Settings, tmp_path: Path, prompts: Path) -> AsyncIterator[Stack]:
+    """Asterisk; the IVR, the AMI bridge and the web app on one context; Chromium."""
     _need_webrtc_modules()
+    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}"
     configure(settings, tmp_path)
     w = settings.webrtc
     w.enabled, w.http_port = True, free_port()
@@ -102,131 +156,223 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[AppCo
     w.video_slots = w.voice_slots = 2
     queues = settings.queues_dir / "queues.yaml"
     data = yaml.safe_load(queues.read_text())
-    data["queues"]["sign-video"]["hours"] = "always"
+    for name in ("sign-video", "ja"):
+        data["queues"][name]["hours"] = "always"
     queues.write_text(yaml.safe_dump(data, allow_unicode=True))
-    prompts = tmp_path / "prompts"
-    prompts.mkdir()
-    pbx = start_pbx(settings, tmp_path, prompts)
+    pbx = start_pbx(settings, tmp_path, prompts / "ko")
+    for lang in ("en", "zh", "ja", "vi", "mn"):
+        (tmp_path / "data" / "sounds" / lang).symlink_to(prompts / lang)
     ctx = await AppContext.create(settings)
-    bridge = services.build("ami", ctx)
+    ivr, bridge = services.build("agi", ctx), services.build("ami", ctx)
     runner = web.AppRunner(create_app(ctx), access_log=None)
+    media = make_fake_media(tmp_path / "media", seconds=6)
+    errors: list[str] = []
     try:
         async with ctx.db.transaction() as session:
             session.add(User(username="park.soyeon", display_name="박소연", password_hash=hash_password(PASSWORD),
                              role="agent", language="en"))
+        await ivr.start()
         await bridge.start()
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
-        yield ctx, f"http://{host}:{port}", pbx
+        async with playwright_api.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=[*media.chromium_args(), *ICE_ARGS])
+            try:
+                yield Stack(ctx, f"http://{host}:{port}", pbx, browser, errors)
+            finally:
+                await browser.close()
     finally:
         await runner.cleanup()
         await bridge.stop()
+        await ivr.stop()
         await ctx.close()
         stop_pbx(pbx)
+    assert errors == [], errors  # no script error on any page
 
 
-async def test_sign_language_video_call_citizen_to_agent_browser(stack: tuple[AppContext, str, Any], tmp_path: Path) -> None:
-    ctx, url, pbx = stack
-    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}"
-    media = make_fake_media(tmp_path / "media", seconds=6)
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*media.chromium_args(), *ICE_ARGS])
-        try:
-            await _call(ctx, url, pbx, browser)
-        finally:
-            await browser.close()
+async def new_page(s: Stack, viewport: dict[str, int]) -> Any:
+    context = await s.browser.new_context(viewport=viewport)
+    await context.grant_permissions(["camera", "microphone"], origin=s.url)
+    context.set_default_timeout(30_000)
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: s.errors.append(str(exc)))
+    return page
 
 
-async def _call(ctx: AppContext, url: str, pbx: Any, browser: Any) -> None:
-    # -- the agent signs in; the softphone registers; Ready puts them in their queues
-    agent_ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-    await agent_ctx.grant_permissions(["camera", "microphone"], origin=url)
-    agent_ctx.set_default_timeout(30_000)
-    agent = await agent_ctx.new_page()
-    agent_errors: list[str] = []
-    agent.on("pageerror", lambda exc: agent_errors.append(str(exc)))
-    await agent.goto(f"{url}/login?next=/console/agent")
+async def agent_ready(s: Stack) -> Any:
+    """park.soyeon signs in, the softphone registers, Ready puts her in her queues."""
+    agent = await new_page(s, {"width": 1400, "height": 1000})
+    await agent.goto(f"{s.url}/login?next=/console/agent")
     await agent.fill("input[name=username]", "park.soyeon")
     await agent.fill("input[name=password]", PASSWORD)
     await agent.click("button[type=submit]")
-    await agent.wait_for_url(f"{url}/console/agent")
+    await agent.wait_for_url(f"{s.url}/console/agent")
     await agent.wait_for_selector("#sp-state[data-state=sp_registered]")
-    assert "agent1003" in pbx.cli("pjsip show contacts")
+    assert "agent1003" in s.pbx.cli("pjsip show contacts")
     await agent.wait_for_selector("body[data-ws='open']")
     await agent.click("#btn-ready")
     await agent.wait_for_selector("#agent-state[data-state='available']")
-    assert "PJSIP/agent1003" in pbx.cli("queue show sign-video")
+    assert "PJSIP/agent1003" in s.pbx.cli("queue show sign-video")
+    return agent
 
-    # -- the citizen calls in sign language from /call
-    citizen_ctx = await browser.new_context(viewport={"width": 390, "height": 844})
-    await citizen_ctx.grant_permissions(["camera", "microphone"], origin=url)
-    citizen_ctx.set_default_timeout(30_000)
-    citizen = await citizen_ctx.new_page()
-    citizen_errors: list[str] = []
-    citizen.on("pageerror", lambda exc: citizen_errors.append(str(exc)))
-    credentials: list[dict[str, Any]] = []
 
-    async def keep_credential(response: Any) -> None:
+async def citizen_page(s: Stack, credentials: list[dict[str, Any]]) -> Any:
+    citizen = await new_page(s, {"width": 390, "height": 844})
+
+    async def keep(response: Any) -> None:
         if response.url.endswith("/api/webcall/credentials") and response.ok:
             credentials.append(await response.json())
 
-    citizen.on("response", lambda r: asyncio.ensure_future(keep_credential(r)))
-    await citizen.goto(f"{url}/call?lang=ko")
+    citizen.on("response", lambda r: asyncio.ensure_future(keep(r)))
+    await citizen.goto(f"{s.url}/call?lang=ko")
+    return citizen
+
+
+async def flowing(page: Any, side: str, video: bool = True) -> dict[str, Any] | None:
+    stats = await page.evaluate(STATS, side)
+    if stats and stats["audio_in"] >= 50 and stats["audio_out"] >= 50 and (not video or stats["video_in"] >= 20):
+        return dict(stats)
+    return None
+
+
+async def contact_of(ctx: AppContext, channel: str) -> Contact | None:
+    async with ctx.db.session() as session:
+        row = (await session.execute(select(Contact).where(Contact.channel == channel))).scalar_one_or_none()
+    return row if row is not None and row.agent_id is not None else None
+
+
+async def test_sign_language_video_call_citizen_to_agent_browser(stack: Stack) -> None:
+    s = stack
+    agent = await agent_ready(s)
+    credentials: list[dict[str, Any]] = []
+    citizen = await citizen_page(s, credentials)
     await citizen.click("#btn-video")
     await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
     await agent.click("#sp-answer")
     await agent.wait_for_selector("#sp-state[data-state=sp_in_call]")
 
-    # -- media flows both ways, video decoded on both sides
-    agent_stats = await wait_until(lambda: _flowing(agent, "agent"), "video and audio at the agent")
-    citizen_stats = await wait_until(lambda: _flowing(citizen, "citizen"), "video and audio at the citizen")
+    # media flows both ways, video decoded on both sides
+    agent_stats = await wait_until(lambda: flowing(agent, "agent"), "video and audio at the agent")
+    citizen_stats = await wait_until(lambda: flowing(citizen, "citizen"), "video and audio at the citizen")
     print(f"agent sees {agent_stats}; citizen sees {citizen_stats}")  # shown with -s
     assert agent_stats["width"] >= 640 and agent_stats["height"] >= 480, agent_stats
     assert agent_stats["video_out"] > 0 and citizen_stats["video_out"] > 0  # both cameras sent
     await citizen.wait_for_selector("#call-state[data-key=in_call]")
     box = await agent.eval_on_selector("#sp-remote", "v => [v.clientWidth, v.clientHeight]")
     assert box[0] >= 640 and box[1] >= 480
-    channels = pbx.cli("core show channels concise")
+    channels = s.pbx.cli("core show channels concise")
     assert "PJSIP/webvideo-" in channels and "PJSIP/agent1003" in channels
 
-    # -- the agent hangs up; the contact is a video contact of the sign-video queue
+    # the agent hangs up; the contact is a video contact of the sign-video queue
     await agent.click("#sp-hangup")
     await citizen.wait_for_selector("#choices:not([hidden])")
+    assert await citizen.get_attribute("#message", "data-key") == "ended"
     await agent.wait_for_selector("#sp-state[data-state=sp_registered]")
-
-    async def contact() -> Contact | None:
-        async with ctx.db.session() as session:
-            row = (await session.execute(select(Contact).where(Contact.channel == "video"))).scalar_one_or_none()
-            if row is None or row.agent_id is None:
-                return None
-            return row
-
-    row = await wait_until(contact, "the video contact with its agent")
+    row = await wait_until(lambda: contact_of(s.ctx, "video"), "the video contact with its agent")
     assert row.queue == "sign-video" and row.citizen_id is None
-    async with ctx.db.session() as session:
+    async with s.ctx.db.session() as session:
         agent_row = await session.get(Agent, row.agent_id)
     assert agent_row is not None and agent_row.username == "park.soyeon"
 
-    # -- the credential was good for one call: the same password cannot start another
+    # the credential was good for one call: the same password cannot start another
     assert len(credentials) == 1
-    cred = credentials[0]
-    outcome = await citizen.evaluate("""(c) => new Promise((resolve) => {
-        const ua = new JsSIP.UA({sockets: [new JsSIP.WebSocketInterface(c.ws_url)], uri: c.uri,
-            authorization_user: c.username, password: c.password, register: false});
-        ua.start();
-        const s = ua.call(c.target, {mediaConstraints: {audio: true, video: false}});
-        s.on('confirmed', () => { resolve('confirmed'); s.terminate(); ua.stop(); });
-        s.on('failed', (e) => { resolve('failed:' + e.cause); ua.stop(); });
-    })""", cred)
+    outcome = await citizen.evaluate(RAW_CALL, credentials[0])
     assert outcome.startswith("failed:"), outcome
-    assert "Error to authenticate" in pbx.console() or "Failed to authenticate" in pbx.console()
-    assert agent_errors == [] and citizen_errors == []
+    assert "Error to authenticate" in s.pbx.console()
 
 
-async def _flowing(page: Any, side: str) -> dict[str, Any] | None:
-    stats = await page.evaluate(STATS, side)
-    if stats and stats["video_in"] >= 20 and stats["audio_in"] >= 50 and stats["audio_out"] >= 50:
-        return dict(stats)
-    return None
+async def test_softphone_hold_mute_and_blind_transfer_to_a_queue(stack: Stack) -> None:
+    s = stack
+    agent = await agent_ready(s)
+    citizen = await citizen_page(s, [])
+    await citizen.click("#btn-video")
+    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
+    await agent.click("#sp-answer")
+    await wait_until(lambda: flowing(agent, "agent"), "media at the agent")
+    await agent.click("#sp-mute")
+    assert await agent.evaluate("window.dasanSoftphone.session.isMuted().audio") is True
+    assert await agent.get_attribute("#sp-mute", "aria-pressed") == "true"
+    await agent.click("#sp-mute")
+    assert await agent.evaluate("window.dasanSoftphone.session.isMuted().audio") is False
+    await agent.click("#sp-hold")
+    await agent.wait_for_selector("#sp-state[data-state=sp_on_hold]")
+    await agent.click("#sp-hold")
+    await agent.wait_for_selector("#sp-state[data-state=sp_in_call]")
+    # after the hold, the citizen's video still arrives
+    before = (await agent.evaluate(STATS, "agent"))["video_in"]
+    await wait_until(lambda: _more_frames(agent, before + 10), "video after the hold")
+    # blind transfer: the citizen waits in the ja queue, the agent is free again
+    await agent.select_option("#sp-transfer-queue", "ja")
+    await agent.click("#sp-transfer")
+    await agent.wait_for_selector("#sp-state[data-state=sp_registered]")
+
+    async def citizen_in_ja() -> bool:
+        return "PJSIP/webvideo-" in s.pbx.cli("queue show ja")
+
+    await wait_until(citizen_in_ja, "the citizen waiting in the ja queue")
+    assert await citizen.is_visible("#call")  # still in the call, now waiting
+    await citizen.click("#btn-hangup")
+    await citizen.wait_for_selector("#choices:not([hidden])")
+
+
+async def _more_frames(page: Any, at_least: int) -> bool:
+    return bool((await page.evaluate(STATS, "agent"))["video_in"] >= at_least)
+
+
+async def test_an_expired_credential_is_refused_by_the_dialplan(stack: Stack) -> None:
+    s = stack
+    now = time.time()
+    credential = Credential("voice", "webvoice-002", "an-expired-one-time-password-0123456789",
+                            issued_at=now - 300, expires_at=now - 60)
+    await push_credential(s.ctx.settings, credential)  # as if minted five minutes ago
+    citizen = await citizen_page(s, [])
+    w = s.ctx.settings.webrtc
+    outcome = await citizen.evaluate(RAW_CALL, {
+        "ws_url": f"ws://127.0.0.1:{w.http_port}/ws", "uri": f"sip:webvoice-002@{w.sip_domain}",
+        "username": "webvoice-002", "password": credential.password, "target": f"sip:ivr@{w.sip_domain}"})
+    assert outcome.startswith("failed:"), outcome
+    assert "browser call on webvoice-002 refused: credential expired" in s.pbx.console()
+    # and it is gone: the password was removed as the call was tried
+    assert "webvoice-002" not in s.pbx.cli("database show dasan-webrtc")
+
+
+async def test_browser_voice_call_with_keypad_reaches_a_language_queue(stack: Stack) -> None:
+    s = stack
+    agent = await agent_ready(s)
+    citizen = await citizen_page(s, [])
+    await citizen.click("#btn-voice")
+    await citizen.wait_for_selector("#call-state[data-key=in_call]")
+    await citizen.click("#btn-keypad")
+
+    async def contact_path(part: str) -> Contact | None:
+        async with s.ctx.db.session() as session:
+            row = (await session.execute(select(Contact).where(Contact.channel == "web_voice"))).scalar_one_or_none()
+        return row if row is not None and part in (row.ivr_path or "") else None
+
+    async def ivr_started() -> Contact | None:
+        async with s.ctx.db.session() as session:
+            return (await session.execute(select(Contact).where(Contact.channel == "web_voice"))).scalar_one_or_none()
+
+    await wait_until(ivr_started, "the IVR opening the browser call's contact")
+    await citizen.click("#keypad button[data-digit='9']")  # other languages
+    await wait_until(lambda: contact_path("languages"), "the language menu")
+    await citizen.click("#keypad button[data-digit='3']")  # 日本語
+
+    async def japanese() -> Contact | None:
+        async with s.ctx.db.session() as session:
+            row = (await session.execute(select(Contact).where(Contact.channel == "web_voice"))).scalar_one_or_none()
+        return row if row is not None and row.language == "ja" else None
+
+    await wait_until(japanese, "the call continuing in Japanese")
+    await citizen.click("#keypad button[data-digit='0']")  # a counsellor
+    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]", timeout=60_000)
+    await agent.click("#sp-answer")
+    await wait_until(lambda: flowing(agent, "agent", video=False), "audio at the agent")
+    await wait_until(lambda: flowing(citizen, "citizen", video=False), "audio at the citizen")
+    await citizen.click("#btn-hangup")
+    await agent.wait_for_selector("#sp-state[data-state=sp_registered]")
+    row = await wait_until(lambda: contact_of(s.ctx, "web_voice"), "the web_voice contact with its agent")
+    assert row.queue == "ja" and row.language == "ja" and row.citizen_id is None

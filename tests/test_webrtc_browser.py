@@ -6,6 +6,7 @@ made here with ffmpeg (tests/support/webrtc.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -201,3 +202,53 @@ async def test_texts_have_korean_and_english_for_every_key() -> None:
     missing = [key for key, by_lang in TEXTS.items() if not by_lang.get("ko") or not by_lang.get("en")]
     assert missing == []
     assert json.dumps(page_texts("mn"), ensure_ascii=False).count("Дохионы") == 1
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    import subprocess
+
+    path = tmp_path / "lamp.png"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:duration=1",
+                    "-frames:v", "1", str(path)], check=True)
+    return path
+
+
+async def test_report_a_problem_with_a_photo_then_check_it_by_number(site: Console, with_devices: Any, photo: Path) -> None:
+    from sqlalchemy import select
+
+    from ivr.open311.models import ServiceRequest
+
+    page = await new_page(with_devices, site, grant=False, lang="en")
+    first_token = await page.get_attribute("body", "data-token")
+    await page.click("#btn-report")
+    await page.wait_for_selector("#report-service option[value=street_light]", state="attached")
+    await page.select_option("#report-service", "street_light")
+    await page.fill("#report-description", "The lamp in front of 12 Sejong-daero is out")
+    await page.fill("#report-address", "12 Sejong-daero, Jung-gu")
+    await page.set_input_files("#report-photo", str(photo))
+    await page.click("#report-form button[type=submit]")
+    await page.wait_for_selector("#report-result[data-ok=true]")
+    number = (await page.inner_text("#report-result")).rsplit(" ", 1)[-1]
+    async with site.ctx.db.session() as session:
+        sr = (await session.execute(select(ServiceRequest).where(ServiceRequest.service_request_id == number))).scalar_one()
+    assert sr.source == "web" and sr.service_code == "street_light" and sr.media_content_type == "image/png"
+    stored = site.ctx.settings.data_dir / str(sr.media_path)
+    assert await asyncio.to_thread(stored.read_bytes) == await asyncio.to_thread(photo.read_bytes)
+    # the token the page posted is spent: posting it again is refused as a replay
+    spent = await page.evaluate("""async (token) => {
+        const form = new FormData(); form.set('token', token); form.set('service_code', 'street_light');
+        form.set('description', 'again'); form.set('address_string', 'x');
+        const r = await fetch('/api/webcall/report', {method: 'POST', body: form}); return [r.status, (await r.json()).reason];
+    }""", first_token)
+    assert spent == [409, "replayed"]
+    await page.click("#btn-track")
+    await page.fill("#track-number", number)
+    await page.click("#track-form button[type=submit]")
+    await page.wait_for_selector("#track-result dd")
+    assert "open" in await page.inner_text("#track-result")
+    await page.fill("#track-number", "0000000000")
+    await page.click("#track-form button[type=submit]")
+    await page.locator("#track-result", has_text="No request has that number").wait_for()
+    assert page.js_errors == []
+    await page.context.close()

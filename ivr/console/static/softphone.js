@@ -124,7 +124,14 @@
     ev.preventDefault();
     const queue = $("sp-transfer-queue").value;
     // A blind transfer (REFER) to q-<queue> in the agents' context: the caller joins that queue.
-    if (sp.session && queue) sp.session.refer(`sip:q-${queue}@${sp.config.uri.split("@")[1]}`);
+    // Asterisk reports the outcome in NOTIFYs; on success the transferer hangs up (RFC 5589).
+    const session = sp.session;
+    if (session && queue) {
+      session.refer(`sip:q-${queue}@${sp.config.uri.split("@")[1]}`, {eventHandlers: {
+        accepted: () => { if (!session.isEnded()) session.terminate(); },
+        failed: () => { $("sp-note").textContent = `${T.transfer}: ${queue} ✗`; },
+      }});
+    }
   });
   window.addEventListener("beforeunload", () => { if (sp.ua) sp.ua.stop(); });
   start().catch((err) => { $("sp-note").textContent = String(err); });
