@@ -267,7 +267,7 @@ def test_render_refuses_what_bypassed_the_loader(tmp_path: Path, settings: Setti
     with pytest.raises(RenderError, match="musicclass"):
         render(settings, q.model_copy(update={"defaults": bad_defaults}))
     settings.recordings.dir = tmp_path / "rec ${DB(pwned/by)}"
-    with pytest.raises(RenderError, match="recordings.dir"):
+    with pytest.raises(RenderError, match=r"recordings\.dir"):
         render(settings, q)
 
 
