@@ -47,7 +47,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--username", default="dasan")
-    parser.add_argument("--secret", default="change-me")
+    parser.add_argument("--secret", required=True, help="the AMI secret clients log in with")
     args = parser.parse_args()
     chunks = call_chunks(args.calls)
     events = count_events(chunks)  # counted now: not while the bridge is being measured

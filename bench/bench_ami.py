@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,8 +72,12 @@ class Result:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
+# One random AMI secret per run for the feeder and the clients (no secret ships anywhere).
+SECRET = secrets.token_urlsafe(18)
+
+
 def _feeder(calls: int) -> tuple[ServerProcess, int]:
-    feeder = ServerProcess(["-m", "bench.ami_feed", "--calls", str(calls)])
+    feeder = ServerProcess(["-m", "bench.ami_feed", "--calls", str(calls), "--secret", SECRET])
     return feeder, feeder.start()
 
 
@@ -81,6 +86,7 @@ async def _run_bridge(url: str, calls: int, batch: int = BATCH) -> Result:
     settings = Settings()
     settings.database.url = url
     settings.ami.port = port
+    settings.ami.secret = SECRET
     ctx = await AppContext.create(settings, migrate=False)
     bridge = AmiBridge(ctx, callbacks=False, batch=batch)
     try:
@@ -113,6 +119,7 @@ async def _run_panoramisk(calls: int) -> Result:
     """A plain panoramisk Manager whose one event callback counts (no panoramisk.testing)."""
     feeder, port = _feeder(calls)
     s = Settings().ami
+    s.secret = SECRET
     loop = asyncio.get_running_loop()
     logged_in: asyncio.Future[None] = loop.create_future()
     done = asyncio.Event()
