@@ -21,9 +21,10 @@ from ivr.web.auth import audit, requires
 from ivr.webrtc import report
 from ivr.webrtc.asterisk_push import PushError, push_credential
 from ivr.webrtc.asterisk_view import ws_url
-from ivr.webrtc.credentials import CredentialIssuer, CredentialRefused, PageTokens, refusal_logged
+from ivr.webrtc.credentials import CredentialRefused, refusal_logged
 from ivr.webrtc.ice import ice_servers
 from ivr.webrtc.page_texts import PAGE_LANGUAGES, page_texts
+from ivr.webrtc.state import STATE_KEY, WebcallState, webcall_state
 
 log = logging.getLogger("dasan.webrtc")
 
@@ -31,23 +32,9 @@ HERE = Path(__file__).resolve().parent
 JSSIP_FILE = HERE / "static" / "vendor" / "jssip.min.js"  # `make jssip` (package data; not in git)
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                          autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
-STATE_KEY = web.AppKey("webcall", object)
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; "
        "style-src 'self'; script-src 'self'; frame-ancestors 'none'; manifest-src 'self'; worker-src 'self'")
 STATUS_CODES = {"invalid": 403, "expired": 403, "replayed": 409, "rate_limited": 429, "busy": 503}
-
-
-class WebcallState:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.tokens = PageTokens(settings.web.secret_key, settings.webrtc.page_token_ttl_seconds)
-        self.issuer = CredentialIssuer(settings.webrtc)
-
-
-def _state(request: web.Request) -> WebcallState:
-    state = request.app[STATE_KEY]
-    assert isinstance(state, WebcallState)
-    return state
 
 
 def page_language(request: web.Request) -> str:
@@ -63,7 +50,7 @@ def page_language(request: web.Request) -> str:
 
 async def call_page(request: web.Request) -> web.Response:
     """GET /call: the citizens' entry (sign-language video, voice, chat, report, tracking)."""
-    state = _state(request)
+    state = webcall_state(request)
     lang = page_language(request)
     texts = page_texts(lang)
     html = ENV.get_template("call.html").render(
@@ -97,7 +84,7 @@ async def status(request: web.Request) -> web.Response:
     """GET /api/webcall/status: whether each kind of call can be made now (hours, agents ready)."""
     from ivr.ami.models import AgentState
 
-    state = _state(request)
+    state = webcall_state(request)
     w = state.settings.webrtc
     q = _queues(state.settings)
     video_queue = w.video_queue if w.video_queue in q.queues else None
@@ -118,7 +105,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def mint(request: web.Request) -> web.Response:
     """POST /api/webcall/credentials {"kind": "video"|"voice", "token"}: one call's SIP credential."""
-    state = _state(request)
+    state = webcall_state(request)
     w = state.settings.webrtc
     if not w.enabled:
         raise bad("calls from the browser are not enabled on this site", 404)
@@ -156,7 +143,7 @@ async def mint(request: web.Request) -> web.Response:
 @requires("agent", "supervisor")
 async def softphone(request: web.Request) -> web.Response:
     """GET /api/console/softphone: my endpoint's WebRTC settings, when I have a softphone."""
-    state = _state(request)
+    state = webcall_state(request)
     w = state.settings.webrtc
     me = username(request)
     agent = next((a for a in _queues(state.settings).agents if a.username == me), None)

@@ -16,6 +16,7 @@ from ivr.console.render import ctx_of
 from ivr.open311.formats import Open311Error
 from ivr.open311.service import NewRequest, Open311
 from ivr.webrtc.credentials import CredentialRefused, refusal_logged
+from ivr.webrtc.state import webcall_state
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
 FIELDS = ("token", "service_code", "description", "address_string", "lang")
@@ -36,9 +37,7 @@ def _refuse(status: int, message: str, token: str, reason: str = "invalid") -> w
 
 
 async def report(request: web.Request) -> web.Response:
-    from ivr.webrtc.api import _state
-
-    state = _state(request)
+    state = webcall_state(request)
     fresh = state.tokens.issue()
     if not request.content_type.startswith("multipart/"):
         return _refuse(400, "send the form as multipart/form-data", fresh)
