@@ -97,6 +97,12 @@ async def test_agents_reach_only_their_own_and_their_queues_contacts(console: Co
         assert (await session.execute(select(func.count()).select_from(Message))).scalar_one() == before
     assert await console.ctx.bus.consume("sms.outbound", "t", "t", count=10, block=1) == []
 
+    # Her inbox lists the shared text inbox, not lee.junho's SMS thread.
+    status, body = await kim("GET", "/api/console/inbox")
+    assert status == 200 and [c["id"] for c in body["items"]] == [ids["sms"]]
+    status, body = await (await login("super1"))("GET", "/api/console/inbox")
+    assert status == 200 and {c["id"] for c in body["items"]} == {ids["sms"], other["sms"]}
+
     # Kim's own call, a call of her queue (general-ko, taken by lee.junho) and the shared inbox.
     assert (await kim("GET", f"/api/console/contacts/{ids['current']}"))[0] == 200
     assert (await kim("GET", f"/api/console/contacts/{ids['recorded']}"))[0] == 200

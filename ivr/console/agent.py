@@ -22,7 +22,7 @@ from ivr.console.render import ctx_of, render
 from ivr.db.models import Category, Channel, Citizen, Contact, Message
 from ivr.records import earlier_contacts, record_event
 from ivr.search import SearchError, search_text
-from ivr.web.access import contact_access, refused
+from ivr.web.access import contact_access, refused, visible_filter
 from ivr.web.auth import current_user, requires
 from ivr.web.errors import json_error
 from ivr.web.origin import check_websocket_origin
@@ -167,11 +167,16 @@ async def save_record(request: web.Request) -> web.Response:
 @requires("agent", "supervisor")
 async def inbox(request: web.Request) -> web.Response:
     """GET /api/console/inbox: open SMS/MMS/SNS contacts, newest message first, with their lines."""
-    async with ctx_of(request).db.session() as session:
+    ctx, user = ctx_of(request), current_user(request)
+    assert user is not None
+    async with ctx.db.session() as session:
+        query = select(Contact).options(selectinload(Contact.citizen), selectinload(Contact.category)).where(
+            Contact.channel.in_(TEXT_CHANNELS), Contact.status == "open")
+        visible = await visible_filter(ctx, session, user)  # an agent: the shared inbox and their own
+        if visible is not None:
+            query = query.where(visible)
         contacts = list((await session.execute(
-            select(Contact).options(selectinload(Contact.citizen), selectinload(Contact.category))
-            .where(Contact.channel.in_(TEXT_CHANNELS), Contact.status == "open")
-            .order_by(Contact.updated_at.desc(), Contact.id.desc()).limit(50))).scalars())
+            query.order_by(Contact.updated_at.desc(), Contact.id.desc()).limit(50))).scalars())
         messages: dict[int, list[Message]] = {c.id: [] for c in contacts}
         if contacts:
             for m in (await session.execute(select(Message).where(Message.contact_id.in_(list(messages)))

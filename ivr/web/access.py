@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import yamlfile
@@ -68,6 +68,21 @@ async def contact_access(ctx: AppContext, session: AsyncSession, user: SessionUs
     shared = (contact.agent_id is None and contact.queue is None and contact.channel in SHARED_INBOX
               and contact.status == ContactStatus.open)
     return Access(shared, False)
+
+
+async def visible_filter(ctx: AppContext, session: AsyncSession, user: SessionUser) -> ColumnElement[bool] | None:
+    """A WHERE clause for the contacts ``user`` may see in lists (None: all of them); the same
+    rule as ``contact_access`` for the shared inbox, their own and their queues' contacts."""
+    if user.role in SEE_ALL:
+        return None
+    agent_id = (await session.execute(select(Agent.id).where(Agent.username == user.username))).scalar_one_or_none()
+    clauses = [and_(Contact.agent_id.is_(None), Contact.queue.is_(None))]
+    if agent_id is not None:
+        clauses.append(Contact.agent_id == agent_id)
+    queues = queues_of(ctx, user.username)
+    if queues:
+        clauses.append(Contact.queue.in_(sorted(queues)))
+    return or_(*clauses)
 
 
 def refused() -> web.HTTPException:
