@@ -852,7 +852,7 @@ async def test_callback_reaches_an_agent_then_dials_the_citizen(tmp_path: Path, 
     """What the AMI bridge's callback dialer sends: Originate Local/<queue>@dasan-callback; the
     queue offers it to an agent, and once the agent answers the citizen is dialled through the
     trunk (asterisk.trunk_contact)."""
-    from ivr.asterisk.apply import AmiSession
+    from ivr.ami.connection import AmiConnection
 
     extension, secret = agent_login(settings)
     citizen_port = free_port(socket.SOCK_DGRAM)
@@ -864,12 +864,17 @@ async def test_callback_reaches_an_agent_then_dials_the_citizen(tmp_path: Path, 
     try:
         phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=3000)
         citizen = await sipp(tmp_path, "citizen", citizen_scenario("01012345678"), pbx, citizen_port, timeout=50)
-        ami = settings.ami
-        async with AmiSession(ami.host, ami.port, ami.username, ami.secret, timeout=40) as session:
-            reply = await session.action({
+        ami = settings.ami  # the bridge's user: Originate needs its `originate` class (manager.conf)
+        conn = AmiConnection(ami.host, ami.port, ami.username, ami.secret, action_timeout=40)
+        conn.start()
+        try:
+            await wait_until(conn.logged_in.is_set, what="AMI login")
+            reply = await conn.send({
                 "Action": "Originate", "Channel": "Local/general-ko@dasan-callback", "Context": "dasan-callback-out",
                 "Exten": "01012345678", "Priority": "1", "CallerID": "120", "Timeout": "30000", "Async": "false",
                 "Variable": "QUEUE=general-ko"})
+        finally:
+            await conn.close()
         assert reply.get("Response") == "Success", reply
         await finished(phone, tmp_path, "agent_phone")
         await finished(citizen, tmp_path, "citizen")
