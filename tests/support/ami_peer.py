@@ -5,7 +5,10 @@ QueueRemove/QueuePause/Originate/Reload/Command the way the captures in
 ``asterisk-captures/agent-actions`` show (ActionID right after Response, EventList framing,
 the same error texts), and plays captured event chunks byte for byte. It keeps the state
 those events imply (channels, queue callers, members) so a resync after a reconnect sees
-what a real Asterisk would report at that moment.
+what a real Asterisk would report at that moment. An ``Originate`` of a ``Local/`` channel is
+played as Asterisk 22 plays it, with the outcome ``originate_results`` asks for (the agent
+leg, then the citizen's: answered, busy, no answer, congestion, unavailable, no trunk; see
+``_local_originate``; checked against a real Asterisk 22 by tests/test_callbacks_asterisk.py).
 """
 
 from __future__ import annotations
