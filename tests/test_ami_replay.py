@@ -156,8 +156,7 @@ async def test_call_that_ended_while_disconnected_is_closed_by_resync(
         r.peer.refuse_logins = True  # Asterisk is back but our login fails for a while
         r.peer.drop()
         await r.peer.play(chunks[cut:])  # the caller hangs up while nobody listens
-        await asyncio.sleep(0.5)
-        assert r.bridge.conn.state == "login refused"
+        await wait_for(lambda: r.bridge.conn.state == "login refused")
         r.peer.refuse_logins = False
         await r.peer.wait_login(2, timeout=30)
         await wait_for(lambda: r.bridge.resyncs >= 2, timeout=30)
