@@ -61,6 +61,12 @@ USER_EVENTS = {
 # The outcome of a call that ended unseen (the bridge or the IVR away); weaker than any
 # other outcome, so a later Cdr (or the IVR's own write) replaces it.
 UNOBSERVED = "unobserved"
+# The dialplan's places between the IVR's choice of queue and the queue (the rendered
+# extensions.conf): a caller whose channel hangs up there was lost on the way to the queue.
+# context -> (where, whether the caller is lost there only if it never joined a queue: in
+# dasan-queue after Queue() the caller is in the survey, answered).
+LOST_AT = {"dasan-queue": ("consent_notice", True), "dasan-queue-options": ("consent_notice", True),
+           "dasan-callback-request": ("callback_offer", False)}
 MEMBER_EVENTS = {
     "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
     "QueueMemberPenalty", "QueueMember",
@@ -529,6 +535,11 @@ class Ingester:
             agent = updates.ops.pop(cid, {}).get("agent_id")
             if agent is not None:
                 updates.first(cid, "agent_id", agent[1])
+        callers_gone = [(f, cid) for f, cid in hangups if f.event.get("Uniqueid") == f.linkedid]
+        # The batch's contact rows locked first, in id order, as the IVR's record does: the two
+        # writers then wait for each other in one order and never deadlock.
+        await lock_contacts(session, [*updates.ops, *(cid for _, cid in callers_gone)])
+        await self._close_lost_callers(session, callers_gone, updates, now)
         await updates.execute(session, now)
         await live.execute(session, now)
         if self._recording_rows:
@@ -556,6 +567,38 @@ class Ingester:
         elif not destination and queued:
             updates.over_unobserved(contact_id, "outcome", "abandoned")
             updates.first(contact_id, "hangup_side", "caller")
+
+    async def _close_lost_callers(self, session: AsyncSession, gone: list[tuple[Fact, int]], updates: _Updates,
+                                  now: datetime) -> None:
+        """Callers who hung up between the IVR's choice of queue and the queue itself (the
+        consent notice, the callback offer: the dialplan's places, ``LOST_AT``) have a queue but
+        no outcome: they are abandoned calls of that queue, and the timeline says where they
+        were lost. A queue event of this batch (abandon, answer) decides instead; the IVR closes
+        the callers it loses itself (the transfer prompt)."""
+        lost = {cid: (f, *LOST_AT[context]) for f, cid in gone
+                if (context := f.event.get("Context", "")) in LOST_AT
+                and updates.ops.get(cid, {}).get("outcome", ("first",))[0] == "first"}
+        if not lost:
+            return
+        table: Any = Contact.__table__
+        joined = select(ContactEvent.id).where(ContactEvent.contact_id == table.c.id,
+                                               ContactEvent.kind == "queue_join").exists()
+        before_queue = [cid for cid, (_f, _where, before) in lost.items() if before]
+        closed = await session.execute(
+            update(table).where(table.c.id.in_(sorted(lost)), table.c.queue.is_not(None), table.c.outcome.is_(None),
+                                or_(table.c.id.not_in(before_queue), ~joined))
+            .values(outcome="abandoned", hangup_side=func.coalesce(table.c.hangup_side, "caller"), updated_at=now)
+            .returning(table.c.id, table.c.queue))
+        rows = []
+        for contact_id, queue in closed:
+            f, where, _before = lost[contact_id]
+            ev = f.event
+            rows.append({"contact_id": contact_id, "kind": "abandoned", "source": "ami",
+                         "external_id": external_id({**ev, "Event": "Abandoned"}, ()), "at": now,
+                         "data": {"where": where, "queue": queue, "context": ev.get("Context", ""),
+                                  "exten": ev.get("Exten", ""), "priority": ev.get("Priority", "")}})
+        if rows:
+            await _statements(session).timeline.execute(session, rows)
 
     def _screenpop(self, f: Fact, contact_id: int, citizen_id: int | None, kind: str) -> dict[str, Any]:
         ev = f.event

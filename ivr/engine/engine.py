@@ -48,6 +48,7 @@ class Call:
     night_route: str = ""
     callback_id: int | None = None
     said: list[str] = field(default_factory=list)  # lookup answers read out (text)
+    transferring: bool = False  # the queue is chosen, the transfer prompt plays: not in the queue yet
 
 
 class IvrEngine:
@@ -81,6 +82,9 @@ class IvrEngine:
             while node != END:
                 node = await self._node(ch, call, node)
         except ChannelHangup as exc:
+            if call.transferring:
+                await self._lost_in_transfer(call)
+                return call
             if call.result:
                 return call  # hung up during the last prompt: the decision already stands
             call.result = "caller_hangup"
@@ -92,6 +96,21 @@ class IvrEngine:
                     hangup_side="caller", outcome="ivr_hangup"))
                 call.contact_id = call.contact.id
         return call
+
+    async def _lost_in_transfer(self, call: Call) -> None:
+        """The caller hung up after the IVR chose the queue but before the dialplan could queue
+        them: an abandoned call of that queue (it counts in the queue's abandonment figures),
+        lost in the transfer prompt, as the timeline says."""
+        queue = call.queue or ""
+        if call.path[-1:] != [f"queue:{queue}"]:
+            call.path.append(f"queue:{queue}")
+        call.path.append("hangup")
+        call.result = "caller_hangup"
+        log.debug("call %s: caller hung up in the transfer prompt to %s", call.call_id, queue)
+        if call.contact is not None:
+            await self._safe(call, "hang-up", self.writer.abandoned(
+                call.contact, "transfer_prompt", queue, ivr_path=self._path(call)))
+            call.contact_id = call.contact.id
 
     async def _tell_contact(self, ch: Channel, call: Call) -> None:
         """CONTACT_ID for the dialplan (the survey stores its score there), once the contact is
@@ -185,6 +204,7 @@ class IvrEngine:
             finished = self.writer.finish(call.contact, {"result": "queue", "queue": queue},
                                           ivr_path=" > ".join([*call.path, f"queue:{queue}"]), topic=call.topic,
                                           queue=queue, language=call.language)
+        call.transferring = True
         for prompt in [*prompts, "transfer"]:
             await ch.play(self.menus.sound(prompt))
         call.result = "queue"
@@ -331,9 +351,13 @@ class IvrEngine:
             if not phone or queue not in self.queues.queues:
                 return None  # IVR_RESULT stays empty: the dialplan puts the caller back in line
             raw_id = await ch.get_variable("CONTACT_ID")
+            contact_id = int(raw_id) if raw_id.isdigit() else None
+            # No CONTACT_ID (the dialplan's fallback queued the call): the Linkedid finds its contact.
+            call_id = "" if contact_id is not None else (
+                await ch.get_variable("CHANNEL(linkedid)") or ch.env.get("agi_uniqueid", ""))
             language = await ch.get_variable("LANG") or ch.env.get("agi_language", "ko")
-            request_id = await self.writer.callback(int(raw_id) if raw_id.isdigit() else None, phone, queue,
-                                                    language if language in self.menus.languages else "ko")
+            request_id = await self.writer.callback(contact_id, phone, queue,
+                                                    language if language in self.menus.languages else "ko", call_id)
             await ch.set_variable("IVR_RESULT", "hangup")
             await ch.play(self.menus.sound("callback-registered"))
             return request_id

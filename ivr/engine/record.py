@@ -199,6 +199,16 @@ class ContactWriter:
 
         return self.group.submit(_Op("write", handle, write=write))
 
+    def abandoned(self, handle: ContactHandle, where: str, queue: str, **fields: Any) -> asyncio.Future[int | None]:
+        """The caller hung up after the IVR chose ``queue`` and before the queue had them: the
+        contact is an abandoned call of that queue, and its timeline says ``where`` it was lost."""
+        at = datetime.now(UTC)
+        self.group.post(_Op("update", handle, {**fields, "queue": queue, "outcome": "abandoned",
+                                                "hangup_side": "caller", "updated_at": at}))
+        event = {"kind": "abandoned", "source": "ivr", "data": {"where": where, "queue": queue}, "at": at,
+                 "external_id": "ivr:{contact}:abandoned"}
+        return self.group.submit(_Op("event", handle, event))
+
     def _write(self, write: Write[T], contact_id: int | None = None) -> asyncio.Future[T]:
         return self.group.submit(_Op("write", write=write, locks=contact_id))
 
@@ -229,14 +239,24 @@ class ContactWriter:
 
         return await self._write(write, contact_id)
 
-    async def callback(self, contact_id: int | None, phone: str, queue: str, language: str) -> int:
+    async def callback(self, contact_id: int | None, phone: str, queue: str, language: str, call_id: str = "") -> int:
+        """A callback request keeping the caller's place in ``queue``; the call's contact (by id,
+        else by the call's Linkedid) gets the outcome ``callback`` if it has none yet (the caller
+        left the queue to be called back: not an abandoned call)."""
         async def write(session: AsyncSession) -> int:
+            nonlocal contact_id
+            if contact_id is None and call_id:
+                contact_id = (await session.execute(
+                    select(CONTACTS.c.id).where(CONTACTS.c.call_id == call_id))).scalar_one_or_none()
             request = CallbackRequest(contact_id=contact_id, phone=phone, queue=queue, language=language)
             session.add(request)
             await session.flush()
             if contact_id is not None:
+                await session.execute(update(CONTACTS).where(
+                    CONTACTS.c.id == contact_id, or_(CONTACTS.c.outcome.is_(None), CONTACTS.c.outcome == "unobserved"))
+                    .values(outcome="callback", updated_at=datetime.now(UTC)))
                 await records.record_event(session, contact_id, "callback_requested", "ivr",
                                            data={"queue": queue, "callback_id": request.id})
             return request.id
 
-        return await self._write(write)
+        return await self._write(write, contact_id)
