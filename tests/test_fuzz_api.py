@@ -27,7 +27,7 @@ from ivr.context import AppContext
 from ivr.db import Database
 from ivr.web.auth import SessionUser, create_user, encode_session
 
-SECRET_KEY = "fuzz-secret-key-0123456789"
+SECRET_KEY = "fuzz-secret-key-0123456789-abcdefghijklmnop"  # 32+ characters (ivr.site_secrets)
 EXAMPLES = 5
 
 
