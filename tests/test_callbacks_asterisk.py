@@ -1,7 +1,7 @@
 """The callback dialer against a real Asterisk 22 (issue #15 defects 2 and 4): the counsellor
-answers, then the citizen's phone answers 486 Busy Here — the attempt is busy with DialStatus
-BUSY and cause 17, not done — or answers — done; either way on the original contact, with no
-stranger contact.
+answers, then the citizen's side answers 486 Busy Here — the attempt is busy with DialStatus
+BUSY and cause 17, not done —, 503 (congestion, cause 34) or 200 — done; either way on the
+original contact, with no stranger contact.
 
 Runs whenever an ``asterisk`` binary and SIPp are installed (as tests/test_asterisk_real.py,
 whose Asterisk set-up it uses)."""
@@ -43,12 +43,12 @@ pytestmark = [
     pytest.mark.timeout(150),
 ]
 
-BUSY_CITIZEN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+REFUSING_CITIZEN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="citizen is busy">
+<scenario name="citizen's side refuses">
   <recv request="INVITE" crlf="true"/>
   <send><![CDATA[
-      SIP/2.0 486 Busy Here
+      SIP/2.0 {status}
       [last_Via:]
       [last_From:]
       [last_To:];tag=[pid]busy[call_number]
@@ -61,12 +61,13 @@ BUSY_CITIZEN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-@pytest.mark.parametrize(("answers", "expected"), [
-    (False, ("waiting", "busy: DialStatus BUSY, cause 17 (User busy)")),
-    (True, ("done", "answered")),
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("486 Busy Here", ("waiting", "busy: DialStatus BUSY, cause 17 (User busy)")),
+    ("503 Service Unavailable", ("waiting", "congestion: DialStatus CONGESTION, cause 34 (Circuit/channel congestion)")),
+    ("200 OK", ("done", "answered")),
 ])
 async def test_the_citizens_leg_decides_and_the_call_is_the_original_contacts(
-        tmp_path: Path, settings: Settings, answers: bool, expected: tuple[str, str]) -> None:
+        tmp_path: Path, settings: Settings, answer: str, expected: tuple[str, str]) -> None:
     if SIPP is None:
         pytest.fail("SIPp (Debian package sip-tester) is not installed")
     citizen_port = free_port(socket.SOCK_DGRAM)
@@ -90,7 +91,8 @@ async def test_the_citizens_leg_decides_and_the_call_is_the_original_contacts(
             await s.flush()
             request_id, contact_id = request.id, contact.id
         phone = await agent_ready(tmp_path, pbx, extension, secret, talk_ms=30000, timeout=90)
-        scenario = citizen_scenario("01012345678") if answers else BUSY_CITIZEN
+        scenario = (citizen_scenario("01012345678") if answer == "200 OK"
+                    else REFUSING_CITIZEN.replace("{status}", answer))
         citizen = await sipp(tmp_path, "citizen", scenario, pbx, citizen_port, timeout=90)
         bridge = AmiBridge(ctx, metrics_interval=0.5, callbacks=True)
         await bridge.start()
