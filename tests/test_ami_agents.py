@@ -18,6 +18,7 @@ from ivr.config import Settings
 from ivr.db.models import Agent, AgentSkill
 from tests.support.ami_harness import rig, wait_for
 from tests.support.ami_peer import AmiPeer
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,6 +107,7 @@ async def test_app_queue_reload_that_dropped_members_is_repaired(settings: Setti
 async def test_agent_commands_stream(settings: Settings, db_url: str, bus: Bus) -> None:
     async with rig(settings, db_url, bus) as r:
         r.peer.queues |= {"vi", "general-wide"}
+        reports = await bus.subscribe("live.agents")
         await bus.enqueue("agent.commands", {"action": "login", "username": "nguyen.thu"})
         await bus.enqueue("agent.commands", {"action": "pause", "username": "nguyen.thu", "reason": "break"})
         await bus.enqueue("agent.commands", {"action": "dance", "username": "nguyen.thu"})
@@ -114,8 +116,23 @@ async def test_agent_commands_stream(settings: Settings, db_url: str, bus: Bus) 
         await r.settle()
         state = await _state(r, "nguyen.thu")
         assert (state.state, state.reason) == ("paused", "break")
-        await asyncio.sleep(0.02)
-        assert await bus.pending("agent.commands", "ami-bridge") == 0
+        # The command the bridge cannot run is reported to the console, not silently dropped,
+        # and nothing is sent to Asterisk for it.
+        refusal = None
+        while refusal is None:
+            report = await reports.get(timeout=15)
+            assert report is not None, "no report of the refused command"
+            if "error" in report:
+                refusal = report
+        assert refusal == {"username": "nguyen.thu",
+                           "error": "unknown action 'dance' (login|logout|pause|unpause)"}
+        assert not [a for a in r.peer.actions if "dance" in json.dumps(a).lower()]
+        await reports.close()
+
+        async def all_acked() -> bool:
+            return await bus.pending("agent.commands", "ami-bridge") == 0
+
+        await eventually(all_acked, "every command acked")
 
 
 def test_cli_agent_login_and_metrics(tmp_path: Path, sqlite_url: str) -> None:
