@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.engine.menu import MenuSet
+from ivr.languages import Language, Languages, load_languages
 
-VOICES = {"ko": "ko", "en": "en", "vi": "vi", "zh": "cmn-latn-pinyin", "ja": "ja", "mn": "ru"}
-FALLBACKS = {"mn": "no espeak-ng voice for Mongolian: Russian voice reads the Cyrillic text"}
 EXTENSIONS = (".wav", ".ulaw", ".alaw", ".gsm", ".sln", ".g722", ".wav16")
 MANIFEST = ".placeholders.json"
 _PINYIN_DIGITS = {"0": "ling2", "1": "yi1", "2": "er4", "3": "san1", "4": "si4", "5": "wu3", "6": "liu4",
@@ -46,8 +45,16 @@ def pinyin(text: str) -> str:
     return _NUMBER.sub(lambda m: " " + " ".join(_PINYIN_DIGITS[ch] for ch in m[0]) + " ", text).strip()
 
 
-def synth_text(language: str, text: str) -> str:
-    return pinyin(text) if language == "zh" else text
+def _language(language: str, registry: Languages | None) -> Language:
+    found = (registry or load_languages()).get(language)
+    if found is None:
+        raise ValueError(f"language {language!r} is not in languages.yaml")
+    return found
+
+
+def synth_text(language: str, text: str, registry: Languages | None = None) -> str:
+    """What espeak-ng is given: the text, or its pinyin for a voice that reads pinyin."""
+    return pinyin(text) if _language(language, registry).spell == "pinyin" else text
 
 
 @dataclass
@@ -99,8 +106,8 @@ def _manifest(folder: Path) -> dict[str, str]:
         return {}
 
 
-def _digest(language: str, text: str) -> str:
-    return hashlib.sha256(f"{VOICES[language]}\n{text}".encode()).hexdigest()[:16]
+def _digest(language: str, text: str, registry: Languages) -> str:
+    return hashlib.sha256(f"{_language(language, registry).voice}\n{text}".encode()).hexdigest()[:16]
 
 
 def check(menus: MenuSet, sounds_dir: Path) -> Report:
@@ -125,12 +132,13 @@ async def _run(*cmd: str) -> None:
         raise RuntimeError(f"{cmd[0]} failed: {err.decode(errors='replace')[:300]}")
 
 
-async def synthesize_one(language: str, text: str, target: Path) -> None:
+async def synthesize_one(language: str, text: str, target: Path, registry: Languages | None = None) -> None:
     """espeak-ng -> 8 kHz mono 16-bit WAV (sox resamples with a proper filter)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        await _run("espeak-ng", "-v", VOICES[language], "-s", "150", "-w", str(raw), synth_text(language, text))
+        voice = _language(language, registry).voice
+        await _run("espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), synth_text(language, text, registry))
         out = Path(tmp) / "out.wav"
         await _run("sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(out))
         shutil.move(str(out), target)
@@ -143,9 +151,11 @@ async def synthesize(menus: MenuSet, sounds_dir: Path, languages: list[str] | No
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed (apt-get install {tool})")
     report = Report()
-    for lang, why in FALLBACKS.items():
-        if not languages or lang in languages:
-            report.warnings.append(f"{lang}: {why}")
+    registry = menus.registry
+    for lang in menus.languages:
+        note = _language(lang, registry).voice_note
+        if note and (not languages or lang in languages):
+            report.warnings.append(f"{lang}: {note}")
     todo: list[tuple[Needed, Path]] = []
     manifests: dict[Path, dict[str, str]] = {}
     for item in needed(menus, languages):
@@ -155,7 +165,7 @@ async def synthesize(menus: MenuSet, sounds_dir: Path, languages: list[str] | No
         if item.language == "ja" and _KANJI.search(item.text):
             report.warnings.append(f"ja/{item.prompt}: kanji in the text; espeak-ng reads kana only")
         if found is not None and not force:
-            if found.name not in manifest or manifest[found.name] == _digest(item.language, item.text):
+            if found.name not in manifest or manifest[found.name] == _digest(item.language, item.text, registry):
                 report.kept.append(found)  # a recording, or a placeholder of the same text
                 continue
         todo.append((item, base))
@@ -163,8 +173,8 @@ async def synthesize(menus: MenuSet, sounds_dir: Path, languages: list[str] | No
 
     async def one(item: Needed, target: Path) -> None:
         async with gate:
-            await synthesize_one(item.language, item.text, target)
-        manifests[target.parent][target.name] = _digest(item.language, item.text)
+            await synthesize_one(item.language, item.text, target, registry)
+        manifests[target.parent][target.name] = _digest(item.language, item.text, registry)
         report.written.append(target)
 
     await asyncio.gather(*(one(item, target) for item, target in todo))

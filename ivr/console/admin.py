@@ -30,6 +30,7 @@ from ivr.console.http import audit_request, bad, iso, json_body, username
 from ivr.console.models import ConfigChange
 from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
+from ivr.languages import load_languages
 from ivr.queues import NAME, QueueConfig, load_queues
 from ivr.web.auth import requires
 
@@ -37,7 +38,6 @@ log = logging.getLogger("dasan.console.admin")
 ADMINS = ("supervisor",)  # and admin, who may use every route
 PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MENU_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.ya?ml$")
-PROMPT_LANGUAGES = ("ko", "en", "zh", "ja", "vi", "mn")
 LOCK_KEY = web.AppKey("console_admin_lock", asyncio.Lock)
 
 
@@ -192,7 +192,8 @@ async def admin_page(request: web.Request) -> web.Response:
     agents_sha = _sha(_read(editable_files(ctx)["agents"]))
     return render(request, "admin.html", queues=queues, schedules=schedules, problems=problems,
                   agents=agents, agents_sha=agents_sha,
-                  files=list(editable_files(ctx)), history=history, languages=PROMPT_LANGUAGES, iso=iso)
+                  files=list(editable_files(ctx)), history=history,
+                  languages=load_languages(ctx.settings.agi.menus_dir).codes, iso=iso)
 
 
 def _file_key(request: web.Request) -> tuple[str, Path]:
@@ -364,8 +365,9 @@ async def upload_prompt(request: web.Request) -> web.Response:
     name, language, upload = str(form.get("name", "")), str(form.get("language", "")), form.get("file")
     if not PROMPT_NAME.match(name):
         raise bad("name: lower-case letters, digits, '-' and '_' / 영문 소문자·숫자")
-    if language not in PROMPT_LANGUAGES:
-        raise bad(f"language: one of {', '.join(PROMPT_LANGUAGES)}")
+    known = load_languages(ctx.settings.agi.menus_dir).codes
+    if language not in known:
+        raise bad(f"language: one of {', '.join(known)}")
     if not isinstance(upload, web.FileField):
         raise bad("file: attach an audio file / 파일을 첨부하세요")
     target = ctx.settings.asterisk.sounds_dir / language / "dasan" / f"{name}.wav"

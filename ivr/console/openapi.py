@@ -78,7 +78,8 @@ PATHS: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["name", "language", "file"], "properties": {
                 "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
-                "language": {"enum": ["ko", "en", "zh", "ja", "vi", "mn"]},
+                "language": {"type": "string", "pattern": "^[a-z]{2,3}$",
+                             "description": "a caller language of languages.yaml"},
                 "file": {"type": "string", "format": "binary"}}}}}}}},
     "/api/console/recordings": {"get": _op(
         "Find recordings by date, queue, agent, category, satisfaction, transcript words", "findRecordings",

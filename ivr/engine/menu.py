@@ -19,11 +19,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from ivr import yamlfile
+from ivr.languages import Languages, load_languages
 
-LANGUAGES = ("ko", "en", "zh", "ja", "vi", "mn")
 PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,60}$")
 # What reaches Asterisk as a sound name, a variable the dialplan reads or a queue: plain names.
 # A sound folder is a relative path of such names ('..' and absolute paths cannot be written).
@@ -108,7 +108,7 @@ Node = Annotated[MenuNode | QueueNode | AnswerNode | LookupNode, Field(discrimin
 
 
 class MenuSet(_Strict):
-    languages: list[str] = Field(default_factory=lambda: list(LANGUAGES))
+    languages: list[str] = Field(default_factory=lambda: list(load_languages().codes))
     start: str = "main"
     sound_folder: str = Field("dasan", pattern=SOUND_FOLDER)
     timeout_seconds: float = Field(5.0, gt=0)
@@ -118,6 +118,12 @@ class MenuSet(_Strict):
     prompts: dict[str, dict[str, str]]
     night_sms: dict[str, str] = Field(default_factory=dict)  # SMS body per language (night route sms)
     nodes: dict[str, Node]
+    _registry: Languages = PrivateAttr(default_factory=load_languages)
+
+    @property
+    def registry(self) -> Languages:
+        """The language registry these menus were checked against (``ivr.languages``)."""
+        return self._registry
 
     def sound(self, prompt: str) -> str:
         """Asterisk sound name; a one-language prompt is played from that language's folder."""
@@ -143,21 +149,23 @@ ENGINE_PROMPTS = ("invalid", "goodbye", "transfer", "night-closed", "night-callb
 
 def _check(menus: MenuSet, located: yamlfile.Located) -> list[str]:
     problems: list[str] = []
+    known = menus.registry.codes
 
     def err(loc: tuple[str | int, ...], msg: str) -> None:
         problems.append(f"{located.where(loc)}: {'.'.join(map(str, loc))}: {msg}")
 
     for lang in menus.languages:
-        if lang not in LANGUAGES:
-            err(("languages",), f"unknown language {lang!r} (expected some of {', '.join(LANGUAGES)})")
+        if lang not in known:
+            err(("languages",), f"unknown language {lang!r} (expected some of {', '.join(known)}; "
+                                f"languages.yaml lists them)")
         if lang not in menus.queues:
             err(("queues",), f"no queue for language {lang!r}")
     for name, texts in menus.prompts.items():
         if not PROMPT_NAME.match(name):
             err(("prompts", name), "prompt names are lower-case letters, digits, '-' and '_'")
         for lang in texts:  # a one-language prompt is played from that language's folder
-            if lang not in LANGUAGES:
-                err(("prompts", name, lang), f"unknown language {lang!r} (expected one of {', '.join(LANGUAGES)})")
+            if lang not in known:
+                err(("prompts", name, lang), f"unknown language {lang!r} (expected one of {', '.join(known)})")
         if len(texts) == 1 and len(menus.languages) > 1:
             continue  # one-language prompt (e.g. "For English press 1" in the language menu)
         for lang in menus.languages:
@@ -226,6 +234,7 @@ def load_menus(path: Path) -> MenuSet:
         menus = MenuSet.model_validate(located.data)
     except ValidationError as exc:
         raise yamlfile.DataError(_located_errors(exc, located)) from None
+    menus._registry = load_languages(path.parent)  # the registry beside the menu file
     problems = _check(menus, located)
     if problems:
         raise yamlfile.DataError(problems)

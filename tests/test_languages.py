@@ -1,0 +1,99 @@
+"""Caller languages come from one registry (languages.yaml beside the menus).
+
+Adding Russian to the 9 branch, as a site would: one registry entry, the language's texts,
+queue and option in main.yaml, then ``dasan call`` walks it and ``dasan prompts synth`` makes
+its placeholders with the registry's voice. Without the registry entry the menus are refused,
+naming the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ivr.config import Settings
+from ivr.datafolder import DEFAULT_MENUS, seed
+from ivr.engine.menu import load_menus
+from ivr.languages import load_languages
+
+ROOT = Path(__file__).resolve().parent.parent
+RUSSIAN_MAIN_MENU = ("Сеул 120. Транспорт — 1, мусор — 2, соцпомощь — 3, налоги — 4, жалобы — 5, "
+                     "статус заявки — 6. Консультант — 0, другие языки — 9.")
+
+
+def test_the_shipped_menus_use_the_registry_and_espeak_has_its_voices() -> None:
+    registry = load_languages()
+    menus = load_menus(DEFAULT_MENUS / "main.yaml")
+    assert list(menus.languages) == list(registry.codes) == ["ko", "en", "zh", "ja", "vi", "mn"]
+    # espeak-ng -q: synthesize without sound; an unknown voice exits with status 1.
+    missing = {code: lang.voice for code, lang in registry.languages.items()
+               if subprocess.run(["espeak-ng", "-q", "-v", lang.voice, "1"], capture_output=True).returncode}
+    assert not missing, missing
+    assert subprocess.run(["espeak-ng", "-q", "-v", "qqq", "1"], capture_output=True).returncode
+    assert registry.languages["mn"].voice_note  # Mongolian is read by another language's voice, and says so
+
+
+def _dasan(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASAN")}
+    env.update(DASAN__DATA_DIR=str(site / "data"), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "ivr.cli", *args], cwd=site, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _add_russian_to_the_menus(menus_file: Path) -> None:
+    menus = yaml.safe_load(menus_file.read_text(encoding="utf-8"))
+    menus["languages"].append("ru")
+    menus["queues"]["ru"] = "general-wide"
+    menus["night_sms"]["ru"] = "Сеул 120: мы свяжемся с вами в рабочее время."
+    for name, texts in menus["prompts"].items():
+        if len(texts) > 1:  # one-language prompts ("For English press 1") stay as they are
+            texts["ru"] = RUSSIAN_MAIN_MENU if name == "main-menu" else f"(ru) {texts['en']}"
+    menus["prompts"]["lang-ru"] = {"ru": "Для русского языка нажмите 6."}
+    branch = menus["nodes"]["languages"]
+    branch["prompt"].insert(-1, "lang-ru")
+    branch["options"]["6"] = {"goto": "main", "language": "ru"}
+    menus_file.write_text(yaml.safe_dump(menus, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def test_adding_russian_is_a_registry_entry_plus_its_menu_texts(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    settings = Settings(data_dir=site / "data")
+    seed(settings)
+    menus_dir = settings.agi.menus_dir
+    _add_russian_to_the_menus(menus_dir / "main.yaml")
+
+    # The menus name a language the registry does not know: refused, with file and line.
+    refused = _dasan(site, "call", "--lang", "ko", "--digits", "9 6")
+    assert refused.returncode != 0
+    assert "main.yaml:" in refused.stderr + refused.stdout and "unknown language 'ru'" in refused.stderr + refused.stdout
+
+    # One entry in the registry beside the menus.
+    registry = menus_dir / "languages.yaml"
+    registry.write_text(registry.read_text(encoding="utf-8")
+                        + "  ru: {name: Русский, english: Russian, voice: ru}\n", encoding="utf-8")
+    walked = _dasan(site, "call", "--lang", "ko", "--digits", "9 6")
+    assert walked.returncode == 0, walked.stdout + walked.stderr
+    assert "path: main:9 > languages:6" in walked.stdout and "LANG=ru" in walked.stdout, walked.stdout
+    assert RUSSIAN_MAIN_MENU in walked.stdout  # the caller now hears the menu in Russian
+
+    # A Russian caller goes to the queue the menus give the language.
+    queued = _dasan(site, "call", "--lang", "ru", "--digits", "0")
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    assert "QUEUE=general-wide" in queued.stdout, queued.stdout
+
+    # Placeholder prompts for Russian use the registry's voice.
+    sounds = site / "sounds"
+    synth = _dasan(site, "prompts", "synth", "--lang", "ru", "--sounds-dir", str(sounds))
+    # (it exits 1 because the other languages have no prompts in this empty sounds folder)
+    assert "synthesized" in synth.stdout and not synth.stderr, synth.stdout + synth.stderr
+    assert "missing: ru/" not in synth.stdout, synth.stdout
+    written = sorted(p.name for p in (sounds / "ru" / "dasan").glob("*.wav"))
+    assert "main-menu.wav" in written and "lang-ru.wav" in written
+    assert not (sounds / "ko").exists()  # only the language asked for
+    shutil.rmtree(sounds)
