@@ -22,14 +22,15 @@ from bench import report
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "benchmarks.md"
 # Cheap, then expensive; anything else found afterwards in name order.
-ORDER = ["bench_ami", "bench_sms", "bench_fastagi", "bench_transcribe"]
+ORDER = ["bench_ami", "bench_sms", "bench_fastagi", "bench_writers", "bench_transcribe"]
 
 
 HEADER = """\
 How to run: `make bench` (all, under 10 minutes), or `BENCH_ONLY=fastagi,ami .venv/bin/python -m bench`.
 Knobs: `BENCH_QUICK=1` (small sizes), `BENCH_AGI_LEVELS=1,100,1000`, `BENCH_AGI_SECONDS`,
 `BENCH_AGI_PROCESS_SECONDS`, `BENCH_AGI_PACED_CALLS`, `BENCH_AGI_ARRIVAL`, `BENCH_AGI_GRACE`, `BENCH_AGI_REPEAT`, `BENCH_AGI_POSTGRES=0`,
-`BENCH_AMI_CALLS`, `BENCH_AMI_NAIVE_CALLS`, `BENCH_SMS_SECONDS`, `BENCH_SMS_CONCURRENCY=64,256,512`. Code: `bench/`
+`BENCH_AMI_CALLS`, `BENCH_AMI_NAIVE_CALLS`, `BENCH_SMS_SECONDS`, `BENCH_SMS_CONCURRENCY=64,256,512`,
+`BENCH_WRITERS_SECONDS=60`, `BENCH_WRITERS_CONCURRENCY=64`. Code: `bench/`
 (load generators `bench/agi_load.py` and `bench/http_load.py`, peers in `bench/peers/`, measuring in
 `bench/measure.py`). Every server runs in its own process; its memory is read from
 `/proc/<pid>/status` (VmRSS), its CPU time from `/proc/<pid>/stat`; latencies are taken with

@@ -113,8 +113,8 @@ async def test_ivr_and_ami_bridge_write_the_same_contacts_at_once(settings: Sett
         await harness.stop()
     assert harness.server is not None and harness.server.failed == 0
     told: dict[str, int] = {}
-    for line in out.decode().splitlines():
-        result = json.loads(line)
+    for text_line in out.decode().splitlines():
+        result = json.loads(text_line)
         v = result["vars"]
         assert result["ok"] and v["IVR_RESULT"] == "queue" and v["QUEUE"] == "en", result
         told[f"{BASE + result['n']}.{2 * result['n']}"] = int(v["CONTACT_ID"])
