@@ -20,6 +20,7 @@ from ivr.config import Settings
 from ivr.datafolder import DEFAULT_MENUS, seed
 from ivr.engine.menu import load_menus
 from ivr.languages import load_languages
+from ivr.open311 import texts
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSSIAN_MAIN_MENU = ("Сеул 120. Транспорт — 1, мусор — 2, соцпомощь — 3, налоги — 4, жалобы — 5, "
@@ -50,9 +51,9 @@ def _add_russian_to_the_menus(menus_file: Path) -> None:
     menus["languages"].append("ru")
     menus["queues"]["ru"] = "general-wide"
     menus["night_sms"]["ru"] = "Сеул 120: мы свяжемся с вами в рабочее время."
-    for name, texts in menus["prompts"].items():
-        if len(texts) > 1:  # one-language prompts ("For English press 1") stay as they are
-            texts["ru"] = RUSSIAN_MAIN_MENU if name == "main-menu" else f"(ru) {texts['en']}"
+    for name, by_language in menus["prompts"].items():
+        if len(by_language) > 1:  # one-language prompts ("For English press 1") stay as they are
+            by_language["ru"] = RUSSIAN_MAIN_MENU if name == "main-menu" else f"(ru) {by_language['en']}"
     menus["prompts"]["lang-ru"] = {"ru": "Для русского языка нажмите 6."}
     branch = menus["nodes"]["languages"]
     branch["prompt"].insert(-1, "lang-ru")
@@ -97,3 +98,8 @@ def test_adding_russian_is_a_registry_entry_plus_its_menu_texts(tmp_path: Path) 
     assert "main-menu.wav" in written and "lang-ru.wav" in written
     assert not (sounds / "ko").exists()  # only the language asked for
     shutil.rmtree(sounds)
+
+
+def test_every_shipped_language_has_its_sms_texts_and_an_unknown_one_reads_korean() -> None:
+    assert set(texts.LANGUAGES) == set(load_languages().codes)
+    assert texts.lang("ru") == "ko" and texts.lang("mn") == "mn"

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ivr import yamlfile
 
 DEFAULT_PATH = Path(__file__).with_name("services.yaml")
-LANGUAGES = ("ko", "en", "zh", "ja", "vi", "mn")
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-LANGUAGES = ("ko", "en", "zh", "ja", "vi", "mn")
-
 STATUS_WORD = {
     "ko": {"open": "처리 중", "closed": "처리 완료"},
     "en": {"open": "open, being handled", "closed": "closed, completed"},
@@ -14,6 +12,10 @@ STATUS_WORD = {
     "vi": {"open": "đang xử lý", "closed": "đã hoàn tất"},
     "mn": {"open": "шийдвэрлэгдэж байна", "closed": "шийдвэрлэгдсэн"},
 }
+
+# The caller languages (ivr/menus/languages.yaml) these texts are written in; another one
+# reads Korean until its texts are added here.
+LANGUAGES = tuple(STATUS_WORD)
 
 RECEIVED = {
     "ko": "[{site}] {service} 접수되었습니다. 접수번호 {id}. 처리 상황은 전화로 접수번호를 눌러 확인하실 수 있습니다.",
