@@ -12,6 +12,7 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,9 @@ def _env(settings: Settings, tmp_path: Path, **extra: str) -> dict[str, str]:
             "DASAN__AGI__PORT": "0", "DASAN__SPEECH__ENABLED": "false", "DASAN_CONFIG": "/dev/null", **extra}
 
 
-def _rows(db_file: Path, sql: str) -> list[tuple[Any, ...]]:
+def _rows(db_file: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db_file, timeout=10) as conn:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, params).fetchall()
 
 
 def _complete(db_file: Path) -> set[str]:
@@ -73,7 +74,13 @@ async def test_kill9_ami_bridge_during_500_calls(settings: Settings, tmp_path: P
         # Calls 200-299 are under way when the bridge is killed; what Asterisk sends meanwhile
         # is never delivered (AMI keeps no backlog for a client that is gone).
         middle = asyncio.create_task(peer.play(calls(200, 100)))
-        await asyncio.sleep(0.05)
+        middle_ids = [call_id(n) for n in range(200, 300)]
+
+        def middle_begun() -> bool:  # the bridge has written the first of them: it is under way
+            marks = ",".join("?" * len(middle_ids))
+            return bool(_rows(db_file, f"SELECT 1 FROM contacts WHERE call_id IN ({marks})", middle_ids))
+
+        await _until(middle_begun, 30, "the middle calls reaching the database")
         bridge.kill9()
         await middle
 
@@ -82,7 +89,9 @@ async def test_kill9_ami_bridge_during_500_calls(settings: Settings, tmp_path: P
         await peer.play(calls(300, CALLS - 300))
         last = {call_id(n) for n in range(300, CALLS)}
         await _until(lambda: last <= _complete(db_file), 30, "the calls after the restart committed")
-        await asyncio.sleep(1.0)  # the resync's closing of cut calls, if still running
+        # The resync after the restart closes the calls the kill cut (they hung up meanwhile).
+        await _until(lambda: not _rows(db_file, "SELECT call_id FROM contacts WHERE ended_at IS NULL"), 30,
+                     "the resync closing the calls cut by the kill")
 
         rows = _rows(db_file, "SELECT call_id, count(*) FROM contacts GROUP BY call_id")
         per_call = {row[0]: row[1] for row in rows}
@@ -198,7 +207,6 @@ async def test_kill9_transcription_worker_mid_jobs(settings: Settings, tmp_path:
     try:
         await asyncio.to_thread(worker.start)
         await _until(lambda: running() >= 1, 20, "a transcription under way")
-        await asyncio.sleep(1.0)
         worker.kill9()
         assert done() < count, "all were done before the kill: nothing was tested"
         assert running() == 1, "the killed job is left 'running' in the database"
