@@ -42,7 +42,8 @@ PATHS: dict[str, Any] = {
     "/api/console/agent/state": {
         "get": _op("My queue state as the AMI bridge last recorded it", "getAgentState", AGENT),
         "post": _op("Ask the AMI bridge to log me in/out or pause/unpause (agent.commands job)",
-                    "postAgentState", AGENT, ok="202", extra={"400": "unknown action"},
+                    "postAgentState", AGENT, ok="202",
+                    extra={"400": "unknown action, or a reason with a line break (it would reach AMI)"},
                     body={"type": "object", "required": ["action"], "properties": {
                         "action": {"enum": ["login", "logout", "pause", "unpause"]},
                         "reason": {"type": "string", "maxLength": 200}}})},
