@@ -46,7 +46,7 @@ PATHS: dict[str, Any] = {
                     extra={"400": "unknown action, or a reason with a line break (it would reach AMI)"},
                     body={"type": "object", "required": ["action"], "properties": {
                         "action": {"enum": ["login", "logout", "pause", "unpause"]},
-                        "reason": {"type": "string", "maxLength": 200}}})},
+                        "reason": {"type": "string", "maxLength": 200, "pattern": "^[^\\r\\n\\x00]*$"}}})},
     "/api/console/contacts/{id}": {"get": _op(
         "Screen-pop: a contact, its citizen and their earlier inquiries", "getConsoleContact", AGENT, [ID],
         extra={"404": "no such contact"})},
