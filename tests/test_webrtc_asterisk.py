@@ -36,7 +36,8 @@ from sqlalchemy import select
 from ivr import services
 from ivr.config import Settings
 from ivr.context import AppContext
-from ivr.db.models import Agent, Contact, User
+from ivr.db.models import Agent, AuditLog, Contact, Recording, User
+from ivr.recordings.store import sha256_file
 from ivr.web.app import create_app
 from ivr.web.auth import hash_password
 from ivr.webrtc.asterisk_push import push_credential
@@ -171,6 +172,8 @@ async def stack(settings: Settings, tmp_path: Path, prompts: Path) -> AsyncItera
         async with ctx.db.transaction() as session:
             session.add(User(username="park.soyeon", display_name="박소연", password_hash=hash_password(PASSWORD),
                              role="agent", language="en"))
+            session.add(User(username="review1", display_name="review1", password_hash=hash_password(PASSWORD),
+                             role="reviewer", language="en"))
         await ivr.start()
         await bridge.start()
         await runner.setup()
@@ -247,6 +250,8 @@ async def contact_of(ctx: AppContext, channel: str) -> Contact | None:
 async def test_sign_language_video_call_citizen_to_agent_browser(stack: Stack) -> None:
     s = stack
     agent = await agent_ready(s)
+    uploads: list[tuple[int, str]] = []
+    agent.on("response", lambda r: uploads.append((r.status, r.url)) if "/video/" in r.url else None)
     credentials: list[dict[str, Any]] = []
     citizen = await citizen_page(s, credentials)
     await citizen.click("#btn-video")
@@ -276,6 +281,35 @@ async def test_sign_language_video_call_citizen_to_agent_browser(stack: Stack) -
     async with s.ctx.db.session() as session:
         agent_row = await session.get(Agent, row.agent_id)
     assert agent_row is not None and agent_row.username == "park.soyeon"
+
+    # the agent's browser recorded the sign-language video and filed it with its checksum
+    await agent.wait_for_selector("#softphone-card[data-recording]")
+    recorded = await agent.get_attribute("#softphone-card", "data-recording")
+    assert recorded is not None and recorded.isdigit(), (recorded, await agent.inner_text("#sp-note"), uploads)
+    rec_id = int(recorded)
+    async with s.ctx.db.session() as session:
+        rec = await session.get(Recording, rec_id)
+        audited = (await session.execute(select(AuditLog).where(AuditLog.action == "video_recorded"))).scalar_one()
+    assert rec is not None and rec.contact_id == row.id and rec.format == "webm" and rec.integrity == "ok"
+    video_file = s.ctx.settings.recordings.dir / rec.path
+    assert rec.sha256 == await asyncio.to_thread(sha256_file, video_file)
+    assert audited.target == f"recording:{rec_id}" and audited.actor == "park.soyeon"
+    streams = await asyncio.to_thread(_probe_streams, video_file)
+    assert {"codec_type": "video", "width": 640, "height": 480} in streams, streams
+    assert any(st["codec_type"] == "audio" for st in streams), streams
+    # the reviewer's player shows it as a video
+    player = await new_page(s, {"width": 1280, "height": 900})
+    await player.goto(f"{s.url}/login?next=/console/reviewer/recordings/{rec_id}")
+    await player.fill("input[name=username]", "review1")
+    await player.fill("input[name=password]", PASSWORD)
+    await player.click("button[type=submit]")
+    await player.wait_for_url(f"{s.url}/console/reviewer/recordings/{rec_id}")
+    await player.wait_for_selector("video#audio")
+    size = await player.eval_on_selector("video#audio", """v => new Promise((resolve) => {
+        const done = () => resolve([v.videoWidth, v.videoHeight]);
+        if (v.readyState >= 1) done(); else v.addEventListener('loadedmetadata', done);
+    })""")
+    assert size == [640, 480]
 
     # the credential was good for one call: the same password cannot start another
     assert len(credentials) == 1
@@ -376,3 +410,11 @@ async def test_browser_voice_call_with_keypad_reaches_a_language_queue(stack: St
     await agent.wait_for_selector("#sp-state[data-state=sp_registered]")
     row = await wait_until(lambda: contact_of(s.ctx, "web_voice"), "the web_voice contact with its agent")
     assert row.queue == "ja" and row.language == "ja" and row.citizen_id is None
+
+
+def _probe_streams(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,width,height", "-of", "json",
+                          str(path)], capture_output=True, text=True, check=True).stdout
+    return [{k: v for k, v in st.items() if k in ("codec_type", "width", "height")} for st in json.loads(out)["streams"]]

@@ -179,6 +179,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "send_dtmf": ("보내기", "Send"),
     "transfer_to_queue": ("큐로 돌려주기", "Transfer to queue"),
     "transfer": ("돌려주기", "Transfer"),
+    "sp_recorded": ("영상 녹화 저장됨", "video recording saved"),
+    "sp_not_recorded": ("영상 녹화를 저장하지 못했습니다.", "The video recording could not be saved."),
 }
 
 

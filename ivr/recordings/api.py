@@ -24,7 +24,8 @@ from ivr.web.params import MAX_DB_ID, path_id, query_int
 READERS = ("reviewer", "supervisor")
 MAX_LIMIT = 500
 CONTENT_TYPES = {".wav": "audio/wav", ".ulaw": "audio/basic", ".ul": "audio/basic", ".pcm": "audio/basic",
-                 ".alaw": "audio/x-alaw-basic", ".al": "audio/x-alaw-basic"}
+                 ".alaw": "audio/x-alaw-basic", ".al": "audio/x-alaw-basic",
+                 ".webm": "video/webm"}  # sign-language video recorded by the console (ivr.webrtc)
 STATUSES = ("pending", "running", "done", "failed", "no_model")
 
 

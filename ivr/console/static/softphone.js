@@ -5,7 +5,7 @@
 (function () {
   const T = JSON.parse(document.getElementById("texts").textContent);
   const $ = (id) => document.getElementById(id);
-  const sp = {ua: null, session: null, config: null, stream: null};
+  const sp = {ua: null, session: null, config: null, stream: null, recording: null};
   window.dasanSoftphone = sp; // the tests' getStats() probes read sp.session.connection
 
   function state(key) {
@@ -26,7 +26,78 @@
     });
   }
 
+  // -- recording the sign-language video for review (MixMonitor keeps audio only) ----------
+  // The citizen's picture with both voices mixed, as WebM, uploaded in chunks during the call
+  // and checked against its SHA-256 at the end (ivr/webrtc/video_recording.py).
+  function csrf() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  function contactId() {
+    const field = document.getElementById("record-contact");
+    return field && field.value ? field.value : null;
+  }
+
+  function startRecording(session) {
+    const pc = session.connection;
+    const video = pc.getReceivers().map((r) => r.track).find((t) => t && t.kind === "video");
+    if (!video || !window.MediaRecorder || sp.recording) return;
+    const audio = new AudioContext();
+    const mix = audio.createMediaStreamDestination();
+    const remoteAudio = pc.getReceivers().map((r) => r.track).filter((t) => t && t.kind === "audio");
+    for (const track of [...remoteAudio, ...(sp.stream ? sp.stream.getAudioTracks() : [])]) {
+      audio.createMediaStreamSource(new MediaStream([track])).connect(mix);
+    }
+    const recorder = new MediaRecorder(new MediaStream([video, ...mix.stream.getAudioTracks()]),
+                                       {mimeType: "video/webm", videoBitsPerSecond: 600000});
+    const rec = {recorder, audio, chunks: [], seq: 0, uploads: Promise.resolve(), started: Date.now(), failed: false};
+    recorder.ondataavailable = (ev) => {
+      if (!ev.data || ev.data.size === 0) return;
+      rec.chunks.push(ev.data);
+      const blob = ev.data;
+      rec.uploads = rec.uploads.then(async () => {
+        const id = contactId();
+        if (!id || rec.failed) { rec.pending = (rec.pending || []).concat([blob]); return; }
+        for (const part of (rec.pending || []).concat([blob])) {
+          const r = await fetch(`/api/console/contacts/${id}/video/chunks?seq=${rec.seq}`, {
+            method: "POST", body: part, headers: {"Content-Type": "video/webm", "X-CSRF-Token": csrf()}});
+          if (!r.ok) { rec.failed = true; return; }
+          rec.seq += 1;
+        }
+        rec.pending = [];
+      });
+    };
+    recorder.start(2000);
+    sp.recording = rec;
+  }
+
+  async function stopRecording() {
+    const rec = sp.recording;
+    sp.recording = null;
+    if (!rec) return;
+    await new Promise((resolve) => {
+      if (rec.recorder.state === "inactive") { resolve(); return; } // stopped with its tracks
+      rec.recorder.onstop = resolve;
+      rec.recorder.stop();
+    });
+    rec.audio.close();
+    await rec.uploads;
+    const id = contactId();
+    if (!id || rec.failed || rec.seq === 0) { $("sp-note").textContent = T.sp_not_recorded; return; }
+    const whole = await new Blob(rec.chunks).arrayBuffer();
+    const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", whole)))
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const r = await fetch(`/api/console/contacts/${id}/video/finish`, {
+      method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf()},
+      body: JSON.stringify({sha256: digest, seconds: (Date.now() - rec.started) / 1000})});
+    const body = await r.json().catch(() => ({}));
+    $("sp-note").textContent = r.ok ? `${T.sp_recorded} #${body.recording_id}` : T.sp_not_recorded;
+    $("softphone-card").dataset.recording = r.ok ? String(body.recording_id) : "failed";
+  }
+
   function finished() {
+    stopRecording().catch(() => { $("sp-note").textContent = T.sp_not_recorded; });
     if (sp.stream) sp.stream.getTracks().forEach((t) => t.stop());
     sp.stream = null;
     sp.session = null;
@@ -47,7 +118,11 @@
     state("sp_ringing");
     controls(false, true);
     session.on("peerconnection", (e) => attach(e.peerconnection));
-    session.on("confirmed", () => { state("sp_in_call"); controls(true, false); });
+    session.on("confirmed", () => {
+      state("sp_in_call");
+      controls(true, false);
+      try { startRecording(session); } catch (err) { $("sp-note").textContent = T.sp_not_recorded; }
+    });
     session.on("hold", () => state("sp_on_hold"));
     session.on("unhold", () => state("sp_in_call"));
     session.on("ended", finished);
