@@ -20,6 +20,7 @@ from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.models import Contact, ContactEvent
 from tests.support.ami_harness import rig
+from tests.support.waiting import eventually
 
 
 async def _ended(db: Database) -> int:
@@ -37,7 +38,7 @@ async def test_postgres_restart_loses_no_record(settings: Settings, caplog: pyte
             await r.settle()
             await asyncio.to_thread(server.stop, "fast")
             await r.peer.play(calls(110, 10))  # events while the database is down
-            await asyncio.sleep(1.0)
+            await eventually(lambda: "AMI batch failed" in caplog.text, "the bridge meeting the outage", 30)
             await asyncio.to_thread(server.start)
             await r.peer.play(calls(120, 5))
             deadline = time.monotonic() + 30

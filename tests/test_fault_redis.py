@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 from test_fault_kit import own_redis
 
@@ -20,6 +21,7 @@ from ivr.bus.redis import RedisBus
 from ivr.config import Settings
 from ivr.db.models import Contact
 from tests.support.ami_harness import capture_chunks, rig
+from tests.support.waiting import eventually
 
 
 def calls(first: int, count: int) -> list[bytes]:
@@ -30,7 +32,8 @@ def calls(first: int, count: int) -> list[bytes]:
     return out
 
 
-async def test_redis_restart_loses_no_record_and_no_transcription_job(settings: Settings, sqlite_url: str) -> None:
+async def test_redis_restart_loses_no_record_and_no_transcription_job(
+        settings: Settings, sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
     with own_redis() as server:
         bus = RedisBus(server.url, f"fault-{uuid.uuid4().hex[:8]}")
         await bus.start()
@@ -40,7 +43,7 @@ async def test_redis_restart_loses_no_record_and_no_transcription_job(settings: 
                 await r.settle()
                 server.stop()  # Redis goes away; calls go on
                 await r.peer.play(calls(10, 10))
-                await asyncio.sleep(1.0)
+                await eventually(lambda: "not published" in caplog.text, "the bridge meeting the outage", 30)
                 server.start()  # back, with its append-only file
                 await r.peer.play(calls(20, 5))  # and calls after the outage
                 ended = 0
