@@ -22,6 +22,7 @@ import pytest
 from ivr.agi.wire import parse_args
 from ivr.ami.agents import AgentCommandError
 from ivr.ami.connection import AmiConnection
+from ivr.ami.models import AgentState
 from ivr.ami.service import AmiBridge
 from ivr.ami.wire import UnsafeAmiValue
 from ivr.asterisk.apply import AmiSession
@@ -125,6 +126,21 @@ async def test_agent_job_with_line_breaks_sends_nothing_and_the_bridge_goes_on(s
             await r.bridge.control.pause("nguyen.thu", "a\r\nAction: Command\r\nCommand: core stop now")
     assert _dangerous(r.peer.actions) == []
     assert all("\n" not in v and "\r" not in v for a in r.peer.actions for v in a.values())
+
+
+async def test_a_stored_reason_with_line_breaks_does_not_stop_a_restore(settings: Settings, sqlite_url: str) -> None:
+    """A pause reason stored before reasons were checked: the member is re-added, the reason one line."""
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        async with r.ctx.db.transaction() as session:
+            state = await session.get(AgentState, "nguyen.thu")
+            assert state is not None
+            state.logged_in, state.paused, state.reason = True, True, "old\r\nAction: DBPut\x00"
+        done = await r.bridge.control.restore()
+    assert [d for d in done if d.startswith("nguyen.thu: re-added")], done
+    adds = [a for a in r.peer.actions if a.get("Action") == "QueueAdd"]
+    assert adds and all(a.get("Reason") == "old Action: DBPut" and a.get("Paused") == "true" for a in adds), adds
+    assert _dangerous(r.peer.actions) == []
 
 
 async def test_every_ami_session_refuses_line_breaks_in_any_header(settings: Settings) -> None:

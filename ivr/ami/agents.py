@@ -35,6 +35,12 @@ class AgentCommandError(Exception):
     """A command that cannot run (unknown agent, Asterisk refused, not connected)."""
 
 
+def _one_line(reason: str | None) -> str | None:
+    """A stored reason as one line: rows written before reasons were checked must not stop a
+    restore (the AMI wire refuses line breaks; new reasons are refused when asked for)."""
+    return " ".join(reason.replace("\x00", " ").split()) if reason else reason
+
+
 async def sync_agents(db: Database, qconf: QueueConfig) -> None:
     """Copy agents.yaml into agents / skills / agent_skills and make a state row per agent."""
     async with db.transaction() as session:
@@ -191,13 +197,13 @@ class AgentControl:
                 member = have.get(queue)
                 try:
                     if member is None:
-                        await self._add(a, queue, paused=wish.paused, reason=wish.reason)
+                        await self._add(a, queue, paused=wish.paused, reason=_one_line(wish.reason))
                         done.append(f"{a.username}: re-added to {queue}")
                     elif (member.get("Paused") == "1") != wish.paused:
                         action = {"Action": "QueuePause", "Queue": queue, "Interface": f"PJSIP/{a.extension}",
                                   "Paused": "true" if wish.paused else "false"}
                         if wish.paused and wish.reason:
-                            action["Reason"] = wish.reason
+                            action["Reason"] = _one_line(wish.reason) or ""
                         await self._action(action)
                         done.append(f"{a.username}: pause={wish.paused} in {queue}")
                 except (AgentCommandError, AmiError) as exc:
