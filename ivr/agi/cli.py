@@ -18,6 +18,7 @@ def _call(args: argparse.Namespace) -> int:
 
 
 async def _call_async(args: argparse.Namespace) -> int:
+    from ivr import sitetime
     from ivr.agi.caller import ScriptedCaller
     from ivr.agi.server import FastAgiServer
     from ivr.bus import MemoryBus
@@ -28,6 +29,7 @@ async def _call_async(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     tz = ZoneInfo(settings.timezone)
+    sitetime.use(settings.timezone)  # --record writes tracking numbers with the site's day
     at = datetime.fromisoformat(args.at).replace(tzinfo=tz) if args.at else None
     with tempfile.TemporaryDirectory() as tmp:
         # A test call writes to a throwaway database unless --record asks for the real one.
