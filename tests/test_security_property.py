@@ -4,7 +4,8 @@ Arbitrary text (with CR, LF, NUL, quotes, ``${``, ``$[``, ``]``, ``;`` mixed in)
 user field that reaches Asterisk and through the real encoders and the real renderer:
 
 - a pause reason and an Originate value over a real AMI socket to an AMI peer;
-- AGI arguments (sound names, variable values, prompts) over a real FastAGI socket;
+- AGI arguments (sound names, variable values, prompts) over a real FastAGI socket, and a menu's
+  sound folder through the IVR engine;
 - queue, agent and menu fields into the rendered configuration files.
 
 Either the value is refused with the clear error (``UnsafeAmiValue``, ``UnsafeAgiValue``, a
@@ -35,11 +36,14 @@ from ivr.agi.wire import UnsafeAgiValue, agi_arg, parse_args
 from ivr.ami.connection import AmiConnection
 from ivr.ami.wire import UnsafeAmiValue
 from ivr.asterisk.render import RenderError, render
+from ivr.bus import MemoryBus
 from ivr.config import Settings
+from ivr.db import Database
 from ivr.engine.channel import Channel
 from ivr.queues import QueueConfig
 from ivr.yamlfile import DataError
 from tests.support.ami_peer import AmiPeer
+from tests.support.ivr_harness import IvrHarness
 
 # Text with the characters that matter over-represented; no lone surrogates (not UTF-8 at all).
 SPECIAL = ["\r", "\n", "\r\n", "\x00", '"', "\\", "${", "$[", "]", "[", ";", "(!)", ",", ")", " ", "\t", ": ",
@@ -164,6 +168,39 @@ def test_agi_commands_over_fastagi_keep_their_arguments() -> None:
         run()
     finally:
         loop.run_until_complete(server.stop())
+        loop.close()
+
+
+KNOWN_VERBS = {("ANSWER",), ("STREAM", "FILE"), ("GET", "DATA"), ("SET", "VARIABLE"), ("GET", "VARIABLE"),
+               ("GET", "FULL"), ("WAIT", "FOR"), ("CHANNEL", "STATUS"), ("VERBOSE",), ("HANGUP",), ("SAY", "DIGITS"),
+               ("SAY", "ALPHA")}
+
+
+def test_menu_sound_folder_through_the_engine_never_adds_an_agi_command(sqlite_url: str) -> None:
+    """Even a sound folder that got past the menu loader: every command the IVR sends is one
+    known command, and each sound is read back by Asterisk's parser as <folder>/<prompt>."""
+    loop = asyncio.new_event_loop()
+    db = Database(sqlite_url)
+    ivr = loop.run_until_complete(IvrHarness(db, MemoryBus()).start())
+
+    @hsettings(max_examples=60, deadline=None)
+    @given(TEXT)
+    def run(folder: str) -> None:
+        ivr.engine.menus.sound_folder = folder
+        log = loop.run_until_complete(ivr.dial("1"))
+        for command in log.commands:
+            args = parse_args(command)
+            assert (tuple(args[:1]) in KNOWN_VERBS or tuple(args[:2]) in KNOWN_VERBS), command
+            if tuple(args[:2]) in (("STREAM", "FILE"), ("GET", "DATA")) and args[2] != "silence/1":
+                assert args[2].startswith(f"{folder}/") or f"/{folder}/" in args[2], (folder, command)
+        if UNSAFE.search(folder):
+            assert not [c for c in log.commands if c.startswith(("STREAM FILE", "GET DATA"))]
+
+    try:
+        run()
+    finally:
+        loop.run_until_complete(ivr.stop())
+        loop.run_until_complete(db.dispose())
         loop.close()
 
 
