@@ -352,7 +352,8 @@ async def test_open311_redelivery_after_the_commit_sends_one_notice(redis_ctx: A
     await consumer.start()
     try:
         await _until(lambda: len(failed) == 2, 20, "the failed enqueue and the lost XACK")
-        await asyncio.sleep(0.2)
+        await _until(lambda: _rows(db_file, "SELECT count(*) FROM open311_requests")[0][0] == 2, 20,
+                     "both requests committed")
     finally:
         await consumer.stop()
     assert _rows(db_file, "SELECT count(*) FROM open311_requests")[0][0] == 2, "both committed"
