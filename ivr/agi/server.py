@@ -17,6 +17,7 @@ from typing import Any
 
 from ivr.agi.channel import AgiChannel
 from ivr.agi.protocol import AgiError, AgiStream, Watchdog
+from ivr.agi.wire import agi_arg
 from ivr.context import AppContext
 from ivr.engine.channel import ChannelHangup
 
@@ -70,7 +71,7 @@ class FastAgiServer:
             if handler is None:
                 log.warning("no AGI route %r (request %s)", script, env.get("agi_request"))
                 with contextlib.suppress(AgiError):
-                    await stream.command(f'VERBOSE "dasan: no AGI route {script}" 1')
+                    await stream.command(f"VERBOSE {agi_arg(f'dasan: no AGI route {script}')} 1")
                 return
             self.served += 1
             await handler(AgiChannel(stream))
