@@ -39,17 +39,18 @@ async def stack(settings: Settings, db_url: str) -> AsyncIterator[tuple[IvrHarne
         await harness.db.dispose()
 
 
-def _channel(linkedid: str, context: str, priority: str) -> dict[str, str]:
-    """The caller's channel as Asterisk 22's channel events describe it (answered capture)."""
+def _channel(linkedid: str, context: str, priority: str, connected: str = "<unknown>") -> dict[str, str]:
+    """The caller's channel as Asterisk 22's channel events describe it (answered capture: once
+    bridged to a counsellor, the connected line is theirs)."""
     return {"Channel": f"PJSIP/caller-{linkedid.replace('.', '')[-8:]}", "ChannelState": "6",
             "ChannelStateDesc": "Up", "CallerIDNum": "01012345678", "CallerIDName": "01012345678",
-            "ConnectedLineNum": "<unknown>", "ConnectedLineName": "<unknown>", "Language": "ko",
+            "ConnectedLineNum": connected, "ConnectedLineName": "<unknown>", "Language": "ko",
             "AccountCode": "", "Context": context, "Exten": "s", "Priority": priority,
             "Uniqueid": linkedid, "Linkedid": linkedid}
 
 
-async def _hang_up(r: Rig, linkedid: str, context: str, priority: str) -> None:
-    chan = _channel(linkedid, context, priority)
+async def _hang_up(r: Rig, linkedid: str, context: str, priority: str, connected: str = "<unknown>") -> None:
+    chan = _channel(linkedid, context, priority, connected)
     await r.peer.emit({"Event": "HangupRequest", "Privilege": "call,all", **chan, "Cause": "16"})
     await r.peer.emit({"Event": "Hangup", "Privilege": "call,all", **chan, "Cause": "16",
                        "Cause-txt": "Normal Clearing"})
@@ -120,6 +121,12 @@ async def test_a_caller_answered_or_called_back_is_not_abandoned(stack: tuple[Iv
     await _hang_up(r, "1796300000.3", "dasan-queue", "17")
     row, events = await _record(ivr.db, "1796300000.3")
     assert row.outcome == "answered" and not [e for e in events if e[0] == "abandoned"]
+    # The same, with the bridge away during the queue: only the hang-up in the survey is heard,
+    # the counsellor as the channel's connected line.
+    await ivr.dial("3", linkedid="1796300000.6")
+    await _hang_up(r, "1796300000.6", "dasan-queue", "17", connected="120")
+    row, events = await _record(ivr.db, "1796300000.6")
+    assert row.outcome != "abandoned" and not [e for e in events if e[0] == "abandoned"]
     # Left the queue to be called back (the callback route), then hung up in the callback offer.
     log = await ivr.dial("3", linkedid="1796300000.5", callerid="01055556666")
     log = await ivr.dial("", route="callback", linkedid="1796300000.5", callerid="01055556666",

@@ -577,7 +577,10 @@ class Ingester:
         the callers it loses itself (the transfer prompt)."""
         lost = {cid: (f, *LOST_AT[context]) for f, cid in gone
                 if (context := f.event.get("Context", "")) in LOST_AT
-                and updates.ops.get(cid, {}).get("outcome", ("first",))[0] == "first"}
+                and updates.ops.get(cid, {}).get("outcome", ("first",))[0] == "first"
+                # a channel bridged to a counsellor shows them as its connected line (the survey
+                # after an answered call is in dasan-queue too, even if the bridge missed the queue)
+                and not (LOST_AT[context][1] and f.event.get("ConnectedLineNum", "") not in ("", "<unknown>"))}
         if not lost:
             return
         table: Any = Contact.__table__
