@@ -356,17 +356,19 @@ class Soak:
         # The agent hung up: the survey (the IVR's route; the dialplan's own reading if it cannot).
         score = rnd.randint(1, 5)
         record.survey = score
-        surveyed = False
+        surveyed, pressed = False, ""
         try:
             survey = ScriptedCaller(str(score), route="survey", linkedid=call_id, then="timeout",
                                     variables={"CONTACT_ID": contact_id} if contact_id else None)
             log = await survey.call("127.0.0.1", self.agi_port, timeout=30)
-            surveyed = log.variables.get("IVR_RESULT") == "hangup"
+            surveyed, pressed = log.variables.get("IVR_RESULT") == "hangup", log.variables.get("SURVEY_SCORE", "")
         except (OSError, TimeoutError):
             pass
-        if not surveyed:
-            await self.peer.play([_user_event("DasanSurvey", call_id, n, Score=str(score), ContactId=contact_id)])
+        if not surveyed:  # the dialplan reads the digit itself
+            pressed = str(score)
             record.outcome += " survey-by-dialplan"
+        if pressed:  # the dialplan hands the digit to the AMI bridge as well
+            await self.peer.play([_user_event("DasanSurvey", call_id, n, Score=pressed, ContactId=contact_id)])
         end = retarget(self.templates.answered_end, ids)
         if fallback:
             end = [c.replace(b"UserField: \r\n", b"UserField: fallback\r\n") for c in end]
@@ -561,7 +563,9 @@ class Soak:
                            ("requests doubled", requests_doubled), ("requests nobody confirmed", requests_unasked),
                            ("reports never asked", sorted(t.reports_unasked))):
             if bad:
-                failures.append(f"{label}: {len(bad)} (e.g. {list(bad)[:3]})")
+                seen = {c.call_id: f"{c.path or c.kind}: {c.outcome}" for c in t.calls}
+                examples = [f"{b} ({seen[b]})" if b in seen else str(b) for b in list(bad)[:3]]
+                failures.append(f"{label}: {len(bad)} (e.g. {', '.join(examples)})")
         if stray:
             failures.append(f"contacts of no call: {stray}")
         if chat_lost or chat_doubled:

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ivr.bus import Bus
@@ -93,7 +93,7 @@ class IvrEngine:
             if call.contact is not None:
                 await self._safe(call, "hang-up", self.writer.finish(
                     call.contact, {"result": "caller_hangup"}, ivr_path=self._path(call),
-                    hangup_side="caller", outcome="ivr_hangup"))
+                    hangup_side="caller", outcome="ivr_hangup", ended_at=datetime.now(UTC)))  # the call's end
                 call.contact_id = call.contact.id
         return call
 
@@ -329,6 +329,10 @@ class IvrEngine:
                 digit = await ch.read_digits(self.menus.sound("survey-question"), self.menus.timeout_seconds, 1)
                 if digit and digit in "12345":
                     score = int(digit)
+                    # The dialplan hands it to the AMI bridge too (UserEvent DasanSurvey): a
+                    # score our store misses (the contact not written yet, the IVR killed now)
+                    # is still kept.
+                    await ch.set_variable("SURVEY_SCORE", digit)
                     if not await self.writer.satisfaction(contact_id, score, call_id):
                         log.warning("survey score %s for unknown contact %r", score, raw_id)
                     await ch.play(self.menus.sound("survey-thanks"))
