@@ -15,7 +15,7 @@ from ivr.ami.ingest import Ingester
 from ivr.ami.models import LiveCall
 from ivr.bus import MemoryBus
 from ivr.config import Settings
-from ivr.db.models import CallbackRequest, Channel, Contact, ContactEvent
+from ivr.db.models import CallbackRequest, Channel, Citizen, Contact, ContactEvent
 from ivr.queues import CallbackPolicy, QueueConfig, load_queues
 from ivr.records import get_or_create_citizen, open_contact
 from tests.support.ami_harness import Rig, capture_chunks, index_of, rig
@@ -123,6 +123,9 @@ async def test_callback_waits_its_turn_then_retries_until_the_citizen_answers(se
             pops.append(pop)
         connected = [p for p in pops if p["event"] == "connected"]
         assert connected and all((p["contact_id"], p["citizen_id"]) == (contact_id, citizen_id) for p in connected)
+        async with r.ctx.db.session() as s:
+            citizen = await s.get(Citizen, citizen_id)
+        assert citizen is not None and {p["caller"] for p in pops} == {citizen.identity}  # not the caller id "120"
         await screenpops.close()
         assert await dialer.tick() == []
 

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ivr import sitetime
 from ivr.ami.models import AgentState, LiveCall
 from ivr.db.json_insert import JsonInsert
-from ivr.db.models import Agent, Channel, Contact, ContactEvent, Recording
+from ivr.db.models import Agent, Channel, Citizen, Contact, ContactEvent, Recording
 from ivr.records import NewCall, ensure_call_contacts, insert_for, lock_contacts, normalize_phone
 from ivr.webrtc.slots import contact_channel
 
@@ -345,6 +345,7 @@ class Ingester:
         self.recorded: set[str] = set()  # uniqueids with MixMonitorStart
         self.wrapup_seconds = wrapup_seconds or {}
         self.callback_legs: dict[str, tuple[int, int | None]] = {}  # callback Linkedid -> (contact, citizen)
+        self.leg_callers: dict[str, str] = {}  # callback Linkedid -> the citizen's phone
         self._batch_legs: set[str] = set()
         self.default_wrapup = default_wrapup
 
@@ -443,7 +444,15 @@ class Ingester:
                 legs[str(key)[len(CALLBACK_LEG):]] = (int(contact_id), citizen_id)
         if len(self.callback_legs) > 10_000:
             self.callback_legs.clear()
+            self.leg_callers.clear()
         self.callback_legs.update(legs)
+        # The counsellor's screen-pop shows the citizen's number, not the Originate's caller id.
+        unnamed = {lid: citizen for lid, (_, citizen) in legs.items() if citizen is not None and lid not in self.leg_callers}
+        if unnamed:
+            named = await session.execute(select(Citizen.id, Citizen.identity).where(
+                Citizen.id.in_(sorted(set(unnamed.values()))), Citizen.identity_kind == "phone"))
+            phones = {int(citizen_id): str(phone) for citizen_id, phone in named}
+            self.leg_callers.update({lid: phones[c] for lid, c in unnamed.items() if c in phones})
         return legs
 
     async def _apply_facts(self, session: AsyncSession, facts: list[Fact], now: datetime, effects: Effects) -> None:
@@ -607,7 +616,8 @@ class Ingester:
         ev = f.event
         ext = extension_of(ev.get("Interface", ""))
         return {"username": self.usernames.get(ext, ev.get("MemberName", "")), "extension": ext,
-                "contact_id": contact_id, "citizen_id": citizen_id, "caller": ev.get("CallerIDNum", ""),
+                "contact_id": contact_id, "citizen_id": citizen_id,
+                "caller": self.leg_callers.get(f.linkedid) or ev.get("CallerIDNum", ""),
                 "queue": ev.get("Queue", ""), "event": kind}
 
     def _relative(self, path: str) -> str:
