@@ -48,7 +48,6 @@ async def test_login_pause_unpause_logout(settings: Settings, db_url: str, bus: 
         assert {a["Interface"] for a in adds} == {"PJSIP/agent1001"}
         await wait_for(lambda: len(r.peer.members) == 3)
         await r.settle()
-        await asyncio.sleep(0.02)
         state = await _state(r, "kim.minji")
         assert (state.state, state.logged_in, state.queues) == (
             "available", True, {q: int(p) for q, p in KIM_QUEUES.items()})
@@ -136,8 +135,6 @@ async def test_agent_commands_stream(settings: Settings, db_url: str, bus: Bus) 
 
 
 def test_cli_agent_login_and_metrics(tmp_path: Path, sqlite_url: str) -> None:
-    import asyncio
-
     async def serve_and_run() -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str], AmiPeer]:
         peer = AmiPeer("cli", "cli-secret-1")
         peer.queues |= {"general-wide", "en"}
