@@ -129,7 +129,7 @@ def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ivr.prompts import synthesize
 
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("espeak-ng and sox are needed to make the IVR's prompts")
+        pytest.fail("espeak-ng and sox are needed to make the IVR's prompts (installable: make debs-run)")
     sounds = tmp_path_factory.mktemp("sounds")
     defaults = Settings()
     menus, _queues = load_checked(defaults.agi.menus_dir, defaults.queues_dir)
