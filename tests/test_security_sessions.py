@@ -20,6 +20,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 from yarl import URL
 
@@ -317,3 +319,21 @@ async def test_behind_a_trusted_proxy_the_throttle_counts_each_client(console: C
         ips = {a.ip for a in (await session.execute(select(AuditLog).where(
             AuditLog.action.like("sign_in%")))).scalars()}
     assert ips == {"203.0.113.7", "198.51.100.4"}
+
+
+def _as_a_browser_resolves(location: str) -> str:
+    """The host a browser goes to for ``Location: location`` on https://site.example/page
+    (WHATWG URL: tabs and newlines removed, C0 controls and spaces trimmed, "\\" read as "/")."""
+    from urllib.parse import urljoin, urlsplit
+
+    cleaned = "".join(ch for ch in location if ch not in "\t\n\r").strip("".join(map(chr, range(0x21))))
+    return urlsplit(urljoin("https://site.example/page", cleaned.replace("\\", "/"))).netloc
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([*"/\\%:@.?#\t\n\r\x00 ab2F5C09", "%2F", "%5C", "%09", "%25", "//", "http:"]),
+                max_size=16).map("".join))
+def test_next_never_leaves_the_site_as_a_browser_reads_it(target: str) -> None:
+    kept = safe_next(target)
+    if kept is not None:
+        assert kept == target and _as_a_browser_resolves(kept) == "site.example", target
