@@ -181,3 +181,78 @@ async def test_a_phone_number_in_a_chat_is_only_a_claim_until_its_code_is_typed(
         assert chat_contact.id != sms.id
         unproven = await session.get(Contact, second["contact_id"])
         assert unproven is not None and unproven.citizen_id != citizen.id
+
+
+async def test_a_first_frame_that_is_not_a_hello_is_refused(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens:
+        for first, error in [("not json", "first frame must be a JSON hello"),
+                             ('{"type": "message", "body": "hi"}', 'first frame must be {"type": "hello"}'),
+                             ("[1, 2]", 'first frame must be {"type": "hello"}')]:
+            ws = await citizens.ws_connect(f"{base}/chat/ws")
+            await ws.send_str(first)
+            assert await ws.receive_json(timeout=20) == {"type": "error", "error": error}
+            assert (await ws.receive(timeout=20)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            await ws.close()
+    async with ctx.db.session() as session:
+        assert (await session.execute(select(ChatConversation))).scalars().all() == []  # nothing opened
+
+
+async def test_agent_accepts_a_waiting_chat_and_the_citizen_closes_it(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens, aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as agent_http:
+        busy = await citizens.ws_connect(f"{base}/chat/ws")
+        await busy.send_json({"type": "hello"})
+        await next_frame(busy, "welcome")
+        await sign_in(agent_http, base, ctx)
+        desk = await agent_http.ws_connect(f"{base}/api/messaging/agent/ws")
+        assert (await next_frame(desk, "assigned"))["conversation"]["status"] == "active"  # capacity 1: full
+
+        waiting = await citizens.ws_connect(f"{base}/chat/ws")
+        await waiting.send_json({"type": "hello", "language": "en"})
+        welcome = await next_frame(waiting, "welcome")
+        assert welcome["status"] == "waiting"  # not dispatched: the agent has no room
+        # The agent takes it anyway (accept), once; a second accept and an unknown id are refused.
+        await desk.send_json({"type": "accept", "conversation_id": welcome["id"]})
+        assert (await next_frame(desk, "assigned"))["conversation"]["id"] == welcome["id"]
+        assert (await next_frame(waiting, "assigned"))["agent"] == "agent1"
+        await desk.send_json({"type": "accept", "conversation_id": welcome["id"]})
+        assert (await next_frame(desk, "error"))["error"] == "that conversation is no longer waiting"
+        await desk.send_json({"type": "accept", "conversation_id": 987654})
+        assert (await next_frame(desk, "error"))["error"] == "no conversation 987654"
+
+        # The citizen ends the chat: both sides hear it, and the chat and its contact say so.
+        await waiting.send_json({"type": "close"})
+        assert (await next_frame(waiting, "closed"))["by"] == "citizen"
+        closed = await next_frame(desk, "closed")
+        assert (closed["conversation_id"], closed["by"]) == (welcome["id"], "citizen")
+        await desk.close()
+        await busy.close()
+        await waiting.close()
+    async with ctx.db.session() as session:
+        conv = await session.get(ChatConversation, welcome["id"])
+        assert conv is not None and (conv.status, conv.agent_username) == ("closed", "agent1")
+        events = (await session.execute(select(ContactEvent).where(ContactEvent.contact_id == conv.contact_id)
+                                        .order_by(ContactEvent.id))).scalars().all()
+    assert [(e.kind, e.data.get("by") or e.data.get("agent")) for e in events] == [
+        ("chat_started", None), ("chat_assigned", "agent1"), ("chat_closed", "citizen")]
+
+
+async def test_a_line_into_a_chat_closed_elsewhere_is_refused_and_not_stored(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens:
+        ws = await citizens.ws_connect(f"{base}/chat/ws")
+        await ws.send_json({"type": "hello"})
+        welcome = await next_frame(ws, "welcome")
+        # Closed by another process (the idle sweep of another web worker) whose bus message
+        # has not arrived here yet: the database is what counts.
+        async with ctx.db.transaction() as session:
+            conv = await session.get(ChatConversation, welcome["id"])
+            assert conv is not None
+            conv.status = "closed"
+        await ws.send_json({"type": "message", "id": "late", "body": "아직 계세요?"})
+        assert (await next_frame(ws, "error"))["error"] == "this conversation is closed"
+        await ws.close()
+    async with ctx.db.session() as session:
+        conv = await session.get(ChatConversation, welcome["id"])
+        assert conv is not None
+        lines = (await session.execute(select(Message).where(Message.contact_id == conv.contact_id))).scalars().all()
+    assert lines == []
