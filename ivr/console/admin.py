@@ -93,10 +93,15 @@ def _render_problems(ctx: AppContext, qconf: QueueConfig) -> list[str]:
         from ivr.asterisk.render import RenderError, render
     except ImportError:  # Asterisk's part is not installed here
         return []
-    try:
-        render(ctx.settings, qconf)
-    except RenderError as exc:
-        return [str(exc)]
+    with tempfile.TemporaryDirectory() as tmp:
+        # Rendered with a throw-away data folder: the SIP passwords generated for agents of a
+        # candidate that may never be saved stay out of the site's secrets file.
+        candidate = ctx.settings.model_copy(deep=True)
+        candidate.data_dir = Path(tmp)
+        try:
+            render(candidate, qconf)
+        except RenderError as exc:
+            return [str(exc)]
     return []
 
 
