@@ -355,3 +355,20 @@ async def test_cli_user_can_sign_in(tmp_path: Path, settings: Settings) -> None:
         assert (user.role, user.language) == ("agent", "ko")
     finally:
         await db.dispose()
+
+
+async def test_agent_socket_carries_only_my_screen_pops_and_state(console: Console, login: Any) -> None:
+    """Every agent's screen-pop (caller number, earlier inquiries) goes over one bus topic: the
+    socket must pass on the signed-in agent's alone."""
+    agent = await login("kim.minji")
+    bus = console.ctx.bus
+    async with agent.session.ws_connect(f"{console.url}/ws/console/agent") as ws:
+        assert await ws.receive_json(timeout=20) == {"type": "hello", "username": "kim.minji"}
+        await bus.publish("agent.screenpop", {"username": "lee.junho", "caller": "+821011112222"})
+        await bus.publish("live.agents", {"username": "lee.junho", "state": "paused"})
+        await bus.publish("agent.screenpop", {"username": "kim.minji", "caller": "+821033334444"})
+        await bus.publish("live.agents", {"username": "kim.minji", "state": "available"})
+        got = [await ws.receive_json(timeout=20) for _ in range(2)]
+    by_type = {frame["type"]: frame for frame in got}
+    assert by_type == {"screenpop": {"type": "screenpop", "username": "kim.minji", "caller": "+821033334444"},
+                       "agent": {"type": "agent", "username": "kim.minji", "state": "available"}}
