@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ivr.agi.caller import ScriptedCaller
+from ivr.agi.protocol import parse_reply
 from ivr.agi.server import FastAgiServer
 from ivr.agi.wire import UnsafeAgiValue, agi_arg, parse_args
 from ivr.ami.connection import AmiConnection
@@ -42,7 +43,9 @@ from ivr.db import Database
 from ivr.engine.channel import Channel
 from ivr.queues import QueueConfig
 from ivr.yamlfile import DataError
+from tests.support.agi_captures import connections
 from tests.support.ami_peer import AmiPeer
+from tests.support.data import CAPTURES
 from tests.support.ivr_harness import IvrHarness
 
 # Text with the characters that matter over-represented; no lone surrogates (not UTF-8 at all).
@@ -127,6 +130,28 @@ def test_agi_arguments_are_read_back_exactly_or_refused() -> None:
         assert parse_args(line) == ["STREAM", "FILE", value, ""]
 
     run()
+
+
+def test_the_parser_port_reads_the_recorded_commands_as_asterisk_22_did() -> None:
+    """In the captures, a value set with SET VARIABLE came back from GET VARIABLE exactly as
+    res_agi.c's parse_args read it: our port reads the same, and agi_arg writes it back."""
+    checked = 0
+    for log in sorted(CAPTURES.glob("*/agi.log")):
+        for frames in connections(log).values():
+            values: dict[str, str] = {}
+            for i, frame in enumerate(frames):
+                if frame.direction != "S>A":
+                    continue
+                args = parse_args(frame.data.decode().rstrip("\n"))
+                if args[:2] == ["SET", "VARIABLE"] and len(args) == 4:
+                    values[args[2]] = args[3]
+                    assert parse_args(f"SET VARIABLE {args[2]} {agi_arg(args[3])}") == args
+                elif args[:2] == ["GET", "VARIABLE"] and args[2] in values:
+                    answer = next(f for f in frames[i + 1:] if f.direction == "A>S").data.decode()
+                    line = next(x for x in answer.splitlines() if x and x != "HANGUP")
+                    assert parse_reply(line).data == values[args[2]], (args, line)
+                    checked += 1
+    assert checked >= 2  # "hello world" and "한국어 값" were read back by Asterisk 22
 
 
 def test_agi_commands_over_fastagi_keep_their_arguments() -> None:
