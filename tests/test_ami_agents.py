@@ -103,6 +103,39 @@ async def test_app_queue_reload_that_dropped_members_is_repaired(settings: Setti
         assert r.peer.members[("ja", "PJSIP/agent1003")]["Penalty"] == "0"
 
 
+async def test_pause_drift_is_repaired_both_ways(settings: Settings, db_url: str) -> None:
+    """Asterisk's members kept but their pause changed behind our back (app_queue reloaded, a
+    CLI command): the next restore sends QueuePause to match what the agent asked for."""
+    reload = {"Event": "Reload", "Privilege": "system,all", "Module": "app_queue", "Status": "0"}
+    async with rig(settings, db_url, MemoryBus()) as r:
+        r.peer.queues |= {"general-wide", "zh"}
+        await r.bridge.control.login("lee.junho")
+        await r.bridge.control.pause("lee.junho", "training")
+        await r.settle()
+        members = sorted(r.peer.members)
+        assert len(members) == 3
+        for member in r.peer.members.values():
+            member["Paused"], member["PausedReason"] = "0", ""
+        before = len(r.peer.actions)
+        await r.peer.emit(reload)
+        await wait_for(lambda: all(m["Paused"] == "1" for m in r.peer.members.values()))
+        sent = r.peer.actions[before:]
+        assert sorted((a["Queue"], a["Interface"], a["Paused"], a.get("Reason")) for a in sent
+                      if a.get("Action") == "QueuePause") == [(q, i, "true", "training") for q, i in members]
+        assert not [a for a in sent if a.get("Action") == "QueueAdd"]  # nobody was missing
+
+        await r.bridge.control.unpause("lee.junho")
+        await r.settle()
+        for member in r.peer.members.values():
+            member["Paused"] = "1"
+        before = len(r.peer.actions)
+        await r.peer.emit(reload)
+        await wait_for(lambda: all(m["Paused"] == "0" for m in r.peer.members.values()))
+        assert sorted((a["Queue"], a["Interface"], a["Paused"], a.get("Reason"))
+                      for a in r.peer.actions[before:] if a.get("Action") == "QueuePause") == [
+            (q, i, "false", None) for q, i in members]
+
+
 async def test_agent_commands_stream(settings: Settings, db_url: str, bus: Bus) -> None:
     async with rig(settings, db_url, bus) as r:
         r.peer.queues |= {"vi", "general-wide"}
