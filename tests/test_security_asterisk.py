@@ -105,6 +105,13 @@ async def test_menu_field_with_line_breaks_changes_nothing_in_asterisk(tmp_path:
             await conn.send({"Action": "Originate", "Channel": "Local/s@dasan-ivr", "Application": "Wait",
                              "Data": "20", "Async": "true"}, timeout=30)
             await wait_until(lambda: "dasan: IVR done" in pbx.console(), timeout=40, what="the IVR to finish")
+            pbx.cli("channel request hangup all")
+            # A folder with a space, quotes and a backslash reaches Asterisk as one file name.
+            ivr.runtime.engine.menus.sound_folder = 'my "dasan" \\ sounds'
+            await conn.send({"Action": "Originate", "Channel": "Local/s@dasan-ivr", "Application": "Wait",
+                             "Data": "20", "Async": "true"}, timeout=30)
+            await wait_until(lambda: 'Unable to open my "dasan" \\ sounds/' in pbx.console(), timeout=40,
+                             what="Asterisk to look for the quoted sound name")
         finally:
             pbx.cli("channel request hangup all")
             await conn.close()
