@@ -128,7 +128,7 @@ async function startCall(kind) {
     sockets: [new JsSIP.WebSocketInterface(cred.ws_url)], uri: cred.uri, authorization_user: cred.username,
     password: cred.password, register: false, session_timers: false, user_agent: "dasan-call",
   });
-  const call = {ua, stream, kind, session: null, connected: false, timer: null};
+  const call = {ua, stream, kind, session: null, connected: false, timer: null, marks: {minted: Date.now()}};
   active = call;
   ua.on("disconnected", () => { if (active === call && call.session && !call.session.isEnded()) endCall("err_network", true); });
   ua.start();
@@ -137,6 +137,7 @@ async function startCall(kind) {
     pcConfig: {iceServers: cred.ice_servers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require"},
   });
   call.session = session;
+  session.on("sending", () => { call.marks.sending = Date.now(); });
   window.dasanCall = call; // for the tests' getStats() probes
   session.on("peerconnection", (e) => {
     e.peerconnection.addEventListener("track", (ev) => {
