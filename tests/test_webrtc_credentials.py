@@ -253,3 +253,22 @@ async def test_a_browser_call_opens_a_contact_of_its_own_channel(db: object) -> 
         rows = {c.call_id: (str(c.channel), c.citizen_id) for c in (await session.execute(select(Contact))).scalars()}
     assert rows["1800000000.1"] == ("video", None) and rows["1800000000.2"] == ("web_voice", None)
     assert rows["1800000000.3"][0] == "voice" and rows["1800000000.3"][1] is not None
+
+
+def test_a_foreign_language_page_calls_its_language_line_while_it_is_open(settings: Settings) -> None:
+    import yaml
+
+    from ivr.queues import load_queues
+    from ivr.webrtc.api import voice_target
+
+    path = settings.queues_dir / "queues.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["queues"]["en"]["hours"] = "always"
+    data["schedules"]["never"] = {"week": {}}
+    data["queues"]["zh"]["hours"] = "never"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    q = load_queues(settings.queues_dir)
+    assert voice_target(q, "en") == "en"
+    assert voice_target(q, "zh") == "ivr"  # closed now: the IVR plays the night route
+    assert voice_target(q, "ko") == "ivr"  # Korean callers get the menu
+    assert voice_target(q, "sign-video") == "ivr" and voice_target(q, "xx") == "ivr"

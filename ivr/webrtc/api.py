@@ -80,6 +80,16 @@ def _queues(settings: Settings) -> QueueConfig:
     return load_queues(settings.queues_dir)
 
 
+def voice_target(q: QueueConfig, lang: str) -> str:
+    """Where a browser voice call goes: a foreign-language page calls its language line
+    straight (dasan-web-voice has an extension per audio queue) while the line is open;
+    otherwise the IVR, which knows the hours and night routes."""
+    queue = q.queues.get(lang)
+    if lang != "ko" and queue is not None and queue.media == "audio" and q.is_open(lang):
+        return lang
+    return "ivr"
+
+
 async def status(request: web.Request) -> web.Response:
     """GET /api/webcall/status: whether each kind of call can be made now (hours, agents ready)."""
     from ivr.ami.models import AgentState
@@ -130,7 +140,7 @@ async def mint(request: web.Request) -> web.Response:
         log.error("webcall: could not set %s in Asterisk: %s", credential.username, exc)
         return web.json_response({"error": "the call service is unavailable; use chat or try later",
                                   "reason": "unavailable", "token": state.tokens.issue()}, status=503)
-    target = w.video_queue if kind == "video" else str(body.get("target") or "ivr")
+    target = w.video_queue if kind == "video" else voice_target(_queues(state.settings), str(body.get("lang") or ""))
     log.info("webcall %s credential %s for %s until %d", kind, credential.username, address, credential.expires_at)
     return web.json_response({
         "kind": kind, "ws_url": ws_url(w), "uri": f"sip:{credential.username}@{w.sip_domain}",

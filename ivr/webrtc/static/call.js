@@ -56,7 +56,8 @@ async function getMedia(kind) {
 
 async function mint(kind) {
   const response = await fetch("/api/webcall/credentials", {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({kind, token: pageToken})});
+    method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({kind, token: pageToken, lang: document.body.dataset.lang})});
   const body = await response.json().catch(() => ({}));
   if (body.token) pageToken = body.token; // a fresh one-time token for the next attempt
   if (!response.ok) throw Object.assign(new Error(body.error || response.status), {key: REFUSALS[body.reason] || "err_unavailable"});
