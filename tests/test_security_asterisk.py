@@ -122,3 +122,24 @@ async def test_menu_field_with_line_breaks_changes_nothing_in_asterisk(tmp_path:
     assert "AGI Rx << ANSWER" in console, console[-3000:]  # the IVR did talk to Asterisk
     assert not re.search(r"AGI Rx << (EXEC|NOOP)", console), console[-3000:]
     assert not marker.exists()
+
+
+AWKWARD_NAME = 'Kim "MJ" <666> \\ x; y'
+
+
+@pytest.fixture
+def awkward_agent_name(settings: Settings) -> str:
+    """agents.yaml with a display name holding quotes, angle brackets, a backslash and a ';'
+    (before the throw-away Asterisk renders its configuration)."""
+    path = settings.queues_dir / "agents.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "name: 김민지" in text
+    path.write_text(text.replace("name: 김민지", f"name: {json.dumps(AWKWARD_NAME)}", 1), encoding="utf-8")
+    return AWKWARD_NAME
+
+
+async def test_a_quote_in_an_agent_name_stays_inside_callerid(awkward_agent_name: str, pbx: Pbx) -> None:  # noqa: F811
+    shown = pbx.cli("pjsip show endpoint agent1001")
+    line = next((x for x in shown.splitlines() if x.strip().startswith("callerid ")), "")
+    # Asterisk read back the whole name and the number (it escapes the name again to show it).
+    assert line.split(":", 1)[1].strip() == r'"Kim \"MJ\" <666> \\ x; y" <agent1001>', shown[-3000:]
