@@ -9,11 +9,14 @@ on its own:
 - ``recordings/``: call recordings (``recordings.dir``).
 
 The package ships the defaults (``ivr/menus/``, ``ivr/defaults/queues/``); ``seed`` copies
-them into a configured folder that does not exist yet, so a fresh data folder just works.
+them into a configured folder that does not exist yet, so a fresh data folder just works, and
+brings an unedited copy up to date with a newer package (edited files are never touched).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -25,16 +28,46 @@ DEFAULT_MENUS = _PACKAGE / "menus"
 DEFAULT_QUEUES = _PACKAGE / "defaults" / "queues"
 
 
-def seed(settings: Settings) -> list[Path]:
-    """Copy the shipped menus and queues into their configured folders where those are missing.
+# Beside the copies: each copied file's SHA-256 as shipped, so an unedited copy can follow a
+# newer package's defaults while an edited one is never touched.
+MARKER = ".shipped.json"
 
-    A folder that exists is the site's own and is left as it is. Returns the folders made.
-    """
-    made = []
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shipped(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.iterdir()) if p.suffix in (".yaml", ".yml") and p.is_file()}
+
+
+def _copy(default: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    digests = {}
+    for name, source in _shipped(default).items():
+        shutil.copyfile(source, target / name)
+        digests[name] = _digest(source)
+    (target / MARKER).write_text(json.dumps(digests, indent=1, sort_keys=True))
+
+
+def _unedited(target: Path) -> bool:
+    """Every file still is the copy the marker records (a folder without one is the site's)."""
+    try:
+        digests = json.loads((target / MARKER).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return all((target / name).is_file() and _digest(target / name) == digest for name, digest in digests.items())
+
+
+def seed(settings: Settings) -> list[Path]:
+    """Lay out the menus and queues folders: a missing one gets the shipped files; an unedited
+    copy of older shipped files gets the current ones; anything edited is the site's and stays.
+    Returns the folders written."""
+    written = []
     for default, target in ((DEFAULT_MENUS, settings.agi.menus_dir), (DEFAULT_QUEUES, settings.queues_dir)):
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(default, target, ignore=shutil.ignore_patterns("*.md", "__pycache__"))
-        made.append(target)
-    return made
+        if not target.exists() or (_unedited(target) and any(
+                not (target / name).is_file() or _digest(target / name) != _digest(source)
+                for name, source in _shipped(default).items())):
+            _copy(default, target)
+            written.append(target)
+    return written

@@ -106,7 +106,7 @@ def test_installed_wheel_runs_on_a_fresh_data_folder(installed: Path, tmp_path: 
     _dasan(installed, site, "config", "check")
     data = site / "data"
     assert (data / "menus" / "main.yaml").read_bytes() == (package / "menus" / "main.yaml").read_bytes()
-    assert {p.name for p in (data / "queues").iterdir()} == {"queues.yaml", "agents.yaml"}
+    assert {p.name for p in (data / "queues").glob("*.yaml")} == {"queues.yaml", "agents.yaml"}
     _dasan(installed, site, "asterisk", "render", "--out", "rendered")
     assert "[dasan-inbound]" in (site / "rendered" / "extensions.conf").read_text()
     assert (site / "rendered" / "pjsip.conf").is_file()
