@@ -9,6 +9,7 @@ offers its languages for prompt uploads.
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -46,9 +47,6 @@ class Languages(BaseModel):
         return self.languages.get(code)
 
 
-_cache: dict[tuple[Path, int], Languages] = {}
-
-
 def path_for(menus_dir: Path | None) -> Path:
     """The site's registry beside its menus, else the package's."""
     if menus_dir is not None and (menus_dir / FILE).is_file():
@@ -60,7 +58,9 @@ def load_languages(menus_dir: Path | None = None) -> Languages:
     """The registry for menus in ``menus_dir`` (re-read when the file changes); raises
     ``yamlfile.DataError`` naming file and line."""
     path = path_for(menus_dir)
-    key = (path, path.stat().st_mtime_ns)
-    if key not in _cache:
-        _cache[key] = yamlfile.validate(Languages, yamlfile.load(path))
-    return _cache[key]
+    return _load(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)  # a few folders (the site's, a console candidate's), each as changed
+def _load(path: Path, _mtime_ns: int) -> Languages:
+    return yamlfile.validate(Languages, yamlfile.load(path))

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from ivr.bus import MemoryBus
 from ivr.config import Settings
+from ivr.console.admin import editable_files, validate
+from ivr.context import AppContext
 from ivr.datafolder import DEFAULT_MENUS, seed
+from ivr.db import Database
 from ivr.engine.menu import load_menus
 from ivr.languages import load_languages
 from ivr.open311 import texts
@@ -103,3 +107,17 @@ def test_adding_russian_is_a_registry_entry_plus_its_menu_texts(tmp_path: Path) 
 def test_every_shipped_language_has_its_sms_texts_and_an_unknown_one_reads_korean() -> None:
     assert set(texts.LANGUAGES) == set(load_languages().codes)
     assert texts.lang("ru") == "ko" and texts.lang("mn") == "mn"
+
+
+async def test_the_console_checks_a_registry_edit_against_the_menus(settings: Settings) -> None:
+    """An admin edits languages.yaml in the console: dropping a language the menus still offer
+    is refused, naming main.yaml; adding one is accepted."""
+    ctx = AppContext(settings, Database(settings.database_url), MemoryBus())
+    files = editable_files(ctx)
+    assert "menu:languages.yaml" in files
+    registry = files["menu:languages.yaml"].read_text(encoding="utf-8")
+    without_mongolian = "\n".join(line for line in registry.splitlines() if not line.startswith(("  mn:", "       voice_note")))
+    problems = validate(ctx, "menu:languages.yaml", without_mongolian + "\n")
+    assert any(p.startswith("main.yaml:") and "unknown language 'mn'" in p for p in problems), problems
+    assert validate(ctx, "menu:languages.yaml", registry + "  ru: {name: Русский, english: Russian, voice: ru}\n") == []
+    await ctx.db.dispose()
