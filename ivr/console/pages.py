@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import update
 
-from ivr.console import admin, agent, login, reviewer, wallboard
+from ivr.console import admin, agent, knowledge, login, reviewer, wallboard
 from ivr.console.http import audit_request, bad, json_body, username
 from ivr.console.i18n import LANGUAGES
 from ivr.console.openapi import PATHS
@@ -45,6 +45,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     app.router.add_static("/static/console", HERE / "static")
     add_paths(app, PATHS)
     agent.setup(app)
+    knowledge.setup(app)
     admin.setup(app)
     reviewer.setup(app)
     wallboard.setup(app)

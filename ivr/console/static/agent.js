@@ -125,13 +125,60 @@
     const q = document.getElementById("kb-q").value.trim();
     const list = document.getElementById("kb-results");
     if (!q) return;
-    const r = await api("GET", "/api/console/kb?q=" + encodeURIComponent(q));
+    const [articles, r] = await Promise.all([
+      api("GET", "/api/console/kb/articles?q=" + encodeURIComponent(q)),
+      api("GET", "/api/console/kb?q=" + encodeURIComponent(q))]);
+    const articleList = document.getElementById("kb-articles");
+    if (!articles.ok) articleList.replaceChildren(el("li", {}, (articles.data && articles.data.error) || "error"));
+    else if (!articles.data.items.length) articleList.replaceChildren(el("li", {}, t("no_results")));
+    else articleList.replaceChildren(...articles.data.items.map(articleItem));
     if (!r.ok) { list.replaceChildren(el("li", {}, (r.data && r.data.error) || "error")); return; }
     if (!r.data.items.length) { list.replaceChildren(el("li", {}, t("no_results"))); return; }
-    list.replaceChildren(...r.data.items.map((h) => el("li", {},
-      el("small", {}, (h.contact ? "#" + h.contact.id + " · " + fmtDate(h.contact.started_at) : "") + " · " + h.kind),
-      el("div", {}, h.text))));
+    const supervisor = ["supervisor", "admin"].includes(document.body.dataset.role);
+    list.replaceChildren(...r.data.items.map((h) => {
+      let make = null;
+      if (supervisor && h.contact) {  // one click: the contact becomes an article, opened for editing
+        make = el("button", { type: "button", class: "make-article" }, t("kb_make"));
+        make.addEventListener("click", async () => {
+          const made = await api("POST", "/api/console/kb/from-contact/" + h.contact.id);
+          if (made.ok) location.href = "/console/knowledge?article=" + made.data.id;
+        });
+      }
+      return el("li", {},
+        el("small", {}, (h.contact ? "#" + h.contact.id + " · " + fmtDate(h.contact.started_at) : "") + " · " + h.kind),
+        el("div", {}, h.text), make);
+    }));
   });
+
+  // The reply box an article goes into: the conversation the agent last typed in (or the first).
+  let replyTarget = null;
+  document.getElementById("inbox").addEventListener("focusin", (ev) => {
+    if (ev.target.tagName === "INPUT") replyTarget = ev.target;
+  });
+
+  function articleItem(a) {
+    const text = a.texts[document.documentElement.lang] || a.texts.ko;
+    const insert = el("button", { type: "button", class: "insert" }, t("kb_insert"));
+    const note = el("small", { class: "note" });
+    insert.addEventListener("click", async () => {
+      const box = document.getElementById("inbox");
+      const input = replyTarget && box.contains(replyTarget) ? replyTarget : box.querySelector(".conversation form input");
+      const conversation = input && input.closest(".conversation");
+      if (!conversation) { note.textContent = t("kb_no_reply"); return; }
+      const body = conversation.dataset.chat ? { chat_id: Number(conversation.dataset.chat) }
+                                             : { contact_id: Number(conversation.dataset.contact) };
+      const r = await api("POST", "/api/console/kb/articles/" + a.id + "/use", body);
+      if (!r.ok) { note.textContent = (r.data && r.data.error) || "error"; return; }
+      input.value = input.value ? input.value + " " + r.data.text : r.data.text;
+      input.focus();
+      item.querySelector(".usage").textContent = r.data.usage_count;
+      note.textContent = t("kb_inserted") + (r.data.missing.length ? " · " + t("kb_missing") + ": " + r.data.missing.join(", ") : "");
+    });
+    const item = el("li", { "data-key": a.key },
+      el("b", {}, text.title), " ", el("small", {}, t("kb_usage") + " "), el("small", { class: "usage" }, a.usage_count),
+      el("div", {}, text.body), insert, " ", note);
+    return item;
+  }
 
   function connect() {
     const ws = new WebSocket(wsUrl("/ws/console/agent"));

@@ -1,0 +1,170 @@
+"""Knowledge-base pages and API: supervisors write articles (or draft one from a past contact),
+agents search them beside the live contact and insert one, filled in, into a reply.
+
+The older ``/api/console/kb`` (earlier records and transcripts) stays in ``ivr.console.agent``;
+the agent page shows both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
+from ivr.console.render import ctx_of, render
+from ivr.db.models import Contact
+from ivr.knowledge import store
+from ivr.knowledge.models import Article, ArticleRevision
+from ivr.knowledge.search import search_articles
+from ivr.knowledge.store import CHANNELS, ArticleError
+from ivr.messaging.models import ChatConversation
+from ivr.search import SearchError
+from ivr.web.access import contact_access, refused
+from ivr.web.auth import current_user, requires
+from ivr.web.errors import json_error
+
+WRITERS = ("supervisor",)  # and admin, as everywhere
+
+
+def article_json(a: Article) -> dict[str, Any]:
+    return {"id": a.id, "key": a.key, "texts": a.texts, "tags": a.tags, "channels": a.channels,
+            "valid_from": iso(a.valid_from), "valid_to": iso(a.valid_to), "owner": a.owner,
+            "usage_count": a.usage_count, "revision": a.revision, "updated_at": iso(a.updated_at),
+            "source_contact_id": a.source_contact_id}
+
+
+@requires(*WRITERS)
+async def knowledge_page(request: web.Request) -> web.Response:
+    return render(request, "knowledge.html", channels=CHANNELS)
+
+
+@requires("agent", "supervisor")
+async def find_articles(request: web.Request) -> web.Response:
+    """GET /api/console/kb/articles?q&channel&all: valid articles with every word (all=1: also expired ones)."""
+    q = request.query
+    channel = q.get("channel") or None
+    if channel is not None and channel not in CHANNELS:
+        raise bad(f"channel: one of {', '.join(CHANNELS)}")
+    user = current_user(request)
+    every = q.get("all") == "1" and user is not None and user.role in ("supervisor", "admin")
+    async with ctx_of(request).db.session() as session:
+        try:
+            found = await search_articles(session, q.get("q", "").strip(), channel=channel, limit=30,
+                                          include_invalid=every)
+        except SearchError as exc:
+            raise json_error(exc.status, str(exc)) from None
+    return web.json_response({"q": q.get("q", ""), "items": [article_json(a) for a in found]})
+
+
+@requires("agent", "supervisor")
+async def get_article(request: web.Request) -> web.Response:
+    """GET /api/console/kb/articles/{id}: the article and its revision history."""
+    article_id = int_match(request)
+    async with ctx_of(request).db.session() as session:
+        article = await session.get(Article, article_id)
+        if article is None:
+            raise bad("no such article / 문서가 없습니다", 404)
+        revisions = list((await session.execute(select(ArticleRevision).where(
+            ArticleRevision.article_id == article_id).order_by(ArticleRevision.revision.desc()))).scalars())
+    return web.json_response({**article_json(article), "revisions": [
+        {"revision": r.revision, "at": iso(r.at), "author": r.author, "content": r.content} for r in revisions]})
+
+
+async def _save(request: web.Request, article_id: int | None) -> web.Response:
+    body = await json_body(request)
+    try:
+        data = store.parse(body)
+    except ArticleError as exc:
+        raise bad(str(exc)) from None
+    async with ctx_of(request).db.transaction() as session:
+        article = None
+        if article_id is not None:
+            article = await session.get(Article, article_id)
+            if article is None:
+                raise bad("no such article / 문서가 없습니다", 404)
+        source = body.get("source_contact_id") if article_id is None else None
+        if source is not None and (not isinstance(source, int) or await session.get(Contact, source) is None):
+            raise bad("source_contact_id: no such contact")
+        try:
+            article = await store.save(session, data, username(request), article, source_contact_id=source)
+        except ArticleError as exc:
+            raise bad(str(exc), 409) from None
+        result = article_json(article)
+    await audit_request(request, "kb_article_saved", f"kb:{result['id']}", revision=result["revision"])
+    return web.json_response(result, status=201 if article_id is None else 200)
+
+
+@requires(*WRITERS)
+async def create_article(request: web.Request) -> web.Response:
+    """POST /api/console/kb/articles: a new article (revision 1)."""
+    return await _save(request, None)
+
+
+@requires(*WRITERS)
+async def update_article(request: web.Request) -> web.Response:
+    """PUT /api/console/kb/articles/{id}: the article changed (a new revision)."""
+    return await _save(request, int_match(request))
+
+
+@requires(*WRITERS)
+async def article_from_contact(request: web.Request) -> web.Response:
+    """POST /api/console/kb/from-contact/{id}: a new article drafted from a past contact (one click)."""
+    contact_id = int_match(request)
+    ctx = ctx_of(request)
+    async with ctx.db.transaction() as session:
+        draft = await store.draft_from_contact(session, contact_id)
+        if draft is None:
+            raise bad("no such contact / 문의가 없습니다", 404)
+        article = await store.save(session, store.parse(draft), username(request), source_contact_id=contact_id)
+        result = article_json(article)
+    await audit_request(request, "kb_article_from_contact", f"kb:{result['id']}", contact=contact_id)
+    return web.json_response(result, status=201)
+
+
+@requires("agent", "supervisor")
+async def use_article(request: web.Request) -> web.Response:
+    """POST /api/console/kb/articles/{id}/use {"contact_id"|"chat_id", "language"?}: the body filled in
+    from that contact (tracking number, name, ...) for a reply; counts one use."""
+    article_id = int_match(request)
+    body = await json_body(request)
+    ctx, user = ctx_of(request), current_user(request)
+    assert user is not None
+    contact_id, chat_id = body.get("contact_id"), body.get("chat_id")
+    for name, value in (("contact_id", contact_id), ("chat_id", chat_id)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise bad(f"{name}: a contact id (whole number)")
+    async with ctx.db.transaction() as session:
+        article = await session.get(Article, article_id)
+        if article is None:
+            raise bad("no such article / 문서가 없습니다", 404)
+        if chat_id is not None:
+            chat = await session.get(ChatConversation, chat_id)
+            if chat is None:
+                raise bad("no such chat / 채팅이 없습니다", 404)
+            contact_id = chat.contact_id
+        values: dict[str, str | None] = {}
+        language = body.get("language")
+        if contact_id is not None:
+            contact = await session.get(Contact, contact_id)
+            if contact is None:
+                raise bad("no such contact / 문의가 없습니다", 404)
+            if not (await contact_access(ctx, session, user, contact)).allowed:
+                raise refused()
+            values = await store.values_for(session, contact_id)
+            language = language or contact.language
+        text, missing, usage = await store.use(session, article, str(language or "ko"), values)
+    await audit_request(request, "kb_article_used", f"kb:{article_id}", contact=contact_id)
+    return web.json_response({"id": article_id, "text": text, "missing": missing, "usage_count": usage})
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/console/knowledge", knowledge_page)
+    r.add_get("/api/console/kb/articles", find_articles)
+    r.add_post("/api/console/kb/articles", create_article)
+    r.add_get("/api/console/kb/articles/{id}", get_article)
+    r.add_put("/api/console/kb/articles/{id}", update_article)
+    r.add_post("/api/console/kb/articles/{id}/use", use_article)
+    r.add_post("/api/console/kb/from-contact/{id}", article_from_contact)

@@ -1,0 +1,158 @@
+"""The knowledge base on SQLite and PostgreSQL: Korean search tolerant of spacing and particles,
+validity and channels, revisions, a draft from a past contact, insertion with variables, usage
+counts, roles and bad input (the API on a real socket)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ivr.config import Settings
+from ivr.db import Database
+from ivr.knowledge import store
+from ivr.knowledge.models import Article
+from ivr.knowledge.search import article_terms, search_articles
+from ivr.knowledge.text import fill, strip_particle
+from ivr.search import MAX_TERMS, SearchError
+from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+
+BUS = {"key": "bus-stop-moved", "texts": {
+    "ko": {"title": "버스 정류장 이전 안내", "body": "{name}님, 버스 정류장이 옮겨졌습니다. 접수번호 {tracking_number}"},
+    "en": {"title": "Bus stop moved", "body": "Dear {name}, the bus stop has moved. Reference {tracking_number}"}},
+    "tags": ["교통", "버스"], "channels": ["sms", "chat", "ivr"]}
+
+
+def test_particles_and_spacing() -> None:
+    assert strip_particle("정류장이") == "정류장"
+    assert strip_particle("정류장에서") == "정류장"
+    assert strip_particle("아이") == "아이"  # two syllables stay
+    assert strip_particle("bus") == "bus"
+    assert article_terms("버스정류장") == ["버스정류장"]
+    assert article_terms("버스 정류장에서") == ["버스", "정류장"]
+    with pytest.raises(SearchError):  # the shared cap on words holds here too
+        article_terms(" ".join(f"w{i}" for i in range(MAX_TERMS + 1)))
+    assert fill("{name}님 {tracking_number}", {"name": "홍길동", "tracking_number": None}) == (
+        "홍길동님 {tracking_number}", ["tracking_number"])
+
+
+async def _add(db: Database, body: dict[str, Any], author: str = "super1") -> Article:
+    async with db.transaction() as session:
+        return await store.save(session, store.parse(body), author)
+
+
+async def test_search_on_both_databases(db: Database) -> None:
+    await _add(db, BUS)
+    await _add(db, {"key": "waste", "texts": {"ko": {"title": "쓰레기 수거일", "body": "월요일과 목요일에 수거합니다"}}})
+    past = datetime.now(UTC) - timedelta(days=10)
+    await _add(db, {"key": "old-bus", "texts": {"ko": {"title": "옛 버스 정류장", "body": "폐지된 안내"}},
+                    "valid_from": (past - timedelta(days=5)).isoformat(), "valid_to": past.isoformat()})
+    async with db.session() as session:
+        keys = lambda found: [a.key for a in found]  # noqa: E731
+        assert keys(await search_articles(session, "버스정류장")) == ["bus-stop-moved"]
+        assert keys(await search_articles(session, "버스 정류장이")) == ["bus-stop-moved"]
+        assert keys(await search_articles(session, "정류장에서 BUS")) == ["bus-stop-moved"]  # English text too
+        assert keys(await search_articles(session, "수거")) == ["waste"]  # two syllables: scanned
+        assert keys(await search_articles(session, "수거 버스")) == []
+        assert set(keys(await search_articles(session, "정류장", include_invalid=True))) == {"bus-stop-moved", "old-bus"}
+        assert keys(await search_articles(session, "버스", channel="voice")) == []
+        assert keys(await search_articles(session, "버스", channel="sms")) == ["bus-stop-moved"]
+        assert keys(await search_articles(session, "수거", channel="sms")) == ["waste"]  # no list: every channel
+        assert (await store.by_key(session, "bus-stop-moved", "ivr")) is not None
+        assert (await store.by_key(session, "bus-stop-moved", "voice")) is None
+        assert (await store.by_key(session, "old-bus", "ivr")) is None
+
+
+class Client:
+    def __init__(self, console: Console, session: aiohttp.ClientSession, csrf: str) -> None:
+        self.console, self.session, self.csrf = console, session, csrf
+
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json"}
+        async with self.session.request(method, self.console.url + path, headers=headers,
+                                        allow_redirects=False, **kw) as r:
+            return r.status, (await r.json() if r.content_type == "application/json" else await r.text())
+
+
+@pytest.fixture
+async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
+    settings.database.url = db_url
+    async with serve_console(prepare_settings(settings, tmp_path)) as c:
+        yield c
+
+
+@pytest.fixture
+async def login(console: Console) -> AsyncIterator[Any]:
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def sign_in(username: str) -> Client:
+        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        sessions.append(s)
+        async with s.post(f"{console.url}/api/login", json={"username": username, "password": PASSWORD}) as r:
+            assert r.status == 200, await r.text()
+            return Client(console, s, (await r.json())["csrf_token"])
+
+    yield sign_in
+    for s in sessions:
+        await s.close()
+
+
+async def test_articles_api(console: Console, login: Any) -> None:
+    sup, agent = await login("super1"), await login("kim.minji")
+    status, _ = await agent.call("POST", "/api/console/kb/articles", json=BUS)
+    assert status == 403  # agents read, supervisors write
+    for wrong, field in (({**BUS, "texts": {"en": BUS["texts"]["en"]}}, "ko"),
+                         ({**BUS, "channels": ["fax"]}, "channels"),
+                         ({**BUS, "key": "Bad Key"}, "key"),
+                         ({**BUS, "texts": {"ko": {"title": "t", "body": "{nmae}"}}}, "nmae")):
+        status, body = await sup.call("POST", "/api/console/kb/articles", json=wrong)
+        assert status == 400 and field in body["error"], body
+    status, art = await sup.call("POST", "/api/console/kb/articles", json=BUS)
+    assert status == 201 and art["revision"] == 1 and art["owner"] == "super1"
+    status, body = await sup.call("POST", "/api/console/kb/articles", json=BUS)
+    assert status == 409  # the key is taken
+    changed = {**BUS, "tags": ["교통"], "texts": {**BUS["texts"], "ko": {**BUS["texts"]["ko"], "title": "정류장 이전"}}}
+    status, body = await sup.call("PUT", f"/api/console/kb/articles/{art['id']}", json=changed)
+    assert status == 200 and body["revision"] == 2
+    status, body = await agent.call("GET", f"/api/console/kb/articles/{art['id']}")
+    assert [r["revision"] for r in body["revisions"]] == [2, 1]
+    assert body["revisions"][1]["content"]["texts"]["ko"]["title"] == "버스 정류장 이전 안내"
+
+    status, body = await agent.call("GET", "/api/console/kb/articles", params={"q": "버스정류장"})
+    assert status == 200 and [a["key"] for a in body["items"]] == ["bus-stop-moved"]
+    status, body = await agent.call("GET", "/api/console/kb/articles",
+                                    params={"q": " ".join(f"w{i}" for i in range(MAX_TERMS + 1))})
+    assert status == 400  # the shared cap
+    # The past-contacts search still answers beside it.
+    status, body = await agent.call("GET", "/api/console/kb", params={"q": "470번"})
+    assert status == 200 and body["items"]
+
+    # Insert into the reply to the SMS contact: tracking number filled, the missing name named.
+    status, body = await agent.call("POST", f"/api/console/kb/articles/{art['id']}/use",
+                                    json={"contact_id": console.ids["sms"]})
+    assert status == 200, body
+    assert "접수번호 T-SMS" in body["text"] and body["missing"] == ["name"] and body["usage_count"] == 1
+    status, body = await agent.call("POST", f"/api/console/kb/articles/{art['id']}/use",
+                                    json={"contact_id": console.ids["sms"], "language": "en"})
+    assert body["text"].startswith("Dear {name}") and "Reference T-SMS" in body["text"]
+    reviewer = await login("review1")
+    status, body = await reviewer.call("POST", f"/api/console/kb/articles/{art['id']}/use",
+                                       json={"contact_id": console.ids["sms"]})
+    assert status == 403  # reviewers do not answer citizens
+    status, body = await agent.call("POST", f"/api/console/kb/articles/{art['id']}/use", json={"contact_id": "x"})
+    assert status == 400
+    status, body = await agent.call("GET", f"/api/console/kb/articles/{art['id']}")
+    assert body["usage_count"] == 2
+
+    # One click: an article drafted from a past contact's notes.
+    status, body = await sup.call("POST", f"/api/console/kb/from-contact/{console.ids['recorded']}")
+    assert status == 201 and body["texts"]["ko"]["body"] == "470번 버스 노선 변경 안내"
+    assert body["texts"]["ko"]["title"] == "교통 > 버스" and body["source_contact_id"] == console.ids["recorded"]
+    status, _ = await sup.call("POST", "/api/console/kb/from-contact/999999")
+    assert status == 404
+    status, page = await sup.call("GET", "/console/knowledge")
+    assert status == 200 and "Knowledge base" in page  # super1 reads English
