@@ -795,9 +795,10 @@ class Snapshot:
 
 
 # Call contacts without an outcome or an end whose channels are gone at a resync are closed
-# (``unobserved`` if no outcome); only those started this long before the channel list (a call
-# that began after the list was taken is not in it) and not older than the look-back.
-ORPHAN_SLACK = timedelta(seconds=2)
+# (``unobserved`` if no outcome); only those started before the channel list was asked for (a
+# contact is written after its channel exists, so an earlier one missing from the list is
+# gone; the slack allows for the IVR's and the bridge's clocks) and within the look-back.
+ORPHAN_SLACK = timedelta(seconds=0.5)
 ORPHAN_LOOKBACK = timedelta(days=1)
 MESSAGE_CHANNELS = (Channel.sms, Channel.mms, Channel.chat, Channel.sns)  # threads, not calls
 
