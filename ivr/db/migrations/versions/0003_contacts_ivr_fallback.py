@@ -14,8 +14,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('contacts') as batch:
-        batch.add_column(sa.Column('ivr_fallback', sa.Boolean(), nullable=False, server_default=sa.false()))
+    # A plain ADD COLUMN (SQLite has it): a batch would rebuild contacts on SQLite and drop the
+    # triggers that keep the notes in search_index (0001_base), so notes were no longer found.
+    op.add_column('contacts', sa.Column('ivr_fallback', sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
