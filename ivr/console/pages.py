@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import update
 
-from ivr.console import admin, agent, knowledge, login, reviewer, wallboard
+from ivr.console import admin, agent, knowledge, login, reports, reviewer, wallboard
 from ivr.console.http import audit_request, bad, json_body, username
 from ivr.console.i18n import LANGUAGES
 from ivr.console.openapi import PATHS
@@ -46,6 +46,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     add_paths(app, PATHS)
     agent.setup(app)
     knowledge.setup(app)
+    reports.setup(app)
     admin.setup(app)
     reviewer.setup(app)
     wallboard.setup(app)

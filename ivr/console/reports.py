@@ -1,0 +1,71 @@
+"""Report downloads for supervisors: every contact of a period as CSV (streamed), and service
+level, abandonment, wait, talk and satisfaction per hour or day, queue, channel and language."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from ivr.console.http import audit_request, bad
+from ivr.console.render import ctx_of
+from ivr.queues import load_queues
+from ivr.reports.contacts import aggregate, export_csv
+from ivr.web.auth import requires
+
+MAX_DAYS = 62  # two months per request
+
+
+def period_of(request: web.Request) -> tuple[datetime, datetime, str]:
+    """?from=YYYY-MM-DD&to=YYYY-MM-DD (the site's days, both included) as a UTC-aware [start, end)."""
+    try:
+        first = date.fromisoformat(request.query.get("from", ""))
+        last = date.fromisoformat(request.query.get("to", ""))
+    except ValueError:
+        raise bad("from, to: dates such as 2026-11-01 / 날짜 형식이 맞지 않습니다") from None
+    if last < first:
+        raise bad("to: on or after from")
+    if (last - first).days >= MAX_DAYS:
+        raise bad(f"from..to: at most {MAX_DAYS} days per report")
+    zone = ZoneInfo(ctx_of(request).settings.timezone)
+    start = datetime.combine(first, time(), zone)
+    end = datetime.combine(last + timedelta(days=1), time(), zone)
+    return start.astimezone(UTC), end.astimezone(UTC), f"{first}_{last}"
+
+
+@requires("supervisor")
+async def contacts_csv(request: web.Request) -> web.StreamResponse:
+    """GET /api/console/reports/contacts.csv?from&to: one row per contact, streamed."""
+    start, end, name = period_of(request)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8", "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="contacts_{name}.csv"'})
+    await audit_request(request, "report_exported", "contacts", start=start.isoformat(), end=end.isoformat())
+    await response.prepare(request)
+    async with ctx_of(request).db.session() as session:
+        async for chunk in export_csv(session, start, end):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+@requires("supervisor")
+async def summary(request: web.Request) -> web.Response:
+    """GET /api/console/reports/summary?from&to&period=hour|day."""
+    start, end, _ = period_of(request)
+    period = request.query.get("period", "day")
+    if period not in ("hour", "day"):
+        raise bad("period: hour or day")
+    ctx = ctx_of(request)
+    threshold = load_queues(ctx.settings.queues_dir).defaults.service_level_seconds
+    async with ctx.db.session() as session:
+        report = await aggregate(session, start, end, period=period, timezone=ctx.settings.timezone,
+                                 default_service_level=threshold)
+    return web.json_response({"period": period, "timezone": ctx.settings.timezone,
+                              "service_level_seconds": threshold, "rows": report.as_json()})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/console/reports/contacts.csv", contacts_csv)
+    app.router.add_get("/api/console/reports/summary", summary)
