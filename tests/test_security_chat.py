@@ -2,7 +2,8 @@
 limit belongs to the conversation (reconnecting does not reset it), an abandoned chat is closed
 after ``sms.chat_idle_seconds`` while a connected one stays, and a queue change costs a constant
 number of database statements and sends only changed positions (it used to cost two queries
-and a frame per waiting citizen)."""
+and a frame per waiting citizen). The chat page links a phone number only with the texted code
+(issue #21 item 5), in a real Chromium."""
 
 from __future__ import annotations
 
@@ -122,3 +123,47 @@ async def test_a_queue_change_costs_constant_statements_and_sends_changed_positi
         assert (await frame(second_ws, "queue"))["position"] == 1
         for ws, _w in joined[1:]:
             await ws.close()
+
+
+async def test_citizen_links_a_phone_number_with_the_texted_code_in_a_browser(settings: Settings,
+                                                                             tmp_path: Path) -> None:
+    """The chat page's optional "link my number": a code is texted, typing it links the chat."""
+    import re
+    import shutil
+
+    from playwright import async_api as playwright_api
+
+    chromium = "/usr/bin/chromium"
+    assert shutil.which(chromium), f"no Chromium at {chromium} (make services installs Debian's chromium)"
+    ctx = await AppContext.create(settings, migrate=False)
+    try:
+        async with serve(ctx) as base, playwright_api.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])
+            page = await browser.new_page(locale="en-US")
+            page.set_default_timeout(15_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{base}/chat")
+            await page.select_option("#lang", "en")
+            await playwright_api.expect(page.locator("#status")).to_contain_text("number 1 in line")
+            await page.click("#phone-summary")
+            await page.fill("#phone", "010-2222-3333")
+            await page.click("#phone-button")
+            await playwright_api.expect(page.locator("#phone-status")).to_contain_text("6-digit code")
+            [job] = await ctx.bus.consume("sms.outbound", "t", "t", count=5, block=10)
+            assert job.data["to"] == "+821022223333"
+            code = re.search(r"\b(\d{6})\b", job.data["body"]).group(1)  # type: ignore[union-attr]
+            await page.fill("#code", "000000" if code != "000000" else "111111")
+            await page.click("#code-button")
+            await playwright_api.expect(page.locator("#phone-status")).to_contain_text("Wrong or expired")
+            await page.fill("#code", code)
+            await page.click("#code-button")
+            await playwright_api.expect(page.locator("#phone-status")).to_contain_text("confirmed")
+            await browser.close()
+            assert errors == []
+        async with ctx.db.session() as session:
+            conv = (await session.execute(select(ChatConversation))).scalar_one()
+            assert conv.phone_verified_at is not None and conv.claimed_phone == "+821022223333"
+    finally:
+        await ctx.close()
