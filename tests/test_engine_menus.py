@@ -362,3 +362,15 @@ async def test_callback_route_keeps_the_place_in_line(ivr: IvrHarness) -> None:
     # withheld number: nothing to call back, the dialplan puts the caller back in the queue
     log = await ivr.dial("", route="callback", callerid="anonymous", variables={"CALLBACK_QUEUE": "en"})
     assert "IVR_RESULT" not in log.variables
+    # a queue this site does not have: no request either, back in line
+    log = await ivr.dial("", route="callback", callerid="01034343434", variables={"CALLBACK_QUEUE": "no-such-queue"})
+    assert "IVR_RESULT" not in log.variables and log.heard == []
+    # without CALLBACK_QUEUE the queue the caller waits in; an unknown language is Korean
+    log = await ivr.dial("", route="callback", callerid="01056565656",
+                         variables={"QUEUE": "en", "CONTACT_ID": "none", "LANG": "xx"})
+    assert log.variables["IVR_RESULT"] == "hangup"
+    async with ivr.db.session() as session:
+        requests = {r.phone: r for r in (await session.execute(select(CallbackRequest))).scalars()}
+    assert set(requests) == {"+821012121212", "+821056565656"}
+    fallback = requests["+821056565656"]
+    assert (fallback.queue, fallback.language, fallback.contact_id) == ("en", "ko", None)
