@@ -196,18 +196,18 @@ async def stack(settings: Settings, tmp_path: Path, prompts: Path) -> AsyncItera
     assert errors == [], errors  # no script error on any page
 
 
-async def new_page(s: Stack, viewport: dict[str, int]) -> Any:
+async def new_page(s: Stack, viewport: dict[str, int], camera: bool = True) -> Any:
     context = await s.browser.new_context(viewport=viewport)
-    await context.grant_permissions(["camera", "microphone"], origin=s.url)
+    await context.grant_permissions(["camera", "microphone"] if camera else ["microphone"], origin=s.url)
     context.set_default_timeout(30_000)
     page = await context.new_page()
     page.on("pageerror", lambda exc: s.errors.append(str(exc)))
     return page
 
 
-async def agent_ready(s: Stack) -> Any:
+async def agent_ready(s: Stack, camera: bool = True) -> Any:
     """park.soyeon signs in, the softphone registers, Ready puts her in her queues."""
-    agent = await new_page(s, {"width": 1400, "height": 1000})
+    agent = await new_page(s, {"width": 1400, "height": 1000}, camera)
     await agent.goto(f"{s.url}/login?next=/console/agent")
     await agent.fill("input[name=username]", "park.soyeon")
     await agent.fill("input[name=password]", PASSWORD)
@@ -256,6 +256,8 @@ async def test_sign_language_video_call_citizen_to_agent_browser(stack: Stack) -
     citizen = await citizen_page(s, credentials)
     await citizen.click("#btn-video")
     await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
+    # queued and ringing, nobody there yet: the citizen is told to wait
+    assert await citizen.get_attribute("#call-state", "data-key") == "waiting"
     await agent.click("#sp-answer")
     await agent.wait_for_selector("#sp-state[data-state=sp_in_call]")
 
@@ -418,3 +420,25 @@ def _probe_streams(path: Path) -> list[dict[str, Any]]:
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,width,height", "-of", "json",
                           str(path)], capture_output=True, text=True, check=True).stdout
     return [{k: v for k, v in st.items() if k in ("codec_type", "width", "height")} for st in json.loads(out)["streams"]]
+
+
+async def test_an_agent_without_a_camera_still_sees_the_signing(stack: Stack) -> None:
+    """asterisk/asterisk#1173: a callee answering a video offer with ``m=video 0`` gets the call
+    dropped (BYE, cause 58). The softphone never declines video: without a camera it answers
+    ``recvonly``, and the citizen's signing still arrives."""
+    s = stack
+    agent = await agent_ready(s, camera=False)  # the browser refuses the camera
+    citizen = await citizen_page(s, [])
+    await citizen.click("#btn-video")
+    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
+    await agent.click("#sp-answer")
+    stats = await wait_until(lambda: flowing(agent, "agent"), "the citizen's video at an agent without a camera")
+    assert stats["video_out"] == 0 and stats["width"] >= 640
+    answer = await agent.evaluate("window.dasanSoftphone.session.connection.localDescription.sdp")
+    video = answer[answer.index("m=video"):]
+    assert not video.startswith("m=video 0 ") and "a=recvonly" in video
+    assert "Camera or microphone unavailable" in await agent.inner_text("#sp-note")
+    await citizen.wait_for_selector("#call-state[data-key=in_call]")
+    assert "cause=58" not in s.pbx.console() and "PJSIP/webvideo-" in s.pbx.cli("core show channels concise")
+    await citizen.click("#btn-hangup")
+    await agent.wait_for_selector("#sp-state[data-state=sp_registered]")

@@ -146,6 +146,15 @@ async function startCall(kind) {
       target.srcObject = ev.streams[0] || new MediaStream([ev.track]);
     });
   });
+  // When the counsellor answers, Asterisk updates the connected line (UPDATE or re-INVITE):
+  // the sign that someone is there even when their camera sends nothing.
+  const counsellorJoined = () => {
+    if (call.connected || active !== call) return;
+    call.connected = true;
+    callState("in_call");
+  };
+  session.on("update", counsellorJoined);
+  session.on("reinvite", counsellorJoined);
   session.on("confirmed", () => {
     callState(kind === "video" ? "waiting" : "in_call");
     if (kind === "voice") call.connected = true;
