@@ -831,6 +831,11 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
     for call_id, contact_id in orphans:
         if call_id not in alive:
             gone.setdefault(str(call_id), (contact_id, UNOBSERVED))
+    # Every contact row this resync changes (the gone calls', the waiting callers') is locked
+    # first, in id order, as the event batches and the IVR's record do.
+    queued_now = sorted({linked.get(e.get("Uniqueid", ""), e.get("Uniqueid", "")) for e in snap.entries})
+    known = list(await session.scalars(select(Contact.id).where(Contact.call_id.in_(queued_now)))) if queued_now else []
+    await lock_contacts(session, [*(cid for cid, _ in gone.values()), *known])
     contact_table: Any = Contact.__table__
     for linkedid, (contact_id, outcome) in sorted(gone.items(), key=lambda g: g[1][0]):  # row-lock order
         await session.execute(
