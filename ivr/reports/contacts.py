@@ -33,21 +33,25 @@ BATCH = 5000
 GROUPS = ("queue", "channel", "language")
 
 
-def _iso(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+TIMES = tuple(COLUMNS.index(c) for c in ("started_at", "answered_at", "ended_at"))
+TEXTS = tuple(COLUMNS.index(c) for c in ("language", "queue", "agent", "topic", "category", "tracking_number",
+                                         "outcome", "hangup_side", "resolution"))
 
 
-def _cell(value: object) -> object:
-    if isinstance(value, datetime):
-        return _iso(value)
-    if value is None:
-        return ""
-    # A cell starting with = + - @ would be a formula in a spreadsheet (CSV injection).
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value.value if hasattr(value, "value") else value
+def csv_row(row: Any) -> list[object]:
+    """One contact's cells: times in ISO 8601 with their offset, and no text a spreadsheet would run
+    as a formula (CSV injection: a leading = + - @ gets a quote). None is written empty by csv."""
+    cells = list(row)
+    for i in TIMES:
+        value = cells[i]
+        if value is not None:
+            cells[i] = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    for i in TEXTS:
+        value = cells[i]
+        if value and value[0] in FORMULA:
+            cells[i] = "'" + value
+    return cells
 
 
 async def export_csv(session: AsyncSession, start: datetime, end: datetime) -> AsyncIterator[bytes]:
@@ -64,11 +68,12 @@ async def export_csv(session: AsyncSession, start: datetime, end: datetime) -> A
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     yield ("\ufeff" + buffer.getvalue()).encode()
-    result = await session.stream(stmt)
+    connection = await session.connection()  # Core rows: no ORM loading per row
+    result = await connection.stream(stmt)
     async for rows in result.partitions(BATCH):
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows([_cell(v) for v in row] for row in rows)
+        writer.writerows(map(csv_row, rows))  # StrEnum cells write their value
         yield buffer.getvalue().encode()
 
 
