@@ -18,7 +18,7 @@ from ivr import records, sitetime
 from ivr.db import Database
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus
 
-NOW = datetime(2026, 12, 6, 23, 50, tzinfo=UTC)  # 08:50 on 7 December in Seoul
+NOW = datetime(2026, 1, 31, 23, 50, tzinfo=UTC)  # 08:50 on 1 February in Seoul (not today)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -75,7 +75,7 @@ def local_clock_in_seoul() -> Iterator[None]:
 def test_a_tracking_number_is_the_site_day_and_six_random_digits(seoul: None, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[int] = []
     monkeypatch.setattr(records.secrets, "randbelow", lambda n: asked.append(n) or 4242)
-    assert records.new_tracking_number(NOW) == "261207004242"
+    assert records.new_tracking_number(NOW) == "260201004242"
     assert asked == [10**6]
 
 
@@ -88,7 +88,7 @@ def test_tracking_numbers_come_from_eight_random_bytes_each(seoul: None, monkeyp
         return raw
 
     monkeypatch.setattr(records.secrets, "token_bytes", token_bytes)
-    assert records.tracking_numbers(3, NOW) == ["261207000005", "261207551615", "261207382856"]
+    assert records.tracking_numbers(3, NOW) == ["260201000005", "260201551615", "260201382856"]
     assert asked == [24]
 
 
@@ -120,10 +120,10 @@ async def test_citizens_by_phone_are_one_whatever_the_spelling(db: Database) -> 
 async def test_a_taken_tracking_number_is_drawn_again(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     async with db.transaction() as s:
         taken = await records.open_contact(s, Channel.sms)
-    draws = iter([taken.tracking_number, taken.tracking_number, "261207123456"])
+    draws = iter([taken.tracking_number, taken.tracking_number, "260201123456"])
     monkeypatch.setattr(records, "new_tracking_number", lambda now=None: next(draws))
     async with db.transaction() as s:
-        assert await records.free_tracking_number(s) == "261207123456"
+        assert await records.free_tracking_number(s) == "260201123456"
 
 
 async def test_batch_of_calls_gets_one_contact_each(db: Database, seoul: None) -> None:
@@ -146,7 +146,7 @@ async def test_batch_of_calls_gets_one_contact_each(db: Database, seoul: None) -
     assert c3.channel == Channel.web_voice
     assert _utc(c2.started_at) == NOW and _utc(c2.updated_at) == NOW
     numbers = [c.tracking_number or "" for c in rows.values()]
-    assert len(set(numbers)) == 3 and all(len(n) == 12 and n.startswith("261207") for n in numbers)
+    assert len(set(numbers)) == 3 and all(len(n) == 12 and n.startswith("260201") for n in numbers)
     # Asked again (the AMI bridge after the IVR, or a retried batch): the same contacts.
     async with db.transaction() as s:
         again = await records.ensure_call_contacts(s, [*calls, records.NewCall("c.4")], NOW)
@@ -183,7 +183,7 @@ async def test_insert_contacts_draws_again_for_a_taken_number_and_skips_known_ca
     async with db.transaction() as s:
         old = await records.open_contact(s, Channel.voice, call_id="known")
     real = records.tracking_numbers
-    draws = iter([[old.tracking_number, "261207000002"], ["261207000003"]])
+    draws = iter([[old.tracking_number, "260201000002"], ["260201000003"]])
     monkeypatch.setattr(records, "tracking_numbers", lambda count, now=None: next(draws, None) or real(count, now))
     rows = [{"channel": "voice", "status": "open", "call_id": call_id, "citizen_id": None, "started_at": NOW,
              "updated_at": NOW, "language": "ko", "ivr_path": "", "notes": ""} for call_id in ("new", "new-2")]
@@ -191,9 +191,36 @@ async def test_insert_contacts_draws_again_for_a_taken_number_and_skips_known_ca
         inserted = await records.insert_contacts(s, rows, "call_id", NOW)
     # "new" drew the taken number and was drawn again; "new-2" went in at once.
     assert {key: number for key, (_id, _citizen, number) in inserted.items()} == {
-        "new": "261207000003", "new-2": "261207000002"}
+        "new": "260201000003", "new-2": "260201000002"}
     async with db.transaction() as s:
         assert await records.insert_contacts(s, [{**rows[0], "call_id": "known"}], "call_id", NOW) == {}
+
+
+async def test_insert_contacts_by_citizen_draws_again_even_for_a_citizen_with_contacts(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keyed by citizen (new SMS threads): a row that lost its tracking number is drawn again,
+    whatever contacts the citizen already has."""
+    async with db.transaction() as s:
+        citizen = await records.get_or_create_citizen(s, "phone", "010-5555-0010")
+        old = await records.open_contact(s, Channel.sms, citizen)
+    real = records.tracking_numbers
+    draws = iter([[old.tracking_number]])
+    monkeypatch.setattr(records, "tracking_numbers", lambda count, now=None: next(draws, None) or real(count, now))
+    row = {"channel": "sms", "status": "open", "call_id": None, "citizen_id": citizen.id, "started_at": NOW,
+           "updated_at": NOW, "language": "ko", "ivr_path": "", "notes": ""}
+    async with db.transaction() as s:
+        inserted = await records.insert_contacts(s, [row], "citizen_id", NOW)
+    assert list(inserted) == [citizen.id] and inserted[citizen.id][2] != old.tracking_number
+
+
+async def test_insert_contacts_leaves_out_every_known_call_of_a_long_batch(db: Database) -> None:
+    calls = [records.NewCall(f"long.{i:04d}") for i in range(501)]  # two chunks of look-ups
+    async with db.transaction() as s:
+        await records.ensure_call_contacts(s, calls, NOW)
+    rows = [{"channel": "voice", "status": "open", "call_id": c.call_id, "citizen_id": None, "started_at": NOW,
+             "updated_at": NOW, "language": "ko", "ivr_path": "", "notes": ""} for c in calls]
+    async with db.transaction() as s:
+        assert await records.insert_contacts(s, rows, "call_id", NOW) == {}
 
 
 async def test_insert_citizens_skips_the_ones_already_there(db: Database) -> None:
