@@ -70,7 +70,10 @@ killed with SIGKILL and started again, and Redis is restarted. Checked afterward
 database: one contact per call, none doubled, none without outcome or end, every message and
 chat line stored once, every confirmed report filed once, every survey score stored.
 `unobserved`: calls whose whole queue part fell into the AMI bridge's outage (no event and
-no Cdr reached it; the resync closed them). CPU: user + system seconds of each service's
+no Cdr reached it; the resync closed them). A video call never meets the IVR: if all of its
+AMI traffic went by while the bridge was down, nothing of it reaches the project (AMI keeps no
+backlog, the Cdr went by too); such calls are counted on their own row, not as lost: a gap
+only Asterisk's own CDR store could close. CPU: user + system seconds of each service's
 processes over the run (a killed process's last sample, taken every 0.5 s)."""
 PG_ADMIN = os.environ.get("DASAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "soak-webhook-secret"
