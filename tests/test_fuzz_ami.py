@@ -54,20 +54,28 @@ async def _connected() -> AsyncIterator[tuple[AmiPeer, AmiConnection]]:
     try:
         await peer.wait_login(1)
         await asyncio.wait_for(conn.logged_in.wait(), 10)
-        await _settle(conn, 0)
-        conn.take(10_000)  # FullyBooted and the like
+        await _settle(peer, conn)  # FullyBooted and the like, dropped
         yield peer, conn
     finally:
         await conn.close()
         await peer.close()
 
 
-async def _settle(conn: AmiConnection, want: int, timeout: float = 5) -> None:
+SETTLE = {"Event": "UserEvent", "Privilege": "user,all", "UserEvent": "dasan-settle-marker"}
+
+
+async def _settle(peer: AmiPeer, conn: AmiConnection, timeout: float = 5) -> list[dict[str, str]]:
+    """The events written before this call, all of them: a marker goes out after them on the
+    same stream and is waited for, so everything ahead of it has been parsed."""
+    peer.logged_in_write(encode_message(SETTLE))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while len(conn.events) < want and loop.time() < deadline:  # noqa: ASYNC110 (polling another's queue)
+    while not any(e.get("UserEvent") == SETTLE["UserEvent"] for e in conn.events):
+        assert loop.time() < deadline, "the marker written after the events never arrived"
         await asyncio.sleep(0.002)
-    await asyncio.sleep(0.01)
+    got = conn.take(10_000)
+    assert got[-1] == SETTLE, got[-3:]
+    return got[:-1]
 
 
 def test_encode_parse_round_trip() -> None:
@@ -96,8 +104,7 @@ def test_any_chunking_delivers_the_same_events_in_order() -> None:
                 for chunk in _chunks(data, cuts):
                     peer.logged_in_write(chunk)
                     await asyncio.sleep(0)  # separate TCP segments, as far as the kernel allows
-                await _settle(conn, len(evs))
-                return conn.take(10_000)
+                return await _settle(peer, conn)
 
             got = loop.run_until_complete(run())
             assert got == evs
@@ -157,5 +164,4 @@ async def test_an_empty_last_field_survives() -> None:
     async with _connected() as (peer, conn):
         event = {"Event": "VarSet", "Privilege": "dialplan,all", "Variable": "QUEUE", "Value": ""}
         peer.logged_in_write(encode_message(event))
-        await _settle(conn, 1)
-        assert conn.take(10) == [event]
+        assert await _settle(peer, conn) == [event]
