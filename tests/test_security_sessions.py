@@ -10,6 +10,7 @@ WebSockets refuse pages of other origins (scheme, host and port compared)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -337,3 +338,23 @@ def test_next_never_leaves_the_site_as_a_browser_reads_it(target: str) -> None:
     kept = safe_next(target)
     if kept is not None:
         assert kept == target and _as_a_browser_resolves(kept) == "site.example", target
+
+
+def test_parallel_attempts_are_counted_before_they_are_checked() -> None:
+    throttle = LoginThrottle(free=3, max_delay=60, clock=lambda: 1000.0)
+    # Twenty guesses arriving together: only the free ones get through, before any has failed.
+    assert [throttle.attempt("kim", "10.0.0.1") == 0 for _ in range(20)] == [True] * 3 + [False] * 17
+    fresh = LoginThrottle(free=3, max_delay=60, clock=lambda: 1000.0)
+    for _ in range(10):  # right passwords give their count back: a user is never slowed by them
+        assert fresh.attempt("kim", "10.0.0.1") == 0
+        fresh.succeeded("kim", "10.0.0.1")
+
+
+async def test_a_burst_of_parallel_guesses_gets_only_the_free_tries(console: Console) -> None:
+    async with aiohttp.ClientSession() as s:
+        async def guess(i: int) -> int:
+            async with s.post(f"{console.url}/api/login", json={"username": "kim.minji", "password": f"w{i}"}) as r:
+                return r.status
+
+        statuses = await asyncio.gather(*[guess(i) for i in range(20)])
+    assert sorted(statuses) == [401] * 3 + [429] * 17  # login_free_failures = 3

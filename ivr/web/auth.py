@@ -227,7 +227,7 @@ async def sign_in(request: web.Request, username: str, password: str) -> Session
     ctx = _ctx(request)
     throttle = request.app[THROTTLE_KEY]
     address = client_address(request, ctx.settings)  # behind a proxy: the client's, not the proxy's
-    wait = throttle.wait(username, address)
+    wait = throttle.attempt(username, address)  # counted as a failure until it succeeds
     if wait > 0:
         await audit(ctx, username, "sign_in_throttled", ip=address, retry_after=math.ceil(wait))
         raise Throttled(wait)
@@ -236,11 +236,10 @@ async def sign_in(request: web.Request, username: str, password: str) -> Session
     usable = user is not None and user.active and len(password) <= MAX_PASSWORD
     ok = await check_password(user.password_hash if usable and user is not None else None, password[:MAX_PASSWORD])
     if ok and user is not None:
-        throttle.succeeded(username)
+        throttle.succeeded(username, address)
         await audit(ctx, username, "sign_in", ip=address)
         return SessionUser(user.id, user.username, user.role, user.language, secrets.token_urlsafe(24),
                            time.time() + SESSION_SECONDS, user.session_version)
-    throttle.failed(username, address)
     reason = "unknown user" if user is None else ("inactive" if not user.active else "wrong password")
     await audit(ctx, username, "sign_in_failed", ip=address, reason=reason)
     return None

@@ -4,7 +4,9 @@ sign-in route (``/login`` and ``/api/login`` both go through ``ivr.web.auth.sign
 The first ``free`` failures of a key cost nothing; after that each attempt must wait, the wait
 doubling with every further failure (2 s, 4 s, 8 s ... up to ``max_delay``). An attempt made
 before its wait is over is refused without checking the password, so guessing is bounded by
-the waits, not by how fast the server answers. A success clears the account's count (not the
+the waits, not by how fast the server answers. An attempt counts as a failure from the moment
+it is let through (``attempt``), so a burst of parallel guesses cannot all pass before the
+first one fails; a success takes its own count back and clears the account's (not the
 address's: one valid account must not reset an address that is guessing others). Counts
 expire after a quiet ``max_delay`` and live in this process (each web process counts on its
 own); idle entries are dropped so memory stays bounded.
@@ -49,6 +51,14 @@ class LoginThrottle:
         now = self.clock()
         return max(self._delay(self.entries.get(key), now) for key in self.keys(username, address))
 
+    def attempt(self, username: str, address: str | None) -> float:
+        """Let an attempt through (0, counted as a failure until ``succeeded``) or say how many
+        seconds it must wait (nothing counted)."""
+        wait = self.wait(username, address)
+        if wait <= 0:
+            self.failed(username, address)
+        return wait
+
     def failed(self, username: str, address: str | None) -> None:
         now = self.clock()
         for key in self.keys(username, address):
@@ -60,5 +70,11 @@ class LoginThrottle:
         if len(self.entries) > MAX_ENTRIES:
             self.entries = {k: v for k, v in self.entries.items() if now - v.last <= self.max_delay}
 
-    def succeeded(self, username: str) -> None:
-        self.entries.pop(self.keys(username, None)[0], None)
+    def succeeded(self, username: str, address: str | None = None) -> None:
+        """The attempt let through was right: the account starts afresh, the address gets its
+        one count back."""
+        account, by_address = self.keys(username, address)
+        self.entries.pop(account, None)
+        entry = self.entries.get(by_address) if address is not None else None
+        if entry is not None:
+            entry.count = max(0, entry.count - 1)
