@@ -27,6 +27,7 @@ NAV = (
     ("nav_agent", "/console/agent", ("agent", "supervisor")),
     ("nav_wallboard", "/console/wallboard", ("agent", "supervisor", "reviewer")),
     ("nav_reviewer", "/console/reviewer", ("reviewer", "supervisor")),
+    ("nav_quality", "/console/quality", ("agent", "supervisor", "reviewer")),
     ("nav_knowledge", "/console/knowledge", ("supervisor",)),
     ("nav_admin", "/console/admin", ("supervisor",)),
 )

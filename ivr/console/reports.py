@@ -17,21 +17,26 @@ from ivr.web.auth import requires
 MAX_DAYS = 62  # two months per request
 
 
-def period_of(request: web.Request) -> tuple[datetime, datetime, str]:
-    """?from=YYYY-MM-DD&to=YYYY-MM-DD (the site's days, both included) as a UTC-aware [start, end)."""
+def parse_period(first_text: str, last_text: str, timezone: str) -> tuple[datetime, datetime, str]:
+    """Two of the site's days (YYYY-MM-DD, both included) as a UTC-aware [start, end) and a file-name label."""
     try:
-        first = date.fromisoformat(request.query.get("from", ""))
-        last = date.fromisoformat(request.query.get("to", ""))
+        first, last = date.fromisoformat(first_text), date.fromisoformat(last_text)
     except ValueError:
         raise bad("from, to: dates such as 2026-11-01 / 날짜 형식이 맞지 않습니다") from None
     if last < first:
         raise bad("to: on or after from")
     if (last - first).days >= MAX_DAYS:
         raise bad(f"from..to: at most {MAX_DAYS} days per report")
-    zone = ZoneInfo(ctx_of(request).settings.timezone)
+    zone = ZoneInfo(timezone)
     start = datetime.combine(first, time(), zone)
     end = datetime.combine(last + timedelta(days=1), time(), zone)
     return start.astimezone(UTC), end.astimezone(UTC), f"{first}_{last}"
+
+
+def period_of(request: web.Request) -> tuple[datetime, datetime, str]:
+    """?from=YYYY-MM-DD&to=YYYY-MM-DD in the site's time zone (see ``parse_period``)."""
+    return parse_period(request.query.get("from", ""), request.query.get("to", ""),
+                        ctx_of(request).settings.timezone)
 
 
 @requires("supervisor")

@@ -9,3 +9,4 @@ from ivr.db import models  # noqa: F401
 from ivr.knowledge import models as knowledge_models  # noqa: F401
 from ivr.messaging import models as messaging_models  # noqa: F401
 from ivr.open311 import models as open311_models  # noqa: F401
+from ivr.quality import models as quality_models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Quality assurance: random samples of contacts per agent, scorecards as data, calibration."""
