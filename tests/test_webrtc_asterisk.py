@@ -284,6 +284,14 @@ async def test_sign_language_video_call_citizen_to_agent_browser(stack: Stack) -
         agent_row = await session.get(Agent, row.agent_id)
     assert agent_row is not None and agent_row.username == "park.soyeon"
 
+    # the survey, on screen (a deaf citizen cannot follow the spoken one)
+    await citizen.wait_for_selector("#survey:not([hidden])")
+    await citizen.click("#survey button[data-score='4']")
+    await citizen.wait_for_selector("#survey-result[data-ok=true]")
+    async with s.ctx.db.session() as session:
+        rated = await session.get(Contact, row.id)
+    assert rated is not None and rated.satisfaction == 4
+
     # the agent's browser recorded the sign-language video and filed it with its checksum
     await agent.wait_for_selector("#softphone-card[data-recording]")
     recorded = await agent.get_attribute("#softphone-card", "data-recording")

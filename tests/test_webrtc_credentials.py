@@ -272,3 +272,15 @@ def test_a_foreign_language_page_calls_its_language_line_while_it_is_open(settin
     assert voice_target(q, "zh") == "ivr"  # closed now: the IVR plays the night route
     assert voice_target(q, "ko") == "ivr"  # Korean callers get the menu
     assert voice_target(q, "sign-video") == "ivr" and voice_target(q, "xx") == "ivr"
+
+
+def test_a_call_can_be_rated_once_with_its_credential_for_a_few_hours() -> None:
+    clock = Clock()
+    issue = issuer(clock)
+    first, second = issue.mint("video", "a"), issue.mint("video", "b")
+    assert reason_of(issue.redeem_survey, first.username, second.password) == "invalid"  # not its password
+    assert issue.redeem_survey(first.username, first.password).issued_at == first.issued_at
+    assert reason_of(issue.redeem_survey, first.username, first.password) == "invalid"  # once
+    clock.now += 7 * 3600
+    assert reason_of(issue.redeem_survey, second.username, second.password) == "expired"
+    assert not any(issued.username == first.username for issued in issue.issued.values())

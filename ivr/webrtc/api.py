@@ -18,7 +18,7 @@ from ivr.context import AppContext
 from ivr.queues import QueueConfig, load_queues
 from ivr.site_secrets import sip_password
 from ivr.web.auth import audit, requires
-from ivr.webrtc import report, video_recording
+from ivr.webrtc import report, survey, video_recording
 from ivr.webrtc.asterisk_push import PushError, push_credential
 from ivr.webrtc.asterisk_view import ws_url
 from ivr.webrtc.credentials import CredentialRefused, refusal_logged
@@ -182,6 +182,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     r.add_get("/api/webcall/status", status)
     r.add_post("/api/webcall/credentials", mint)
     r.add_post("/api/webcall/report", report.report)
+    r.add_post("/api/webcall/survey", survey.survey)
     r.add_get("/api/console/softphone", softphone)
     r.add_get("/static/vendor/jssip.min.js", jssip)
     r.add_static("/static/webcall", HERE / "static")

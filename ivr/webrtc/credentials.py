@@ -106,6 +106,20 @@ class PageTokens:
             del self._spent[token_id]
 
 
+@dataclass(frozen=True)
+class Issued:
+    """What is remembered of a minted credential (never its password): enough for the page
+    that holds the password to answer the survey of that call afterwards."""
+
+    kind: Kind
+    username: str
+    issued_at: float
+
+
+SURVEY_HOURS = 6.0  # how long after minting the page may still answer the survey
+MAX_ISSUED = 100_000
+
+
 class CredentialIssuer:
     """Leases citizen endpoints and draws their one-session passwords."""
 
@@ -114,6 +128,7 @@ class CredentialIssuer:
         self.ttl = float(settings.credential_ttl_seconds)
         self.clock = clock
         self.limiter = RateLimiter(settings.mint_per_minute, clock=monotonic)
+        self.issued: OrderedDict[str, Issued] = OrderedDict()  # sha256(password) -> the credential
         self.slots: dict[Kind, OrderedDict[str, float]] = {  # slot -> lease expiry, least recently leased first
             "video": OrderedDict((name, 0.0) for name in slot_names("video", settings.video_slots)),
             "voice": OrderedDict((name, 0.0) for name in slot_names("voice", settings.voice_slots)),
@@ -136,15 +151,35 @@ class CredentialIssuer:
                                     retry_after=lease_end - now)
         pool.move_to_end(slot)
         pool[slot] = now + self.ttl
-        return Credential(kind=kind, username=slot, password=secrets.token_urlsafe(24),
-                          issued_at=now, expires_at=now + self.ttl)
+        credential = Credential(kind=kind, username=slot, password=secrets.token_urlsafe(24),
+                                issued_at=now, expires_at=now + self.ttl)
+        self.issued[_digest(credential.password)] = Issued(kind, slot, now)
+        while self.issued and (len(self.issued) > MAX_ISSUED
+                               or next(iter(self.issued.values())).issued_at < now - SURVEY_HOURS * 3600):
+            self.issued.popitem(last=False)
+        return credential
+
+    def redeem_survey(self, username: str, password: str) -> Issued:
+        """The credential a survey answer comes with; good once, within ``SURVEY_HOURS``."""
+        found = self.issued.get(_digest(password))
+        if found is None or found.username != username:
+            raise CredentialRefused("invalid", "this call cannot be rated (unknown or already rated)")
+        if found.issued_at < self.clock() - SURVEY_HOURS * 3600:
+            raise CredentialRefused("expired", "this call is too old to rate")
+        del self.issued[_digest(password)]
+        return found
 
     def release(self, credential: Credential) -> None:
         """Give the slot back at once (its password could not be pushed to Asterisk)."""
+        self.issued.pop(_digest(credential.password), None)
         pool = self.slots[credential.kind]
         if pool.get(credential.username) == credential.expires_at:
             pool[credential.username] = 0.0
             pool.move_to_end(credential.username, last=False)
+
+
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
 
 
 def refusal_logged(reason: str, address: str, detail: str) -> None:

@@ -64,6 +64,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "track_none": {"ko": "해당 번호의 접수 내역이 없습니다.", "en": "No request has that number."},
     "track_status": {"ko": "처리 상태", "en": "Status"},
     "offline": {"ko": "오프라인입니다. 연결되면 다시 시도하세요.", "en": "You are offline. Try again when connected."},
+    "survey_q": {"ko": "상담에 만족하셨나요? (1 불만 ~ 5 매우 만족)", "en": "How was your counselling? (1 poor to 5 very good)"},
+    "survey_thanks": {"ko": "응답해 주셔서 감사합니다.", "en": "Thank you for your answer."},
 }
 
 

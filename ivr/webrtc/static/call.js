@@ -76,7 +76,25 @@ function endCall(messageKey, alternatives) {
   $("choices").hidden = false;
   $("keypad").hidden = true;
   if (messageKey) say(messageKey, alternatives);
+  // A counsellor answered: ask for the score on screen (the spoken survey is no use to a deaf caller).
+  if (call && call.connected && messageKey === "ended") {
+    survey = {username: call.cred.username, password: call.cred.password};
+    $("survey").hidden = false;
+    $("survey-result").textContent = "";
+  }
 }
+
+let survey = null; // the last call's credential, for its one survey answer
+$("survey").addEventListener("click", async (ev) => {
+  const score = Number(ev.target.dataset && ev.target.dataset.score);
+  if (!score || !survey) return;
+  const answer = survey;
+  survey = null;
+  const r = await fetch("/api/webcall/survey", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({...answer, score})});
+  $("survey-result").textContent = r.ok ? T.survey_thanks : T.err_unavailable;
+  $("survey-result").dataset.ok = String(r.ok);
+});
 
 // Asterisk answers at once and queues the call; the counsellor is there when their media
 // arrives (video frames decoded, or for voice the call is simply up).
@@ -95,6 +113,7 @@ async function watchConnected(call) {
 async function startCall(kind) {
   clearMessage();
   if (active) return;
+  $("survey").hidden = true;
   if (!window.RTCPeerConnection || !navigator.mediaDevices || !window.JsSIP) return say("err_unsupported", true);
   if (!navigator.onLine) return say("err_network", true);
   try {
@@ -129,7 +148,7 @@ async function startCall(kind) {
     sockets: [new JsSIP.WebSocketInterface(cred.ws_url)], uri: cred.uri, authorization_user: cred.username,
     password: cred.password, register: false, session_timers: false, user_agent: "dasan-call",
   });
-  const call = {ua, stream, kind, session: null, connected: false, timer: null, marks: {minted: Date.now()}};
+  const call = {ua, stream, kind, cred, session: null, connected: false, timer: null, marks: {minted: Date.now()}};
   active = call;
   ua.on("disconnected", () => { if (active === call && call.session && !call.session.isEnded()) endCall("err_network", true); });
   ua.start();
