@@ -229,7 +229,8 @@ async def sign_in(request: web.Request, username: str, password: str) -> Session
     address = client_address(request, ctx.settings)  # behind a proxy: the client's, not the proxy's
     wait = throttle.attempt(username, address)  # counted as a failure until it succeeds
     if wait > 0:
-        await audit(ctx, username, "sign_in_throttled", ip=address, retry_after=math.ceil(wait))
+        if throttle.refused(username, address):  # one row per wait, not one per flooded request
+            await audit(ctx, username, "sign_in_throttled", ip=address, retry_after=math.ceil(wait))
         raise Throttled(wait)
     async with ctx.db.session() as session:
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()

@@ -25,6 +25,7 @@ MAX_ENTRIES = 100_000
 class _Failures:
     count: int
     last: float
+    refused: int = 0  # attempts refused since the last failure
 
 
 class LoginThrottle:
@@ -59,6 +60,17 @@ class LoginThrottle:
             self.failed(username, address)
         return wait
 
+    def refused(self, username: str, address: str | None) -> bool:
+        """Note a refused attempt; True for the first one since the last failure (worth an audit
+        row; a flood of refusals is not, it would only load the database)."""
+        first = False
+        for key in self.keys(username, address):
+            entry = self.entries.get(key)
+            if entry is not None:
+                entry.refused += 1
+                first = first or entry.refused == 1
+        return first
+
     def failed(self, username: str, address: str | None) -> None:
         now = self.clock()
         for key in self.keys(username, address):
@@ -67,6 +79,7 @@ class LoginThrottle:
                 entry = self.entries[key] = _Failures(0, now)
             entry.count += 1
             entry.last = now
+            entry.refused = 0
         if len(self.entries) > MAX_ENTRIES:
             self.entries = {k: v for k, v in self.entries.items() if now - v.last <= self.max_delay}
 
