@@ -4,6 +4,8 @@ counts, roles and bad input (the API on a real socket)."""
 
 from __future__ import annotations
 
+import shutil
+import wave
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,14 +14,19 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ivr.bus import MemoryBus
 from ivr.config import Settings
+from ivr.datafolder import DEFAULT_MENUS
 from ivr.db import Database
+from ivr.engine.menu import load_menus
 from ivr.knowledge import store
 from ivr.knowledge.models import Article
 from ivr.knowledge.search import article_terms, search_articles
 from ivr.knowledge.text import fill, strip_particle
 from ivr.search import MAX_TERMS, SearchError
+from ivr.yamlfile import DataError
 from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+from tests.support.ivr_harness import IvrHarness
 
 BUS = {"key": "bus-stop-moved", "texts": {
     "ko": {"title": "버스 정류장 이전 안내", "body": "{name}님, 버스 정류장이 옮겨졌습니다. 접수번호 {tracking_number}"},
@@ -113,14 +120,26 @@ async def test_articles_api(console: Console, login: Any) -> None:
         assert status == 400 and field in body["error"], body
     status, art = await sup.call("POST", "/api/console/kb/articles", json=BUS)
     assert status == 201 and art["revision"] == 1 and art["owner"] == "super1"
+    # Meant for the IVR: its sound is made in each language, from the body without variables.
+    assert art["spoken"] == {"languages": ["ko", "en"]}
+    sound = console.ctx.settings.asterisk.sounds_dir / "ko" / "dasan" / "kb-bus-stop-moved.wav"
+    with wave.open(str(sound)) as w:
+        assert (w.getframerate(), w.getnchannels()) == (8000, 1) and w.getnframes() > 8000
     status, body = await sup.call("POST", "/api/console/kb/articles", json=BUS)
     assert status == 409  # the key is taken
     changed = {**BUS, "tags": ["교통"], "texts": {**BUS["texts"], "ko": {**BUS["texts"]["ko"], "title": "정류장 이전"}}}
     status, body = await sup.call("PUT", f"/api/console/kb/articles/{art['id']}", json=changed)
     assert status == 200 and body["revision"] == 2
+    assert sound.exists()
+    status, body = await sup.call("PUT", f"/api/console/kb/articles/{art['id']}",
+                                  json={**changed, "channels": ["sms", "chat"]})
+    assert status == 200 and body["revision"] == 3 and not sound.exists()  # off the IVR: its sound goes
+    status, body = await sup.call("PUT", f"/api/console/kb/articles/{art['id']}", json=changed)
+    assert body["revision"] == 4 and sound.exists()
     status, body = await agent.call("GET", f"/api/console/kb/articles/{art['id']}")
-    assert [r["revision"] for r in body["revisions"]] == [2, 1]
-    assert body["revisions"][1]["content"]["texts"]["ko"]["title"] == "버스 정류장 이전 안내"
+    assert [r["revision"] for r in body["revisions"]] == [4, 3, 2, 1]
+    assert body["revisions"][3]["content"]["texts"]["ko"]["title"] == "버스 정류장 이전 안내"
+    assert body["revisions"][1]["content"]["channels"] == ["sms", "chat"]
 
     status, body = await agent.call("GET", "/api/console/kb/articles", params={"q": "버스정류장"})
     assert status == 200 and [a["key"] for a in body["items"]] == ["bus-stop-moved"]
@@ -156,3 +175,27 @@ async def test_articles_api(console: Console, login: Any) -> None:
     assert status == 404
     status, page = await sup.call("GET", "/console/knowledge")
     assert status == 200 and "Knowledge base" in page  # super1 reads English
+
+
+async def test_ivr_answer_node_reads_an_article(db: Database, tmp_path: Path) -> None:
+    """An answer node names an article; the IVR plays the article's sound after the node's prompts."""
+    menus_dir = tmp_path / "menus"
+    shutil.copytree(DEFAULT_MENUS, menus_dir)
+    main = menus_dir / "main.yaml"
+    text = main.read_text(encoding="utf-8")
+    node = "  transport-lost:\n    kind: answer\n    topic: transport\n    prompt: transport-lost-info\n"
+    assert node in text
+    main.write_text(text.replace(node, node.replace("kind: answer", "kind: answer\n    article: Bad.Key")),
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"main.yaml:\d+: nodes.transport-lost.article"):
+        load_menus(main)  # an article key is also a sound name: plain letters, digits, - and _
+    main.write_text(text.replace(node, node.replace("kind: answer", "kind: answer\n    article: bus-stop-moved")),
+                    encoding="utf-8")
+    harness = await IvrHarness(db, MemoryBus(), menus_dir=menus_dir).start()
+    try:
+        log = await harness.dial("1 1", callerid="010-5555-0101")
+    finally:
+        await harness.stop()
+    heard = log.heard
+    assert heard.index("dasan/kb-bus-stop-moved") == heard.index("dasan/transport-lost-info") + 1, heard
+    assert heard[-1] == "dasan/goodbye"

@@ -15,15 +15,19 @@ from sqlalchemy import select
 from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
 from ivr.console.render import ctx_of, render
 from ivr.db.models import Contact
+from ivr.engine.menu import load_menus
+from ivr.engine.runtime import MENU_FILE
 from ivr.knowledge import store
 from ivr.knowledge.models import Article, ArticleRevision
 from ivr.knowledge.search import search_articles
+from ivr.knowledge.speech import silence, speak
 from ivr.knowledge.store import CHANNELS, ArticleError
 from ivr.messaging.models import ChatConversation
 from ivr.search import SearchError
 from ivr.web.access import contact_access, refused
 from ivr.web.auth import current_user, requires
 from ivr.web.errors import json_error
+from ivr.yamlfile import DataError
 
 WRITERS = ("supervisor",)  # and admin, as everywhere
 
@@ -92,8 +96,26 @@ async def _save(request: web.Request, article_id: int | None) -> web.Response:
         except ArticleError as exc:
             raise bad(str(exc), 409) from None
         result = article_json(article)
+    result["spoken"] = await _voice(request, data.key, result["texts"], "ivr" in data.channels)
     await audit_request(request, "kb_article_saved", f"kb:{result['id']}", revision=result["revision"])
     return web.json_response(result, status=201 if article_id is None else 200)
+
+
+async def _voice(request: web.Request, key: str, texts: dict[str, Any], for_ivr: bool) -> dict[str, Any]:
+    """The IVR's sound of the article made (or removed when it is no longer for the IVR)."""
+    settings = ctx_of(request).settings
+    try:
+        menus = load_menus(settings.agi.menus_dir / MENU_FILE)
+    except DataError as exc:
+        return {"languages": [], "error": f"menus: {exc.problems[0]}"}
+    languages = tuple(menus.languages)
+    if not for_ivr:
+        silence(key, settings.asterisk.sounds_dir, menus.sound_folder, languages)
+        return {"languages": []}
+    try:
+        return {"languages": await speak(texts, key, settings.asterisk.sounds_dir, menus.sound_folder, languages)}
+    except (RuntimeError, OSError) as exc:  # espeak-ng or sox missing or failing: the article is saved anyway
+        return {"languages": [], "error": str(exc)[:300]}
 
 
 @requires(*WRITERS)

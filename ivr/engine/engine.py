@@ -23,6 +23,7 @@ from ivr.engine import lookups
 from ivr.engine.channel import Channel, ChannelHangup
 from ivr.engine.menu import HANGUP, AnswerNode, LookupNode, MenuNode, MenuSet, QueueNode
 from ivr.engine.record import ContactHandle, ContactWriter, caller_number
+from ivr.knowledge.speech import article_sound
 from ivr.queues import QueueConfig
 from ivr.webrtc.slots import contact_channel
 
@@ -255,6 +256,8 @@ class IvrEngine:
         await self._step(call, f"answer:{name}", **({"topic": node.topic} if node.topic else {}))
         for prompt in node.prompt:
             await ch.play(self.menus.sound(prompt))
+        if node.article:
+            await ch.play(article_sound(self.menus.sound_folder, node.article))
         if node.then != HANGUP:
             return node.then
         return await self._goodbye(ch, call, "self_service")

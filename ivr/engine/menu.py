@@ -30,6 +30,7 @@ PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,60}$")
 SOUND_FOLDER = r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$"
 QUEUE_NAME = r"^[a-z][a-z0-9-]{1,39}$"  # ivr.queues.NAME
 TOPIC = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+ARTICLE_KEY = r"^[a-z0-9][a-z0-9_-]{0,79}$"  # ivr.knowledge.store.KEY: a sound name too
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME)]
 DIGITS = set("0123456789*#")
 HANGUP = "hangup"
@@ -87,6 +88,9 @@ class AnswerNode(_Strict):
     kind: Literal["answer"]
     topic: str | None = Field(None, pattern=TOPIC)
     prompt: PromptList
+    # A knowledge-base article (ivr.knowledge) read out after the prompts: the spoken text is the
+    # article the agents answer from (its sound is made when the article is saved for the IVR).
+    article: str | None = Field(None, pattern=ARTICLE_KEY)
     then: str = HANGUP
 
     _p = field_validator("prompt", mode="before")(_prompts)

@@ -18,7 +18,7 @@ from ivr.db.models import Category, Citizen, Contact, TranscriptSegment, utcnow
 from ivr.knowledge.models import Article, ArticleRevision
 from ivr.knowledge.text import compact, fill, unknown_variables
 
-KEY = r"^[a-z0-9][a-z0-9_.-]{0,79}$"
+KEY = r"^[a-z0-9][a-z0-9_-]{0,79}$"  # also the IVR's sound name (ivr.engine.menu.ARTICLE_KEY)
 CHANNELS = ("voice", "sms", "mms", "chat", "sns", "video", "web_voice", "ivr")
 MAX_BODY = 5000
 
