@@ -149,11 +149,14 @@ class PystChannel:
 
 
 async def run(route: str, channel: PystChannel) -> int:
+    from ivr import datafolder
     from ivr.config import load_settings
     from ivr.context import AppContext
     from ivr.engine.runtime import IvrRuntime
 
-    ctx = await AppContext.create(load_settings(), migrate=False)
+    settings = load_settings()
+    datafolder.seed(settings)  # a fresh data folder gets the shipped menus and queues, as with dasan
+    ctx = await AppContext.create(settings, migrate=False)
     try:
         routes = IvrRuntime.from_settings(ctx).routes()
         if route not in routes:

@@ -156,8 +156,8 @@ async def test_agent_commands_stream(settings: Settings, db_url: str, bus: Bus) 
             assert report is not None, "no report of the refused command"
             if "error" in report:
                 refusal = report
-        assert refusal == {"username": "nguyen.thu",
-                           "error": "unknown action 'dance' (login|logout|pause|unpause)"}
+        assert refusal == {"username": "nguyen.thu", "action": "dance", "retrying": False,
+                           "error": "unknown action 'dance' (login|logout|pause|unpause|supervise)"}
         assert not [a for a in r.peer.actions if "dance" in json.dumps(a).lower()]
         await reports.close()
 

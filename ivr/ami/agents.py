@@ -172,7 +172,22 @@ class AgentControl:
             return await self.pause(username, command.get("reason"))
         if action == "unpause":
             return await self.unpause(username)
-        raise AgentCommandError(f"unknown action {action!r} (login|logout|pause|unpause)")
+        if action == "supervise":
+            return await self.supervise(command)
+        raise AgentCommandError(f"unknown action {action!r} (login|logout|pause|unpause|supervise)")
+
+    async def supervise(self, command: dict[str, Any]) -> CommandResult:
+        """Ring the supervisor's phone into ChanSpy on the agent's call (ivr.ami.supervise)."""
+        from ivr.ami.supervise import SuperviseError, originate_action
+
+        try:
+            action = await originate_action(self.db, self.qconf, command)
+        except SuperviseError as exc:
+            raise AgentCommandError(str(exc)) from None
+        await self._action(action)
+        mode, agent = action["Exten"], str(command.get("agent"))
+        return CommandResult(str(command.get("username")), "supervise", [],
+                             f"{mode} {agent}: ringing your phone / 전화기를 울립니다 ({mode})")
 
     async def restore(self) -> list[str]:
         """Re-add the members Asterisk lost and re-apply pauses; returns what it changed."""

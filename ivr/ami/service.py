@@ -42,6 +42,7 @@ APPLY_TRIES = 20  # then it is logged and dropped (the YAML stays written; `dasa
 OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
 RESYNC_RETRY_MIN, RESYNC_RETRY_MAX = 0.5, 5.0  # seconds between resync tries on one connection
 OUTBOX_BATCH = 500  # jobs marked as sent per transaction
+STATUS_POLL, STATUS_EVERY = 0.5, 5.0  # seconds: live.ami checks the session / sends a heartbeat
 
 
 class _Resync:
@@ -96,6 +97,7 @@ class AmiBridge:
         spawn(asyncio.create_task(self._commands_loop(), name="ami-commands"))
         spawn(asyncio.create_task(self._apply_loop(), name="ami-apply"))
         spawn(asyncio.create_task(self._reconcile_loop(), name="ami-reconcile"))
+        spawn(asyncio.create_task(self._status_loop(), name="ami-status"))
         self._check_agents()  # wrap-ups left from before a restart
         lines = [f"{self.conn.address} (connecting)"]
         if self.dialer is not None:
@@ -405,6 +407,22 @@ class AmiBridge:
             await asyncio.sleep(0.01)
         return False
 
+    # -- live.ami: is Asterisk reachable? (consoles say so plainly when it is not) --
+    async def _status_loop(self) -> None:
+        """The AMI session's state on ``live.ami``: at once when it changes, else every
+        ``STATUS_EVERY`` s as a heartbeat (a console that hears nothing for a while knows the
+        bridge itself is gone)."""
+        last: tuple[str, bool] | None = None
+        quiet = 0.0
+        while True:
+            now = (self.conn.state, self.conn.logged_in.is_set())
+            if now != last or quiet >= STATUS_EVERY:
+                with contextlib.suppress(Exception):  # the bus may be down too; next round
+                    await self.ctx.bus.publish("live.ami", ami_status(self.conn.state, now[1]))
+                last, quiet = now, 0.0
+            await asyncio.sleep(STATUS_POLL)
+            quiet += STATUS_POLL
+
     # -- live metrics --
     async def _metrics_loop(self) -> None:
         while True:
@@ -430,15 +448,22 @@ class AmiBridge:
                 await asyncio.sleep(1)
                 continue
             for job in [*jobs, *stale]:
+                supervise = job.data.get("action") == "supervise"
                 try:
                     result = await self.control.run(job.data)
                     log.info("agent command %s: %s", job.data, result.message)
+                    if supervise:
+                        await self.ctx.bus.publish("live.supervise", {**job.data, "message": result.message})
                 except AgentCommandError as exc:
-                    if "not reachable" in str(exc) and job.deliveries < 5:
+                    retry = "not reachable" in str(exc) and job.deliveries < 5 and not supervise
+                    if job.deliveries == 1 or not retry:  # the person who asked learns why at once
+                        await self.ctx.bus.publish(
+                            "live.supervise" if supervise else "live.agents",
+                            {**job.data, "error": str(exc), "retrying": retry})
+                    if retry:
                         continue  # not acked: redelivered (claim_stale) once Asterisk is back
+                    # (a listen-in asked for while Asterisk was away is not wanted minutes later)
                     log.warning("agent command %s refused: %s", job.data, exc)
-                    await self.ctx.bus.publish("live.agents", {"username": job.data.get("username"),
-                                                               "error": str(exc)})
                 await self.ctx.bus.ack(job, COMMANDS_GROUP)
 
 
@@ -470,6 +495,12 @@ class AmiBridge:
                      job.data.get("requested_by", "?"), ", ".join(result.changed) or "-",
                      ", ".join(result.reloaded) or "-")
         await self.ctx.bus.ack(job, COMMANDS_GROUP)
+
+
+def ami_status(state: str, connected: bool) -> dict[str, Any]:
+    """One ``live.ami`` message (docs/console.md)."""
+    return {"connected": connected, "state": state, "at": datetime.now(UTC).isoformat(),
+            "every": STATUS_EVERY}
 
 
 def _queues_or_empty(ctx: AppContext) -> QueueConfig:

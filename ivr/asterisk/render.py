@@ -249,7 +249,15 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         "queues": queues,
         "webrtc": webrtc,
         "survey": survey_view(settings),
+        "supervise": supervise_view(),
     }
+
+
+def supervise_view() -> dict[str, Any]:
+    """Listen / whisper / barge (ivr.ami.supervise): the context the AMI bridge originates into."""
+    from ivr.ami.supervise import CHANSPY_OPTIONS, CONTEXT
+
+    return {"context": CONTEXT, "modes": CHANSPY_OPTIONS}
 
 
 def survey_view(settings: Settings) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
+from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of, render
 from ivr.db.models import Category, Channel, Citizen, Contact, Message
 from ivr.records import earlier_contacts, record_event
@@ -74,6 +75,11 @@ async def post_state(request: web.Request) -> web.Response:
             raise bad(str(exc)) from None
         if reason:
             command["reason"] = reason
+    problem = phone_status(request).problem()
+    if problem:  # said at once instead of a request that waits for a bridge that cannot run it
+        await audit_request(request, "agent_action_refused", f"agent:{command['username']}", requested=action,
+                            why=problem)
+        raise bad(problem, 503)
     job_id = await ctx_of(request).bus.enqueue("agent.commands", command)
     await audit_request(request, f"agent_{action}", f"agent:{command['username']}", reason=command.get("reason"))
     return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)
@@ -219,15 +225,22 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     bus = ctx_of(request).bus
-    subs = [await bus.subscribe("agent.screenpop"), await bus.subscribe("live.agents")]
+    subs = [await bus.subscribe("agent.screenpop"), await bus.subscribe("live.agents"), await bus.subscribe("live.ami")]
 
     async def forward(sub: Any, kind: str) -> None:
         async for message in sub:
             if message.get("username") == me and not ws.closed:
                 await ws.send_json({"type": kind, **message})
 
-    tasks = [asyncio.create_task(forward(subs[0], "screenpop")), asyncio.create_task(forward(subs[1], "agent"))]
+    async def forward_phone(sub: Any) -> None:
+        async for message in sub:
+            if not ws.closed:
+                await ws.send_json({"type": "phone", "known": True, **message})
+
+    tasks = [asyncio.create_task(forward(subs[0], "screenpop")), asyncio.create_task(forward(subs[1], "agent")),
+             asyncio.create_task(forward_phone(subs[2]))]
     await ws.send_json({"type": "hello", "username": me})
+    await ws.send_json(phone_status(request).snapshot())
     try:
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:

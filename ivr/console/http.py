@@ -14,7 +14,8 @@ from ivr.web.params import path_id
 
 def bad(message: str, status: int = 400) -> web.HTTPException:
     cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-           409: web.HTTPConflict, 422: web.HTTPUnprocessableEntity}[status]
+           409: web.HTTPConflict, 422: web.HTTPUnprocessableEntity,
+           503: web.HTTPServiceUnavailable}[status]
     return cls(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
 
 

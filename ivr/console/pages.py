@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import update
 
-from ivr.console import admin, agent, knowledge, login, quality, reports, reviewer, wallboard
+from ivr.console import admin, agent, knowledge, login, phone_status, quality, reports, reviewer, supervise, wallboard
 from ivr.console.http import audit_request, bad, json_body, username
 from ivr.console.i18n import LANGUAGES
 from ivr.console.openapi import PATHS
@@ -51,3 +51,5 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     admin.setup(app)
     reviewer.setup(app)
     wallboard.setup(app)
+    supervise.setup(app)
+    phone_status.setup(app, ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,10 +12,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import WSMsgType, web
 from sqlalchemy import select
 
+from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
 from ivr.db.models import Contact
-from ivr.web.auth import requires
+from ivr.web.auth import current_user, requires
 from ivr.web.origin import check_websocket_origin
 
 VIEWERS = ("agent", "supervisor", "reviewer")
@@ -45,7 +47,7 @@ async def today_by_hour(ctx: AppContext, now: datetime | None = None) -> list[in
 
 @requires(*VIEWERS)
 async def wallboard_page(request: web.Request) -> web.Response:
-    return render(request, "wallboard.html")
+    return render(request, "wallboard.html", timezone=ctx_of(request).settings.timezone)
 
 
 @requires(*VIEWERS)
@@ -62,25 +64,37 @@ async def wallboard_socket(request: web.Request) -> web.StreamResponse:
     check_websocket_origin(request, ctx.settings)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
-    sub = await ctx.bus.subscribe("live.metrics")
+    me = current_user(request)
+    subs = [await ctx.bus.subscribe(topic) for topic in ("live.metrics", "live.ami", "live.supervise")]
 
-    async def forward() -> None:
+    async def forward(sub: Any, wrap: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
         async for message in sub:
             if ws.closed:
                 break
-            await ws.send_json({"type": "metrics", "metrics": message})
+            out = wrap(message)
+            if out is not None:
+                await ws.send_json(out)
+
+    def mine(message: dict[str, Any]) -> dict[str, Any] | None:  # the result of my own listen-in request
+        return {"type": "supervise", **message} if me and message.get("username") == me.username else None
 
     await ws.send_json({"type": "metrics", "metrics": await metrics(ctx), "by_hour": await today_by_hour(ctx)})
-    task = asyncio.create_task(forward())
+    await ws.send_json(phone_status(request).snapshot())
+    tasks = [asyncio.create_task(forward(subs[0], lambda m: {"type": "metrics", "metrics": m})),
+             asyncio.create_task(forward(subs[1], lambda m: {"type": "phone", "known": True, **m})),
+             asyncio.create_task(forward(subs[2], mine))]
     try:
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        await sub.close()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for sub in subs:
+            await sub.close()
     return ws
 
 

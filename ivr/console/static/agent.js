@@ -10,12 +10,25 @@
     stateEl.textContent = t("st_" + state) + (reason ? " (" + reason + ")" : "");
   }
 
+  const phone = PhoneBanner(document.getElementById("phone-banner"));
+  let pending = null;  // a state change asked for and not yet confirmed by the bridge
+
+  function say(text, error) { note.textContent = text; note.className = error ? "note error" : "note"; }
+
   async function command(action, reason) {
     const body = { action };
     if (reason) body.reason = reason;
     const r = await api("POST", "/api/console/agent/state", body);
-    note.textContent = r.ok ? t("st_requested") + ": " + action : (r.data && r.data.error) || "error";
-    note.dataset.job = r.ok ? r.data.job_id : "";
+    clearTimeout(pending);
+    if (!r.ok) {
+      // 503: the phone system is down (the server said why); anything else: the server's reason
+      say(r.status === 503 ? t("phone_down") : t("act_failed") + ": " + ((r.data && r.data.error) || r.status), true);
+      note.dataset.job = "";
+      return;
+    }
+    say(t("st_requested") + ": " + t("act_" + action), false);
+    note.dataset.job = r.data.job_id;
+    pending = setTimeout(() => say(t("act_no_answer"), true), 10000);
   }
   document.getElementById("btn-ready").addEventListener("click", async () => {
     await command(stateEl.dataset.state === "paused" ? "unpause" : "login");
@@ -88,9 +101,21 @@
     return el("div", { class: "conversation" }, el("b", {}, title), extra || null, lines, form, status);
   }
 
+  // One refresh at a time, and none that replaces a reply being typed: an earlier, slower
+  // refresh finishing after the agent started typing swapped the form for an empty one, so the
+  // reply that was then sent was empty and never reached the citizen.
+  let inboxBusy = false, inboxAgain = false;
+  const typing = (box) => box.contains(document.activeElement) && document.activeElement.tagName === "INPUT";
   async function loadInbox(force) {
+    if (inboxBusy) { inboxAgain = true; return; }
+    inboxBusy = true;
+    try { await refreshInbox(force); } finally { inboxBusy = false; }
+    if (inboxAgain) { inboxAgain = false; await loadInbox(); }
+  }
+
+  async function refreshInbox(force) {
     const box = document.getElementById("inbox");
-    if (!force && box.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;  // typing
+    if (!force && typing(box)) return;
     const parts = [];
     const chats = await api("GET", "/api/messaging/chats");
     if (chats.ok) {
@@ -117,6 +142,7 @@
         parts.push(node);
       }
     }
+    if (typing(box)) return;  // the agent began typing while this refresh ran
     box.replaceChildren(...(parts.length ? parts : [el("p", { class: "note" }, t("empty_inbox"))]));
   }
 
@@ -185,8 +211,12 @@
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       if (msg.type === "screenpop") screenpop(msg);
-      else if (msg.type === "agent" && msg.error) { note.textContent = msg.error; note.className = "note error"; }
-      else if (msg.type === "agent") { showState(msg.state, msg.reason); note.className = "note"; }
+      else if (msg.type === "agent" && msg.error) {
+        clearTimeout(pending);
+        say(t("act_failed") + ": " + (msg.retrying ? t("phone_down") + " " + t("act_retrying") : msg.error), true);
+      }
+      else if (msg.type === "agent") { clearTimeout(pending); showState(msg.state, msg.reason); say("", false); }
+      else if (msg.type === "phone") phone.update(msg);
       else if (msg.type === "hello") document.body.dataset.ws = "open";
     };
     ws.onclose = () => { document.body.dataset.ws = "closed"; setTimeout(connect, 2000); };

@@ -1,0 +1,91 @@
+"""Supervisors: the live call list and listen / whisper / barge on any call in it.
+
+The list is the AMI bridge's live state (``ami_live_calls``) joined with the contact record
+(caller, language, menu path). Listening in is a ``supervise`` job on ``agent.commands``: the
+bridge originates a call to the supervisor's phone that runs ChanSpy on the agent's channel
+(ivr.ami.supervise). Every request is audited: who, whose call, when, which mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ivr.ami.metrics import _queue_config
+from ivr.ami.models import LiveCall
+from ivr.ami.supervise import MODES
+from ivr.console.http import audit_request, bad, iso, json_body, username
+from ivr.console.phone_status import phone_status
+from ivr.console.render import ctx_of
+from ivr.db.models import Contact
+from ivr.web.auth import requires
+
+SUPERVISORS = ("supervisor",)  # and admin (ivr.web.auth.requires lets admin through)
+
+
+async def live_calls(request: web.Request) -> list[dict[str, Any]]:
+    ctx = ctx_of(request)
+    qconf = _queue_config(ctx.settings)
+    names = {a.username: a.name for a in qconf.agents} if qconf else {}
+    async with ctx.db.session() as session:
+        calls = list((await session.execute(select(LiveCall).order_by(LiveCall.joined_at))).scalars())
+        ids = [c.contact_id for c in calls if c.contact_id is not None]
+        contacts = {c.id: c for c in (await session.execute(
+            select(Contact).options(selectinload(Contact.citizen)).where(Contact.id.in_(ids)))).scalars()} if ids else {}
+    items = []
+    for call in calls:
+        contact = contacts.get(call.contact_id) if call.contact_id is not None else None
+        items.append({
+            "call": call.linkedid, "state": call.state, "queue": call.queue, "agent": call.agent,
+            "agent_name": names.get(call.agent or "", call.agent), "since": iso(call.joined_at),
+            "answered_at": iso(contact.answered_at) if contact else None,
+            "contact_id": call.contact_id,
+            "caller": contact.citizen.identity if contact and contact.citizen else None,
+            "language": contact.language if contact else None,
+            "menu_path": [s.strip() for s in (contact.ivr_path or "").split(">") if s.strip()] if contact else [],
+        })
+    return items
+
+
+@requires(*SUPERVISORS)
+async def get_calls(request: web.Request) -> web.Response:
+    """GET /api/console/calls: every call waiting in a queue or talking to an agent now."""
+    return web.json_response({"items": await live_calls(request), "modes": list(MODES),
+                              "phone": phone_status(request).snapshot()})
+
+
+@requires(*SUPERVISORS)
+async def post_supervise(request: web.Request) -> web.Response:
+    """POST /api/console/calls/supervise {"call": linkedid, "mode": listen|whisper|barge}."""
+    body = await json_body(request)
+    mode, call_id = body.get("mode"), body.get("call")
+    if mode not in MODES:
+        raise bad(f"mode: one of {', '.join(MODES)} / 듣기·귓속말·끼어들기 중 하나")
+    if not isinstance(call_id, str) or not call_id:
+        raise bad("call: the call's id from /api/console/calls / 통화를 고르세요")
+    ctx, me = ctx_of(request), username(request)
+    async with ctx.db.session() as session:
+        call = await session.get(LiveCall, call_id)
+    if call is None or call.state != "connected" or not call.agent:
+        raise bad("that call is not talking to an agent now / 지금 상담원과 통화 중인 전화가 아닙니다", 409)
+    qconf = _queue_config(ctx.settings)
+    if qconf is None or not any(a.username == me for a in qconf.agents):
+        raise bad(f"{me} has no phone in agents.yaml: add an entry with your username and an extension"
+                  f" / agents.yaml에 {me}의 전화(내선)가 없습니다", 409)
+    problem = phone_status(request).problem()
+    if problem:
+        raise bad(problem, 503)
+    command = {"action": "supervise", "username": me, "supervisor": me, "agent": call.agent, "mode": mode,
+               "call": call.linkedid}
+    job_id = await ctx.bus.enqueue("agent.commands", command)
+    await audit_request(request, "supervise", f"agent:{call.agent}", mode=mode, call=call.linkedid,
+                        contact_id=call.contact_id)
+    return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/console/calls", get_calls)
+    app.router.add_post("/api/console/calls/supervise", post_supervise)
