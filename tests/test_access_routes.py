@@ -33,6 +33,9 @@ PUBLIC = {
     r"^/(webhooks|sms|hooks)/": "SMS/SNS provider webhooks, authenticated by their signatures",
     r"^/chat(/ws)?$": "the citizens' web chat (citizens have no account)",
     r"^/open311/v2/": "Open311 GeoReport v2 is a public citizen API",
+    r"^/call(/manifest\.webmanifest|/sw\.js)?$": "the citizens' call page (a PWA; citizens have no account)",
+    r"^/api/webcall/": "the /call page's API: one-time page tokens, per-address limits, the call's own "
+                       "credential checked inside (docs/webrtc.md)",
 }
 # Not public, but signed in two ways (a department's API key, or an agent session checked inside):
 # anonymous callers must still be refused; the role check is the inner handler's.

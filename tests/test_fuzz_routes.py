@@ -39,6 +39,8 @@ PUBLIC = [
     (r"^/open311/v2/media/", "Open311 media_url links citizens receive (unguessable names)"),
     (r"^/(webhooks|sms|hooks)/", "provider webhooks: authenticated by their signature, not a session"),
     (r"^/chat(/ws)?$", "the citizens' web chat: anyone may open a conversation"),
+    (r"^/call(/manifest\.webmanifest|/sw\.js)?$", "the citizens' call page (a PWA): anyone may call"),
+    (r"^/api/webcall/", "the /call page's API: one-time page tokens, per-address limits, the call's credential"),
 ]
 # Routes that never read a body, so a big one changes nothing and may be answered normally.
 IGNORE_BODY = [r"^/api/logout$"]

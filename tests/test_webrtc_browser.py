@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
@@ -252,3 +253,30 @@ async def test_report_a_problem_with_a_photo_then_check_it_by_number(site: Conso
     await page.locator("#track-result", has_text="No request has that number").wait_for()
     assert page.js_errors == []
     await page.context.close()
+
+
+async def test_admin_sees_the_webrtc_settings_and_who_takes_video(site: Console, with_devices: Any) -> None:
+    context = await with_devices.new_context()
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{site.url}/login?next=/console/admin")
+    await page.fill("input[name=username]", "super1")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{site.url}/console/admin")
+    await page.wait_for_selector("#webrtc-card[data-loaded=yes]")
+    park = await page.inner_text("#webrtc-agents tr[data-agent='park.soyeon']")
+    assert "sign-video" in park and "✓" in park
+    kim = await page.inner_text("#webrtc-agents tr[data-agent='kim.minji']")
+    assert "sign-video" not in kim and "✓" not in kim
+    settings = await page.inner_text("#webrtc-settings")
+    assert "ws://127.0.0.1:8088/ws" in settings and "secret" not in settings.lower()
+    assert errors == []
+    await context.close()
+    # an agent may not read it
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.post(f"{site.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
+            assert r.status == 200
+        async with s.get(f"{site.url}/api/console/admin/webrtc") as r:
+            assert r.status == 403

@@ -18,7 +18,7 @@ from ivr.context import AppContext
 from ivr.queues import QueueConfig, load_queues
 from ivr.site_secrets import sip_password
 from ivr.web.auth import audit, requires
-from ivr.webrtc import report, survey, video_recording
+from ivr.webrtc import admin_view, report, survey, video_recording
 from ivr.webrtc.asterisk_push import PushError, push_credential
 from ivr.webrtc.asterisk_view import ws_url
 from ivr.webrtc.credentials import CredentialRefused, refusal_logged
@@ -187,6 +187,7 @@ def setup(app: web.Application, ctx: AppContext) -> None:
     r.add_get("/static/vendor/jssip.min.js", jssip)
     r.add_static("/static/webcall", HERE / "static")
     video_recording.setup(app)
+    admin_view.setup(app)
 
 
 __all__ = ["setup"]
