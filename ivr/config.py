@@ -200,6 +200,8 @@ class SmsSettings(Section):
     # Twilio's media CDN; every hop is checked against this list.
     media_redirect_hosts: list[str] = Field(default_factory=list)
     sns_reply_hours: float = Field(24.0, gt=0)
+    # SMS keyword auto-replies: keyword -> knowledge-base article key (ivr.knowledge.autoreply).
+    keyword_articles: dict[str, str] = Field(default_factory=dict)
 
 
 class Settings(Section):

@@ -24,6 +24,7 @@ from ivr.db.database import among
 from ivr.db.group_commit import GroupCommit
 from ivr.db.json_insert import json_insert
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus, Media, Message
+from ivr.knowledge.autoreply import keyword_reply
 from ivr.messaging.media import MediaError, MediaStore, check
 from ivr.messaging.models import SnsDeadline
 
@@ -357,6 +358,11 @@ async def _send_hand_off(ctx: AppContext, message_id: int, job: dict[str, Any]) 
             await ctx.bus.enqueue(OUTBOUND_STREAM, {
                 "to": job["sender"], "contact_id": job["contact_id"], "kind": "ack",
                 "body": ack_text(language, ctx.settings.site_name, tracking)})
+        if ctx.settings.sms.keyword_articles and job["channel"] in (Channel.sms.value, Channel.mms.value):
+            answer = await keyword_reply(ctx, job["body"], language, tracking)
+            if answer:
+                await ctx.bus.enqueue(OUTBOUND_STREAM, {"to": job["sender"], "contact_id": job["contact_id"],
+                                                        "kind": "kb", "body": answer})
     except Exception as exc:
         log.exception("message %s stored but not handed off", message_id)
         async with ctx.db.transaction() as session:
