@@ -49,6 +49,7 @@ from bench import report
 from bench.ami_feed import call_chunks, count_events
 from bench.databases import postgres_available, postgres_db, sqlite_db
 from bench.measure import ServerProcess, rss_kib
+from ivr import datafolder
 from ivr.ami.service import BATCH, AmiBridge
 from ivr.config import Settings
 from ivr.context import AppContext
@@ -87,6 +88,7 @@ async def _run_bridge(url: str, calls: int, batch: int = BATCH) -> Result:
     settings.database.url = url
     settings.ami.port = port
     settings.ami.secret = SECRET
+    datafolder.seed(settings)  # the bridge reads the queues from the data folder
     ctx = await AppContext.create(settings, migrate=False)
     bridge = AmiBridge(ctx, callbacks=False, batch=batch)
     try:

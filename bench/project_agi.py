@@ -11,6 +11,7 @@ import contextlib
 import signal
 
 from bench.agi_load import raise_fd_limit
+from ivr import datafolder
 from ivr.config import load_settings
 from ivr.context import AppContext
 
@@ -18,7 +19,9 @@ from ivr.context import AppContext
 async def main() -> None:
     from ivr.agi.server import AgiService
 
-    ctx = await AppContext.create(load_settings())
+    settings = load_settings()
+    datafolder.seed(settings)  # menus and queues in the data folder, as `dasan` lays them out
+    ctx = await AppContext.create(settings)
     service = AgiService(ctx)
     addresses = await service.start()
     print(f"dasan agi {addresses[0]} port={addresses[0].rsplit(':', 1)[1]}", flush=True)
