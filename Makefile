@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages: what `make run` needs, and what the tests need on top.
 RUN_DEBS := ffmpeg espeak-ng sox libsox-fmt-all nodejs
-TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester baresip chromium chromium-driver fonts-noto-cjk
+TEST_DEBS := $(RUN_DEBS) redis-server redis-tools postgresql postgresql-contrib sip-tester kamailio baresip chromium chromium-driver fonts-noto-cjk
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 

@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "ivr.speech.cli",
     "ivr.open311.cli",
     "ivr.asterisk.cli",
+    "ivr.kamailio.cli",
     "ivr.console.cli",
     "ivr.agi.cli",
 ]

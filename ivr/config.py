@@ -204,6 +204,76 @@ class SmsSettings(Section):
     keyword_articles: dict[str, str] = Field(default_factory=dict)
 
 
+class KamailioSettings(Section):
+    """The SIP proxy in front of the Asterisk nodes (docs/cluster.md)."""
+
+    # Address and UDP port Kamailio listens on: the trunk, the agents' phones and the nodes use it.
+    host: str = "127.0.0.1"
+    port: int = Field(5060, ge=1, le=65535)
+    # Realm phones authenticate in (any name: agents are found by user name).
+    realm: str = "dasan"
+    # Seconds between SIP OPTIONS probes of each node; a node is out after probe_failures misses.
+    probe_seconds: int = Field(2, ge=1, le=3600)
+    probe_failures: int = Field(1, ge=1, le=10)
+    # How new calls are shared over the healthy nodes: by node weight, or in turn.
+    algorithm: Literal["weight", "round_robin"] = "weight"
+    # Networks the trunk sends from: only these may start calls into the center.
+    trunk_match: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
+    # SIP worker processes (each handles one message at a time).
+    children: int = Field(4, ge=1, le=64)
+
+
+class AsteriskNode(Section):
+    # Unique: it becomes the node's systemname, the prefix of its uniqueids and linkedids.
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+    sip_host: str
+    sip_port: int = Field(5060, ge=1, le=65535)
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(5038, ge=1, le=65535)
+    # Share of new calls under the weight algorithm (percent of the nodes' total).
+    weight: int = Field(50, ge=1, le=1000)
+
+
+class DasanNode(Section):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+    # host:port of this node's FastAGI server (the IVR).
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=1, le=65535)
+
+
+class ClusterSettings(Section):
+    """Several Asterisk and dasan nodes behind one Kamailio; empty: one Asterisk, no proxy."""
+
+    kamailio: KamailioSettings = Field(default_factory=KamailioSettings)
+    asterisk_nodes: list[AsteriskNode] = Field(default_factory=list)
+    dasan_nodes: list[DasanNode] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ClusterSettings:
+        for label, names in (("asterisk_nodes", [n.name for n in self.asterisk_nodes]),
+                             ("dasan_nodes", [n.name for n in self.dasan_nodes])):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{label}: name {', '.join(twice)} is used twice (names must be unique)")
+        addresses = [(n.sip_host, n.sip_port) for n in self.asterisk_nodes]
+        addresses.append((self.kamailio.host, self.kamailio.port))
+        twice_addr = sorted({f"{h}:{p}" for h, p in addresses if addresses.count((h, p)) > 1})
+        if twice_addr:
+            raise ValueError(f"SIP address {', '.join(twice_addr)} is used by two of Kamailio and the nodes")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.asterisk_nodes)
+
+    def node(self, name: str) -> AsteriskNode:
+        for node in self.asterisk_nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.asterisk_nodes) or "none configured"
+        raise KeyError(f"no Asterisk node {name!r} in cluster.asterisk_nodes ({known})")
+
+
 class Settings(Section):
     site_name: str = "120 Dasan Call Center"
     timezone: str = "Asia/Seoul"
@@ -218,6 +288,7 @@ class Settings(Section):
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
     webrtc: WebrtcSettings = Field(default_factory=WebrtcSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     queues_dir: Path = DATA_DIR / "queues"  # unless set: <data_dir>/queues
     # What `dasan up` runs on: uvloop (default) or asyncio (Python's own loop).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"

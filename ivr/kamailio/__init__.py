@@ -1,0 +1,1 @@
+"""Kamailio in front of several Asterisk nodes: rendered configuration (docs/cluster.md)."""

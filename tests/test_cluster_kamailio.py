@@ -1,0 +1,185 @@
+"""Kamailio as rendered by ``dasan kamailio render``, for real, on loopback addresses: two SIPp
+UAS stand in for the Asterisk nodes, SIPp UACs for the trunk, the nodes ringing agents and the
+agents' phones. Needs the Debian packages kamailio and sip-tester (``make test`` installs them).
+
+Kamailio 127.0.0.2, nodes 127.0.0.3 and 127.0.0.4, phones 127.0.0.5, trunk 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ivr.config import AsteriskNode, Settings
+from ivr.kamailio.render import render, write
+from ivr.queues import load_queues
+from ivr.site_secrets import sip_passwords
+from tests.support.kamailio import (
+    KAMAILIO,
+    NODE_UAS,
+    SIPP,
+    Kamailio,
+    Sipp,
+    agent_uas,
+    caller_uac,
+    free_udp_port,
+    register_uac,
+    scenario,
+    wait_for,
+)
+
+KAM_HOST, NODE1, NODE2, PHONES, TRUNK = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.1"
+PROBE_SECONDS = 1
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    if KAMAILIO is None or SIPP is None:
+        pytest.fail("kamailio and sipp are needed (Debian packages kamailio, sip-tester: make debs-test)")
+
+
+class Cluster:
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.settings = settings
+        self.node_ports = {NODE1: free_udp_port(NODE1), NODE2: free_udp_port(NODE2)}
+        k = settings.cluster.kamailio
+        k.host, k.port = KAM_HOST, free_udp_port(KAM_HOST)
+        k.probe_seconds = PROBE_SECONDS
+        k.trunk_match = [f"{TRUNK}/32"]
+        settings.cluster.asterisk_nodes = [
+            AsteriskNode(name="ast1", sip_host=NODE1, sip_port=self.node_ports[NODE1]),
+            AsteriskNode(name="ast2", sip_host=NODE2, sip_port=self.node_ports[NODE2])]
+        conf = root / "kamailio"
+        write(render(settings, conf), conf)
+        self.kamailio = Kamailio(conf / "kamailio.cfg", KAM_HOST, k.port, root / "kamailio.log")
+        self.procs: list[Sipp] = []
+        self.runs = 0
+
+    def node(self, host: str) -> Sipp:
+        n = sum(1 for p in self.procs if p.name.startswith(f"node-{host}"))
+        proc = Sipp(f"node-{host}-{n}", scenario(self.root, "node", NODE_UAS), self.root / f"node-{host}-{n}.log",
+                    ["-i", host, "-p", str(self.node_ports[host])]).start()
+        self.procs.append(proc)
+        return proc
+
+    def run(self, xml: str, *args: str, host: str = TRUNK, timeout: float = 90) -> Sipp:
+        """A SIPp UAC towards Kamailio, run to its end."""
+        self.runs += 1
+        name = f"uac-{self.runs}"
+        proc = Sipp(name, scenario(self.root, name, xml), self.root / f"{name}.log",
+                    [f"{KAM_HOST}:{self.kamailio.port}", "-i", host, "-p", str(free_udp_port(host)), *args]).start()
+        self.procs.append(proc)
+        proc.wait(timeout)
+        return proc
+
+    def calls(self, count: int, rate: int = 20) -> Sipp:
+        return self.run(caller_uac("120", 100), "-m", str(count), "-r", str(rate), "-l", str(count))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+        self.kamailio.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, settings: Settings) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, settings)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_rendered_configuration_passes_kamailio_check(cluster: Cluster) -> None:
+    check = subprocess.run([KAMAILIO, "-c", "-f", str(cluster.kamailio.config)],  # type: ignore[list-item]
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "config file ok" in check.stdout + check.stderr
+
+
+def test_calls_spread_fail_over_and_come_back(cluster: Cluster) -> None:
+    node1, node2 = cluster.node(NODE1), cluster.node(NODE2)
+    cluster.kamailio.start()
+    # both nodes answer the dispatcher's OPTIONS probes
+    wait_for(lambda: "options" in (cluster.root / "node.xml").read_text() and all(
+        p.proc is not None and p.proc.poll() is None for p in (node1, node2)), "nodes running")
+
+    first = cluster.calls(20)
+    assert first.lines("answered") == 20 and first.lines("refused") == 0
+    assert node1.lines("invite") > 0 and node2.lines("invite") > 0, "calls go to both nodes"
+    assert node1.lines("invite") + node2.lines("invite") == 20
+
+    # kill -9 one node: calls placed before the probes notice are retried on the other
+    mark = len(cluster.kamailio.text())
+    node2.kill()
+    before_detection = cluster.calls(6)
+    assert before_detection.lines("answered") == 6, "a call sent to the dead node is retried on the live one"
+    cluster.kamailio.wait_log(rf"node down .*sip:{NODE2}:", after=mark, timeout=PROBE_SECONDS * 10)
+
+    on_one = node1.lines("invite")
+    after_detection = cluster.calls(20)
+    assert after_detection.lines("answered") == 20 and after_detection.lines("refused") == 0
+    assert node1.lines("invite") == on_one + 20, "every new call went straight to the survivor"
+
+    # the node comes back: the probes see it and it takes calls again
+    mark = len(cluster.kamailio.text())
+    back = cluster.node(NODE2)
+    cluster.kamailio.wait_log(rf"node up .*sip:{NODE2}:", after=mark, timeout=PROBE_SECONDS * 10)
+    again = cluster.calls(20)
+    assert again.lines("answered") == 20
+    assert back.lines("invite") > 0, "the returned node takes calls again"
+
+
+def _passwords(settings: Settings) -> dict[str, str]:
+    q = load_queues(settings.queues_dir)
+    by_user = sip_passwords(settings, q.agents)
+    return {a.extension: by_user[a.username] for a in q.agents}
+
+
+def test_agents_register_with_their_password_only(cluster: Cluster) -> None:
+    cluster.kamailio.start()
+    extension, password = next(iter(_passwords(cluster.settings).items()))
+    good = cluster.run(register_uac(extension, password), "-m", "1", host=PHONES)
+    assert good.lines("registered") == 1 and good.lines("rejected") == 0
+    cluster.kamailio.wait_log(rf"registered user={extension} from={PHONES}")
+
+    bad = cluster.run(register_uac(extension, password + "x"), "-m", "1", host=PHONES)
+    assert bad.lines("rejected") == 1 and bad.lines("registered") == 0
+    cluster.kamailio.wait_log(rf"register refused user={extension} from={PHONES}")
+
+    stranger = cluster.run(register_uac("nobody99", password), "-m", "1", host=PHONES)
+    assert stranger.lines("rejected") == 1
+
+
+def test_one_agent_one_call_across_nodes(cluster: Cluster) -> None:
+    cluster.kamailio.start()
+    extension, password = next(iter(_passwords(cluster.settings).items()))
+    phone_port = free_udp_port(PHONES)
+    phone = Sipp("phone", scenario(cluster.root, "phone", agent_uas(ring_ms=1500)), cluster.root / "phone.log",
+                 ["-i", PHONES, "-p", str(phone_port)]).start()
+    cluster.procs.append(phone)
+    reg = cluster.run(register_uac(extension, password, contact_port=phone_port), "-m", "1", host=PHONES)
+    assert reg.lines("registered") == 1
+
+    # both "nodes" ring the same agent at once, 10 INVITEs each, as fast as they can
+    uacs = [Sipp(f"ring-{host}", scenario(cluster.root, f"ring-{host}", caller_uac(extension, 200)),
+                 cluster.root / f"ring-{host}.log",
+                 [f"{KAM_HOST}:{cluster.kamailio.port}", "-i", host, "-p", str(free_udp_port(host)),
+                  "-m", "10", "-r", "200", "-l", "10"]).start() for host in (NODE1, NODE2)]
+    cluster.procs.extend(uacs)
+    for uac in uacs:
+        uac.wait(60)
+    answered = sum(u.lines("answered") for u in uacs)
+    busy = sum(u.lines("busy") for u in uacs)
+    assert phone.lines("invite") == 1, "the phone was offered exactly one call"
+    assert (answered, busy) == (1, 19)
+    wait_for(lambda: phone.lines("bye") == 1, "the answered call's BYE through Kamailio")
+
+    # the call is over: the agent can be rung again
+    after = cluster.run(caller_uac(extension, 100), "-m", "1", host=NODE1)
+    assert after.lines("answered") == 1
+    assert phone.lines("invite") == 2
