@@ -93,6 +93,16 @@ class WebSettings(Section):
     login_max_delay_seconds: int = Field(900, ge=1)
 
 
+class MetricsSettings(Section):
+    """Prometheus metrics at /metrics on the web port (ivr.web.metrics). Off unless enabled;
+    then only clients in ``allow`` get them, and with a ``token`` only those sending
+    ``Authorization: Bearer <token>`` (no data leaks to whoever can reach the console)."""
+
+    enabled: bool = False
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    token: str = ""
+
+
 class RecordingSettings(Section):
     dir: Path = DATA_DIR / "recordings"  # unless set: <data_dir>/recordings
     retention_days: int = Field(365, ge=1)
@@ -286,6 +296,7 @@ class Settings(Section):
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
     webrtc: WebrtcSettings = Field(default_factory=WebrtcSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)

@@ -34,6 +34,8 @@ PUBLIC = {
     r"^/chat(/ws)?$": "the citizens' web chat (citizens have no account)",
     r"^/open311/v2/": "Open311 GeoReport v2 is a public citizen API",
     r"^/call(/manifest\.webmanifest|/sw\.js)?$": "the citizens' call page (a PWA; citizens have no account)",
+    r"^/metrics$": "Prometheus scrape: 404 unless metrics.enabled, then only from metrics.allow addresses and "
+                   "with metrics.token as a bearer token (ivr.web.metrics; tests/test_metrics.py)",
     r"^/api/webcall/": "the /call page's API: one-time page tokens, per-address limits, the call's own "
                        "credential checked inside (docs/webrtc.md)",
 }

@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
 
 from ivr.agi.wire import agi_arg, agi_line
+from ivr.observe import AGI_COMMAND_SECONDS, agi_verb
 
 # One reply: code, result, optional "(data)" and the rest (endpos=..., etc.).
 # Codes are 100-999 in ASCII digits ("\d" alone would take "000" or another script's digits).
@@ -201,6 +203,14 @@ class AgiStream(asyncio.Protocol):
         return env
 
     async def command(self, text: str) -> AgiReply:
+        """Send one command line and return its reply, timed (``dasan_agi_command_seconds``)."""
+        started = time.perf_counter()
+        try:
+            return await self._command(text)
+        finally:
+            AGI_COMMAND_SECONDS.labels(agi_verb(text)).observe(time.perf_counter() - started)
+
+    async def _command(self, text: str) -> AgiReply:
         """Send one command line and return its reply (HANGUP and 100 lines absorbed)."""
         transport = self.transport
         if self._ended is not None or transport is None or transport.is_closing():

@@ -20,6 +20,7 @@ from ivr.agi.protocol import AgiError, AgiStream, Watchdog
 from ivr.agi.wire import agi_arg
 from ivr.context import AppContext
 from ivr.engine.channel import ChannelHangup
+from ivr.observe import AGI_SESSIONS
 
 log = logging.getLogger("dasan.agi")
 
@@ -66,6 +67,7 @@ class FastAgiServer:
         self.watchdog.streams.add(stream)
         try:
             env = await stream.read_env(self.env_timeout)
+            AGI_SESSIONS.inc()
             script = env.get("agi_network_script", "").split("?", 1)[0].strip("/")
             handler = self.routes.get(script)
             if handler is None:

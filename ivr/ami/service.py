@@ -30,6 +30,7 @@ from ivr.context import AppContext
 from ivr.db import conflicts
 from ivr.db.conflicts import ConflictCounters, conflict_of
 from ivr.db.models import ContactEvent
+from ivr.observe import AMI_COMMIT_BATCH
 from ivr.queues import QueueConfig, load_queues
 from ivr.yamlfile import DataError
 
@@ -232,6 +233,7 @@ class AmiBridge:
         if not events:
             return
         self.batches += 1
+        AMI_COMMIT_BATCH.observe(len(events))
 
         async def run(batch: list[dict[str, str]]) -> Effects:
             async with self.ctx.db.transaction() as session:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -32,10 +33,13 @@ class PhoneStatus:
     def __init__(self) -> None:
         self.last: dict[str, Any] | None = None
         self.heard_at = 0.0
+        self.bus_lag: float | None = None  # seconds from the bridge's publish to our receipt
         self._task: asyncio.Task[None] | None = None
 
     def heard(self, message: dict[str, Any]) -> None:
         self.last, self.heard_at = message, time.monotonic()
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # publish -> here: the bus's lag
+            self.bus_lag = (datetime.now(UTC) - datetime.fromisoformat(message["at"])).total_seconds()
 
     def problem(self) -> str | None:
         """Why the phone system is known to be unusable, or None (reachable, or never heard of:

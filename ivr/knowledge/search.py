@@ -11,8 +11,9 @@ most used first.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.db.database import dialect_name
@@ -58,7 +59,7 @@ async def search_articles(session: AsyncSession, query: str, *, channel: str | N
             params = {f"kb{i}": f"%{t}%" if len(t) >= 3 else t for i, t in enumerate(terms)}
             where = " AND ".join(f"text LIKE :kb{i}" if len(t) >= 3 else f"instr(text, :kb{i}) > 0"
                                  for i, t in enumerate(terms))
-            matching = select(literal_column("rowid")).select_from(text("kb_search")).where(
+            matching: Select[tuple[Any]] = select(literal_column("rowid")).select_from(text("kb_search")).where(
                 text(where).bindparams(**params))
             stmt = stmt.where(Article.id.in_(matching))
         else:

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ivr.db.database import dialect_name
 from ivr.db.models import Agent, Category, Contact
 
 COLUMNS = ("id", "channel", "status", "started_at", "answered_at", "ended_at", "language", "queue", "agent",
@@ -120,7 +121,7 @@ class Report:
 
 
 def _utc_hour(session: AsyncSession) -> ColumnElement[str]:
-    if session.bind.dialect.name == "sqlite":
+    if dialect_name(session) == "sqlite":
         # SQLite keeps UTC wall time as text 'YYYY-MM-DD HH:MM:SS...': its first 13 characters.
         return func.substr(Contact.started_at, 1, 13)
     return func.to_char(func.timezone("UTC", Contact.started_at), "YYYY-MM-DD HH24")

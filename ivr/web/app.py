@@ -20,6 +20,7 @@ SETUPS: list[str] = [
     "ivr.messaging.api:setup",
     "ivr.webrtc.api:setup",
     "ivr.console.pages:setup",
+    "ivr.web.metrics:setup",
 ]
 
 
