@@ -17,7 +17,7 @@ def _render(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     try:
-        files = render(settings)
+        files = render(settings, node=args.node)
     except RenderError as exc:
         print(f"render failed / 렌더링 실패: {exc}", file=sys.stderr)
         return 2
@@ -60,6 +60,8 @@ def register(sub: Any) -> None:
     asterisk_sub = parser.add_subparsers(dest="asterisk_command", required=True)
     render_parser = asterisk_sub.add_parser("render", help="write the rendered configuration to a folder")
     render_parser.add_argument("--out", required=True, help="folder to write into")
+    render_parser.add_argument("--node", help="a node of cluster.asterisk_nodes: its own systemname, SIP "
+                               "and AMI addresses, the trunk and agents through Kamailio (docs/cluster.md)")
     render_parser.set_defaults(func=_render)
     apply_parser = asterisk_sub.add_parser(
         "apply", help="render into Asterisk's folder (asterisk.config_dir) and reload changed modules over AMI")

@@ -22,6 +22,7 @@ from typing import Any
 
 import jinja2
 
+from ivr.cluster.node import asterisk_conf, node_settings
 from ivr.config import Settings
 from ivr.queues import QueueConfig, load_queues
 from ivr.site_secrets import load_secrets, sip_passwords
@@ -285,21 +286,32 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(settings: Settings, q: QueueConfig | None = None) -> dict[str, str]:
+def render(settings: Settings, q: QueueConfig | None = None, node: str | None = None) -> dict[str, str]:
     """File name -> content, for every file in :data:`FILES`.
 
     Raises :class:`RenderError` (or ``DataError`` for the YAML files) naming what is wrong.
     """
+    view = None
+    if node is not None:  # one node of a cluster (ivr.cluster.node)
+        try:
+            settings, view = node_settings(settings, node)
+        except KeyError as exc:
+            raise RenderError(str(exc.args[0])) from None
+        if settings.webrtc.enabled:
+            raise RenderError("webrtc.enabled: browsers' calls are not carried through the cluster's Kamailio yet")
     if q is None:
         q = load_queues(settings.queues_dir)
     env = environment()
     values = context(settings, q)
+    values["cluster_node"] = view
     out = {}
     for name, template in FILES.items():
         try:
             out[name] = env.get_template(template).render(values, file_name=name)
         except jinja2.TemplateError as exc:
             raise RenderError(f"{template}: {exc}") from exc
+    if view is not None:
+        out["asterisk.conf"] = asterisk_conf(view)
     return out
 
 

@@ -1,0 +1,1 @@
+"""Several Asterisk nodes and dasan nodes behind one Kamailio (docs/cluster.md)."""
