@@ -99,10 +99,14 @@ def test_node_configuration(settings: Settings) -> None:
     manager = two["manager.conf"]
     assert "bindaddr = 10.0.0.12" in manager
     assert "permit = 10.0.0.21/32" in manager and "permit = 10.0.0.22/32" in manager
-    assert "IVR_HOST=10.0.0.21:4573" in two["extensions.conf"]
+    dialplan = two["extensions.conf"]
+    assert "IVR_HOST=10.0.0.21:4573" in dialplan and "IVR_HOST2=10.0.0.22:4573" in dialplan
+    first, second = dialplan.index("AGI(agi://${IVR_HOST}/main)"), dialplan.index("AGI(agi://${IVR_HOST2}/main)")
+    assert first < dialplan.index('"${AGISTATUS}" != "FAILURE"') < second < dialplan.index("n(fallback)")
     # the single-node configuration is unchanged
     single = render_asterisk(settings)
     assert "asterisk.conf" not in single and "kamailio-only" not in single["pjsip.conf"]
+    assert "IVR_HOST2" not in single["extensions.conf"]
     with pytest.raises(RenderError, match="no Asterisk node 'ast3'"):
         render_asterisk(settings, node="ast3")
 
