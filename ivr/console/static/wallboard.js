@@ -8,9 +8,9 @@
 
   const tzEl = document.getElementById("site-tz");
   let siteTz = tzEl ? tzEl.textContent.trim() : undefined;
-  const locale = document.documentElement.lang === "ko" ? "ko-KR" : "en-GB";
   // The site's clock (timezone in the metrics), not the browser's: the hour chart is site-local too.
-  const siteTime = (iso) => new Date(iso).toLocaleTimeString(locale, { timeZone: siteTz, hour12: false });
+  // HH:MM:SS in both languages (ko-KR would spell out 시/분/초 on a wall screen)
+  const siteTime = (iso) => new Date(iso).toLocaleTimeString("en-GB", { timeZone: siteTz, hour12: false });
   const hourLabels = () => byHour.map((_, i) => i + t("hour_suffix"));
 
   function bars(canvas, labels, values) {
