@@ -115,7 +115,8 @@ async def test_articles_api(console: Console, login: Any) -> None:
     for wrong, field in (({**BUS, "texts": {"en": BUS["texts"]["en"]}}, "ko"),
                          ({**BUS, "channels": ["fax"]}, "channels"),
                          ({**BUS, "key": "Bad Key"}, "key"),
-                         ({**BUS, "texts": {"ko": {"title": "t", "body": "{nmae}"}}}, "nmae")):
+                         ({**BUS, "texts": {"ko": {"title": "t", "body": "{nmae}"}}}, "nmae"),
+                         ({**BUS, "tags": ["a\x00b"]}, "NUL")):
         status, body = await sup.call("POST", "/api/console/kb/articles", json=wrong)
         assert status == 400 and field in body["error"], body
     status, art = await sup.call("POST", "/api/console/kb/articles", json=BUS)
@@ -146,6 +147,8 @@ async def test_articles_api(console: Console, login: Any) -> None:
     status, body = await agent.call("GET", "/api/console/kb/articles",
                                     params={"q": " ".join(f"w{i}" for i in range(MAX_TERMS + 1))})
     assert status == 400  # the shared cap
+    status, body = await agent.call("GET", "/api/console/kb/articles", params={"q": "버스\x00정류장"})
+    assert status == 200  # NUL dropped, never handed to PostgreSQL
     # The past-contacts search still answers beside it.
     status, body = await agent.call("GET", "/api/console/kb", params={"q": "470번"})
     assert status == 200 and body["items"]

@@ -34,6 +34,79 @@ SCORES = {"type": "object", "required": ["greeting", "accuracy", "empathy", "res
           "properties": {k: {"type": "integer", "minimum": 1, "maximum": 5}
                          for k in ("greeting", "accuracy", "empathy", "resolution")}}
 
+TEXT = {"type": "object", "required": ["title", "body"], "properties": {
+    "title": {"type": "string", "minLength": 1, "maxLength": 200}, "body": {"type": "string", "minLength": 1, "maxLength": 5000}}}
+ARTICLE = {"type": "object", "required": ["key", "texts"], "properties": {
+    "key": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,79}$"},
+    "texts": {"type": "object", "required": ["ko"], "additionalProperties": TEXT,
+              "description": "language -> {title, body}; variables {tracking_number} {name} {phone} {queue}"},
+    "tags": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 20},
+    "channels": {"type": "array", "items": {"enum": ["voice", "sms", "mms", "chat", "sns", "video", "web_voice", "ivr"]}},
+    "valid_from": {"type": ["string", "null"], "format": "date-time"},
+    "valid_to": {"type": ["string", "null"], "format": "date-time"}, "owner": {"type": ["string", "null"]}}}
+PERIOD = [_q("from", {"type": "string", "format": "date"}, True), _q("to", {"type": "string", "format": "date"}, True)]
+KNOWLEDGE_PATHS: dict[str, Any] = {
+    "/api/console/kb/articles": {
+        "get": _op("Knowledge-base articles with every word (Korean spacing and particles tolerated)", "findArticles",
+                   AGENT, [_q("q", {"type": "string"}), _q("channel", {"type": "string"}), _q("all", {"enum": ["1"]})],
+                   extra={"400": "more than 8 words, a word over 64 characters, or an unknown channel",
+                          "422": "the search ran out of its time limit"}),
+        "post": _op("A new article (revision 1)", "createArticle", ADMIN, body=ARTICLE, ok="201",
+                    extra={"400": "bad field", "409": "key taken"})},
+    "/api/console/kb/articles/{id}": {
+        "get": _op("An article and its revisions", "getArticle", AGENT, [ID], extra={"404": "no such article"}),
+        "put": _op("Change an article (a new revision)", "updateArticle", ADMIN, [ID], body=ARTICLE,
+                   extra={"400": "bad field", "404": "no such article", "409": "key taken"})},
+    "/api/console/kb/articles/{id}/use": {"post": _op(
+        "An article's body filled in from a contact for a reply; counts one use", "useArticle", AGENT, [ID],
+        body={"type": "object", "properties": {"contact_id": {"type": "integer"}, "chat_id": {"type": "integer"},
+                                               "language": {"type": "string"}}},
+        extra={"400": "bad id", "404": "no such article, contact or chat"})},
+    "/api/console/kb/from-contact/{id}": {"post": _op(
+        "A new article drafted from a past contact (notes or transcript)", "articleFromContact", ADMIN, [ID], ok="201",
+        extra={"404": "no such contact"})},
+    "/api/console/reports/contacts.csv": {"get": {**_op(
+        "Every contact of a period, one CSV row each (streamed)", "exportContacts", ADMIN, PERIOD,
+        extra={"400": "bad period"}), "responses": {
+            "200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+            "400": {"description": "bad period"}, "401": {"description": "sign in first"},
+            "403": {"description": "role not allowed"}}}},
+    "/api/console/reports/summary": {"get": _op(
+        "Service level, abandonment, wait, talk, satisfaction per hour/day, queue, channel, language",
+        "reportSummary", ADMIN, [*PERIOD, _q("period", {"enum": ["hour", "day"]})], extra={"400": "bad period"})},
+}
+QA_READER = "reviewer, supervisor, admin"
+QUALITY_PATHS: dict[str, Any] = {
+    "/api/console/qa/scorecards": {"get": _op("The QA scorecards (data)", "qaScorecards", "any console role")},
+    "/api/console/qa/samples": {
+        "get": _op("Drawn contacts and who scored them", "qaSamples", QA_READER),
+        "post": _op("Draw contacts at random per agent for a period", "qaDraw", QA_READER, ok="201",
+                    body={"type": "object", "required": ["from", "to", "per_agent", "scorecard"], "properties": {
+                        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                        "per_agent": {"type": "integer", "minimum": 1, "maximum": 50},
+                        "scorecard": {"type": "string"}}},
+                    extra={"400": "bad field"})},
+    "/api/console/qa/samples/{id}": {"get": _op(
+        "A sample, its scorecard and (once scored by the caller) the calibration", "qaSample", QA_READER, [ID],
+        extra={"404": "no such sample"})},
+    "/api/console/qa/samples/{id}/evaluations": {"post": _op(
+        "Score a sampled contact (every criterion 0..max)", "qaScore", QA_READER, [ID], ok="201",
+        body={"type": "object", "required": ["scores"], "properties": {
+            "scores": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+            "comment": {"type": "string", "maxLength": 5000}}},
+        extra={"400": "bad scores", "404": "no such sample", "409": "scored already"})},
+    "/api/console/qa/mine": {"get": _op("Evaluations of my contacts", "qaMine", AGENT)},
+    "/api/console/qa/evaluations/{id}/ack": {"post": _op(
+        "Acknowledge an evaluation of my contact", "qaAcknowledge", AGENT, [ID],
+        body={"type": "object", "properties": {"comment": {"type": "string", "maxLength": 2000}}},
+        extra={"403": "not the evaluated agent", "404": "no such evaluation", "409": "acknowledged already"})},
+    "/api/console/qa/export.csv": {"get": {**_op(
+        "QA evaluations of a period as CSV", "qaExport", QA_READER, PERIOD), "responses": {
+            "200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}},
+            "400": {"description": "bad period"}, "401": {"description": "sign in first"},
+            "403": {"description": "role not allowed"}}}},
+}
+
 PATHS: dict[str, Any] = {
     "/api/console/language": {"post": _op(
         "Set my language (ko/en)", "setLanguage", "any signed-in user",
@@ -100,4 +173,6 @@ PATHS: dict[str, Any] = {
                     extra={"400": "bad scores", "404": "no such recording"})},
     "/api/console/wallboard": {"get": _op("Live metrics and today's contacts by hour", "wallboard",
                                           "agent, supervisor, reviewer, admin")},
+    **KNOWLEDGE_PATHS,
+    **QUALITY_PATHS,
 }

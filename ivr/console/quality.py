@@ -140,8 +140,8 @@ async def score_sample(request: web.Request) -> web.Response:
     sample_id = int_match(request)
     body = await json_body(request)
     comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 5000:
-        raise bad("comment: text up to 5000 characters")
+    if not isinstance(comment, str) or len(comment) > 5000 or "\x00" in comment:
+        raise bad("comment: text up to 5000 characters (no NUL)")
     ctx = ctx_of(request)
     async with ctx.db.session() as session:
         sample = await session.get(QaSample, sample_id)
@@ -183,8 +183,8 @@ async def acknowledge(request: web.Request) -> web.Response:
     evaluation_id = int_match(request)
     body = await json_body(request)
     comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 2000:
-        raise bad("comment: text up to 2000 characters")
+    if not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment:
+        raise bad("comment: text up to 2000 characters (no NUL)")
     async with ctx_of(request).db.transaction() as session:
         row = (await session.execute(
             select(QaEvaluation, Agent.username).join(QaSample, QaSample.id == QaEvaluation.sample_id)

@@ -25,7 +25,7 @@ from ivr.search import search_terms, time_limited
 def article_terms(query: str) -> list[str]:
     """The words an article must contain; ``SearchError`` past the shared limits."""
     terms: list[str] = []
-    for word in search_terms(query):
+    for word in search_terms(query.replace("\x00", "")):  # PostgreSQL text cannot hold NUL
         term = strip_particle(compact(word))
         if term and term not in terms:
             terms.append(term)

@@ -64,7 +64,19 @@ class ArticleInput(BaseModel):
         return self
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def parse(body: dict[str, Any]) -> ArticleInput:
+    if _has_nul(body):  # PostgreSQL text cannot hold NUL: a clear 400, not a database error
+        raise ArticleError("a text contains a NUL character / 허용되지 않는 문자가 있습니다")
     try:
         return ArticleInput.model_validate(body)
     except ValidationError as exc:
