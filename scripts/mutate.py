@@ -65,6 +65,8 @@ PYTEST_ARGS: dict[str, list[str]] = {
     "ivr/ami/callbacks.py": ["-k", "not postgresql"],
     "ivr/console/agent.py": ["-k", "not postgresql"],
     "ivr/web/auth.py": ["-k", "not postgresql"],
+    # One database for the module's shared fixture (mutmut runs the tests in its own order).
+    "ivr/engine/engine.py": ["-k", "not postgresql"],
 }
 # What the tests read besides ivr/ and tests/ (menus, queues and templates ship inside ivr/).
 ALSO_COPY = ["agi_scripts", "dasan.example.yaml"]
@@ -112,6 +114,9 @@ pytest_add_cli_args_test_selection = [{quoted}]
 pytest_add_cli_args = [{", ".join(f'"{x}"' for x in ["-p", "no:cacheprovider", "-x", *PYTEST_ARGS.get(module, [])])}]
 also_copy = [{", ".join(f'"{x}"' for x in ALSO_COPY)}]
 use_git_change_detection = false
+# Every run of the tests in a fresh fork: the IVR engine's tests do not pass twice in one
+# process (a second session finds state the first left behind).
+process_isolation = "forkserver"
 """, encoding="utf-8")
 
 

@@ -57,7 +57,8 @@ def test_default_menus_load_and_match_the_queues() -> None:
      "unknown language 'fr'"),
     ("    kind: lookup\n", "    kind: lookup-table\n", "nodes.status"),
     ("start: main\n", "start: [main\n", "YAML syntax error"),
-])
+], ids=["unknown-node", "not-a-key", "star-repeats", "unknown-field", "unknown-prompt", "unknown-language",
+        "unknown-kind", "yaml-syntax"])  # plain ids: a test can be named on the command line
 def test_errors_name_file_and_line(tmp_path: Path, old: str, new: str, message: str) -> None:
     path, line = broken(tmp_path, old, new)
     found = problems(path)
