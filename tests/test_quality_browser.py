@@ -102,3 +102,29 @@ async def test_sampling_calibration_and_acknowledgement(console: Console, chromi
     finally:
         for context in (reviewer_ctx, super_ctx, agent_ctx):
             await context.close()
+
+
+async def test_supervisor_reads_reports(console: Console, chromium: Any) -> None:
+    context = await new_context(chromium)
+    try:
+        page = await sign_in(context, console, "super1", "/console/reports")
+        yesterday = datetime.now(ZoneInfo(console.ctx.settings.timezone)).date() - timedelta(days=1)
+        await page.fill("#rp-from", str(yesterday))
+        await page.click("#rp-show")
+        row = page.locator("#rp-table tr[data-queue='general-ko']").first
+        await row.wait_for()
+        assert await page.inner_text("#rp-note") == "Service level: answered within 20 s, of answered + abandoned"
+        assert "voice" in await row.inner_text()
+        href = await page.get_attribute("#rp-csv", "href")
+        assert href is not None
+        response = await page.request.get(console.url + href)
+        assert response.status == 200
+        lines = (await response.text()).lstrip("\ufeff").splitlines()
+        assert lines[0].startswith("id,channel,status,started_at") and len(lines) >= 4
+        await page.fill("#rp-to", str(yesterday - timedelta(days=1)))  # before "from": refused, said why
+        await page.click("#rp-show")
+        await page.wait_for_selector("#rp-note[data-ok='0']")
+        assert "to: on or after from" in await page.inner_text("#rp-note")
+        assert page.js_errors == []
+    finally:
+        await context.close()

@@ -29,6 +29,7 @@ NAV = (
     ("nav_reviewer", "/console/reviewer", ("reviewer", "supervisor")),
     ("nav_quality", "/console/quality", ("agent", "supervisor", "reviewer")),
     ("nav_knowledge", "/console/knowledge", ("supervisor",)),
+    ("nav_reports", "/console/reports", ("supervisor",)),
     ("nav_admin", "/console/admin", ("supervisor",)),
 )
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from ivr.console.http import audit_request, bad
-from ivr.console.render import ctx_of
+from ivr.console.render import ctx_of, render
 from ivr.queues import load_queues
 from ivr.reports.contacts import aggregate, export_csv
 from ivr.web.auth import requires
@@ -71,6 +71,12 @@ async def summary(request: web.Request) -> web.Response:
                               "service_level_seconds": threshold, "rows": report.as_json()})
 
 
+@requires("supervisor")
+async def reports_page(request: web.Request) -> web.Response:
+    return render(request, "reports.html")
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_get("/console/reports", reports_page)
     app.router.add_get("/api/console/reports/contacts.csv", contacts_csv)
     app.router.add_get("/api/console/reports/summary", summary)
