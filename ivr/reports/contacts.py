@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, String, case, func, literal, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.db.database import dialect_name
@@ -46,7 +46,10 @@ def csv_row(row: Any) -> list[object]:
     cells = list(row)
     for i in TIMES:
         value = cells[i]
-        if value is not None:
+        if isinstance(value, str):  # SQLite's stored text, UTC: 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+            day, _, clock = value.partition(" ")
+            cells[i] = f"{day}T{clock.removesuffix('.000000')}+00:00"
+        elif value is not None:
             cells[i] = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     for i in TEXTS:
         value = cells[i]
@@ -58,8 +61,14 @@ def csv_row(row: Any) -> list[object]:
 async def export_csv(session: AsyncSession, start: datetime, end: datetime) -> AsyncIterator[bytes]:
     """The CSV (UTF-8 with BOM, so spreadsheets read Korean) of contacts started in [start, end), in chunks."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)  # SQLite compares UTC wall times
-    stmt = (select(Contact.id, Contact.channel, Contact.status, Contact.started_at, Contact.answered_at,
-                   Contact.ended_at, Contact.language, Contact.queue, Agent.username, Contact.topic, Category.code,
+    # SQLite hands times and enums over as stored text: read as text, written as text (parsing
+    # each into a datetime or an enum only to write it back cost most of the export's time).
+    # Enums are VARCHAR on both databases.
+    raw = dialect_name(session) == "sqlite"
+    text_of: Callable[[Any], Any] = lambda c: type_coerce(c, String)  # noqa: E731
+    when: Callable[[Any], Any] = text_of if raw else (lambda c: c)
+    stmt = (select(Contact.id, text_of(Contact.channel), text_of(Contact.status), when(Contact.started_at),
+                   when(Contact.answered_at), when(Contact.ended_at), Contact.language, Contact.queue, Agent.username, Contact.topic, Category.code,
                    Contact.tracking_number, Contact.wait_seconds, Contact.talk_seconds, Contact.outcome,
                    Contact.ivr_fallback, Contact.hangup_side, Contact.resolution, Contact.satisfaction)
             .outerjoin(Agent, Agent.id == Contact.agent_id).outerjoin(Category, Category.id == Contact.category_id)
