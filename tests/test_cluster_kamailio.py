@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from ivr.config import AsteriskNode, Settings
-from ivr.kamailio.render import render, write
+from ivr.config import Settings
 from ivr.queues import load_queues
 from ivr.site_secrets import sip_passwords
 from tests.support.kamailio import (
+    KAM_HOST,
     KAMAILIO,
-    NODE_UAS,
+    NODE1,
+    NODE2,
+    PHONES,
     SIPP,
-    Kamailio,
+    Cluster,
     Sipp,
     agent_uas,
     caller_uac,
@@ -31,7 +33,6 @@ from tests.support.kamailio import (
     wait_for,
 )
 
-KAM_HOST, NODE1, NODE2, PHONES, TRUNK = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.1"
 PROBE_SECONDS = 1
 
 
@@ -41,53 +42,9 @@ def _tools() -> None:
         pytest.fail("kamailio and sipp are needed (Debian packages kamailio, sip-tester: make debs-test)")
 
 
-class Cluster:
-    def __init__(self, root: Path, settings: Settings) -> None:
-        self.root = root
-        self.settings = settings
-        self.node_ports = {NODE1: free_udp_port(NODE1), NODE2: free_udp_port(NODE2)}
-        k = settings.cluster.kamailio
-        k.host, k.port = KAM_HOST, free_udp_port(KAM_HOST)
-        k.probe_seconds = PROBE_SECONDS
-        k.trunk_match = [f"{TRUNK}/32"]
-        settings.cluster.asterisk_nodes = [
-            AsteriskNode(name="ast1", sip_host=NODE1, sip_port=self.node_ports[NODE1]),
-            AsteriskNode(name="ast2", sip_host=NODE2, sip_port=self.node_ports[NODE2])]
-        conf = root / "kamailio"
-        write(render(settings, conf), conf)
-        self.kamailio = Kamailio(conf / "kamailio.cfg", KAM_HOST, k.port, root / "kamailio.log")
-        self.procs: list[Sipp] = []
-        self.runs = 0
-
-    def node(self, host: str) -> Sipp:
-        n = sum(1 for p in self.procs if p.name.startswith(f"node-{host}"))
-        proc = Sipp(f"node-{host}-{n}", scenario(self.root, "node", NODE_UAS), self.root / f"node-{host}-{n}.log",
-                    ["-i", host, "-p", str(self.node_ports[host])]).start()
-        self.procs.append(proc)
-        return proc
-
-    def run(self, xml: str, *args: str, host: str = TRUNK, timeout: float = 90) -> Sipp:
-        """A SIPp UAC towards Kamailio, run to its end."""
-        self.runs += 1
-        name = f"uac-{self.runs}"
-        proc = Sipp(name, scenario(self.root, name, xml), self.root / f"{name}.log",
-                    [f"{KAM_HOST}:{self.kamailio.port}", "-i", host, "-p", str(free_udp_port(host)), *args]).start()
-        self.procs.append(proc)
-        proc.wait(timeout)
-        return proc
-
-    def calls(self, count: int, rate: int = 20) -> Sipp:
-        return self.run(caller_uac("120", 100), "-m", str(count), "-r", str(rate), "-l", str(count))
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.kill()
-        self.kamailio.stop()
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, settings: Settings) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, settings)
+    c = Cluster(tmp_path, settings, probe_seconds=PROBE_SECONDS)
     try:
         yield c
     finally:

@@ -21,9 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from ivr.config import AsteriskNode, Settings
+from ivr.kamailio.render import render, write
+
 KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
 SIPP = shutil.which("sipp")
 T = TypeVar("T")
+KAM_HOST, NODE1, NODE2, PHONES, TRUNK = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.1"
 
 
 def wait_for(check: Callable[[], T], what: str, timeout: float = 20.0) -> T:
@@ -338,3 +342,48 @@ def agent_uas(ring_ms: int) -> str:
     assert ringing_then_ok in NODE_UAS
     return NODE_UAS.replace(ringing_then_ok, ringing_then_ok.replace(
         "]]></send>\n", f"]]></send>\n<pause milliseconds=\"{ring_ms}\"/>\n"), 1)
+
+
+class Cluster:
+    """Kamailio rendered for two nodes (SIPp UAS on NODE1, NODE2) and the trunk on TRUNK."""
+    def __init__(self, root: Path, settings: Settings, probe_seconds: int = 1) -> None:
+        self.root = root
+        self.settings = settings
+        self.node_ports = {NODE1: free_udp_port(NODE1), NODE2: free_udp_port(NODE2)}
+        k = settings.cluster.kamailio
+        k.host, k.port = KAM_HOST, free_udp_port(KAM_HOST)
+        k.probe_seconds = probe_seconds
+        k.trunk_match = [f"{TRUNK}/32"]
+        settings.cluster.asterisk_nodes = [
+            AsteriskNode(name="ast1", sip_host=NODE1, sip_port=self.node_ports[NODE1]),
+            AsteriskNode(name="ast2", sip_host=NODE2, sip_port=self.node_ports[NODE2])]
+        conf = root / "kamailio"
+        write(render(settings, conf), conf)
+        self.kamailio = Kamailio(conf / "kamailio.cfg", KAM_HOST, k.port, root / "kamailio.log")
+        self.procs: list[Sipp] = []
+        self.runs = 0
+
+    def node(self, host: str) -> Sipp:
+        n = sum(1 for p in self.procs if p.name.startswith(f"node-{host}"))
+        proc = Sipp(f"node-{host}-{n}", scenario(self.root, "node", NODE_UAS), self.root / f"node-{host}-{n}.log",
+                    ["-i", host, "-p", str(self.node_ports[host])]).start()
+        self.procs.append(proc)
+        return proc
+
+    def run(self, xml: str, *args: str, host: str = TRUNK, timeout: float = 90) -> Sipp:
+        """A SIPp UAC towards Kamailio, run to its end."""
+        self.runs += 1
+        name = f"uac-{self.runs}"
+        proc = Sipp(name, scenario(self.root, name, xml), self.root / f"{name}.log",
+                    [f"{KAM_HOST}:{self.kamailio.port}", "-i", host, "-p", str(free_udp_port(host)), *args]).start()
+        self.procs.append(proc)
+        proc.wait(timeout)
+        return proc
+
+    def calls(self, count: int, rate: int = 20) -> Sipp:
+        return self.run(caller_uac("120", 100), "-m", str(count), "-r", str(rate), "-l", str(count))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+        self.kamailio.stop()
