@@ -341,8 +341,8 @@ async def test_survey_without_contact_id_finds_the_call_by_its_linkedid(ivr: Ivr
     """The IVR was down when the call came: the dialplan's fallback queued it, the AMI bridge
     wrote its contact under the Linkedid and no CONTACT_ID was set; the score is still stored."""
     async with ivr.db.transaction() as session:
-        written = await records.open_contact(session, Channel.voice, call_id="1795599999.42", language="ko")
-    log = await ivr.dial("4", route="survey", linkedid="1795599999.42")
+        written = await records.open_contact(session, Channel.voice, call_id="1795599999.45", language="ko")
+    log = await ivr.dial("4", route="survey", linkedid="1795599999.45")
     assert log.variables["IVR_RESULT"] == "hangup"
     stored = await contact(ivr.db, written.id)
     # a survey follows a counsellor's answer: the outcome the AMI bridge missed is "answered"
