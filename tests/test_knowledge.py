@@ -128,6 +128,12 @@ async def test_articles_api(console: Console, login: Any) -> None:
         assert (w.getframerate(), w.getnchannels()) == (8000, 1) and w.getnframes() > 8000
     status, body = await sup.call("POST", "/api/console/kb/articles", json=BUS)
     assert status == 409  # the key is taken
+    status, body = await sup.call("POST", "/api/console/kb/articles", json={
+        "key": "dated", "texts": {"ko": {"title": "기간 안내", "body": "기간이 있는 문서"}},
+        "valid_from": "2026-12-01", "valid_to": "2026-12-31"})
+    assert status == 201  # plain dates are the site's days (Asia/Seoul), the last one included
+    assert datetime.fromisoformat(body["valid_from"]) == datetime(2026, 11, 30, 15, tzinfo=UTC)
+    assert datetime.fromisoformat(body["valid_to"]) == datetime(2026, 12, 31, 15, tzinfo=UTC)
     changed = {**BUS, "tags": ["교통"], "texts": {**BUS["texts"], "ko": {**BUS["texts"]["ko"], "title": "정류장 이전"}}}
     status, body = await sup.call("PUT", f"/api/console/kb/articles/{art['id']}", json=changed)
     assert status == 200 and body["revision"] == 2

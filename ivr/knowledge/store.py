@@ -7,13 +7,22 @@ reply fills its variables from the contact and counts one use.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ivr import sitetime
 from ivr.db.models import Category, Citizen, Contact, TranscriptSegment, utcnow
 from ivr.knowledge.models import Article, ArticleRevision
 from ivr.knowledge.text import compact, fill, unknown_variables
@@ -43,6 +52,19 @@ class ArticleInput(BaseModel):
     valid_to: datetime | None = None
     owner: str | None = Field(None, min_length=1, max_length=80)
 
+    @field_validator("valid_from", "valid_to", mode="before")
+    @classmethod
+    def _day(cls, value: Any, info: ValidationInfo) -> Any:
+        # A plain date is a site day: valid from its start, valid to its end (the next day's start).
+        if isinstance(value, str) and len(value) == 10:
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                return value  # the datetime check says what is wrong
+            start = datetime.combine(day, time(), sitetime.zone())
+            return start + timedelta(days=1) if info.field_name == "valid_to" else start
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ArticleInput:
         if "ko" not in self.texts:
@@ -57,8 +79,8 @@ class ArticleInput(BaseModel):
                                  "(known: {tracking_number}, {name}, {phone}, {queue})")
         for name in ("valid_from", "valid_to"):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                setattr(self, name, value.replace(tzinfo=UTC))
+            if value is not None and value.tzinfo is None:  # a naive time is the site's clock
+                setattr(self, name, value.replace(tzinfo=sitetime.zone()))
         if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
             raise ValueError("valid_to: must be after valid_from")
         return self
