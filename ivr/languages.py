@@ -3,8 +3,8 @@
 The registry sits beside the menus (``<menus_dir>/languages.yaml``; the package's own in
 ``ivr/menus/`` when the site has none), so a site adds a language with one data edit there
 plus the language's texts in ``main.yaml`` (prompts, queue, night SMS) and its recordings.
-The menus are checked against it, placeholder prompts use its voices, the admin console
-offers its languages for prompt uploads.
+The menus are checked against it, placeholder prompts use its voices, the console names
+the languages with it and offers them for prompt uploads.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class Language(BaseModel):
     english: str = Field(min_length=1)
     voice: str = Field(pattern=r"^[A-Za-z0-9_+-]{1,40}$")  # espeak-ng voice for placeholders
     voice_note: str = ""  # why the voice is another language's
+    # its name in the console's languages (ko, en); the English name when one is missing
+    labels: dict[str, str] = Field(default_factory=dict)
     spell: Literal["as-written", "pinyin"] = "as-written"
 
 
@@ -45,6 +47,11 @@ class Languages(BaseModel):
 
     def get(self, code: str) -> Language | None:
         return self.languages.get(code)
+
+    def labels(self, console_language: str) -> dict[str, str]:
+        """``lang_<code>`` -> the language's name, for the console's texts in ``console_language``."""
+        return {f"lang_{code}": lang.labels.get(console_language) or lang.english
+                for code, lang in self.languages.items()}
 
 
 def path_for(menus_dir: Path | None) -> Path:

@@ -8,12 +8,14 @@ naming the file and line.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import yaml
 
 from ivr.bus import MemoryBus
@@ -25,6 +27,7 @@ from ivr.db import Database
 from ivr.engine.menu import load_menus
 from ivr.languages import load_languages
 from ivr.open311 import texts
+from tests.support.console import PASSWORD, prepare_settings, serve_console
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSSIAN_MAIN_MENU = ("Сеул 120. Транспорт — 1, мусор — 2, соцпомощь — 3, налоги — 4, жалобы — 5, "
@@ -121,3 +124,25 @@ async def test_the_console_checks_a_registry_edit_against_the_menus(settings: Se
     assert any(p.startswith("main.yaml:") and "unknown language 'mn'" in p for p in problems), problems
     assert validate(ctx, "menu:languages.yaml", registry + "  ru: {name: Русский, english: Russian, voice: ru}\n") == []
     await ctx.db.dispose()
+
+
+async def test_the_console_names_a_new_language_in_each_readers_language(settings: Settings, tmp_path: Path) -> None:
+    """Russian added to the site's registry: the console's texts name it (Korean label for a
+    Korean reader, the English name otherwise) and the admin page offers it for recordings."""
+    prepare_settings(settings, tmp_path)
+    registry = settings.agi.menus_dir / "languages.yaml"
+    registry.write_text(registry.read_text(encoding="utf-8")
+                        + "  ru: {name: Русский, english: Russian, voice: ru, labels: {ko: 러시아어}}\n",
+                        encoding="utf-8")
+    async with serve_console(settings) as console:
+        for username, page, label in (("kim.minji", "/console/agent", "러시아어"),
+                                      ("admin1", "/console/admin", "Russian")):
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+                async with http.post(f"{console.url}/api/login",
+                                     json={"username": username, "password": PASSWORD}) as r:
+                    assert r.status == 200
+                async with http.get(console.url + page) as r:
+                    html = await r.text()
+            texts = json.loads(html.split('<script type="application/json" id="texts">', 1)[1].split("</script>", 1)[0])
+            assert texts["lang_ru"] == label and texts["lang_mn"] in ("몽골어", "Mongolian"), username
+        assert "<option>ru</option>" in html  # the admin page's prompt upload

@@ -37,12 +37,6 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ch_chat": ("채팅", "chat"),
     "ch_sns": ("SNS", "SNS"),
     "ch_video": ("영상", "video"),
-    "lang_ko": ("한국어", "Korean"),
-    "lang_en": ("영어", "English"),
-    "lang_zh": ("중국어", "Chinese"),
-    "lang_ja": ("일본어", "Japanese"),
-    "lang_vi": ("베트남어", "Vietnamese"),
-    "lang_mn": ("몽골어", "Mongolian"),
     "forbidden": ("이 화면을 볼 권한이 없습니다.", "Your role may not open this page."),
     # agent console
     "state": ("상태", "State"),

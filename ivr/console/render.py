@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ivr.console.i18n import LANGUAGES, catalogue, translator
 from ivr.context import AppContext
+from ivr.languages import Languages, load_languages
 from ivr.web.auth import SessionUser, current_user
 from ivr.web.context import context_of
 
@@ -36,6 +37,11 @@ NAV = (
 
 def ctx_of(request: web.Request) -> AppContext:
     return context_of(request)
+
+
+def caller_languages(request: web.Request) -> Languages:
+    """The site's caller-language registry (beside its menus): the console's names for them."""
+    return load_languages(ctx_of(request).settings.agi.menus_dir)
 
 
 def language_of(request: web.Request) -> str:
@@ -66,7 +72,7 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
     nav = [(key, href) for key, href, roles in NAV if allowed(user, roles)]
     html = ENV.get_template(template).render(
         t=translator(language), lang=language, user=user, nav=nav, path=request.path,
-        texts_json=json.dumps(catalogue(language), ensure_ascii=False),
+        texts_json=json.dumps(catalogue(language) | caller_languages(request).labels(language), ensure_ascii=False),
         site=ctx_of(request).settings.site_name, **values,
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
