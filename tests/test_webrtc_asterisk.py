@@ -433,7 +433,7 @@ def _probe_streams(path: Path) -> list[dict[str, Any]]:
 async def test_an_agent_without_a_camera_still_sees_the_signing(stack: Stack) -> None:
     """asterisk/asterisk#1173: a callee answering a video offer with ``m=video 0`` gets the call
     dropped (BYE, cause 58). The softphone never declines video: without a camera it answers
-    ``recvonly``, and the citizen's signing still arrives."""
+    ``recvonly``, and the citizen's signing still arrives. Then the citizen's network drops."""
     s = stack
     agent = await agent_ready(s, camera=False)  # the browser refuses the camera
     citizen = await citizen_page(s, [])
@@ -448,5 +448,7 @@ async def test_an_agent_without_a_camera_still_sees_the_signing(stack: Stack) ->
     assert "Camera or microphone unavailable" in await agent.inner_text("#sp-note")
     await citizen.wait_for_selector("#call-state[data-key=in_call]")
     assert "cause=58" not in s.pbx.console() and "PJSIP/webvideo-" in s.pbx.cli("core show channels concise")
-    await citizen.click("#btn-hangup")
-    await agent.wait_for_selector("#sp-state[data-state=sp_registered]")
+    # the citizen's network drops: the page says so, points to the chat and ends its side
+    await citizen.context.set_offline(True)
+    await citizen.wait_for_selector("#message[data-key=err_network]")
+    assert await citizen.is_visible("#alt-chat") and not await citizen.is_visible("#call")

@@ -163,7 +163,7 @@
     state("sp_connecting");
     const ua = new JsSIP.UA({
       sockets: [new JsSIP.WebSocketInterface(config.ws_url)], uri: config.uri, authorization_user: config.username,
-      password: config.password, register: true, register_expires: 300, session_timers: false,
+      password: config.password, register: true, register_expires: 300, session_timers: true,
       user_agent: "dasan-console",
     });
     sp.ua = ua;

@@ -146,7 +146,10 @@ async function startCall(kind) {
   callState("connecting");
   const ua = new JsSIP.UA({
     sockets: [new JsSIP.WebSocketInterface(cred.ws_url)], uri: cred.uri, authorization_user: cred.username,
-    password: cred.password, register: false, session_timers: false, user_agent: "dasan-call",
+    password: cred.password, register: false, user_agent: "dasan-call",
+    // RFC 4028 session timers (JsSIP refreshes every 45 s): a phone that lost its network sends
+    // no BYE, and Asterisk ends the call when the refresh does not come.
+    session_timers: true,
   });
   const call = {ua, stream, kind, cred, session: null, connected: false, timer: null, marks: {minted: Date.now()}};
   active = call;
