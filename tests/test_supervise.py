@@ -50,7 +50,7 @@ async def live_calls(console: Console) -> None:
         contact.ivr_path = "main > 2 > queue:general-ko"
         session.add_all([
             LiveCall(linkedid="1700000001.5", contact_id=contact.id, queue="general-ko", state="connected",
-                     joined_at=now - timedelta(seconds=95), agent="kim.minji"),
+                     joined_at=now - timedelta(seconds=95), agent="agent1001"),
             LiveCall(linkedid="1700000002.9", contact_id=None, queue="en", state="queued",
                      joined_at=now - timedelta(seconds=20), agent=None),
         ])

@@ -59,7 +59,7 @@ async def talking_call(console: Console) -> None:
         contact.ivr_path = "main > 2 > queue:general-ko"
         session.add_all([
             LiveCall(linkedid="1700000001.5", contact_id=contact.id, queue="general-ko", state="connected",
-                     joined_at=now - timedelta(seconds=80), agent="kim.minji"),
+                     joined_at=now - timedelta(seconds=80), agent="agent1001"),
             LiveCall(linkedid="1700000002.9", contact_id=None, queue="en", state="queued",
                      joined_at=now - timedelta(seconds=20), agent=None),
         ])
@@ -90,6 +90,10 @@ async def test_supervisor_listens_whispers_and_barges_from_the_wallboard(console
             select(AuditLog).where(AuditLog.action == "supervise").order_by(AuditLog.id))).scalars()]
     assert modes == ["listen", "whisper", "barge"]
 
+    # The supervisor answered: the page says so and how to switch modes.
+    await ctx.bus.publish("live.supervise", {"username": "super1", "action": "supervise", "mode": "barge",
+                                             "message": "barge on kim.minji: your phone answered"})
+    await page.wait_for_selector(f"#supervise-note >> text={TEXTS['sv_started'][EN]} (Barge)")
     # The bridge could not ring the phone: the page says why.
     await ctx.bus.publish("live.supervise", {"username": "super1", "action": "supervise", "mode": "listen",
                                              "error": "Originate: Extension does not exist."})

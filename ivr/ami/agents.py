@@ -178,16 +178,26 @@ class AgentControl:
 
     async def supervise(self, command: dict[str, Any]) -> CommandResult:
         """Ring the supervisor's phone into ChanSpy on the agent's call (ivr.ami.supervise)."""
-        from ivr.ami.supervise import SuperviseError, originate_action
+        from ivr.ami.supervise import RING_SECONDS, SuperviseError, originate_action
 
         try:
             action = await originate_action(self.db, self.qconf, command)
         except SuperviseError as exc:
             raise AgentCommandError(str(exc)) from None
-        await self._action(action)
         mode, agent = action["Exten"], str(command.get("agent"))
+        try:  # Async: the reply ends with OriginateResponse once the phone answered or gave up
+            reply = await self.conn.send(action, timeout=RING_SECONDS + 10)
+        except (ConnectionError, TimeoutError) as exc:
+            raise AgentCommandError(f"Asterisk not reachable / Asterisk 연결 안 됨: {exc}") from exc
+        messages = reply if isinstance(reply, list) else [reply]
+        if messages[0].get("Response") != "Success":
+            raise AgentCommandError(f"Originate: {messages[0].get('Message', 'error')}")
+        final = messages[-1]
+        if final.get("Event") != "OriginateResponse" or final.get("Response") != "Success":
+            raise AgentCommandError(f"your phone did not answer (Reason {final.get('Reason', '?')})"
+                                    " / 전화를 받지 않았습니다")
         return CommandResult(str(command.get("username")), "supervise", [],
-                             f"{mode} {agent}: ringing your phone / 전화기를 울립니다 ({mode})")
+                             f"{mode} on {agent}: your phone answered / 연결되었습니다 ({mode})")
 
     async def restore(self) -> list[str]:
         """Re-add the members Asterisk lost and re-apply pauses; returns what it changed."""

@@ -450,23 +450,37 @@ class AmiBridge:
                 await asyncio.sleep(1)
                 continue
             for job in [*jobs, *stale]:
-                supervise = job.data.get("action") == "supervise"
+                if job.data.get("action") == "supervise":
+                    # Rings a phone for up to RING_SECONDS: on its own, so agents' commands do
+                    # not wait behind it; never retried (a listen-in is wanted now or not at all).
+                    self._spawn(self._supervise(job.data))
+                    await self.ctx.bus.ack(job, COMMANDS_GROUP)
+                    continue
                 try:
                     result = await self.control.run(job.data)
                     log.info("agent command %s: %s", job.data, result.message)
-                    if supervise:
-                        await self.ctx.bus.publish("live.supervise", {**job.data, "message": result.message})
                 except AgentCommandError as exc:
-                    retry = "not reachable" in str(exc) and job.deliveries < 5 and not supervise
-                    if job.deliveries == 1 or not retry:  # the person who asked learns why at once
-                        await self.ctx.bus.publish(
-                            "live.supervise" if supervise else "live.agents",
-                            {**job.data, "error": str(exc), "retrying": retry})
+                    retry = "not reachable" in str(exc) and job.deliveries < 5
+                    if job.deliveries == 1:  # the agent learns why at once, and that it is retried
+                        await self.ctx.bus.publish("live.agents", {**job.data, "error": str(exc), "retrying": retry})
                     if retry:
                         continue  # not acked: redelivered (claim_stale) once Asterisk is back
-                    # (a listen-in asked for while Asterisk was away is not wanted minutes later)
                     log.warning("agent command %s refused: %s", job.data, exc)
+                    if job.deliveries > 1:
+                        await self.ctx.bus.publish("live.agents", {**job.data, "error": str(exc), "retrying": False})
                 await self.ctx.bus.ack(job, COMMANDS_GROUP)
+
+    async def _supervise(self, command: dict[str, Any]) -> None:
+        """One listen-in (ivr.ami.supervise); its outcome goes to the supervisor on live.supervise."""
+        try:
+            result = await self.control.run(command)
+            log.info("supervise %s: %s", command, result.message)
+            outcome: dict[str, Any] = {**command, "message": result.message}
+        except Exception as exc:  # refused, not answered, Asterisk away: said to the supervisor
+            log.warning("supervise %s failed: %s", command, exc)
+            outcome = {**command, "error": str(exc) or type(exc).__name__}
+        with contextlib.suppress(Exception):
+            await self.ctx.bus.publish("live.supervise", outcome)
 
 
     # -- asterisk.apply: changes saved while Asterisk could not be reached --

@@ -41,11 +41,12 @@ def _endpoint(qconf: QueueConfig, username: str, whose: str) -> AgentDef:
         f"{whose} {username!r} has no phone in agents.yaml / agents.yaml에 {username}의 전화가 없습니다")
 
 
-async def live_call_of(db: Database, agent: str) -> LiveCall | None:
-    """The call the agent is talking on now (the AMI bridge's live state)."""
+async def live_call_of(db: Database, extension: str) -> LiveCall | None:
+    """The call the agent's endpoint is talking on now (the AMI bridge's live state keeps the
+    answering member's extension)."""
     async with db.session() as session:
         return (await session.execute(select(LiveCall).where(
-            LiveCall.agent == agent, LiveCall.state == "connected").limit(1))).scalar_one_or_none()
+            LiveCall.agent == extension, LiveCall.state == "connected").limit(1))).scalar_one_or_none()
 
 
 async def originate_action(db: Database, qconf: QueueConfig, command: dict[str, Any]) -> dict[str, str]:
@@ -59,7 +60,7 @@ async def originate_action(db: Database, qconf: QueueConfig, command: dict[str, 
     agent = _endpoint(qconf, str(command.get("agent", "")), "agent")
     if supervisor.username == agent.username:
         raise SuperviseError("cannot supervise your own call / 자기 통화는 감청할 수 없습니다")
-    if await live_call_of(db, agent.username) is None:
+    if await live_call_of(db, agent.extension) is None:
         raise SuperviseError(f"{agent.username} is not on a call / {agent.name} 상담사는 통화 중이 아닙니다")
     return {
         "Action": "Originate",

@@ -29,7 +29,7 @@ SUPERVISORS = ("supervisor",)  # and admin (ivr.web.auth.requires lets admin thr
 async def live_calls(request: web.Request) -> list[dict[str, Any]]:
     ctx = ctx_of(request)
     qconf = _queue_config(ctx.settings)
-    names = {a.username: a.name for a in qconf.agents} if qconf else {}
+    by_extension = {a.extension: a for a in qconf.agents} if qconf else {}
     async with ctx.db.session() as session:
         calls = list((await session.execute(select(LiveCall).order_by(LiveCall.joined_at))).scalars())
         ids = [c.contact_id for c in calls if c.contact_id is not None]
@@ -38,9 +38,11 @@ async def live_calls(request: web.Request) -> list[dict[str, Any]]:
     items = []
     for call in calls:
         contact = contacts.get(call.contact_id) if call.contact_id is not None else None
+        agent = by_extension.get(call.agent or "")  # the bridge keeps the answering endpoint
         items.append({
-            "call": call.linkedid, "state": call.state, "queue": call.queue, "agent": call.agent,
-            "agent_name": names.get(call.agent or "", call.agent), "since": iso(call.joined_at),
+            "call": call.linkedid, "state": call.state, "queue": call.queue, "extension": call.agent,
+            "agent": agent.username if agent else None, "agent_name": agent.name if agent else call.agent,
+            "since": iso(call.joined_at),
             "answered_at": iso(contact.answered_at) if contact else None,
             "contact_id": call.contact_id,
             "caller": contact.citizen.identity if contact and contact.citizen else None,
@@ -69,19 +71,20 @@ async def post_supervise(request: web.Request) -> web.Response:
     ctx, me = ctx_of(request), username(request)
     async with ctx.db.session() as session:
         call = await session.get(LiveCall, call_id)
-    if call is None or call.state != "connected" or not call.agent:
-        raise bad("that call is not talking to an agent now / 지금 상담원과 통화 중인 전화가 아닙니다", 409)
     qconf = _queue_config(ctx.settings)
+    agent = next((a for a in qconf.agents if call is not None and a.extension == call.agent), None) if qconf else None
+    if call is None or call.state != "connected" or agent is None:
+        raise bad("that call is not talking to an agent now / 지금 상담원과 통화 중인 전화가 아닙니다", 409)
     if qconf is None or not any(a.username == me for a in qconf.agents):
         raise bad(f"{me} has no phone in agents.yaml: add an entry with your username and an extension"
                   f" / agents.yaml에 {me}의 전화(내선)가 없습니다", 409)
     problem = phone_status(request).problem()
     if problem:
         raise bad(problem, 503)
-    command = {"action": "supervise", "username": me, "supervisor": me, "agent": call.agent, "mode": mode,
+    command = {"action": "supervise", "username": me, "supervisor": me, "agent": agent.username, "mode": mode,
                "call": call.linkedid}
     job_id = await ctx.bus.enqueue("agent.commands", command)
-    await audit_request(request, "supervise", f"agent:{call.agent}", mode=mode, call=call.linkedid,
+    await audit_request(request, "supervise", f"agent:{agent.username}", mode=mode, call=call.linkedid,
                         contact_id=call.contact_id)
     return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)
 

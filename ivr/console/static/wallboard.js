@@ -112,7 +112,7 @@
       else if (msg.type === "phone") phone.update(msg);
       else if (msg.type === "supervise") {
         if (msg.error) svSay(t("sv_failed") + ": " + msg.error, true);
-        else svSay(t("sv_ringing"), false);
+        else svSay(t("sv_started") + " (" + t("mode_" + msg.mode) + ")", false);
       }
     };
     ws.onclose = () => { socketOpen = false; badge(); setTimeout(connect, 2000); };
