@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import tempfile
 from datetime import datetime
@@ -11,6 +12,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ivr.cli import settings_from
+
+KEY_TOKEN = re.compile(r"[0-9*#]+|T|H")  # keys for one prompt, or a timeout, or a hang-up
 
 
 def _call(args: argparse.Namespace) -> int:
@@ -27,6 +30,11 @@ async def _call_async(args: argparse.Namespace) -> int:
     from ivr.engine.engine import Call
     from ivr.engine.runtime import IvrRuntime
 
+    bad_keys = [token for token in args.digits.split() if not KEY_TOKEN.fullmatch(token)]
+    if bad_keys:
+        print(f"dasan call: --digits {' '.join(bad_keys)!r}: keys are 0-9, * and #, one token per prompt "
+              "(T lets the prompt time out, H hangs up) / 누를 수 있는 키는 0-9, *, # 입니다", file=sys.stderr)
+        return 2
     settings = settings_from(args)
     tz = ZoneInfo(settings.timezone)
     sitetime.use(settings.timezone)  # --record writes tracking numbers with the site's day
@@ -43,6 +51,12 @@ async def _call_async(args: argparse.Namespace) -> int:
         async def main(ch: object) -> None:
             calls.append(await runtime.engine.main(ch))  # type: ignore[arg-type]
 
+        languages = runtime.engine.menus.languages
+        if args.lang not in languages:
+            await db.dispose()
+            print(f"dasan call: --lang {args.lang!r} is not a language of the menus ({', '.join(languages)})"
+                  f" / 메뉴에 없는 언어입니다", file=sys.stderr)
+            return 2
         routes = runtime.routes()
         routes["main"] = main
         server = FastAgiServer(routes, "127.0.0.1", 0, command_timeout=10)
@@ -68,15 +82,21 @@ async def _call_async(args: argparse.Namespace) -> int:
             print(f"  lookup: {said}")
     shown = ("LANG", "TOPIC", "QUEUE", "IVR_RESULT", "NIGHT_ROUTE", "CONTACT_ID")
     print("  variables: " + ", ".join(f"{k}={log.variables[k]}" for k in shown if k in log.variables))
-    if log.hung_up:
-        print("  caller hung up / 발신자가 전화를 끊었습니다")
-    result = log.variables.get("IVR_RESULT", "")
-    where = {"queue": f"queue {log.variables.get('QUEUE')} / 상담 대기열",
-             "hangup": "IVR finished the call / IVR이 통화를 마쳤습니다",
-             "night": f"night route {log.variables.get('NIGHT_ROUTE')} / 야간 안내"}.get(
-        result, "no decision: the dialplan sends the caller to the default queue / 기본 대기열로 연결")
-    print(f"  ends: {where}")
+    print(f"  ends: {ending(log.variables, log.hung_up)}")
     return 0
+
+
+def ending(variables: dict[str, str], hung_up: bool) -> str:
+    """The one line saying how the call ended: the IVR's decision, else the caller's hang-up,
+    else what the dialplan does without a decision."""
+    where = {"queue": f"queue {variables.get('QUEUE')} / 상담 대기열",
+             "hangup": "IVR finished the call / IVR이 통화를 마쳤습니다",
+             "night": f"night route {variables.get('NIGHT_ROUTE')} / 야간 안내"}.get(variables.get("IVR_RESULT", ""))
+    if where is not None:
+        return where + (" (then the caller hung up / 이후 발신자가 끊음)" if hung_up else "")
+    if hung_up:
+        return "caller hung up before a decision / 결정 전에 발신자가 전화를 끊었습니다"
+    return "no decision: the dialplan sends the caller to the default queue / 기본 대기열로 연결"
 
 
 def _agi(args: argparse.Namespace) -> int:
