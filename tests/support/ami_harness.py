@@ -37,8 +37,11 @@ class Rig:
     ctx: AppContext
 
     async def settle(self) -> None:
-        """Wait until everything the peer sent has been committed."""
-        await asyncio.sleep(0.05)
+        """Wait until everything the peer sent has been committed. The peer answers a Ping
+        after the events it wrote before it, on the same socket: once the answer is here they
+        have all been read, and the bridge is idle once it has committed them."""
+        if self.bridge.conn.logged_in.is_set():
+            await self.bridge.conn.send({"Action": "Ping"}, timeout=30)
         assert await self.bridge.wait_idle(60), "bridge did not catch up"
 
     async def restart_bridge(self) -> None:
