@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -42,12 +44,29 @@ def _shipped(folder: Path) -> dict[str, Path]:
 
 
 def _copy(default: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    digests = {}
-    for name, source in _shipped(default).items():
-        shutil.copyfile(source, target / name)
-        digests[name] = _digest(source)
-    (target / MARKER).write_text(json.dumps(digests, indent=1, sort_keys=True))
+    """Write the shipped files into ``target`` so that no reader sees half of them: a new folder
+    appears whole (renamed into place), an existing one gets each file replaced atomically.
+    Services started together may both do it: the second finds the folder made by the first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        digests = {}
+        for name, source in _shipped(default).items():
+            shutil.copyfile(source, staging / name)
+            digests[name] = _digest(source)
+        (staging / MARKER).write_text(json.dumps(digests, indent=1, sort_keys=True))
+        if not target.exists():
+            try:
+                staging.rename(target)
+                return
+            except OSError:  # another process made it meanwhile: update it file by file below
+                pass
+        for item in sorted(staging.iterdir()):  # the marker last: it vouches for the files
+            if item.name != MARKER:
+                os.replace(item, target / item.name)
+        os.replace(staging / MARKER, target / MARKER)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _unedited(target: Path) -> bool:

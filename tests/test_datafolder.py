@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ivr.config import Settings
@@ -40,3 +41,14 @@ def test_seed_copies_refreshes_unedited_copies_and_keeps_edited_ones(tmp_path: P
     (settings.queues_dir / "queues.yaml").write_text("queues: {}\n")
     assert seed(settings) == []
     assert (settings.queues_dir / "queues.yaml").read_text() == "queues: {}\n"
+
+
+def test_services_starting_together_lay_out_one_complete_folder(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: seed(settings), range(8)))
+    assert sorted(p.name for p in settings.agi.menus_dir.iterdir()) == sorted(
+        [p.name for p in DEFAULT_MENUS.glob("*.yaml")] + [MARKER])
+    assert (settings.queues_dir / "queues.yaml").read_bytes() == (DEFAULT_QUEUES / "queues.yaml").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["menus", "queues"]  # no staging left
+    assert seed(settings) == []
