@@ -104,12 +104,16 @@ def test_agents_register_with_their_password_only(cluster: Cluster) -> None:
     assert good.lines("registered") == 1 and good.lines("rejected") == 0
     cluster.kamailio.wait_log(rf"registered user={extension} from={PHONES}")
 
+    assert "register refused" not in cluster.kamailio.text()  # the first, unauthenticated REGISTER is no refusal
+    mark = len(cluster.kamailio.text())
     bad = cluster.run(register_uac(extension, password + "x"), "-m", "1", host=PHONES)
     assert bad.lines("rejected") == 1 and bad.lines("registered") == 0
-    cluster.kamailio.wait_log(rf"register refused user={extension} from={PHONES}")
+    cluster.kamailio.wait_log(rf"register refused user={extension} from={PHONES} reason=-2", after=mark)
 
+    mark = len(cluster.kamailio.text())
     stranger = cluster.run(register_uac("nobody99", password), "-m", "1", host=PHONES)
     assert stranger.lines("rejected") == 1
+    cluster.kamailio.wait_log(rf"register refused user=nobody99 from={PHONES} reason=-3", after=mark)
 
 
 def test_one_agent_one_call_across_nodes(cluster: Cluster) -> None:

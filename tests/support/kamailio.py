@@ -154,7 +154,7 @@ def scenario(directory: Path, name: str, xml: str) -> Path:
 # A node (Asterisk's stand-in): answers OPTIONS probes, answers each call and waits for its BYE.
 NODE_UAS = """
 <recv request="OPTIONS" optional="true" next="options"/>
-<recv request="INVITE"><action><log message="invite [call_id]"/></action></recv>
+<recv request="INVITE"><action><log message="invite [call_id] [clock_tick]"/></action></recv>
 <send><![CDATA[
 SIP/2.0 180 Ringing
 [last_Via:]
@@ -189,7 +189,7 @@ a=rtpmap:0 PCMU/8000
 
 ]]></send>
 <recv request="ACK"/>
-<recv request="BYE"><action><log message="bye [call_id]"/></action></recv>
+<recv request="BYE"><action><log message="bye [call_id] [clock_tick]"/></action></recv>
 <send next="end"><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -387,3 +387,18 @@ class Cluster:
         for proc in self.procs:
             proc.kill()
         self.kamailio.stop()
+
+
+def overlapping_calls(log: Path) -> int:
+    """The most calls a SIPp UAS (NODE_UAS, agent_uas) had up at once, from its
+    ``invite``/``bye`` lines (SIPp's clock in ms); a call without a BYE stays up."""
+    changes = []
+    for line in log.read_text(errors="replace").splitlines():
+        word, _call, tick = [*line.split(), "", "", ""][:3]
+        if word in ("invite", "bye") and tick.isdigit():
+            changes.append((int(tick), 0 if word == "bye" else 1))
+    up = most = 0
+    for _tick, kind in sorted(changes):
+        up += 1 if kind else -1
+        most = max(most, up)
+    return most

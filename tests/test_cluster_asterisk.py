@@ -1,0 +1,241 @@
+"""Two real Asterisk nodes behind the rendered Kamailio (issue #20, docs/cluster.md).
+
+Each node runs ``dasan asterisk render --node`` output from its own directories, on its own
+loopback address (127.0.0.3, 127.0.0.4) with its own systemname. The agents' phones (SIPp UAS
+on 127.0.0.5) register through Kamailio (127.0.0.2); SIPp callers (127.0.0.1, the trunk) call
+120. No IVR server runs, so each node's dialplan tries both dasan nodes' FastAGI, then sends
+the caller to the fallback queue, which rings the agents through Kamailio.
+
+Not covered here: the dasan side (AMI bridge per node, contacts closed as lost-with-node):
+docs/cluster.md says what is not built yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ivr.asterisk.render import render, write
+from ivr.config import AsteriskNode, DasanNode, Settings
+from ivr.queues import load_queues
+from ivr.site_secrets import sip_passwords
+from tests.support.kamailio import (
+    KAMAILIO,
+    NODE1,
+    NODE2,
+    PHONES,
+    SIPP,
+    Cluster,
+    Sipp,
+    agent_uas,
+    caller_uac,
+    free_udp_port,
+    overlapping_calls,
+    register_uac,
+    scenario,
+    wait_for,
+)
+
+ASTERISK = shutil.which("asterisk")
+DATA_DIRS = [Path("/var/lib/asterisk"), Path("/usr/share/asterisk")]
+MODULE_DIRS = [Path("/usr/lib/asterisk/modules"), Path("/usr/lib64/asterisk/modules"), Path("/usr/local/lib/asterisk/modules")]
+
+pytestmark = [
+    pytest.mark.asterisk,
+    pytest.mark.skipif(ASTERISK is None, reason="no `asterisk` binary on PATH: install Asterisk 20/22 to run the real-Asterisk tests"),
+    pytest.mark.timeout(240),
+]
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    if KAMAILIO is None or SIPP is None:
+        pytest.fail("kamailio and sipp are needed (Debian packages kamailio, sip-tester: make debs-test)")
+
+
+@dataclass
+class Node:
+    name: str
+    root: Path
+    conf: Path
+    proc: subprocess.Popen[bytes]
+
+    def cli(self, command: str) -> str:
+        return subprocess.run([str(ASTERISK), "-C", str(self.conf), "-rx", command],
+                              capture_output=True, text=True, timeout=15).stdout
+
+    def queue_log(self) -> list[list[str]]:
+        path = self.root / "log" / "queue_log"
+        return [line.split("|") for line in path.read_text().splitlines()] if path.exists() else []
+
+    def console(self) -> str:
+        return (self.root / "asterisk.out").read_text(errors="replace")
+
+
+def start_node(settings: Settings, name: str, root: Path, rtp_base: int) -> Node:
+    moddir = next((d for d in MODULE_DIRS if (d / "app_queue.so").exists()), None)
+    datadir = next((d for d in DATA_DIRS if (d / "documentation").is_dir()), None)
+    if moddir is None or datadir is None:
+        pytest.skip(f"asterisk is installed but its modules ({MODULE_DIRS}) or data ({DATA_DIRS}) were not found")
+    etc = root / "etc"
+    node_settings = settings.model_copy(deep=True)
+    node_settings.asterisk.rtp_start, node_settings.asterisk.rtp_end = rtp_base, rtp_base + 98
+    node_settings.asterisk.moh_dir = root / "moh"
+    node_settings.recordings.dir = root / "recordings"
+    files = render(node_settings, node=name)
+    write(files, etc)
+    for extra in ("features.conf", "indications.conf", "udptl.conf", "pjproject.conf", "ccss.conf"):
+        (etc / extra).write_text("[general]\n")
+    (etc / "acl.conf").write_text("")
+    (root / "moh").mkdir()
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(root / "moh" / "tone.wav"),
+                    "synth", "3", "sine", "330", "vol", "0.2"], check=True)
+    dirs = {d: root / d for d in ("lib", "spool", "run", "log", "agi", "data")}
+    for d in dirs.values():
+        d.mkdir()
+    (dirs["log"] / "cdr-csv").mkdir()
+    (dirs["data"] / "documentation").symlink_to(datadir / "documentation")
+    (dirs["data"] / "sounds").mkdir()
+    conf = etc / "asterisk.conf"
+    # the node's rendered [options] (systemname), with this test's own directories before it
+    conf.write_text(
+        "[directories]\n"
+        f"astetcdir => {etc}\nastmoddir => {moddir}\nastvarlibdir => {dirs['lib']}\nastdbdir => {dirs['lib']}\n"
+        f"astkeydir => {dirs['lib']}\nastdatadir => {dirs['data']}\nastagidir => {dirs['agi']}\n"
+        f"astspooldir => {dirs['spool']}\nastrundir => {dirs['run']}\nastlogdir => {dirs['log']}\n"
+        f"astsbindir => {Path(str(ASTERISK)).parent}\n" + files["asterisk.conf"])
+    out = (root / "asterisk.out").open("wb")
+    proc = subprocess.Popen([str(ASTERISK), "-f", "-n", "-C", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=out, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+    out.close()
+    node = Node(name, root, conf, proc)
+    wait_for(lambda: proc.poll() is not None or ((dirs["run"] / "asterisk.ctl").exists()
+                                                 and "fully booted" in node.cli("core waitfullybooted")),
+             f"Asterisk {name} fully booted", timeout=60)
+    if proc.poll() is not None:
+        raise AssertionError(f"asterisk {name} exited: {node.console()[-3000:]}")
+    return node
+
+
+def stop_node(node: Node) -> None:
+    if node.proc.poll() is None:
+        with contextlib.suppress(Exception):
+            node.cli("core stop now")
+        try:
+            node.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.wait()
+
+
+class RealCluster:
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.k = Cluster(root, settings)  # Kamailio rendered for NODE1/NODE2 at free ports
+        c = settings.cluster
+        # AMI on each node's own address; IVR servers that are not running (fallback path)
+        c.asterisk_nodes = [
+            AsteriskNode(name="ast1", sip_host=NODE1, sip_port=self.k.node_ports[NODE1], ami_host=NODE1,
+                         ami_port=free_udp_port(NODE1)),
+            AsteriskNode(name="ast2", sip_host=NODE2, sip_port=self.k.node_ports[NODE2], ami_host=NODE2,
+                         ami_port=free_udp_port(NODE2))]
+        c.dasan_nodes = [DasanNode(name="d1", agi_port=free_udp_port("127.0.0.1")),
+                         DasanNode(name="d2", agi_port=free_udp_port("127.0.0.1"))]
+        settings.ami.secret = "test-ami-secret-cluster"
+        base = 20000 + (os.getpid() * 7 % 100) * 200
+        self.nodes = {n.name: start_node(settings, n.name, root / n.name, base + i * 100)
+                      for i, n in enumerate(c.asterisk_nodes)}
+        self.k.kamailio.start()
+        q = load_queues(settings.queues_dir)
+        by_user = sip_passwords(settings, q.agents)
+        self.passwords = {a.extension: by_user[a.username] for a in q.agents}
+        self.phones: dict[str, Sipp] = {}
+        self.queues = {a.extension: sorted(a.skills) for a in q.agents}
+
+    def login(self, extension: str) -> None:
+        """The agent joins its queues on every node (what the AMI bridge's QueueAdd does)."""
+        for node in self.nodes.values():
+            for queue in self.queues[extension]:
+                node.cli(f"queue add member PJSIP/{extension} to {queue} penalty 0 as {extension}")
+            wait_for(lambda n=node: f"PJSIP/{extension}" in n.cli("queue show general-ko")
+                     and "Unavailable" not in n.cli("queue show general-ko"), f"{extension} on {node.name}")
+
+    def phone(self, extension: str, ring_ms: int = 300) -> Sipp:
+        port = free_udp_port(PHONES)
+        phone = Sipp(f"phone-{extension}", scenario(self.k.root, f"phone-{extension}", agent_uas(ring_ms)),
+                     self.k.root / f"phone-{extension}.log", ["-i", PHONES, "-p", str(port)]).start()
+        self.k.procs.append(phone)
+        reg = self.k.run(register_uac(extension, self.passwords[extension], contact_port=port), "-m", "1", host=PHONES)
+        assert reg.lines("registered") == 1, f"{extension} could not register through Kamailio"
+        self.phones[extension] = phone
+        self.login(extension)
+        return phone
+
+    def close(self) -> None:
+        self.k.close()
+        for node in self.nodes.values():
+            stop_node(node)
+
+
+@pytest.fixture
+def real(tmp_path: Path, settings: Settings) -> Iterator[RealCluster]:
+    cluster = RealCluster(tmp_path, settings)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def _queue_callids(node: Node) -> set[str]:
+    return {row[1] for row in node.queue_log() if len(row) > 4 and row[4] == "ENTERQUEUE"}
+
+
+def _ivr_attempts(real: RealCluster, node: Node) -> int:
+    """Calls that reached the node's dialplan: each one tries the (absent) first IVR server."""
+    first = real.k.settings.cluster.dasan_nodes[0]
+    return node.console().count(f"failed for url 'agi://127.0.0.1:{first.agi_port}/main'")
+
+
+def test_two_nodes_share_calls_ring_agents_through_kamailio_once(real: RealCluster) -> None:
+    phones = [real.phone(ext) for ext in sorted(real.passwords)[:2]]
+    # 8 callers at once, each up 4 s: more callers than agents, on both nodes
+    calls = real.k.run(caller_uac("120", 4000), "-m", "8", "-r", "20", "-l", "8", timeout=120)
+    assert calls.lines("answered") == 8
+    ids = {name: _queue_callids(node) for name, node in real.nodes.items()}
+    assert ids["ast1"] and ids["ast2"], f"calls reached both nodes: {ids}"
+    # uniqueids (and linkedids) carry the node's systemname: they never collide
+    assert all(i.startswith("ast1-") for i in ids["ast1"]) and all(i.startswith("ast2-") for i in ids["ast2"])
+    # the dialplan tried the second IVR server before the fallback queue
+    second = real.k.settings.cluster.dasan_nodes[1]
+    for node in real.nodes.values():
+        assert f"agi://127.0.0.1:{second.agi_port}/main" in node.console()
+    # agents were rung through Kamailio from both nodes, and never had two calls at once
+    rung = sum(p.lines("invite") for p in phones)
+    assert rung >= 2
+    for phone in phones:
+        assert overlapping_calls(phone.log) <= 1, f"{phone.name} was offered two calls at once"
+    assert "agent busy" in real.k.kamailio.text(), "a node tried a busy agent and Kamailio refused it"
+
+
+def test_kill_one_node_new_calls_go_to_the_other(real: RealCluster) -> None:
+    real.phone(sorted(real.passwords)[0])
+    first = real.k.run(caller_uac("120", 2000), "-m", "4", "-r", "10", timeout=60)
+    assert first.lines("answered") == 4
+    mark = len(real.k.kamailio.text())
+    dead = real.nodes["ast2"]
+    dead.proc.kill()  # kill -9
+    dead.proc.wait()
+    during = real.k.run(caller_uac("120", 2000), "-m", "6", "-r", "10", timeout=60)
+    assert during.lines("answered") == 6, "calls sent to the dead node were retried on the live one"
+    real.k.kamailio.wait_log(rf"node down .*sip:{NODE2}:", after=mark, timeout=15)
+    survivor = real.nodes["ast1"]
+    before = _ivr_attempts(real, survivor)
+    after = real.k.run(caller_uac("120", 2000), "-m", "6", "-r", "10", timeout=60)
+    assert after.lines("answered") == 6
+    wait_for(lambda: _ivr_attempts(real, survivor) == before + 6, "every new call in the survivor's dialplan")
