@@ -30,7 +30,7 @@ T = TypeVar("T")
 KAM_HOST, NODE1, NODE2, PHONES, TRUNK = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.1"
 
 
-def wait_for(check: Callable[[], T], what: str, timeout: float = 20.0) -> T:
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 20.0) -> T | None:
     """The first truthy value of ``check()``, asked again every 20 ms until ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +97,9 @@ class Kamailio:
     def wait_log(self, pattern: str, timeout: float = 20.0, after: int = 0) -> re.Match[str]:
         """The first match of ``pattern`` in the log past offset ``after``."""
         regex = re.compile(pattern)
-        return wait_for(lambda: regex.search(self.text(), after), f"{pattern!r} in {self.log}", timeout)
+        found = wait_for(lambda: regex.search(self.text(), after), f"{pattern!r} in {self.log}", timeout)
+        assert found is not None
+        return found
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
