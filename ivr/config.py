@@ -286,6 +286,8 @@ class ClusterSettings(Section):
 
 class Settings(Section):
     site_name: str = "120 Dasan Call Center"
+    # The name in each language the console speaks (the console falls back to site_name).
+    site_names: dict[str, str] = Field(default_factory=lambda: {"ko": "120 다산콜센터", "en": "120 Dasan Call Center"})
     timezone: str = "Asia/Seoul"
     data_dir: Path = DATA_DIR
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -215,7 +215,8 @@ async def _admin_task(console: Console, browser: Any, peer: AmiPeer) -> None:
     ctx = console.ctx
     page = await sign_in(browser, console, "admin1", "/console/admin")
     assert "Queues and opening hours" in await page.inner_text("h2 >> nth=0")  # admin1 reads English
-    assert await page.inner_text("tr[data-queue='en'] td.strategy") == "rrmemory"
+    assert await page.get_attribute("tr[data-queue='en'] td.strategy", "data-strategy") == "rrmemory"
+    assert await page.inner_text("tr[data-queue='en'] td.strategy") == "round robin with memory"  # admin1: English
     await page.wait_for_function("document.getElementById('file-text').value.includes('queues:')")
     original = await page.input_value("#file-text")
 
@@ -235,7 +236,7 @@ async def _admin_task(console: Console, browser: Any, peer: AmiPeer) -> None:
     assert "+    strategy: ringall" in await page.inner_text("#file-diff")
     await page.click("#btn-apply")
     await page.wait_for_selector("#file-result[data-state='applied']")
-    assert await page.inner_text("tr[data-queue='en'] td.strategy") == "ringall"
+    assert await page.get_attribute("tr[data-queue='en'] td.strategy", "data-strategy") == "ringall"
     assert "ring every English agent at once" in await page.inner_text("#history")
     assert "app_queue.so" in await page.inner_text("#file-result")
 

@@ -70,6 +70,7 @@ async def test_supervisor_listens_whispers_and_barges_from_the_wallboard(console
     await talking_call(console)
     await ctx.bus.publish("live.ami", ami_status("connected", True))
     page = await sign_in(browser, console, "super1", "/console/wallboard")  # super1 reads English
+    assert await page.inner_text(".brand") == "120 Dasan Call Center"
     row = page.locator("#live-calls tr[data-call='1700000001.5']")
     await row.wait_for()
     text = await row.inner_text()
@@ -129,6 +130,9 @@ async def test_wallboard_in_korean_says_the_phone_system_is_down(console: Consol
     box = await page.locator("#chart-hour").bounding_box()
     assert box is not None and box["x"] + box["width"] <= 1280
     assert await page.evaluate("document.getElementById('chart-hour').width") == round(box["width"])
+    labels = (await page.get_attribute("#chart-hour", "data-labels") or "").split(",")
+    assert labels[0] == "0시" and labels[23] == "23시"
+    assert await page.inner_text(".brand") == "120 다산콜센터"  # the configured name, in Korean
 
     await ctx.bus.publish("live.ami", ami_status("connecting", False))
     await page.wait_for_selector(f"#phone-banner >> text={TEXTS['phone_down'][KO]}")

@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 
 from ivr.console.i18n import LANGUAGES, catalogue, translator
+from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.languages import Languages, load_languages
 from ivr.web.auth import SessionUser, current_user
@@ -66,6 +67,11 @@ def home_of(user: SessionUser) -> str:
     return "/login"
 
 
+def site_name(settings: Settings, language: str) -> str:
+    """The configured name in the reader's language (``site_names``), else ``site_name``."""
+    return settings.site_names.get(language) or settings.site_name
+
+
 def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
     language = language_of(request)
     user = current_user(request)
@@ -73,7 +79,7 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
     html = ENV.get_template(template).render(
         t=translator(language), lang=language, user=user, nav=nav, path=request.path,
         texts_json=json.dumps(catalogue(language) | caller_languages(request).labels(language), ensure_ascii=False),
-        site=ctx_of(request).settings.site_name, **values,
+        site=site_name(ctx_of(request).settings, language), **values,
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",

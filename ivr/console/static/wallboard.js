@@ -27,6 +27,7 @@
       if (v) g.fillText(String(v), i * bw + bw / 2, h - 18 - bh);
     });
     canvas.dataset.values = values.join(",");
+    canvas.dataset.labels = labels.join(",");
   }
 
   function render(m) {
