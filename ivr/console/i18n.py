@@ -272,11 +272,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     "transfer": ("돌려주기", "Transfer"),
     "sp_recorded": ("영상 녹화 저장됨", "video recording saved"),
     "sp_not_recorded": ("영상 녹화를 저장하지 못했습니다.", "The video recording could not be saved."),
-}
     "webrtc_admin": ("브라우저 전화 (WebRTC)", "Browser calls (WebRTC)"),
     "webrtc_admin_note": ("설정은 dasan.yaml의 webrtc: 항목에서 바꾸고 `dasan asterisk apply`로 적용합니다 (docs/webrtc.md). 영상 상담은 영상 큐 기술이 있는 상담원이 받습니다.",
                           "Change these in dasan.yaml (webrtc:) and run `dasan asterisk apply` (docs/webrtc.md). Video calls go to agents with the video queue's skill."),
     "webrtc_video": ("영상 상담", "Video calls"),
+}
 
 
 def translator(language: str) -> Callable[[str], str]:
