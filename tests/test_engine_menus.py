@@ -375,3 +375,17 @@ async def test_callback_route_keeps_the_place_in_line(ivr: IvrHarness) -> None:
     assert set(requests) == {"+821012121212", "+821056565656"}  # none for the unknown queue
     fallback = requests["+821056565656"]
     assert (fallback.queue, fallback.language, fallback.contact_id) == ("en", "ko", None)
+    # The dialplan's fallback queued the call (no CONTACT_ID): its Linkedid finds the contact the
+    # AMI bridge wrote, read from CHANNEL(linkedid) or else from the AGI environment's uniqueid;
+    # without LANG the channel's language counts.
+    async with ivr.db.transaction() as session:
+        by_channel = await records.open_contact(session, Channel.voice, call_id="1795599999.47")
+        by_env = await records.open_contact(session, Channel.voice, call_id="1795599999.48")
+    await ivr.dial("", route="callback", callerid="01078787878", language="en", linkedid="1795599999.47",
+                   variables={"QUEUE": "en"})
+    await ivr.dial("", route="callback", callerid="01079797979", language="en", linkedid="1795599999.48",
+                   variables={"QUEUE": "en", "CHANNEL(linkedid)": ""})
+    async with ivr.db.session() as session:
+        found = {r.phone: (r.contact_id, r.language) for r in (await session.execute(select(CallbackRequest).where(
+            CallbackRequest.phone.in_(["+821078787878", "+821079797979"])))).scalars()}
+    assert found == {"+821078787878": (by_channel.id, "en"), "+821079797979": (by_env.id, "en")}
