@@ -3,8 +3,8 @@
 Each query word (bounded like every search: ``ivr.search.search_terms``) is compacted and loses
 a trailing particle (``ivr.knowledge.text``), then must occur in the article's compact text.
 SQLite looks words of 3+ characters up in the FTS5 trigram table ``kb_search`` (shorter ones
-scan it with instr(), as ``ivr.search`` does); PostgreSQL uses the pg_trgm GIN index on
-``kb_articles.search_text``. Only articles valid now and meant for the channel are returned,
+are checked with instr() on the article rows, walked most used first); PostgreSQL uses the
+pg_trgm GIN index on ``kb_articles.search_text``. Only articles valid now and meant for the channel are returned,
 most used first.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.db.database import dialect_name
@@ -56,12 +56,16 @@ async def search_articles(session: AsyncSession, query: str, *, channel: str | N
     stmt = select(Article)
     if terms:
         if dialect_name(session) == "sqlite":
-            params = {f"kb{i}": f"%{t}%" if len(t) >= 3 else t for i, t in enumerate(terms)}
-            where = " AND ".join(f"text LIKE :kb{i}" if len(t) >= 3 else f"instr(text, :kb{i}) > 0"
-                                 for i, t in enumerate(terms))
-            matching: Select[tuple[Any]] = select(literal_column("rowid")).select_from(text("kb_search")).where(
-                text(where).bindparams(**params))
-            stmt = stmt.where(Article.id.in_(matching))
+            # Words of 3+ characters through the trigram index; shorter ones are checked on the
+            # article row itself while SQLite walks the articles most used first (the usage
+            # index) and stops at ``limit`` (scanning the FTS table for them was slower).
+            long = {f"kb{i}": f"%{t}%" for i, t in enumerate(terms) if len(t) >= 3}
+            if long:
+                where = " AND ".join(f"text LIKE :{name}" for name in long)
+                matching: Select[tuple[Any]] = select(literal_column("rowid")).select_from(text("kb_search")).where(
+                    text(where).bindparams(**long))
+                stmt = stmt.where(Article.id.in_(matching))
+            stmt = stmt.where(*(func.instr(Article.search_text, t) > 0 for t in terms if len(t) < 3))
         else:
             stmt = stmt.where(*(Article.search_text.contains(t, autoescape=True) for t in terms))
     if not include_invalid:
