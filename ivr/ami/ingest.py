@@ -660,7 +660,7 @@ class Ingester:
             if not recorded:
                 continue
             if not path:  # the layout of docs/contracts.md
-                path = str((self.recordings_dir or Path("recordings")) / sitetime.local(now).strftime("%Y/%m/%d") / f"{f.linkedid}.wav")
+                path = str((self.recordings_dir or Path("recordings")) / sitetime.local(now).strftime("%Y/%m/%d") / f"{f.linkedid}.stereo.sln")
             job = {"path": path, "call_id": f.linkedid, "contact_id": contact_id}
             jobs[f"ami:recording_finished:{uniqueid}"] = job
             self.recorded.discard(uniqueid)

@@ -192,6 +192,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "player": ("녹취 재생", "Recording player"),
     "transcript": ("녹취록", "Transcript"),
     "no_transcript": ("녹취록이 없습니다.", "No transcript."),
+    "lane_caller": ("민원인", "Caller"),
+    "lane_agent": ("상담원", "Agent"),
     "play": ("재생", "Play"),
     "pause_audio": ("일시정지", "Pause"),
     "qa_form": ("품질 평가", "Quality review"),

@@ -21,6 +21,8 @@ from ivr.console.models import QualityReview
 from ivr.console.render import ctx_of, render
 from ivr.db.models import Agent, Category, Contact, Recording
 from ivr.search import SearchError, search_text
+from ivr.speech.audio import STEREO_SLN, AudioError, decode, mixdown
+from ivr.speech.recognizer import STEREO_SPEAKERS
 from ivr.web.auth import requires
 from ivr.web.errors import json_error
 
@@ -156,6 +158,16 @@ async def peaks(request: web.Request) -> web.Response:
     if not path.is_relative_to(root) or not path.is_file():
         raise bad("audio file missing / 녹음 파일이 없습니다", 404)
     await audit_request(request, "recording_peaks", f"recording:{rec_id}")
+    if path.name.lower().endswith(STEREO_SLN):  # caller and agent apart: one lane each
+        try:
+            audio = await asyncio.to_thread(decode, path)
+        except AudioError as exc:
+            raise bad(f"cannot decode the audio: {exc}", 422) from None
+        lanes = {speaker: await asyncio.to_thread(peak_levels, pcm, n)
+                 for speaker, pcm in zip(STEREO_SPEAKERS, audio.channels, strict=True)}
+        mixed = await asyncio.to_thread(peak_levels, mixdown(audio.channels), n)
+        return web.json_response({"recording_id": rec_id, "duration": audio.duration, "peaks": mixed,
+                                  "lanes": lanes})
     raw = await _decode(str(path))
     levels = await asyncio.to_thread(peak_levels, raw, n)
     return web.json_response({"recording_id": rec_id, "duration": len(raw) / 2 / PEAK_RATE, "peaks": levels})

@@ -6,6 +6,7 @@ each audio request, is written to the audit log with who, what and from where.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from ivr.context import AppContext
 from ivr.db.models import Contact, Recording, TranscriptSegment
 from ivr.search import SearchError, search_text
+from ivr.speech.audio import STEREO_SLN, wav_header
 from ivr.web.auth import audit, current_user, requires
 from ivr.web.context import context_of
 from ivr.web.errors import json_error
@@ -147,6 +149,12 @@ async def get_audio(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise web.HTTPNotFound(text='{"error": "audio file missing / 녹음 파일이 없습니다"}',
                                content_type="application/json")
+    if path.name.lower().endswith(STEREO_SLN):
+        # Raw interleaved slin (MixMonitor D): a browser plays it once it has a true stereo header.
+        raw = await asyncio.to_thread(path.read_bytes)
+        raw = raw[: len(raw) - len(raw) % 4]
+        return web.Response(body=wav_header(2, 8000, len(raw)) + raw,
+                            headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"})
     content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Type": content_type, "Accept-Ranges": "bytes",
                                            "Cache-Control": "private, no-store"})

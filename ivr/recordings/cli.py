@@ -51,6 +51,7 @@ def _purge(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from ivr.recordings.store import StoreError, import_file, index_file
+    from ivr.speech.audio import recording_stem
     from ivr.speech.worker import enqueue_recording
 
     async def run(ctx: Any) -> int:
@@ -74,7 +75,7 @@ def _import(args: argparse.Namespace) -> int:
             print(f"  not transcribed: {error}")
             return 1
         if not args.no_transcribe:
-            job = await enqueue_recording(ctx.bus, target, call_id=Path(target).stem, contact_id=contact)
+            job = await enqueue_recording(ctx.bus, target, call_id=recording_stem(target.name), contact_id=contact)
             print(f"  queued for transcription ({ctx.settings.bus.backend} job {job}) / 전사 대기열에 추가")
             if ctx.settings.bus.backend == "memory":
                 print("  note: the in-process bus ends with this command; `dasan transcribe` or `dasan up` "

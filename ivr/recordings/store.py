@@ -1,7 +1,7 @@
 """The recordings store: layout on disk, the index in the database, integrity checks.
 
-Layout (docs/contracts.md; MixMonitor writes it): ``<recordings.dir>/YYYY/MM/DD/<call id>.wav``
-where the date is the call's start in the site's time zone (``timezone:``, as the dialplan's
+Layout (docs/contracts.md; MixMonitor writes it): ``<recordings.dir>/YYYY/MM/DD/<call id>.stereo.sln``
+(caller and agent interleaved, MixMonitor ``D``; older calls ``<call id>.wav``, a mono mix) where the date is the call's start in the site's time zone (``timezone:``, as the dialplan's
 ``STRFTIME(${EPOCH},${SITE_TZ},...)``) and the call id is Asterisk's Linkedid, which is also
 ``contacts.call_id``. ``recordings.path`` holds the path relative to the store, so the store
 can move. Each indexed file gets its size, SHA-256, format, channels, rate and duration; the
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import sitetime
 from ivr.db.models import Contact, Recording
-from ivr.speech.audio import AudioError, decode
+from ivr.speech.audio import AudioError, decode, recording_stem, recording_suffix
 
 AUDIO_SUFFIXES = {".wav", ".ulaw", ".ul", ".alaw", ".al", ".sln", ".sln16", ".pcm", ".raw"}
 _CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -106,7 +106,7 @@ async def index_file(session: AsyncSession, root: Path, path: Path, call_id: str
     full = root / rel
     if not full.is_file():
         raise FileNotFoundError(f"{full}: no such recording / 녹음 파일이 없습니다")
-    call_id = call_id or Path(rel).stem
+    call_id = call_id or recording_stem(rel)
     if contact_id is None:
         contact_id = (await session.execute(
             select(Contact.id).where(Contact.call_id == call_id))).scalar_one_or_none()
@@ -132,12 +132,12 @@ def import_file(root: Path, source: Path, call_id: str | None = None,
     """Copy a file into the store under the layout (date from ``started`` or the file's mtime)."""
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such file / 파일이 없습니다")
-    suffix = source.suffix.lower()
-    if suffix not in AUDIO_SUFFIXES:
+    suffix = recording_suffix(source.name)
+    if "." + suffix.rsplit(".", 1)[-1] not in AUDIO_SUFFIXES:
         raise StoreError(f"{source.name}: not a recording format ({', '.join(sorted(AUDIO_SUFFIXES))}) "
                          "/ 녹음 형식이 아닙니다")
     when = started or datetime.fromtimestamp(source.stat().st_mtime, UTC)
-    target = root / layout_path(call_id or source.stem, when, suffix)
+    target = root / layout_path(call_id or recording_stem(source.name), when, suffix)
     if target.exists() and sha256_file(target) != sha256_file(source):
         raise StoreError(f"{target} already exists with other content / 같은 이름의 다른 녹음이 있습니다")
     target.parent.mkdir(parents=True, exist_ok=True)

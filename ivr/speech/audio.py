@@ -28,6 +28,10 @@ HEADERLESS: dict[str, tuple[str, int]] = {
     ".sln": ("pcm16", 8000), ".raw": ("pcm16", 8000), ".sln16": ("pcm16", 16000),
 }
 WAV_PCM, WAV_ALAW, WAV_MULAW, WAV_EXTENSIBLE = 1, 6, 7, 0xFFFE
+# MixMonitor(<name>.stereo.sln,D): the channel's audio (caller) and the audio sent to it (agent)
+# interleaved as 16-bit 8 kHz samples. Its WAV header would say one channel (D does not fix it),
+# so the dialplan records raw slin and the channel count comes from this name, not a header.
+STEREO_SLN = ".stereo.sln"
 
 
 class AudioError(ValueError):
@@ -127,6 +131,13 @@ def decode(path: str | Path) -> Audio:
     if not raw:
         raise AudioError("empty file (0 bytes) / 빈 파일입니다")
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(STEREO_SLN):
+        if raw[:4] == b"RIFF":
+            raise AudioError("wrong format: .stereo.sln file holds a WAV header / 확장자와 형식이 다릅니다")
+        usable = raw[: len(raw) - len(raw) % 4]
+        if not usable:
+            raise AudioError("empty: the recording holds no audio / 녹음에 소리가 없습니다")
+        return Audio("sln/stereo", 8000, _split_channels(usable, 2))
     if suffix in HEADERLESS:
         if raw[:4] == b"RIFF":
             raise AudioError(f"wrong format: {suffix} file holds a WAV header / 확장자와 형식이 다릅니다")
@@ -138,6 +149,26 @@ def decode(path: str | Path) -> Audio:
         return _parse_wav(raw)
     raise AudioError(f"unsupported recording format {suffix!r} (expected .wav, .ulaw, .alaw, .sln) "
                      "/ 지원하지 않는 녹음 형식입니다")
+
+
+def recording_suffix(name: str) -> str:
+    """The format part of a recording's file name: ``.stereo.sln`` or the last suffix."""
+    lower = name.lower()
+    return STEREO_SLN if lower.endswith(STEREO_SLN) else Path(lower).suffix
+
+
+def recording_stem(name: str) -> str:
+    """The call id part of a recording's file name (``<linkedid>.stereo.sln`` -> linkedid)."""
+    base = Path(name).name
+    return base[: -len(recording_suffix(base))] if recording_suffix(base) else base
+
+
+def wav_header(channels: int, rate: int, data_bytes: int) -> bytes:
+    """A 16-bit PCM WAV header, for serving raw slin (e.g. ``.stereo.sln``) to a browser."""
+    align = 2 * channels
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " +
+            struct.pack("<IHHIIHH", 16, WAV_PCM, channels, rate, rate * align, align, 16) +
+            b"data" + struct.pack("<I", data_bytes))
 
 
 def resample(pcm: bytes, rate: int, target: int) -> bytes:

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from ivr.speech.audio import Audio, audioop, mixdown, resample, rms
+from ivr.speech.tokens import is_word
 
 log = logging.getLogger(__name__)
 
-# Speakers of a stereo recording's channels: MixMonitor's D option (and r/t file pairs) put
-# the audio heard from the recorded (caller's) channel first and the agent's audio second.
+# Speakers of a two-channel recording: the dialplan's MixMonitor(<id>.stereo.sln,D) puts the
+# audio read from the caller's channel first and the audio sent to it (the agent) second; a
+# stereo WAV made elsewhere is read the same way. (D into a .wav would be mis-labelled mono.)
 STEREO_SPEAKERS = ("caller", "agent")
 # A channel quieter than this (RMS of 16-bit samples) carries no speech: skip recognizing it.
 SILENT_RMS = 30
@@ -126,8 +128,8 @@ def shared_store(models: dict[str, str]) -> ModelStore:
 
 
 def _segment(speaker: str, result: dict[str, Any]) -> Segment | None:
-    words = result.get("result") or []
-    text = " ".join(w["word"] for w in words).strip() or str(result.get("text", "")).strip()
+    words = [w for w in result.get("result") or [] if is_word(str(w.get("word", "")))]
+    text = " ".join(w["word"] for w in words).strip()
     if not words or not text:
         return None
     confidences = [float(w["conf"]) for w in words if "conf" in w]
@@ -181,45 +183,60 @@ def recognize_pcm(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: s
             for s in results if s is not None]
 
 
-GAP_SECONDS = 0.6  # silence left between stretches: enough for vosk to end a result there
+VAD_MODES = ("none", "webrtc", "energy")
+GAP_SECONDS = 0.6  # silence left between voiced regions: enough for vosk to end a result there
+
+
+def voiced_regions(pcm: bytes, rate: int, vad: str) -> list[tuple[float, float]]:
+    """Where a channel carries speech by the chosen detector (``webrtc`` or ``energy``)."""
+    if vad == "webrtc":
+        from ivr.speech.vad import speech_regions as webrtc_regions
+
+        return webrtc_regions(pcm, rate)
+    if vad == "energy":
+        return speech_regions(pcm, rate)
+    raise ValueError(f"speech.vad: one of {', '.join(VAD_MODES)}, not {vad!r}")
 
 
 def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: str,
-                      gate: bool = False) -> list[Segment]:
+                      vad: str = "none", grammar: list[str] | None = None) -> list[Segment]:
     """Segments of a whole channel, timed as in the recording.
 
-    With ``gate``, long silences are shortened to ``GAP_SECONDS`` before decoding, and word
-    times are mapped back through the table of kept stretches. It is off: measured in
-    ``bench/bench_transcribe.py`` it cost more CPU than decoding the silence (vosk skips
-    through silence cheaply) and found fewer words, so the worker decodes whole channels.
+    With a ``vad``, only the voiced regions are decoded, each on its own with its offset in
+    the recording, so times stay exact and silence costs nothing (measured against decoding
+    everything in ``bench/bench_transcribe.py``).
     """
-    if not gate:
-        return recognize_pcm(model, model_rate, pcm, rate, speaker)
-    regions = speech_regions(pcm, rate)
+    if vad == "none":
+        return recognize_pcm(model, model_rate, pcm, rate, speaker, grammar)
+    # The voiced regions are decoded as one stream with GAP_SECONDS of silence between them, by
+    # one recognizer: making a recognizer per region costs more than decoding seconds of speech,
+    # and finalising it per region lost short words (vosk adapts to the speaker over the
+    # stream). Each word time is mapped back through the table of regions.
+    regions = voiced_regions(pcm, rate, vad)
     if not regions:
         return []
     gap = b"\x00\x00" * int(GAP_SECONDS * rate)
     parts: list[bytes] = []
-    table: list[tuple[float, float, float]] = []  # (start in shortened audio, start in recording, length)
+    table: list[tuple[float, float, float]] = []  # (start in the stream, start in the recording, length)
     position = 0.0
     for start, end in regions:
         a, b = int(start * rate) * 2, int(end * rate) * 2
         parts += [pcm[a:b], gap]
-        table.append((position, start, (b - a) / 2 / rate))
+        table.append((position, a / 2 / rate, (b - a) / 2 / rate))
         position += (b - a) / 2 / rate + GAP_SECONDS
 
     def original(t: float) -> float:
-        for short_start, real_start, length in reversed(table):
-            if t >= short_start:
-                return real_start + min(t - short_start, length)
+        for stream_start, real_start, length in reversed(table):
+            if t >= stream_start:
+                return real_start + min(t - stream_start, length)
         return t
 
     return [Segment(s.speaker, round(original(s.start), 3), round(original(s.end), 3), s.text, s.confidence)
-            for s in recognize_pcm(model, model_rate, b"".join(parts), rate, speaker)]
+            for s in recognize_pcm(model, model_rate, b"".join(parts), rate, speaker, grammar)]
 
 
 def transcribe(audio: Audio, store: ModelStore, language: str | None,
-               speakers: tuple[str, ...] = STEREO_SPEAKERS) -> list[Segment]:
+               speakers: tuple[str, ...] = STEREO_SPEAKERS, vad: str = "none") -> list[Segment]:
     """Segments of a whole recording: per channel with its speaker when stereo, else mixed."""
     model, model_rate = store.get(language)
     if len(audio.channels) == 1:
@@ -232,5 +249,5 @@ def transcribe(audio: Audio, store: ModelStore, language: str | None,
     for speaker, pcm in tracks:
         if rms(pcm) < SILENT_RMS:
             continue
-        segments.extend(recognize_channel(model, model_rate, pcm, audio.sample_rate, speaker))
+        segments.extend(recognize_channel(model, model_rate, pcm, audio.sample_rate, speaker, vad))
     return sorted(segments, key=lambda s: (s.start, s.speaker))

@@ -174,7 +174,7 @@ class TranscriptionWorker:
 
     def _recognize(self, path: Path, language: str) -> list[Segment]:
         audio = decode(path)
-        return transcribe(audio, self.store, language)
+        return transcribe(audio, self.store, language, vad=self.settings.speech.vad)
 
     async def _language(self, session: Any, rec: Recording, data: dict[str, Any]) -> str:
         if isinstance(data.get("language"), str):

@@ -6,19 +6,31 @@
   const audio = document.getElementById("audio");
   const canvas = document.getElementById("waveform");
   const list = document.getElementById("transcript");
-  let peaks = [], duration = 0, segments = [];
+  let peaks = [], lanes = null, duration = 0, segments = [];
+
+  // One waveform, or with caller and agent apart two lanes: caller on top, agent below.
+  function drawLane(g, values, top, h, w, played) {
+    const bar = w / Math.max(1, values.length);
+    values.forEach((p, i) => {
+      const x = i * bar, y = Math.max(1, p * h * 0.95);
+      g.fillStyle = (i / values.length) <= played ? "#1f6feb" : "#9db4d0";
+      g.fillRect(x, top + (h - y) / 2, Math.max(1, bar - 0.5), y);
+    });
+  }
 
   function draw() {
     const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
     g.clearRect(0, 0, w, h);
     const total = duration || audio.duration || 1;
     const played = (audio.currentTime || 0) / total;
-    const bar = w / Math.max(1, peaks.length);
-    peaks.forEach((p, i) => {
-      const x = i * bar, y = Math.max(1, p * h * 0.95);
-      g.fillStyle = (i / peaks.length) <= played ? "#1f6feb" : "#9db4d0";
-      g.fillRect(x, (h - y) / 2, Math.max(1, bar - 0.5), y);
-    });
+    if (lanes) {
+      drawLane(g, lanes.caller, 0, h / 2, w, played);
+      drawLane(g, lanes.agent, h / 2, h / 2, w, played);
+      g.fillStyle = "#ccc";
+      g.fillRect(0, h / 2, w, 1);
+    } else {
+      drawLane(g, peaks, 0, h, w, played);
+    }
     g.fillStyle = "#d22";
     g.fillRect(played * w, 0, 2, h);
   }
@@ -47,14 +59,20 @@
   audio.addEventListener("loadedmetadata", follow);
 
   api("GET", "/api/console/recordings/" + id + "/peaks?n=500").then((r) => {
-    if (r.ok) { peaks = r.data.peaks; duration = r.data.duration; canvas.dataset.peaks = peaks.length; draw(); }
+    if (!r.ok) return;
+    peaks = r.data.peaks; duration = r.data.duration; canvas.dataset.peaks = peaks.length;
+    if (r.data.lanes) { lanes = r.data.lanes; canvas.dataset.lanes = "caller agent"; }
+    draw();
   });
   api("GET", "/api/recordings/" + id + "/transcript").then((r) => {
     if (!r.ok || !r.data.segments.length) { list.replaceChildren(el("li", {}, t("no_transcript"))); return; }
     segments = r.data.segments;
+    const twoLanes = segments.some((s) => s.speaker === "caller" || s.speaker === "agent");
+    list.classList.toggle("lanes", twoLanes);
+    document.getElementById("lane-heads").hidden = !twoLanes;
     list.replaceChildren(...segments.map((s) => {
       const li = el("li", { "data-segment": s.id, "data-start": s.start, class: "seg " + s.speaker },
-        el("span", { class: "at" }, fmtTime(s.start)), " ", el("span", { class: "who" }, s.speaker), " ", s.text);
+        el("span", { class: "at" }, fmtTime(s.start)), " ", el("span", { class: "who" }, t("lane_" + s.speaker) === "lane_" + s.speaker ? s.speaker : t("lane_" + s.speaker)), " ", s.text);
       li.addEventListener("click", () => { seek(s.start + 0.01); });
       return li;
     }));
