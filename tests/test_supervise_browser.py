@@ -22,7 +22,7 @@ from ivr.ami.models import LiveCall
 from ivr.ami.service import ami_status
 from ivr.config import Settings
 from ivr.console.i18n import TEXTS
-from ivr.db.models import AuditLog, Contact
+from ivr.db.models import AuditLog, Contact, Recording
 from tests.support.console import Console, prepare_settings, serve_console
 from tests.test_console_browser import chromium, shot, sign_in  # noqa: F401  (the module's Chromium)
 from tests.test_supervise import give_phone
@@ -168,3 +168,18 @@ async def test_agent_screen_says_why_ready_does_not_work(console: Console, brows
     await ctx.bus.publish("live.ami", {**ami_status("connected", True), "every": 0.5})
     await page.wait_for_selector(f"#phone-banner >> text={TEXTS['phone_silent'][KO]}")
     assert page.js_errors == []
+
+
+async def test_a_recording_without_a_transcript_says_so_without_a_number(console: Console, browser: Any) -> None:
+    async with console.ctx.db.transaction() as session:
+        seeded = (await session.execute(select(Recording).limit(1))).scalar_one()
+        bare = Recording(contact_id=console.ids["current"], path=seeded.path + ".copy.wav", format="wav", channels=1,
+                         sample_rate=8000, duration_seconds=6.0, transcription_status="pending", integrity="ok")
+        session.add(bare)
+        await session.flush()
+        rec_id = bare.id
+    page = await sign_in(browser, console, "review1", f"/console/reviewer/recordings/{rec_id}")  # Korean
+    item = page.locator("#transcript li", has_text=TEXTS["no_transcript"][KO])
+    await item.wait_for()
+    assert await item.evaluate("li => getComputedStyle(li).listStyleType") == "none"
+    assert await page.locator("#transcript li").count() == 1
