@@ -190,7 +190,8 @@ class WebrtcSettings(Section):
 
 
 class SmsSettings(Section):
-    provider: Literal["generic", "twilio"] = "generic"
+    # A module of ivr.messaging.providers (generic, twilio, ...), checked when messaging starts.
+    provider: str = Field("generic", pattern=r"^[a-z][a-z0-9_]{0,31}$")
     # Shared secret for webhook signatures (HMAC-SHA256 for generic, Twilio auth token for twilio).
     # Empty (generic): generated into <data_dir>/secrets.yaml; twilio: must be set.
     webhook_secret: str = ""
@@ -215,6 +216,8 @@ class SmsSettings(Section):
     sns_reply_hours: float = Field(24.0, gt=0)
     # SMS keyword auto-replies: keyword -> knowledge-base article key (ivr.knowledge.autoreply).
     keyword_articles: dict[str, str] = Field(default_factory=dict)
+    # A provider's own settings, under its name (checked by its module's settings model).
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class KamailioSettings(Section):
@@ -260,6 +263,10 @@ class ClusterSettings(Section):
     kamailio: KamailioSettings = Field(default_factory=KamailioSettings)
     asterisk_nodes: list[AsteriskNode] = Field(default_factory=list)
     dasan_nodes: list[DasanNode] = Field(default_factory=list)
+    # Seconds between checks of each node's AMI port (the ``cluster`` service, ivr.cluster.watch).
+    watch_seconds: float = Field(2.0, gt=0)
+    # A node unreachable this long has lost its calls: their contacts are closed as lost_with_node.
+    lost_after_seconds: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _unique(self) -> ClusterSettings:
