@@ -28,6 +28,7 @@ REGISTRY: dict[str, str] = {
     "open311": "ivr.open311.inbound:InboundConsumer",
     "messaging": "ivr.messaging.outbound:MessagingService",
     "agi": "ivr.agi.server:AgiService",
+    "cluster": "ivr.cluster.watch:ClusterService",
 }
 
 
