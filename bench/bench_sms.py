@@ -40,7 +40,7 @@ from bench import report
 from bench.databases import postgres_available, postgres_db, sqlite_db
 from bench.http_load import post_for, request_bytes
 from bench.measure import ServerProcess, cpu_seconds, percentile
-from ivr.messaging.signatures import GENERIC_HEADER, generic_signature
+from ivr.messaging.providers.generic import GENERIC_HEADER, generic_signature
 from ivr.up import loop_factory
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"

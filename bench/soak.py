@@ -52,7 +52,7 @@ from bench.report import machine, put_block
 from ivr.agi.caller import ScriptedCaller
 from ivr.ami.protocol import encode_message, retarget
 from ivr.db import Database
-from ivr.messaging.signatures import GENERIC_HEADER, generic_signature
+from ivr.messaging.providers.generic import GENERIC_HEADER, generic_signature
 from tests.support.ami_harness import capture_chunks
 from tests.support.ami_peer import AmiPeer
 from tests.test_fault_kit import Dasan, OwnRedis, free_port

@@ -21,7 +21,7 @@ from test_fault_kit import ROOT, Dasan
 from test_fault_redis import calls
 
 from ivr.config import Settings
-from ivr.messaging.signatures import GENERIC_HEADER, generic_signature
+from ivr.messaging.providers.generic import GENERIC_HEADER, generic_signature
 from tests.support.ami_peer import AmiPeer
 from tests.support.data import CAPTURED_WAV
 

@@ -31,7 +31,7 @@ from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.messaging.media import ALLOWED, MediaError, check
-from ivr.messaging.signatures import GENERIC_HEADER, generic_signature
+from ivr.messaging.providers.generic import GENERIC_HEADER, generic_signature
 from ivr.web.app import create_app
 from ivr.web.auth import create_user
 

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.messaging.signatures import (
-    generic_signature,
-    twilio_signature,
-    verify_generic,
-    verify_twilio,
-)
+from ivr.messaging.providers.generic import generic_signature, verify_generic
+from ivr.messaging.providers.twilio import twilio_signature, verify_twilio
 
 TOKEN = "12345"
 URL = "https://mycompany.com/myapp.php?foo=1&bar=2"

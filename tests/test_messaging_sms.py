@@ -19,6 +19,8 @@ from ivr import records
 from ivr.context import AppContext
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Media, Message
 from ivr.messaging.outbound import MessagingService
+from ivr.messaging.providers.generic import generic_signature
+from ivr.messaging.providers.twilio import twilio_signature
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
 from tests.support.messaging import (
     LocalGateway,
@@ -172,7 +174,7 @@ async def test_forged_or_unsigned_requests_are_refused(ctx: AppContext) -> None:
         twilio = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, "wrong-token")
         # Signed for another URL: Twilio's signature covers the URL too.
         elsewhere = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET,
-                                      signature=__import__("ivr.messaging.signatures", fromlist=["x"]).twilio_signature(
+                                      signature=twilio_signature(
                                           SECRET, "https://evil.example/webhooks/twilio/sms", form.items()))
         assert forged.status == 403 and (await forged.json())["error"].startswith("signature does not match")
         assert unsigned.status == 401 and sns.status == 403
@@ -319,9 +321,8 @@ async def test_limits_and_json_errors(ctx: AppContext) -> None:
             assert r.status == 405 and (await r.json())["error"] == "Method Not Allowed" and "POST" in r.headers["Allow"]
         async with http.get(f"{base}/api/no-such-thing") as r:
             assert r.status == 404 and (await r.json()) == {"error": "Not Found"}
-        import ivr.messaging.signatures as sig
         raw = b'{"message_id": "", "from": "x"}'
         async with http.post(f"{base}/webhooks/sms", data=raw,
-                             headers={"X-Dasan-Signature": sig.generic_signature(SECRET, raw)}) as r:
+                             headers={"X-Dasan-Signature": generic_signature(SECRET, raw)}) as r:
             error = await r.json()
         assert r.status == 400 and {d["field"] for d in error["details"]} == {"message_id", "from"}

@@ -22,12 +22,8 @@ from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.datafolder import DEFAULT_QUEUES
 from ivr.db import Database
-from ivr.messaging.signatures import (
-    generic_signature,
-    twilio_signature,
-    verify_generic,
-    verify_twilio,
-)
+from ivr.messaging.providers.generic import generic_signature, verify_generic
+from ivr.messaging.providers.twilio import twilio_signature, verify_twilio
 from ivr.queues import load_queues
 from ivr.site_secrets import SecretError, load_secrets, secrets_file, sip_passwords
 from ivr.web.app import create_app

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.messaging.signatures import GENERIC_HEADER, verify_generic
+from ivr.messaging.providers.generic import GENERIC_HEADER, verify_generic
 from ivr.up import loop_factory
 
 ROUTE = "/webhooks/sms"

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from ivr.context import AppContext
 from ivr.db.models import Channel, Citizen, Contact, Media, Message
-from ivr.messaging import chat, webhooks
+from ivr.messaging import chat, providers, webhooks
 from ivr.messaging.chat import HUB_KEY, ChatHub
 from ivr.messaging.media import MediaError, MediaStore, media_headers
 from ivr.messaging.sns import deadline_report
@@ -273,7 +273,7 @@ async def sns_deadlines(request: web.Request) -> web.Response:
 # -- wiring ---------------------------------------------------------------------------------------
 
 def setup(app: web.Application, ctx: AppContext) -> None:
-    webhooks.routes(app)
+    providers.add_webhooks(app)
     hub = ChatHub(ctx)
     app[HUB_KEY] = hub
     app[webhooks.HTTP_KEY] = {}

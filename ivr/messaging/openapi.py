@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ivr.messaging.webhooks import GenericSms, GenericStatus, SnsIn
+from ivr.messaging.providers.generic import GenericSms, GenericStatus, SnsIn
 
 REF = "#/components/schemas/{model}"
 

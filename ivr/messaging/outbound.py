@@ -29,7 +29,13 @@ from ivr.bus import Job
 from ivr.context import AppContext
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Message
 from ivr.messaging.models import SnsDeadline
-from ivr.messaging.providers import Outgoing, Provider, ProviderError, build_provider
+from ivr.messaging.providers import (
+    Outgoing,
+    Provider,
+    ProviderError,
+    build_provider,
+    provider_named,
+)
 from ivr.messaging.store import OUTBOUND_STREAM, mark_sns_replied
 
 log = logging.getLogger("dasan.messaging")
@@ -90,10 +96,11 @@ async def deliver(ctx: AppContext, provider: Provider, message_id: int) -> Messa
             citizen = await session.get(Citizen, contact.citizen_id) if contact and contact.citizen_id else None
             if citizen is not None:
                 to, network = citizen.identity, citizen.identity_kind.partition(":")[2]
-    callback = ctx.settings.web.public_url.rstrip("/") + (
-        "/webhooks/twilio/status" if provider.name == "twilio" else "/webhooks/sms/status")
+    # The outbox sends nothing, so nothing will report a status.
+    callback = (None if provider.name == "outbox"
+                else ctx.settings.web.public_url.rstrip("/") + provider_named(provider.name).status_path)
     outgoing = Outgoing(to=to, body=message.body, channel=message.channel.value, network=network,
-                        status_callback=callback if provider.name != "outbox" else None)
+                        status_callback=callback)
     try:
         result = await provider.send(outgoing)
     except ProviderError as exc:

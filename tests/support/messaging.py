@@ -19,12 +19,8 @@ from ivr.bus import MemoryBus
 from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
-from ivr.messaging.signatures import (
-    GENERIC_HEADER,
-    TWILIO_HEADER,
-    generic_signature,
-    twilio_signature,
-)
+from ivr.messaging.providers.generic import GENERIC_HEADER, generic_signature
+from ivr.messaging.providers.twilio import TWILIO_HEADER, twilio_signature
 
 
 @asynccontextmanager

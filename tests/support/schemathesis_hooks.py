@@ -12,12 +12,8 @@ from urllib.parse import parse_qsl
 import requests
 import schemathesis
 
-from ivr.messaging.signatures import (
-    GENERIC_HEADER,
-    TWILIO_HEADER,
-    generic_signature,
-    twilio_signature,
-)
+from ivr.messaging.providers.generic import GENERIC_HEADER, generic_signature
+from ivr.messaging.providers.twilio import TWILIO_HEADER, twilio_signature
 
 
 class SignWebhook(requests.auth.AuthBase):
