@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ivr.config import Settings
+from ivr.kamailio.render import render, write
 from ivr.queues import load_queues
 from ivr.site_secrets import sip_passwords
 from tests.support.kamailio import (
@@ -56,6 +57,18 @@ def test_rendered_configuration_passes_kamailio_check(cluster: Cluster) -> None:
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "config file ok" in check.stdout + check.stderr
+
+
+def test_every_algorithm_and_several_trunk_networks_pass_the_check(cluster: Cluster) -> None:
+    k = cluster.settings.cluster.kamailio
+    k.algorithm, k.trunk_match, k.probe_failures = "round_robin", ["127.0.0.1/32", "10.1.0.0/16", "192.0.2.7"], 3
+    conf = cluster.root / "round-robin"
+    write(render(cluster.settings, conf), conf)
+    text = (conf / "kamailio.cfg").read_text()
+    assert 'ds_select_dst("1", "4")' in text and "src_ip == 10.1.0.0/16 || src_ip == 192.0.2.7/32" in text
+    check = subprocess.run([KAMAILIO, "-c", "-f", str(conf / "kamailio.cfg")],  # type: ignore[list-item]
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_calls_spread_fail_over_and_come_back(cluster: Cluster) -> None:
