@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "ivr.ami.cli",
     "ivr.recordings.cli",
     "ivr.speech.cli",
+    "ivr.redaction.cli",
     "ivr.open311.cli",
     "ivr.asterisk.cli",
     "ivr.kamailio.cli",

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.models import AuditLog, Contact, Recording, TranscriptSegment
 from ivr.recordings.store import StoreError, index_file, relative_to_store
+from ivr.redaction.engine import mask_segments
 from ivr.speech.audio import AudioError, decode
 from ivr.speech.recognizer import ModelStore, NoModel, Segment, shared_store, transcribe
 
@@ -174,7 +175,7 @@ class TranscriptionWorker:
 
     def _recognize(self, path: Path, language: str) -> list[Segment]:
         audio = decode(path)
-        return transcribe(audio, self.store, language, vad=self.settings.speech.vad)
+        return masked(transcribe(audio, self.store, language, vad=self.settings.speech.vad))
 
     async def _language(self, session: Any, rec: Recording, data: dict[str, Any]) -> str:
         if isinstance(data.get("language"), str):
@@ -226,6 +227,18 @@ class TranscriptionWorker:
                                  data={"reason": reason, "job": job.data}))
         log.error("job %s rejected: %s (%r)", job.id, reason, job.data)
         return Outcome("rejected", None, reason)
+
+
+def masked(segments: list[Segment]) -> list[Segment]:
+    """Segments with personal data masked before they are stored (and so indexed, searched and
+    exported): per speaker in time order, so a number said across segments is one number."""
+    out = list(segments)
+    for speaker in {s.speaker for s in segments}:
+        indexes = [i for i, s in enumerate(segments) if s.speaker == speaker]
+        texts = mask_segments([segments[i].text for i in indexes])
+        for i, text in zip(indexes, texts, strict=True):
+            out[i] = replace(segments[i], text=text)
+    return out
 
 
 def _int(value: Any) -> int | None:

@@ -1,0 +1,1 @@
+"""Masking personal data (resident registration, phone, card and account numbers, e-mail)."""
