@@ -337,6 +337,23 @@ async def test_survey_stores_satisfaction(ivr: IvrHarness) -> None:
     assert log.heard[-1] == "dasan/survey-thanks"
 
 
+async def test_survey_reads_the_calls_linkedid_and_hands_the_score_to_the_dialplan(
+        ivr: IvrHarness, caplog: pytest.LogCaptureFixture) -> None:
+    """After a transfer the channel's own uniqueid is not the call's Linkedid: the contact is
+    the Linkedid's. The score is also set as SURVEY_SCORE (the dialplan reports it to the AMI
+    bridge); a score for a contact nobody knows is logged with the id it came with."""
+    async with ivr.db.transaction() as session:
+        written = await records.open_contact(session, Channel.voice, call_id="1795599999.50")
+    log = await ivr.dial("4", route="survey", linkedid="1795599999.51",  # the channel's uniqueid
+                         variables={"CHANNEL(linkedid)": "1795599999.50"})
+    assert (await contact(ivr.db, written.id)).satisfaction == 4
+    assert log.variables["SURVEY_SCORE"] == "4" and log.variables["IVR_RESULT"] == "hangup"
+    assert [c.rsplit(" ", 1)[1] for c in log.commands if c.startswith("GET DATA")] == ["1"]  # one digit
+    assert "unknown contact" not in caplog.text
+    await ivr.dial("3", route="survey", variables={"CONTACT_ID": "999999"})
+    assert "survey score 3 for unknown contact '999999'" in caplog.text
+
+
 async def test_survey_without_contact_id_finds_the_call_by_its_linkedid(ivr: IvrHarness) -> None:
     """The IVR was down when the call came: the dialplan's fallback queued it, the AMI bridge
     wrote its contact under the Linkedid and no CONTACT_ID was set; the score is still stored."""
@@ -381,8 +398,8 @@ async def test_callback_route_keeps_the_place_in_line(ivr: IvrHarness) -> None:
     async with ivr.db.transaction() as session:
         by_channel = await records.open_contact(session, Channel.voice, call_id="1795599999.47")
         by_env = await records.open_contact(session, Channel.voice, call_id="1795599999.48")
-    await ivr.dial("", route="callback", callerid="01078787878", language="en", linkedid="1795599999.47",
-                   variables={"QUEUE": "en"})
+    await ivr.dial("", route="callback", callerid="01078787878", language="en", linkedid="1795599999.49",
+                   variables={"QUEUE": "en", "CHANNEL(linkedid)": "1795599999.47"})  # uniqueid is another
     await ivr.dial("", route="callback", callerid="01079797979", language="en", linkedid="1795599999.48",
                    variables={"QUEUE": "en", "CHANNEL(linkedid)": ""})
     async with ivr.db.session() as session:
