@@ -30,7 +30,8 @@ How to run: `make bench` (all, under 10 minutes), or `BENCH_ONLY=fastagi,ami .ve
 Knobs: `BENCH_QUICK=1` (small sizes), `BENCH_AGI_LEVELS=1,100,1000`, `BENCH_AGI_SECONDS`,
 `BENCH_AGI_PROCESS_SECONDS`, `BENCH_AGI_PACED_CALLS`, `BENCH_AGI_ARRIVAL`, `BENCH_AGI_GRACE`, `BENCH_AGI_REPEAT`, `BENCH_AGI_POSTGRES=0`,
 `BENCH_AMI_CALLS`, `BENCH_AMI_NAIVE_CALLS`, `BENCH_SMS_SECONDS`, `BENCH_SMS_CONCURRENCY=64,256,512`,
-`BENCH_WRITERS_SECONDS=60`, `BENCH_WRITERS_CONCURRENCY=64`. Code: `bench/`
+`BENCH_WRITERS_SECONDS=60`, `BENCH_WRITERS_CONCURRENCY=64`, `BENCH_REPORT_CONTACTS=660000`,
+`BENCH_KB_ARTICLES=10000`, `BENCH_KB_QUERIES=1000`. Code: `bench/`
 (load generators `bench/agi_load.py` and `bench/http_load.py`, peers in `bench/peers/`, measuring in
 `bench/measure.py`). Every server runs in its own process; its memory is read from
 `/proc/<pid>/status` (VmRSS), its CPU time from `/proc/<pid>/stat`; latencies are taken with
