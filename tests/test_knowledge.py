@@ -239,3 +239,24 @@ async def test_sms_keyword_is_answered_from_an_article(db_url: str, tmp_path: Pa
         async with ctx.db.session() as session:
             article = await store.by_key(session, "bus-stop-moved", "sms")
             assert article is not None and article.usage_count == 1
+
+
+async def test_variables_come_from_the_contact(db: Database) -> None:
+    """{name} is the citizen's name (a chat's hello, an SMS sender's known name), {tracking_number}
+    the contact's, {phone} only for phone identities."""
+    from ivr.db.models import Channel, Citizen, Contact
+
+    article = await _add(db, BUS)
+    async with db.transaction() as session:
+        citizen = Citizen(identity_kind="chat", identity="chat-abc", display_name="홍길동")
+        session.add(citizen)
+        await session.flush()
+        contact = Contact(channel=Channel.chat, citizen_id=citizen.id, tracking_number="T-CHAT", queue="chat-ko")
+        session.add(contact)
+        await session.flush()
+        values = await store.values_for(session, contact.id)
+        assert values == {"tracking_number": "T-CHAT", "name": "홍길동", "phone": None, "queue": "chat-ko"}
+        loaded = await session.get(Article, article.id)
+        assert loaded is not None
+        text, missing, count = await store.use(session, loaded, "ko", values)
+    assert text == "홍길동님, 버스 정류장이 옮겨졌습니다. 접수번호 T-CHAT" and missing == [] and count == 1

@@ -803,7 +803,8 @@ ORPHAN_LOOKBACK = timedelta(days=1)
 MESSAGE_CHANNELS = (Channel.sms, Channel.mms, Channel.chat, Channel.sns)  # threads, not calls
 
 
-async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapshot, now: datetime | None = None) -> Effects:
+async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapshot, now: datetime | None = None,
+                         scope: str = "") -> Effects:
     """Make the live tables match Asterisk after a gap in the event stream.
 
     Calls we thought were live whose channels are gone ended while we were away: they get
@@ -818,7 +819,9 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
     effects = Effects(changed=True)
     linked = {c.get("Uniqueid", ""): c.get("Linkedid") or c.get("Uniqueid", "") for c in snap.channels}
     alive = set(linked.values())
-    previous = (await session.execute(select(LiveCall))).scalars().all()
+    # ``scope``: one node of a cluster; only calls whose ids start with its systemname are its
+    mine = LiveCall.linkedid.startswith(scope, autoescape=True)
+    previous = (await session.execute(select(LiveCall).where(mine))).scalars().all()
     gone: dict[str, tuple[int, str]] = {}  # linkedid -> (contact, outcome)
     for call in previous:
         if call.linkedid not in alive and call.contact_id is not None:
@@ -827,7 +830,8 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
     orphans = await session.execute(select(Contact.call_id, Contact.id).where(
         Contact.channel.not_in(MESSAGE_CHANNELS), or_(Contact.outcome.is_(None), Contact.ended_at.is_(None)),
         Contact.call_id.is_not(None),
-        Contact.started_at > taken - ORPHAN_LOOKBACK, Contact.started_at < taken - ORPHAN_SLACK))
+        Contact.started_at > taken - ORPHAN_LOOKBACK, Contact.started_at < taken - ORPHAN_SLACK,
+        Contact.call_id.startswith(scope, autoescape=True)))
     for call_id, contact_id in orphans:
         if call_id not in alive:
             gone.setdefault(str(call_id), (contact_id, UNOBSERVED))
@@ -850,7 +854,7 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
                 at=now,
             ).on_conflict_do_nothing(index_elements=["external_id"])
         )
-    await session.execute(delete(LiveCall))
+    await session.execute(delete(LiveCall).where(mine))
     # Callers waiting now, and callers in Queue() already bridged to an agent.
     facts: list[Fact] = []
     waiting: list[tuple[str, str, int]] = []

@@ -26,6 +26,7 @@ from ivr.ami.ingest import (
 )
 from ivr.ami.metrics import current_metrics
 from ivr.bus import Job
+from ivr.config import AsteriskNode
 from ivr.context import AppContext
 from ivr.db import conflicts
 from ivr.db.conflicts import ConflictCounters, conflict_of
@@ -61,12 +62,21 @@ class _AgentCheck:
 
 class AmiBridge:
     def __init__(self, ctx: AppContext, qconf: QueueConfig | None = None, metrics_interval: float = 0.5,
-                 callbacks: bool = True, batch: int = BATCH) -> None:
+                 callbacks: bool = True, batch: int = BATCH, node: AsteriskNode | None = None,
+                 primary: bool = True) -> None:
         self.ctx = ctx
         self.batch = batch  # most events per transaction (1: one commit per event)
         s = ctx.settings.ami
         self.qconf = qconf or _queues_or_empty(ctx)
-        self.conn = AmiConnection(s.host, s.port, s.username, s.secret, on_login=self._on_login,
+        # One node of a cluster (docs/cluster.md): its AMI address, and the start of its calls'
+        # ids (its systemname), so its resync never takes another node's calls for gone.
+        host, port = (node.ami_host, node.ami_port) if node is not None else (s.host, s.port)
+        self.scope = f"{node.name}-" if node is not None else ""
+        # The primary bridge alone runs agent commands (sent to every node), callbacks, apply,
+        # metrics and the live.ami status; every bridge ingests and resyncs its own node.
+        self.primary = primary
+        self.others: list[AmiBridge] = []
+        self.conn = AmiConnection(host, port, s.username, s.secret, on_login=self._on_login,
                                   reconnect_max=s.reconnect_max_seconds, keep=self._keep)
         wrapup = {name: int(self.qconf.setting(name, "wrapup_seconds")) for name in self.qconf.queues}  # type: ignore[call-overload]
         self.ingester = Ingester(ctx.settings.recordings.dir, wrapup, self.qconf.defaults.wrapup_seconds)
@@ -88,17 +98,20 @@ class AmiBridge:
         self._wrapup_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> list[str]:
-        await sync_agents(self.ctx.db, self.qconf)
+        if self.primary:
+            await sync_agents(self.ctx.db, self.qconf)
         self.conn.start()
         spawn = self._tasks.append
-        await self._load_outbox()
+        if self.primary:
+            await self._load_outbox()
         spawn(asyncio.create_task(self._ingest_loop(), name="ami-ingest"))
         spawn(asyncio.create_task(self._outbox_loop(), name="ami-outbox"))
-        spawn(asyncio.create_task(self._metrics_loop(), name="ami-metrics"))
-        spawn(asyncio.create_task(self._commands_loop(), name="ami-commands"))
-        spawn(asyncio.create_task(self._apply_loop(), name="ami-apply"))
         spawn(asyncio.create_task(self._reconcile_loop(), name="ami-reconcile"))
-        spawn(asyncio.create_task(self._status_loop(), name="ami-status"))
+        if self.primary:
+            spawn(asyncio.create_task(self._metrics_loop(), name="ami-metrics"))
+            spawn(asyncio.create_task(self._commands_loop(), name="ami-commands"))
+            spawn(asyncio.create_task(self._apply_loop(), name="ami-apply"))
+            spawn(asyncio.create_task(self._status_loop(), name="ami-status"))
         self._check_agents()  # wrap-ups left from before a restart
         lines = [f"{self.conn.address} (connecting)"]
         if self.dialer is not None:
@@ -256,7 +269,7 @@ class AmiBridge:
     async def _commit_snapshot(self, snap: Snapshot) -> None:
         async def run() -> Effects:
             async with self.ctx.db.transaction() as session:
-                return await apply_snapshot(self.ingester, session, snap)
+                return await apply_snapshot(self.ingester, session, snap, scope=self.scope)
 
         effects = await self._with_retry("AMI resync", run)
         if effects is not None:
@@ -459,6 +472,7 @@ class AmiBridge:
                 try:
                     result = await self.control.run(job.data)
                     log.info("agent command %s: %s", job.data, result.message)
+                    await self._on_other_nodes(job.data)
                 except AgentCommandError as exc:
                     retry = "not reachable" in str(exc) and job.deliveries < 5
                     if job.deliveries == 1:  # the agent learns why at once, and that it is retried
@@ -469,6 +483,16 @@ class AmiBridge:
                     if job.deliveries > 1:
                         await self.ctx.bus.publish("live.agents", {**job.data, "error": str(exc), "retrying": False})
                 await self.ctx.bus.ack(job, COMMANDS_GROUP)
+
+    async def _on_other_nodes(self, command: dict[str, Any]) -> None:
+        """A cluster: the agent's queue membership is the same on every node. A node away now
+        gets it from the database when its bridge logs in again (``_restore``)."""
+        for other in self.others:
+            try:
+                await other.control.run(command)
+            except Exception as exc:
+                log.warning("agent command %s on %s: %s (applied when it is back)", command,
+                            other.conn.address, exc)
 
     async def _supervise(self, command: dict[str, Any]) -> None:
         """One listen-in (ivr.ami.supervise); its outcome goes to the supervisor on live.supervise."""
@@ -535,13 +559,25 @@ class AmiService:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.bridge: AmiBridge | None = None
+        self.bridges: list[AmiBridge] = []
 
     async def start(self) -> list[str]:
         if not self.ctx.settings.ami.enabled:
             return ["disabled (ami.enabled: false)"]
-        self.bridge = AmiBridge(self.ctx)
-        return await self.bridge.start()
+        nodes = self.ctx.settings.cluster.asterisk_nodes
+        if not nodes:
+            self.bridge = AmiBridge(self.ctx)
+            self.bridges = [self.bridge]
+            return await self.bridge.start()
+        # a cluster: a connection per Asterisk node, each reconnecting and resyncing on its own
+        self.bridges = [AmiBridge(self.ctx, node=n, primary=i == 0, callbacks=i == 0) for i, n in enumerate(nodes)]
+        self.bridge = self.bridges[0]
+        self.bridge.others = self.bridges[1:]
+        lines = []
+        for node, bridge in zip(nodes, self.bridges, strict=True):
+            lines += [f"{node.name}: {line}" for line in await bridge.start()]
+        return lines
 
     async def stop(self) -> None:
-        if self.bridge is not None:
-            await self.bridge.stop()
+        for bridge in self.bridges:
+            await bridge.stop()
