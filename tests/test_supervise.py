@@ -5,6 +5,7 @@ tests/test_supervise_asterisk.py."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from ivr.ami.models import LiveCall
 from ivr.ami.service import ami_status
 from ivr.ami.supervise import SuperviseError, originate_action
 from ivr.config import Settings
+from ivr.console.phone_status import PhoneStatus
 from ivr.db.models import AuditLog, Contact
 from ivr.queues import load_queues
 from tests.support.console import Console, prepare_settings, serve_console
@@ -138,3 +140,16 @@ async def test_agent_action_while_the_phone_system_is_down_says_why(console: Con
     await eventually(lambda: phone(None), what="the phone system back")
     status, _ = await agent.call("POST", "/api/console/agent/state", json={"action": "login"})
     assert status == 202
+
+
+def test_phone_status_tells_a_missing_bridge_from_a_site_without_one() -> None:
+    status = PhoneStatus()
+    assert status.snapshot()["known"] is False and status.problem() is None  # nothing heard yet
+    status.expect_bridge, status.started = True, time.monotonic() - 60  # ami.enabled, a minute in
+    snap = status.snapshot()
+    assert (snap["known"], snap["connected"], snap["reason"]) == (True, False, "silent")
+    assert status.problem() is None  # requests still go to the bus: the bridge may start any moment
+    status.heard(ami_status("connected", True))
+    assert status.snapshot()["connected"] is True and status.bus_lag is not None and status.bus_lag >= 0
+    status.heard(ami_status("login refused", False))
+    assert status.snapshot()["reason"] == "down" and status.problem() is not None

@@ -49,7 +49,7 @@ async def live_call_of(db: Database, extension: str) -> LiveCall | None:
             LiveCall.agent == extension, LiveCall.state == "connected").limit(1))).scalar_one_or_none()
 
 
-async def originate_action(db: Database, qconf: QueueConfig, command: dict[str, Any]) -> dict[str, str]:
+async def originate_action(db: Database, qconf: QueueConfig, command: dict[str, Any]) -> dict[str, Any]:
     """The AMI ``Originate`` for ``{"supervisor", "agent", "mode"}``, checked against agents.yaml
     and the live calls (endpoint names are ``[A-Za-z0-9_-]`` by AgentDef: nothing can reach
     ChanSpy's option argument)."""

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.context import AppContext
+from ivr.contracts import Topic
 
 log = logging.getLogger("dasan.console.phone")
 SILENT_BEATS = 3  # heartbeats missed before the bridge itself counts as gone
@@ -34,6 +35,8 @@ class PhoneStatus:
         self.last: dict[str, Any] | None = None
         self.heard_at = 0.0
         self.bus_lag: float | None = None  # seconds from the bridge's publish to our receipt
+        self.started = time.monotonic()
+        self.expect_bridge = False  # ami.enabled: a bridge should be publishing live.ami
         self._task: asyncio.Task[None] | None = None
 
     def heard(self, message: dict[str, Any]) -> None:
@@ -52,8 +55,14 @@ class PhoneStatus:
         return None if self.last.get("connected") else DOWN_TEXT
 
     def snapshot(self) -> dict[str, Any]:
-        """For a page that just connected: ``{"type": "phone", "known", "connected", "problem"}``."""
+        """For a page that just connected: ``{"type": "phone", "known", "connected", "problem"}``.
+        With ``ami.enabled`` and not one heartbeat since this process started a grace period
+        ago, the bridge is not running: the page says so (a request is still passed on)."""
         problem = self.problem()
+        if self.last is None and self.expect_bridge and time.monotonic() - self.started > SILENT_BEATS * 5:
+            problem = SILENT_TEXT.format(seconds=time.monotonic() - self.started)
+            return {"type": "phone", "known": True, "connected": False, "reason": "silent", "problem": problem,
+                    "every": 5}
         reason = None if problem is None else "down" if problem == DOWN_TEXT else "silent"
         return {"type": "phone", "known": self.last is not None, "connected": self.last is not None and not problem,
                 "reason": reason, "problem": problem, "every": (self.last or {}).get("every", 5)}
@@ -61,7 +70,7 @@ class PhoneStatus:
     async def _listen(self, ctx: AppContext) -> None:
         while True:
             try:
-                async with await ctx.bus.subscribe("live.ami") as sub:
+                async with await ctx.bus.subscribe(Topic.LIVE_AMI) as sub:
                     async for message in sub:
                         self.heard(message)
             except asyncio.CancelledError:
@@ -71,6 +80,7 @@ class PhoneStatus:
                 await asyncio.sleep(2)
 
     def start(self, ctx: AppContext) -> None:
+        self.started, self.expect_bridge = time.monotonic(), ctx.settings.ami.enabled
         self._task = asyncio.create_task(self._listen(ctx), name="console-phone-status")
 
     async def stop(self) -> None:
