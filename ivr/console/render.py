@@ -9,8 +9,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from ivr.console.i18n import LANGUAGES, catalogue, translator
 from ivr.config import Settings
+from ivr.console.i18n import LANGUAGES, catalogue, translator
 from ivr.context import AppContext
 from ivr.languages import Languages, load_languages
 from ivr.web.auth import SessionUser, current_user
