@@ -265,6 +265,11 @@ async def test_night_message_and_voicemail_routes(db: Database, tmp_path: Path) 
     hours: office
     night_route: {kind: voicemail}""").replace("night_route: {kind: callback}\n    penalty_rules",
                                                 "night_route: {kind: message}\n    penalty_rules")
+    zh = """    language: zh
+    hours: weekdays
+    night_route: {kind: callback}"""
+    assert zh in queues
+    queues = queues.replace(zh, zh.replace("{kind: callback}", "{kind: queue, queue: general-wide}"))
     (tmp_path / "queues.yaml").write_text(queues)
     harness = await IvrHarness(db, MemoryBus(), queues_dir=tmp_path, now=NIGHT).start()
     try:
@@ -273,6 +278,14 @@ async def test_night_message_and_voicemail_routes(db: Database, tmp_path: Path) 
         log = await harness.dial("9 1 4")
         assert (log.variables["IVR_RESULT"], log.variables["NIGHT_ROUTE"]) == ("hangup", "message")
         assert log.heard[-1] == "dasan/night-closed"
+        # A night route to another queue: the caller is queued there, with the call's path.
+        log = await harness.dial("9 2 4")
+        assert (log.variables["IVR_RESULT"], log.variables["QUEUE"]) == ("queue", "general-wide")
+        assert "NIGHT_ROUTE" not in log.variables
+        assert (await contact(db, log.variables["CONTACT_ID"])).queue == "general-wide"
+        # An SMS night route cannot text a withheld number: the caller hears the closed message.
+        log = await harness.dial("9 5 4", callerid="anonymous")
+        assert (log.variables["NIGHT_ROUTE"], log.heard[-1]) == ("message", "dasan/night-closed")
         harness.now = DAY
         log = await harness.dial("9 1 4")
         assert log.variables["IVR_RESULT"] == "queue" and log.variables["QUEUE"] == "en"
