@@ -83,9 +83,10 @@ async def post_supervise(request: web.Request) -> web.Response:
         raise bad(problem, 503)
     command = {"action": "supervise", "username": me, "supervisor": me, "agent": agent.username, "mode": mode,
                "call": call.linkedid}
-    job_id = await ctx.bus.enqueue("agent.commands", command)
+    # Audited before it is sent: no listen-in happens without its record.
     await audit_request(request, "supervise", f"agent:{agent.username}", mode=mode, call=call.linkedid,
                         contact_id=call.contact_id)
+    job_id = await ctx.bus.enqueue("agent.commands", command)
     return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)
 
 
