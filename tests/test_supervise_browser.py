@@ -159,6 +159,8 @@ async def test_agent_screen_says_why_ready_does_not_work(console: Console, brows
     assert "login" not in await page.inner_text("#state-note")
     jobs = await ctx.bus.consume("agent.commands", "test", "t2", count=5, block=5)
     assert [j.data for j in jobs] == [{"action": "login", "username": "kim.minji"}]
+    # Nobody answers the request (no bridge took it): after 10 s the note says so, not "sent" forever.
+    await page.wait_for_selector(f"#state-note.error >> text={TEXTS['act_no_answer'][KO]}", timeout=20_000)
     # The bridge tried and Asterisk was gone: the agent is told, and that it will be retried.
     await ctx.bus.publish("live.agents", {"username": "kim.minji", "action": "login", "retrying": True,
                                           "error": "Asterisk not reachable / Asterisk 연결 안 됨: AMI connection lost"})
