@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "ivr.open311.cli",
     "ivr.asterisk.cli",
     "ivr.kamailio.cli",
+    "ivr.cluster.cli",
     "ivr.console.cli",
     "ivr.agi.cli",
 ]

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from ivr.asterisk.render import render, write
+from ivr.cluster.local import LocalClusterError, node_layout
 from ivr.config import AsteriskNode, DasanNode, Settings
 from ivr.queues import load_queues
 from ivr.site_secrets import sip_passwords
 from tests.support.kamailio import (
+    KAM_HOST,
     KAMAILIO,
     NODE1,
     NODE2,
@@ -40,12 +45,11 @@ from tests.support.kamailio import (
     overlapping_calls,
     register_uac,
     scenario,
+    sip_options,
     wait_for,
 )
 
 ASTERISK = shutil.which("asterisk")
-DATA_DIRS = [Path("/var/lib/asterisk"), Path("/usr/share/asterisk")]
-MODULE_DIRS = [Path("/usr/lib/asterisk/modules"), Path("/usr/lib64/asterisk/modules"), Path("/usr/local/lib/asterisk/modules")]
 
 pytestmark = [
     pytest.mark.asterisk,
@@ -80,43 +84,17 @@ class Node:
 
 
 def start_node(settings: Settings, name: str, root: Path, rtp_base: int) -> Node:
-    moddir = next((d for d in MODULE_DIRS if (d / "app_queue.so").exists()), None)
-    datadir = next((d for d in DATA_DIRS if (d / "documentation").is_dir()), None)
-    if moddir is None or datadir is None:
-        pytest.skip(f"asterisk is installed but its modules ({MODULE_DIRS}) or data ({DATA_DIRS}) were not found")
-    etc = root / "etc"
-    node_settings = settings.model_copy(deep=True)
-    node_settings.asterisk.rtp_start, node_settings.asterisk.rtp_end = rtp_base, rtp_base + 98
-    node_settings.asterisk.moh_dir = root / "moh"
-    node_settings.recordings.dir = root / "recordings"
-    files = render(node_settings, node=name)
-    write(files, etc)
-    for extra in ("features.conf", "indications.conf", "udptl.conf", "pjproject.conf", "ccss.conf"):
-        (etc / extra).write_text("[general]\n")
-    (etc / "acl.conf").write_text("")
-    (root / "moh").mkdir()
-    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(root / "moh" / "tone.wav"),
-                    "synth", "3", "sine", "330", "vol", "0.2"], check=True)
-    dirs = {d: root / d for d in ("lib", "spool", "run", "log", "agi", "data")}
-    for d in dirs.values():
-        d.mkdir()
-    (dirs["log"] / "cdr-csv").mkdir()
-    (dirs["data"] / "documentation").symlink_to(datadir / "documentation")
-    (dirs["data"] / "sounds").mkdir()
-    conf = etc / "asterisk.conf"
-    # the node's rendered [options] (systemname), with this test's own directories before it
-    conf.write_text(
-        "[directories]\n"
-        f"astetcdir => {etc}\nastmoddir => {moddir}\nastvarlibdir => {dirs['lib']}\nastdbdir => {dirs['lib']}\n"
-        f"astkeydir => {dirs['lib']}\nastdatadir => {dirs['data']}\nastagidir => {dirs['agi']}\n"
-        f"astspooldir => {dirs['spool']}\nastrundir => {dirs['run']}\nastlogdir => {dirs['log']}\n"
-        f"astsbindir => {Path(str(ASTERISK)).parent}\n" + files["asterisk.conf"])
+    """The node laid out by ``ivr.cluster.local`` (what ``dasan cluster up`` starts)."""
+    try:
+        conf = node_layout(settings, name, root, (rtp_base, rtp_base + 98))
+    except LocalClusterError as exc:
+        pytest.skip(f"asterisk is installed but not usable here: {exc}")
     out = (root / "asterisk.out").open("wb")
     proc = subprocess.Popen([str(ASTERISK), "-f", "-n", "-C", str(conf)], stdin=subprocess.DEVNULL,
                             stdout=out, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
     out.close()
     node = Node(name, root, conf, proc)
-    wait_for(lambda: proc.poll() is not None or ((dirs["run"] / "asterisk.ctl").exists()
+    wait_for(lambda: proc.poll() is not None or ((root / "run" / "asterisk.ctl").exists()
                                                  and "fully booted" in node.cli("core waitfullybooted")),
              f"Asterisk {name} fully booted", timeout=60)
     if proc.poll() is not None:
@@ -148,6 +126,10 @@ class RealCluster:
         c.dasan_nodes = [DasanNode(name="d1", agi_port=free_udp_port("127.0.0.1")),
                          DasanNode(name="d2", agi_port=free_udp_port("127.0.0.1"))]
         settings.ami.secret = "test-ami-secret-cluster"
+        settings.asterisk.moh_dir = root / "moh"
+        settings.asterisk.moh_dir.mkdir()
+        subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(settings.asterisk.moh_dir / "tone.wav"),
+                        "synth", "3", "sine", "330", "vol", "0.2"], check=True)
         base = 20000 + (os.getpid() * 7 % 100) * 200
         self.nodes = {n.name: start_node(settings, n.name, root / n.name, base + i * 100)
                       for i, n in enumerate(c.asterisk_nodes)}
@@ -239,3 +221,37 @@ def test_kill_one_node_new_calls_go_to_the_other(real: RealCluster) -> None:
     after = real.k.run(caller_uac("120", 2000), "-m", "6", "-r", "10", timeout=60)
     assert after.lines("answered") == 6
     wait_for(lambda: _ivr_attempts(real, survivor) == before + 6, "every new call in the survivor's dialplan")
+
+
+def test_cluster_up_starts_kamailio_and_the_nodes(settings: Settings, tmp_path: Path) -> None:
+    """``dasan cluster up --no-dasan``: Kamailio answers, each node runs with its systemname;
+    Ctrl-C stops them all."""
+    nodes = [{"name": f"ast{i + 1}", "sip_host": host, "sip_port": free_udp_port(host), "ami_host": host,
+              "ami_port": free_udp_port(host)} for i, host in enumerate((NODE1, NODE2))]
+    kport = free_udp_port(KAM_HOST)
+    config = tmp_path / "cluster.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(settings.data_dir), "queues_dir": str(settings.queues_dir),
+        "agi": {"menus_dir": str(settings.agi.menus_dir)},
+        "asterisk": {"moh_dir": str(tmp_path / "moh"), "sounds_dir": str(tmp_path / "sounds")},
+        "cluster": {"kamailio": {"host": KAM_HOST, "port": kport}, "asterisk_nodes": nodes}}))
+    out = (tmp_path / "up.out").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "--config", str(config), "cluster", "up",
+                             "--dir", str(tmp_path / "cluster"), "--no-dasan"], stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    out.close()
+    try:
+        wait_for(lambda: proc.poll() is not None or "cluster: ready" in (tmp_path / "up.out").read_text(),
+                 "dasan cluster up ready", timeout=120)
+        assert proc.poll() is None, (tmp_path / "up.out").read_text()
+        assert sip_options(KAM_HOST, kport) == 200
+        for node in nodes:
+            conf = tmp_path / "cluster" / node["name"] / "etc" / "asterisk.conf"
+            settings_text = subprocess.run([str(ASTERISK), "-C", str(conf), "-rx", "core show settings"],
+                                           capture_output=True, text=True, timeout=15).stdout
+            assert re.search(rf"System name:\s+{node['name']}\b", settings_text), settings_text[:500]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    assert sip_options(KAM_HOST, kport, timeout=0.3) is None, "Kamailio stopped with it"
