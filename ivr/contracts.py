@@ -1,0 +1,74 @@
+"""The names the parts agree on: bus topics, job streams and Asterisk channel variables.
+
+Named once here (as wazo-agid names its dialplan variables in one module); everything else in
+``ivr`` uses these constants, never the string (tests/test_contracts.py fails on a new
+literal). What each carries is in docs/contracts.md; ``contact_updated`` builds the one payload
+many parts publish.
+The values are ``StrEnum`` members, so they are the plain strings on the wire.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Topic(StrEnum):
+    """Live pub/sub topics (a message to every subscriber that is listening)."""
+
+    LIVE_METRICS = "live.metrics"
+    LIVE_AGENTS = "live.agents"
+    LIVE_AMI = "live.ami"
+    LIVE_SUPERVISE = "live.supervise"
+    AGENT_SCREENPOP = "agent.screenpop"
+    CONTACT_UPDATED = "contact.updated"
+    CHAT_QUEUE = "chat.queue"
+
+
+CHAT_PREFIX = "chat."
+
+
+def chat_topic(conversation_id: int) -> str:
+    """The lines of one web chat, for its connected parties."""
+    return f"{CHAT_PREFIX}{conversation_id}"
+
+
+def agent_chat_topic(username: str) -> str:
+    """The chats assigned to one agent."""
+    return f"{CHAT_PREFIX}agent.{username}"
+
+
+class Stream(StrEnum):
+    """Job streams (consumer groups: each job to one worker, acked when done)."""
+
+    RECORDINGS_FINISHED = "recordings.finished"
+    SMS_OUTBOUND = "sms.outbound"
+    MESSAGES_INBOUND = "messages.inbound"
+    AGENT_COMMANDS = "agent.commands"
+    ASTERISK_APPLY = "asterisk.apply"
+
+
+class Var(StrEnum):
+    """Channel variables between the dialplan and the FastAGI IVR."""
+
+    QUEUE = "QUEUE"
+    LANG = "LANG"
+    TOPIC = "TOPIC"
+    CONTACT_ID = "CONTACT_ID"
+    IVR_RESULT = "IVR_RESULT"
+    NIGHT_ROUTE = "NIGHT_ROUTE"
+    SURVEY_SCORE = "SURVEY_SCORE"
+    CALLBACK_QUEUE = "CALLBACK_QUEUE"
+
+
+class IvrResult(StrEnum):
+    """The values of ``IVR_RESULT``."""
+
+    QUEUE = "queue"
+    HANGUP = "hangup"
+    NIGHT = "night"
+
+
+def contact_updated(contact_id: int, fields: list[str]) -> dict[str, Any]:
+    """The ``contact.updated`` payload: which fields of which contact changed."""
+    return {"contact_id": contact_id, "fields": fields}
