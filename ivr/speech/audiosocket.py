@@ -1,0 +1,168 @@
+"""Live transcription: an asyncio AudioSocket server that turns a call's audio into partials.
+
+AudioSocket (Asterisk 22's res_audiosocket / app_audiosocket; protocol in the Asterisk docs
+"AudioSocket"): TCP, every message a 3-byte header, one byte kind and a big-endian 16-bit
+payload length, then the payload. Kinds: 0x00 hang-up, 0x01 the stream's UUID (16 bytes,
+sent first), 0x03 a DTMF digit, 0x10 audio (16-bit signed little-endian slin, 8 kHz, mono),
+0xff an error (optional code). The dialplan sends each call's audio here on a side branch, so
+the call never waits on this server: if it is down, AudioSocket fails on that branch only.
+
+Each connection gets one vosk recognizer. Audio is decoded in a worker thread (vosk is C++
+and releases the GIL), and every change of the running hypothesis is published on the bus
+as ``transcript.partial`` ``{"call_id", "speaker", "text", "final", "end"}`` (``end``: the
+call's stream closed; its text may be empty), personal data masked.
+Partials are not stored: the transcript on record is made after the call from the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ivr.redaction.engine import mask_text
+from ivr.speech.audio import resample
+from ivr.speech.recognizer import ModelStore
+from ivr.speech.tokens import words_only
+
+log = logging.getLogger(__name__)
+
+KIND_HANGUP, KIND_UUID, KIND_DTMF, KIND_AUDIO, KIND_ERROR = 0x00, 0x01, 0x03, 0x10, 0xFF
+TOPIC = "transcript.partial"
+RATE = 8000
+# Decode every 0.2 s of audio: a partial reaches the agent about that soon after the words.
+DECODE_BYTES = RATE * 2 // 5
+
+Publish = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class ProtocolError(ValueError):
+    """The peer broke the AudioSocket protocol; the message says how."""
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    """One AudioSocket message (for peers and tests)."""
+    return struct.pack(">BH", kind, len(payload)) + payload
+
+
+async def read_message(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    header = await reader.readexactly(3)
+    kind, length = struct.unpack(">BH", header)
+    return kind, await reader.readexactly(length) if length else b""
+
+
+@dataclass
+class LiveCall:
+    """One call's stream: a recognizer, and the last text sent so only changes go out."""
+
+    call_id: str
+    speaker: str
+    recognizer: Any
+    model_rate: int
+    last: str = ""
+
+    def feed(self, pcm8: bytes) -> tuple[str, bool]:
+        """(text, final) after this audio; runs in a worker thread."""
+        data = resample(pcm8, RATE, self.model_rate)
+        if self.recognizer.AcceptWaveform(data):
+            return str(json.loads(self.recognizer.Result()).get("text", "")), True
+        return str(json.loads(self.recognizer.PartialResult()).get("partial", "")), False
+
+    def finish(self) -> str:
+        return str(json.loads(self.recognizer.FinalResult()).get("text", ""))
+
+
+class AudioSocketServer:
+    """Serves AudioSocket connections: one live recognizer per call, partials on the bus."""
+
+    def __init__(self, store: ModelStore, publish: Publish, language: str = "ko",
+                 speaker: str = "mixed") -> None:
+        self.store, self.publish, self.language, self.speaker = store, publish, language, speaker
+        self.server: asyncio.Server | None = None
+        self.calls = 0
+        # seconds from the arrival of a decode chunk's last frame to its partial on the bus
+        # (for bench/bench_transcribe.py; the last 10,000 kept)
+        self.lags: list[float] = []
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the port (0 picks a free one)."""
+        await asyncio.to_thread(self.store.get, self.language)  # load before the first call
+        self.server = await asyncio.start_server(self._serve, host, port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self.handle(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            log.info("audiosocket: peer went away")
+        except ProtocolError as exc:
+            log.warning("audiosocket: %s", exc)
+            with contextlib.suppress(ConnectionError):
+                writer.write(frame(KIND_ERROR, b"\x01"))
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def handle(self, reader: asyncio.StreamReader) -> None:
+        kind, payload = await read_message(reader)
+        if kind != KIND_UUID or len(payload) != 16:
+            raise ProtocolError(f"first message must be the UUID (kind 0x01, 16 bytes), got kind "
+                                f"0x{kind:02x} with {len(payload)} bytes")
+        import vosk
+
+        model, model_rate = self.store.get(self.language)
+        recognizer = vosk.KaldiRecognizer(model, model_rate)
+        call = LiveCall(str(uuid.UUID(bytes=payload)), self.speaker, recognizer, model_rate)
+        self.calls += 1
+        buffered = bytearray()
+        while True:
+            try:
+                kind, payload = await read_message(reader)
+            except asyncio.IncompleteReadError:
+                break  # closing the socket is a hang-up too
+            if kind == KIND_HANGUP:
+                break
+            if kind == KIND_ERROR:
+                log.warning("audiosocket %s: error from Asterisk %s", call.call_id, payload.hex())
+                break
+            if kind != KIND_AUDIO:
+                continue  # DTMF and kinds added later carry nothing to transcribe
+            buffered += payload
+            if len(buffered) >= DECODE_BYTES:
+                arrived = time.perf_counter()
+                chunk, buffered = bytes(buffered), bytearray()
+                text, final = await asyncio.to_thread(call.feed, chunk)
+                if await self._send(call, text, final):
+                    self.lags = [*self.lags[-9999:], time.perf_counter() - arrived]
+        if buffered:
+            text, final = await asyncio.to_thread(call.feed, bytes(buffered))
+            await self._send(call, text, final)
+        await self._send(call, await asyncio.to_thread(call.finish), True, end=True)
+
+    async def _send(self, call: LiveCall, text: str, final: bool, end: bool = False) -> bool:
+        """Publish a change of the call's text; True when something was sent."""
+        text = mask_text(words_only(text))
+        if not end and (not text or (text == call.last and not final)):
+            return False
+        call.last = "" if final else text
+        try:
+            await self.publish(TOPIC, {"call_id": call.call_id, "speaker": call.speaker, "text": text,
+                                       "final": final, "end": end})
+        except Exception:  # the bus away: the agent misses a partial, the call is not touched
+            log.warning("audiosocket %s: partial not published", call.call_id, exc_info=True)
+            return False
+        return True
