@@ -19,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from tests.support.kamailio import (
     sip_options,
     wait_for,
 )
+from tests.support.waiting import eventually
 
 ASTERISK = shutil.which("asterisk")
 
@@ -255,3 +256,93 @@ def test_cluster_up_starts_kamailio_and_the_nodes(settings: Settings, tmp_path: 
             os.killpg(proc.pid, signal.SIGINT)
         proc.wait(60)
     assert sip_options(KAM_HOST, kport, timeout=0.3) is None, "Kamailio stopped with it"
+
+
+async def test_dasan_follows_both_nodes_and_closes_a_dead_nodes_calls(settings: Settings, pg_url: str,
+                                                                     tmp_path: Path) -> None:
+    """Two real nodes, Kamailio, one dasan node (its AMI bridge per node and its cluster watch) on
+    PostgreSQL; SIPp callers; kill -9 of one node mid-load. Each call that reached the live node
+    has exactly one contact; the dead node's calls are closed as lost_with_node."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from ivr.ami.service import AmiService
+    from ivr.bus import MemoryBus
+    from ivr.cluster.lost import LOST_WITH_NODE
+    from ivr.cluster.watch import ClusterService
+    from ivr.context import AppContext
+    from ivr.db import Database
+    from ivr.db.models import Contact
+
+    settings.database.url = pg_url
+    settings.ami.enabled = True
+    settings.cluster.watch_seconds, settings.cluster.lost_after_seconds = 0.2, 1.0
+    real = await asyncio.to_thread(RealCluster, tmp_path, settings)
+    ctx = AppContext(settings, Database(pg_url), MemoryBus())
+    ami, watch = AmiService(ctx), ClusterService(ctx)
+    try:
+        await ami.start()
+        await watch.start()
+        for bridge in ami.bridges:
+            await asyncio.wait_for(bridge.conn.logged_in.wait(), 30)
+        for ext in sorted(real.passwords)[:2]:
+            await asyncio.to_thread(real.phone, ext, 300)
+        load = asyncio.create_task(asyncio.to_thread(
+            real.k.run, caller_uac("120", 6000), "-m", "12", "-r", "4", "-l", "12", "-max_retrans", "3"))
+        ast1, ast2 = real.nodes["ast1"], real.nodes["ast2"]
+        # both nodes have callers in their queue: then node 2 dies
+        await asyncio.to_thread(wait_for, lambda: _ivr_attempts(real, ast2) >= 2 and _ivr_attempts(real, ast1) >= 2,
+                                "calls on both nodes", 60)
+
+        async def queued(prefix: str) -> int:
+            async with ctx.db.session() as s:
+                return len((await s.scalars(select(Contact.id).where(Contact.call_id.like(f"{prefix}-%")))).all())
+
+        await eventually(lambda: _at_least(queued("ast2"), 1), "a contact of node 2's calls", timeout=60)
+        ast2.proc.kill()
+        ast2.proc.wait()
+        await load
+        reached_ast1 = _ivr_attempts(real, ast1)
+
+        async def contacts() -> dict[str, tuple[bool, str | None]]:
+            async with ctx.db.session() as s:
+                return {c.call_id or "": (c.ended_at is not None, c.outcome)
+                        for c in (await s.scalars(select(Contact))).all()}
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            now = await contacts()
+            on1 = {k: v for k, v in now.items() if k.startswith("ast1-")}
+            on2 = {k: v for k, v in now.items() if k.startswith("ast2-")}
+            if len(on1) == reached_ast1 and all(ended for ended, _ in now.values()):
+                break
+            assert asyncio.get_running_loop().time() < deadline, (reached_ast1, now)
+            await asyncio.sleep(0.2)
+        assert set(now) == set(on1) | set(on2), "every contact belongs to one node"
+        assert not any(outcome == LOST_WITH_NODE for _, outcome in on1.values())
+        assert on2 and all(outcome in (LOST_WITH_NODE, "answered") for _, outcome in on2.values()), on2
+        assert watch.watch is not None and set(watch.watch.closed) == {"ast2"}
+        assert sorted(watch.watch.closed["ast2"]) == sorted(
+            i for i in await _ids(ctx, "ast2-") if i is not None)
+        for phone in real.phones.values():
+            assert overlapping_calls(phone.log) <= 1, f"{phone.name} was offered two calls at once"
+    finally:
+        await watch.stop()
+        await ami.stop()
+        await ctx.db.dispose()
+        await asyncio.to_thread(real.close)
+
+
+
+async def _ids(ctx: object, prefix: str) -> list[int]:
+    from sqlalchemy import select
+
+    from ivr.db.models import Contact
+
+    async with ctx.db.session() as s:  # type: ignore[attr-defined]
+        return list((await s.scalars(select(Contact.id).where(Contact.call_id.like(f"{prefix}%")))).all())
+
+
+async def _at_least(count: Awaitable[int], n: int) -> bool:
+    return await count >= n

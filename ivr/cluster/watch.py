@@ -75,12 +75,14 @@ class ClusterService:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.task: asyncio.Task[None] | None = None
+        self.watch: NodeWatch | None = None
 
     async def start(self) -> list[str]:
         cluster: ClusterSettings = self.ctx.settings.cluster
         if not cluster.enabled:
             return ["off (no cluster.asterisk_nodes)"]
-        self.task = asyncio.create_task(NodeWatch(cluster, self.ctx.db).run(), name="cluster-watch")
+        self.watch = NodeWatch(cluster, self.ctx.db)
+        self.task = asyncio.create_task(self.watch.run(), name="cluster-watch")
         return [f"watching {len(cluster.asterisk_nodes)} Asterisk nodes; a node unreachable "
                 f"{cluster.lost_after_seconds:.0f} s has its calls closed as lost_with_node"]
 
