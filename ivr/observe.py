@@ -20,6 +20,11 @@ AMI_COMMIT_BATCH = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
 )
 
+GROUP_COMMIT_BATCH = Histogram(
+    "dasan_group_commit_batch_writes", "Writes per group commit (ivr.db.group_commit), by writer",
+    ["writer"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+
 
 def agi_verb(command: str) -> str:
     """The label for a command line: its first word (bounded: the IVR's own commands)."""

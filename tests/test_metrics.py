@@ -14,11 +14,14 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.agi.protocol import AgiStream
 from ivr.ami.models import AgentState, LiveCall
 from ivr.ami.service import ami_status
 from ivr.config import Settings
+from ivr.db.group_commit import GroupCommit
 from ivr.db.models import Channel, Contact
 from tests.support.console import Console, prepare_settings, serve_console
 from tests.support.waiting import eventually
@@ -117,3 +120,20 @@ async def test_agi_command_latency_lands_in_the_histogram(console: Console) -> N
         server.close()
     values = samples((await scrape(console))[1])
     assert values[("dasan_agi_command_seconds_count", (("command", "ANSWER"),))] >= 1
+
+
+async def test_group_commit_batch_sizes_are_counted(console: Console) -> None:
+    """Five writes submitted at once share commits on the real database; /metrics shows them."""
+    console.ctx.settings.metrics.enabled = True
+
+    async def run(session: AsyncSession, items: list[int]) -> list[int]:
+        await session.execute(text("SELECT 1"))
+        return items
+
+    group: GroupCommit[int] = GroupCommit(console.ctx.db, run, name="metrics-test", threaded=False)
+    before = REGISTRY.get_sample_value("dasan_group_commit_batch_writes_sum", {"writer": "metrics-test"}) or 0.0
+    assert await asyncio.gather(*(group.submit(i) for i in range(5))) == list(range(5))
+    await group.flush()
+    assert REGISTRY.get_sample_value("dasan_group_commit_batch_writes_sum", {"writer": "metrics-test"}) == before + 5
+    values = samples((await scrape(console))[1])
+    assert values[("dasan_group_commit_batch_writes_sum", (("writer", "metrics-test"),))] >= 5

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ivr.db import conflicts
 from ivr.db.conflicts import ConflictCounters
 from ivr.db.database import Database
+from ivr.observe import GROUP_COMMIT_BATCH
 
 log = logging.getLogger("dasan.db.group_commit")
 
@@ -63,8 +64,10 @@ class GroupCommit(Generic[W]):
     def __init__(self, db: Database, run: Run[W], *, interval: float = 0.01, max_batch: int = 512,
                  skip: Callable[[W], BaseException | None] | None = None,
                  rolled_back: Callable[[list[W]], None] | None = None,
-                 post_failed: Callable[[W, BaseException], None] | None = None, threaded: bool = True) -> None:
+                 post_failed: Callable[[W, BaseException], None] | None = None, threaded: bool = True,
+                 name: str = "db") -> None:
         self.db = db
+        self.batch_sizes = GROUP_COMMIT_BATCH.labels(name)  # /metrics: writes per commit, by writer
         self.threaded = threaded
         self.run = run
         self.interval = interval
@@ -112,6 +115,7 @@ class GroupCommit(Generic[W]):
                 await asyncio.sleep(wait)
             self._last_start = loop.time()
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            self.batch_sizes.observe(len(batch))
             await self._commit(batch)
 
     async def _transaction(self, items: list[W]) -> Sequence[Any]:

@@ -91,7 +91,7 @@ class ContactWriter:
         # only, and a writer thread holding the GIL would be in that reply's way (paced p99).
         self.group = GroupCommit(db, self._run, interval=COMMIT_INTERVAL, max_batch=MAX_BATCH,
                                  skip=self._orphan, rolled_back=self._rolled_back, post_failed=_log_failure,
-                                 threaded=False)
+                                 threaded=False, name="ivr")
 
     async def flush(self) -> None:
         """Wait until every queued write is committed (shutdown)."""

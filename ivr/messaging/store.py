@@ -119,7 +119,8 @@ class InboundWriter:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.media = MediaStore(ctx.settings.data_dir)
-        self.group = GroupCommit(ctx.db, self._run, interval=COMMIT_INTERVAL, rolled_back=self._rolled_back)
+        self.group = GroupCommit(ctx.db, self._run, interval=COMMIT_INTERVAL, rolled_back=self._rolled_back,
+                                 name="messaging")
 
     async def receive(self, inbound: Inbound) -> Received:
         """Store one inbound message durably and hand it off (HandOffError if that fails)."""
