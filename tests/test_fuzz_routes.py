@@ -41,6 +41,8 @@ PUBLIC = [
     (r"^/chat(/ws)?$", "the citizens' web chat: anyone may open a conversation"),
     (r"^/call(/manifest\.webmanifest|/sw\.js)?$", "the citizens' call page (a PWA): anyone may call"),
     (r"^/api/webcall/", "the /call page's API: one-time page tokens, per-address limits, the call's credential"),
+    (r"^/metrics$", "Prometheus scrape: 404 unless metrics.enabled, then only allowed addresses with the bearer "
+                    "token (tests/test_metrics.py)"),
 ]
 # Routes that never read a body, so a big one changes nothing and may be answered normally.
 IGNORE_BODY = [r"^/api/logout$"]
