@@ -7,8 +7,8 @@ them. The clock runs from the ``go`` sent to the feeder (its first byte follows 
 the moment the client has every event. Each row gets a feeder of its own, replaying the same
 events; all rows are measured one after the other in the same run:
 
-- **project bridge** (``ivr.ami.service.AmiBridge``, on panoramisk with the project's
-  patches): an event counts once it is committed to the database (``AmiBridge.applied``;
+- **project bridge** (``ivr.ami.service.AmiBridge``, on the project's own AMI session,
+  ``ivr.ami.client``): an event counts once it is committed to the database (``AmiBridge.applied``;
   batches are committed before they count, SQLite with ``synchronous=FULL``, PostgreSQL with
   ``synchronous_commit=on``). It group-commits: up to 5,000 queued events per transaction.
 - **one commit per event (no batching)**: the same bridge with ``batch=1``, so every event
@@ -16,13 +16,13 @@ events; all rows are measured one after the other in the same run:
   far fewer calls (``BENCH_AMI_NAIVE_CALLS``) so it ends in a few seconds; a rate does not
   depend on the number of calls once there are enough of them.
 - **panoramisk alone (parse only)**: a plain ``panoramisk.Manager``, the library the bridge
-  is built on, connected and logged in to the same feeder, whose only event callback
+  was built on before, connected and logged in to the same feeder, whose only event callback
   (``register_event('*', ...)``) counts events; the clock stops when it has counted every
   one. No database and no bookkeeping: the ceiling of a client that takes its events from
   stock panoramisk (its ``Message`` parsing and ``dispatch``). Its pinger is off (the bridge
   runs its own keepalive, which does not fire in so short a run either). It is not a ceiling
-  for the bridge: the bridge's protocol (``ivr.ami.connection._Utf8Protocol``) parses plain
-  events into dicts itself, bypassing panoramisk's ``Message`` and ``dispatch``, and leaves
+  for the bridge: the bridge's protocol (``ivr.ami.client.AmiClientProtocol``) parses plain
+  events into dicts itself, with no ``Message`` or ``dispatch``, and leaves
   the events it never reads unparsed, so it can apply events, commits included, faster than
   stock panoramisk parses them.
 

@@ -1,29 +1,20 @@
-"""A long-lived AMI connection on panoramisk's Manager: login, reconnect with backoff, resync.
+"""A long-lived AMI connection: login, reconnect with backoff, keepalive, resync hook.
 
-panoramisk 1.4 is used for what it does well (framing, ActionID matching, EventList
-collection) and patched where it does not fit a bridge that must not lose or corrupt events:
+The session itself (framing, UTF-8 across TCP chunks, ActionID matching, event lists, the wire
+gate) is ``ivr.ami.client``; this keeps one up for a bridge that must not lose events:
 
-- ``AMIProtocol.data_received`` decodes every TCP chunk on its own with ``errors='ignore'``,
-  so a Korean name split across two chunks silently loses bytes. ``_Utf8Protocol`` decodes
-  incrementally instead.
-- Reconnect is a fixed 2 s timer and a refused Login just sits there. ``_BridgeManager``
-  reconnects with exponential backoff (capped, with jitter) and retries a refused Login.
-- Actions cut off by a disconnect are kept and re-sent after the next ``FullyBooted``; a
-  re-sent ``Originate`` would ring a citizen twice, so they fail with ``ConnectionError``
-  instead and the caller decides (agent state and callbacks are re-applied from the DB).
-- ``Action.multi`` treats "Added interface to queue" as the start of a list, so a plain
-  ``QueueAdd`` future never resolves; ``send`` passes ``as_list=False`` for single replies.
-- It writes header values as they are: every action passes ``ivr.ami.wire`` (no CR/LF/NUL).
-- Its pinger never checks the reply; ``_keepalive`` closes a connection whose Ping times out.
-- Events are dispatched by calling handlers directly (coroutines become unordered tasks);
-  here every event goes, in order, into one queue that the ingester drains, and reading
-  pauses when that queue is long (TCP backpressure instead of unbounded memory).
+- it reconnects with exponential backoff (capped, with jitter) and retries a refused Login;
+- actions cut off by a disconnect fail with ``ConnectionError`` and are never re-sent (a
+  re-sent ``Originate`` would ring a citizen twice); the caller decides (agent state and
+  callbacks are re-applied from the DB);
+- ``_keepalive`` sends Ping and closes a connection whose Ping gets no reply;
+- every event goes, in order, into one queue that the ingester drains, and reading pauses
+  when that queue is long (TCP backpressure instead of unbounded memory).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import logging
 import random
@@ -31,119 +22,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from panoramisk import Manager
-from panoramisk.message import Message
-
-from ivr.ami.wire import SafeAmiProtocol
+from ivr.ami.client import AmiClientProtocol
 
 log = logging.getLogger("dasan.ami")
 
-# Actions whose list of events ends with "...Complete".
+# Actions whose reply is a list of events ending with "...Complete".
 LIST_ACTIONS = {"queuestatus", "coreshowchannels", "queuesummary", "status"}
-
-
-class _Utf8Protocol(SafeAmiProtocol):
-    """Incremental UTF-8 decoding, and a fast path for plain events (no ActionID).
-
-    Responses and event-list items still go through panoramisk (``handle_message``) so its
-    ActionID matching resolves the action futures; plain events are parsed into dicts here
-    and queued directly, which is ~3x cheaper than Message/CaseInsensitiveDict + dispatch.
-    Events the owner's ``keep`` rejects (most of a call's events: VarSet, Newexten, RTCP...)
-    are not parsed at all.
-    """
-
-    version: str | None
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._buffer = ""
-
-    def data_received(self, data: bytes) -> None:
-        text = self._buffer + self._decoder.decode(data)
-        if self.factory is None:  # the banner can arrive before panoramisk wires the manager
-            self._buffer = text
-            return
-        if self.version is None and text.startswith("Asterisk Call Manager/"):
-            banner, _, text = text.partition("\r\n")
-            self.version = banner.partition("/")[2].strip()
-            self.log.info("AMI protocol version %s", self.version)
-        parts = text.split("\r\n\r\n")
-        self._buffer = parts.pop()
-        owner = self.factory.owner
-        keep = owner.keep
-        queued: list[dict[str, str]] = []
-        for part in parts:
-            # Only line breaks are stripped: an empty last field ("Value: ") must survive.
-            part = part.strip("\r\n")
-            if not part:
-                continue
-            if part.startswith("Event: ") and "\r\nActionID: " not in part and not part.startswith("Event: Shutdown"):
-                if keep is not None:
-                    end = part.find("\r\n")
-                    name = part[7:] if end < 0 else part[7:end]
-                    if not keep(name, part):
-                        queued.append({"Event": name})
-                        continue
-                fields: dict[str, str] = {}
-                for line in part.split("\r\n"):
-                    key, sep, value = line.partition(": ")
-                    if sep:
-                        fields[key] = value
-                    elif line.endswith(":"):
-                        fields[line[:-1]] = ""
-                queued.append(fields)
-                continue
-            if queued:  # keep the order with a Shutdown event that panoramisk dispatches
-                owner._queue_events(queued)
-                queued = []
-            message = Message.from_line(part)
-            if message is not None:
-                self.handle_message(message)
-        if queued:
-            owner._queue_events(queued)
-
-
-def _message_fields(message: Message) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for key, value in message.items():
-        fields[key] = value[-1] if isinstance(value, list) else value
-    return fields
-
-
-class _BridgeManager(Manager):  # type: ignore[misc]
-    pinger: asyncio.TimerHandle | None
-    def __init__(self, owner: AmiConnection, **config: Any) -> None:
-        super().__init__(**config)
-        self.owner = owner
-
-    def connection_made(self, f: asyncio.Future[Any]) -> None:
-        if f.cancelled() or f.exception() is not None:
-            exc = None if f.cancelled() else f.exception()
-            self._connected = False
-            self.owner._schedule_reconnect(f"connect failed: {exc}")
-            return
-        super().connection_made(f)
-        self.owner._connected_transport()
-
-    def login(self, future: asyncio.Future[Any]) -> bool:
-        ok = bool(super().login(future))
-        if not ok:
-            response = future.result()
-            self.owner._login_refused(str(getattr(response, "message", "") or response))
-        return ok
-
-    def connection_lost(self, exc: Any) -> None:
-        self._connected = False
-        if self.pinger:
-            self.pinger.cancel()
-            self.pinger = None
-        # Fail what was cut off instead of re-sending it later (see module docstring).
-        while self.awaiting_actions:
-            action = self.awaiting_actions.popleft()
-            if not action.future.done():
-                action.future.set_exception(ConnectionError("AMI connection lost"))
-        self.owner._lost(exc)
 
 
 class AmiConnection:
@@ -183,7 +67,8 @@ class AmiConnection:
         self._closing = False
         self._reconnect_handle: asyncio.TimerHandle | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
-        self.manager: _BridgeManager | None = None
+        self.protocol: AmiClientProtocol | None = None
+        self._connect_task: asyncio.Task[None] | None = None
         self._login_task: asyncio.Future[Any] | None = None
 
     @property
@@ -192,46 +77,57 @@ class AmiConnection:
 
     # -- lifecycle --
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.manager = _BridgeManager(
-            self,
-            host=self.host,
-            port=self.port,
-            username=self.username,
-            secret=self._secret,
-            events="on",
-            loop=loop,
-            protocol_factory=_Utf8Protocol,
-            ping_delay=10**9,  # our own keepalive checks replies
-            on_login=self._on_login,
-            log=log,
-        )
-        self.manager.register_event("*", self._on_event)
         self.state = "connecting"
-        self.manager.connect()
+        self._connect()
         self._keepalive_task = asyncio.create_task(self._keepalive())
 
     async def close(self) -> None:
         self._closing = True
         if self._reconnect_handle:
             self._reconnect_handle.cancel()
-        if self._keepalive_task:
-            self._keepalive_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive_task
-        if self.manager is not None and self.manager.protocol is not None and self.logged_in.is_set():
+        for task in (self._keepalive_task, self._connect_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.protocol is not None and not self.protocol.closed and self.logged_in.is_set():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.send({"Action": "Logoff"}), 2)
-        if self.manager is not None:
-            self.manager.close()
+        if self.protocol is not None:
+            self.protocol.close()
         self.logged_in.clear()
         self.state = "closed"
 
-    # -- callbacks from the manager --
-    def _connected_transport(self) -> None:
-        log.debug("AMI %s: TCP connected, logging in", self.address)
+    def _connect(self) -> None:
+        self._reconnect_handle = None
+        self._connect_task = asyncio.create_task(self._open())
 
-    def _on_login(self, _manager: Any) -> None:
+    def _new_protocol(self) -> AmiClientProtocol:
+        protocol = AmiClientProtocol(self._queue_events, lambda exc: self._lost(protocol, exc), self.keep)
+        return protocol
+
+    async def _open(self) -> None:
+        """Connect and log in; any failure ends in a backoff reconnect."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await loop.create_connection(self._new_protocol, self.host, self.port)
+        except OSError as exc:
+            self._schedule_reconnect(f"connect failed: {exc}")
+            return
+        self.protocol = protocol
+        log.debug("AMI %s: TCP connected, logging in", self.address)
+        login = {"Action": "Login", "Username": self.username, "Secret": self._secret, "Events": "on"}
+        try:
+            reply = await asyncio.wait_for(protocol.send(login), self.action_timeout)
+        except (ConnectionError, TimeoutError):  # lost: _lost reconnects; silent: close, then the same
+            protocol.close()
+            return
+        if reply.get("Response") != "Success":
+            self._login_refused(str(reply.get("Message", "") or reply))
+            return
+        self._on_login()
+
+    def _on_login(self) -> None:
         self.connects += 1
         self._delay = self.reconnect_min
         self.state = "connected"
@@ -245,11 +141,13 @@ class AmiConnection:
     def _login_refused(self, message: str) -> None:
         log.error("AMI %s: login refused: %s", self.address, message)
         self.state = "login refused"
-        if self.manager is not None and self.manager.protocol is not None:
+        if self.protocol is not None:
             # Closing triggers connection_lost -> backoff reconnect.
-            self.manager.protocol.transport.close()
+            self.protocol.close()
 
-    def _lost(self, exc: Any) -> None:
+    def _lost(self, protocol: AmiClientProtocol, exc: Exception | None) -> None:
+        if protocol is not self.protocol:  # an older connection ending late
+            return
         self.logged_in.clear()
         self._paused_reading = False
         if self._closing:
@@ -265,14 +163,7 @@ class AmiConnection:
             self.state = "connecting"
         log.warning("AMI %s: %s; retrying in %.1f s", self.address, why, delay)
         loop = asyncio.get_running_loop()
-        assert self.manager is not None
-        self._reconnect_handle = loop.call_later(delay, self.manager.connect)
-
-    def _on_event(self, _manager: Any, message: Message) -> None:
-        self._queue_event(_message_fields(message))
-
-    def _queue_event(self, fields: dict[str, str]) -> None:
-        self._queue_events([fields])
+        self._reconnect_handle = loop.call_later(delay, self._connect)
 
     def _queue_events(self, events: list[dict[str, str]]) -> None:
         self.events.extend(events)
@@ -281,9 +172,9 @@ class AmiConnection:
             self._set_reading(False)
 
     def _set_reading(self, on: bool) -> None:
-        protocol = self.manager.protocol if self.manager else None
-        transport = getattr(protocol, "transport", None)
-        if transport is None or getattr(protocol, "closed", True):
+        protocol = self.protocol
+        transport = protocol.transport if protocol is not None else None
+        if protocol is None or transport is None or protocol.closed:
             return
         with contextlib.suppress(Exception):
             (transport.resume_reading if on else transport.pause_reading)()
@@ -303,14 +194,14 @@ class AmiConnection:
 
     # -- actions --
     async def send(self, action: dict[str, Any], timeout: float | None = None) -> Any:
-        """Send an action; a Message, or a list of Messages for list actions."""
-        if self.manager is None or not self.logged_in.is_set():
+        """Send an action; its reply, or for list actions the reply and the list's events."""
+        protocol = self.protocol
+        if protocol is None or protocol.closed or not self.logged_in.is_set():
             raise ConnectionError(f"AMI {self.address} is not connected")
         name = str(action.get("Action", "")).lower()
         is_list = name in LIST_ACTIONS or (name == "originate" and str(action.get("Async", "")).lower() == "true")
-        # None lets panoramisk detect "EventList: start" (and an Error reply ends it at once);
-        # True would wait forever after an Error, False would stop at the first message.
-        future = self.manager.send_action(dict(action), as_list=None if is_list else False)
+        # A list action whose reply is an Error (or starts no list) resolves with the reply alone.
+        future = protocol.send(dict(action), as_list=is_list)
         return await asyncio.wait_for(future, timeout or self.action_timeout)
 
     async def send_list(self, action: dict[str, Any], timeout: float | None = None) -> list[dict[str, str]]:
@@ -320,20 +211,18 @@ class AmiConnection:
         first = messages[0]
         if first.get("Response") == "Error":
             raise AmiError(first.get("Message", "error"))
-        return [_message_fields(m) for m in messages[1:] if "Event" in m]
+        return [m for m in messages[1:] if "Event" in m]
 
     async def _keepalive(self) -> None:
         while True:
             await asyncio.sleep(self.ping_interval)
-            if not self.logged_in.is_set() or self.manager is None:
+            if not self.logged_in.is_set() or self.protocol is None:
                 continue
             try:
                 await self.send({"Action": "Ping"}, timeout=self.ping_interval)
             except (TimeoutError, ConnectionError):
                 log.warning("AMI %s: no reply to Ping, reconnecting", self.address)
-                protocol = self.manager.protocol
-                if protocol is not None:
-                    protocol.transport.close()
+                self.protocol.close()
             except Exception:
                 log.exception("AMI keepalive")
 

@@ -6,30 +6,39 @@ Linkedid, timeline rows go in with ``ON CONFLICT (external_id) DO NOTHING`` and 
 that really went in change the contact, the live-call table and the agent state. Replaying
 an event, or a whole stretch of them after a reconnect, therefore changes nothing.
 
-AMI events carry no id (and no time unless ``timestampevents`` is on), so an event's identity
-is built from fields that differ between two real events but not between a replay and its
-original: the event name, the channel's Uniqueid and a per-event set of fields (the agent
-leg's DestUniqueid for AgentCalled/Connect/Complete, queue and dialplan position for
-QueueCallerJoin/Leave/Abandon, ... see ``_IDENTITY``).
+What each event is and does is its handler's (``ivr.ami.handlers``, one per event name,
+registered by name); the SQL is ``ivr.ami.statements``. This module runs the batch: the
+contacts of its calls, the timeline rows, the handlers of the rows that went in, then every
+change in a few statements, the contact rows locked first in id order (``lock_contacts``).
+Bus jobs go to the ``ami_outbox`` table in the same transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import sitetime
+from ivr.ami.handlers import (
+    CALLBACK_LEG,
+    Batch,
+    Effects,
+    Fact,
+    _int,
+    extension_of,
+    external_id,
+    handler_for,
+    registered_events,
+)
 from ivr.ami.models import AgentState, LiveCall
-from ivr.db.json_insert import JsonInsert
-from ivr.db.models import Agent, Channel, Citizen, Contact, ContactEvent, Recording
+from ivr.ami.statements import UNOBSERVED, ContactUpdates, fill_outcome, statements_for
+from ivr.db.models import Agent, Channel, Citizen, Contact, ContactEvent
 from ivr.records import NewCall, ensure_call_contacts, insert_for, lock_contacts, normalize_phone
 from ivr.webrtc.slots import contact_channel
 
@@ -39,28 +48,6 @@ log = logging.getLogger("dasan.ami.ingest")
 DEVICE_NOT_INUSE, DEVICE_INUSE, DEVICE_BUSY, DEVICE_RINGING, DEVICE_RINGINUSE, DEVICE_ONHOLD = 1, 2, 3, 6, 7, 8
 ON_CALL_STATUSES = {DEVICE_INUSE, DEVICE_BUSY, DEVICE_RINGINUSE, DEVICE_ONHOLD}
 
-# event -> (timeline kind, identity fields beyond Event+Uniqueid, may create the contact)
-_IDENTITY: dict[str, tuple[str, tuple[str, ...], bool]] = {
-    "QueueCallerJoin": ("queue_join", ("Queue", "Context", "Exten", "Priority", "Position", "Count"), True),
-    "AgentCalled": ("agent_offered", ("DestUniqueid",), True),
-    "AgentRingNoAnswer": ("agent_no_answer", ("DestUniqueid",), True),
-    "AgentConnect": ("agent_connected", ("DestUniqueid",), True),
-    "AgentComplete": ("agent_complete", ("DestUniqueid",), True),
-    "QueueCallerAbandon": ("queue_abandon", ("Queue", "Context", "Exten", "Priority", "Position"), True),
-    "QueueCallerLeave": ("queue_leave", ("Queue", "Context", "Exten", "Priority", "Position", "Count"), False),
-    "MixMonitorStart": ("recording_started", ("Context", "Exten", "Priority"), True),
-    "HangupRequest": ("hangup_request", (), False),
-    "Hangup": ("hangup", (), False),
-    "Cdr": ("cdr", ("DestinationChannel", "StartTime", "AnswerTime", "EndTime", "Disposition"), False),
-}
-# UserEvent(<name>,...) of the rendered dialplan -> timeline kind (identity: the name, once per channel).
-USER_EVENTS = {
-    "DasanFallback": ("ivr_fallback", True),  # the IVR failed or decided nothing: queued by the dialplan
-    "DasanSurvey": ("survey_dialplan", False),  # the survey digit the dialplan read while the IVR was away
-}
-# The outcome of a call that ended unseen (the bridge or the IVR away); weaker than any
-# other outcome, so a later Cdr (or the IVR's own write) replaces it.
-UNOBSERVED = "unobserved"
 # The dialplan's places between the IVR's choice of queue and the queue (the rendered
 # extensions.conf): a caller whose channel hangs up there was lost on the way to the queue.
 # context -> (where, whether the caller is lost there only if it never joined a queue: in
@@ -71,10 +58,7 @@ MEMBER_EVENTS = {
     "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
     "QueueMemberPenalty", "QueueMember",
 }
-_READ = frozenset(_IDENTITY) | MEMBER_EVENTS | {"Reload", "UserEvent"}
-# external_id prefix of the timeline row that files a callback's call (its Linkedid) under the
-# original contact: the durable link, found again after a restart.
-CALLBACK_LEG = "ami:callback_leg:"
+_READ = registered_events() | MEMBER_EVENTS | {"Reload", "UserEvent"}
 
 
 def wanted_event(name: str, raw: str) -> bool:
@@ -90,247 +74,6 @@ def wanted_event(name: str, raw: str) -> bool:
     return name in _READ
 
 
-def _int(value: str | None, default: int = 0) -> int:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return default
-
-
-def extension_of(interface: str) -> str:
-    """'PJSIP/agent1001' -> 'agent1001' (also for 'Local/agent1001@ctx')."""
-    tail = interface.split("/", 1)[-1]
-    return tail.split("@", 1)[0]
-
-
-def external_id(event: dict[str, str], fields: Iterable[str]) -> str:
-    name = event.get("Event", "")
-    uniqueid = event.get("Uniqueid") or event.get("UniqueID", "")
-    parts = [name, uniqueid, *(event.get(f, "") for f in fields)]
-    key = "ami:" + ":".join(parts)
-    if len(key) > 200:
-        key = "ami:" + name + ":" + uniqueid + ":" + hashlib.sha256(key.encode()).hexdigest()[:40]
-    return key[:200]
-
-
-@dataclass
-class Fact:
-    linkedid: str
-    kind: str
-    external_id: str
-    creates: bool
-    event: dict[str, str]
-    data: dict[str, Any]
-
-
-@dataclass
-class Effects:
-    """What to do after the batch committed: bus messages and jobs."""
-
-    publish: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    # (stream, job, id of the contact_events row that is the job's durable outbox entry)
-    enqueue: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
-    reload_seen: bool = False
-    changed: bool = False
-    # when agents now in wrap-up become available: the bridge re-derives their state then
-    # (no event from Asterisk marks the end of a wrap-up)
-    wrapup_ends: list[datetime] = field(default_factory=list)
-    facts_new: int = 0
-    facts_seen: int = 0
-
-
-def _fact(event: dict[str, str]) -> Fact | None:
-    name = event.get("Event", "")
-    if name == "VarSet":
-        if event.get("Variable") == "MIXMONITOR_FILENAME" and event.get("Value"):
-            return Fact(
-                event.get("Linkedid", ""), "recording_file",
-                external_id(event, ("Variable", "Value")), True, event,
-                {"path": event["Value"], "uniqueid": event.get("Uniqueid", "")},
-            )
-        return _callback_leg(event)
-    if name == "UserEvent":
-        return _user_fact(event)
-    spec = _IDENTITY.get(name)
-    if spec is None:
-        return None
-    kind, fields, creates = spec
-    linkedid = event.get("Linkedid") or event.get("UniqueID") or ""
-    if not linkedid:
-        return None
-    data: dict[str, Any] = {"channel": event.get("Channel", ""), "uniqueid": event.get("Uniqueid", "")}
-    if name.startswith("Agent"):
-        data.update(queue=event.get("Queue"), interface=event.get("Interface"), member=event.get("MemberName"),
-                    agent_uniqueid=event.get("DestUniqueid"))
-        if name == "AgentConnect":
-            data.update(hold_time=_int(event.get("HoldTime")), ring_time=_int(event.get("RingTime")))
-        if name == "AgentComplete":
-            data.update(hold_time=_int(event.get("HoldTime")), talk_time=_int(event.get("TalkTime")),
-                        reason=event.get("Reason"))
-    elif name.startswith("QueueCaller"):
-        data.update(queue=event.get("Queue"), position=_int(event.get("Position")))
-        if name == "QueueCallerAbandon":
-            data.update(hold_time=_int(event.get("HoldTime")), original_position=_int(event.get("OriginalPosition")))
-        if name == "QueueCallerJoin":
-            data.update(caller=event.get("CallerIDNum"), language=event.get("Language"))
-    elif name == "Hangup":
-        data.update(cause=event.get("Cause"), cause_txt=event.get("Cause-txt"))
-    elif name == "HangupRequest":
-        data.update(side="caller" if event.get("Uniqueid") == event.get("Linkedid") else "agent")
-    elif name == "Cdr":
-        data = {k: event.get(k, "") for k in (
-            "Source", "Destination", "Channel", "DestinationChannel", "LastApplication", "LastData", "StartTime",
-            "AnswerTime", "EndTime", "Duration", "BillableSeconds", "Disposition", "UniqueID", "UserField")}
-    return Fact(linkedid, kind, external_id(event, fields), creates, event, data)
-
-
-def _callback_leg(event: dict[str, str]) -> Fact | None:
-    """``VarSet CONTACT_ID`` on a call's first channel: the callback Originate's variables
-    (``ast_set_variables`` on ``Local/...;1``, whose Uniqueid is the call's Linkedid). The IVR
-    sets it on its own calls too; ``Ingester._callback_legs`` keeps only another call's contact."""
-    linkedid, value = event.get("Linkedid", ""), event.get("Value", "")
-    if event.get("Variable") != "CONTACT_ID" or not value.isdigit() or not linkedid \
-            or event.get("Uniqueid") != linkedid:
-        return None
-    return Fact(linkedid, "callback_leg", f"{CALLBACK_LEG}{linkedid}"[:200], False, event,
-                {"contact_id": int(value), "call": linkedid, "channel": event.get("Channel", "")})
-
-
-def _user_fact(event: dict[str, str]) -> Fact | None:
-    """UserEvent(DasanFallback|DasanSurvey,...) from the dialplan; the channel's Linkedid is the call."""
-    spec = USER_EVENTS.get(event.get("UserEvent", ""))
-    linkedid = event.get("Linkedid", "")
-    if spec is None or not linkedid:
-        return None
-    kind, creates = spec
-    data: dict[str, Any] = {"channel": event.get("Channel", ""), "uniqueid": event.get("Uniqueid", "")}
-    if kind == "survey_dialplan":
-        score = _int(event.get("Score"), 0)
-        data["score"] = score if 1 <= score <= 5 else None
-    else:
-        data["agi_status"] = event.get("AgiStatus", "")
-    return Fact(linkedid, kind, external_id(event, ("UserEvent",)), creates, event, data)
-
-
-@dataclass(frozen=True)
-class _Statements:
-    """The batch's INSERTs, built once per back-end."""
-
-    timeline: JsonInsert
-    finished: JsonInsert
-    recordings: JsonInsert
-    live_queued: Any
-    live_other: Any
-
-
-_STATEMENTS: dict[str, _Statements] = {}
-_TIMELINE_COLUMNS = ("contact_id", "kind", "source", "external_id", "data", "at")
-_RECORDING_COLUMNS = ("contact_id", "path", "format", "integrity", "legal_hold", "created_at",
-                      "transcription_status", "transcription_attempts")
-
-
-def _statements(session: AsyncSession) -> _Statements:
-    dialect = session.get_bind().dialect
-    found = _STATEMENTS.get(dialect.name)
-    if found is None:
-        events: Any = ContactEvent.__table__
-        recordings: Any = Recording.__table__
-        live = insert_for(session, LiveCall.__table__)
-        set_ = {c: live.excluded[c] for c in ("contact_id", "queue", "state", "agent", "updated_at")}
-        found = _STATEMENTS[dialect.name] = _Statements(
-            timeline=JsonInsert(dialect, events, _TIMELINE_COLUMNS, ("external_id",), ("external_id",)),
-            finished=JsonInsert(dialect, events, _TIMELINE_COLUMNS, ("external_id",), ("id", "external_id")),
-            recordings=JsonInsert(dialect, recordings, _RECORDING_COLUMNS, ("path",)),
-            live_queued=live.on_conflict_do_update(index_elements=["linkedid"],
-                                                   set_={**set_, "joined_at": live.excluded.joined_at}),
-            live_other=live.on_conflict_do_update(index_elements=["linkedid"], set_=set_),
-        )
-    return found
-
-
-class _Updates:
-    """Per-contact column changes folded in event order: 'set' wins, 'first' only fills."""
-
-    def __init__(self) -> None:
-        self.ops: dict[int, dict[str, tuple[str, Any]]] = {}
-
-    def set(self, contact_id: int, column: str, value: Any) -> None:
-        if value is not None:
-            self.ops.setdefault(contact_id, {})[column] = ("set", value)
-
-    def first(self, contact_id: int, column: str, value: Any) -> None:
-        if value is not None:
-            self.ops.setdefault(contact_id, {}).setdefault(column, ("first", value))
-
-    def over_unobserved(self, contact_id: int, column: str, value: Any) -> None:
-        """Fill an empty or ``unobserved`` outcome (a Cdr after a gap); a 'set' in this batch wins."""
-        columns = self.ops.setdefault(contact_id, {})
-        if columns.get(column, ("first",))[0] == "first":
-            columns[column] = ("over", value)
-
-    async def execute(self, session: AsyncSession, now: datetime) -> None:
-        # Contacts changed the same way (same columns, same modes) share one executemany.
-        groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
-        for contact_id, columns in self.ops.items():
-            signature = tuple(sorted((column, mode) for column, (mode, _) in columns.items()))
-            params = {"_cid": contact_id, "_now": now, **{f"_v_{c}": v for c, (_, v) in columns.items()}}
-            groups.setdefault(signature, []).append(params)
-        table: Any = Contact.__table__
-        for signature, rows in groups.items():
-            values: dict[str, Any] = {"updated_at": bindparam("_now")}
-            for column, mode in signature:
-                value: Any = bindparam(f"_v_{column}")
-                if mode == "set":
-                    values[column] = value
-                elif mode == "over":
-                    values[column] = _fill_outcome(table.c[column], value)
-                else:
-                    values[column] = func.coalesce(table.c[column], value)
-            stmt = update(table).where(table.c.id == bindparam("_cid")).values(values)
-            await session.execute(stmt, rows)
-
-
-def _fill_outcome(column: Any, value: Any) -> Any:
-    """``value`` where the outcome is empty or ``unobserved``; any other outcome stays."""
-    return case((or_(column.is_(None), column == UNOBSERVED), value), else_=column)
-
-
-class _LivePlan:
-    """The net change of a batch to ``ami_live_calls``: one statement per kind, not per event."""
-
-    def __init__(self) -> None:
-        self.ops: dict[str, tuple[str, dict[str, Any] | None]] = {}
-
-    def upsert(self, linkedid: str, contact_id: int, queue: str | None, state: str, agent: str | None) -> None:
-        self.ops[linkedid] = ("upsert", {"linkedid": linkedid, "contact_id": contact_id, "queue": queue,
-                                         "state": state, "agent": agent})
-
-    def delete(self, linkedid: str) -> None:
-        self.ops[linkedid] = ("delete", None)
-
-    def delete_if_queued(self, linkedid: str) -> None:
-        op = self.ops.get(linkedid)
-        if op is None:
-            self.ops[linkedid] = ("delete_queued", None)
-        elif op[0] == "upsert" and op[1] is not None and op[1]["state"] == "queued":
-            self.ops[linkedid] = ("delete", None)
-
-    async def execute(self, session: AsyncSession, now: datetime) -> None:
-        for kind, condition in (("delete", None), ("delete_queued", "queued")):
-            ids = sorted(k for k, (op, _) in self.ops.items() if op == kind)
-            for i in range(0, len(ids), 500):
-                stmt = delete(LiveCall).where(LiveCall.linkedid.in_(ids[i : i + 500]))
-                if condition:
-                    stmt = stmt.where(LiveCall.state == condition)
-                await session.execute(stmt)
-        rows = [{**r, "joined_at": now, "updated_at": now} for op, r in self.ops.values() if op == "upsert" and r]
-        statements = _statements(session)
-        for queued in (True, False):  # a caller (re)joining a queue restarts the wait clock
-            same = [r for r in rows if (r["state"] == "queued") is queued]
-            if same:
-                await session.execute(statements.live_queued if queued else statements.live_other, same)
-
-
 class Ingester:
     """Applies batches of AMI events; holds small caches that are rebuilt from the DB."""
 
@@ -340,7 +83,6 @@ class Ingester:
         self.agent_ids: dict[str, int] = {}  # extension -> agents.id
         self.usernames: dict[str, str] = {}  # extension -> agents.username
         self._agents_reloaded = False
-        self._recording_rows: list[dict[str, Any]] = []
         self.recording_paths: dict[str, str] = {}  # linkedid -> MixMonitor file
         self.recorded: set[str] = set()  # uniqueids with MixMonitorStart
         self.wrapup_seconds = wrapup_seconds or {}
@@ -354,7 +96,7 @@ class Ingester:
         self.agent_ids = {ext: aid for ext, aid, _ in rows}
         self.usernames = {ext: name for ext, _, name in rows}
 
-    async def _agent_id(self, session: AsyncSession, interface: str | None) -> int | None:
+    async def agent_id(self, session: AsyncSession, interface: str | None) -> int | None:
         if not interface:
             return None
         ext = extension_of(interface)
@@ -368,7 +110,6 @@ class Ingester:
         now = now or datetime.now(UTC)
         effects = Effects()
         self._agents_reloaded = False
-        self._recording_rows = []  # (a retried batch starts clean)
         facts: list[Fact] = []
         member_events: list[dict[str, str]] = []
         for event in events:
@@ -379,7 +120,8 @@ class Ingester:
             if name == "Reload" and event.get("Module", "").lower() in ("app_queue", "app_queue.so", "all", ""):
                 effects.reload_seen = True
                 continue
-            fact = _fact(event)
+            handler = handler_for(event)
+            fact = handler.fact(event) if handler is not None else None
             if fact is not None:
                 facts.append(fact)
                 if fact.kind == "agent_complete":
@@ -469,74 +211,20 @@ class Ingester:
             unique.append(f)
             rows.append({"contact_id": contacts[f.linkedid][0], "kind": f.kind, "source": "ami",
                          "external_id": f.external_id, "data": f.data, "at": now})
-        statements = _statements(session)
+        statements = statements_for(session)
         inserted = {r[0] for r in await statements.timeline.execute(session, rows)} if rows else set()
         new = [f for f in unique if f.external_id in inserted]
         effects.facts_new = len(new)
         if not new:
             return
         effects.changed = True
-        updates = _Updates()
-        live = _LivePlan()
-        hangups: list[tuple[Fact, int]] = []
+        batch = Batch(session, now, effects, self)
         for f in new:
             contact_id, citizen_id = contacts[f.linkedid]
-            ev, name = f.event, f.event.get("Event", "")
-            if name == "QueueCallerJoin":
-                updates.set(contact_id, "queue", ev.get("Queue"))
-                live.upsert(f.linkedid, contact_id, ev.get("Queue"), "queued", None)
-            elif name == "AgentCalled":
-                await self._agent_id(session, ev.get("Interface"))
-                effects.publish.append(("agent.screenpop", self._screenpop(f, contact_id, citizen_id, "offered")))
-            elif name == "AgentConnect":
-                updates.set(contact_id, "queue", ev.get("Queue"))
-                updates.set(contact_id, "agent_id", await self._agent_id(session, ev.get("Interface")))
-                updates.set(contact_id, "wait_seconds", float(_int(ev.get("HoldTime"))))
-                updates.first(contact_id, "answered_at", now)
-                updates.set(contact_id, "outcome", "answered")
-                live.upsert(f.linkedid, contact_id, ev.get("Queue"), "connected", extension_of(ev.get("Interface", "")))
-                effects.publish.append(("agent.screenpop", self._screenpop(f, contact_id, citizen_id, "connected")))
-            elif name == "AgentComplete":
-                talk = float(_int(ev.get("TalkTime")))
-                updates.set(contact_id, "queue", ev.get("Queue"))
-                updates.set(contact_id, "agent_id", await self._agent_id(session, ev.get("Interface")))
-                updates.first(contact_id, "wait_seconds", float(_int(ev.get("HoldTime"))))
-                updates.set(contact_id, "talk_seconds", talk)
-                updates.first(contact_id, "answered_at", now - timedelta(seconds=talk))
-                updates.set(contact_id, "outcome", "answered")
-                reason = (ev.get("Reason") or "").lower()
-                updates.set(contact_id, "hangup_side", {"agent": "agent", "caller": "caller", "transfer": "agent"}.get(reason))
-                live.delete(f.linkedid)
-            elif name == "QueueCallerAbandon":
-                updates.set(contact_id, "queue", ev.get("Queue"))
-                updates.set(contact_id, "wait_seconds", float(_int(ev.get("HoldTime"))))
-                updates.set(contact_id, "outcome", "abandoned")
-                updates.first(contact_id, "hangup_side", "caller")
-                live.delete(f.linkedid)
-            elif name == "QueueCallerLeave":
-                live.delete_if_queued(f.linkedid)
-            elif name == "HangupRequest":
-                updates.first(contact_id, "hangup_side", f.data["side"])
-            elif f.kind == "recording_file":
-                self.recording_paths[f.linkedid] = f.data["path"]
-                self._recording_rows.append(self._recording_row(contact_id, f.data["path"], now))
-            elif name == "MixMonitorStart":
-                self.recorded.add(ev.get("Uniqueid", ""))
-            elif name == "Hangup":
-                if ev.get("Uniqueid") == f.linkedid:
-                    updates.first(contact_id, "ended_at", now)
-                    # The call is over: never left without an outcome (a Cdr may still say how).
-                    updates.first(contact_id, "outcome", UNOBSERVED)
-                    live.delete(f.linkedid)
-                hangups.append((f, contact_id))
-            elif name == "Cdr":
-                await self._complete_from_cdr(session, updates, contact_id, f.data)
-            elif f.kind == "ivr_fallback":
-                updates.set(contact_id, "ivr_fallback", True)
-            elif f.kind == "survey_dialplan":
-                updates.first(contact_id, "satisfaction", f.data.get("score"))  # the IVR's own store wins
-                # The dialplan asks only after a counsellor answered (ANSWEREDTIME).
-                updates.over_unobserved(contact_id, "outcome", "answered")
+            handler = handler_for(f.event)
+            assert handler is not None  # a fact is only made by its event's handler
+            await handler.apply(batch, f, contact_id, citizen_id)
+        updates = batch.updates
         for linkedid in legs:
             # A callback's call is on the original contact's timeline, but its queue, wait,
             # hang-up and outcome are not the original call's: only the counsellor is kept.
@@ -544,40 +232,19 @@ class Ingester:
             agent = updates.ops.pop(cid, {}).get("agent_id")
             if agent is not None:
                 updates.first(cid, "agent_id", agent[1])
-        callers_gone = [(f, cid) for f, cid in hangups if f.event.get("Uniqueid") == f.linkedid]
+        callers_gone = [(f, cid) for f, cid in batch.hangups if f.event.get("Uniqueid") == f.linkedid]
         # The batch's contact rows locked first, in id order, as the IVR's record does: the two
         # writers then wait for each other in one order and never deadlock.
         await lock_contacts(session, [*updates.ops, *(cid for _, cid in callers_gone)])
         await self._close_lost_callers(session, callers_gone, updates, now)
         await updates.execute(session, now)
-        await live.execute(session, now)
-        if self._recording_rows:
-            rows_, self._recording_rows = self._recording_rows, []
-            await statements.recordings.execute(session, rows_)
-        if hangups:
-            await self._recordings_finished(session, hangups, now, effects)
+        await batch.live.execute(session, now)
+        if batch.recording_rows:
+            await statements.recordings.execute(session, batch.recording_rows)
+        if batch.hangups:
+            await self._recordings_finished(session, batch.hangups, now, effects)
 
-    async def _complete_from_cdr(self, session: AsyncSession, updates: _Updates, contact_id: int,
-                                 cdr: dict[str, Any]) -> None:
-        """What a Cdr says about the call, for contacts whose queue events were missed (the
-        bridge was away between the queue and the hang-up): only empty (or ``unobserved``)
-        columns are filled, the queue events' exact values win. Talk time from a Cdr is the
-        caller leg's billable seconds: an upper bound (the IVR and the wait are in it)."""
-        if "fallback" in (cdr.get("UserField") or ""):
-            updates.set(contact_id, "ivr_fallback", True)
-        destination = cdr.get("DestinationChannel") or ""
-        queued = cdr.get("LastApplication") == "Queue"
-        if destination and cdr.get("Disposition") == "ANSWERED":
-            agent_id = await self._agent_id(session, destination.rsplit("-", 1)[0])  # PJSIP/agent1001-0000009
-            if agent_id is not None or queued:
-                updates.over_unobserved(contact_id, "outcome", "answered")
-                updates.first(contact_id, "agent_id", agent_id)
-                updates.first(contact_id, "talk_seconds", float(_int(cdr.get("BillableSeconds"))))
-        elif not destination and queued:
-            updates.over_unobserved(contact_id, "outcome", "abandoned")
-            updates.first(contact_id, "hangup_side", "caller")
-
-    async def _close_lost_callers(self, session: AsyncSession, gone: list[tuple[Fact, int]], updates: _Updates,
+    async def _close_lost_callers(self, session: AsyncSession, gone: list[tuple[Fact, int]], updates: ContactUpdates,
                                   now: datetime) -> None:
         """Callers who hung up between the IVR's choice of queue and the queue itself (the
         consent notice, the callback offer: the dialplan's places, ``LOST_AT``) have a queue but
@@ -610,9 +277,9 @@ class Ingester:
                          "data": {"where": where, "queue": queue, "context": ev.get("Context", ""),
                                   "exten": ev.get("Exten", ""), "priority": ev.get("Priority", "")}})
         if rows:
-            await _statements(session).timeline.execute(session, rows)
+            await statements_for(session).timeline.execute(session, rows)
 
-    def _screenpop(self, f: Fact, contact_id: int, citizen_id: int | None, kind: str) -> dict[str, Any]:
+    def screenpop(self, f: Fact, contact_id: int, citizen_id: int | None, kind: str) -> dict[str, Any]:
         ev = f.event
         ext = extension_of(ev.get("Interface", ""))
         return {"username": self.usernames.get(ext, ev.get("MemberName", "")), "extension": ext,
@@ -628,7 +295,7 @@ class Ingester:
                 pass
         return path
 
-    def _recording_row(self, contact_id: int, path: str, now: datetime) -> dict[str, Any]:
+    def recording_row(self, contact_id: int, path: str, now: datetime) -> dict[str, Any]:
         return {"contact_id": contact_id, "path": self._relative(path),
                 "format": Path(path).suffix.lstrip(".") or "wav", "integrity": "unchecked", "legal_hold": False,
                 "created_at": now, "transcription_status": "pending", "transcription_attempts": 0}
@@ -667,12 +334,19 @@ class Ingester:
             self.recording_paths.pop(f.linkedid, None)
         if not jobs:
             return
-        result = await _statements(session).finished.execute(session, [
+        statements = statements_for(session)
+        # The timeline row says it happened (once: external_id is unique); the outbox row, in
+        # the same transaction, is the job until the bus has it.
+        inserted = await statements.timeline.execute(session, [
             {"contact_id": job["contact_id"], "kind": "recording_finished", "source": "ami", "external_id": key,
              "data": job, "at": now} for key, job in jobs.items()
         ])
-        for event_id, key in result:
-            effects.enqueue.append(("recordings.finished", jobs[key], int(event_id)))
+        owed = [{"key": str(key), "stream": "recordings.finished", "job": jobs[str(key)], "created_at": now}
+                for (key,) in inserted]
+        if not owed:
+            return
+        for job_id, key in await session.execute(statements.outbox, owed):
+            effects.enqueue.append(("recordings.finished", jobs[key], int(job_id)))
 
     # -- agents --
     async def _apply_members(self, session: AsyncSession, events: list[dict[str, str]], now: datetime,
@@ -845,7 +519,7 @@ async def apply_snapshot(ingester: Ingester, session: AsyncSession, snap: Snapsh
         await session.execute(
             update(contact_table).where(contact_table.c.id == contact_id)
             .values(ended_at=func.coalesce(contact_table.c.ended_at, now),
-                    outcome=_fill_outcome(contact_table.c.outcome, outcome), updated_at=now)
+                    outcome=fill_outcome(contact_table.c.outcome, outcome), updated_at=now)
         )
         await session.execute(
             insert_for(session, ContactEvent.__table__).values(

@@ -1,6 +1,6 @@
-"""Tables of the AMI bridge: agent state and the calls live in a queue right now.
+"""Tables of the AMI bridge: agent state, the calls live in a queue right now, the outbox.
 
-Both are kept in the database (not only in memory) so the state survives a restart of the
+The first two are kept in the database (not only in memory) so the state survives a restart of the
 bridge and ``current_metrics`` can be read from any process (web, CLI) with one call.
 """
 
@@ -49,3 +49,20 @@ class LiveCall(Base):
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
     agent: Mapped[str | None] = mapped_column(String(80))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxJob(Base):
+    """A bus job a committed batch owes (``recordings.finished``), kept until the bus has it.
+
+    Written in the batch's transaction, so a job is never lost between the commit and the
+    bus; deleted once the bus took it (at worst sent twice after a crash, never lost).
+    ``key`` is the external_id of the timeline row the job belongs to: one job per event.
+    """
+
+    __tablename__ = "ami_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    stream: Mapped[str] = mapped_column(String(80))
+    job: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

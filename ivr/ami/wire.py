@@ -1,12 +1,12 @@
 """The one gate every AMI action passes on its way to Asterisk.
 
 AMI is ``Key: Value`` lines ended by CRLF, a blank line ends an action (manager.c reads a line
-up to CR/LF). panoramisk writes header values as they are, so a CR or LF inside a value (a
-pause reason, a phone number) starts a new header or a whole new action that runs with the
-bridge's privileges; a NUL ends Asterisk's C string early. ``SafeAmiProtocol.send`` is where
-panoramisk turns an action into bytes: every action of every connection the project opens
-(the bridge's ``AmiConnection`` and ``dasan asterisk apply``'s session, the Login included)
-goes through :func:`check_action` there, so no caller can bypass it.
+up to CR/LF). Written as they are, a CR or LF inside a value (a pause reason, a phone number)
+would start a new header or a whole new action that runs with the bridge's privileges; a NUL
+ends Asterisk's C string early. :func:`encode_action` is the only place an action becomes
+bytes (``ivr.ami.client.AmiClientProtocol.send``): every action of every connection the
+project opens (the bridge's ``AmiConnection`` and ``dasan asterisk apply``'s session, the
+Login included) goes through :func:`check_action` there, so no caller can bypass it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from panoramisk.ami_protocol import AMIProtocol
+from ivr.ami.protocol import encode_message
 
 # A header name: what Asterisk's actions use (letters, digits, '-', '_', '(' and ')' in some
 # Variable names are values, not keys). Anything else could smuggle ': ' or a line break.
@@ -44,9 +44,18 @@ def check_action(action: Mapping[str, Any]) -> None:
             ami_value(item, key)
 
 
-class SafeAmiProtocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol with every action checked before it is written."""
-
-    def send(self, data: Any, as_list: bool | None = False) -> Any:
-        check_action(data)
-        return super().send(data, as_list=as_list)
+def encode_action(action: Mapping[str, Any], action_id: str) -> bytes:
+    """The bytes of one action with its ActionID; a list value is a repeated header."""
+    check_action(action)
+    ami_value(action_id, "ActionID")
+    pairs: list[tuple[str, str]] = []
+    for key, value in action.items():
+        if key.lower() == "actionid":
+            continue
+        for item in value if isinstance(value, list | tuple) else (value,):
+            pairs.append((key, item if isinstance(item, str) else str(item)))
+        if key.lower() == "action":
+            pairs.append(("ActionID", action_id))
+    if not any(k == "ActionID" for k, _ in pairs):
+        pairs.append(("ActionID", action_id))
+    return encode_message(pairs)
