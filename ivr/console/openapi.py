@@ -173,6 +173,16 @@ PATHS: dict[str, Any] = {
                     extra={"400": "bad scores", "404": "no such recording"})},
     "/api/console/wallboard": {"get": _op("Live metrics and today's contacts by hour", "wallboard",
                                           "agent, supervisor, reviewer, admin")},
+    "/api/console/calls": {"get": _op("Live calls: caller, agent, queue, since, menu path; the phone system's state",
+                                      "liveCalls", ADMIN)},
+    "/api/console/calls/supervise": {"post": _op(
+        "Listen, whisper or barge on a live call (rings the supervisor's phone into ChanSpy; audited)",
+        "superviseCall", ADMIN, ok="202",
+        body={"type": "object", "required": ["call", "mode"], "properties": {
+            "call": {"type": "string", "minLength": 1, "maxLength": 80},
+            "mode": {"type": "string", "enum": ["listen", "whisper", "barge"]}}},
+        extra={"400": "bad mode or call", "409": "the call is not talking to an agent, or you have no phone",
+               "503": "the phone system is down"})},
     **KNOWLEDGE_PATHS,
     **QUALITY_PATHS,
 }
