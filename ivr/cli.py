@@ -80,18 +80,18 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from ivr.ami.callbacks import trunk_problem
-    from ivr.queues import load_queues
     from ivr.messaging.providers import provider_named
+    from ivr.queues import load_queues
     from ivr.site_secrets import SecretError, config_problems, load_secrets, secrets_file
 
     settings = settings_from(args)
     agents = load_queues(settings.queues_dir).agents
     problems = config_problems(settings, agents)
-    if not problems:
     try:  # the SMS provider named exists, and its own settings check out
         provider_named(settings.sms.provider).options(settings.sms)
     except ValueError as exc:
         problems.append(str(exc))
+    if not problems:
         try:
             for note in load_secrets(settings, create=False) or [f"secrets: none yet; `dasan up` generates them "
                                                                  f"into {secrets_file(settings)}"]:
