@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ivr.cli import settings_from
+from ivr.contracts import IvrResult, Var
 
 KEY_TOKEN = re.compile(r"[0-9*#]+|T|H")  # keys for one prompt, or a timeout, or a hang-up
 
@@ -62,7 +63,7 @@ async def _call_async(args: argparse.Namespace) -> int:
         server = FastAgiServer(routes, "127.0.0.1", 0, command_timeout=10)
         (host, port), *_ = await server.start()
         caller = ScriptedCaller(args.digits, route=args.route, language=args.lang, callerid=args.caller,
-                                variables={"CONTACT_ID": args.contact_id or ""}, then=args.then)
+                                variables={Var.CONTACT_ID: args.contact_id or ""}, then=args.then)
         try:
             log = await caller.call(host, port)
         finally:
@@ -80,7 +81,7 @@ async def _call_async(args: argparse.Namespace) -> int:
         print(f"  path: {' > '.join(call.path)}")
         for said in call.said:
             print(f"  lookup: {said}")
-    shown = ("LANG", "TOPIC", "QUEUE", "IVR_RESULT", "NIGHT_ROUTE", "CONTACT_ID")
+    shown = (Var.LANG, Var.TOPIC, Var.QUEUE, Var.IVR_RESULT, Var.NIGHT_ROUTE, Var.CONTACT_ID)
     print("  variables: " + ", ".join(f"{k}={log.variables[k]}" for k in shown if k in log.variables))
     print(f"  ends: {ending(log.variables, log.hung_up)}")
     return 0
@@ -89,9 +90,10 @@ async def _call_async(args: argparse.Namespace) -> int:
 def ending(variables: dict[str, str], hung_up: bool) -> str:
     """The one line saying how the call ended: the IVR's decision, else the caller's hang-up,
     else what the dialplan does without a decision."""
-    where = {"queue": f"queue {variables.get('QUEUE')} / 상담 대기열",
-             "hangup": "IVR finished the call / IVR이 통화를 마쳤습니다",
-             "night": f"night route {variables.get('NIGHT_ROUTE')} / 야간 안내"}.get(variables.get("IVR_RESULT", ""))
+    decisions: dict[str, str] = {IvrResult.QUEUE: f"queue {variables.get(Var.QUEUE)} / 상담 대기열",
+                                 IvrResult.HANGUP: "IVR finished the call / IVR이 통화를 마쳤습니다",
+                                 IvrResult.NIGHT: f"night route {variables.get(Var.NIGHT_ROUTE)} / 야간 안내"}
+    where = decisions.get(variables.get(Var.IVR_RESULT, ""))
     if where is not None:
         return where + (" (then the caller hung up / 이후 발신자가 끊음)" if hung_up else "")
     if hung_up:

@@ -8,10 +8,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, select, update
 
 from ivr.ami.agents import AgentCommandError, AgentControl, sync_agents
 from ivr.ami.callbacks import CallbackDialer
@@ -25,12 +25,13 @@ from ivr.ami.ingest import (
     wanted_event,
 )
 from ivr.ami.metrics import current_metrics
-from ivr.ami.models import OutboxJob
 from ivr.bus import Job
 from ivr.config import AsteriskNode
 from ivr.context import AppContext
+from ivr.contracts import Stream, Topic
 from ivr.db import conflicts
 from ivr.db.conflicts import ConflictCounters, conflict_of
+from ivr.db.models import ContactEvent
 from ivr.observe import AMI_COMMIT_BATCH
 from ivr.queues import QueueConfig, load_queues
 from ivr.yamlfile import DataError
@@ -41,6 +42,7 @@ BATCH = 5000
 COMMANDS_GROUP = "ami-bridge"
 APPLY_RETRY_SECONDS = 30.0  # a job whose apply failed is taken up again this long after
 APPLY_TRIES = 20  # then it is logged and dropped (the YAML stays written; `dasan asterisk apply` retries)
+OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
 RESYNC_RETRY_MIN, RESYNC_RETRY_MAX = 0.5, 5.0  # seconds between resync tries on one connection
 OUTBOX_BATCH = 500  # jobs marked as sent per transaction
 STATUS_POLL, STATUS_EVERY = 0.5, 5.0  # seconds: live.ami checks the session / sends a heartbeat
@@ -353,11 +355,19 @@ class AmiBridge:
         if effects.changed:
             self._metrics_due.set()
 
-    # -- outbox: recordings.finished jobs, durable in ami_outbox until the bus has them --
+    # -- outbox: recordings.finished jobs, durable in contact_events until the bus has them --
     async def _load_outbox(self) -> None:
+        since = datetime.now(UTC) - timedelta(days=OUTBOX_DAYS)
         async with self.ctx.db.session() as session:
-            rows = await session.execute(select(OutboxJob.stream, OutboxJob.job, OutboxJob.id).order_by(OutboxJob.id))
-            self._outbox.extend((str(stream), dict(job), int(job_id)) for stream, job, job_id in rows)
+            rows = await session.execute(
+                select(ContactEvent.id, ContactEvent.data).where(
+                    ContactEvent.kind == "recording_finished", ContactEvent.at >= since
+                ).order_by(ContactEvent.id)
+            )
+            for event_id, data in rows:
+                if data and not data.get("enqueued"):
+                    job = {k: data[k] for k in ("path", "call_id", "contact_id") if k in data}
+                    self._outbox.append(("recordings.finished", job, event_id))
         if self._outbox:
             log.info("%d recordings.finished job(s) left from before; sending", len(self._outbox))
             self._outbox_due.set()
@@ -394,10 +404,12 @@ class AmiBridge:
             self._outbox_due.clear()
 
     async def _mark_sent(self, entries: list[tuple[str, dict[str, Any], int]]) -> None:
-        ids = sorted(job_id for _, _, job_id in entries)
+        table: Any = ContactEvent.__table__
+        stmt = update(table).where(table.c.id == bindparam("_id")).values(data=bindparam("_data"))
         try:
             async with self.ctx.db.transaction() as session:
-                await session.execute(delete(OutboxJob).where(OutboxJob.id.in_(ids)))
+                await session.execute(stmt, [{"_id": event_id, "_data": {**job, "enqueued": True}}
+                                             for _, job, event_id in entries])
         except Exception:
             # The jobs are on the bus; at worst they are sent again after a restart.
             log.exception("marking %d job(s) as sent", len(entries))
@@ -422,7 +434,7 @@ class AmiBridge:
             now = (self.conn.state, self.conn.logged_in.is_set())
             if now != last or quiet >= STATUS_EVERY:
                 with contextlib.suppress(Exception):  # the bus may be down too; next round
-                    await self.ctx.bus.publish("live.ami", ami_status(self.conn.state, now[1]))
+                    await self.ctx.bus.publish(Topic.LIVE_AMI, ami_status(self.conn.state, now[1]))
                 last, quiet = now, 0.0
             await asyncio.sleep(STATUS_POLL)
             quiet += STATUS_POLL
@@ -433,7 +445,7 @@ class AmiBridge:
             await self._metrics_due.wait()
             self._metrics_due.clear()
             try:
-                await self.ctx.bus.publish("live.metrics", await current_metrics(self.ctx))
+                await self.ctx.bus.publish(Topic.LIVE_METRICS, await current_metrics(self.ctx))
             except Exception:
                 log.exception("publishing live.metrics")
             await asyncio.sleep(self.metrics_interval)  # at most ~2 per second
@@ -443,8 +455,8 @@ class AmiBridge:
         consumer = f"ami-{id(self)}"
         while True:
             try:
-                jobs = await self.ctx.bus.consume("agent.commands", COMMANDS_GROUP, consumer, count=10, block=1.0)
-                stale = await self.ctx.bus.claim_stale("agent.commands", COMMANDS_GROUP, consumer, min_idle=60)
+                jobs = await self.ctx.bus.consume(Stream.AGENT_COMMANDS, COMMANDS_GROUP, consumer, count=10, block=1.0)
+                stale = await self.ctx.bus.claim_stale(Stream.AGENT_COMMANDS, COMMANDS_GROUP, consumer, min_idle=60)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -465,12 +477,12 @@ class AmiBridge:
                 except AgentCommandError as exc:
                     retry = "not reachable" in str(exc) and job.deliveries < 5
                     if job.deliveries == 1:  # the agent learns why at once, and that it is retried
-                        await self.ctx.bus.publish("live.agents", {**job.data, "error": str(exc), "retrying": retry})
+                        await self.ctx.bus.publish(Topic.LIVE_AGENTS, {**job.data, "error": str(exc), "retrying": retry})
                     if retry:
                         continue  # not acked: redelivered (claim_stale) once Asterisk is back
                     log.warning("agent command %s refused: %s", job.data, exc)
                     if job.deliveries > 1:
-                        await self.ctx.bus.publish("live.agents", {**job.data, "error": str(exc), "retrying": False})
+                        await self.ctx.bus.publish(Topic.LIVE_AGENTS, {**job.data, "error": str(exc), "retrying": False})
                 await self.ctx.bus.ack(job, COMMANDS_GROUP)
 
     async def _on_other_nodes(self, command: dict[str, Any]) -> None:
@@ -493,7 +505,7 @@ class AmiBridge:
             log.warning("supervise %s failed: %s", command, exc)
             outcome = {**command, "error": str(exc) or type(exc).__name__}
         with contextlib.suppress(Exception):
-            await self.ctx.bus.publish("live.supervise", outcome)
+            await self.ctx.bus.publish(Topic.LIVE_SUPERVISE, outcome)
 
 
     # -- asterisk.apply: changes saved while Asterisk could not be reached --

@@ -26,13 +26,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import select
 
 from ivr import yamlfile
-from ivr.console.http import audit_request, bad, iso, json_body, username
+from ivr.console.http import audit_request, iso, json_body, username
 from ivr.console.models import ConfigChange
 from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
+from ivr.contracts import Stream
 from ivr.languages import load_languages
 from ivr.queues import NAME, QueueConfig, load_queues
 from ivr.web.auth import requires
+from ivr.web.errors import json_error
 
 log = logging.getLogger("dasan.console.admin")
 ADMINS = ("supervisor",)  # and admin, who may use every route
@@ -152,8 +154,8 @@ async def apply_to_asterisk(ctx: AppContext, author: str) -> tuple[str, str]:
     try:
         from ivr.asterisk.apply import APPLY_STREAM, ApplyError, apply, error_text
     except ImportError:
-        job_id = await ctx.bus.enqueue("asterisk.apply", {"requested_by": author})
-        return "written", f"asterisk.apply job {job_id} queued"
+        job_id = await ctx.bus.enqueue(Stream.ASTERISK_APPLY, {"requested_by": author})
+        return "written", f"{Stream.ASTERISK_APPLY} job {job_id} queued"
     try:
         result = await apply(ctx.settings)
     except (ApplyError, OSError, ValueError) as exc:  # DataError, RenderError are ValueErrors
@@ -205,7 +207,7 @@ def _file_key(request: web.Request) -> tuple[str, Path]:
     key = request.query.get("file", "")
     files = editable_files(ctx_of(request))
     if key not in files:
-        raise bad(f"file: one of {', '.join(files)}", 404)
+        raise json_error(404, f"file: one of {', '.join(files)}")
     return key, files[key]
 
 
@@ -223,7 +225,7 @@ async def validate_file(request: web.Request) -> web.Response:
     key, path = _file_key(request)
     text = (await json_body(request)).get("text")
     if not isinstance(text, str):
-        raise bad("text: the new file content")
+        raise json_error(400, "text: the new file content")
     problems = validate(ctx_of(request), key, text)
     diff = "".join(difflib.unified_diff(_read(path).splitlines(True), text.splitlines(True), path.name, path.name))
     return web.json_response({"valid": not problems, "problems": problems, "diff": diff})
@@ -236,7 +238,7 @@ async def save_file(request: web.Request) -> web.Response:
     body = await json_body(request)
     text, base, comment = body.get("text"), body.get("sha256"), str(body.get("comment") or "")[:1000]
     if not isinstance(text, str):
-        raise bad("text: the new file content")
+        raise json_error(400, "text: the new file content")
     return await _save(request, key, path, lambda _old: text, base, comment)
 
 
@@ -248,7 +250,7 @@ async def _save(request: web.Request, key: str, path: Path, change: Callable[[st
     async with request.app[LOCK_KEY]:
         old = _read(path)
         if base is not None and base != _sha(old):
-            raise bad("the file changed since you opened it; reload / 다른 사람이 먼저 수정했습니다. 새로고침하세요", 409)
+            raise json_error(409, "the file changed since you opened it; reload / 다른 사람이 먼저 수정했습니다. 새로고침하세요")
         text = change(old)
         problems = validate(ctx, key, text)
         if problems:
@@ -294,8 +296,8 @@ def set_skills(text: str, skills: dict[str, dict[str, int]]) -> str:
             done.add(current)
     missing = sorted(set(skills) - done)
     if missing:
-        raise bad(f"agents without a one-line 'skills: {{...}}' in agents.yaml: {', '.join(missing)}; "
-                  "edit the file instead / 파일 편집을 사용하세요", 422)
+        raise json_error(422, f"agents without a one-line 'skills: {{...}}' in agents.yaml: {', '.join(missing)}; "
+                  "edit the file instead / 파일 편집을 사용하세요")
     return "".join(lines)
 
 
@@ -308,7 +310,7 @@ async def save_proficiencies(request: web.Request) -> web.Response:
             isinstance(u, str) and isinstance(levels, dict) and all(
                 isinstance(q, str) and re.match(NAME, q) and isinstance(v, int) and not isinstance(v, bool)
                 for q, v in levels.items()) for u, levels in skills.items()):
-        raise bad("skills: {username: {queue: proficiency 1-5}}")
+        raise json_error(400, "skills: {username: {queue: proficiency 1-5}}")
     ctx = ctx_of(request)
     try:
         current = {a.username: a.skills for a in load_queues(ctx.settings.queues_dir).agents}
@@ -340,7 +342,7 @@ async def convert_prompt(source: Path, target: Path) -> None:
     _out, err = await proc.communicate()
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise bad(f"not an audio file ffmpeg can read / 오디오 파일이 아닙니다: {err.decode(errors='replace')[:300]}", 422)
+        raise json_error(422, f"not an audio file ffmpeg can read / 오디오 파일이 아닙니다: {err.decode(errors='replace')[:300]}")
     os.replace(tmp, target)
 
 
@@ -366,15 +368,15 @@ async def upload_prompt(request: web.Request) -> web.Response:
     try:
         form = await request.post()
     except (ValueError, HttpProcessingError):  # a malformed multipart body (bad part headers, ...)
-        raise bad("expected a multipart form with name, language and file") from None
+        raise json_error(400, "expected a multipart form with name, language and file") from None
     name, language, upload = str(form.get("name", "")), str(form.get("language", "")), form.get("file")
     if not PROMPT_NAME.match(name):
-        raise bad("name: lower-case letters, digits, '-' and '_' / 영문 소문자·숫자")
+        raise json_error(400, "name: lower-case letters, digits, '-' and '_' / 영문 소문자·숫자")
     known = load_languages(ctx.settings.agi.menus_dir).codes
     if language not in known:
-        raise bad(f"language: one of {', '.join(known)}")
+        raise json_error(400, f"language: one of {', '.join(known)}")
     if not isinstance(upload, web.FileField):
-        raise bad("file: attach an audio file / 파일을 첨부하세요")
+        raise json_error(400, "file: attach an audio file / 파일을 첨부하세요")
     target = ctx.settings.asterisk.sounds_dir / language / "dasan" / f"{name}.wav"
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "upload"

@@ -17,9 +17,10 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, json_body, username
 from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of, render
+from ivr.contracts import Stream, Topic, contact_updated
 from ivr.db.models import Category, Channel, Citizen, Contact, Message
 from ivr.records import earlier_contacts, record_event
 from ivr.search import SearchError, search_text
@@ -65,22 +66,22 @@ async def post_state(request: web.Request) -> web.Response:
     body = await json_body(request)
     action = body.get("action")
     if action not in ACTIONS:
-        raise bad(f"action: one of {', '.join(ACTIONS)}")
+        raise json_error(400, f"action: one of {', '.join(ACTIONS)}")
     command: dict[str, Any] = {"action": action, "username": username(request)}
     if action == "pause":
         reason = str(body.get("reason") or "").strip()[:200]
         try:  # the reason travels in an AMI header: a line break there would be a new action
             ami_value(reason, "reason")
         except UnsafeAmiValue as exc:
-            raise bad(str(exc)) from None
+            raise json_error(400, str(exc)) from None
         if reason:
             command["reason"] = reason
     problem = phone_status(request).problem()
     if problem:  # said at once instead of a request that waits for a bridge that cannot run it
         await audit_request(request, "agent_action_refused", f"agent:{command['username']}", requested=action,
                             why=problem)
-        raise bad(problem, 503)
-    job_id = await ctx_of(request).bus.enqueue("agent.commands", command)
+        raise json_error(503, problem)
+    job_id = await ctx_of(request).bus.enqueue(Stream.AGENT_COMMANDS, command)
     await audit_request(request, f"agent_{action}", f"agent:{command['username']}", reason=command.get("reason"))
     return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)
 
@@ -109,7 +110,7 @@ async def get_contact(request: web.Request) -> web.Response:
             selectinload(Contact.category), selectinload(Contact.citizen)).where(Contact.id == contact_id)
         )).scalar_one_or_none()
         if contact is None:
-            raise bad("no such contact / 문의가 없습니다", 404)
+            raise json_error(404, "no such contact / 문의가 없습니다")
         access = await contact_access(ctx, session, user, contact)
         if not access.allowed:
             await audit_request(request, "record_refused", f"contact:{contact_id}")
@@ -138,10 +139,10 @@ async def save_record(request: web.Request) -> web.Response:
     body = await json_body(request)
     notes = body.get("notes", "")
     if not isinstance(notes, str) or len(notes) > MAX_NOTES:
-        raise bad(f"notes: text up to {MAX_NOTES} characters")
+        raise json_error(400, f"notes: text up to {MAX_NOTES} characters")
     resolution = body.get("resolution") or None
     if resolution is not None and resolution not in RESOLUTIONS:
-        raise bad(f"resolution: one of {', '.join(RESOLUTIONS)}")
+        raise json_error(400, f"resolution: one of {', '.join(RESOLUTIONS)}")
     category_code = body.get("category") or None
     user = current_user(request)
     assert user is not None
@@ -149,23 +150,22 @@ async def save_record(request: web.Request) -> web.Response:
     async with ctx.db.transaction() as session:
         contact = await session.get(Contact, contact_id)
         if contact is None:
-            raise bad("no such contact / 문의가 없습니다", 404)
+            raise json_error(404, "no such contact / 문의가 없습니다")
         access = await contact_access(ctx, session, user, contact)
         if not access.allowed or (user.role == "agent" and not access.own and contact.agent_id is not None):
             # A record is written by the agent who has the contact; a queue's other agents read it.
-            raise bad("this contact belongs to another agent / 다른 상담원의 문의입니다", 403)
+            raise json_error(403, "this contact belongs to another agent / 다른 상담원의 문의입니다")
         category_id = None
         if category_code is not None:
             category_id = (await session.execute(
                 select(Category.id).where(Category.code == str(category_code)))).scalar_one_or_none()
             if category_id is None:
-                raise bad(f"category: unknown code {category_code!r}")
+                raise json_error(400, f"category: unknown code {category_code!r}")
         contact.notes, contact.resolution, contact.category_id = notes, resolution, category_id
         contact.updated_at = datetime.now(UTC)
         await record_event(session, contact_id, "record_saved", "web",
                            data={"by": user.username, "category": category_code, "resolution": resolution})
-    await ctx.bus.publish("contact.updated", {"contact_id": contact_id,
-                                              "fields": ["notes", "resolution", "category_id"]})
+    await ctx.bus.publish(Topic.CONTACT_UPDATED, contact_updated(contact_id, ["notes", "resolution", "category_id"]))
     await audit_request(request, "record_saved", f"contact:{contact_id}")
     return web.json_response({"saved": True, "contact_id": contact_id})
 
@@ -201,7 +201,7 @@ async def knowledge(request: web.Request) -> web.Response:
     """GET /api/console/kb?q=: earlier records and transcript lines that contain every word."""
     query = request.query.get("q", "").strip()
     if not query:
-        raise bad("q: give one or more words / 검색어를 입력하세요")
+        raise json_error(400, "q: give one or more words / 검색어를 입력하세요")
     async with ctx_of(request).db.session() as session:
         try:
             hits = await search_text(session, query, limit=30)
@@ -225,7 +225,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     bus = ctx_of(request).bus
-    subs = [await bus.subscribe("agent.screenpop"), await bus.subscribe("live.agents"), await bus.subscribe("live.ami")]
+    subs = [await bus.subscribe(t) for t in (Topic.AGENT_SCREENPOP, Topic.LIVE_AGENTS, Topic.LIVE_AMI)]
 
     async def forward(sub: Any, kind: str) -> None:
         async for message in sub:

@@ -1,31 +1,24 @@
-"""Small helpers the console's JSON endpoints share."""
+"""Small helpers the console's JSON endpoints share (errors: ``ivr.web.errors.json_error``)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from ivr.web.auth import audit, current_user
+from ivr.web.errors import json_error
 from ivr.web.params import path_id
-
-
-def bad(message: str, status: int = 400) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-           409: web.HTTPConflict, 422: web.HTTPUnprocessableEntity,
-           503: web.HTTPServiceUnavailable}[status]
-    return cls(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError:
-        raise bad("body must be JSON / 요청 본문은 JSON이어야 합니다") from None
+        raise json_error(400, "body must be JSON / 요청 본문은 JSON이어야 합니다") from None
     if not isinstance(body, dict):
-        raise bad("body must be a JSON object")
+        raise json_error(400, "body must be a JSON object")
     return body
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, json_body, username
 from ivr.console.render import ctx_of, render
 from ivr.db.models import Contact
 from ivr.engine.menu import load_menus
@@ -50,7 +50,7 @@ async def find_articles(request: web.Request) -> web.Response:
     q = request.query
     channel = q.get("channel") or None
     if channel is not None and channel not in CHANNELS:
-        raise bad(f"channel: one of {', '.join(CHANNELS)}")
+        raise json_error(400, f"channel: one of {', '.join(CHANNELS)}")
     user = current_user(request)
     every = q.get("all") == "1" and user is not None and user.role in ("supervisor", "admin")
     async with ctx_of(request).db.session() as session:
@@ -69,7 +69,7 @@ async def get_article(request: web.Request) -> web.Response:
     async with ctx_of(request).db.session() as session:
         article = await session.get(Article, article_id)
         if article is None:
-            raise bad("no such article / 문서가 없습니다", 404)
+            raise json_error(404, "no such article / 문서가 없습니다")
         revisions = list((await session.execute(select(ArticleRevision).where(
             ArticleRevision.article_id == article_id).order_by(ArticleRevision.revision.desc()))).scalars())
     return web.json_response({**article_json(article), "revisions": [
@@ -81,20 +81,20 @@ async def _save(request: web.Request, article_id: int | None) -> web.Response:
     try:
         data = store.parse(body)
     except ArticleError as exc:
-        raise bad(str(exc)) from None
+        raise json_error(400, str(exc)) from None
     async with ctx_of(request).db.transaction() as session:
         article = None
         if article_id is not None:
             article = await session.get(Article, article_id)
             if article is None:
-                raise bad("no such article / 문서가 없습니다", 404)
+                raise json_error(404, "no such article / 문서가 없습니다")
         source = body.get("source_contact_id") if article_id is None else None
         if source is not None and (not isinstance(source, int) or await session.get(Contact, source) is None):
-            raise bad("source_contact_id: no such contact")
+            raise json_error(400, "source_contact_id: no such contact")
         try:
             article = await store.save(session, data, username(request), article, source_contact_id=source)
         except ArticleError as exc:
-            raise bad(str(exc), 409) from None
+            raise json_error(409, str(exc)) from None
         result = article_json(article)
     result["spoken"] = await _voice(request, data.key, result["texts"], "ivr" in data.channels)
     await audit_request(request, "kb_article_saved", f"kb:{result['id']}", revision=result["revision"])
@@ -138,7 +138,7 @@ async def article_from_contact(request: web.Request) -> web.Response:
     async with ctx.db.transaction() as session:
         draft = await store.draft_from_contact(session, contact_id)
         if draft is None:
-            raise bad("no such contact / 문의가 없습니다", 404)
+            raise json_error(404, "no such contact / 문의가 없습니다")
         article = await store.save(session, store.parse(draft), username(request), source_contact_id=contact_id)
         result = article_json(article)
     await audit_request(request, "kb_article_from_contact", f"kb:{result['id']}", contact=contact_id)
@@ -156,22 +156,22 @@ async def use_article(request: web.Request) -> web.Response:
     contact_id, chat_id = body.get("contact_id"), body.get("chat_id")
     for name, value in (("contact_id", contact_id), ("chat_id", chat_id)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise bad(f"{name}: a contact id (whole number)")
+            raise json_error(400, f"{name}: a contact id (whole number)")
     async with ctx.db.transaction() as session:
         article = await session.get(Article, article_id)
         if article is None:
-            raise bad("no such article / 문서가 없습니다", 404)
+            raise json_error(404, "no such article / 문서가 없습니다")
         if chat_id is not None:
             chat = await session.get(ChatConversation, chat_id)
             if chat is None:
-                raise bad("no such chat / 채팅이 없습니다", 404)
+                raise json_error(404, "no such chat / 채팅이 없습니다")
             contact_id = chat.contact_id
         values: dict[str, str | None] = {}
         language = body.get("language")
         if contact_id is not None:
             contact = await session.get(Contact, contact_id)
             if contact is None:
-                raise bad("no such contact / 문의가 없습니다", 404)
+                raise json_error(404, "no such contact / 문의가 없습니다")
             if not (await contact_access(ctx, session, user, contact)).allowed:
                 raise refused()
             values = await store.values_for(session, contact_id)

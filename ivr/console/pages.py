@@ -5,14 +5,26 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import update
 
-from ivr.console import admin, agent, knowledge, login, phone_status, quality, reports, reviewer, supervise, wallboard
-from ivr.console.http import audit_request, bad, json_body, username
+from ivr.console import (
+    admin,
+    agent,
+    knowledge,
+    login,
+    phone_status,
+    quality,
+    reports,
+    reviewer,
+    supervise,
+    wallboard,
+)
+from ivr.console.http import audit_request, json_body, username
 from ivr.console.i18n import LANGUAGES
 from ivr.console.openapi import PATHS
 from ivr.console.render import HERE, LANG_COOKIE, ctx_of, home_of
 from ivr.context import AppContext
 from ivr.db.models import User
 from ivr.web.auth import FORBIDDEN_PAGE, current_user, reissue, requires
+from ivr.web.errors import json_error
 from ivr.web.openapi import add_paths
 
 
@@ -27,7 +39,7 @@ async def set_language(request: web.Request) -> web.Response:
     """POST /api/console/language {"language": "ko"|"en"}: kept on the user and in the session."""
     language = (await json_body(request)).get("language")
     if language not in LANGUAGES:
-        raise bad(f"language: one of {', '.join(LANGUAGES)}")
+        raise json_error(400, f"language: one of {', '.join(LANGUAGES)}")
     async with ctx_of(request).db.transaction() as session:
         await session.execute(update(User).where(User.username == username(request)).values(language=language))
     response = web.json_response({"language": language})

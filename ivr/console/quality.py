@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, json_body, username
 from ivr.console.render import ctx_of, render
 from ivr.console.reports import parse_period, period_of
 from ivr.db.models import Agent, Contact
@@ -25,6 +25,7 @@ from ivr.quality.models import QaEvaluation, QaSample
 from ivr.quality.sampling import calibration, draw
 from ivr.quality.scorecards import Scorecard, Scorecards, load_scorecards
 from ivr.web.auth import current_user, requires
+from ivr.web.errors import json_error
 from ivr.yamlfile import DataError
 
 REVIEWERS = ("reviewer", "supervisor")
@@ -35,13 +36,13 @@ def scorecards_of(request: web.Request) -> Scorecards:
     try:
         return load_scorecards(ctx_of(request).settings.data_dir)
     except DataError as exc:
-        raise bad(f"scorecards.yaml: {exc.problems[0]}", 422) from None
+        raise json_error(422, f"scorecards.yaml: {exc.problems[0]}") from None
 
 
 def scorecard_of(request: web.Request, name: object) -> Scorecard:
     cards = scorecards_of(request).scorecards
     if not isinstance(name, str) or name not in cards:
-        raise bad(f"scorecard: one of {', '.join(cards)}")
+        raise json_error(400, f"scorecard: one of {', '.join(cards)}")
     return cards[name]
 
 
@@ -71,7 +72,7 @@ async def draw_samples(request: web.Request) -> web.Response:
     card = scorecard_of(request, body.get("scorecard"))
     per_agent = body.get("per_agent")
     if not isinstance(per_agent, int) or isinstance(per_agent, bool) or not 1 <= per_agent <= MAX_PER_AGENT:
-        raise bad(f"per_agent: a whole number 1-{MAX_PER_AGENT}")
+        raise json_error(400, f"per_agent: a whole number 1-{MAX_PER_AGENT}")
     start, end, _ = parse_period(str(body.get("from") or ""), str(body.get("to") or ""),
                                  ctx_of(request).settings.timezone)
     async with ctx_of(request).db.transaction() as session:
@@ -115,7 +116,7 @@ async def get_sample(request: web.Request) -> web.Response:
     sample_id = int_match(request)
     items = await _sample_rows(request, QaSample.id == sample_id, 1)
     if not items:
-        raise bad("no such sample / 표본이 없습니다", 404)
+        raise json_error(404, "no such sample / 표본이 없습니다")
     sample = items[0]
     card = scorecard_of(request, sample["scorecard"])
     async with ctx_of(request).db.session() as session:
@@ -141,17 +142,17 @@ async def score_sample(request: web.Request) -> web.Response:
     body = await json_body(request)
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 5000 or "\x00" in comment:
-        raise bad("comment: text up to 5000 characters (no NUL)")
+        raise json_error(400, "comment: text up to 5000 characters (no NUL)")
     ctx = ctx_of(request)
     async with ctx.db.session() as session:
         sample = await session.get(QaSample, sample_id)
     if sample is None:
-        raise bad("no such sample / 표본이 없습니다", 404)
+        raise json_error(404, "no such sample / 표본이 없습니다")
     card = scorecard_of(request, sample.scorecard)
     try:
         scores, total = card.score(body.get("scores"))
     except ValueError as exc:
-        raise bad(str(exc)) from None
+        raise json_error(400, str(exc)) from None
     try:
         async with ctx.db.transaction() as session:
             evaluation = QaEvaluation(sample_id=sample_id, reviewer=username(request), scores=scores, total=total,
@@ -160,7 +161,7 @@ async def score_sample(request: web.Request) -> web.Response:
             await session.flush()
             result = evaluation_json(evaluation)
     except IntegrityError:
-        raise bad("you have scored this contact already / 이미 평가한 문의입니다", 409) from None
+        raise json_error(409, "you have scored this contact already / 이미 평가한 문의입니다") from None
     await audit_request(request, "qa_scored", f"qa_sample:{sample_id}", total=total)
     return web.json_response(result, status=201)
 
@@ -184,18 +185,18 @@ async def acknowledge(request: web.Request) -> web.Response:
     body = await json_body(request)
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment:
-        raise bad("comment: text up to 2000 characters (no NUL)")
+        raise json_error(400, "comment: text up to 2000 characters (no NUL)")
     async with ctx_of(request).db.transaction() as session:
         row = (await session.execute(
             select(QaEvaluation, Agent.username).join(QaSample, QaSample.id == QaEvaluation.sample_id)
             .join(Agent, Agent.id == QaSample.agent_id).where(QaEvaluation.id == evaluation_id))).first()
         if row is None:
-            raise bad("no such evaluation / 평가가 없습니다", 404)
+            raise json_error(404, "no such evaluation / 평가가 없습니다")
         evaluation, agent = row
         if agent != username(request):
-            raise bad("only the evaluated agent acknowledges / 평가받은 상담원만 확인할 수 있습니다", 403)
+            raise json_error(403, "only the evaluated agent acknowledges / 평가받은 상담원만 확인할 수 있습니다")
         if evaluation.acknowledged_at is not None:
-            raise bad("acknowledged already / 이미 확인했습니다", 409)
+            raise json_error(409, "acknowledged already / 이미 확인했습니다")
         evaluation.acknowledged_at, evaluation.agent_comment = datetime.now(UTC), comment
         result = evaluation_json(evaluation)
     await audit_request(request, "qa_acknowledged", f"qa_evaluation:{evaluation_id}")

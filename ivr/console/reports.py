@@ -8,11 +8,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ivr.console.http import audit_request, bad
+from ivr.console.http import audit_request
 from ivr.console.render import ctx_of, render
 from ivr.queues import load_queues
 from ivr.reports.contacts import aggregate, export_csv
 from ivr.web.auth import requires
+from ivr.web.errors import json_error
 
 MAX_DAYS = 62  # two months per request
 
@@ -22,11 +23,11 @@ def parse_period(first_text: str, last_text: str, timezone: str) -> tuple[dateti
     try:
         first, last = date.fromisoformat(first_text), date.fromisoformat(last_text)
     except ValueError:
-        raise bad("from, to: dates such as 2026-11-01 / 날짜 형식이 맞지 않습니다") from None
+        raise json_error(400, "from, to: dates such as 2026-11-01 / 날짜 형식이 맞지 않습니다") from None
     if last < first:
-        raise bad("to: on or after from")
+        raise json_error(400, "to: on or after from")
     if (last - first).days >= MAX_DAYS:
-        raise bad(f"from..to: at most {MAX_DAYS} days per report")
+        raise json_error(400, f"from..to: at most {MAX_DAYS} days per report")
     zone = ZoneInfo(timezone)
     start = datetime.combine(first, time(), zone)
     end = datetime.combine(last + timedelta(days=1), time(), zone)
@@ -61,7 +62,7 @@ async def summary(request: web.Request) -> web.Response:
     start, end, _ = period_of(request)
     period = request.query.get("period", "day")
     if period not in ("hour", "day"):
-        raise bad("period: hour or day")
+        raise json_error(400, "period: hour or day")
     ctx = ctx_of(request)
     threshold = load_queues(ctx.settings.queues_dir).defaults.service_level_seconds
     async with ctx.db.session() as session:

@@ -16,7 +16,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from ivr.console.http import audit_request, bad, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, json_body, username
 from ivr.console.models import QualityReview
 from ivr.console.render import ctx_of, render
 from ivr.db.models import Agent, Category, Contact, Recording
@@ -40,7 +40,7 @@ def _date(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise bad(f"{name}: expected a date such as 2026-11-25") from None
+        raise json_error(400, f"{name}: expected a date such as 2026-11-25") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -79,7 +79,7 @@ async def find_recordings(request: web.Request) -> web.Response:
             if not 1 <= score <= 5:  # also keeps a 30-digit number away from the database
                 raise ValueError
         except ValueError:
-            raise bad("satisfaction: a number 1-5") from None
+            raise json_error(400, "satisfaction: a number 1-5") from None
         stmt = stmt.where(Contact.satisfaction == score)
     words = q.get("q", "").strip()
     async with ctx_of(request).db.session() as session:
@@ -134,7 +134,7 @@ async def _decode(path: str) -> bytes:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     if proc.returncode != 0:
-        raise bad(f"cannot decode the audio: {err.decode(errors='replace')[:200]}", 422)
+        raise json_error(422, f"cannot decode the audio: {err.decode(errors='replace')[:200]}")
     return out
 
 
@@ -145,24 +145,24 @@ async def peaks(request: web.Request) -> web.Response:
     try:
         n = max(10, min(4000, int(request.query.get("n", "600"))))
     except ValueError:
-        raise bad("n: a whole number") from None
+        raise json_error(400, "n: a whole number") from None
     ctx = ctx_of(request)
     async with ctx.db.session() as session:
         rec = await session.get(Recording, rec_id)
     if rec is None:
-        raise bad("no such recording / 녹음이 없습니다", 404)
+        raise json_error(404, "no such recording / 녹음이 없습니다")
     if rec.purged_at is not None:
         raise web.HTTPGone(text='{"error": "recording purged (retention)"}', content_type="application/json")
     root = ctx.settings.recordings.dir.resolve()
     path = (root / rec.path).resolve()
     if not path.is_relative_to(root) or not path.is_file():
-        raise bad("audio file missing / 녹음 파일이 없습니다", 404)
+        raise json_error(404, "audio file missing / 녹음 파일이 없습니다")
     await audit_request(request, "recording_peaks", f"recording:{rec_id}")
     if path.name.lower().endswith(STEREO_SLN):  # caller and agent apart: one lane each
         try:
             audio = await asyncio.to_thread(decode, path)
         except AudioError as exc:
-            raise bad(f"cannot decode the audio: {exc}", 422) from None
+            raise json_error(422, f"cannot decode the audio: {exc}") from None
         lanes = {speaker: await asyncio.to_thread(peak_levels, pcm, n)
                  for speaker, pcm in zip(STEREO_SPEAKERS, audio.channels, strict=True)}
         mixed = await asyncio.to_thread(peak_levels, mixdown(audio.channels), n)
@@ -185,12 +185,12 @@ def peak_levels(raw: bytes, n: int) -> list[float]:
 def _score(body: dict[str, Any]) -> tuple[dict[str, int], int]:
     raw = body.get("scores")
     if not isinstance(raw, dict):
-        raise bad(f"scores: an object with {', '.join(CRITERIA)} (1-5 each)")
+        raise json_error(400, f"scores: an object with {', '.join(CRITERIA)} (1-5 each)")
     scores: dict[str, int] = {}
     for key in CRITERIA:
         value = raw.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
-            raise bad(f"scores.{key}: a whole number 1-5 / 1~5 사이 점수")
+            raise json_error(400, f"scores.{key}: a whole number 1-5 / 1~5 사이 점수")
         scores[key] = value
     return scores, round(sum(scores.values()) * 100 / (5 * len(CRITERIA)))
 
@@ -203,11 +203,11 @@ async def save_review(request: web.Request) -> web.Response:
     scores, total = _score(body)
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 5000:
-        raise bad("comment: text up to 5000 characters")
+        raise json_error(400, "comment: text up to 5000 characters")
     async with ctx_of(request).db.transaction() as session:
         rec = await session.get(Recording, rec_id)
         if rec is None:
-            raise bad("no such recording / 녹음이 없습니다", 404)
+            raise json_error(404, "no such recording / 녹음이 없습니다")
         review = QualityReview(recording_id=rec_id, contact_id=rec.contact_id, reviewer=username(request),
                                scores=scores, total=total, comment=comment)
         session.add(review)

@@ -17,11 +17,13 @@ from sqlalchemy.orm import selectinload
 from ivr.ami.metrics import _queue_config
 from ivr.ami.models import LiveCall
 from ivr.ami.supervise import MODES
-from ivr.console.http import audit_request, bad, iso, json_body, username
+from ivr.console.http import audit_request, iso, json_body, username
 from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of
+from ivr.contracts import Stream
 from ivr.db.models import Contact
 from ivr.web.auth import requires
+from ivr.web.errors import json_error
 
 SUPERVISORS = ("supervisor",)  # and admin (ivr.web.auth.requires lets admin through)
 
@@ -65,28 +67,28 @@ async def post_supervise(request: web.Request) -> web.Response:
     body = await json_body(request)
     mode, call_id = body.get("mode"), body.get("call")
     if mode not in MODES:
-        raise bad(f"mode: one of {', '.join(MODES)} / 듣기·귓속말·끼어들기 중 하나")
+        raise json_error(400, f"mode: one of {', '.join(MODES)} / 듣기·귓속말·끼어들기 중 하나")
     if not isinstance(call_id, str) or not call_id:
-        raise bad("call: the call's id from /api/console/calls / 통화를 고르세요")
+        raise json_error(400, "call: the call's id from /api/console/calls / 통화를 고르세요")
     ctx, me = ctx_of(request), username(request)
     async with ctx.db.session() as session:
         call = await session.get(LiveCall, call_id)
     qconf = _queue_config(ctx.settings)
     agent = next((a for a in qconf.agents if call is not None and a.extension == call.agent), None) if qconf else None
     if call is None or call.state != "connected" or agent is None:
-        raise bad("that call is not talking to an agent now / 지금 상담원과 통화 중인 전화가 아닙니다", 409)
+        raise json_error(409, "that call is not talking to an agent now / 지금 상담원과 통화 중인 전화가 아닙니다")
     if qconf is None or not any(a.username == me for a in qconf.agents):
-        raise bad(f"{me} has no phone in agents.yaml: add an entry with your username and an extension"
-                  f" / agents.yaml에 {me}의 전화(내선)가 없습니다", 409)
+        raise json_error(409, f"{me} has no phone in agents.yaml: add an entry with your username and an extension"
+                  f" / agents.yaml에 {me}의 전화(내선)가 없습니다")
     problem = phone_status(request).problem()
     if problem:
-        raise bad(problem, 503)
+        raise json_error(503, problem)
     command = {"action": "supervise", "username": me, "supervisor": me, "agent": agent.username, "mode": mode,
                "call": call.linkedid}
     # Audited before it is sent: no listen-in happens without its record.
     await audit_request(request, "supervise", f"agent:{agent.username}", mode=mode, call=call.linkedid,
                         contact_id=call.contact_id)
-    job_id = await ctx.bus.enqueue("agent.commands", command)
+    job_id = await ctx.bus.enqueue(Stream.AGENT_COMMANDS, command)
     return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)
 
 

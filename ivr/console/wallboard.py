@@ -15,6 +15,7 @@ from sqlalchemy import select
 from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
+from ivr.contracts import Topic
 from ivr.db.models import Contact
 from ivr.web.auth import current_user, requires
 from ivr.web.origin import check_websocket_origin
@@ -65,7 +66,7 @@ async def wallboard_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     me = current_user(request)
-    subs = [await ctx.bus.subscribe(topic) for topic in ("live.metrics", "live.ami", "live.supervise")]
+    subs = [await ctx.bus.subscribe(topic) for topic in (Topic.LIVE_METRICS, Topic.LIVE_AMI, Topic.LIVE_SUPERVISE)]
 
     async def forward(sub: Any, wrap: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
         async for message in sub:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ivr.bus import Bus
 from ivr.config import Settings
+from ivr.contracts import IvrResult, Stream, Var
 from ivr.db import Database
 from ivr.engine import lookups
 from ivr.engine.channel import Channel, ChannelHangup
@@ -28,7 +29,7 @@ from ivr.queues import QueueConfig
 from ivr.webrtc.slots import contact_channel
 
 log = logging.getLogger("dasan.ivr")
-SMS_STREAM = "sms.outbound"
+SMS_STREAM = Stream.SMS_OUTBOUND
 T = TypeVar("T")
 END = ""  # node name meaning "give the call back to the dialplan"
 
@@ -78,7 +79,7 @@ class IvrEngine:
             # Queued, not awaited: the caller hears the menu while the contact is committed.
             call.contact = self.writer.open(call.call_id, call.phone, call.language,
                                             contact_channel(env.get("agi_channel", "")))  # a browser: web_voice
-            await ch.set_variable("LANG", call.language)
+            await ch.set_variable(Var.LANG, call.language)
             node = self.menus.start
             while node != END:
                 node = await self._node(ch, call, node)
@@ -119,7 +120,7 @@ class IvrEngine:
         if call.contact is not None:
             call.contact_id = await self._safe(call, "contact", call.contact.opened)
         if call.contact_id is not None:
-            await ch.set_variable("CONTACT_ID", str(call.contact_id))
+            await ch.set_variable(Var.CONTACT_ID, str(call.contact_id))
 
     async def _safe(self, call: Call, what: str, write: Awaitable[T]) -> T | None:
         """A record write that must not stop the call: with the database down the caller still
@@ -177,7 +178,7 @@ class IvrEngine:
                     call.language = option.language
                     fields["language"] = call.language
                     await ch.set_variable("CHANNEL(language)", call.language)
-                    await ch.set_variable("LANG", call.language)
+                    await ch.set_variable(Var.LANG, call.language)
                 await self._step(call, f"{name}:{digit}", **fields)
                 return option.goto
             failures += 1
@@ -190,7 +191,7 @@ class IvrEngine:
     async def _queue(self, ch: Channel, call: Call, name: str, node: QueueNode) -> str:
         queue = node.queue or self.menus.queues[call.language]
         call.topic, call.queue = node.topic, queue
-        await ch.set_variable("TOPIC", node.topic)
+        await ch.set_variable(Var.TOPIC, node.topic)
         if self.queues.is_open(queue, self.clock()):
             return await self._to_queue(ch, call, name, node.prompt, queue)
         return await self._night(ch, call, name, queue)
@@ -212,8 +213,8 @@ class IvrEngine:
         call.path.append(f"queue:{queue}")
         if finished is not None:
             await self._safe(call, "queue", finished)
-        await ch.set_variable("QUEUE", queue)
-        await ch.set_variable("IVR_RESULT", "queue")
+        await ch.set_variable(Var.QUEUE, queue)
+        await ch.set_variable(Var.IVR_RESULT, IvrResult.QUEUE)
         await self._tell_contact(ch, call)
         return END
 
@@ -243,8 +244,8 @@ class IvrEngine:
             body = route.sms_text.get(call.language) or self.menus.night_sms.get(call.language) or ""
             await self.bus.enqueue(SMS_STREAM, {"to": call.phone, "body": body, "contact_id": call.contact_id})
         prompt = {"callback": "night-callback", "sms": "night-sms"}.get(kind, "night-closed")
-        await ch.set_variable("NIGHT_ROUTE", kind)
-        await ch.set_variable("IVR_RESULT", result)
+        await ch.set_variable(Var.NIGHT_ROUTE, kind)
+        await ch.set_variable(Var.IVR_RESULT, result)
         call.result = result
         await ch.play(self.menus.sound(prompt))
         return END
@@ -252,7 +253,7 @@ class IvrEngine:
     async def _answer(self, ch: Channel, call: Call, name: str, node: AnswerNode) -> str:
         if node.topic:
             call.topic = node.topic
-            await ch.set_variable("TOPIC", node.topic)
+            await ch.set_variable(Var.TOPIC, node.topic)
         await self._step(call, f"answer:{name}", **({"topic": node.topic} if node.topic else {}))
         for prompt in node.prompt:
             await ch.play(self.menus.sound(prompt))
@@ -272,14 +273,14 @@ class IvrEngine:
         await ch.play(self.menus.sound("goodbye"))
         if finished is not None:  # durable before the dialplan sees the decision
             await self._safe(call, "goodbye", finished)
-        await ch.set_variable("IVR_RESULT", "hangup")
+        await ch.set_variable(Var.IVR_RESULT, IvrResult.HANGUP)
         await self._tell_contact(ch, call)
         return END
 
     async def _lookup(self, ch: Channel, call: Call, name: str, node: LookupNode) -> str:
         if node.topic:
             call.topic = node.topic
-            await ch.set_variable("TOPIC", node.topic)
+            await ch.set_variable(Var.TOPIC, node.topic)
         timeout = node.timeout_seconds or self.menus.timeout_seconds
         failures = 0
         while True:
@@ -322,7 +323,7 @@ class IvrEngine:
     async def survey(self, ch: Channel) -> int | None:
         """Play the question, read 1-5 (three tries), store it on CONTACT_ID's contact."""
         try:
-            raw_id = await ch.get_variable("CONTACT_ID")
+            raw_id = await ch.get_variable(Var.CONTACT_ID)
             contact_id = int(raw_id) if raw_id.isdigit() else None
             # No CONTACT_ID: the IVR was down when the call came (the dialplan's fallback queued
             # it and the AMI bridge wrote the contact): the call's Linkedid finds it.
@@ -335,15 +336,15 @@ class IvrEngine:
                     # The dialplan hands it to the AMI bridge too (UserEvent DasanSurvey): a
                     # score our store misses (the contact not written yet, the IVR killed now)
                     # is still kept.
-                    await ch.set_variable("SURVEY_SCORE", digit)
+                    await ch.set_variable(Var.SURVEY_SCORE, digit)
                     if not await self.writer.satisfaction(contact_id, score, call_id):
                         log.warning("survey score %s for unknown contact %r", score, raw_id)
                     await ch.play(self.menus.sound("survey-thanks"))
-                    await ch.set_variable("IVR_RESULT", "hangup")
+                    await ch.set_variable(Var.IVR_RESULT, IvrResult.HANGUP)
                     return score
                 if digit:
                     await ch.play(self.menus.sound("invalid"))
-            await ch.set_variable("IVR_RESULT", "hangup")
+            await ch.set_variable(Var.IVR_RESULT, IvrResult.HANGUP)
         except ChannelHangup:
             pass
         return None
@@ -354,18 +355,18 @@ class IvrEngine:
         """A caller waiting in a queue asked to be called back: keep their place (callback_requests)."""
         try:
             phone = caller_number(ch.env)
-            queue = await ch.get_variable("CALLBACK_QUEUE") or await ch.get_variable("QUEUE")
+            queue = await ch.get_variable(Var.CALLBACK_QUEUE) or await ch.get_variable(Var.QUEUE)
             if not phone or queue not in self.queues.queues:
                 return None  # IVR_RESULT stays empty: the dialplan puts the caller back in line
-            raw_id = await ch.get_variable("CONTACT_ID")
+            raw_id = await ch.get_variable(Var.CONTACT_ID)
             contact_id = int(raw_id) if raw_id.isdigit() else None
             # No CONTACT_ID (the dialplan's fallback queued the call): the Linkedid finds its contact.
             call_id = "" if contact_id is not None else (
                 await ch.get_variable("CHANNEL(linkedid)") or ch.env.get("agi_uniqueid", ""))
-            language = await ch.get_variable("LANG") or ch.env.get("agi_language", "ko")
+            language = await ch.get_variable(Var.LANG) or ch.env.get("agi_language", "ko")
             request_id = await self.writer.callback(contact_id, phone, queue,
                                                     language if language in self.menus.languages else "ko", call_id)
-            await ch.set_variable("IVR_RESULT", "hangup")
+            await ch.set_variable(Var.IVR_RESULT, IvrResult.HANGUP)
             await ch.play(self.menus.sound("callback-registered"))
             return request_id
         except ChannelHangup:

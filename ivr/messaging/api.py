@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -22,6 +22,7 @@ from ivr.messaging.sns import deadline_report
 from ivr.messaging.store import OUTBOUND_STREAM, InboundWriter
 from ivr.web.access import audit_read, contact_access, refused
 from ivr.web.auth import audit, current_user, requires
+from ivr.web.bodies import read_model
 from ivr.web.context import context_of
 from ivr.web.errors import json_error
 from ivr.web.openapi import add_paths, add_schemas
@@ -48,14 +49,6 @@ def _ctx(request: web.Request) -> AppContext:
 
 def _id(request: web.Request, name: str = "id") -> int:
     return path_id(request, name, name)
-
-
-async def _body(request: web.Request, model: type[ReplyIn]) -> Any:
-    try:
-        return model.model_validate_json(await request.read())
-    except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-        raise json_error(400, "the request body does not match the schema", details) from None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -126,7 +119,7 @@ async def post_chat_line(request: web.Request) -> web.Response:
     user = current_user(request)
     assert user is not None
     conv = await _conversation(request)
-    line = await _body(request, ChatLineIn)
+    line = await read_model(request, ChatLineIn)
     body = line.clean()
     if conv.status != "active" or conv.agent_username != user.username:
         raise json_error(409, "that conversation is not an active chat of yours")
@@ -189,7 +182,7 @@ async def reply(request: web.Request) -> web.Response:
     assert user is not None
     ctx = _ctx(request)
     contact_id = _id(request)
-    body = (await _body(request, ReplyIn)).clean()
+    body = (await read_model(request, ReplyIn)).clean()
     async with ctx.db.transaction() as session:
         contact = await session.get(Contact, contact_id)
         if contact is None:

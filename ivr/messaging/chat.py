@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ivr import records
 from ivr.context import AppContext
+from ivr.contracts import Topic, agent_chat_topic, chat_topic
 from ivr.db.models import Agent, Channel, Contact, Message
 from ivr.messaging.models import ChatConversation
 from ivr.web.errors import json_error
@@ -46,7 +47,7 @@ from ivr.web.origin import check_websocket_origin
 
 log = logging.getLogger("dasan.messaging.chat")
 PROVIDER = "webchat"
-QUEUE_TOPIC = "chat.queue"
+QUEUE_TOPIC = Topic.CHAT_QUEUE
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{2,39}$")
@@ -58,12 +59,7 @@ PositionSink = Callable[[int], Awaitable[None]]
 QueueSink = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
-def topic(conversation_id: int) -> str:
-    return f"chat.{conversation_id}"
-
-
-def agent_topic(username: str) -> str:
-    return f"chat.agent.{username}"
+topic, agent_topic = chat_topic, agent_chat_topic
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from ivr import records
 from ivr.bus import Job
 from ivr.context import AppContext
+from ivr.contracts import Topic, contact_updated
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Message
 from ivr.messaging.models import SnsDeadline
 from ivr.messaging.providers import (
@@ -204,5 +205,5 @@ async def sweep_sns_deadlines(ctx: AppContext, now: datetime | None = None) -> i
                                           external_id=f"sns_deadline:{row.id}", data=data):
                 missed.append(row.contact_id)
     for contact_id in missed:
-        await ctx.bus.publish("contact.updated", {"contact_id": contact_id, "fields": ["sns_deadline"]})
+        await ctx.bus.publish(Topic.CONTACT_UPDATED, contact_updated(contact_id, ["sns_deadline"]))
     return len(missed)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ivr import records
 from ivr.context import AppContext
+from ivr.contracts import Stream
 from ivr.db.database import among
 from ivr.db.group_commit import GroupCommit
 from ivr.db.json_insert import json_insert
@@ -29,8 +30,8 @@ from ivr.messaging.media import MediaError, MediaStore, check
 from ivr.messaging.models import SnsDeadline
 
 log = logging.getLogger("dasan.messaging")
-INBOUND_STREAM = "messages.inbound"
-OUTBOUND_STREAM = "sms.outbound"
+INBOUND_STREAM = Stream.MESSAGES_INBOUND
+OUTBOUND_STREAM = Stream.SMS_OUTBOUND
 MESSAGES = cast(Table, Message.__table__)
 EVENTS = cast(Table, ContactEvent.__table__)
 MESSAGE_COLUMNS = ("contact_id", "direction", "channel", "provider", "provider_message_id", "sender", "body",

@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records, yamlfile
 from ivr.context import AppContext
+from ivr.contracts import Stream
 from ivr.db.models import Citizen, Contact, ContactEvent
 from ivr.open311.catalog import Catalog, Service
 from ivr.open311.models import ServiceRequest
 
 DEFAULT_RULES = Path(__file__).with_name("intake.yaml")
-SMS_STREAM = "sms.outbound"
+SMS_STREAM = Stream.SMS_OUTBOUND
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORD = re.compile(r"[\w']+")
 

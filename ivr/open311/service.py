@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
 from ivr.context import AppContext
+from ivr.contracts import Stream
 from ivr.db import Database
 from ivr.db.models import Citizen, Contact
 from ivr.open311 import texts
@@ -31,8 +32,8 @@ from ivr.open311.formats import Open311Error, as_utc
 from ivr.open311.intake import Intake, IntakeRules, load_rules, rules_path
 from ivr.open311.models import Open311ApiKey, ServiceRequest, ServiceRequestUpdate
 
-SMS_STREAM = "sms.outbound"
-INBOUND_STREAM = "messages.inbound"
+SMS_STREAM = Stream.SMS_OUTBOUND
+INBOUND_STREAM = Stream.MESSAGES_INBOUND
 MEDIA_ROUTE = "/open311/v2/media/"
 MAX_DESCRIPTION = 4000
 # "37.5665, 126.9780" anywhere in a message: a shared location.

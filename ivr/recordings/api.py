@@ -7,11 +7,11 @@ each audio request, is written to the audit log with who, what and from where.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, StrictBool
 from sqlalchemy import func, select
 
 from ivr.context import AppContext
@@ -19,6 +19,7 @@ from ivr.db.models import Contact, Recording, TranscriptSegment
 from ivr.search import SearchError, search_text
 from ivr.speech.audio import STEREO_SLN, wav_header
 from ivr.web.auth import audit, current_user, requires
+from ivr.web.bodies import read_model
 from ivr.web.context import context_of
 from ivr.web.errors import json_error
 from ivr.web.params import MAX_DB_ID, path_id, query_int
@@ -31,13 +32,12 @@ CONTENT_TYPES = {".wav": "audio/wav", ".ulaw": "audio/basic", ".ul": "audio/basi
 STATUSES = ("pending", "running", "done", "failed", "no_model")
 
 
+
+class LegalHoldIn(BaseModel):
+    hold: StrictBool
+
 def _ctx(request: web.Request) -> AppContext:
     return context_of(request)
-
-
-def _bad(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}, ensure_ascii=False),
-                              content_type="application/json")
 
 
 async def _audit(request: web.Request, action: str, target: str = "", **data: Any) -> None:
@@ -70,7 +70,7 @@ def _date(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise _bad(f"{name}: expected an ISO date such as 2026-11-25 or 2026-11-25T09:00:00Z") from None
+        raise json_error(400, f"{name}: expected an ISO date such as 2026-11-25 or 2026-11-25T09:00:00Z") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -91,7 +91,7 @@ async def list_recordings(request: web.Request) -> web.Response:
         stmt = stmt.where(Contact.call_id == q["call_id"])
     if q.get("status"):
         if q["status"] not in STATUSES:
-            raise _bad(f"status: one of {', '.join(STATUSES)}")
+            raise json_error(400, f"status: one of {', '.join(STATUSES)}")
         stmt = stmt.where(Recording.transcription_status == q["status"])
     if q.get("integrity"):
         stmt = stmt.where(Recording.integrity == q["integrity"])
@@ -180,13 +180,7 @@ async def get_transcript(request: web.Request) -> web.Response:
 async def set_legal_hold(request: web.Request) -> web.Response:
     """PUT /api/recordings/{id}/legal-hold {"hold": true|false}"""
     rec, contact = await _load(request)
-    try:
-        body = await request.json()
-        hold = body["hold"]
-        if not isinstance(hold, bool):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        raise _bad('expected JSON {"hold": true|false}') from None
+    hold = (await read_model(request, LegalHoldIn)).hold
     async with _ctx(request).db.transaction() as session:
         row = await session.get(Recording, rec.id)
         assert row is not None
@@ -201,7 +195,7 @@ async def search(request: web.Request) -> web.Response:
     """GET /api/search?q=...: transcript segments and notes; contact and time in the recording."""
     query = request.query.get("q", "").strip()
     if not query:
-        raise _bad("q: give one or more words to search for / 검색어를 입력하세요")
+        raise json_error(400, "q: give one or more words to search for / 검색어를 입력하세요")
     limit = max(1, min(MAX_LIMIT, _int_param(request, "limit", 50) or 50))
     async with _ctx(request).db.session() as session:
         try:

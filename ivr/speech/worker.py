@@ -32,6 +32,7 @@ from sqlalchemy import delete, select, update
 
 from ivr.bus import Bus, Job
 from ivr.config import Settings
+from ivr.contracts import Stream, Topic, contact_updated
 from ivr.db import Database
 from ivr.db.models import AuditLog, Contact, Recording, TranscriptSegment
 from ivr.recordings.store import StoreError, index_file, relative_to_store
@@ -41,7 +42,7 @@ from ivr.speech.recognizer import ModelStore, NoModel, Segment, shared_store, tr
 
 log = logging.getLogger(__name__)
 
-STREAM = "recordings.finished"
+STREAM = Stream.RECORDINGS_FINISHED
 GROUP = "transcribe"
 
 
@@ -217,7 +218,7 @@ class TranscriptionWorker:
                                  data={"segments": len(segments), "seconds": round(seconds, 3)}))
         if contact_id is not None:
             with contextlib.suppress(Exception):
-                await self.bus.publish("contact.updated", {"contact_id": contact_id, "fields": ["transcript"]})
+                await self.bus.publish(Topic.CONTACT_UPDATED, contact_updated(contact_id, ["transcript"]))
         return Outcome("done", rec_id, f"{len(segments)} segments in {seconds:.1f} s")
 
     async def _reject(self, job: Job, reason: str) -> Outcome:

@@ -12,12 +12,13 @@ from aiohttp import web
 from sqlalchemy import select
 
 from ivr.config import Settings
-from ivr.console.http import bad, json_body, username
+from ivr.console.http import json_body, username
 from ivr.console.render import ctx_of
 from ivr.context import AppContext
 from ivr.queues import QueueConfig, load_queues
 from ivr.site_secrets import sip_password
 from ivr.web.auth import audit, requires
+from ivr.web.errors import json_error
 from ivr.webrtc import admin_view, report, survey, video_recording
 from ivr.webrtc.asterisk_push import PushError, push_credential
 from ivr.webrtc.asterisk_view import ws_url
@@ -118,7 +119,7 @@ async def mint(request: web.Request) -> web.Response:
     state = webcall_state(request)
     w = state.settings.webrtc
     if not w.enabled:
-        raise bad("calls from the browser are not enabled on this site", 404)
+        raise json_error(404, "calls from the browser are not enabled on this site")
     body = await json_body(request)
     kind, token = body.get("kind"), body.get("token")
     address = request.remote or "?"

@@ -23,11 +23,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from ivr.console.http import audit_request, bad, int_match, json_body, username
+from ivr.console.http import audit_request, int_match, json_body, username
 from ivr.console.render import ctx_of
 from ivr.db.models import Agent, Contact, Recording
 from ivr.recordings.store import StoreError, layout_path, sha256_file
 from ivr.web.auth import current_user, requires
+from ivr.web.errors import json_error
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 MAX_VIDEO_BYTES = 2 * 1024 * 1024 * 1024
@@ -46,11 +47,11 @@ async def _own_contact(request: web.Request, contact_id: int) -> Contact:
     async with ctx_of(request).db.session() as session:
         contact = await session.get(Contact, contact_id)
         if contact is None:
-            raise bad("no such contact / 문의가 없습니다", 404)
+            raise json_error(404, "no such contact / 문의가 없습니다")
         if user.role == "agent":
             agent = await session.get(Agent, contact.agent_id) if contact.agent_id is not None else None
             if agent is None or agent.username != user.username:
-                raise bad("this contact is not your call / 내 상담이 아닙니다", 403)
+                raise json_error(403, "this contact is not your call / 내 상담이 아닙니다")
     return contact
 
 
@@ -60,14 +61,14 @@ async def upload_chunk(request: web.Request) -> web.Response:
     contact_id = int_match(request)
     seq_text = request.query.get("seq", "")
     if not seq_text.isdigit():
-        raise bad("seq: the chunk's number, from 0")
+        raise json_error(400, "seq: the chunk's number, from 0")
     seq = int(seq_text)
     await _own_contact(request, contact_id)
     data = await request.content.read(MAX_CHUNK_BYTES + 1)
     if len(data) > MAX_CHUNK_BYTES:
-        raise bad(f"a chunk is at most {MAX_CHUNK_BYTES} bytes", 422)
+        raise json_error(422, f"a chunk is at most {MAX_CHUNK_BYTES} bytes")
     if seq == 0 and not data.startswith(EBML_MAGIC):
-        raise bad("the recording must be WebM (EBML header)", 422)
+        raise json_error(422, "the recording must be WebM (EBML header)")
     path = _partial(ctx_of(request).settings.recordings.dir, contact_id, username(request))
     stored = await asyncio.to_thread(_append, path, seq, data)
     return web.json_response({"seq": seq, "bytes": stored})
@@ -78,10 +79,10 @@ def _append(path: Path, seq: int, data: bytes) -> int:
     count_file = path.with_suffix(".count")
     expected = int(count_file.read_text()) if seq > 0 and count_file.exists() else 0
     if seq != expected:
-        raise bad(f"seq: expected chunk {expected}, got {seq}", 409)
+        raise json_error(409, f"seq: expected chunk {expected}, got {seq}")
     size = path.stat().st_size if seq > 0 and path.exists() else 0
     if size + len(data) > MAX_VIDEO_BYTES:
-        raise bad("the recording is too large", 422)
+        raise json_error(422, "the recording is too large")
     with path.open("ab" if seq > 0 else "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -97,7 +98,7 @@ async def finish(request: web.Request) -> web.Response:
     body = await json_body(request)
     claimed = str(body.get("sha256", "")).lower()
     if not _SHA256.match(claimed):
-        raise bad("sha256: the recording's SHA-256 in hex")
+        raise json_error(400, "sha256: the recording's SHA-256 in hex")
     seconds = body.get("seconds")
     duration = float(seconds) if isinstance(seconds, int | float) and 0 < seconds < 86400 else None
     contact = await _own_contact(request, contact_id)
@@ -111,16 +112,16 @@ async def finish(request: web.Request) -> web.Response:
         if done is not None:
             return web.json_response({"recording_id": done.id, "path": done.path, "sha256": claimed,
                                       "bytes": done.size_bytes})
-        raise bad("no chunks were uploaded for this contact", 409)
+        raise json_error(409, "no chunks were uploaded for this contact")
     actual = await asyncio.to_thread(sha256_file, partial)
     if actual != claimed:
         await audit_request(request, "video_upload_corrupt", f"contact:{contact_id}", claimed=claimed, actual=actual)
-        raise bad("the uploaded recording does not match its checksum; nothing was kept", 422)
+        raise json_error(422, "the uploaded recording does not match its checksum; nothing was kept")
     try:
         relative = layout_path(contact.call_id or f"contact-{contact_id}", contact.started_at or datetime.now(UTC),
                                "-video.webm")
     except StoreError as exc:
-        raise bad(str(exc)) from None
+        raise json_error(400, str(exc)) from None
     target = root / relative
     size = partial.stat().st_size
     await asyncio.to_thread(_move, partial, target)
