@@ -297,7 +297,7 @@ def set_skills(text: str, skills: dict[str, dict[str, int]]) -> str:
     missing = sorted(set(skills) - done)
     if missing:
         raise json_error(422, f"agents without a one-line 'skills: {{...}}' in agents.yaml: {', '.join(missing)}; "
-                  "edit the file instead / 파일 편집을 사용하세요")
+                              "edit the file instead / 파일 편집을 사용하세요")
     return "".join(lines)
 
 

@@ -79,7 +79,7 @@ async def post_supervise(request: web.Request) -> web.Response:
         raise json_error(409, "that call is not talking to an agent now / 지금 상담원과 통화 중인 전화가 아닙니다")
     if qconf is None or not any(a.username == me for a in qconf.agents):
         raise json_error(409, f"{me} has no phone in agents.yaml: add an entry with your username and an extension"
-                  f" / agents.yaml에 {me}의 전화(내선)가 없습니다")
+                              f" / agents.yaml에 {me}의 전화(내선)가 없습니다")
     problem = phone_status(request).problem()
     if problem:
         raise json_error(503, problem)
