@@ -107,6 +107,9 @@ class RecordingSettings(Section):
     dir: Path = DATA_DIR / "recordings"  # unless set: <data_dir>/recordings
     retention_days: int = Field(365, ge=1)
     retention_by_category: dict[str, int] = Field(default_factory=dict)
+    # Roles that may ask for personal data unmasked in search results (?unmasked=1, audited as
+    # search_unmasked). Empty: nobody. Transcripts are masked before storing and stay masked.
+    unmasked_roles: list[str] = Field(default_factory=list)
 
 
 class SpeechSettings(Section):

@@ -1,6 +1,7 @@
-"""The reviewer player in headless Chromium on a two-channel recording (MixMonitor D, raw
-``.stereo.sln``): two waveform lanes, caller lines on the left and agent lines on the right,
-and the audio plays as a true two-channel WAV."""
+"""The reviewer side of issue #19: the player in headless Chromium on a two-channel recording
+(MixMonitor D, raw ``.stereo.sln``): two waveform lanes, caller lines on the left and agent
+lines on the right, the audio played as a true two-channel WAV; and search results with
+personal data masked unless the reader's role may see it (audited)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from playwright import async_api as playwright_api
+from sqlalchemy import select
 
 from ivr.config import Settings
-from ivr.db.models import Channel, Contact, Recording, TranscriptSegment
+from ivr.db.models import AuditLog, Channel, Contact, Recording, TranscriptSegment
 from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
 
 CHROMIUM = "/usr/bin/chromium"
@@ -113,3 +115,35 @@ async def test_peaks_give_one_lane_per_speaker(console: Console) -> None:
     assert max(agent[:18]) == 0 and min(agent[22:]) > 0.3  # the agent in the second
     channels, rate = struct.unpack("<HI", wav[22:28])
     assert (wav[:4], channels, rate, len(wav) - 44) == (b"RIFF", 2, 8000, 4 * 8000 * 4)
+
+
+async def test_search_masks_personal_data_unless_the_role_may_see_it(console: Console) -> None:
+    ctx = console.ctx
+    async with ctx.db.transaction() as session:
+        session.add(Contact(channel=Channel.voice, queue="general-ko",
+                            notes="정류장 문의, 회신 번호 010-2345-6789 오후 3시"))
+
+    async def search(username: str, **params: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.post(f"{console.url}/api/login", json={"username": username, "password": PASSWORD}) as r:
+                assert r.status == 200, await r.text()
+            async with http.get(f"{console.url}/api/search", params={"q": "회신", **params}) as r:
+                return r.status, await r.json()
+
+    status, body = await search("review1")
+    assert status == 200 and body["count"] == 1
+    assert body["items"][0]["text"] == "정류장 문의, 회신 번호 [전화번호] 오후 3시"
+    status, body = await search("review1", unmasked="1")  # nobody may, by default
+    assert status == 403 and "unmasked_roles" in body["error"]
+    ctx.settings.recordings.unmasked_roles = ["supervisor"]
+    try:
+        status, body = await search("super1", unmasked="1")
+        assert status == 200 and "010-2345-6789" in body["items"][0]["text"]
+        status, body = await search("review1", unmasked="1")
+        assert status == 403
+    finally:
+        ctx.settings.recordings.unmasked_roles = []
+    async with ctx.db.session() as session:
+        audit = [(a.actor, a.action) for a in (await session.execute(select(AuditLog))).scalars()
+                 if a.action.startswith("search")]
+    assert ("super1", "search_unmasked") in audit and ("review1", "search") in audit

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from ivr.context import AppContext
 from ivr.db.models import Contact, Recording, TranscriptSegment
+from ivr.redaction.engine import mask_text
 from ivr.search import SearchError, search_text
 from ivr.speech.audio import STEREO_SLN, wav_header
 from ivr.web.auth import audit, current_user, requires
@@ -197,6 +198,11 @@ async def search(request: web.Request) -> web.Response:
     if not query:
         raise json_error(400, "q: give one or more words to search for / 검색어를 입력하세요")
     limit = max(1, min(MAX_LIMIT, _int_param(request, "limit", 50) or 50))
+    unmasked = request.query.get("unmasked", "") in ("1", "true")
+    user = current_user(request)
+    if unmasked and (user is None or user.role not in _ctx(request).settings.recordings.unmasked_roles):
+        raise json_error(403, "unmasked text: your role may not see it (recordings.unmasked_roles) "
+                              "/ 가리지 않은 개인정보를 볼 권한이 없습니다")
     async with _ctx(request).db.session() as session:
         try:
             hits = await search_text(session, query, limit=limit)
@@ -211,13 +217,16 @@ async def search(request: web.Request) -> web.Response:
                 seg_info[sid] = (rid, speaker, end)
     items = []
     for h in hits:
-        item: dict[str, Any] = {"contact_id": h.contact_id or None, "kind": h.kind, "text": h.text}
+        # Notes and messages are stored as typed (transcripts are masked before storing): the
+        # personal data in them is masked here for everyone but a role allowed to see it.
+        text = h.text if unmasked else mask_text(h.text)
+        item: dict[str, Any] = {"contact_id": h.contact_id or None, "kind": h.kind, "text": text}
         if h.kind == "segment" and h.ref_id in seg_info:
             rid, speaker, end = seg_info[h.ref_id]
             item.update(segment_id=h.ref_id, recording_id=rid, speaker=speaker, start=h.start, end=end,
                         audio_url=f"/api/recordings/{rid}/audio", transcript_url=f"/api/recordings/{rid}/transcript")
         items.append(item)
-    await _audit(request, "search", "search", q=query, count=len(items))
+    await _audit(request, "search_unmasked" if unmasked else "search", "search", q=query, count=len(items))
     return web.json_response({"q": query, "count": len(items), "items": items})
 
 
@@ -272,9 +281,12 @@ PATHS: dict[str, Any] = {
         body={"type": "object", "required": ["hold"], "properties": {"hold": {"type": "boolean"}}})},
     "/api/search": {"get": _op("Search transcripts and notes (Korean works)", "search",
                                [_q("q", {"type": "string", "minLength": 1}, "words, all must match", True),
-                                _q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})],
+                                _q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+                                _q("unmasked", {"type": "string", "enum": ["0", "1"]},
+                                   "1: personal data not masked (roles in recordings.unmasked_roles; audited)")],
                                {"200": {"description": "hits with contact_id and start seconds"},
-                                "400": {"description": "empty query"}})},
+                                "400": {"description": "empty query"},
+                                "403": {"description": "unmasked asked by a role that may not see it"}})},
 }
 
 
