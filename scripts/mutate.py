@@ -48,8 +48,8 @@ MODULES: dict[str, list[str]] = {
     "ivr/ami/agents.py": ["tests/test_ami_agents.py", "tests/test_security_injection.py"],
     "ivr/ami/callbacks.py": ["tests/test_ami_callbacks.py"],
     "ivr/messaging/chat.py": ["tests/test_messaging_chat.py", "tests/test_security_chat.py"],
-    "ivr/ami/wire.py": ["tests/test_security_injection.py", "tests/test_security_property.py"],
-    "ivr/agi/wire.py": ["tests/test_security_injection.py", "tests/test_security_property.py",
+    "ivr/ami/wire.py": ["tests/test_wire_encoders.py", "tests/test_security_injection.py"],
+    "ivr/agi/wire.py": ["tests/test_wire_encoders.py", "tests/test_security_injection.py",
                         "tests/test_agi_protocol.py"],
 }
 # Extra pytest arguments for every run of a module's tests (narrower still where a slow
