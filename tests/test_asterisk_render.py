@@ -161,8 +161,10 @@ def test_dialplan_contract_names(files: dict[str, str]) -> None:
     assert "AGI(agi://${IVR_HOST}/main)" in text and "AGI(agi://${IVR_HOST}/survey)" in text
     assert 'GotoIf($["${AGISTATUS}" != "SUCCESS"]?fallback)' in text
     assert "Set(QUEUE=${DEFAULT_QUEUE})" in text and "DEFAULT_QUEUE=general-ko" in text
-    assert "MixMonitor(${RECORDING},b)" in text
-    assert "Set(RECORDING=${RECORDINGS_DIR}/${STRFTIME(${EPOCH},${SITE_TZ},%Y/%m/%d)}/${CHANNEL(linkedid)}.wav)" in text
+    # caller and agent on their own channels (D), raw slin: D's WAV header would claim mono
+    assert "MixMonitor(${RECORDING},bD)" in text
+    assert ("Set(RECORDING=${RECORDINGS_DIR}/${STRFTIME(${EPOCH},${SITE_TZ},%Y/%m/%d)}/"
+            "${CHANNEL(linkedid)}.stereo.sln)") in text
     assert "Queue(${QUEUE},c,,,${Q_TIMEOUT})" in text
     for code in ("*71", "*72", "*73", "*74"):
         assert f"exten => {code},1," in text
