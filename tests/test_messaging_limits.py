@@ -3,6 +3,7 @@ real HTTP."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -33,6 +34,8 @@ async def test_provider_webhooks_are_not_rate_limited(sqlite_url: str, tmp_path:
     settings.data_dir = tmp_path / "var"
     settings.database.url = sqlite_url
     settings.web.rate_limit_per_minute = 2
+    # An explicit strong secret, as a site sets it: an empty one is refused (ivr.site_secrets).
+    settings.sms.webhook_secret = "test-webhook-" + uuid.uuid4().hex
     ctx = AppContext(settings, Database(sqlite_url), MemoryBus())
     try:
         async with serve(ctx) as base, aiohttp.ClientSession() as http:
