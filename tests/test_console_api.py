@@ -364,6 +364,9 @@ async def test_agent_socket_carries_only_my_screen_pops_and_state(console: Conso
     bus = console.ctx.bus
     async with agent.session.ws_connect(f"{console.url}/ws/console/agent") as ws:
         assert await ws.receive_json(timeout=20) == {"type": "hello", "username": "kim.minji"}
+        # Then the phone system's state as this process knows it: no bridge has spoken (ami off).
+        assert await ws.receive_json(timeout=20) == {"type": "phone", "known": False, "connected": False,
+                                                     "reason": None, "problem": None, "every": 5}
         await bus.publish("agent.screenpop", {"username": "lee.junho", "caller": "+821011112222"})
         await bus.publish("live.agents", {"username": "lee.junho", "state": "paused"})
         await bus.publish("agent.screenpop", {"username": "kim.minji", "caller": "+821033334444"})
