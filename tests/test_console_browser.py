@@ -214,7 +214,7 @@ async def test_admin_changes_a_queue_and_sees_it_applied(console: Console, brows
 async def _admin_task(console: Console, browser: Any, peer: AmiPeer) -> None:
     ctx = console.ctx
     page = await sign_in(browser, console, "admin1", "/console/admin")
-    assert "Queues and opening hours" in await page.inner_text("h2 >> nth=0")  # admin1 reads English
+    assert "Queues and opening hours" in await page.inner_text("section:has(#queue-table) > h2")  # admin1: English
     assert await page.get_attribute("tr[data-queue='en'] td.strategy", "data-strategy") == "rrmemory"
     assert await page.inner_text("tr[data-queue='en'] td.strategy") == "round robin with memory"  # admin1: English
     await page.wait_for_function("document.getElementById('file-text').value.includes('queues:')")
