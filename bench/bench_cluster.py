@@ -18,6 +18,7 @@ Asterisk's (a real node's IVR costs far more per call: docs/benchmarks.md's Fast
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -159,9 +160,77 @@ def main() -> None:
         report.table(["path", "offered calls/s", "calls", "answered", "failed", "answered calls/s (over the whole run, failed calls' timeouts included)",
                       "Kamailio CPU ms/call", "calls per node", "through / straight"], rows,
                      caption="Throughput: SIPp callers at the offered rate, at most 500 calls up at once")
+        if shutil.which("asterisk") is None:
+            report.note("real Asterisk nodes: skipped, no `asterisk` binary installed")
+        else:
+            real = real_nodes(root / "real")
+            report.table(["case", "probe s", "kill -> node down ms", "kill -> first new call answered ms",
+                          "new calls", "answered", "failed", "calls up at the kill that did not end normally"], real,
+                         caption="Failover with real Asterisk nodes (calls held 3 s up at the kill; new calls at 10/s)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
     main()
+
+
+def real_nodes(root: Path) -> list[list[object]]:
+    """Failover with two real Asterisk nodes (``dasan cluster up --no-dasan``'s layout): no IVR
+    runs, so each call is answered by the node's dialplan (which then tries both FastAGI
+    servers and the fallback queue). A node of a cluster admits SIP from Kamailio only, so
+    "straight to one node" is measured on the SIPp nodes above, not here."""
+    from ivr.cluster.local import LocalCluster
+    from ivr.config import AsteriskNode
+    from tests.support.kamailio import free_udp_port
+
+    settings = _settings(root)
+    k = settings.cluster.kamailio
+    k.host, k.port, k.probe_seconds, k.trunk_match = "127.0.0.2", free_udp_port("127.0.0.2"), PROBE, [f"{TRUNK}/32"]
+    settings.cluster.asterisk_nodes = [
+        AsteriskNode(name=f"ast{i + 1}", sip_host=host, sip_port=free_udp_port(host), ami_host=host,
+                     ami_port=free_udp_port(host)) for i, host in enumerate((NODE1, NODE2))]
+    settings.ami.secret = "bench-ami-secret-cluster"
+    local = LocalCluster(settings, root / "cluster")
+    local.root.mkdir(parents=True)
+    rows: list[list[object]] = []
+    callers: list[Sipp] = []
+    try:
+        local.start()
+        target = f"{k.host}:{k.port}"
+
+        # failover: calls up on both nodes, kill -9 of node 2, then new calls
+        background = Sipp("real-up", scenario(root, "real-up", caller_uac("120", 3000)), root / "real-up.log",
+                          [target, "-i", TRUNK, "-p", "0", "-m", "20", "-r", "10", "-max_retrans", "3"]).start()
+        callers.append(background)
+        log = local.root / "kamailio.log"
+        deadline = time.monotonic() + 30
+        while not all(f"to node=sip:{host}:" in log.read_text(errors="replace") for host in (NODE1, NODE2)):
+            assert time.monotonic() < deadline, "calls did not reach both nodes"
+            time.sleep(0.01)
+        mark = len((local.root / "kamailio.log").read_text(errors="replace"))
+        victim = local.processes[2]
+        killed = time.monotonic()
+        victim.proc.kill()
+        fresh = Sipp("real-new", scenario(root, "real-new", caller_uac("120", 200)), root / "real-new.log",
+                     [target, "-i", TRUNK, "-p", "0", "-m", "20", "-r", "10", "-max_retrans", "3"]).start()
+        callers.append(fresh)
+        first = _first_line_time(fresh, "answered", 30)
+        down = None
+        deadline = time.monotonic() + PROBE * 10
+        while down is None and time.monotonic() < deadline:
+            if re.search(rf"node down .*sip:{NODE2}:", (local.root / "kamailio.log").read_text(errors="replace")[mark:]):
+                down = time.monotonic()
+            time.sleep(0.005)
+        fresh.wait(120)
+        background.wait(120)
+        rows.append(["kill -9 of one of 2 real nodes", PROBE,
+                     round((down - killed) * 1000) if down else None,
+                     round((first - killed) * 1000) if first else None,
+                     20, fresh.lines("answered"), 20 - fresh.lines("answered"),
+                     20 - background.lines("ended")])
+    finally:
+        for caller in callers:
+            caller.kill()
+        local.stop()
+    return rows

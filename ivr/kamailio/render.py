@@ -48,6 +48,11 @@ def _address(label: str, host: str) -> str:
         return host
 
 
+# A node's dialplan answers a new call at once (Answer() before the IVR): a node that sent its
+# 100 Trying and then no answer for this long died with the call.
+NODE_ANSWER_MS = 10000
+
+
 def node_timeout_ms(cluster: ClusterSettings) -> int:
     """How long a new call waits for a node's first reply before trying the next node."""
     return 1500
@@ -111,7 +116,7 @@ def context(settings: Settings, out_dir: Path) -> dict[str, Any]:
         if '"' in str(path) or "\n" in str(path):
             raise KamailioRenderError(f"{path}: a folder name with quotes cannot go into kamailio.cfg")
     return {"k": k, "trunk_match": trunk, "algorithm": ALGORITHMS[k.algorithm],
-            "node_timeout_ms": node_timeout_ms(cluster),
+            "node_timeout_ms": node_timeout_ms(cluster), "node_answer_ms": NODE_ANSWER_MS,
             "db_dir": base / DB_DIR, "dispatcher_list": base / DISPATCHER_FILE}
 
 

@@ -273,7 +273,7 @@ Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>
-<recv response="200" next="end"/>
+<recv response="200" next="end"><action><log message="ended [call_id]"/></action></recv>
 <label id="busy"/>
 <nop><action><log message="busy [call_id]"/></action></nop>
 <send next="end"><![CDATA[
