@@ -74,6 +74,7 @@ class _Op:
     fields: dict[str, Any] | None = None
     write: Write[Any] | None = None
     locks: int | None = None  # the contact a ``write`` changes (locked with the batch's, in order)
+    locks_call: str = ""  # or that contact's call id (Linkedid), when the caller knows only that
 
 
 class ContactWriter:
@@ -137,6 +138,9 @@ class ContactWriter:
         # Every contact row this batch changes is locked first, in id order, as the AMI bridge does:
         # two writers then never hold a row each that the other waits for (a deadlock).
         locked = {*merged, *(op.locks for op in batch if op.locks is not None)}
+        by_call = sorted({op.locks_call for op in batch if op.locks is None and op.locks_call})
+        if by_call:  # a write that finds its contact by Linkedid changes it after the lock: lock it too
+            locked.update((await conn.execute(select(CONTACTS.c.id).where(CONTACTS.c.call_id.in_(by_call)))).scalars())
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for contact_id, fields in merged.items():
             fields["id"] = contact_id
@@ -209,8 +213,8 @@ class ContactWriter:
                  "external_id": "ivr:{contact}:abandoned"}
         return self.group.submit(_Op("event", handle, event))
 
-    def _write(self, write: Write[T], contact_id: int | None = None) -> asyncio.Future[T]:
-        return self.group.submit(_Op("write", write=write, locks=contact_id))
+    def _write(self, write: Write[T], contact_id: int | None = None, call_id: str = "") -> asyncio.Future[T]:
+        return self.group.submit(_Op("write", write=write, locks=contact_id, locks_call=call_id))
 
     async def satisfaction(self, contact_id: int | None, score: int, call_id: str = "") -> bool:
         """The survey score on the contact (by id, else by the call's Linkedid); False: no such contact."""
@@ -237,7 +241,7 @@ class ContactWriter:
                                        external_id=f"ivr:{contact_id}:survey", data={"score": score})
             return True
 
-        return await self._write(write, contact_id)
+        return await self._write(write, contact_id, call_id)
 
     async def callback(self, contact_id: int | None, phone: str, queue: str, language: str, call_id: str = "") -> int:
         """A callback request keeping the caller's place in ``queue``; the call's contact (by id,
@@ -259,4 +263,4 @@ class ContactWriter:
                                            data={"queue": queue, "callback_id": request.id})
             return request.id
 
-        return await self._write(write, contact_id)
+        return await self._write(write, contact_id, call_id)
