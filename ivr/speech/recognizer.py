@@ -225,14 +225,36 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
         table.append((position, a / 2 / rate, (b - a) / 2 / rate))
         position += (b - a) / 2 / rate + GAP_SECONDS
 
-    def original(t: float) -> float:
-        for stream_start, real_start, length in reversed(table):
-            if t >= stream_start:
-                return real_start + min(t - stream_start, length)
-        return t
+    def region_of(t: float) -> int:
+        return max((i for i, (stream_start, _r, _l) in enumerate(table) if t >= stream_start), default=0)
 
-    return [Segment(s.speaker, round(original(s.start), 3), round(original(s.end), 3), s.text, s.confidence)
-            for s in recognize_pcm(model, model_rate, b"".join(parts), rate, speaker, grammar)]
+    # vosk may run one result across the short gap between two regions; the gap stood for a
+    # longer silence, so the words are split there again, one segment per region.
+    import vosk
+
+    data = resample(b"".join(parts), rate, model_rate)
+    rec = (vosk.KaldiRecognizer(model, model_rate, json.dumps(grammar, ensure_ascii=False))
+           if grammar else vosk.KaldiRecognizer(model, model_rate))
+    rec.SetWords(True)
+    results: list[dict[str, Any]] = []
+    step = int(model_rate * CHUNK_SECONDS) * 2
+    for i in range(0, len(data), step):
+        if rec.AcceptWaveform(data[i : i + step]):
+            results.append(json.loads(rec.Result()))
+    results.append(json.loads(rec.FinalResult()))
+    segments: list[Segment] = []
+    for result in results:
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for word in result.get("result") or []:
+            groups.setdefault(region_of(float(word["start"])), []).append(word)
+        for index, words in sorted(groups.items()):
+            stream_start, real_start, length = table[index]
+            mapped = [{**w, "start": real_start + min(float(w["start"]) - stream_start, length),
+                       "end": real_start + min(float(w["end"]) - stream_start, length)} for w in words]
+            segment = _segment(speaker, {"result": mapped})
+            if segment is not None:
+                segments.append(segment)
+    return segments
 
 
 def transcribe(audio: Audio, store: ModelStore, language: str | None,
