@@ -70,6 +70,15 @@ def test_every_event_read_has_one_handler_and_a_second_is_refused() -> None:
     for name in registered_events() - {"VarSet", "UserEvent"}:
         assert wanted_event(name, f"Event: {name}\r\n")
     assert not MEMBER_EVENTS & registered_events()  # agent state has its own path
+    # VarSet and UserEvent: parsed only for the names a handler reads, decided on the raw text
+    varset = "Event: VarSet\r\nChannel: Local/agent1001@x;1\r\nVariable: {}\r\nValue: 42"
+    assert wanted_event("VarSet", varset.format("CONTACT_ID"))
+    assert wanted_event("VarSet", varset.format("MIXMONITOR_FILENAME"))
+    assert not wanted_event("VarSet", varset.format("CONTACT_ID_OLD"))
+    assert not wanted_event("VarSet", varset.format("BRIDGEPEER"))
+    assert wanted_event("UserEvent", "Event: UserEvent\r\nChannel: x\r\nUserEvent: DasanSurvey")
+    assert not wanted_event("UserEvent", "Event: UserEvent\r\nUserEvent: Other\r\nChannel: x")
+    assert not wanted_event("Newexten", "Event: Newexten\r\nChannel: x")
     with pytest.raises(ValueError, match="two handlers"):
         on("Hangup", "hangup")(HANDLERS["Hangup"].apply)
 

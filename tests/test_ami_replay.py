@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from ivr.ami.metrics import current_metrics
+from ivr.ami.models import OutboxJob
 from ivr.bus import Bus, MemoryBus
 from ivr.config import Settings
 from ivr.db.models import Agent, Channel, Contact, ContactEvent, Recording
@@ -178,12 +179,16 @@ async def test_transcription_job_survives_a_bus_outage_and_a_restart(settings: S
         contact, kinds = await _contact(r, ANSWERED_ID)
         assert kinds == ANSWERED_KINDS and contact.ended_at is not None  # the record does not wait for the bus
         assert len(r.bridge._outbox) == 1
+        async with r.ctx.db.session() as session:  # the job is durable in the outbox table
+            assert [j["call_id"] for j in (await session.execute(select(OutboxJob.job))).scalars()] == [ANSWERED_ID]
         r.ctx.bus = MemoryBus()
         await r.restart_bridge()  # a new process would find the job in the DB the same way
         await r.settle()
         jobs = await r.ctx.bus.consume("recordings.finished", "w", "w", count=10, block=0.5)
         assert [j.data["call_id"] for j in jobs] == [ANSWERED_ID]
-        await r.restart_bridge()  # sent once: marked in the timeline, not sent again
+        async with r.ctx.db.session() as session:  # the bus has it: gone from the outbox
+            assert (await session.execute(select(func.count()).select_from(OutboxJob))).scalar_one() == 0
+        await r.restart_bridge()  # sent once: not sent again
         await r.settle()
         assert await r.ctx.bus.consume("recordings.finished", "w2", "w", count=10, block=0.2) != []  # same stream
         assert len(await r.ctx.bus.consume("recordings.finished", "w", "w", count=10, block=0.2)) == 0

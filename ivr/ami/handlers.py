@@ -131,8 +131,17 @@ def handler_for(event: Event) -> Handler | None:
 
 
 def registered_events() -> frozenset[str]:
-    """Event names some handler reads (VarSet and UserEvent are filtered on the raw text)."""
+    """Event names some handler reads (VarSet and UserEvent only for some names: ``reads``)."""
     return frozenset(name.partition(":")[0] for name in HANDLERS)
+
+
+def reads(name: str, raw: str) -> bool:
+    """Whether a handler reads this event, decided on its raw text before it is parsed."""
+    by = _BY_FIELD.get(name)
+    if by is None:
+        return name in HANDLERS
+    return any(key.startswith(f"{name}:") and f"\r\n{by}: {key.partition(':')[2]}\r\n" in f"{raw}\r\n"
+               for key in HANDLERS)
 
 
 def _channel(event: Event) -> dict[str, Any]:

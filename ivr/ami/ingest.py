@@ -34,6 +34,7 @@ from ivr.ami.handlers import (
     extension_of,
     external_id,
     handler_for,
+    reads,
     registered_events,
 )
 from ivr.ami.models import AgentState, LiveCall
@@ -58,7 +59,7 @@ MEMBER_EVENTS = {
     "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
     "QueueMemberPenalty", "QueueMember",
 }
-_READ = registered_events() | MEMBER_EVENTS | {"Reload", "UserEvent"}
+_READ = (registered_events() - {"VarSet", "UserEvent"}) | MEMBER_EVENTS | {"Reload"}
 
 
 def wanted_event(name: str, raw: str) -> bool:
@@ -67,11 +68,7 @@ def wanted_event(name: str, raw: str) -> bool:
     About nine in ten of a call's events (VarSet, Newexten, RTCP, DeviceStateChange...) are
     only counted, so the connection queues them as ``{"Event": name}`` without parsing.
     """
-    if name == "VarSet":  # CONTACT_ID: a callback's Originate says whose call it is
-        return "\r\nVariable: MIXMONITOR_FILENAME" in raw or "\r\nVariable: CONTACT_ID\r\n" in raw
-    if name == "UserEvent":
-        return "\r\nUserEvent: Dasan" in raw
-    return name in _READ
+    return name in _READ or reads(name, raw)
 
 
 class Ingester:
