@@ -8,10 +8,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import delete, select
 
 from ivr.ami.agents import AgentCommandError, AgentControl, sync_agents
 from ivr.ami.callbacks import CallbackDialer
@@ -25,13 +25,13 @@ from ivr.ami.ingest import (
     wanted_event,
 )
 from ivr.ami.metrics import current_metrics
+from ivr.ami.models import OutboxJob
 from ivr.bus import Job
 from ivr.config import AsteriskNode
 from ivr.context import AppContext
 from ivr.contracts import Stream, Topic
 from ivr.db import conflicts
 from ivr.db.conflicts import ConflictCounters, conflict_of
-from ivr.db.models import ContactEvent
 from ivr.observe import AMI_COMMIT_BATCH
 from ivr.queues import QueueConfig, load_queues
 from ivr.yamlfile import DataError
@@ -42,7 +42,6 @@ BATCH = 5000
 COMMANDS_GROUP = "ami-bridge"
 APPLY_RETRY_SECONDS = 30.0  # a job whose apply failed is taken up again this long after
 APPLY_TRIES = 20  # then it is logged and dropped (the YAML stays written; `dasan asterisk apply` retries)
-OUTBOX_DAYS = 7  # how far back a restart looks for jobs the bus never got
 RESYNC_RETRY_MIN, RESYNC_RETRY_MAX = 0.5, 5.0  # seconds between resync tries on one connection
 OUTBOX_BATCH = 500  # jobs marked as sent per transaction
 STATUS_POLL, STATUS_EVERY = 0.5, 5.0  # seconds: live.ami checks the session / sends a heartbeat
@@ -355,19 +354,11 @@ class AmiBridge:
         if effects.changed:
             self._metrics_due.set()
 
-    # -- outbox: recordings.finished jobs, durable in contact_events until the bus has them --
+    # -- outbox: recordings.finished jobs, durable in ami_outbox until the bus has them --
     async def _load_outbox(self) -> None:
-        since = datetime.now(UTC) - timedelta(days=OUTBOX_DAYS)
         async with self.ctx.db.session() as session:
-            rows = await session.execute(
-                select(ContactEvent.id, ContactEvent.data).where(
-                    ContactEvent.kind == "recording_finished", ContactEvent.at >= since
-                ).order_by(ContactEvent.id)
-            )
-            for event_id, data in rows:
-                if data and not data.get("enqueued"):
-                    job = {k: data[k] for k in ("path", "call_id", "contact_id") if k in data}
-                    self._outbox.append(("recordings.finished", job, event_id))
+            rows = await session.execute(select(OutboxJob.stream, OutboxJob.job, OutboxJob.id).order_by(OutboxJob.id))
+            self._outbox.extend((str(stream), dict(job), int(job_id)) for stream, job, job_id in rows)
         if self._outbox:
             log.info("%d recordings.finished job(s) left from before; sending", len(self._outbox))
             self._outbox_due.set()
@@ -404,12 +395,10 @@ class AmiBridge:
             self._outbox_due.clear()
 
     async def _mark_sent(self, entries: list[tuple[str, dict[str, Any], int]]) -> None:
-        table: Any = ContactEvent.__table__
-        stmt = update(table).where(table.c.id == bindparam("_id")).values(data=bindparam("_data"))
+        ids = sorted(job_id for _, _, job_id in entries)
         try:
             async with self.ctx.db.transaction() as session:
-                await session.execute(stmt, [{"_id": event_id, "_data": {**job, "enqueued": True}}
-                                             for _, job, event_id in entries])
+                await session.execute(delete(OutboxJob).where(OutboxJob.id.in_(ids)))
         except Exception:
             # The jobs are on the bus; at worst they are sent again after a restart.
             log.exception("marking %d job(s) as sent", len(entries))

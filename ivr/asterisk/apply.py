@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from panoramisk import Manager
-
-from ivr.ami.wire import SafeAmiProtocol
+from ivr.ami.client import AmiClientProtocol
 from ivr.asterisk.render import FILES, render, write
 from ivr.config import SYSTEM_USER_SUFFIX, Settings
 from ivr.contracts import Stream
@@ -124,10 +122,10 @@ def deployed_secret(manager_conf: Path, username: str) -> str | None:
 
 
 class AmiSession:
-    """A short AMI session over panoramisk's Manager: log in, send actions, log off.
+    """A short AMI session (``ivr.ami.client``): log in, send actions, log off.
 
-    The connection is opened here rather than with ``Manager.connect()``, which retries
-    forever in the background when Asterisk is down; a command-line tool should say so instead.
+    It connects once and says so when Asterisk is down, rather than retrying in the background
+    as the bridge does; a command-line tool should report instead of waiting.
     It logs in as ``<username>-system``: the AMI user whose only write class is ``system``
     (Reload, DBPut); the bridge's long-lived user, which carries agents' and citizens' values,
     has no ``system`` (least privilege, docs/asterisk.md).
@@ -135,45 +133,44 @@ class AmiSession:
 
     def __init__(self, host: str, port: int, username: str, secret: str, timeout: float = 10.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self.manager = Manager(host=host, port=port, username=f"{username}{SYSTEM_USER_SUFFIX}", secret=secret,
-                               events="off", ping_delay=3600, ping_interval=3600, reconnect_timeout=3600,
-                               protocol_factory=SafeAmiProtocol)
+        self.username, self._secret = f"{username}{SYSTEM_USER_SUFFIX}", secret
+        self.protocol: AmiClientProtocol | None = None
 
     async def __aenter__(self) -> AmiSession:
         loop = asyncio.get_running_loop()
-        self.manager.loop = loop
-        connecting = asyncio.ensure_future(
-            loop.create_connection(self.manager.config["protocol_factory"], self.host, self.port))
         try:
-            await asyncio.wait_for(asyncio.shield(connecting), self.timeout)
+            _, protocol = await asyncio.wait_for(loop.create_connection(
+                lambda: AmiClientProtocol(lambda _events: None, lambda _exc: None), self.host, self.port), self.timeout)
         except (OSError, TimeoutError) as exc:
-            connecting.cancel()
             raise ApplyError(f"AMI {self.host}:{self.port} not reachable / 연결 안 됨: {exc or 'timeout'}") from exc
-        self.manager.connection_made(connecting)
-        login = self.manager.authenticated_future
-        assert login is not None
+        self.protocol = protocol
         try:
-            reply = await asyncio.wait_for(login, self.timeout)
-        except TimeoutError:
-            self.manager.close()
+            reply = await asyncio.wait_for(protocol.send(
+                {"Action": "Login", "Username": self.username, "Secret": self._secret, "Events": "off"}), self.timeout)
+        except (TimeoutError, ConnectionError):
+            protocol.close()
             raise ApplyError(f"AMI {self.host}:{self.port}: no reply to Login") from None
-        if not reply.success:
-            self.manager.close()
+        if reply.get("Response") != "Success":
+            protocol.close()
             raise ApplyError(f"AMI login refused / 로그인 거부: {reply.get('Message', '')}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.protocol is None:
+            return
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.manager.send_action({"Action": "Logoff"}), 2)
-        self.manager.close()
+            await asyncio.wait_for(self.protocol.send({"Action": "Logoff"}), 2)
+        self.protocol.close()
 
     async def action(self, action: dict[str, Any]) -> dict[str, str]:
+        if self.protocol is None or self.protocol.closed:
+            raise ApplyError(f"AMI {action['Action']}: not connected")
         try:
-            reply = await asyncio.wait_for(self.manager.send_action(action), self.timeout)
+            reply = await asyncio.wait_for(self.protocol.send(action), self.timeout)
         except TimeoutError:
             raise ApplyError(f"AMI {action['Action']}: no reply in {self.timeout:g} s") from None
-        if isinstance(reply, list):  # an event list: the first message is the response
-            reply = reply[0]
+        except ConnectionError as exc:
+            raise ApplyError(f"AMI {action['Action']}: {exc}") from None
         return dict(reply)
 
 
