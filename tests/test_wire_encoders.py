@@ -68,6 +68,16 @@ def test_line_breaks_and_nul_never_reach_the_agi_wire(value: str) -> None:
     assert agi_line("VERBOSE \"ok\" 1") == "VERBOSE \"ok\" 1"
 
 
+def test_a_refusal_quotes_at_most_sixty_characters_of_the_value() -> None:
+    long = "x" * 100 + "\n"
+    with pytest.raises(UnsafeAgiValue) as refused:
+        agi_arg(long)
+    assert str(refused.value) == f"AGI argument: line breaks and NUL cannot be sent to Asterisk: {'x' * 60!r}"
+    with pytest.raises(UnsafeAgiValue) as refused:
+        agi_word("y y" * 40)
+    assert str(refused.value) == f"AGI word {('y y' * 40)[:60]!r} is not a plain name or number"
+
+
 def test_words_are_plain_names_or_numbers() -> None:
     assert agi_word("CHANNEL(language)") == "CHANNEL(language)"
     assert agi_word(5000) == "5000"
@@ -80,6 +90,7 @@ def test_words_are_plain_names_or_numbers() -> None:
 @pytest.mark.parametrize(("line", "args"), [
     # Read off res_agi.c's parse_args: whitespace separates, runs of it count once ...
     ("a  b\tc", ["a", "b", "c"]),
+    ("EXEC Playback XYZ", ["EXEC", "Playback", "XYZ"]),
     # ... a backslash makes the next character literal (a space, a quote, a backslash) ...
     ("a\\ b", ["a b"]),
     ('\\"x', ['"x']),
