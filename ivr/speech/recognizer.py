@@ -202,9 +202,9 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
                       vad: str = "none", grammar: list[str] | None = None) -> list[Segment]:
     """Segments of a whole channel, timed as in the recording.
 
-    With a ``vad``, only the voiced regions are decoded, each on its own with its offset in
-    the recording, so times stay exact and silence costs nothing (measured against decoding
-    everything in ``bench/bench_transcribe.py``).
+    With a ``vad``, only the voiced regions are decoded and every word time is mapped back to
+    the recording, so times stay exact while long silences cost nothing (measured against
+    decoding everything in ``bench/bench_transcribe.py``).
     """
     if vad == "none":
         return recognize_pcm(model, model_rate, pcm, rate, speaker, grammar)
