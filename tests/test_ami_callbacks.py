@@ -150,6 +150,35 @@ async def test_busy_no_answer_congestion_are_retried_then_failed_with_the_reason
         assert await dialer.tick() == []  # failed for good
 
 
+async def test_one_callback_per_queue_at_a_time(settings: Settings, db_url: str) -> None:
+    """The oldest request of each queue is due; the next one of that queue waits while it is
+    being dialled or waits for its retry time, and other queues are not held up."""
+    async with rig(settings, db_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        await r.bridge.control.login("nguyen.thu")
+        await r.settle()
+        dialer = _dialer(r, CallbackPolicy(max_attempts=3, retry_seconds=[0]))
+        now = datetime.now(UTC)
+        first, _, _ = await _request(r, "01011110001", "vi", now - timedelta(seconds=60))
+        second, _, _ = await _request(r, "01011110002", "vi", now - timedelta(seconds=30))
+        other, _, _ = await _request(r, "01011110003", "general-wide", now - timedelta(seconds=10))
+        assert [q.id for q in await dialer.due(now)] == [first, other]
+
+        async def set_first(**values: object) -> None:
+            async with r.ctx.db.transaction() as s:
+                row = await s.get(CallbackRequest, first)
+                assert row is not None
+                for key, value in values.items():
+                    setattr(row, key, value)
+
+        await set_first(status="dialing")
+        assert [q.id for q in await dialer.due(now)] == [other]  # not the second: its queue is busy
+        await set_first(status="waiting", next_attempt_at=now + timedelta(hours=1))
+        assert [q.id for q in await dialer.due(now)] == [other]  # the second waits behind the first
+        assert [q.id for q in await dialer.due(now + timedelta(hours=2))] == [first, other]
+        assert second not in [q.id for q in await dialer.due(now + timedelta(hours=2))]
+
+
 async def test_retries_follow_the_queue_callback_settings(settings: Settings, db_url: str) -> None:
     async with rig(settings, db_url, MemoryBus()) as r:
         r.peer.queues |= {"vi", "general-wide"}
