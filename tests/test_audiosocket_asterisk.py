@@ -5,6 +5,7 @@ partial transcripts come out on the bus. Skipped only when no ``asterisk`` binar
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ async def test_asterisk_audiosocket_feeds_live_partials(pbx: Pbx) -> None:  # no
             assert "added" in added.lower(), added
         # Local;1 plays the Korean consent prompt; what it plays is what Local;2 (in AudioSocket) hears.
         pbx.cli("channel originate Local/live@dasan-live-test application Playback ko/dasan/recording-consent")
-        received = []
+        received: list[dict[str, Any]] = []
         while True:
             message = await sub.get(timeout=40)
             assert message is not None, f"no message from the AudioSocket stream; got {received}\n{pbx.console()[-3000:]}"

@@ -8,6 +8,7 @@ import asyncio
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,7 @@ async def test_partials_of_a_live_call_reach_the_bus(tmp_path: Path) -> None:
     call_id = uuid.uuid4()
     try:
         peer = asyncio.create_task(stream_call(port, call_id, pcm))
-        received = []
+        received: list[dict[str, Any]] = []
         while True:
             message = await sub.get(timeout=30)
             assert message is not None, f"no partial within 30 s; got {received}"
