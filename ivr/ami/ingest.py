@@ -41,6 +41,7 @@ from ivr.ami.models import AgentState, LiveCall
 from ivr.ami.statements import UNOBSERVED, ContactUpdates, fill_outcome, statements_for
 from ivr.db.models import Agent, Channel, Citizen, Contact, ContactEvent
 from ivr.records import NewCall, ensure_call_contacts, insert_for, lock_contacts, normalize_phone
+from ivr.speech.live_stream import live_stream_id
 from ivr.webrtc.slots import contact_channel
 
 log = logging.getLogger("dasan.ami.ingest")
@@ -282,7 +283,8 @@ class Ingester:
         return {"username": self.usernames.get(ext, ev.get("MemberName", "")), "extension": ext,
                 "contact_id": contact_id, "citizen_id": citizen_id,
                 "caller": self.leg_callers.get(f.linkedid) or ev.get("CallerIDNum", ""),
-                "queue": ev.get("Queue", ""), "event": kind}
+                "queue": ev.get("Queue", ""), "event": kind,
+                "live_stream": live_stream_id(f.linkedid) if f.linkedid else None}
 
     def _relative(self, path: str) -> str:
         if self.recordings_dir is not None:

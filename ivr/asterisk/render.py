@@ -251,7 +251,16 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         "webrtc": webrtc,
         "survey": survey_view(settings),
         "supervise": supervise_view(),
+        "live_listen": live_listen_target(settings.speech.live_listen),
     }
+
+
+def live_listen_target(listen: str) -> str:
+    """host:port Asterisk's AudioSocket() connects to ("" = live partials off)."""
+    if not listen:
+        return ""
+    host, _, port = listen.rpartition(":")
+    return f"{_connectable(host or '127.0.0.1')}:{port}"
 
 
 def supervise_view() -> dict[str, Any]:
