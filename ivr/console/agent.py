@@ -3,7 +3,9 @@ the SMS/SNS inbox (replies and web chats go through /api/messaging/...) and a kn
 
 Agent state changes are jobs on ``agent.commands`` (the AMI bridge runs them against Asterisk);
 the browser learns the result from ``live.agents`` and calls from ``agent.screenpop`` through
-the agent WebSocket, both filtered to the signed-in agent.
+the agent WebSocket, both filtered to the signed-in agent. Live partial transcripts
+(``transcript.partial``, ivr.speech.audiosocket) go only to the agent whose connected screen-pop
+named that AudioSocket stream (``live_stream``); they are shown, never stored.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ RESOLUTIONS = ("answered", "transferred", "callback", "unresolved")
 # Web chats have their own queue and endpoints (/api/messaging/chats); the inbox is the rest.
 TEXT_CHANNELS = (Channel.sms, Channel.mms, Channel.sns)
 MAX_NOTES = 20_000
+LIVE_PARTIALS = "transcript.partial"  # ivr.speech.audiosocket.TOPIC (not imported: it loads vosk code)
 
 
 @requires("agent", "supervisor")
@@ -225,12 +228,29 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     bus = ctx_of(request).bus
-    subs = [await bus.subscribe(t) for t in (Topic.AGENT_SCREENPOP, Topic.LIVE_AGENTS, Topic.LIVE_AMI)]
+    subs = [await bus.subscribe(t) for t in (Topic.AGENT_SCREENPOP, Topic.LIVE_AGENTS, Topic.LIVE_AMI,
+                                             LIVE_PARTIALS)]
+    # AudioSocket stream UUID -> contact id, for the calls connected to me: only my calls' partials
+    my_streams: dict[str, int] = {}
 
     async def forward(sub: Any, kind: str) -> None:
         async for message in sub:
             if message.get("username") == me and not ws.closed:
+                if kind == "screenpop" and message.get("event") == "connected" and message.get("live_stream"):
+                    my_streams[str(message["live_stream"])] = int(message["contact_id"])
                 await ws.send_json({"type": kind, **message})
+
+    async def forward_partials(sub: Any) -> None:
+        async for message in sub:
+            stream = str(message.get("call_id"))
+            contact_id = my_streams.get(stream)
+            if contact_id is None or ws.closed:
+                continue
+            if message.get("end"):
+                my_streams.pop(stream, None)
+            await ws.send_json({"type": "partial", "contact_id": contact_id, "text": message.get("text", ""),
+                                "final": bool(message.get("final")), "end": bool(message.get("end")),
+                                "speaker": message.get("speaker")})
 
     async def forward_phone(sub: Any) -> None:
         async for message in sub:
@@ -238,7 +258,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
                 await ws.send_json({"type": "phone", "known": True, **message})
 
     tasks = [asyncio.create_task(forward(subs[0], "screenpop")), asyncio.create_task(forward(subs[1], "agent")),
-             asyncio.create_task(forward_phone(subs[2]))]
+             asyncio.create_task(forward_phone(subs[2])), asyncio.create_task(forward_partials(subs[3]))]
     await ws.send_json({"type": "hello", "username": me})
     await ws.send_json(phone_status(request).snapshot())
     try:

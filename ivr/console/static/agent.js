@@ -206,11 +206,24 @@
     return item;
   }
 
+  // Live partials of my connected call (masked; shown only, never stored): finished
+  // sentences accumulate, the running hypothesis replaces itself.
+  let liveContact = null;
+  function partial(msg) {
+    const done = document.getElementById("live-final"), running = document.getElementById("live-partial");
+    if (msg.contact_id !== liveContact) { liveContact = msg.contact_id; done.textContent = ""; }
+    if (msg.final) {
+      if (msg.text) done.textContent = (done.textContent ? done.textContent + " " : "") + msg.text;
+      running.textContent = "";
+    } else running.textContent = msg.text;
+  }
+
   function connect() {
     const ws = new WebSocket(wsUrl("/ws/console/agent"));
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       if (msg.type === "screenpop") screenpop(msg);
+      else if (msg.type === "partial") partial(msg);
       else if (msg.type === "agent" && msg.error) {
         clearTimeout(pending);
         say(t("act_failed") + ": " + (msg.retrying ? t("phone_down") + " " + t("act_retrying") : msg.error), true);
