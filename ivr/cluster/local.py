@@ -133,7 +133,7 @@ class LocalCluster:
             self._spawn(node.name, [str(binary), "-f", "-n", "-C", str(self.confs[node.name])])
         deadline = time.monotonic() + timeout
         for node in nodes:
-            run = self.confs[node.name].parent.parent / "run" / "asterisk.ctl"
+            run = self.root / node.name / "run" / "asterisk.ctl"  # node_layout's run folder
             while not (run.exists() and "fully booted" in self.asterisk_cli(node.name, "core waitfullybooted")):
                 self._check_alive()
                 if time.monotonic() > deadline:
