@@ -41,11 +41,15 @@ async def test_agent_page_shows_partials_of_their_call_only(console: Console, br
         await other.wait_for_selector("body[data-ws='open']")
 
         linkedid = "1765000000.42"
+        # a partial of the call that comes before its screen-pop is shown once the screen-pop names it
+        await ctx.bus.publish("transcript.partial", {"call_id": live_stream_id(linkedid), "speaker": "mixed",
+                                                     "text": "먼저 온 말", "final": False, "end": False})
         await ctx.bus.publish("agent.screenpop", {
             "username": "kim.minji", "extension": "agent1001", "contact_id": ids["current"],
             "citizen_id": ids["citizen"], "caller": "+821012345678", "queue": "general-ko", "event": "connected",
             "live_stream": live_stream_id(linkedid)})
         await page.wait_for_selector("#call-event[data-event='connected']")
+        await page.wait_for_function(f"{TEXT.format('live-partial')} === '먼저 온 말'")
         async with ctx.db.session() as session:
             transcripts_before = (await session.execute(select(func.count()).select_from(TranscriptSegment))).scalar_one()
 
@@ -57,7 +61,9 @@ async def test_agent_page_shows_partials_of_their_call_only(console: Console, br
         try:
             peer = asyncio.create_task(stream_call(port, uuid.UUID(live_stream_id(linkedid)), pcm))
             # running text while the caller still talks (the peer has not hung up yet)
-            await page.wait_for_function(f"{TEXT.format('live-partial')}.length > 0", timeout=20_000)
+            await page.wait_for_function(
+                f"{TEXT.format('live-partial')}.length > 0 && {TEXT.format('live-partial')} !== '먼저 온 말'",
+                timeout=20_000)
             assert not peer.done()
             await peer
             # the last words, final, once the stream ended

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ RESOLUTIONS = ("answered", "transferred", "callback", "unresolved")
 # Web chats have their own queue and endpoints (/api/messaging/chats); the inbox is the rest.
 TEXT_CHANNELS = (Channel.sms, Channel.mms, Channel.sns)
 MAX_NOTES = 20_000
+EARLY_PER_STREAM, EARLY_STREAMS = 20, 200  # partials held until a screen-pop names their stream
 LIVE_PARTIALS = "transcript.partial"  # ivr.speech.audiosocket.TOPIC (not imported: it loads vosk code)
 
 
@@ -232,25 +234,43 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
                                              LIVE_PARTIALS)]
     # AudioSocket stream UUID -> contact id, for the calls connected to me: only my calls' partials
     my_streams: dict[str, int] = {}
+    # Partials of streams not (yet) named by a screen-pop: the stream and the bridge's AgentConnect
+    # start together, so a call's first partials can come first. The last few per stream are kept
+    # (in memory, for this socket only) and shown once the screen-pop names the stream.
+    early: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+    async def send_partial(stream: str, contact_id: int, message: dict[str, Any]) -> None:
+        if message.get("end"):
+            my_streams.pop(stream, None)
+        await ws.send_json({"type": "partial", "contact_id": contact_id, "text": message.get("text", ""),
+                            "final": bool(message.get("final")), "end": bool(message.get("end")),
+                            "speaker": message.get("speaker")})
 
     async def forward(sub: Any, kind: str) -> None:
         async for message in sub:
             if message.get("username") == me and not ws.closed:
-                if kind == "screenpop" and message.get("event") == "connected" and message.get("live_stream"):
-                    my_streams[str(message["live_stream"])] = int(message["contact_id"])
                 await ws.send_json({"type": kind, **message})
+                if kind == "screenpop" and message.get("event") == "connected" and message.get("live_stream"):
+                    stream = str(message["live_stream"])
+                    my_streams[stream] = int(message["contact_id"])
+                    for earlier in early.pop(stream, []):
+                        await send_partial(stream, my_streams.get(stream, int(message["contact_id"])), earlier)
 
     async def forward_partials(sub: Any) -> None:
         async for message in sub:
             stream = str(message.get("call_id"))
             contact_id = my_streams.get(stream)
-            if contact_id is None or ws.closed:
+            if ws.closed:
                 continue
-            if message.get("end"):
-                my_streams.pop(stream, None)
-            await ws.send_json({"type": "partial", "contact_id": contact_id, "text": message.get("text", ""),
-                                "final": bool(message.get("final")), "end": bool(message.get("end")),
-                                "speaker": message.get("speaker")})
+            if contact_id is None:
+                kept = early.setdefault(stream, [])
+                kept.append(message)
+                del kept[:-EARLY_PER_STREAM]
+                early.move_to_end(stream)
+                while len(early) > EARLY_STREAMS:
+                    early.popitem(last=False)
+                continue
+            await send_partial(stream, contact_id, message)
 
     async def forward_phone(sub: Any) -> None:
         async for message in sub:
