@@ -13,6 +13,7 @@ from ivr.bus import Bus, MemoryBus
 from ivr.config import Settings
 from ivr.db.models import Agent, Channel, Contact, ContactEvent, Recording
 from ivr.records import open_contact
+from ivr.speech.live_stream import live_stream_id
 from tests.support.ami_harness import capture_chunks, index_of, rig, wait_for
 
 ANSWERED_ID = "1795593159.8"
@@ -64,6 +65,8 @@ async def test_answered_call_fills_the_contact_record(settings: Settings, db_url
         pops = [await screenpops.get(timeout=2) for _ in range(2)]
         assert [p and (p["event"], p["username"], p["extension"], p["contact_id"]) for p in pops] == [
             ("offered", "kim.minji", "agent1001", contact.id), ("connected", "kim.minji", "agent1001", contact.id)]
+        # the AudioSocket UUID the rendered dialplan gives this call (speech.live_listen), from its linkedid
+        assert [p and p["live_stream"] for p in pops] == [live_stream_id(contact.call_id)] * 2
         metrics = await current_metrics(r.ctx)
         q = metrics["queues"]["general-ko"]
         assert (q["answered"], q["abandoned"], q["service_level"], q["abandon_rate"]) == (1, 0, 1.0, 0.0)
