@@ -72,4 +72,5 @@ async def test_a_recording_the_bridge_did_not_hear_named_is_looked_for_under_the
             {"Event": "Hangup", **channel, "Cause": "16", "Cause-txt": "Normal Clearing"},
         ], MORNING)
     [(_stream, job, _id)] = effects.enqueue
-    assert job["path"] == str(tmp_path / "recordings" / "2026" / "12" / "07" / f"{call}.wav")
+    # the dialplan's two-channel recording: <linkedid>.stereo.sln (docs/contracts.md)
+    assert job["path"] == str(tmp_path / "recordings" / "2026" / "12" / "07" / f"{call}.stereo.sln")
