@@ -22,7 +22,7 @@ import codecs
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ivr.ami.protocol import Fields, parse_message
 from ivr.ami.wire import encode_action
@@ -83,8 +83,9 @@ class AmiClientProtocol(asyncio.Protocol):
 
     # -- asyncio callbacks --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is not an asyncio.Transport subclass (dasan up runs on uvloop): cast,
+        # never isinstance, or the bridge never logs in on the default loop
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         text = self._buffer + self._decoder.decode(data)
