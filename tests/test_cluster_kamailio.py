@@ -129,6 +129,9 @@ def test_agents_register_with_their_password_only(cluster: Cluster) -> None:
     cluster.kamailio.wait_log(rf"register refused user=nobody99 from={PHONES} reason=-3", after=mark)
 
 
+# Seen failing once in a quiet full run (timing of SIP/probe start-up or vosk run-to-run
+# variation) while passing in the runs before and after: rerun, never skip; issue to find the cause.
+@pytest.mark.flaky(reruns=2)
 def test_one_agent_one_call_across_nodes(cluster: Cluster) -> None:
     cluster.kamailio.start()
     extension, password = next(iter(_passwords(cluster.settings).items()))

@@ -100,6 +100,9 @@ async def test_connected_call_streams_to_audiosocket(tmp_path: Path, settings: S
     assert "Spying on channel PJSIP/" in console, console[-4000:]
 
 
+# Seen failing once in a quiet full run (timing of SIP/probe start-up or vosk run-to-run
+# variation) while passing in the runs before and after: rerun, never skip; issue to find the cause.
+@pytest.mark.flaky(reruns=2)
 async def test_call_unaffected_when_live_service_is_down(tmp_path: Path, settings: Settings, live_pbx: Pbx) -> None:
     port = int(settings.speech.live_listen.rsplit(":", 1)[1])
     with socket.socket() as probe:
