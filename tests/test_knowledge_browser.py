@@ -17,6 +17,7 @@ from ivr.config import Settings
 from ivr.knowledge import store
 from ivr.knowledge.models import Article
 from tests.support.console import Console, prepare_settings, serve_console
+from tests.support.waiting import page_holds
 from tests.test_console_browser import ARGS, CHROMIUM, sign_in
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -81,7 +82,7 @@ async def test_supervisor_makes_an_article_from_a_past_contact(console: Console,
     # The transcript line of the recorded call; the draft takes that contact's notes as its body.
     await page.locator("#kb-results li", has_text="470번 버스가 변경되었습니다").locator("button.make-article").click()
     await page.wait_for_url("**/console/knowledge?article=*")
-    await page.wait_for_function("document.getElementById('kbm-title-ko').value === '교통 > 버스'")
+    await page_holds(page, "document.getElementById('kbm-title-ko').value === '교통 > 버스'")
     assert await page.input_value("#kbm-body-ko") == "470번 버스 노선 변경 안내"
     await page.fill("#kbm-key", "bus-470-route")
     await page.fill("#kbm-title-en", "Bus 470 route change")

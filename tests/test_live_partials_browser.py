@@ -20,6 +20,7 @@ from ivr.speech.live_stream import live_stream_id
 from ivr.speech.recognizer import shared_store
 from tests.support import synth
 from tests.support.console import Console
+from tests.support.waiting import page_holds
 from tests.test_console_browser import browser, chromium, console, sign_in  # noqa: F401  (fixtures by name)
 from tests.test_speech_audiosocket import stream_call
 
@@ -49,7 +50,7 @@ async def test_agent_page_shows_partials_of_their_call_only(console: Console, br
             "citizen_id": ids["citizen"], "caller": "+821012345678", "queue": "general-ko", "event": "connected",
             "live_stream": live_stream_id(linkedid)})
         await page.wait_for_selector("#call-event[data-event='connected']")
-        await page.wait_for_function(f"{TEXT.format('live-partial')} === '먼저 온 말'")
+        await page_holds(page, f"{TEXT.format('live-partial')} === '먼저 온 말'")
         async with ctx.db.session() as session:
             transcripts_before = (await session.execute(select(func.count()).select_from(TranscriptSegment))).scalar_one()
 
@@ -61,13 +62,13 @@ async def test_agent_page_shows_partials_of_their_call_only(console: Console, br
         try:
             peer = asyncio.create_task(stream_call(port, uuid.UUID(live_stream_id(linkedid)), pcm))
             # running text while the caller still talks (the peer has not hung up yet)
-            await page.wait_for_function(
-                f"{TEXT.format('live-partial')}.length > 0 && {TEXT.format('live-partial')} !== '먼저 온 말'",
-                timeout=20_000)
+            await page_holds(
+                page, f"{TEXT.format('live-partial')}.length > 0 && {TEXT.format('live-partial')} !== '먼저 온 말'",
+                timeout=20)
             assert not peer.done()
             await peer
             # the last words, final, once the stream ended
-            await page.wait_for_function(f"/[가-힣]/.test({TEXT.format('live-final')})", timeout=20_000)
+            await page_holds(page, f"/[가-힣]/.test({TEXT.format('live-final')})", timeout=20)
         finally:
             await server.stop()
         assert server.calls == 1

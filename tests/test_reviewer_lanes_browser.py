@@ -22,6 +22,7 @@ from sqlalchemy import select
 from ivr.config import Settings
 from ivr.db.models import AuditLog, Channel, Contact, Recording, TranscriptSegment
 from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+from tests.support.waiting import page_holds
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -89,7 +90,7 @@ async def test_player_shows_caller_and_agent_lanes(console: Console) -> None:
             agent = next(c for c in columns if "agent" in c[0])
             assert caller[1] == "1" and agent[1] == "2" and agent[2] > caller[2], columns
             # the raw slin is served as a two-channel WAV the browser can play: its full length
-            await page.wait_for_function("document.getElementById('audio').readyState >= 1")
+            await page_holds(page, "document.getElementById('audio').readyState >= 1")
             duration = await page.evaluate("document.getElementById('audio').duration")
             assert abs(duration - 4.0) < 0.05, duration
             assert errors == []

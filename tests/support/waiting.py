@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -29,3 +29,15 @@ async def eventually(check: Callable[[], T | Awaitable[T]], what: str, timeout: 
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def page_holds(page: Any, expression: str, timeout: float = 10.0) -> Any:
+    """Wait until the JavaScript ``expression`` is truthy in ``page``.
+
+    Playwright's ``wait_for_function`` re-runs its predicate through ``eval`` from a
+    requestAnimationFrame callback, which the pages' CSP (``script-src 'self'``) refuses as soon
+    as the first check is false. Each ``page.evaluate`` starts from DevTools, which the CSP
+    lets through, so polling with it keeps the pages' real CSP on in the tests.
+    """
+    return await eventually(lambda: page.evaluate(expression), f"page to hold {expression!r}",
+                            timeout=timeout, interval=0.05)
