@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from ivr.config import Settings, WebrtcSettings
 from ivr.context import AppContext
+from ivr.db import Database
 from ivr.db.models import AuditLog
 from ivr.web.app import create_app
 from ivr.webrtc.asterisk_push import auth_object
@@ -32,112 +33,116 @@ class Clock:
         return self.now
 
 
-def reason_of(fn: object, *args: object) -> str:
+async def reason_of(fn: object, *args: object) -> str:
     with pytest.raises(CredentialRefused) as info:
-        fn(*args)  # type: ignore[operator]
+        await fn(*args)  # type: ignore[operator]
     return info.value.reason
 
 
-# -- page tokens ---------------------------------------------------------------------------
+# -- page tokens (spent ones in the counselling database: SQLite and PostgreSQL) --------------
 
-def test_a_page_token_is_good_once() -> None:
-    tokens = PageTokens("site-secret", 60, clock=Clock())
+async def test_a_page_token_is_good_once(db: Database) -> None:
+    tokens = PageTokens(db, "site-secret", 60, clock=Clock())
     token = tokens.issue()
-    tokens.redeem(token)
-    assert reason_of(tokens.redeem, token) == "replayed"
+    await tokens.redeem(token)
+    assert await reason_of(tokens.redeem, token) == "replayed"
 
 
-def test_an_expired_page_token_is_refused() -> None:
+async def test_an_expired_page_token_is_refused(db: Database) -> None:
     clock = Clock()
-    tokens = PageTokens("site-secret", 60, clock=clock)
+    tokens = PageTokens(db, "site-secret", 60, clock=clock)
     token = tokens.issue()
     clock.now += 61
-    assert reason_of(tokens.redeem, token) == "expired"
+    assert await reason_of(tokens.redeem, token) == "expired"
 
 
-def test_a_forged_or_foreign_page_token_is_refused() -> None:
+async def test_a_forged_or_foreign_page_token_is_refused(db: Database) -> None:
     clock = Clock()
-    ours, theirs = PageTokens("site-secret", 60, clock=clock), PageTokens("other-secret", 60, clock=clock)
+    ours, theirs = PageTokens(db, "site-secret", 60, clock=clock), PageTokens(db, "other-secret", 60, clock=clock)
     token_id, issued, _sig = ours.issue().split(".")
-    assert reason_of(ours.redeem, theirs.issue()) == "invalid"
-    assert reason_of(ours.redeem, f"{token_id}.{int(issued) + 1000}.{_sig}") == "invalid"  # moved in time
+    assert await reason_of(ours.redeem, theirs.issue()) == "invalid"
+    assert await reason_of(ours.redeem, f"{token_id}.{int(issued) + 1000}.{_sig}") == "invalid"  # moved in time
     for junk in ("", "a.b", "x.notanumber.y", "a" * 500):
-        assert reason_of(ours.redeem, junk) == "invalid"
+        assert await reason_of(ours.redeem, junk) == "invalid"
 
 
-def test_spent_tokens_are_forgotten_once_they_would_have_expired() -> None:
+async def test_spent_tokens_are_forgotten_once_they_would_have_expired(db: Database) -> None:
     clock = Clock()
-    tokens = PageTokens("site-secret", 60, clock=clock)
+    tokens = PageTokens(db, "site-secret", 60, clock=clock)
     for _ in range(5):
-        tokens.redeem(tokens.issue())
-    assert len(tokens._spent) == 5
+        await tokens.redeem(tokens.issue())
+    assert await tokens.spent_count() == 5
     clock.now += 61
-    tokens.redeem(tokens.issue())
-    assert len(tokens._spent) == 1
+    await tokens.redeem(tokens.issue())
+    assert await tokens.spent_count() == 1
 
 
 # -- minting -------------------------------------------------------------------------------
 
-def issuer(clock: Clock, **overrides: object) -> CredentialIssuer:
+def issuer(db: Database, clock: Clock, **overrides: object) -> CredentialIssuer:
     w = WebrtcSettings(video_slots=2, voice_slots=1, credential_ttl_seconds=120, mint_per_minute=50)
-    return CredentialIssuer(w.model_copy(update=overrides), clock=clock, monotonic=clock)
+    return CredentialIssuer(db, w.model_copy(update=overrides), clock=clock)
 
 
-def test_minting_leases_a_slot_of_the_kind_with_a_fresh_password_and_an_expiry() -> None:
+async def test_minting_leases_a_slot_of_the_kind_with_a_fresh_password_and_an_expiry(db: Database) -> None:
     clock = Clock()
-    issue = issuer(clock)
-    first, second = issue.mint("video", "198.51.100.1"), issue.mint("video", "198.51.100.2")
+    issue = issuer(db, clock)
+    first, second = await issue.mint("video", "198.51.100.1"), await issue.mint("video", "198.51.100.2")
     assert {first.username, second.username} == set(slot_names("video", 2))
     assert first.password != second.password and len(first.password) >= 32
     assert first.expires_at == clock.now + 120
-    voice = issue.mint("voice", "198.51.100.3")
+    voice = await issue.mint("voice", "198.51.100.3")
     assert voice.username == "webvoice-001"
     assert kind_of_channel(f"PJSIP/{voice.username}-0000002a") == "voice"
     assert kind_of_channel(f"PJSIP/{first.username}-00000001") == "video"
 
 
-def test_a_slot_is_not_leased_again_before_its_credential_expires() -> None:
+async def test_a_slot_is_not_leased_again_before_its_credential_expires(db: Database) -> None:
     clock = Clock()
-    issue = issuer(clock)
-    issue.mint("video", "a")
-    issue.mint("video", "b")
+    issue = issuer(db, clock)
+    await issue.mint("video", "a")
+    clock.now += 1
+    await issue.mint("video", "b")
     with pytest.raises(CredentialRefused) as info:
-        issue.mint("video", "c")
-    assert info.value.reason == "busy" and info.value.retry_after == pytest.approx(120)
-    clock.now += 121  # the first credential expired: its slot is free, with a new password
-    again = issue.mint("video", "c")
+        await issue.mint("video", "c")
+    assert info.value.reason == "busy" and info.value.retry_after == pytest.approx(119)
+    clock.now += 120  # the first credential expired: its slot is free, with a new password
+    again = await issue.mint("video", "c")
     assert again.username == "webvideo-001"
 
 
-def test_a_slot_whose_password_could_not_be_pushed_is_given_back() -> None:
+async def test_a_slot_whose_password_could_not_be_pushed_is_given_back(db: Database) -> None:
     clock = Clock()
-    issue = issuer(clock, voice_slots=1)
-    credential = issue.mint("voice", "a")
-    issue.release(credential)
-    assert issue.mint("voice", "a").username == credential.username
+    issue = issuer(db, clock, voice_slots=1)
+    credential = await issue.mint("voice", "a")
+    await issue.release(credential)
+    assert (await issue.mint("voice", "a")).username == credential.username
 
 
-def test_minting_is_rate_limited_per_address() -> None:
+async def test_minting_is_rate_limited_per_address(db: Database) -> None:
     clock = Clock()
-    issue = issuer(clock, video_slots=20, mint_per_minute=3)
+    issue = issuer(db, clock, video_slots=20, mint_per_minute=3)
     for _ in range(3):
-        issue.mint("video", "203.0.113.9")
+        await issue.mint("video", "203.0.113.9")
+        clock.now += 10
     with pytest.raises(CredentialRefused) as info:
-        issue.mint("video", "203.0.113.9")
-    assert info.value.reason == "rate_limited" and info.value.retry_after > 0
-    issue.mint("video", "203.0.113.10")  # another address is not held back
-    clock.now += 20  # one token back (3 per minute)
-    issue.mint("video", "203.0.113.9")
+        await issue.mint("video", "203.0.113.9")
+    # the first of the three leaves the minute 30 s from now
+    assert info.value.reason == "rate_limited" and info.value.retry_after == pytest.approx(30)
+    await issue.mint("video", "203.0.113.10")  # another address is not held back
+    clock.now += 31  # the first mint left the window: one place back, and only one
+    await issue.mint("video", "203.0.113.9")
+    assert await reason_of(issue.mint, "video", "203.0.113.9") == "rate_limited"
 
 
-def test_an_unknown_kind_is_refused() -> None:
-    assert reason_of(issuer(Clock()).mint, "fax", "a") == "invalid"
+async def test_an_unknown_kind_is_refused(db: Database) -> None:
+    assert await reason_of(issuer(db, Clock()).mint, "fax", "a") == "invalid"
 
 
-def test_the_auth_object_is_what_res_sorcery_astdb_reads() -> None:
+async def test_the_auth_object_is_what_res_sorcery_astdb_reads(db: Database) -> None:
     import json
 
-    credential = issuer(Clock()).mint("video", "a")
+    credential = await issuer(db, Clock()).mint("video", "a")
     assert json.loads(auth_object(credential)) == {"auth_type": "userpass", "username": credential.username,
                                                    "password": credential.password}
 
@@ -236,14 +241,12 @@ async def test_minting_is_off_when_webrtc_is_not_enabled(client: object) -> None
     assert response.status == 404
 
 
-async def test_a_browser_call_opens_a_contact_of_its_own_channel(db: object) -> None:
+async def test_a_browser_call_opens_a_contact_of_its_own_channel(db: Database) -> None:
     """Whoever opens the contact first (the IVR for web voice, the AMI bridge for video), its
     channel comes from the Asterisk channel name."""
-    from ivr.db import Database
     from ivr.db.models import Contact
     from ivr.records import NewCall, ensure_call_contacts
 
-    assert isinstance(db, Database)
     calls = [NewCall("1800000000.1", "", "ko", contact_channel("PJSIP/webvideo-001-00000001")),
              NewCall("1800000000.2", "", "ko", contact_channel("PJSIP/webvoice-002-00000002")),
              NewCall("1800000000.3", "+8227777777", "ko")]
@@ -274,13 +277,12 @@ def test_a_foreign_language_page_calls_its_language_line_while_it_is_open(settin
     assert voice_target(q, "sign-video") == "ivr" and voice_target(q, "xx") == "ivr"
 
 
-def test_a_call_can_be_rated_once_with_its_credential_for_a_few_hours() -> None:
+async def test_a_call_can_be_rated_once_with_its_credential_for_a_few_hours(db: Database) -> None:
     clock = Clock()
-    issue = issuer(clock)
-    first, second = issue.mint("video", "a"), issue.mint("video", "b")
-    assert reason_of(issue.redeem_survey, first.username, second.password) == "invalid"  # not its password
-    assert issue.redeem_survey(first.username, first.password).issued_at == first.issued_at
-    assert reason_of(issue.redeem_survey, first.username, first.password) == "invalid"  # once
+    issue = issuer(db, clock)
+    first, second = await issue.mint("video", "a"), await issue.mint("video", "b")
+    assert await reason_of(issue.redeem_survey, first.username, second.password) == "invalid"  # not its password
+    assert (await issue.redeem_survey(first.username, first.password)).issued_at == first.issued_at
+    assert await reason_of(issue.redeem_survey, first.username, first.password) == "invalid"  # once
     clock.now += 7 * 3600
-    assert reason_of(issue.redeem_survey, second.username, second.password) == "expired"
-    assert not any(issued.username == first.username for issued in issue.issued.values())
+    assert await reason_of(issue.redeem_survey, second.username, second.password) == "expired"

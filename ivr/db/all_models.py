@@ -10,3 +10,4 @@ from ivr.knowledge import models as knowledge_models  # noqa: F401
 from ivr.messaging import models as messaging_models  # noqa: F401
 from ivr.open311 import models as open311_models  # noqa: F401
 from ivr.quality import models as quality_models  # noqa: F401
+from ivr.webrtc import models as webrtc_models  # noqa: F401

@@ -126,8 +126,8 @@ async def mint(request: web.Request) -> web.Response:
     try:
         if kind not in ("video", "voice"):
             raise CredentialRefused("invalid", "kind: video or voice")
-        state.tokens.redeem(str(token or ""))
-        credential = state.issuer.mint(kind, address)
+        await state.tokens.redeem(str(token or ""))
+        credential = await state.issuer.mint(kind, address)
     except CredentialRefused as exc:
         refusal_logged(exc.reason, address, str(exc))
         await audit(ctx_of(request), "citizen", "webcall_refused", f"address:{address}", ip=address, reason=exc.reason)
@@ -137,7 +137,7 @@ async def mint(request: web.Request) -> web.Response:
     try:
         await push_credential(state.settings, credential)
     except PushError as exc:
-        state.issuer.release(credential)
+        await state.issuer.release(credential)
         log.error("webcall: could not set %s in Asterisk: %s", credential.username, exc)
         return web.json_response({"error": "the call service is unavailable; use chat or try later",
                                   "reason": "unavailable", "token": state.tokens.issue()}, status=503)
@@ -175,7 +175,7 @@ async def jssip(_request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application, ctx: AppContext) -> None:
-    app[STATE_KEY] = WebcallState(ctx.settings)
+    app[STATE_KEY] = WebcallState(ctx.settings, ctx.db)
     r = app.router
     r.add_get("/call", call_page)
     r.add_get("/call/manifest.webmanifest", manifest)

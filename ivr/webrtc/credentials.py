@@ -15,7 +15,12 @@ passwords are not in pjsip.conf but in astdb, where this service puts one for on
    (``dasan-web-admit``) refuses an expired one and deletes the password as the call starts,
    so the same credential cannot start a second call (a replay fails SIP authentication).
 
-State lives in this process (one web process mints; see docs/webrtc.md for several).
+The state (spent page tokens, leases, minted credentials' hashes, recent mints per address)
+is kept in the counselling database (:mod:`ivr.webrtc.models`), so every web process and every
+dasan node mints from the same pool, refuses the same replays and counts the same limit. Each
+decision is one conditional statement (an insert that a second one collides with, an update or
+delete whose row count says who won), so two nodes racing never both win. Times are wall-clock
+epoch seconds (nodes keep their clocks in sync with NTP).
 """
 
 from __future__ import annotations
@@ -26,17 +31,23 @@ import hmac
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from ivr.config import WebrtcSettings
-from ivr.web.limits import RateLimiter
-from ivr.webrtc.slots import Kind, slot_names
+from ivr.db import Database
+from ivr.webrtc.models import EndpointLease, IssuedCredential, RecentMint, SpentPageToken
+from ivr.webrtc.slots import KINDS, Kind, slot_names
 
 log = logging.getLogger("dasan.webrtc")
 
-MAX_SPENT_TOKENS = 200_000
+RATE_WINDOW = 60.0  # seconds: mint_per_minute counts the mints of the last minute
+LEASE_TRIES = 8  # another node took the slot we chose: choose again (bounded)
 
 
 class CredentialRefused(Exception):
@@ -60,15 +71,15 @@ class Credential:
 class PageTokens:
     """One-time tokens for the /call page: ``<id>.<issued>.<signature>``.
 
-    Stateless to issue (an HMAC of id and time with the site's secret); spent ids are kept
-    until they would have expired anyway, so memory stays bounded by the issue rate.
+    Stateless to issue (an HMAC of id and time with the site's secret, which every node shares);
+    a spent id is a row in ``webcall_spent_tokens`` until it would have expired anyway.
     """
 
-    def __init__(self, secret: str, ttl_seconds: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, secret: str, ttl_seconds: float, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
         self._key = hashlib.sha256(b"dasan-webcall-page:" + secret.encode()).digest()
         self.ttl = ttl_seconds
         self.clock = clock
-        self._spent: OrderedDict[str, float] = OrderedDict()  # id -> expiry, oldest first
 
     def _sign(self, token_id: str, issued: int) -> str:
         mac = hmac.new(self._key, f"{token_id}.{issued}".encode(), hashlib.sha256).digest()
@@ -79,31 +90,28 @@ class PageTokens:
         issued = int(self.clock())
         return f"{token_id}.{issued}.{self._sign(token_id, issued)}"
 
-    def redeem(self, token: str) -> None:
+    async def redeem(self, token: str) -> None:
         """Spend ``token``; raises :class:`CredentialRefused` (invalid, expired, replayed)."""
         parts = token.split(".") if isinstance(token, str) else []
-        if len(parts) != 3 or not parts[1].isdigit() or len(token) > 200:
+        if len(parts) != 3 or not parts[1].isdigit() or len(token) > 200 or not 0 < len(parts[0]) <= 40:
             raise CredentialRefused("invalid", "the page token is malformed; reload the page")
         token_id, issued_text, signature = parts
         issued = int(issued_text)
         if not hmac.compare_digest(signature, self._sign(token_id, issued)):
             raise CredentialRefused("invalid", "the page token is not ours; reload the page")
         now = self.clock()
-        self._forget(now)
         if now > issued + self.ttl or issued > now + 60:
             raise CredentialRefused("expired", "the page has expired; reload it to call")
-        if token_id in self._spent:
-            raise CredentialRefused("replayed", "this page token was already used; reload the page")
-        self._spent[token_id] = issued + self.ttl
-        if len(self._spent) > MAX_SPENT_TOKENS:
-            self._spent.popitem(last=False)
+        try:
+            async with self.db.transaction() as session:
+                await session.execute(delete(SpentPageToken).where(SpentPageToken.expires_at < now))
+                session.add(SpentPageToken(token_id=token_id, expires_at=issued + self.ttl))
+        except IntegrityError:
+            raise CredentialRefused("replayed", "this page token was already used; reload the page") from None
 
-    def _forget(self, now: float) -> None:
-        while self._spent:
-            token_id, expiry = next(iter(self._spent.items()))
-            if expiry >= now:
-                break
-            del self._spent[token_id]
+    async def spent_count(self) -> int:
+        async with self.db.session() as session:
+            return int((await session.execute(select(func.count()).select_from(SpentPageToken))).scalar_one())
 
 
 @dataclass(frozen=True)
@@ -117,65 +125,128 @@ class Issued:
 
 
 SURVEY_HOURS = 6.0  # how long after minting the page may still answer the survey
-MAX_ISSUED = 100_000
 
 
 class CredentialIssuer:
     """Leases citizen endpoints and draws their one-session passwords."""
 
-    def __init__(self, settings: WebrtcSettings, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.ttl = float(settings.credential_ttl_seconds)
+    def __init__(self, db: Database, settings: WebrtcSettings, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.settings = settings  # read at each mint: an admin's edit of the pool sizes applies at once
         self.clock = clock
-        self.limiter = RateLimiter(settings.mint_per_minute, clock=monotonic)
-        self.issued: OrderedDict[str, Issued] = OrderedDict()  # sha256(password) -> the credential
-        self.slots: dict[Kind, OrderedDict[str, float]] = {  # slot -> lease expiry, least recently leased first
-            "video": OrderedDict((name, 0.0) for name in slot_names("video", settings.video_slots)),
-            "voice": OrderedDict((name, 0.0) for name in slot_names("voice", settings.voice_slots)),
-        }
+        self._seeded: set[tuple[str, ...]] = set()
 
-    def mint(self, kind: Kind, address: str) -> Credential:
+    @property
+    def ttl(self) -> float:
+        return float(self.settings.credential_ttl_seconds)
+
+    def _slots(self, kind: Kind) -> list[str]:
+        count = self.settings.video_slots if kind == "video" else self.settings.voice_slots
+        return slot_names(kind, count)
+
+    async def mint(self, kind: Kind, address: str) -> Credential:
         """A credential for one call of ``kind``; raises :class:`CredentialRefused` (rate
         limited, or every slot leased to a credential not yet expired)."""
-        if kind not in self.slots:
-            raise CredentialRefused("invalid", f"kind: one of {', '.join(self.slots)}")
-        wait = self.limiter.take((address, "webcall-mint"))
-        if wait > 0:
-            raise CredentialRefused("rate_limited", "too many calls from this address; try again shortly",
-                                    retry_after=wait)
+        if kind not in KINDS:
+            raise CredentialRefused("invalid", f"kind: one of {', '.join(KINDS)}")
+        await self._take_rate(address[:64])
+        names = self._slots(kind)
+        await self._seed(kind, names)
+        for _ in range(LEASE_TRIES):
+            now = self.clock()
+            async with self.db.transaction() as session:
+                free = (await session.execute(
+                    select(EndpointLease.slot).where(EndpointLease.slot.in_(names), EndpointLease.leased_until <= now)
+                    .order_by(EndpointLease.leased_at, EndpointLease.slot).limit(1))).scalar_one_or_none()
+                if free is None:
+                    soonest = (await session.execute(select(func.min(EndpointLease.leased_until))
+                                                     .where(EndpointLease.slot.in_(names)))).scalar_one()
+                    raise CredentialRefused("busy", "every line is being set up right now; try again shortly",
+                                            retry_after=max(0.0, float(soonest or now) - now))
+                credential = Credential(kind=kind, username=free, password=secrets.token_urlsafe(24),
+                                        issued_at=now, expires_at=now + self.ttl)
+                won = await session.execute(
+                    update(EndpointLease).where(EndpointLease.slot == free, EndpointLease.leased_until <= now)
+                    .values(leased_until=credential.expires_at, leased_at=now))
+                if _rowcount(won) != 1:
+                    continue  # another node leased it between our select and update
+                await session.execute(delete(IssuedCredential)
+                                      .where(IssuedCredential.issued_at < now - SURVEY_HOURS * 3600))
+                session.add(IssuedCredential(password_sha=_digest(credential.password), kind=kind,
+                                             username=free, issued_at=now))
+            return credential
+        raise CredentialRefused("busy", "every line is being set up right now; try again shortly", retry_after=1.0)
+
+    async def _take_rate(self, address: str) -> None:
+        """Count this mint for ``address``; refuse it (and count nothing) over ``mint_per_minute``
+        in the last minute. The mint is committed before counting, so of two nodes minting at
+        once for the same address at least the later sees both: never more than the limit."""
         now = self.clock()
-        pool = self.slots[kind]
-        slot, lease_end = next(iter(pool.items()))
-        if lease_end > now:
-            raise CredentialRefused("busy", "every line is being set up right now; try again shortly",
-                                    retry_after=lease_end - now)
-        pool.move_to_end(slot)
-        pool[slot] = now + self.ttl
-        credential = Credential(kind=kind, username=slot, password=secrets.token_urlsafe(24),
-                                issued_at=now, expires_at=now + self.ttl)
-        self.issued[_digest(credential.password)] = Issued(kind, slot, now)
-        while self.issued and (len(self.issued) > MAX_ISSUED
-                               or next(iter(self.issued.values())).issued_at < now - SURVEY_HOURS * 3600):
-            self.issued.popitem(last=False)
-        return credential
+        limit = self.settings.mint_per_minute
+        async with self.db.transaction() as session:
+            await session.execute(delete(RecentMint).where(RecentMint.at < now - RATE_WINDOW))
+            mine = RecentMint(address=address, at=now)
+            session.add(mine)
+            await session.flush()
+            mine_id = mine.id
+        async with self.db.transaction() as session:
+            others = list((await session.execute(
+                select(RecentMint.at).where(RecentMint.address == address, RecentMint.at > now - RATE_WINDOW,
+                                            RecentMint.id != mine_id).order_by(RecentMint.at))).scalars())
+            if len(others) < limit:
+                return
+            await session.execute(delete(RecentMint).where(RecentMint.id == mine_id))
+        # A place frees when enough of the others have left the window.
+        wait = others[len(others) - limit] + RATE_WINDOW - now
+        raise CredentialRefused("rate_limited", "too many calls from this address; try again shortly",
+                                retry_after=max(1.0, wait))
 
-    def redeem_survey(self, username: str, password: str) -> Issued:
+    async def _seed(self, kind: Kind, names: list[str]) -> None:
+        """The pool's rows exist (a new slot starts free, never leased)."""
+        key = (kind, *names)
+        if key in self._seeded:
+            return
+        async with self.db.transaction() as session:
+            insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+            await session.execute(insert(EndpointLease).values(
+                [{"slot": name, "kind": kind, "leased_until": 0.0, "leased_at": 0.0} for name in names])
+                .on_conflict_do_nothing(index_elements=["slot"]))
+        self._seeded.add(key)
+
+    async def redeem_survey(self, username: str, password: str) -> Issued:
         """The credential a survey answer comes with; good once, within ``SURVEY_HOURS``."""
-        found = self.issued.get(_digest(password))
-        if found is None or found.username != username:
-            raise CredentialRefused("invalid", "this call cannot be rated (unknown or already rated)")
-        if found.issued_at < self.clock() - SURVEY_HOURS * 3600:
+        digest = _digest(password)
+        async with self.db.transaction() as session:
+            found = await session.get(IssuedCredential, digest)
+            if found is None or found.username != username:
+                raise CredentialRefused("invalid", "this call cannot be rated (unknown or already rated)")
+            issued = Issued(cast(Kind, found.kind), found.username, found.issued_at)
+            gone = await session.execute(delete(IssuedCredential).where(IssuedCredential.password_sha == digest))
+            if _rowcount(gone) != 1:  # answered on another node meanwhile
+                raise CredentialRefused("invalid", "this call cannot be rated (unknown or already rated)")
+        if issued.issued_at < self.clock() - SURVEY_HOURS * 3600:
             raise CredentialRefused("expired", "this call is too old to rate")
-        del self.issued[_digest(password)]
-        return found
+        return issued
 
-    def release(self, credential: Credential) -> None:
+    async def release(self, credential: Credential) -> None:
         """Give the slot back at once (its password could not be pushed to Asterisk)."""
-        self.issued.pop(_digest(credential.password), None)
-        pool = self.slots[credential.kind]
-        if pool.get(credential.username) == credential.expires_at:
-            pool[credential.username] = 0.0
-            pool.move_to_end(credential.username, last=False)
+        async with self.db.transaction() as session:
+            await session.execute(delete(IssuedCredential)
+                                  .where(IssuedCredential.password_sha == _digest(credential.password)))
+            await session.execute(update(EndpointLease).where(
+                EndpointLease.slot == credential.username, EndpointLease.leased_until == credential.expires_at)
+                .values(leased_until=0.0, leased_at=0.0))
+
+    async def leases(self, kind: Kind) -> dict[str, float]:
+        """slot -> until when it is leased (0: never or given back), for the pool of ``kind``."""
+        async with self.db.session() as session:
+            rows = (await session.execute(select(EndpointLease.slot, EndpointLease.leased_until)
+                                          .where(EndpointLease.slot.in_(self._slots(kind))))).all()
+        return {slot: until for slot, until in rows}
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0))
 
 
 def _digest(password: str) -> str:

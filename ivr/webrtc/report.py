@@ -61,7 +61,7 @@ async def report(request: web.Request) -> web.Response:
             fields[part.name] = (await part.text())[:4000]
     address = request.remote or "?"
     try:
-        state.tokens.redeem(fields.get("token", ""))
+        await state.tokens.redeem(fields.get("token", ""))
     except CredentialRefused as exc:
         refusal_logged(exc.reason, address, f"report: {exc}")
         return _refuse(403 if exc.reason != "replayed" else 409, str(exc), fresh, exc.reason)

@@ -36,7 +36,7 @@ async def survey(request: web.Request) -> web.Response:
         return web.json_response({"error": "score: 1 (poor) to 5 (very good)"}, status=400)
     address = request.remote or "?"
     try:
-        issued = webcall_state(request).issuer.redeem_survey(str(body.get("username", "")), str(body.get("password", "")))
+        issued = await webcall_state(request).issuer.redeem_survey(str(body.get("username", "")), str(body.get("password", "")))
     except CredentialRefused as exc:
         refusal_logged(exc.reason, address, f"survey: {exc}")
         return web.json_response({"error": str(exc), "reason": exc.reason}, status=403)
