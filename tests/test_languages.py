@@ -1,9 +1,10 @@
 """Caller languages come from one registry (languages.yaml beside the menus).
 
-Adding Russian to the 9 branch, as a site would: one registry entry, the language's texts,
-queue and option in main.yaml, then ``dasan call`` walks it and ``dasan prompts synth`` makes
-its placeholders with the registry's voice. Without the registry entry the menus are refused,
-naming the file and line.
+Adding Russian to the 9 branch, as a site would: one registry entry (with its SMS and spoken
+Open311 replies), the language's texts, queue and option in main.yaml, then ``dasan call``
+walks it, ``dasan prompts synth`` makes its placeholders with the registry's voice and a
+Russian citizen's service request is answered by SMS in Russian. Without the registry entry
+the menus are refused, naming the file and line.
 """
 
 from __future__ import annotations
@@ -16,22 +17,42 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
 from ivr.bus import MemoryBus
 from ivr.config import Settings
 from ivr.console.admin import editable_files, validate
 from ivr.context import AppContext
+from ivr.contracts import Stream
 from ivr.datafolder import DEFAULT_MENUS, seed
 from ivr.db import Database
 from ivr.engine.menu import load_menus
 from ivr.languages import load_languages
 from ivr.open311 import texts
+from ivr.open311.service import NewRequest, Open311
+from ivr.yamlfile import DataError
 from tests.support.console import PASSWORD, prepare_settings, serve_console
 
 ROOT = Path(__file__).resolve().parent.parent
 RUSSIAN_MAIN_MENU = ("Сеул 120. Транспорт — 1, мусор — 2, соцпомощь — 3, налоги — 4, жалобы — 5, "
                      "статус заявки — 6. Консультант — 0, другие языки — 9.")
+# The registry entry docs/extending.md shows: names, voice and the Open311 replies.
+RUSSIAN_ENTRY = """\
+  ru:
+    name: Русский
+    english: Russian
+    voice: ru
+    labels: {ko: 러시아어}
+    replies:
+      open: в работе
+      closed: выполнена
+      received: "[{site}] Ваша заявка «{service}» принята. Номер {id}. Позвоните и наберите его, чтобы узнать статус."
+      updated: "[{site}] Заявка {id} «{service}»: {status}."
+      spoken: "Заявка номер {id}, {service}: {status}."
+      expected: " Ожидаемый срок: {date}."
+      not_found: "Заявка номер {id} не найдена. Проверьте номер и наберите его снова."
+"""
 
 
 def test_the_shipped_menus_use_the_registry_and_espeak_has_its_voices() -> None:
@@ -83,8 +104,7 @@ def test_adding_russian_is_a_registry_entry_plus_its_menu_texts(tmp_path: Path) 
 
     # One entry in the registry beside the menus.
     registry = menus_dir / "languages.yaml"
-    registry.write_text(registry.read_text(encoding="utf-8")
-                        + "  ru: {name: Русский, english: Russian, voice: ru}\n", encoding="utf-8")
+    registry.write_text(registry.read_text(encoding="utf-8") + RUSSIAN_ENTRY, encoding="utf-8")
     walked = _dasan(site, "call", "--lang", "ko", "--digits", "9 6")
     assert walked.returncode == 0, walked.stdout + walked.stderr
     assert "path: main:9 > languages:6" in walked.stdout and "LANG=ru" in walked.stdout, walked.stdout
@@ -107,9 +127,54 @@ def test_adding_russian_is_a_registry_entry_plus_its_menu_texts(tmp_path: Path) 
     shutil.rmtree(sounds)
 
 
-def test_every_shipped_language_has_its_sms_texts_and_an_unknown_one_reads_korean() -> None:
-    assert set(texts.LANGUAGES) == set(load_languages().codes)
-    assert texts.lang("ru") == "ko" and texts.lang("mn") == "mn"
+def test_every_shipped_language_has_its_replies_and_an_unknown_one_reads_korean() -> None:
+    registry = load_languages()
+    assert all(language.replies is not None for language in registry.languages.values())
+    assert texts.lang(registry, "ru") == "ko" and texts.lang(registry, "mn") == "mn"
+    assert texts.lang(registry, None) == "ko"
+
+
+async def test_a_russian_citizen_gets_the_replies_in_russian(settings: Settings) -> None:
+    """Russian added to the site's registry with its replies: the SMS that a request was taken,
+    the SMS when its status changes, and what the IVR says for the number are Russian. A
+    language added without replies reads Korean, and a reply with an unknown placeholder is
+    refused naming the file and line."""
+    seed(settings)
+    registry = settings.agi.menus_dir / "languages.yaml"
+    shipped = registry.read_text(encoding="utf-8")
+    registry.write_text(shipped + RUSSIAN_ENTRY + "  th: {name: ไทย, english: Thai, voice: th}\n", encoding="utf-8")
+    settings.site_name = "Сеул 120"
+    ctx = AppContext(settings, Database(settings.database_url), MemoryBus())
+    desk = Open311(ctx)
+    async with ctx.db.transaction() as session:
+        sr, _ = await desk.create(session, NewRequest("street_light", address_string="Jongno 1",
+                                                      phone="010-2345-6789", language="ru"), source="web")
+        thai, _ = await desk.create(session, NewRequest("street_light", address_string="Jongno 2",
+                                                        phone="010-3456-7890", language="th"), source="web")
+    assert sr.language == "ru" and thai.language == "ko"
+    street_light = desk.catalog.get("street_light")
+    assert street_light is not None
+    number, name, korean_name = sr.service_request_id, street_light.name_in("ru"), street_light.name_in("ko")
+    await desk.notify_received(sr)
+    await desk.update_status(number, "open", expected_datetime="2026-12-24T09:00:00+09:00", notify=True)
+    await desk.notify_received(thai)
+    sent = [job.data for job in await ctx.bus.consume(Stream.SMS_OUTBOUND, "test", "reader", count=10, block=0.1)]
+    assert [(m["to"], m["body"]) for m in sent] == [
+        ("+821023456789", f"[Сеул 120] Ваша заявка «{name}» принята. Номер {number}. "
+                        "Позвоните и наберите его, чтобы узнать статус."),
+        ("+821023456789", f"[Сеул 120] Заявка {number} «{name}»: в работе. Ожидаемый срок: 2026-12-24."),
+        ("+821034567890", f"[Сеул 120] {korean_name} 접수되었습니다. 접수번호 {thai.service_request_id}. "
+                          "처리 상황은 전화로 접수번호를 눌러 확인하실 수 있습니다."),
+    ]
+    spaced = " ".join(number)
+    assert await desk.status_text(number, "ru") == f"Заявка номер {spaced}, {name}: в работе. Ожидаемый срок: 2026-12-24."
+    assert await desk.status_text("123", "ru") == "Заявка номер 1 2 3 не найдена. Проверьте номер и наберите его снова."
+
+    # A typo in a placeholder is refused with file and line; the shipped registry still loads.
+    registry.write_text(shipped + RUSSIAN_ENTRY.replace("Номер {id}", "Номер {number}"), encoding="utf-8")
+    with pytest.raises(DataError, match=r"languages\.yaml:\d+: .*received: unknown placeholder \{number\}"):
+        load_languages(settings.agi.menus_dir)
+    await ctx.db.dispose()
 
 
 async def test_the_console_checks_a_registry_edit_against_the_menus(settings: Settings) -> None:
@@ -119,7 +184,8 @@ async def test_the_console_checks_a_registry_edit_against_the_menus(settings: Se
     files = editable_files(ctx)
     assert "menu:languages.yaml" in files
     registry = files["menu:languages.yaml"].read_text(encoding="utf-8")
-    without_mongolian = "\n".join(line for line in registry.splitlines() if not line.startswith(("  mn:", "       voice_note")))
+    without_mongolian = registry.split("\n  mn:\n", 1)[0] + "\n"  # Mongolian is the last entry
+    assert "mn:" not in without_mongolian and "  vi:" in without_mongolian
     problems = validate(ctx, "menu:languages.yaml", without_mongolian + "\n")
     assert any(p.startswith("main.yaml:") and "unknown language 'mn'" in p for p in problems), problems
     assert validate(ctx, "menu:languages.yaml", registry + "  ru: {name: Русский, english: Russian, voice: ru}\n") == []

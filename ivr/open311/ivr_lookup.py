@@ -13,6 +13,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from ivr.engine import lookups
+from ivr.languages import load_languages
 from ivr.open311 import texts
 from ivr.open311.formats import as_utc
 from ivr.open311.service import find_request, get_catalog
@@ -23,17 +24,18 @@ HANDLER_NAME = "service_request_status"
 async def service_request_status(request: lookups.LookupRequest) -> lookups.Spoken:
     digits = "".join(ch for ch in request.digits if ch.isdigit())
     sr = await find_request(request.db, digits)
+    registry = load_languages(request.settings.agi.menus_dir)
     if sr is None:
         fallback = await lookups.contact_status(request)
         if any(p.value == "lookup-not-found" for p in fallback.parts):
-            fallback.text = texts.spoken_not_found(request.language, digits)
+            fallback.text = texts.spoken_not_found(registry, request.language, digits)
         return fallback
-    language = texts.lang(request.language)
+    language = texts.lang(registry, request.language)
     service = get_catalog(request.settings.data_dir).get(sr.service_code)
     name = service.name_in(language) if service else sr.service_name
     expected = (as_utc(sr.expected_datetime).astimezone(ZoneInfo(request.settings.timezone))
                 if sr.expected_datetime else None)
-    text = texts.spoken_status(language, name, sr.service_request_id, sr.status, sr.status_notes, expected)
+    text = texts.spoken_status(registry, language, name, sr.service_request_id, sr.status, sr.status_notes, expected)
     return lookups.Spoken(text, [lookups.Part("prompt", "lookup-number"),
                                  lookups.Part("digits", sr.service_request_id),
                                  lookups.Part("prompt", f"status-{sr.status}")])

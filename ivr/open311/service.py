@@ -26,6 +26,7 @@ from ivr.context import AppContext
 from ivr.contracts import Stream
 from ivr.db import Database
 from ivr.db.models import Citizen, Contact
+from ivr.languages import Languages, load_languages
 from ivr.open311 import texts
 from ivr.open311.catalog import Catalog, Service, catalog_path, load_catalog
 from ivr.open311.formats import Open311Error, as_utc
@@ -159,6 +160,11 @@ class Open311:
         return get_catalog(self.ctx.settings.data_dir)
 
     @property
+    def languages(self) -> Languages:
+        """The site's language registry (re-read when edited): the replies' texts."""
+        return load_languages(self.ctx.settings.agi.menus_dir)
+
+    @property
     def base_url(self) -> str:
         return self.ctx.settings.web.public_url.rstrip("/") + "/open311/v2"
 
@@ -215,6 +221,7 @@ class Open311:
         if phone is None and citizen is not None and citizen.identity_kind == "phone":
             phone = citizen.identity
         language = texts.lang(
+            self.languages,
             (new.language or "")[:2].lower()
             or (contact.language if contact else None)
             or (citizen.preferred_language if citizen else None)
@@ -416,7 +423,7 @@ class Open311:
         if phone:
             await self.ctx.bus.enqueue(SMS_STREAM, {
                 "to": phone, "contact_id": sr.contact_id, "kind": "open311_status",
-                "body": texts.status_sms(sr.language, self.ctx.settings.site_name,
+                "body": texts.status_sms(self.languages, sr.language, self.ctx.settings.site_name,
                                          self._name(sr, sr.language), sr.service_request_id,
                                          sr.status, sr.status_notes, sr.expected_datetime)})
         return sr
@@ -426,7 +433,7 @@ class Open311:
             await self.ctx.bus.enqueue(SMS_STREAM, {
                 "to": sr.phone, "contact_id": sr.contact_id, "kind": "open311_received",
                 "idempotency_key": f"open311:{sr.service_request_id}:received",
-                "body": texts.received_sms(sr.language, self.ctx.settings.site_name,
+                "body": texts.received_sms(self.languages, sr.language, self.ctx.settings.site_name,
                                            self._name(sr, sr.language), sr.service_request_id)})
 
     def _name(self, sr: ServiceRequest, language: str) -> str:
@@ -443,10 +450,11 @@ class Open311:
         sr = await self.lookup(digits)
         clean = "".join(ch for ch in digits if ch.isdigit())
         if sr is None:
-            return texts.spoken_not_found(language, clean)
+            return texts.spoken_not_found(self.languages, language, clean)
         expected = as_utc(sr.expected_datetime).astimezone(self.tz) if sr.expected_datetime else None
-        return texts.spoken_status(language, self._name(sr, texts.lang(language)), sr.service_request_id,
-                                   sr.status, sr.status_notes, expected)
+        registry = self.languages
+        return texts.spoken_status(registry, language, self._name(sr, texts.lang(registry, language)),
+                                   sr.service_request_id, sr.status, sr.status_notes, expected)
 
     def media_file(self, sr: ServiceRequest) -> Path | None:
         if not sr.media_path:
