@@ -39,6 +39,14 @@ class BusSettings(Section):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix for every Redis key and channel, so several sites or tests can share a server.
     prefix: str = "dasan"
+    # A job a consumer was given and did not acknowledge (its process or node died) is taken
+    # over by a live consumer after this many idle seconds (XAUTOCLAIM); a callback being
+    # dialled by a stopped node is taken over after as long. A live consumer renews its jobs
+    # (and callbacks) every third of it, so a long job is never taken from a live one.
+    claim_after_seconds: float = Field(30.0, gt=0)
+    # A transcription job handed out this many times without an acknowledgement goes to the
+    # dead-letter stream ``<stream>.dead`` with the reason, instead of being retried forever.
+    max_deliveries: int = Field(5, ge=1)
 
 
 class AgiSettings(Section):
@@ -243,6 +251,9 @@ class KamailioSettings(Section):
     trunk_match: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
     # SIP worker processes (each handles one message at a time).
     children: int = Field(4, ge=1, le=64)
+    # Kamailio's control socket (ctl module): `kamcmd -s unix:PATH dispatcher.list` shows each
+    # node's state, `dispatcher.reload` re-reads the node list. Debian's service creates /run/kamailio.
+    ctl_socket: str = "/run/kamailio/kamailio_ctl"
 
 
 class AsteriskNode(Section):
@@ -254,6 +265,9 @@ class AsteriskNode(Section):
     ami_port: int = Field(5038, ge=1, le=65535)
     # Share of new calls under the weight algorithm (percent of the nodes' total).
     weight: int = Field(50, ge=1, le=1000)
+    # Where this node's Asterisk reads its configuration, as the machine running
+    # ``dasan asterisk apply`` sees it (unset: asterisk.config_dir, the node is on this machine).
+    config_dir: Path | None = None
 
 
 class DasanNode(Section):

@@ -123,8 +123,10 @@ class LocalCluster:
             raise LocalClusterError("kamailio is not installed (Debian package kamailio)")
         cluster = self.settings.cluster
         kdir = self.root / "kamailio"
-        write_kamailio(render_kamailio(self.settings, kdir), kdir)
-        (kdir / "run").mkdir(exist_ok=True)
+        (kdir / "run").mkdir(parents=True, exist_ok=True)
+        local = self.settings.model_copy(deep=True)
+        local.cluster.kamailio.ctl_socket = str((kdir / "run" / "kamailio_ctl").resolve())  # beside its run files
+        write_kamailio(render_kamailio(local, kdir), kdir)
         nodes = cluster.asterisk_nodes
         for node, rtp in zip(nodes, rtp_ranges(self.settings, len(nodes)), strict=True):
             self.confs[node.name] = node_layout(self.settings, node.name, self.root / node.name, rtp)

@@ -111,13 +111,17 @@ def context(settings: Settings, out_dir: Path) -> dict[str, Any]:
             raise KamailioRenderError(f"cluster.kamailio.trunk_match: {value!r} is not an address or network") from None
     if not trunk:
         raise KamailioRenderError("cluster.kamailio.trunk_match is empty: no trunk could start a call")
+    ctl = k.ctl_socket
+    if not ctl.startswith("/") or '"' in ctl or "\n" in ctl or len(ctl) > 100:
+        raise KamailioRenderError(f"cluster.kamailio.ctl_socket: {ctl!r} is not an absolute socket path "
+                                  "(no quotes, at most 100 characters)")
     base = out_dir.resolve()
     for path in (base, base / DB_DIR):
         if '"' in str(path) or "\n" in str(path):
             raise KamailioRenderError(f"{path}: a folder name with quotes cannot go into kamailio.cfg")
     return {"k": k, "trunk_match": trunk, "algorithm": ALGORITHMS[k.algorithm],
             "node_timeout_ms": node_timeout_ms(cluster), "node_answer_ms": NODE_ANSWER_MS,
-            "db_dir": base / DB_DIR, "dispatcher_list": base / DISPATCHER_FILE}
+            "db_dir": base / DB_DIR, "dispatcher_list": base / DISPATCHER_FILE, "ctl_socket": ctl}
 
 
 def render(settings: Settings, out_dir: Path, q: QueueConfig | None = None) -> dict[str, str]:

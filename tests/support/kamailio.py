@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from ivr.config import AsteriskNode, Settings
 from ivr.kamailio.render import render, write
 
 KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
+KAMCMD = shutil.which("kamcmd") or ("/usr/sbin/kamcmd" if Path("/usr/sbin/kamcmd").exists() else None)
 SIPP = shutil.which("sipp")
 T = TypeVar("T")
 KAM_HOST, NODE1, NODE2, PHONES, TRUNK = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.1"
@@ -66,6 +68,15 @@ def sip_options(host: str, port: int, timeout: float = 0.5) -> int | None:
             return None
     match = re.match(r"SIP/2\.0 (\d{3})", data)
     return int(match.group(1)) if match else None
+
+
+def dispatcher_states(ctl_socket: str) -> dict[str, str]:
+    """Node URI -> its dispatcher flags (``AP``: active and probed; ``IP``/``TP``: out), as
+    ``kamcmd dispatcher.list`` reads them over Kamailio's control socket."""
+    assert KAMCMD is not None, "kamcmd comes with the Debian package kamailio"
+    out = subprocess.run([KAMCMD, "-s", f"unix:{ctl_socket}", "dispatcher.list"], capture_output=True,
+                         text=True, timeout=10)
+    return dict(re.findall(r"URI:\s*(\S+)\s+FLAGS:\s*(\S+)", out.stdout))
 
 
 @dataclass
@@ -356,6 +367,9 @@ class Cluster:
         k.host, k.port = KAM_HOST, free_udp_port(KAM_HOST)
         k.probe_seconds = probe_seconds
         k.trunk_match = [f"{TRUNK}/32"]
+        # a short private path (a Unix socket path has at most 107 bytes)
+        self.ctl_dir = Path(tempfile.mkdtemp(prefix="kam-"))
+        k.ctl_socket = str(self.ctl_dir / "ctl")
         settings.cluster.asterisk_nodes = [
             AsteriskNode(name="ast1", sip_host=NODE1, sip_port=self.node_ports[NODE1]),
             AsteriskNode(name="ast2", sip_host=NODE2, sip_port=self.node_ports[NODE2])]
@@ -385,10 +399,17 @@ class Cluster:
     def calls(self, count: int, rate: int = 20) -> Sipp:
         return self.run(caller_uac("120", 100), "-m", str(count), "-r", str(rate), "-l", str(count))
 
+    def nodes_active(self) -> dict[str, str]:
+        """Both nodes' dispatcher states, once Kamailio holds both active (else empty)."""
+        states = dispatcher_states(self.settings.cluster.kamailio.ctl_socket)
+        wanted = [f"sip:{host}:{port}" for host, port in self.node_ports.items()]
+        return states if all(states.get(uri, "").startswith("A") for uri in wanted) else {}
+
     def close(self) -> None:
         for proc in self.procs:
             proc.kill()
         self.kamailio.stop()
+        shutil.rmtree(self.ctl_dir, ignore_errors=True)
 
 
 def overlapping_calls(log: Path) -> int:
