@@ -191,9 +191,18 @@ async def reload_modules(settings: Settings, modules: list[str], secret: str | N
 
 
 async def apply(settings: Settings, config_dir: Path | None = None, reload: bool = True) -> ApplyResult:
-    """Render into ``config_dir`` (default ``asterisk.config_dir``) and reload what changed."""
+    """Render into ``config_dir`` (default ``asterisk.config_dir``) and reload what changed.
+
+    One Asterisk; a cluster's nodes are applied each with its own files (ivr.cluster.apply).
+    """
     target = config_dir or settings.asterisk.config_dir
-    files = render(settings)
+    return await apply_files(settings, render(settings), target, reload)
+
+
+async def apply_files(settings: Settings, files: dict[str, str], target: Path, reload: bool = True) -> ApplyResult:
+    """Write rendered ``files`` into ``target`` and reload what changed over the AMI of
+    ``settings.ami`` (raises :class:`ApplyError` when that Asterisk cannot be reached; the
+    modules it did not reload stay pending for the next apply)."""
     secret = deployed_secret(target / "manager.conf", settings.ami.username)
     result = ApplyResult(target, changed=write(files, target))
     modules, result.restart_needed = modules_to_reload(result.changed, read_pending(target))

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ivr.asterisk.apply import ApplyError, apply
+from ivr.asterisk.apply import ApplyError, ApplyResult, apply
 from ivr.asterisk.render import RenderError, render, write
+from ivr.config import Settings
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -34,6 +35,8 @@ def _apply(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     target = Path(args.config_dir) if args.config_dir else None
+    if args.node or settings.cluster.asterisk_nodes:
+        return _apply_cluster(settings, args.node, target, not args.no_reload)
     try:
         result = asyncio.run(apply(settings, target, reload=not args.no_reload))
     except RenderError as exc:
@@ -42,17 +45,42 @@ def _apply(args: argparse.Namespace) -> int:
     except ApplyError as exc:
         print(f"files written, reload failed / 파일은 기록됨, 리로드 실패: {exc}", file=sys.stderr)
         return 1
-    if not result.changed and not result.reloaded and not result.failed:
-        print(f"{result.config_dir}: up to date, nothing to reload / 변경 없음")
-    for name in result.changed:
-        print(f"wrote {result.config_dir / name}")
-    for module in result.reloaded:
-        print(f"reloaded {module} / 리로드됨")
-    for module, message in result.failed.items():
-        print(f"reload {module} failed / 리로드 실패: {message}", file=sys.stderr)
-    for name in result.restart_needed:
-        print(f"{name} changed: restart Asterisk to apply it / 적용하려면 Asterisk 재시작 필요")
+    _report(result)
     return 0 if result.ok else 1
+
+
+def _apply_cluster(settings: Settings, nodes: list[str] | None, target: Path | None, reload: bool) -> int:
+    """Every node of ``cluster:`` (or the ``--node`` ones), each into its own folder over its own AMI."""
+    from ivr.cluster.apply import apply_nodes
+
+    try:
+        done = asyncio.run(apply_nodes(settings, nodes, target, reload))
+    except RenderError as exc:
+        print(f"render failed, no node written / 렌더링 실패, 변경 없음: {exc}", file=sys.stderr)
+        return 2
+    for node in done:
+        print(f"[{node.node}] {node.config_dir}")
+        if node.result is not None:
+            _report(node.result, f"[{node.node}] ")
+        if node.unreachable:
+            print(f"[{node.node}] files written, reload failed / 파일은 기록됨, 리로드 실패: {node.unreachable}",
+                  file=sys.stderr)
+        for warning in node.warnings:
+            print(f"[{node.node}] warning / 경고: {warning}", file=sys.stderr)
+    return 0 if all(node.ok for node in done) else 1
+
+
+def _report(result: ApplyResult, prefix: str = "") -> None:
+    if not result.changed and not result.reloaded and not result.failed:
+        print(f"{prefix}{result.config_dir}: up to date, nothing to reload / 변경 없음")
+    for name in result.changed:
+        print(f"{prefix}wrote {result.config_dir / name}")
+    for module in result.reloaded:
+        print(f"{prefix}reloaded {module} / 리로드됨")
+    for module, message in result.failed.items():
+        print(f"{prefix}reload {module} failed / 리로드 실패: {message}", file=sys.stderr)
+    for name in result.restart_needed:
+        print(f"{prefix}{name} changed: restart Asterisk to apply it / 적용하려면 Asterisk 재시작 필요")
 
 
 def register(sub: Any) -> None:
@@ -67,4 +95,7 @@ def register(sub: Any) -> None:
         "apply", help="render into Asterisk's folder (asterisk.config_dir) and reload changed modules over AMI")
     apply_parser.add_argument("--config-dir", help="write here instead of asterisk.config_dir")
     apply_parser.add_argument("--no-reload", action="store_true", help="write only; do not reload")
+    apply_parser.add_argument("--node", action="append", metavar="NAME",
+                              help="a node of cluster.asterisk_nodes (repeatable): its own files into its "
+                              "config_dir, reloaded over its AMI; default with cluster: every node")
     apply_parser.set_defaults(func=_apply)

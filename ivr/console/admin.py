@@ -152,12 +152,13 @@ async def apply_to_asterisk(ctx: AppContext, author: str) -> tuple[str, str]:
     ``asterisk.apply`` job is queued, so the AMI bridge or ``dasan asterisk apply`` retries.
     """
     try:
-        from ivr.asterisk.apply import APPLY_STREAM, ApplyError, apply, error_text
+        from ivr.asterisk.apply import APPLY_STREAM, ApplyError, error_text
+        from ivr.cluster.apply import apply_everywhere
     except ImportError:
         job_id = await ctx.bus.enqueue(Stream.ASTERISK_APPLY, {"requested_by": author})
         return "written", f"{Stream.ASTERISK_APPLY} job {job_id} queued"
     try:
-        result = await apply(ctx.settings)
+        result = await apply_everywhere(ctx.settings)  # the one Asterisk, or every cluster node
     except (ApplyError, OSError, ValueError) as exc:  # DataError, RenderError are ValueErrors
         job_id = await ctx.bus.enqueue(APPLY_STREAM, {"requested_by": author})
         return "failed", f"{error_text(exc)} — asterisk.apply job {job_id} queued for a retry"
