@@ -102,3 +102,38 @@ async def test_touch_keeps_a_long_job_from_being_claimed(bus: Bus) -> None:
     assert await bus.claim_stale("jobs.long", "g", "other", min_idle=1.0) == []
     # Untouched from now on, it becomes claimable again.
     assert [j.id for j in await _claimed_once_stale(bus, "jobs.long", "other", min_idle=1.0)] == [job.id]
+
+
+async def test_serve_moves_a_job_that_keeps_failing_to_the_dead_letter_stream(bus: Bus) -> None:
+    """With max_deliveries, a job whose handling raises each time is handed out again after the
+    idle time and then moved, with the last error, to ``<stream>.dead``; good jobs go on."""
+    from ivr.bus.base import dead_letter_stream
+
+    await bus.enqueue("jobs.poison", {"n": "poison"})
+    await bus.enqueue("jobs.poison", {"n": 1})
+    handled: list[object] = []
+    stop = asyncio.Event()
+
+    async def handle(job: Job) -> None:
+        if job.data["n"] == "poison":
+            raise ValueError("cannot parse this job")
+        handled.append(job.data["n"])
+        await bus.ack(job, "g")
+
+    served = asyncio.create_task(bus.serve("jobs.poison", "g", "w", handle, stop.is_set, stale_seconds=0.1,
+                                           max_deliveries=2))
+    try:
+        dead = await eventually(lambda: bus.consume(dead_letter_stream("jobs.poison"), "audit", "reader", block=0.2),
+                                "the poison job in the dead-letter stream", timeout=20)
+        assert handled == [1]
+        [entry] = dead
+        assert entry.data["data"] == {"n": "poison"} and entry.data["deliveries"] == 3
+        assert "last error: ValueError: cannot parse this job" in entry.data["reason"]
+
+        async def acked() -> bool:  # the entry is written first, then the job acked
+            return await bus.pending("jobs.poison", "g") == 0
+
+        await eventually(acked, "the poison job to leave the pending list")
+    finally:
+        stop.set()
+        await asyncio.wait_for(served, 10)

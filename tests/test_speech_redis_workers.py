@@ -1,8 +1,9 @@
 """Two ``dasan transcribe`` worker processes on the real Redis and PostgreSQL.
 
 One worker is killed with SIGKILL in the middle of a job; the other takes the job over
-(``Bus.claim_stale`` on the Redis consumer group) and every job is done exactly once: one
-``transcribed`` audit row and one set of segments per recording, nothing left pending.
+(``Bus.claim_stale`` on the Redis consumer group) once it has been idle for the configured
+``bus.claim_after_seconds``, and every job is done exactly once: one ``transcribed`` audit
+row and one set of segments per recording, nothing left pending.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from ivr.db.models import AuditLog, Recording, TranscriptSegment
 from ivr.recordings.store import import_file
 from ivr.speech.worker import GROUP, STREAM, enqueue_recording
 from tests.support import synth
+from tests.support.waiting import eventually
 
 REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
+CLAIM_AFTER = 3.0  # bus.claim_after_seconds of the workers (from their configuration)
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +51,7 @@ class Worker:
     def __init__(self, name: str, env: dict[str, str], cwd: Path) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ivr.cli", "transcribe", "--name", name, "--claim-after", "3"],
+            [sys.executable, "-m", "ivr.cli", "transcribe", "--name", name],
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.ready = threading.Event()
@@ -86,15 +89,6 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def _wait(predicate_coro: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate_coro():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_killed_worker_job_is_taken_over_and_each_job_done_once(
         tmp_path: Path, pg_url: str, redis_bus: RedisBus) -> None:
     store = tmp_path / "recordings"
@@ -112,6 +106,7 @@ async def test_killed_worker_job_is_taken_over_and_each_job_done_once(
         "DASAN__DATABASE__URL": pg_url, "DASAN__BUS__BACKEND": "redis", "DASAN__BUS__REDIS_URL": REDIS_URL,
         "DASAN__BUS__PREFIX": redis_bus.prefix, "DASAN__RECORDINGS__DIR": str(store),
         "DASAN__DATA_DIR": str(tmp_path / "var"), "PYTHONPATH": str(ROOT),
+        "DASAN__BUS__CLAIM_AFTER_SECONDS": str(CLAIM_AFTER),
     })
     workers = {name: Worker(name, env, tmp_path) for name in ("alpha", "beta")}
     db = Database(pg_url)
@@ -128,7 +123,7 @@ async def test_killed_worker_job_is_taken_over_and_each_job_done_once(
                     Recording.path == long_rel))).scalar()
             return status == "running"
 
-        await _wait(long_running, 60, "the long job to start")
+        await eventually(long_running, "the long job to start", timeout=60, interval=0.1)
         pending = await redis_bus.redis.xpending_range(redis_bus.key(STREAM), GROUP, "-", "+", 10)
         owners = {(_text(p["message_id"]), _text(p["consumer"])) for p in pending}
         assert len(owners) == 1, owners
@@ -138,16 +133,30 @@ async def test_killed_worker_job_is_taken_over_and_each_job_done_once(
         survivor = next(w for w in workers.values() if w is not victim)
         victim.proc.send_signal(signal.SIGKILL)  # mid-job: status is running, the job is unacked
         assert victim.proc.wait(30) == -signal.SIGKILL
+        killed = time.monotonic()
 
+        async def taken_over() -> bool:
+            pending = await redis_bus.redis.xpending_range(redis_bus.key(STREAM), GROUP, "-", "+", 10)
+            return any(_text(p["message_id"]) == long_job and _text(p["consumer"]) == survivor.consumer
+                       for p in pending)
+
+        await eventually(taken_over, "the survivor to take the long job over", timeout=CLAIM_AFTER + 30,
+                         interval=0.05)
+        claim_delay = time.monotonic() - killed
+        print(f"transcription job taken over {claim_delay:.1f} s after the kill (claim_after {CLAIM_AFTER} s)")
+        # The victim's heartbeat touched the job every CLAIM_AFTER/3: it is idle CLAIM_AFTER at
+        # most CLAIM_AFTER after the kill; the survivor asks between its 1 s reads.
+        assert claim_delay < CLAIM_AFTER + 3, claim_delay
         for path in paths[1:]:
             await enqueue_recording(redis_bus, path)
+
 
         async def all_done() -> bool:
             async with db.session() as session:
                 statuses = (await session.execute(select(Recording.transcription_status))).scalars().all()
             return len(statuses) == 4 and all(s in ("done", "failed") for s in statuses)
 
-        await _wait(all_done, 240, "every recording to be transcribed")
+        await eventually(all_done, "every recording to be transcribed", timeout=240, interval=0.2)
 
         async with db.session() as session:
             recs = {r.path: r for r in (await session.execute(select(Recording))).scalars()}

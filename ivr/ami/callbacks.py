@@ -19,6 +19,17 @@ CONTACT_ID and CITIZEN_ID, so the ingester files the callback's events under tha
 
 Without ``asterisk.trunk_contact`` a callback cannot reach anyone: the dialer does not start
 and requests stay waiting (``dasan config check`` says so).
+
+Several dasan nodes run a dialer each on one database: the request's row is the guard. A
+dialer takes a request with one ``UPDATE ... WHERE status = 'waiting' RETURNING`` (only one
+node can win it), writes its name (``dialing_by``) and a lease (``dialing_until``), and renews
+the lease every third of ``bus.claim_after_seconds`` while it waits for the result; only the
+dialer that holds the attempt may record its result. A node that dies stops renewing: once
+the lease ran out, another node's dialer takes the request over (``take_over``, again one
+conditional UPDATE). If the attempt never reached Asterisk (no call of its ChannelId was
+ingested) nobody was called, so the request is dialled again at once; if the call was placed,
+its result is unknown and the request is marked failed instead of calling the citizen twice.
+Either way the attempt's ``callback_result`` is ``lost_with_node``.
 """
 
 from __future__ import annotations
@@ -26,16 +37,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from ivr.ami.connection import AmiConnection
+from ivr.ami.handlers import CALLBACK_LEG
 from ivr.ami.models import AgentState, LiveCall
 from ivr.db import Database
-from ivr.db.models import CallbackRequest, Contact
+from ivr.db.models import CallbackRequest, Contact, ContactEvent
 from ivr.queues import CallbackPolicy, QueueConfig
 from ivr.records import dial_number, record_event
 
@@ -78,8 +92,12 @@ class Outcome:
 class CallbackDialer:
     def __init__(self, conn: AmiConnection, db: Database, qconf: QueueConfig, trunk_contact: str,
                  context: str = "dasan-callback", caller_id: str = "120", poll: float = 2.0,
-                 result_timeout: float = 180.0) -> None:
+                 result_timeout: float = 180.0, node: str | None = None, lease: float = 30.0) -> None:
         self.conn, self.db, self.qconf = conn, db, qconf
+        # Who dials (written on the request while it is dialled) and for how long a silent
+        # dialer keeps it before another node takes it over (bus.claim_after_seconds).
+        self.node = node or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = lease
         self.context, self.caller_id = context, caller_id
         self.trunk_problem = trunk_problem(trunk_contact)
         self.poll = poll
@@ -141,6 +159,7 @@ class CallbackDialer:
         now = now or datetime.now(UTC)
         if self.trunk_problem is not None or not self.conn.logged_in.is_set():
             return []
+        await self.take_over(now)
         started = []
         for r in await self.due(now):
             attempt = await self._mark_dialing(r.id, now)
@@ -153,17 +172,101 @@ class CallbackDialer:
         return started
 
     async def _mark_dialing(self, request_id: int, now: datetime) -> int | None:
+        """Take the request for one attempt: one conditional UPDATE, so of several dialers (one
+        per dasan node) exactly one wins it. Returns the attempt's number, None if lost."""
         async with self.db.transaction() as session:
-            r = await session.get(CallbackRequest, request_id, with_for_update=True)
-            if r is None or r.status != "waiting":
+            won = (await session.execute(
+                update(CallbackRequest)
+                .where(CallbackRequest.id == request_id, CallbackRequest.status == "waiting")
+                .values(status="dialing", attempts=CallbackRequest.attempts + 1, dialing_by=self.node,
+                        dialing_until=now + timedelta(seconds=self.lease))
+                .returning(CallbackRequest.attempts, CallbackRequest.contact_id, CallbackRequest.phone,
+                           CallbackRequest.queue)
+                .execution_options(synchronize_session=False))).first()
+            if won is None:
                 return None
-            r.status = "dialing"
-            r.attempts += 1
+            attempts, contact_id, phone, queue = won
+            if contact_id is not None:
+                await record_event(session, contact_id, "callback_attempt", "ami",
+                                   external_id=f"callback:{request_id}:{attempts}",
+                                   data={"attempt": attempts, "phone": phone, "queue": queue,
+                                         "dialer": self.node}, at=now)
+            return int(attempts)
+
+    async def _renew(self, request_id: int, attempt: int) -> None:
+        """Keep the lease of an attempt we are dialling (every third of it) so no other node
+        takes it over while we wait for its result."""
+        while True:
+            await asyncio.sleep(max(0.2, self.lease / 3))
+            with contextlib.suppress(Exception):  # the database is away: the next beat tries again
+                async with self.db.transaction() as session:
+                    await session.execute(
+                        update(CallbackRequest)
+                        .where(CallbackRequest.id == request_id, CallbackRequest.status == "dialing",
+                               CallbackRequest.dialing_by == self.node, CallbackRequest.attempts == attempt)
+                        .values(dialing_until=datetime.now(UTC) + timedelta(seconds=self.lease))
+                        .execution_options(synchronize_session=False))
+
+    # -- a dialer that stopped (its node died) --
+    async def take_over(self, now: datetime) -> list[int]:
+        """Requests left ``dialing`` by a dialer whose lease ran out: back to waiting (the call
+        never reached Asterisk) or failed (it did: its result is unknown). Returns their ids."""
+        async with self.db.session() as session:
+            stale = list((await session.execute(
+                select(CallbackRequest.id, CallbackRequest.attempts, CallbackRequest.dialing_by)
+                .where(CallbackRequest.status == "dialing",
+                       or_(CallbackRequest.dialing_until.is_(None), CallbackRequest.dialing_until < now))
+                .order_by(CallbackRequest.id))).all())
+        taken = []
+        for request_id, attempt, owner in stale:
+            if await self._take_over_one(int(request_id), int(attempt), owner, now):
+                taken.append(int(request_id))
+        return taken
+
+    async def _placed(self, session: Any, channel_id: str) -> bool:
+        """Whether Asterisk made the attempt's call: its callback leg is on the contact's timeline
+        (the Originate's VarSet CONTACT_ID, ingested by any node's bridge) or it is live in a queue."""
+        leg = (await session.execute(select(ContactEvent.id).where(
+            ContactEvent.external_id == f"{CALLBACK_LEG}{channel_id}"[:200]).limit(1))).first()
+        live = (await session.execute(select(LiveCall.linkedid).where(LiveCall.linkedid == channel_id))).first()
+        return leg is not None or live is not None
+
+    async def _take_over_one(self, request_id: int, attempt: int, owner: str | None, now: datetime) -> bool:
+        async with self.db.transaction() as session:
+            r = await session.get(CallbackRequest, request_id)
+            if r is None:
+                return False
+            placed = await self._placed(session, f"callback-{request_id}-{attempt}")
+            policy = self.policy(r.queue)
+            if placed:
+                status = "failed"
+                reason = (f"dialer {owner or '?'} stopped during attempt {attempt} after Asterisk placed the call: "
+                          "its result is unknown, so it is not dialled again (see the timeline) / 통화 결과를 "
+                          "알 수 없어 다시 걸지 않습니다")
+            else:
+                status = "waiting" if attempt < policy.max_attempts else "failed"
+                reason = (f"dialer {owner or '?'} stopped during attempt {attempt} before Asterisk placed the "
+                          "call: nobody was called / 발신 전에 중단되었습니다")
+            result = f"lost_with_node: {reason}"[:200]
+            # Only if nobody (the owner renewing late, another survivor) changed it meanwhile.
+            won = await session.execute(
+                update(CallbackRequest)
+                .where(CallbackRequest.id == request_id, CallbackRequest.status == "dialing",
+                       CallbackRequest.attempts == attempt,
+                       or_(CallbackRequest.dialing_until.is_(None), CallbackRequest.dialing_until < now))
+                .values(status=status, dialing_by=None, dialing_until=None, last_result=result,
+                        next_attempt_at=now if status == "waiting" else None)
+                .execution_options(synchronize_session=False))
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return False
             if r.contact_id is not None:
-                await record_event(session, r.contact_id, "callback_attempt", "ami",
-                                   external_id=f"callback:{r.id}:{r.attempts}",
-                                   data={"attempt": r.attempts, "phone": r.phone, "queue": r.queue}, at=now)
-            return r.attempts
+                await record_event(session, r.contact_id, "callback_result", "ami",
+                                   external_id=f"callback:{request_id}:{attempt}:result",
+                                   data={"attempt": attempt, "result": "lost_with_node", "reason": reason,
+                                         "dial_status": None, "cause": None, "status": status,
+                                         "dialer": owner, "taken_over_by": self.node}, at=now)
+        log.warning("callback %s attempt %s taken over from %s: %s", request_id, attempt, owner, result)
+        return True
 
     # -- one attempt --
     async def _dial(self, request_id: int, attempt: int) -> None:
@@ -187,12 +290,16 @@ class CallbackDialer:
             "CallerID": self.caller_id, "ChannelId": channel_id, "Variable": variables,
         }
         watch = self._watches[channel_id] = _Watch(channel_id)
+        lease = asyncio.create_task(self._renew(request_id, attempt))
         try:
             outcome = await self._attempt(action, watch, ring)
         except Exception as exc:  # timeout, disconnect: the attempt failed, the request stays
             outcome = Outcome("failed", f"{type(exc).__name__}: {exc}")
         finally:
             self._watches.pop(channel_id, None)
+            lease.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lease
         await self._finish(request_id, attempt, outcome)
 
     async def _attempt(self, action: dict[str, Any], watch: _Watch, ring: int) -> Outcome:
@@ -247,6 +354,13 @@ class CallbackDialer:
             r = await session.get(CallbackRequest, request_id, with_for_update=True)
             if r is None:
                 return
+            if (r.status, r.dialing_by, r.attempts) != ("dialing", self.node, attempt):
+                # Another node took the attempt over while we were away (our lease ran out):
+                # it has recorded the attempt's end; ours is not recorded twice.
+                log.warning("callback %s attempt %s: taken over by another dialer meanwhile; result %s dropped",
+                            request_id, attempt, result)
+                return
+            r.dialing_by, r.dialing_until = None, None
             policy = self.policy(r.queue)
             if result == "answered":
                 r.status = "done"

@@ -81,7 +81,8 @@ class AmiBridge:
         wrapup = {name: int(self.qconf.setting(name, "wrapup_seconds")) for name in self.qconf.queues}  # type: ignore[call-overload]
         self.ingester = Ingester(ctx.settings.recordings.dir, wrapup, self.qconf.defaults.wrapup_seconds)
         self.control = AgentControl(self.conn, ctx.db, self.qconf)
-        self.dialer = (CallbackDialer(self.conn, ctx.db, self.qconf, ctx.settings.asterisk.trunk_contact)
+        self.dialer = (CallbackDialer(self.conn, ctx.db, self.qconf, ctx.settings.asterisk.trunk_contact,
+                                      lease=ctx.settings.bus.claim_after_seconds)
                        if callbacks else None)
         self.metrics_interval = metrics_interval
         self.applied = 0  # events taken off the socket and committed
@@ -507,10 +508,11 @@ class AmiBridge:
     async def _apply_job(self, job: Job) -> None:
         """Render and reload now. One apply takes in every change saved so far (the YAML is
         the source of truth), so the jobs queued behind it find nothing left to do."""
-        from ivr.asterisk.apply import ApplyError, apply, error_text
+        from ivr.asterisk.apply import ApplyError, error_text
+        from ivr.cluster.apply import apply_everywhere
 
         try:
-            result = await apply(self.ctx.settings)
+            result = await apply_everywhere(self.ctx.settings)  # the one Asterisk, or every cluster node
             problem = result.failures
         except (ApplyError, OSError, DataError) as exc:
             problem = error_text(exc)

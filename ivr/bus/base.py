@@ -82,14 +82,30 @@ class Bus(abc.ABC):
         """Tell the group this consumer still works on ``job`` (resets its idle time), so a
         long job is not claimed by another consumer as stale."""
 
+    async def dead_letter(self, job: Job, group: str, reason: str) -> str:
+        """Move a job that cannot be done to ``<stream>.dead`` (with why, and how many times it
+        was handed out), then ack it: it leaves the group's pending list for good. The entry is
+        written before the ack, so a failure in between leaves the job pending, never lost."""
+        entry = {"stream": job.stream, "group": group, "id": job.id, "deliveries": job.deliveries,
+                 "reason": reason, "data": job.data}
+        dead_id = await self.enqueue(dead_letter_stream(job.stream), entry)
+        await self.ack(job, group)
+        log.error("%s job %s moved to %s after %d deliveries: %s", job.stream, job.id,
+                  dead_letter_stream(job.stream), job.deliveries, reason)
+        return dead_id
+
     async def serve(
         self, stream: str, group: str, consumer: str, handle: Callable[[Job], Awaitable[None]],
         stopping: Callable[[], bool], stale_seconds: float, count: int = 10,
+        max_deliveries: int | None = None,
     ) -> None:
         """A consumer's loop: jobs left stale by a dead consumer first, then new ones, each given
         to ``handle`` (which acks it), until ``stopping()``. A bus error waits a second and goes
         on; so does a job whose handling or ack raised: it stays pending and is claimed again.
-        A job not handed over because the consumer is stopping is redelivered to the next one."""
+        A job not handed over because the consumer is stopping is redelivered to the next one.
+        With ``max_deliveries``, a job handed out more often than that goes to the dead-letter
+        stream instead (None: retried for as long as it takes, e.g. a gateway that is away)."""
+        failures: dict[str, str] = {}  # job id -> the last error this consumer saw
         while not stopping():
             try:
                 jobs = await self.claim_stale(stream, group, consumer, stale_seconds)
@@ -104,10 +120,15 @@ class Bus(abc.ABC):
                 if stopping():
                     return
                 try:
+                    if max_deliveries is not None and job.deliveries > max_deliveries:
+                        await self.dead_letter(job, group, undeliverable(job, failures.pop(job.id, None)))
+                        continue
                     await handle(job)
+                    failures.pop(job.id, None)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # the ack failed (bus away): claimed again later, handled once
+                except Exception as exc:  # the ack failed (bus away): claimed again later, handled once
+                    failures[job.id] = f"{type(exc).__name__}: {exc}"[:500]
                     log.exception("%s job %s not acknowledged; it will be claimed again", stream, job.id)
                     await asyncio.sleep(1.0)
 
@@ -116,3 +137,15 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+
+def dead_letter_stream(stream: str) -> str:
+    """Where the jobs of ``stream`` that could not be done are kept (``Bus.dead_letter``)."""
+    return f"{stream}.dead"
+
+
+def undeliverable(job: Job, last_error: str | None) -> str:
+    """The reason a job goes to the dead-letter stream."""
+    why = (f"last error: {last_error}" if last_error else
+           "no error was seen by this consumer: the consumers it was given to stopped or died during it")
+    return f"handed out {job.deliveries} times without being acknowledged; {why}"

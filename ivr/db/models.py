@@ -325,6 +325,10 @@ class CallbackRequest(Base):
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime | None]
     last_result: Mapped[str | None] = mapped_column(String(200))
+    # While dialling: the dasan node's dialer (host:pid) and the end of its lease, renewed as
+    # it waits for the result; a lease that runs out is taken over by another node.
+    dialing_by: Mapped[str | None] = mapped_column(String(120))
+    dialing_until: Mapped[datetime | None]
 
 
 class AuditLog(Base):

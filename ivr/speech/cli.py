@@ -55,8 +55,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("transcribe", help="run transcription workers (recordings.finished jobs)")
     p.add_argument("--workers", type=int, default=1, help="worker tasks in this process (default 1)")
     p.add_argument("--name", help="consumer name prefix (default host:pid)")
-    p.add_argument("--claim-after", type=float, default=30.0,
-                   help="seconds a job may sit unacked with a silent worker before it is taken over")
+    p.add_argument("--claim-after", type=float, default=None,
+                   help="seconds a job may sit unacked with a silent worker before it is taken over "
+                        "(default: bus.claim_after_seconds, 30)")
     p.add_argument("--no-preload", dest="preload", action="store_false",
                    help="load models at the first job instead of at start")
     p.set_defaults(func=_transcribe)

@@ -11,9 +11,12 @@ Nothing is dropped: bad audio (empty, truncated, corrupt, wrong format) marks th
 ``speech.max_attempts`` and then marked ``failed`` with the last reason; a language without a
 model is marked ``no_model``. A worker that dies mid-job leaves the job pending in the
 group; another worker takes it over with ``Bus.claim_stale`` once it has been idle for
-``claim_after`` seconds. A live worker keeps its job fresh (heartbeat) so a long recording is
-not stolen, and the ``done`` status is set with a conditional update, so a job that somehow
-runs twice still stores its transcript once.
+``claim_after`` seconds (``bus.claim_after_seconds``). A live worker keeps its job fresh
+(heartbeat) so a long recording is not stolen, and the ``done`` status is set with a
+conditional update, so a job that somehow runs twice still stores its transcript once. A job
+whose handling raises every time (e.g. the database refuses its row) is handed out again
+after each idle time and, past ``bus.max_deliveries``, moved to ``recordings.finished.dead``
+with the last error (``Bus.dead_letter``) instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from ivr.bus import Bus, Job
+from ivr.bus.base import undeliverable
 from ivr.config import Settings
 from ivr.contracts import Stream, Topic, contact_updated
 from ivr.db import Database
@@ -59,13 +63,17 @@ class Outcome:
 
 class TranscriptionWorker:
     def __init__(self, db: Database, bus: Bus, settings: Settings, name: str | None = None,
-                 store: ModelStore | None = None, claim_after: float = 30.0, block: float = 1.0) -> None:
+                 store: ModelStore | None = None, claim_after: float | None = None, block: float = 1.0,
+                 max_deliveries: int | None = None) -> None:
         self.db, self.bus, self.settings = db, bus, settings
         self.name = name or consumer_name()
         self.store = store or shared_store(settings.speech.models)
-        self.claim_after, self.block = claim_after, block
+        self.claim_after = claim_after if claim_after is not None else settings.bus.claim_after_seconds
+        self.max_deliveries = max_deliveries if max_deliveries is not None else settings.bus.max_deliveries
+        self.block = block
         self.root = settings.recordings.dir
         self.jobs_done = 0
+        self._failures: dict[str, str] = {}  # job id -> the last error handling it raised here
 
     # -- the loop --
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -79,7 +87,15 @@ class TranscriptionWorker:
                 else:
                     jobs = await self.bus.consume(STREAM, GROUP, self.name, count=1, block=self.block)
                 for job in jobs:
-                    await self.handle(job)
+                    if job.deliveries > self.max_deliveries:
+                        await self.bus.dead_letter(job, GROUP, undeliverable(job, self._failures.pop(job.id, None)))
+                        continue
+                    try:
+                        await self.handle(job)
+                    except Exception as exc:  # stays pending: handed out again after claim_after
+                        self._failures[job.id] = f"{type(exc).__name__}: {exc}"[:500]
+                        raise
+                    self._failures.pop(job.id, None)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the bus or database is away: wait and go on, jobs stay pending

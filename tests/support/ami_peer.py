@@ -43,8 +43,10 @@ class AmiPeer:
         self.entries: dict[str, tuple[Fields, float]] = {}
         self.members: dict[tuple[str, str], Fields] = {}
         self.queues: set[str] = {"general-ko"}
-        # What the next Originates meet (see _local_originate); empty: "Success".
+        # What the next Originates meet (see _local_originate; "HOLD": never a result, kept in
+        # ``held``); empty: "Success".
         self.originate_results: list[str] = []
+        self.held: list[Fields] = []
         self.originates = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.login_event = asyncio.Event()
@@ -303,6 +305,9 @@ class AmiPeer:
         if not a.get("Exten") and not a.get("Application"):
             return
         result = self.originate_results.pop(0) if self.originate_results else "Success"
+        if result == "HOLD":  # queued, then nothing: the dialer waits on it (e.g. to be killed meanwhile)
+            self.held.append(a)
+            return
         if a.get("Channel", "").startswith("Local/") and a.get("Exten"):
             task = asyncio.ensure_future(self._local_originate(aid, a, variables, result))
             self._tasks.add(task)
