@@ -36,6 +36,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """The command's settings; a fresh data folder gets the shipped menus and queues first."""
     settings = load_settings(getattr(args, "config", None))
     datafolder.seed(settings)
+    from ivr.webrtc.site_settings import overlay
+
+    overlay(settings)  # the browser-call settings edited in the admin console (<data_dir>/webrtc.yaml)
     if getattr(args, "command", None) not in ("up", "config"):  # up prints where they are; check only reads
         from ivr.site_secrets import load_secrets
 

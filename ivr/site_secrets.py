@@ -181,3 +181,17 @@ def sip_passwords(settings: Settings, agents: Iterable[AgentDef], create: bool =
 
 def sip_password(settings: Settings, agent: AgentDef) -> str:
     return sip_passwords(settings, [agent])[agent.username]
+
+
+def save_secrets(settings: Settings, section: str, values: dict[str, str]) -> None:
+    """Set secrets given by an administrator (the console's TURN secret) in the secrets file,
+    under ``section``; an empty value is kept as empty (it overrides the configuration's)."""
+    if not values:
+        return
+    with _locked(settings):
+        store = read_store(settings)
+        entries = store.get(section)
+        if not isinstance(entries, dict):
+            entries = store[section] = {}
+        entries.update(values)
+        _write_store(settings, store)

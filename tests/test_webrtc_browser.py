@@ -23,6 +23,7 @@ from ivr.ami.models import AgentState
 from ivr.config import Settings
 from ivr.webrtc.page_texts import PAGE_LANGUAGES, page_texts
 from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+from tests.support.waiting import page_holds
 from tests.support.webrtc import BASE_ARGS, CHROMIUM, FakeMedia, make_fake_media
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -255,7 +256,7 @@ async def test_report_a_problem_with_a_photo_then_check_it_by_number(site: Conso
     await page.context.close()
 
 
-async def test_admin_sees_the_webrtc_settings_and_who_takes_video(site: Console, with_devices: Any) -> None:
+async def test_admin_sees_and_edits_the_webrtc_settings_and_who_takes_video(site: Console, with_devices: Any) -> None:
     context = await with_devices.new_context()
     page = await context.new_page()
     errors: list[str] = []
@@ -266,15 +267,47 @@ async def test_admin_sees_the_webrtc_settings_and_who_takes_video(site: Console,
     await page.click("button[type=submit]")
     await page.wait_for_url(f"{site.url}/console/admin")
     await page.wait_for_selector("#webrtc-card[data-loaded=yes]")
-    park = await page.inner_text("#webrtc-agents tr[data-agent='park.soyeon']")
-    assert "sign-video" in park and "✓" in park
-    kim = await page.inner_text("#webrtc-agents tr[data-agent='kim.minji']")
-    assert "sign-video" not in kim and "✓" not in kim
+    park = "#webrtc-agents tr[data-agent='park.soyeon']"
+    kim = "#webrtc-agents tr[data-agent='kim.minji']"
+    assert "sign-video" in await page.inner_text(park) and "sign-video" not in await page.inner_text(kim)
+    assert await page.is_checked(f"{park} .takes-video") and await page.is_checked(f"{park} .softphone")
+    assert not await page.is_checked(f"{kim} .takes-video") and not await page.is_checked(f"{kim} .softphone")
     settings = await page.inner_text("#webrtc-settings")
     assert "ws://127.0.0.1:8088/ws" in settings and "secret" not in settings.lower()
+    assert await page.input_value("#webrtc-http_port") == "8088"
+    assert await page.get_attribute("#webrtc-turn_secret", "placeholder") == "Not set"  # super1 reads English
+
+    # A value the form lets through but the server refuses as a whole: TLS without certificate.
+    await page.check("#webrtc-tls")
+    await page.click("#webrtc-save")
+    await page_holds(page, "document.getElementById('webrtc-result').dataset.state === 'invalid'")
+    assert "tls_cert_file" in await page.inner_text("#webrtc-result")
+    etc = site.ctx.settings.asterisk.config_dir
+    assert not (site.ctx.settings.data_dir / "webrtc.yaml").exists()
+
+    # The edit: another port, a STUN server, a TURN server with its shared secret, Kim takes video.
+    await page.uncheck("#webrtc-tls")
+    await page.fill("#webrtc-http_port", "8188")
+    await page.fill("#webrtc-stun_server", "stun.example.org:3478")
+    await page.fill("#webrtc-turn_server", "turn.example.org:3478")
+    await page.fill("#webrtc-turn_secret", "browser-edit-turn-secret-42")
+    await page.check(f"{kim} .takes-video")
+    await page.fill("#webrtc-comment", "STUN/TURN 개통")
+    await page.click("#webrtc-save")
+    await page_holds(page, "document.getElementById('webrtc-result').dataset.state === 'saved'", timeout=30)
+    http, rtp = (etc / "http.conf").read_text(), (etc / "rtp.conf").read_text()
+    assert "bindport = 8188" in http and "stunaddr = stun.example.org:3478" in rtp
+    assert "sign-video: 3" in (site.ctx.settings.queues_dir / "agents.yaml").read_text()
+    # The form shows what was saved; the secret only as "set".
+    assert await page.input_value("#webrtc-http_port") == "8188"
+    assert await page.input_value("#webrtc-turn_secret") == ""
+    assert await page.get_attribute("#webrtc-turn_secret", "placeholder") == "Set (type to replace, leave empty to keep)"
+    assert "browser-edit-turn-secret-42" not in await page.content()
+    assert await page.is_checked(f"{kim} .takes-video") and "sign-video" in await page.inner_text(kim)
+    assert "ws://127.0.0.1:8188/ws" in await page.inner_text("#webrtc-settings")
     assert errors == []
     await context.close()
-    # an agent may not read it
+    # an agent may neither read nor edit them
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         async with s.post(f"{site.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
             assert r.status == 200

@@ -1,6 +1,6 @@
-"""GET /api/console/admin/webrtc: what an administrator checks before opening browser calls:
-the WebRTC settings as rendered (no secrets) and which agents can take video calls (the
-video queue's skill) and whether each has the console softphone."""
+"""GET /api/console/admin/webrtc: the browser-call settings as the admin console edits them
+(never a TURN secret: only whether one is set) and which agents can take video calls (the
+video queue's skill) and have the console softphone; POST edits them (ivr.webrtc.admin_edit)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,21 @@ from aiohttp import web
 from ivr.console.render import ctx_of
 from ivr.queues import load_queues
 from ivr.web.auth import requires
+from ivr.webrtc import admin_edit, site_settings
 from ivr.webrtc.asterisk_view import ws_url
 
 
 @requires("supervisor")
 async def webrtc_settings(request: web.Request) -> web.Response:
-    settings = ctx_of(request).settings
+    ctx = ctx_of(request)
+    settings = ctx.settings
+    site_settings.overlay(settings)  # an edit saved by another web process or node
     w = settings.webrtc
     q = load_queues(settings.queues_dir)
     video_queues = {name for name, queue in q.queues.items() if queue.media == "video"}
     agents = [{"username": a.username, "name": a.name, "extension": a.extension,
-               "video": sorted(video_queues & set(a.skills)), "softphone": a.username in w.softphone_agents}
+               "video": sorted(video_queues & set(a.skills)), "softphone": a.username in w.softphone_agents,
+               "takes_video": w.video_queue in a.skills}
               for a in q.agents]
     return web.json_response({
         "enabled": w.enabled, "ws_url": ws_url(w), "http": f"{w.http_bind}:{w.http_port}",
@@ -29,8 +33,14 @@ async def webrtc_settings(request: web.Request) -> web.Response:
         "video_queue": w.video_queue, "video_slots": w.video_slots, "voice_slots": w.voice_slots,
         "credential_ttl_seconds": w.credential_ttl_seconds, "mint_per_minute": w.mint_per_minute,
         "agents": agents,
+        # what the edit form starts from
+        "edit": {**admin_edit.form_values(w),
+                 "turn_secret_set": bool(w.turn_secret), "turn_password_set": bool(w.turn_password),
+                 "video_agents": admin_edit.video_agents(w.video_queue, q)},
+        "version": admin_edit.version_of(ctx),
     })
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/console/admin/webrtc", webrtc_settings)
+    app.router.add_post("/api/console/admin/webrtc", admin_edit.save_webrtc)

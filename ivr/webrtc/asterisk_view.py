@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr.config import Settings, WebrtcSettings
+from ivr.webrtc import site_settings
 from ivr.webrtc.slots import AUTH_FAMILY, AUTH_PREFIX, EXPIRY_FAMILY, slot_names
 
 
@@ -53,6 +54,9 @@ def _tls_file(label: str, path: Path | None) -> Path:
 
 
 def webrtc_context(settings: Settings, agent_usernames: list[str], queue_names: list[str]) -> dict[str, Any]:
+    # The settings edited in the admin console (data folder), read at each render: a queued
+    # apply run by a process started before the edit renders the edit too.
+    site_settings.overlay(settings)
     w = settings.webrtc
     unknown = sorted(set(w.softphone_agents) - set(agent_usernames))
     if unknown:

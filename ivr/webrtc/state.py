@@ -8,6 +8,7 @@ from aiohttp import web
 from ivr.config import Settings
 from ivr.db import Database
 from ivr.webrtc.credentials import CredentialIssuer, PageTokens
+from ivr.webrtc.site_settings import SiteWebrtc
 
 
 class WebcallState:
@@ -15,10 +16,13 @@ class WebcallState:
         self.settings = settings
         self.tokens = PageTokens(db, settings.web.secret_key, settings.webrtc.page_token_ttl_seconds)
         self.issuer = CredentialIssuer(db, settings.webrtc)
+        self.site = SiteWebrtc(settings)  # the admin console's edits, saved by any web process
 
 
 STATE_KEY = web.AppKey("webcall", WebcallState)
 
 
 def webcall_state(request: web.Request) -> WebcallState:
-    return request.app[STATE_KEY]
+    state = request.app[STATE_KEY]
+    state.site.refresh()
+    return state
