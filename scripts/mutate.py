@@ -12,7 +12,9 @@ Usage: python scripts/mutate.py [MODULE_PATH ...]   (default: every module below
 The copy is the committed tree (HEAD), so edits in progress elsewhere do not break a run.
 Environment: MUTATE_CHILDREN (parallel mutants, default 1), MUTATE_TIMEOUT (seconds per
 module, default none), MUTATE_OVERLAY (paths taken from the working tree instead, e.g. the
-test file being written to kill survivors).
+test file being written to kill survivors), MUTATE_MODE: ``run`` (default: the mutants without
+a result yet, so a stopped run goes on where it stopped), ``survivors`` (check the mutants that
+were not killed again, e.g. after adding tests) or ``report`` (only print the table).
 """
 
 from __future__ import annotations
@@ -35,17 +37,26 @@ GOAL = 85.0
 # Module -> the narrowest tests that exercise it (mutmut runs, per mutant, the ones among
 # these that reached the mutated function).
 MODULES: dict[str, list[str]] = {
-    "ivr/messaging/providers/generic.py": ["tests/test_messaging_signatures.py", "tests/test_messaging_sms.py"],
-    "ivr/messaging/providers/twilio.py": ["tests/test_messaging_signatures.py", "tests/test_messaging_sms.py"],
+    "ivr/messaging/providers/generic.py": ["tests/test_messaging_signatures.py", "tests/test_messaging_sms.py",
+                                           "tests/test_messaging_sns.py"],
+    "ivr/messaging/providers/twilio.py": ["tests/test_messaging_signatures.py", "tests/test_messaging_sms.py",
+                                          "tests/test_security_low.py::test_mms_media_redirects_are_checked_at_every_hop"],
     "ivr/web/limits.py": ["tests/test_messaging_limits.py", "tests/test_web_limits.py"],
     "ivr/records.py": ["tests/test_records.py", "tests/test_json_rows.py",
                        "tests/test_db.py::test_concurrent_first_contacts_create_one_citizen",
                        "tests/test_db.py::test_tracking_numbers_stay_unique_when_a_draw_is_taken"],
     "ivr/engine/engine.py": ["tests/test_engine_menus.py", "tests/test_engine_loader.py"],
-    "ivr/web/auth.py": ["tests/test_security_sessions.py", "tests/test_console_api.py",
-                        "tests/test_access_routes.py"],
-    "ivr/console/agent.py": ["tests/test_console_api.py", "tests/test_security_injection.py"],
-    "ivr/ami/agents.py": ["tests/test_ami_agents.py", "tests/test_security_injection.py"],
+    "ivr/web/auth.py": ["tests/test_security_sessions.py", "tests/test_access_routes.py",
+                        "tests/test_console_api.py::test_language_switch_is_kept_per_user"],
+    "ivr/console/agent.py": ["tests/test_console_api.py::test_record_is_saved_and_guarded",
+                             "tests/test_console_api.py::test_agent_state_commands_go_to_the_bridge",
+                             "tests/test_console_api.py::test_agent_socket_carries_only_my_screen_pops_and_state",
+                             "tests/test_security_access.py::test_agents_reach_only_their_own_and_their_queues_contacts",
+                             "tests/test_security_injection.py::test_pause_reason_with_line_breaks_is_refused_and_nothing_reaches_asterisk"],
+    "ivr/ami/agents.py": ["tests/test_ami_agents.py",
+                          "tests/test_security_injection.py::test_agent_job_with_line_breaks_sends_nothing_and_the_bridge_goes_on",
+                          "tests/test_security_injection.py::test_a_stored_reason_with_line_breaks_does_not_stop_a_restore",
+                          "tests/test_supervise.py::test_originate_rings_the_supervisor_into_chanspy_on_the_agent"],
     "ivr/ami/callbacks.py": ["tests/test_ami_callbacks.py"],
     "ivr/messaging/chat.py": ["tests/test_messaging_chat.py", "tests/test_security_chat.py"],
     "ivr/ami/wire.py": ["tests/test_wire_encoders.py", "tests/test_security_injection.py"],
@@ -61,11 +72,15 @@ PYTEST_ARGS: dict[str, list[str]] = {
     "ivr/records.py": ["-k", "not postgresql or lock_contacts or tie or newest_first or record_event"
                              " or insert_citizens or insert_contacts or batch_of_calls"],
     # The same code on each database and bus: one of each is enough to tell a mutant.
+    "ivr/messaging/providers/generic.py": ["-k", "not postgresql"],
+    "ivr/messaging/providers/twilio.py": ["-k", "not postgresql"],
     "ivr/messaging/chat.py": ["-k", "not postgresql and not redis"],
     "ivr/ami/agents.py": ["-k", "not postgresql and not redis"],
     "ivr/ami/callbacks.py": ["-k", "not postgresql"],
     "ivr/console/agent.py": ["-k", "not postgresql"],
-    "ivr/web/auth.py": ["-k", "not postgresql"],
+    # The throttle test counts failures inside a time window: under a loaded machine's slow
+    # argon2 the window passes before the fourth try (it fails on the unmutated code there).
+    "ivr/web/auth.py": ["-k", "not postgresql and not test_sign_in_is_throttled_across_both_routes"],
     # One database for the module's shared fixture (mutmut runs the tests in its own order).
     "ivr/engine/engine.py": ["-k", "not postgresql"],
 }
@@ -138,18 +153,31 @@ def equivalents() -> set[str]:
     return {m[1] for line in lines if (m := EQUIVALENT.match(line))}
 
 
-def run_module(module: str, children: int, timeout: float | None, overlay: list[str]) -> dict[str, str]:
+def run_module(module: str, children: int, timeout: float | None, overlay: list[str], mode: str) -> dict[str, str]:
     work = WORK / Path(module).with_suffix("").as_posix().replace("/", ".")
+    dotted = Path(module).with_suffix("").as_posix().replace("/", ".")
+    if mode == "report":
+        print(f"== {module}: results so far in {work.relative_to(ROOT)}", flush=True)
+        return {k: v for k, v in mutant_statuses(work).items() if k.startswith(dotted + ".")}
     work.mkdir(parents=True, exist_ok=True)
     sync(work, overlay)
     configure(work, module, MODULES[module])
-    dotted = Path(module).with_suffix("").as_posix().replace("/", ".")
+    # Without names mutmut checks only the mutants that have no result yet (only_mutate keeps
+    # it to this module); "survivors" names the ones that were not killed, to check them again
+    # after tests were added (mutmut runs a named mutant whatever its last result).
+    names: list[str] = []
+    if mode == "survivors":
+        names = sorted(n for n, s in mutant_statuses(work).items()
+                       if n.startswith(dotted + ".") and s not in KILLED and s not in ("skipped", "not checked"))
+        if not names:
+            print(f"== {module}: no survivors to check again")
+            return {k: v for k, v in mutant_statuses(work).items() if k.startswith(dotted + ".")}
     started = time.monotonic()
     log = work / "mutmut.log"
     print(f"== {module}: mutmut run in {work.relative_to(ROOT)} (output in {log.name})", flush=True)
     try:
         with log.open("w") as out:
-            subprocess.run([str(MUTMUT), "run", "--max-children", str(children), f"{dotted}.*"],
+            subprocess.run([str(MUTMUT), "run", "--max-children", str(children), *names],
                            cwd=work, check=False, timeout=timeout, stdout=out, stderr=subprocess.STDOUT,
                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     except subprocess.TimeoutExpired:
@@ -167,19 +195,24 @@ def main(argv: list[str]) -> int:
     children = int(os.environ.get("MUTATE_CHILDREN", "1"))
     timeout = float(os.environ["MUTATE_TIMEOUT"]) if os.environ.get("MUTATE_TIMEOUT") else None
     overlay = os.environ.get("MUTATE_OVERLAY", "").split()
+    mode = os.environ.get("MUTATE_MODE", "run")
+    if mode not in ("run", "survivors", "report"):
+        print(f"MUTATE_MODE: run, survivors or report, not {mode!r}", file=sys.stderr)
+        return 2
     equivalent = equivalents()
     rows = []
     for module in modules:
-        if not (ROOT / module).exists():
+        if not (ROOT / module).exists() and mode != "report":
             print(f"== {module}: not in the tree, skipped")
             continue
-        statuses = run_module(module, children, timeout, overlay)
+        statuses = run_module(module, children, timeout, overlay, mode)
         counts = Counter(statuses.values())
         equal = {n for n, s in statuses.items() if n in equivalent and s not in KILLED}
         killed = sum(counts[s] for s in KILLED)
         counted = len(statuses) - len(equal) - counts["skipped"] - counts["not checked"]
         score = 100.0 * killed / counted if counted else 0.0
-        survivors = sorted(n for n, s in statuses.items() if s not in KILLED and n not in equal)
+        survivors = sorted(n for n, s in statuses.items()
+                           if s not in KILLED and s not in ("skipped", "not checked") and n not in equal)
         rows.append((module, len(statuses), killed, len(survivors), len(equal), counts["not checked"], score))
         for name in survivors:
             print(f"   survived: {name} ({statuses[name]})")

@@ -326,3 +326,17 @@ async def test_limits_and_json_errors(ctx: AppContext) -> None:
                              headers={"X-Dasan-Signature": generic_signature(SECRET, raw)}) as r:
             error = await r.json()
         assert r.status == 400 and {d["field"] for d in error["details"]} == {"message_id", "from"}
+
+
+async def test_twilio_send_under_a_base_url_with_a_trailing_slash() -> None:
+    # sms.twilio_api_base may be written with a trailing "/": the Messages resource is still
+    # /2010-04-01/Accounts/<sid>/Messages.json (not "//2010-..."), and the form carries the body.
+    from ivr.messaging.providers.base import Outgoing
+    from ivr.messaging.providers.twilio import TwilioProvider
+
+    sid = "AC" + "7" * 32
+    async with LocalGateway().run() as gateway, aiohttp.ClientSession() as http:
+        provider = TwilioProvider(gateway.url + "/", sid, SECRET, "+8220120", http)
+        result = await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+    assert (result.provider_message_id, result.status) == (f"SM{1:032d}", "queued")
+    assert gateway.sent == [{"To": "+821055556666", "From": "+8220120", "Body": "접수되었습니다"}]

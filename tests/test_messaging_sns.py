@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from ivr.context import AppContext
-from ivr.db.models import Citizen, ContactEvent, Message
+from ivr.db.models import Citizen, Contact, ContactEvent, Message
 from ivr.messaging.models import SnsDeadline
 from ivr.messaging.outbound import MessagingService, sweep_sns_deadlines
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
@@ -121,3 +121,20 @@ async def test_sns_reply_deadline_is_tracked_and_reported(ctx: AppContext) -> No
             ContactEvent.kind == "sns_deadline_missed"))).scalars().all()
     assert [(m.channel.value, m.status, m.provider) for m in replies] == [("sns", "outbox", "outbox")] * 2
     assert [e.contact_id for e in missed] == [two["contact_id"]]
+
+
+async def test_sns_message_keeps_the_language_it_names(ctx: AppContext) -> None:
+    # The relay says which language the citizen wrote in: the contact is opened in it (and
+    # without one, in the site's default), not always in the default.
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        english = await post_signed(http, f"{base}/webhooks/sns/line", {
+            "message_id": "l-1", "from": "line-user-7", "body": "Where do I put old furniture?",
+            "language": "en"}, SECRET)
+        unnamed = await post_signed(http, f"{base}/webhooks/sns/line", {
+            "message_id": "l-2", "from": "line-user-8", "body": "가구 버리는 방법"}, SECRET)
+        assert english.status == 200 and unnamed.status == 200
+        first, second = await english.json(), await unnamed.json()
+    async with ctx.db.session() as session:
+        languages = {c.id: c.language for c in (await session.execute(
+            select(Contact).where(Contact.id.in_([first["contact_id"], second["contact_id"]])))).scalars()}
+    assert languages == {first["contact_id"]: "en", second["contact_id"]: "ko"}
