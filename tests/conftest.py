@@ -21,6 +21,7 @@ from ivr.bus import Bus, create_bus
 from ivr.config import Settings
 from ivr.datafolder import DEFAULT_MENUS, DEFAULT_QUEUES
 from ivr.db import Database
+from tests.support.console import Console, SignIn, api_sign_ins, prepare_settings, serve_console
 
 PG_ADMIN = os.environ.get("DASAN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -142,3 +143,18 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
     s.asterisk.config_dir = tmp_path / "settings-asterisk-etc"
     s.asterisk.sounds_dir = tmp_path / "settings-sounds"
     return s
+
+
+@pytest.fixture
+async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
+    """The whole console app, seeded, on SQLite and PostgreSQL in turn (a module may define its own)."""
+    settings.database.url = db_url
+    async with serve_console(prepare_settings(settings, tmp_path)) as c:
+        yield c
+
+
+@pytest.fixture
+async def login(console: Console) -> AsyncIterator[SignIn]:
+    """``await login("kim.minji")``: an ApiClient signed in as that seeded user."""
+    async with api_sign_ins(console) as sign_in:
+        yield sign_in

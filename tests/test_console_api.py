@@ -8,7 +8,6 @@ import asyncio
 import subprocess
 import sys
 import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,43 +18,7 @@ from sqlalchemy import select
 from ivr.config import Settings
 from ivr.console.models import ConfigChange
 from ivr.db.models import AuditLog, Contact, User
-from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
-
-
-class Client:
-    def __init__(self, console: Console, session: aiohttp.ClientSession, csrf: str) -> None:
-        self.console, self.session, self.csrf = console, session, csrf
-
-    async def call(self, method: str, path: str, headers: dict[str, str] | None = None,
-                   **kw: Any) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json", **(headers or {})}
-        async with self.session.request(method, self.console.url + path, headers=headers,
-                                        allow_redirects=False, **kw) as r:
-            body = await r.json() if r.content_type == "application/json" else await r.text()
-            return r.status, body
-
-
-@pytest.fixture
-async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
-    settings.database.url = db_url  # SQLite and PostgreSQL in turn
-    async with serve_console(prepare_settings(settings, tmp_path)) as c:
-        yield c
-
-
-@pytest.fixture
-async def login(console: Console) -> AsyncIterator[Any]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def sign_in(username: str, password: str = PASSWORD) -> Client:
-        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        sessions.append(s)
-        async with s.post(f"{console.url}/api/login", json={"username": username, "password": password}) as r:
-            assert r.status == 200, await r.text()
-            return Client(console, s, (await r.json())["csrf_token"])
-
-    yield sign_in
-    for s in sessions:
-        await s.close()
+from tests.support.console import Console
 
 
 async def test_record_is_saved_and_guarded(console: Console, login: Any) -> None:

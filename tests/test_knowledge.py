@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import wave
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import aiohttp
 import pytest
 
 from ivr.bus import MemoryBus
-from ivr.config import Settings
 from ivr.datafolder import DEFAULT_MENUS
 from ivr.db import Database
 from ivr.engine.menu import load_menus
@@ -25,7 +23,7 @@ from ivr.knowledge.search import article_terms, search_articles
 from ivr.knowledge.text import fill, strip_particle
 from ivr.search import MAX_TERMS, SearchError
 from ivr.yamlfile import DataError
-from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+from tests.support.console import Console
 from tests.support.ivr_harness import IvrHarness
 
 BUS = {"key": "bus-stop-moved", "texts": {
@@ -72,40 +70,6 @@ async def test_search_on_both_databases(db: Database) -> None:
         assert (await store.by_key(session, "bus-stop-moved", "ivr")) is not None
         assert (await store.by_key(session, "bus-stop-moved", "voice")) is None
         assert (await store.by_key(session, "old-bus", "ivr")) is None
-
-
-class Client:
-    def __init__(self, console: Console, session: aiohttp.ClientSession, csrf: str) -> None:
-        self.console, self.session, self.csrf = console, session, csrf
-
-    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json"}
-        async with self.session.request(method, self.console.url + path, headers=headers,
-                                        allow_redirects=False, **kw) as r:
-            return r.status, (await r.json() if r.content_type == "application/json" else await r.text())
-
-
-@pytest.fixture
-async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
-    settings.database.url = db_url
-    async with serve_console(prepare_settings(settings, tmp_path)) as c:
-        yield c
-
-
-@pytest.fixture
-async def login(console: Console) -> AsyncIterator[Any]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def sign_in(username: str) -> Client:
-        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        sessions.append(s)
-        async with s.post(f"{console.url}/api/login", json={"username": username, "password": PASSWORD}) as r:
-            assert r.status == 200, await r.text()
-            return Client(console, s, (await r.json())["csrf_token"])
-
-    yield sign_in
-    for s in sessions:
-        await s.close()
 
 
 async def test_articles_api(console: Console, login: Any) -> None:

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
-import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
@@ -20,20 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ivr.agi.protocol import AgiStream
 from ivr.ami.models import AgentState, LiveCall
 from ivr.ami.service import ami_status
-from ivr.config import Settings
 from ivr.db.group_commit import GroupCommit
 from ivr.db.models import Channel, Contact
-from tests.support.console import Console, prepare_settings, serve_console
+from tests.support.console import Console
 from tests.support.waiting import eventually
 
 TOKEN = "scrape-token-for-tests-only"
-
-
-@pytest.fixture
-async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
-    settings.database.url = db_url
-    async with serve_console(prepare_settings(settings, tmp_path)) as c:
-        yield c
 
 
 async def scrape(console: Console, token: str | None = None) -> tuple[int, str]:

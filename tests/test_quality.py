@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 
-from ivr.config import Settings
 from ivr.quality.scorecards import load_scorecards
 from ivr.yamlfile import DataError
-from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
+from tests.support.console import Console
 
 
 def test_scorecards_are_data(tmp_path: Path) -> None:
@@ -38,40 +35,6 @@ def test_scorecards_are_data(tmp_path: Path) -> None:
                                               "        max: 11\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"scorecards.yaml:7: scorecards.mine.criteria.0.max"):
         load_scorecards(tmp_path)
-
-
-class Client:
-    def __init__(self, console: Console, session: aiohttp.ClientSession, csrf: str) -> None:
-        self.console, self.session, self.csrf = console, session, csrf
-
-    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json"}
-        async with self.session.request(method, self.console.url + path, headers=headers,
-                                        allow_redirects=False, **kw) as r:
-            return r.status, (await r.json() if r.content_type == "application/json" else await r.text())
-
-
-@pytest.fixture
-async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
-    settings.database.url = db_url
-    async with serve_console(prepare_settings(settings, tmp_path)) as c:
-        yield c
-
-
-@pytest.fixture
-async def login(console: Console) -> AsyncIterator[Any]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def sign_in(username: str) -> Client:
-        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        sessions.append(s)
-        async with s.post(f"{console.url}/api/login", json={"username": username, "password": PASSWORD}) as r:
-            assert r.status == 200, await r.text()
-            return Client(console, s, (await r.json())["csrf_token"])
-
-    yield sign_in
-    for s in sessions:
-        await s.close()
 
 
 def period(console: Console) -> dict[str, str]:

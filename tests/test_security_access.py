@@ -5,49 +5,17 @@ limit on the statement (item 9). Real app, real socket, SQLite and PostgreSQL.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy import func, select, text
 
-from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.models import Agent, AuditLog, Channel, Citizen, Contact, Message
 from ivr.messaging.models import ChatConversation
 from ivr.search import MAX_TERMS, SearchError, search_terms, time_limited
-from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
-
-
-@pytest.fixture
-async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncIterator[Console]:
-    settings.database.url = db_url
-    async with serve_console(prepare_settings(settings, tmp_path)) as c:
-        yield c
-
-
-@pytest.fixture
-async def login(console: Console) -> AsyncIterator[Any]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def sign_in(username: str) -> Any:
-        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        sessions.append(s)
-        async with s.post(f"{console.url}/api/login", json={"username": username, "password": PASSWORD}) as r:
-            assert r.status == 200
-            csrf = (await r.json())["csrf_token"]
-
-        async def call(method: str, path: str, **kw: Any) -> tuple[int, Any]:
-            async with s.request(method, console.url + path, headers={"X-CSRF-Token": csrf}, **kw) as r:
-                return r.status, (await r.json() if r.content_type == "application/json" else await r.text())
-        return call
-
-    yield sign_in
-    for s in sessions:
-        await s.close()
+from tests.support.console import Console
 
 
 async def _others(console: Console) -> dict[str, int]:
@@ -85,29 +53,29 @@ async def test_agents_reach_only_their_own_and_their_queues_contacts(console: Co
     for path in (f"/api/console/contacts/{other['zh']}", f"/api/console/contacts/{other['ivr']}",
                  f"/api/messaging/contacts/{other['sms']}/messages", f"/api/messaging/contacts/{other['zh']}/messages",
                  f"/api/messaging/chats/{other['chat']}"):
-        status, body = await kim("GET", path)
+        status, body = await kim.call("GET", path)
         assert status == 403, (path, body)
         assert "개인 정보" not in str(body) and "中文" not in str(body)
     async with console.ctx.db.session() as session:
         before = (await session.execute(select(func.count()).select_from(Message))).scalar_one()
     for contact_id in (other["sms"], other["zh"]):
-        status, _ = await kim("POST", f"/api/messaging/contacts/{contact_id}/reply", json={"body": "hello"})
+        status, _ = await kim.call("POST", f"/api/messaging/contacts/{contact_id}/reply", json={"body": "hello"})
         assert status == 403
     async with console.ctx.db.session() as session:
         assert (await session.execute(select(func.count()).select_from(Message))).scalar_one() == before
     assert await console.ctx.bus.consume("sms.outbound", "t", "t", count=10, block=1) == []
 
     # Her inbox lists the shared text inbox, not lee.junho's SMS thread.
-    status, body = await kim("GET", "/api/console/inbox")
+    status, body = await kim.call("GET", "/api/console/inbox")
     assert status == 200 and [c["id"] for c in body["items"]] == [ids["sms"]]
-    status, body = await (await login("super1"))("GET", "/api/console/inbox")
+    status, body = await (await login("super1")).call("GET", "/api/console/inbox")
     assert status == 200 and {c["id"] for c in body["items"]} == {ids["sms"], other["sms"]}
 
     # Kim's own call, a call of her queue (general-ko, taken by lee.junho) and the shared inbox.
-    assert (await kim("GET", f"/api/console/contacts/{ids['current']}"))[0] == 200
-    assert (await kim("GET", f"/api/console/contacts/{ids['recorded']}"))[0] == 200
-    assert (await kim("GET", f"/api/messaging/contacts/{ids['sms']}/messages"))[0] == 200
-    status, body = await kim("POST", f"/api/messaging/contacts/{ids['sms']}/reply", json={"body": "확인했습니다"})
+    assert (await kim.call("GET", f"/api/console/contacts/{ids['current']}"))[0] == 200
+    assert (await kim.call("GET", f"/api/console/contacts/{ids['recorded']}"))[0] == 200
+    assert (await kim.call("GET", f"/api/messaging/contacts/{ids['sms']}/messages"))[0] == 200
+    status, body = await kim.call("POST", f"/api/messaging/contacts/{ids['sms']}/reply", json={"body": "확인했습니다"})
     assert status == 202, body
     # Reading a record that is not her own leaves a trace; her own does not need one.
     async with console.ctx.db.session() as session:
@@ -118,10 +86,10 @@ async def test_agents_reach_only_their_own_and_their_queues_contacts(console: Co
 
     # Supervisors and reviewers see everything, and each such read is audited.
     boss, reviewer = await login("super1"), await login("review1")
-    assert (await boss("GET", f"/api/console/contacts/{other['zh']}"))[0] == 200
-    status, body = await boss("GET", f"/api/messaging/chats/{other['chat']}")
+    assert (await boss.call("GET", f"/api/console/contacts/{other['zh']}"))[0] == 200
+    status, body = await boss.call("GET", f"/api/messaging/chats/{other['chat']}")
     assert status == 200 and body["agent"] == "lee.junho"
-    status, body = await reviewer("GET", f"/api/messaging/contacts/{other['sms']}/messages")
+    status, body = await reviewer.call("GET", f"/api/messaging/contacts/{other['sms']}/messages")
     assert status == 200 and [m["body"] for m in body["messages"]] == ["개인 정보가 담긴 문자"]
     reads = await _audit(console, "record_read")
     assert ("super1", f"chat:{other['chat']}") in reads and ("review1", f"contact:{other['sms']}") in reads
@@ -131,15 +99,15 @@ async def test_search_words_are_capped_and_deduplicated(console: Console, login:
     kim = await login("kim.minji")
     many = " ".join(f"w{i}" for i in range(990))
     for path in ("/api/console/kb", "/api/search"):
-        status, body = await (await login("admin1"))("GET", path, params={"q": many})
+        status, body = await (await login("admin1")).call("GET", path, params={"q": many})
         assert status == 400 and f"at most {MAX_TERMS}" in body["error"], (path, body)
     reviewer = await login("review1")
-    status, body = await reviewer("GET", "/api/console/recordings", params={"q": many})
+    status, body = await reviewer.call("GET", "/api/console/recordings", params={"q": many})
     assert status == 400 and "words" in body["error"]
     # The same word 200 times is one word.
-    status, body = await kim("GET", "/api/console/kb", params={"q": " ".join(["버스"] * 200)})
+    status, body = await kim.call("GET", "/api/console/kb", params={"q": " ".join(["버스"] * 200)})
     assert status == 200 and body["items"], body
-    status, body = await kim("GET", "/api/console/kb", params={"q": "x" * 65})
+    status, body = await kim.call("GET", "/api/console/kb", params={"q": "x" * 65})
     assert status == 400
 
 

@@ -23,7 +23,6 @@ from ivr.db.models import AuditLog, Contact
 from ivr.queues import load_queues
 from tests.support.console import Console, prepare_settings, serve_console
 from tests.support.waiting import eventually
-from tests.test_console_api import login  # noqa: F401  (the signed-in API client fixture)
 
 SUPERVISOR_PHONE = "\n  - username: super1\n    name: 관리자 1\n    extension: super9001\n"
 
@@ -58,7 +57,7 @@ async def live_calls(console: Console) -> None:
         ])
 
 
-async def test_only_supervisors_list_and_listen_and_every_use_is_audited(console: Console, login: Any) -> None:  # noqa: F811
+async def test_only_supervisors_list_and_listen_and_every_use_is_audited(console: Console, login: Any) -> None:
     await live_calls(console)
     agent, reviewer, supervisor = await login("kim.minji"), await login("review1"), await login("super1")
     for who in (agent, reviewer):
@@ -119,7 +118,7 @@ async def test_originate_rings_the_supervisor_into_chanspy_on_the_agent(console:
             await originate_action(console.ctx.db, qconf, command)
 
 
-async def test_agent_action_while_the_phone_system_is_down_says_why(console: Console, login: Any) -> None:  # noqa: F811
+async def test_agent_action_while_the_phone_system_is_down_says_why(console: Console, login: Any) -> None:
     agent, supervisor = await login("kim.minji"), await login("super1")
     bus = console.ctx.bus
 

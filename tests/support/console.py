@@ -1,7 +1,9 @@
 """Test kit for the console: the real app on a real socket, users of every role, sample data.
 
 Used by tests/test_console_*.py and tests/test_access_*.py (nothing here is a mock: the app is
-``create_app`` with every ``SETUPS`` entry, on the given settings' database and bus).
+``create_app`` with every ``SETUPS`` entry, on the given settings' database and bus). The
+``console`` and ``login`` fixtures of tests/conftest.py are built from ``serve_console`` and
+``api_sign_ins``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import functools
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ivr.config import Settings
@@ -147,3 +151,42 @@ async def serve_console(settings: Settings) -> AsyncIterator[Console]:
         await runner.cleanup()
         await ctx.close()
         await asyncio.sleep(0)
+
+
+class ApiClient:
+    """One signed-in user of the console's JSON API: its own cookie session and CSRF token."""
+
+    def __init__(self, console: Console, session: aiohttp.ClientSession, csrf: str) -> None:
+        self.console, self.session, self.csrf = console, session, csrf
+
+    async def call(self, method: str, path: str, headers: dict[str, str] | None = None,
+                   **kw: Any) -> tuple[int, Any]:
+        """(status, body): the body decoded from JSON when the answer is JSON, else its text."""
+        headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json", **(headers or {})}
+        async with self.session.request(method, self.console.url + path, headers=headers,
+                                        allow_redirects=False, **kw) as r:
+            body = await r.json() if r.content_type == "application/json" else await r.text()
+            return r.status, body
+
+
+SignIn = Callable[..., Awaitable[ApiClient]]
+
+
+@asynccontextmanager
+async def api_sign_ins(console: Console) -> AsyncIterator[SignIn]:
+    """``sign_in(username, password=PASSWORD)``: a new ApiClient signed in through /api/login;
+    every session it opened is closed afterwards."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def sign_in(username: str, password: str = PASSWORD) -> ApiClient:
+        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        sessions.append(s)
+        async with s.post(f"{console.url}/api/login", json={"username": username, "password": password}) as r:
+            assert r.status == 200, await r.text()
+            return ApiClient(console, s, (await r.json())["csrf_token"])
+
+    try:
+        yield sign_in
+    finally:
+        for s in sessions:
+            await s.close()
