@@ -340,3 +340,56 @@ async def test_twilio_send_under_a_base_url_with_a_trailing_slash() -> None:
         result = await provider.send(Outgoing("+821055556666", "접수되었습니다"))
     assert (result.provider_message_id, result.status) == (f"SM{1:032d}", "queued")
     assert gateway.sent == [{"To": "+821055556666", "From": "+8220120", "Body": "접수되었습니다"}]
+
+
+@pytest.mark.parametrize("provider_name", ["twilio", "generic"])
+async def test_a_gateway_answer_of_300_or_more_is_an_error_that_says_whether_to_retry(provider_name: str) -> None:
+    # 3xx is not "sent" either (a redirect the client did not follow); 408, 429 and 5xx may
+    # pass if tried later, any other refusal will not. The error quotes the gateway's first 200
+    # characters.
+    from aiohttp import web
+
+    from ivr.messaging.providers.base import Outgoing, ProviderError
+    from ivr.messaging.providers.generic import GenericHttpProvider
+    from ivr.messaging.providers.twilio import TwilioProvider
+    from tests.support.web import serve_app
+
+    answers: list[tuple[int, str]] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        status, text = answers.pop(0)
+        return web.Response(status=status, text=text)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    refusal = "잘못된 번호 " + "x" * 300
+    async with serve_app(app) as url, aiohttp.ClientSession() as http:
+        provider = (TwilioProvider(url, "AC" + "7" * 32, SECRET, "+8220120", http) if provider_name == "twilio"
+                    else GenericHttpProvider(url + "/send", SECRET, "+8220120", http))
+        label = "Twilio" if provider_name == "twilio" else "gateway"
+        for status, retryable in ((300, False), (400, False), (404, False), (408, True), (429, True),
+                                  (500, True), (503, True)):
+            answers.append((status, refusal))
+            with pytest.raises(ProviderError) as caught:
+                await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+            assert str(caught.value) == f"{label} answered {status}: {refusal[:200]}"
+            assert caught.value.retryable is retryable, status
+        answers.append((200, "<html>not JSON</html>"))
+        if provider_name == "twilio":  # Twilio always answers JSON: anything else is trouble
+            with pytest.raises(ProviderError) as caught:
+                await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+            assert str(caught.value).startswith("Twilio unreachable or unreadable: ")
+            assert caught.value.retryable is True
+        else:  # a gateway may answer 2xx with no JSON: sent, without its id
+            result = await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+            assert (result.provider_message_id, result.status) == (None, "sent")
+    # The server is gone now: nobody listens on its port any more.
+    async with aiohttp.ClientSession() as http:
+        provider = (TwilioProvider(url, "AC" + "7" * 32, SECRET, "+8220120", http) if provider_name == "twilio"
+                    else GenericHttpProvider(url + "/send", SECRET, "+8220120", http))
+        with pytest.raises(ProviderError) as caught:
+            await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+    assert str(caught.value).startswith("Twilio unreachable or unreadable: " if provider_name == "twilio"
+                                        else "gateway unreachable: ")
+    assert caught.value.retryable is True
