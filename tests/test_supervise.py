@@ -42,7 +42,7 @@ async def console(settings: Settings, db_url: str, tmp_path: Path) -> AsyncItera
         yield c
 
 
-async def live_calls(console: Console) -> None:
+async def live_calls(console: Console, talking_seconds: int = 95) -> None:
     """kim.minji talks to the seeded caller (who came through the menu); another caller waits."""
     now = datetime.now(UTC)
     async with console.ctx.db.transaction() as session:
@@ -51,7 +51,7 @@ async def live_calls(console: Console) -> None:
         contact.ivr_path = "main > 2 > queue:general-ko"
         session.add_all([
             LiveCall(linkedid="1700000001.5", contact_id=contact.id, queue="general-ko", state="connected",
-                     joined_at=now - timedelta(seconds=95), agent="agent1001"),
+                     joined_at=now - timedelta(seconds=talking_seconds), agent="agent1001"),
             LiveCall(linkedid="1700000002.9", contact_id=None, queue="en", state="queued",
                      joined_at=now - timedelta(seconds=20), agent=None),
         ])

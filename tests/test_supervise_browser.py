@@ -10,7 +10,6 @@ The app is the real one; the AMI bridge's side is played on the same bus (``live
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,13 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from ivr.ami.models import LiveCall
 from ivr.ami.service import ami_status
 from ivr.config import Settings
 from ivr.console.i18n import TEXTS
-from ivr.db.models import AuditLog, Contact, Recording
+from ivr.db.models import AuditLog, Recording
 from tests.support.console import Console, prepare_settings, serve_console
 from tests.test_console_browser import chromium, shot, sign_in  # noqa: F401  (the module's Chromium)
-from tests.test_supervise import give_phone
+from tests.test_supervise import give_phone, live_calls
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 KO, EN = 0, 1
@@ -51,23 +49,9 @@ async def browser(chromium: Any) -> AsyncIterator[Any]:  # noqa: F811
         await context.close()
 
 
-async def talking_call(console: Console) -> None:
-    now = datetime.now(UTC)
-    async with console.ctx.db.transaction() as session:
-        contact = await session.get(Contact, console.ids["current"])
-        assert contact is not None
-        contact.ivr_path = "main > 2 > queue:general-ko"
-        session.add_all([
-            LiveCall(linkedid="1700000001.5", contact_id=contact.id, queue="general-ko", state="connected",
-                     joined_at=now - timedelta(seconds=80), agent="agent1001"),
-            LiveCall(linkedid="1700000002.9", contact_id=None, queue="en", state="queued",
-                     joined_at=now - timedelta(seconds=20), agent=None),
-        ])
-
-
 async def test_supervisor_listens_whispers_and_barges_from_the_wallboard(console: Console, browser: Any) -> None:
     ctx = console.ctx
-    await talking_call(console)
+    await live_calls(console, talking_seconds=80)
     await ctx.bus.publish("live.ami", ami_status("connected", True))
     page = await sign_in(browser, console, "super1", "/console/wallboard")  # super1 reads English
     assert await page.inner_text(".brand") == "120 Dasan Call Center"
