@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from sqlalchemy import select
 
+from ivr.console.live_socket import hold_until_closed, open_live_socket
 from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
 from ivr.contracts import Topic
 from ivr.db.models import Contact
 from ivr.web.auth import current_user, requires
-from ivr.web.origin import check_websocket_origin
 
 VIEWERS = ("agent", "supervisor", "reviewer")
 
@@ -62,9 +61,7 @@ async def wallboard_data(request: web.Request) -> web.Response:
 async def wallboard_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket /ws/console/wallboard: the current figures at once, then every ``live.metrics``."""
     ctx = ctx_of(request)
-    check_websocket_origin(request, ctx.settings)
-    ws = web.WebSocketResponse(heartbeat=30)
-    await ws.prepare(request)
+    ws = await open_live_socket(request)
     me = current_user(request)
     subs = [await ctx.bus.subscribe(topic) for topic in (Topic.LIVE_METRICS, Topic.LIVE_AMI, Topic.LIVE_SUPERVISE)]
 
@@ -84,18 +81,7 @@ async def wallboard_socket(request: web.Request) -> web.StreamResponse:
     tasks = [asyncio.create_task(forward(subs[0], lambda m: {"type": "metrics", "metrics": m})),
              asyncio.create_task(forward(subs[1], lambda m: {"type": "phone", "known": True, **m})),
              asyncio.create_task(forward(subs[2], mine))]
-    try:
-        async for msg in ws:
-            if msg.type == WSMsgType.ERROR:
-                break
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for sub in subs:
-            await sub.close()
+    await hold_until_closed(ws, tasks, subs)
     return ws
 
 
