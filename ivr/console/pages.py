@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import field_validator
 from sqlalchemy import update
 
 from ivr.console import (
@@ -17,14 +18,14 @@ from ivr.console import (
     supervise,
     wallboard,
 )
-from ivr.console.http import audit_request, json_body, username
+from ivr.console.http import audit_request, username
 from ivr.console.i18n import LANGUAGES
 from ivr.console.openapi import PATHS
 from ivr.console.render import HERE, LANG_COOKIE, ctx_of, home_of
 from ivr.context import AppContext
 from ivr.db.models import User
 from ivr.web.auth import FORBIDDEN_PAGE, current_user, reissue, requires
-from ivr.web.errors import json_error
+from ivr.web.bodies import Body, read_model
 from ivr.web.openapi import add_paths
 
 
@@ -34,12 +35,21 @@ async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound(home_of(user) if user else "/login")
 
 
+class LanguageIn(Body):
+    language: str
+
+    @field_validator("language")
+    @classmethod
+    def _spoken(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"one of {', '.join(LANGUAGES)}")
+        return value
+
+
 @requires("agent", "supervisor", "reviewer")
 async def set_language(request: web.Request) -> web.Response:
     """POST /api/console/language {"language": "ko"|"en"}: kept on the user and in the session."""
-    language = (await json_body(request)).get("language")
-    if language not in LANGUAGES:
-        raise json_error(400, f"language: one of {', '.join(LANGUAGES)}")
+    language = (await read_model(request, LanguageIn)).language
     async with ctx_of(request).db.transaction() as session:
         await session.execute(update(User).where(User.username == username(request)).values(language=language))
     response = web.json_response({"language": language})

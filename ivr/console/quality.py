@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import AfterValidator, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ivr.console.http import audit_request, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, username
 from ivr.console.render import ctx_of, render
 from ivr.console.reports import parse_period, period_of
 from ivr.db.models import Agent, Contact
@@ -25,11 +26,21 @@ from ivr.quality.models import QaEvaluation, QaSample
 from ivr.quality.sampling import calibration, draw
 from ivr.quality.scorecards import Scorecard, Scorecards, load_scorecards
 from ivr.web.auth import current_user, requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 from ivr.yamlfile import DataError
 
 REVIEWERS = ("reviewer", "supervisor")
 MAX_PER_AGENT = 50
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("text without NUL characters")
+    return text
+
+
+Comment = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
 
 
 def scorecards_of(request: web.Request) -> Scorecards:
@@ -65,21 +76,34 @@ async def get_scorecards(request: web.Request) -> web.Response:
     return web.json_response({k: v.model_dump() for k, v in scorecards_of(request).scorecards.items()})
 
 
+class DrawIn(Body):
+    first: str = Field("", alias="from")  # YYYY-MM-DD, the site's day
+    last: str = Field("", alias="to")
+    per_agent: int = Field(ge=1, le=MAX_PER_AGENT)
+    scorecard: str  # one of the site's scorecards (checked against them)
+
+
+class ScoreIn(Body):
+    scores: dict[str, int]  # criterion -> 0..max (checked against the sample's scorecard)
+    comment: Comment = ""
+
+
+class AckIn(Body):
+    comment: Annotated[str, Field(max_length=2000), AfterValidator(_no_nul)] = ""
+
+
 @requires(*REVIEWERS)
 async def draw_samples(request: web.Request) -> web.Response:
     """POST /api/console/qa/samples {"from", "to", "per_agent", "scorecard"}: a random draw per agent."""
-    body = await json_body(request)
-    card = scorecard_of(request, body.get("scorecard"))
-    per_agent = body.get("per_agent")
-    if not isinstance(per_agent, int) or isinstance(per_agent, bool) or not 1 <= per_agent <= MAX_PER_AGENT:
-        raise json_error(400, f"per_agent: a whole number 1-{MAX_PER_AGENT}")
-    start, end, _ = parse_period(str(body.get("from") or ""), str(body.get("to") or ""),
-                                 ctx_of(request).settings.timezone)
+    body = await read_model(request, DrawIn)
+    card = scorecard_of(request, body.scorecard)
+    per_agent = body.per_agent
+    start, end, _ = parse_period(body.first, body.last, ctx_of(request).settings.timezone)
     async with ctx_of(request).db.transaction() as session:
-        samples = await draw(session, start, end, per_agent, str(body["scorecard"]), card, username(request))
+        samples = await draw(session, start, end, per_agent, body.scorecard, card, username(request))
         ids = [s.id for s in samples]
     await audit_request(request, "qa_sampled", "qa", count=len(ids), per_agent=per_agent,
-                        scorecard=body["scorecard"], start=start.isoformat(), end=end.isoformat())
+                        scorecard=body.scorecard, start=start.isoformat(), end=end.isoformat())
     return web.json_response({"drawn": len(ids), "ids": ids}, status=201)
 
 
@@ -139,10 +163,8 @@ def evaluation_json(e: QaEvaluation) -> dict[str, Any]:
 async def score_sample(request: web.Request) -> web.Response:
     """POST /api/console/qa/samples/{id}/evaluations {"scores": {criterion: 0..max}, "comment"}: once per reviewer."""
     sample_id = int_match(request)
-    body = await json_body(request)
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 5000 or "\x00" in comment:
-        raise json_error(400, "comment: text up to 5000 characters (no NUL)")
+    body = await read_model(request, ScoreIn)
+    comment = body.comment
     ctx = ctx_of(request)
     async with ctx.db.session() as session:
         sample = await session.get(QaSample, sample_id)
@@ -150,7 +172,7 @@ async def score_sample(request: web.Request) -> web.Response:
         raise json_error(404, "no such sample / 표본이 없습니다")
     card = scorecard_of(request, sample.scorecard)
     try:
-        scores, total = card.score(body.get("scores"))
+        scores, total = card.score(body.scores)
     except ValueError as exc:
         raise json_error(400, str(exc)) from None
     try:
@@ -182,10 +204,7 @@ async def my_evaluations(request: web.Request) -> web.Response:
 async def acknowledge(request: web.Request) -> web.Response:
     """POST /api/console/qa/evaluations/{id}/ack {"comment"?}: the evaluated agent has read it."""
     evaluation_id = int_match(request)
-    body = await json_body(request)
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 2000 or "\x00" in comment:
-        raise json_error(400, "comment: text up to 2000 characters (no NUL)")
+    comment = (await read_model(request, AckIn)).comment
     async with ctx_of(request).db.transaction() as session:
         row = (await session.execute(
             select(QaEvaluation, Agent.username).join(QaSample, QaSample.id == QaEvaluation.sample_id)

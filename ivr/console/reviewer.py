@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import warnings
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from ivr.console.http import audit_request, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, username
 from ivr.console.models import QualityReview
 from ivr.console.render import ctx_of, render
 from ivr.db.models import Agent, Category, Contact, Recording
@@ -24,6 +25,7 @@ from ivr.search import SearchError, search_text
 from ivr.speech.audio import STEREO_SLN, AudioError, decode, mixdown
 from ivr.speech.recognizer import STEREO_SPEAKERS
 from ivr.web.auth import requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 
 with warnings.catch_warnings():
@@ -32,7 +34,22 @@ with warnings.catch_warnings():
     import audioop
 
 READERS = ("reviewer", "supervisor")
-CRITERIA = ("greeting", "accuracy", "empathy", "resolution")
+Score = Annotated[int, Field(ge=1, le=5)]
+
+
+class ReviewScores(Body):
+    greeting: Score
+    accuracy: Score
+    empathy: Score
+    resolution: Score
+
+
+class ReviewIn(Body):
+    scores: ReviewScores
+    comment: str = Field("", max_length=5000)
+
+
+CRITERIA = tuple(ReviewScores.model_fields)  # greeting, accuracy, empathy, resolution
 PEAK_RATE = 8000
 
 
@@ -182,16 +199,8 @@ def peak_levels(raw: bytes, n: int) -> list[float]:
     return [round(audioop.max(raw[i:i + step], 2) / 32768, 4) for i in range(0, total * 2, step)][:n]
 
 
-def _score(body: dict[str, Any]) -> tuple[dict[str, int], int]:
-    raw = body.get("scores")
-    if not isinstance(raw, dict):
-        raise json_error(400, f"scores: an object with {', '.join(CRITERIA)} (1-5 each)")
-    scores: dict[str, int] = {}
-    for key in CRITERIA:
-        value = raw.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
-            raise json_error(400, f"scores.{key}: a whole number 1-5 / 1~5 사이 점수")
-        scores[key] = value
+def _score(given: ReviewScores) -> tuple[dict[str, int], int]:
+    scores = given.model_dump()
     return scores, round(sum(scores.values()) * 100 / (5 * len(CRITERIA)))
 
 
@@ -199,11 +208,9 @@ def _score(body: dict[str, Any]) -> tuple[dict[str, int], int]:
 async def save_review(request: web.Request) -> web.Response:
     """POST /api/console/recordings/{id}/reviews {"scores": {...1-5}, "comment"}."""
     rec_id = int_match(request)
-    body = await json_body(request)
-    scores, total = _score(body)
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 5000:
-        raise json_error(400, "comment: text up to 5000 characters")
+    body = await read_model(request, ReviewIn)
+    scores, total = _score(body.scores)
+    comment = body.comment
     async with ctx_of(request).db.transaction() as session:
         rec = await session.get(Recording, rec_id)
         if rec is None:

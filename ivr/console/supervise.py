@@ -11,18 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ivr.ami.metrics import _queue_config
 from ivr.ami.models import LiveCall
 from ivr.ami.supervise import MODES
-from ivr.console.http import audit_request, iso, json_body, username
+from ivr.console.http import audit_request, iso, username
 from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of
 from ivr.contracts import Stream
 from ivr.db.models import Contact
 from ivr.web.auth import requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 
 SUPERVISORS = ("supervisor",)  # and admin (ivr.web.auth.requires lets admin through)
@@ -61,15 +63,23 @@ async def get_calls(request: web.Request) -> web.Response:
                               "phone": phone_status(request).snapshot()})
 
 
+class SuperviseIn(Body):
+    call: str = Field(min_length=1, description="the call's id (linkedid) from /api/console/calls")
+    mode: str
+
+    @field_validator("mode")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in MODES:
+            raise ValueError(f"one of {', '.join(MODES)} / 듣기·귓속말·끼어들기 중 하나")
+        return value
+
+
 @requires(*SUPERVISORS)
 async def post_supervise(request: web.Request) -> web.Response:
     """POST /api/console/calls/supervise {"call": linkedid, "mode": listen|whisper|barge}."""
-    body = await json_body(request)
-    mode, call_id = body.get("mode"), body.get("call")
-    if mode not in MODES:
-        raise json_error(400, f"mode: one of {', '.join(MODES)} / 듣기·귓속말·끼어들기 중 하나")
-    if not isinstance(call_id, str) or not call_id:
-        raise json_error(400, "call: the call's id from /api/console/calls / 통화를 고르세요")
+    body = await read_model(request, SuperviseIn)
+    mode, call_id = body.mode, body.call
     ctx, me = ctx_of(request), username(request)
     async with ctx.db.session() as session:
         call = await session.get(LiveCall, call_id)

@@ -38,6 +38,7 @@ from sqlalchemy import select, update
 
 from ivr.context import AppContext
 from ivr.db.models import AuditLog, User
+from ivr.web.bodies import Body, read_model
 from ivr.web.context import context_of
 from ivr.web.origin import client_address, is_secure
 from ivr.web.throttle import LoginThrottle
@@ -252,6 +253,11 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, user:
                         max_age=SESSION_SECONDS, secure=is_secure(request, settings))
 
 
+class LoginIn(Body):
+    username: str
+    password: str
+
+
 async def api_login(request: web.Request) -> web.Response:
     """POST /api/login {"username", "password"} -> the user and the CSRF token; sets the cookie.
 
@@ -259,13 +265,9 @@ async def api_login(request: web.Request) -> web.Response:
     without asking (login CSRF), a JSON body is not."""
     if request.content_type != "application/json":
         return web.json_response({"error": "send the sign-in as application/json"}, status=415)
+    body = await read_model(request, LoginIn)
     try:
-        body = await request.json()
-        username, password = str(body["username"]), str(body["password"])
-    except (ValueError, KeyError, TypeError):
-        return web.json_response({"error": "expected JSON with username and password"}, status=400)
-    try:
-        user = await sign_in(request, username, password)
+        user = await sign_in(request, body.username, body.password)
     except Throttled as exc:
         return web.json_response({"error": "too many failed sign-ins; try again later",
                                   "retry_after": exc.retry_after}, status=429,

@@ -1,9 +1,12 @@
 """One way to read a request body: a pydantic model, and a 400 that names each bad field.
 
-``await read_model(request, Model)`` for a JSON body; ``parse_model(Model, raw)`` when the
-raw bytes are needed first (a webhook checks its signature over them). A body that does not
-match answers ``{"error": "the request body does not match the schema", "details":
-[{"field", "problem"}, ...]}`` through ``json_error``.
+Every JSON body of the console, the browser-call (WebRTC) pages and the APIs is a ``Body``
+model read with ``await read_model(request, Model)``; ``parse_model(Model, raw)`` when the
+raw bytes are needed first (a webhook checks its signature over them). A body that is not
+JSON, or does not match, answers 400 ``{"error": "the request body does not match the schema:
+<field>: <problem>", "details": [{"field", "problem"}, ...]}`` through ``json_error``, before
+the handler does anything. Rules that need the database or the site (a known queue, a
+scorecard's criteria) stay in the handler and answer with ``json_error`` too.
 """
 
 from __future__ import annotations
@@ -11,22 +14,33 @@ from __future__ import annotations
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ivr.web.errors import json_error
 
 M = TypeVar("M", bound=BaseModel)
+SCHEMA_MISMATCH = "the request body does not match the schema"
+
+
+class Body(BaseModel):
+    """A JSON request body: JSON's own types only (no "5" for 5, no 1 for true); fields the
+    model does not name are ignored (older pages may send more)."""
+
+    model_config = ConfigDict(strict=True)
 
 
 def problems(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]} for e in exc.errors()]
 
 
 def parse_model(model: type[M], raw: bytes | str) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise json_error(400, "the request body does not match the schema", problems(exc)) from None
+        found = problems(exc)
+        first = found[0]
+        raise json_error(400, f"{SCHEMA_MISMATCH}: {first['field']}: {first['problem']} "
+                              f"/ 요청 본문이 형식에 맞지 않습니다 ({first['field']})", found) from None
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:

@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Literal
 
 import jinja2
 from aiohttp import web
 from sqlalchemy import select
 
 from ivr.config import Settings
-from ivr.console.http import json_body, username
+from ivr.console.http import username
 from ivr.console.render import ctx_of
 from ivr.context import AppContext
 from ivr.queues import QueueConfig, load_queues
 from ivr.site_secrets import sip_password
 from ivr.web.auth import audit, requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 from ivr.webrtc import admin_view, report, survey, video_recording
 from ivr.webrtc.asterisk_push import PushError, push_credential
@@ -114,19 +116,23 @@ async def status(request: web.Request) -> web.Response:
     })
 
 
+class MintIn(Body):
+    kind: Literal["video", "voice"]
+    token: str = ""  # the page's one-use token
+    lang: str = ""  # the caller's language, for a voice call's queue
+
+
 async def mint(request: web.Request) -> web.Response:
     """POST /api/webcall/credentials {"kind": "video"|"voice", "token"}: one call's SIP credential."""
     state = webcall_state(request)
     w = state.settings.webrtc
     if not w.enabled:
         raise json_error(404, "calls from the browser are not enabled on this site")
-    body = await json_body(request)
-    kind, token = body.get("kind"), body.get("token")
+    body = await read_model(request, MintIn)
+    kind = body.kind
     address = request.remote or "?"
     try:
-        if kind not in ("video", "voice"):
-            raise CredentialRefused("invalid", "kind: video or voice")
-        await state.tokens.redeem(str(token or ""))
+        await state.tokens.redeem(body.token)
         credential = await state.issuer.mint(kind, address)
     except CredentialRefused as exc:
         refusal_logged(exc.reason, address, str(exc))
@@ -141,7 +147,7 @@ async def mint(request: web.Request) -> web.Response:
         log.error("webcall: could not set %s in Asterisk: %s", credential.username, exc)
         return web.json_response({"error": "the call service is unavailable; use chat or try later",
                                   "reason": "unavailable", "token": state.tokens.issue()}, status=503)
-    target = w.video_queue if kind == "video" else voice_target(_queues(state.settings), str(body.get("lang") or ""))
+    target = w.video_queue if kind == "video" else voice_target(_queues(state.settings), body.lang)
     log.info("webcall %s credential %s for %s until %d", kind, credential.username, address, credential.expires_at)
     return web.json_response({
         "kind": kind, "ws_url": ws_url(w), "uri": f"sip:{credential.username}@{w.sip_domain}",

@@ -13,12 +13,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiohttp import web
+from pydantic import Field
 from sqlalchemy import select, update
 
-from ivr.console.http import json_body
 from ivr.console.render import ctx_of
 from ivr.db.models import Contact, ContactEvent
 from ivr.records import record_event
+from ivr.web.bodies import Body, read_model
 from ivr.webrtc.credentials import CredentialRefused, refusal_logged
 from ivr.webrtc.state import webcall_state
 
@@ -29,14 +30,18 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+class SurveyIn(Body):
+    score: int = Field(ge=1, le=5, description="1 (poor) to 5 (very good)")
+    username: str = ""  # the call's SIP credential
+    password: str = ""
+
+
 async def survey(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    score = body.get("score")
-    if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
-        return web.json_response({"error": "score: 1 (poor) to 5 (very good)"}, status=400)
+    body = await read_model(request, SurveyIn)
+    score = body.score
     address = request.remote or "?"
     try:
-        issued = await webcall_state(request).issuer.redeem_survey(str(body.get("username", "")), str(body.get("password", "")))
+        issued = await webcall_state(request).issuer.redeem_survey(body.username, body.password)
     except CredentialRefused as exc:
         refusal_logged(exc.reason, address, f"survey: {exc}")
         return web.json_response({"error": str(exc), "reason": exc.reason}, status=403)

@@ -14,26 +14,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field
 from sqlalchemy import select
 
-from ivr.console.http import audit_request, int_match, json_body, username
+from ivr.console.http import audit_request, int_match, username
 from ivr.console.render import ctx_of
 from ivr.db.models import Agent, Contact, Recording
 from ivr.recordings.store import StoreError, layout_path, sha256_file
 from ivr.web.auth import current_user, requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 MAX_VIDEO_BYTES = 2 * 1024 * 1024 * 1024
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # every WebM file starts with an EBML header
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PARTIAL_DIR = ".partial-video"
 
 
@@ -91,16 +91,19 @@ def _append(path: Path, seq: int, data: bytes) -> int:
     return size + len(data)
 
 
+class FinishIn(Body):
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="the recording's SHA-256 in hex")
+    seconds: float | None = None  # its length, as the browser measured it
+
+
 @requires("agent", "supervisor")
 async def finish(request: web.Request) -> web.Response:
     """POST /api/console/contacts/{id}/video/finish {"sha256", "seconds"?}: store the recording."""
     contact_id = int_match(request)
-    body = await json_body(request)
-    claimed = str(body.get("sha256", "")).lower()
-    if not _SHA256.match(claimed):
-        raise json_error(400, "sha256: the recording's SHA-256 in hex")
-    seconds = body.get("seconds")
-    duration = float(seconds) if isinstance(seconds, int | float) and 0 < seconds < 86400 else None
+    body = await read_model(request, FinishIn)
+    claimed = body.sha256.lower()
+    seconds = body.seconds
+    duration = float(seconds) if seconds is not None and 0 < seconds < 86400 else None  # else not known
     contact = await _own_contact(request, contact_id)
     ctx = ctx_of(request)
     root = ctx.settings.recordings.dir
