@@ -116,6 +116,22 @@ def sync(work: Path, overlay: list[str]) -> None:
         if path.is_file() and rel not in files and not rel.startswith(("mutants/", ".")) \
                 and "__pycache__" not in rel and rel not in ("pyproject.toml", "mutmut.log"):
             path.unlink()
+    # mutmut rewrites the Python files of its mutants/ copy when they change, but copies every
+    # other file of the package (menus, templates, static files) only once: bring those up to
+    # date too, or the tests read this commit's code with an older commit's YAML.
+    mutated = work / "mutants"
+    if mutated.is_dir():
+        for name, data in files.items():
+            if name.startswith("ivr/") and not name.endswith(".py"):
+                dst = mutated / name
+                if not (dst.exists() and dst.read_bytes() == data):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_bytes(data)
+        for path in (mutated / "ivr").rglob("*"):
+            rel = path.relative_to(mutated).as_posix()
+            if path.is_file() and not rel.endswith((".py", ".meta")) and "__pycache__" not in rel \
+                    and rel not in files:
+                path.unlink()
 
 
 def configure(work: Path, module: str, tests: list[str]) -> None:

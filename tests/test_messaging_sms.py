@@ -119,11 +119,19 @@ async def test_inbound_sms_threads_acks_replies_and_tracks_delivery(ctx: AppCont
         # Delivery status callbacks move the status forward only.
         resp = await post_signed(http, f"{base}/webhooks/sms/status",
                                  {"message_id": "gw-2", "status": "delivered"}, SECRET)
-        assert resp.status == 200 and (await resp.json())["status"] == "delivered"
+        assert resp.status == 200 and (await resp.json()) == {"message_id": reply_id, "status": "delivered"}
         resp = await post_signed(http, f"{base}/webhooks/sms/status", {"message_id": "gw-2", "status": "sent"}, SECRET)
         assert (await resp.json())["status"] == "delivered"
         resp = await post_signed(http, f"{base}/webhooks/sms/status", {"message_id": "nope", "status": "sent"}, SECRET)
-        assert resp.status == 404 and "error" in await resp.json()
+        assert resp.status == 404 and (await resp.json())["error"] == "no message with that message_id"
+        # The gateway's error text is kept on the timeline with the status it came with.
+        resp = await post_signed(http, f"{base}/webhooks/sms/status",
+                                 {"message_id": "gw-2", "status": "undelivered", "error": "30003 handset off"}, SECRET)
+        assert resp.status == 200
+        async with ctx.db.session() as session:
+            statuses = [(e.data["status"], e.data["error"]) for e in (await session.execute(
+                select(ContactEvent).where(ContactEvent.kind == "sms_status").order_by(ContactEvent.id))).scalars()]
+        assert statuses[-1] == ("undelivered", "30003 handset off")
 
         # The agent sees the whole thread on the contact.
         async with http.get(f"{base}/api/messaging/contacts/{contact.id}/messages") as r:
