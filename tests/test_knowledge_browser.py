@@ -4,21 +4,19 @@ contact into an article with one click and revises it."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright import async_api as playwright_api
 
 from ivr.config import Settings
 from ivr.knowledge import store
 from ivr.knowledge.models import Article
 from tests.support.console import Console, prepare_settings, serve_console
 from tests.support.waiting import page_holds
-from tests.test_console_browser import ARGS, CHROMIUM, sign_in
+from tests.test_console_browser import chromium, sign_in  # noqa: F401  (the module's Chromium)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ARTICLE = {"key": "streetlight", "channels": ["sms", "chat"], "texts": {
@@ -34,19 +32,8 @@ async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
         yield c
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Any]:
-    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM} (make services installs Debian's chromium)"
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
-async def browser(chromium: Any) -> AsyncIterator[Any]:
+async def browser(chromium: Any) -> AsyncIterator[Any]:  # noqa: F811
     context = await chromium.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     try:

@@ -4,44 +4,21 @@ the agent (Korean) acknowledges the evaluation."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
-from playwright import async_api as playwright_api
 from sqlalchemy import select
 
-from ivr.config import Settings
 from ivr.quality.models import QaEvaluation, QaSample
-from tests.support.console import Console, prepare_settings, serve_console
-from tests.test_console_browser import ARGS, CHROMIUM, sign_in
+from tests.support.console import Console
+from tests.test_console_browser import chromium, console, sign_in  # noqa: F401  (fixtures by name)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
-    async with serve_console(prepare_settings(settings, tmp_path)) as c:
-        yield c
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Any]:
-    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM} (make services installs Debian's chromium)"
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def new_context(chromium: Any) -> Any:
+async def new_context(chromium: Any) -> Any:  # noqa: F811
     context = await chromium.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     return context
@@ -54,7 +31,7 @@ async def score(page: Any, values: dict[str, int]) -> None:
     await page.wait_for_selector("#qa-score-status[data-ok='1']")
 
 
-async def test_sampling_calibration_and_acknowledgement(console: Console, chromium: Any) -> None:
+async def test_sampling_calibration_and_acknowledgement(console: Console, chromium: Any) -> None:  # noqa: F811
     reviewer_ctx, super_ctx, agent_ctx = [await new_context(chromium) for _ in range(3)]
     try:
         page = await sign_in(reviewer_ctx, console, "review1", "/console/quality")
@@ -104,7 +81,7 @@ async def test_sampling_calibration_and_acknowledgement(console: Console, chromi
             await context.close()
 
 
-async def test_supervisor_reads_reports(console: Console, chromium: Any) -> None:
+async def test_supervisor_reads_reports(console: Console, chromium: Any) -> None:  # noqa: F811
     context = await new_context(chromium)
     try:
         page = await sign_in(context, console, "super1", "/console/reports")
