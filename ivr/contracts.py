@@ -49,7 +49,8 @@ class Stream(StrEnum):
 
 
 class Var(StrEnum):
-    """Channel variables between the dialplan and the FastAGI IVR."""
+    """Channel variables between the dialplan and the FastAGI IVR or the AMI bridge (the
+    dialplan template takes these names too: ``ivr.asterisk.dialplan_names``)."""
 
     QUEUE = "QUEUE"
     LANG = "LANG"
@@ -59,6 +60,9 @@ class Var(StrEnum):
     NIGHT_ROUTE = "NIGHT_ROUTE"
     SURVEY_SCORE = "SURVEY_SCORE"
     CALLBACK_QUEUE = "CALLBACK_QUEUE"
+    # set by the AMI bridge's Originate for a supervisor's ChanSpy (ivr.ami.supervise)
+    SPY_TARGET = "SPY_TARGET"
+    SPY_SUPERVISOR = "SPY_SUPERVISOR"
 
 
 class IvrResult(StrEnum):

@@ -148,7 +148,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     call.add_argument("--digits", default="", help='keys, one token per prompt: "9 1", T timeout, H hang up')
     call.add_argument("--caller", default="01012345678", help="caller number (agi_callerid)")
     call.add_argument("--route", default="main", choices=["main", "survey", "callback"])
-    call.add_argument("--contact-id", default="", help="CONTACT_ID for the survey route")
+    call.add_argument("--contact-id", default="", help=f"{Var.CONTACT_ID} for the survey route")
     call.add_argument("--at", help="pretend the call comes at this local time (2026-11-25T23:30)")
     call.add_argument("--then", default="hangup", choices=["hangup", "timeout"],
                       help="when the keys run out: hang up, or let every prompt time out")

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ivr.ami.models import LiveCall
+from ivr.contracts import Var
 from ivr.db import Database
 from ivr.queues import AgentDef, QueueConfig
 
@@ -71,6 +72,6 @@ async def originate_action(db: Database, qconf: QueueConfig, command: dict[str, 
         "Timeout": str(RING_SECONDS * 1000),
         "CallerID": f"{mode} <{agent.extension}>",
         # ChanSpy's prefix: the trailing '-' keeps agent100 from matching agent1001's channels.
-        "Variable": [f"SPY_TARGET=PJSIP/{agent.extension}-", f"SPY_SUPERVISOR={supervisor.username}"],
+        "Variable": [f"{Var.SPY_TARGET}=PJSIP/{agent.extension}-", f"{Var.SPY_SUPERVISOR}={supervisor.username}"],
         "Async": "true",
     }
