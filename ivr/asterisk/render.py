@@ -22,6 +22,7 @@ from typing import Any
 
 import jinja2
 
+from ivr.asterisk.dialplan_names import dialplan_names
 from ivr.cluster.node import asterisk_conf, node_settings
 from ivr.config import Settings
 from ivr.queues import QueueConfig, load_queues
@@ -252,6 +253,7 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         "survey": survey_view(settings),
         "supervise": supervise_view(),
         "live_listen": live_listen_target(settings.speech.live_listen),
+        **dialplan_names(),  # var / ref / result: the channel variables named in ivr.contracts
     }
 
 
