@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import stat
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +26,7 @@ from ivr.queues import load_queues
 from ivr.site_secrets import SecretError, load_secrets, secrets_file, sip_passwords
 from ivr.web.app import create_app
 from ivr.web.auth import SessionUser, encode_session
+from tests.support.up import start_up
 
 PROJECT = Path(__file__).resolve().parent.parent
 SECRETS = (("web", "secret_key"), ("sms", "webhook_secret"), ("ami", "secret"))
@@ -127,25 +126,6 @@ async def test_an_app_without_a_key_signs_with_a_random_one_and_refuses_a_publis
     await ctx.db.dispose()
 
 
-def _up(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ)
-    env.update({"DASAN__DATA_DIR": str(tmp_path / "var"), "DASAN__WEB__PORT": "0", "DASAN__AGI__PORT": "0",
-                "DASAN__AMI__ENABLED": "false", "DASAN__RECORDINGS__DIR": str(tmp_path / "rec"), **extra})
-    proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "up", "--only", "web"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "ready" in line:
-            break
-    return proc, "".join(lines)
-
-
 def _stop(proc: subprocess.Popen[str]) -> str:
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
@@ -154,7 +134,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 
 def test_dasan_up_on_a_fresh_data_folder_generates_secrets_and_refuses_a_published_one(tmp_path: Path) -> None:
-    proc, output = _up(tmp_path)
+    proc, output = start_up(tmp_path, "--only", "web")
     try:
         path = tmp_path / "var" / "secrets.yaml"
         assert f"secrets web.secret_key, sms.webhook_secret, ami.secret generated into {path} (mode 0600)" in output
@@ -170,11 +150,11 @@ def test_dasan_up_on_a_fresh_data_folder_generates_secrets_and_refuses_a_publish
         stored = path.read_text()
     finally:
         _stop(proc)
-    proc, output = _up(tmp_path)
+    proc, output = start_up(tmp_path, "--only", "web")
     _stop(proc)
     assert f"secrets from {path}" in output and path.read_text() == stored
 
-    proc, output = _up(tmp_path, DASAN__WEB__SECRET_KEY="dev-only-change-me")
+    proc, output = start_up(tmp_path, "--only", "web", DASAN__WEB__SECRET_KEY="dev-only-change-me")
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, output + rest
     assert "web.secret_key is a published default" in output + rest and "ready" not in output + rest

@@ -9,35 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
+from tests.support.up import start_up
+
 
 def test_up_prints_addresses_serves_and_stops_cleanly(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env.update({
-        "DASAN__DATA_DIR": str(tmp_path / "var"),
-        "DASAN__WEB__PORT": "0",
-        "DASAN__AGI__PORT": "0",
-        "DASAN__AMI__ENABLED": "false",
-        "DASAN__RECORDINGS__DIR": str(tmp_path / "rec"),
-    })
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ivr.cli", "up"], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "ready" in line:
-            break
-    output = "".join(lines)
+    proc, output = start_up(tmp_path)
     try:
         match = re.search(r"dasan: web\s+(http://\S+)", output)
         assert match, output
