@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
@@ -358,6 +359,40 @@ async def test_softphone_hold_mute_and_blind_transfer_to_a_queue(stack: Stack) -
 
     await wait_until(citizen_in_ja, "the citizen waiting in the ja queue")
     assert await citizen.is_visible("#call")  # still in the call, now waiting
+    await citizen.click("#btn-hangup")
+    await citizen.wait_for_selector("#choices:not([hidden])")
+
+
+async def test_an_admin_edit_is_applied_while_a_video_call_goes_on(stack: Stack) -> None:
+    """The admin console's WebRTC edit (a STUN server, a second softphone agent) is rendered and
+    reloaded into the running Asterisk (res_rtp_asterisk, res_pjsip) while a video call is up:
+    the call stays and the citizen's signing keeps arriving."""
+    s = stack
+    async with s.ctx.db.transaction() as session:
+        session.add(User(username="super1", display_name="super1", password_hash=hash_password(PASSWORD),
+                         role="supervisor", language="en"))
+    agent = await agent_ready(s)
+    citizen = await citizen_page(s, [])
+    await citizen.click("#btn-video")
+    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
+    await agent.click("#sp-answer")
+    await wait_until(lambda: flowing(agent, "agent"), "media at the agent")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(f"{s.url}/api/login", json={"username": "super1", "password": PASSWORD}) as r:
+            csrf = (await r.json())["csrf_token"]
+        async with http.post(f"{s.url}/api/console/admin/webrtc", headers={"X-CSRF-Token": csrf}, json={
+                "stun_server": "127.0.0.1:3478", "softphone_agents": ["park.soyeon", "kim.minji"],
+                "comment": "during a call"}) as r:
+            status, body = r.status, await r.json()
+    assert status == 200 and body["status"] == "applied", body
+    assert "res_rtp_asterisk.so" in body["result"] and "res_pjsip.so" in body["result"], body
+    assert "stunaddr = 127.0.0.1:3478" in (s.ctx.settings.asterisk.config_dir / "rtp.conf").read_text()
+    kim = [line.split(":", 1) for line in s.pbx.cli("pjsip show endpoint agent1001").splitlines() if ":" in line]
+    assert ["yes"] == [value.strip() for key, value in kim if key.strip() == "webrtc"]  # the reload took it
+    before = (await agent.evaluate(STATS, "agent"))["video_in"]
+    await wait_until(lambda: _more_frames(agent, before + 15), "video after the reload")
+    assert await agent.get_attribute("#sp-state", "data-state") == "sp_in_call"
+    assert "PJSIP/webvideo-" in s.pbx.cli("core show channels")
     await citizen.click("#btn-hangup")
     await citizen.wait_for_selector("#choices:not([hidden])")
 
