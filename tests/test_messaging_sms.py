@@ -278,6 +278,23 @@ async def test_twilio_webhook_mms_status_and_outbound(ctx: AppContext) -> None:
         assert (ack.provider_message_id, ack.status) == (sid, "delivered")
         assert events == ["mms_in", "handed_off", "sms_out", "sms_status"]
 
+        # Twilio's older field names (SmsSid, SmsStatus) are read too; its ErrorCode is kept.
+        status = await post_twilio(http, f"{base}/webhooks/twilio/status",
+                                   {"SmsSid": sid, "SmsStatus": "undelivered", "ErrorCode": "30003"}, SECRET)
+        assert status.status == 200 and "<Response>" in await status.text()
+        # Without an id or without a status there is nothing to record (said, not a 404).
+        for partial in ({"MessageSid": sid}, {"MessageStatus": "read"}, {"SmsStatus": "read"}):
+            refused = await post_twilio(http, f"{base}/webhooks/twilio/status", partial, SECRET)
+            assert refused.status == 400, partial
+            assert (await refused.json())["error"] == "MessageSid and MessageStatus are required"
+        unknown = await post_twilio(http, f"{base}/webhooks/twilio/status",
+                                    {"MessageSid": "SM" + "9" * 32, "MessageStatus": "read"}, SECRET)
+        assert unknown.status == 404
+        async with ctx.db.session() as session:
+            statuses = [(e.data["status"], e.data["error"]) for e in (await session.execute(
+                select(ContactEvent).where(ContactEvent.kind == "sms_status").order_by(ContactEvent.id))).scalars()]
+        assert statuses == [("delivered", None), ("undelivered", "Twilio error 30003")]
+
 
 async def test_gateway_trouble_keeps_the_job_until_it_is_sent(ctx: AppContext) -> None:
     async with LocalGateway().run() as gateway:
