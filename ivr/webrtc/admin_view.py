@@ -4,11 +4,14 @@ video queue's skill) and have the console softphone; POST edits them (ivr.webrtc
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ivr.console.render import ctx_of
 from ivr.queues import load_queues
 from ivr.web.auth import requires
+from ivr.web.openapi import add_paths
 from ivr.webrtc import admin_edit, site_settings
 from ivr.webrtc.asterisk_view import ws_url
 
@@ -41,6 +44,29 @@ async def webrtc_settings(request: web.Request) -> web.Response:
     })
 
 
+def _op(summary: str, op_id: str, body: dict[str, Any] | None = None, **extra: str) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                 "401": {"description": "sign in first"},
+                                 "403": {"description": "role not allowed (allowed: supervisor, admin) or CSRF token missing"}}
+    responses.update({status: {"description": text} for status, text in extra.items()})
+    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "tags": ["console"],
+                          "security": [{"session": []}], "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+PATHS: dict[str, Any] = {"/api/console/admin/webrtc": {
+    "get": _op("The browser-call settings (no TURN secret: only whether one is set) and who takes video",
+               "getWebrtcSettings"),
+    "post": _op("Edit the browser-call settings: validate, save in the data folder, record, apply to Asterisk",
+                "saveWebrtcSettings", admin_edit.WebrtcEdit.model_json_schema(),
+                **{"400": "a field does not match the schema", "409": "changed since opened",
+                   "422": "the settings together cannot be rendered or are inconsistent"}),
+}}
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/console/admin/webrtc", webrtc_settings)
     app.router.add_post("/api/console/admin/webrtc", admin_edit.save_webrtc)
+    add_paths(app, PATHS)
