@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from ivr.context import AppContext
 from ivr.open311 import formats, keys
@@ -243,27 +244,25 @@ async def get_requests(request: web.Request) -> web.Response:
     return render(request.match_info["fmt"], "service_requests", "request", docs)
 
 
+async def _one_request(desk: Open311, column: InstrumentedAttribute[str], value: str) -> ServiceRequest:
+    """The request whose ``column`` (a unique one) is ``value``, or the spec's 404."""
+    async with desk.ctx.db.session() as session:
+        sr = (await session.execute(select(ServiceRequest).where(column == value))).scalar_one_or_none()
+    if sr is None:
+        raise Open311Error(404, f"{column.key} {value} was not found")
+    return sr
+
+
 @spec_errors
 async def get_request(request: web.Request) -> web.Response:
     desk = _desk(request)
-    srid = request.match_info["service_request_id"]
-    async with desk.ctx.db.session() as session:
-        sr = (await session.execute(select(ServiceRequest).where(
-            ServiceRequest.service_request_id == srid))).scalar_one_or_none()
-    if sr is None:
-        raise Open311Error(404, f"service_request_id {srid} was not found")
+    sr = await _one_request(desk, ServiceRequest.service_request_id, request.match_info["service_request_id"])
     return render(request.match_info["fmt"], "service_requests", "request", [public_doc(sr, desk.tz)])
 
 
 @spec_errors
 async def get_token(request: web.Request) -> web.Response:
-    desk = _desk(request)
-    token = request.match_info["token"]
-    async with desk.ctx.db.session() as session:
-        sr = (await session.execute(select(ServiceRequest).where(
-            ServiceRequest.token == token))).scalar_one_or_none()
-    if sr is None:
-        raise Open311Error(404, f"token {token} was not found")
+    sr = await _one_request(_desk(request), ServiceRequest.token, request.match_info["token"])
     return render(request.match_info["fmt"], "service_requests", "request",
                   [{"service_request_id": sr.service_request_id, "token": sr.token}])
 
