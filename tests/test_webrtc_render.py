@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ivr.asterisk.render import RenderError, render
-from ivr.config import Settings
+from ivr.config import Settings, WebrtcSettings
+from ivr.webrtc.asterisk_view import ws_url
 from tests.test_asterisk_render import ASTERISKLINT, sections, values
 
 
@@ -66,6 +67,11 @@ def test_tls_needs_certificate_paths_and_adds_wss() -> None:
     assert values(http, "general", "tlscertfile") == ["/etc/dasan/tls/pbx.pem"]
     assert values(http, "general", "tlsprivatekey") == ["/etc/dasan/tls/pbx.key"]
     assert values(files["pjsip.conf"], "transport-wss", "protocol") == ["wss"]
+    # An IPv6 address (the admin console accepts one) is bracketed before its port.
+    files = render(webrtc_settings(tls=True, tls_bind="::1", tls_cert_file=Path("/etc/dasan/tls/pbx.pem"),
+                                   tls_private_key=Path("/etc/dasan/tls/pbx.key")))
+    assert values(files["http.conf"], "general", "tlsbindaddr") == ["[::1]:8089"]
+    assert ws_url(WebrtcSettings(http_bind="::1")) == "ws://[::1]:8088/ws"
 
 
 def test_citizen_endpoints_are_webrtc_reach_only_their_context_and_have_no_password_in_the_file() -> None:

@@ -38,12 +38,17 @@ def host_port(label: str, value: str, default_port: int) -> HostPort | None:
     return HostPort(host, int(port))
 
 
+def bracketed(host: str) -> str:
+    """An address as it goes before ``:port`` (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def ws_url(w: WebrtcSettings) -> str:
     if w.ws_url:
         return w.ws_url
     if w.tls:
-        return f"wss://{w.tls_bind if w.tls_bind not in ('0.0.0.0', '::') else '127.0.0.1'}:{w.tls_port}/ws"
-    host = w.http_bind if w.http_bind not in ("0.0.0.0", "::") else "127.0.0.1"
+        return f"wss://{bracketed(w.tls_bind) if w.tls_bind not in ('0.0.0.0', '::') else '127.0.0.1'}:{w.tls_port}/ws"
+    host = bracketed(w.http_bind) if w.http_bind not in ("0.0.0.0", "::") else "127.0.0.1"
     return f"ws://{host}:{w.http_port}/ws"
 
 
@@ -73,7 +78,7 @@ def webrtc_context(settings: Settings, agent_usernames: list[str], queue_names: 
         "http_bind": w.http_bind,
         "http_port": w.http_port,
         "tls": w.tls,
-        "tls_bind": w.tls_bind,
+        "tls_bind": bracketed(w.tls_bind),  # tlsbindaddr is address:port
         "tls_port": w.tls_port,
         "tls_cert_file": _tls_file("tls_cert_file", w.tls_cert_file) if w.tls else None,
         "tls_private_key": _tls_file("tls_private_key", w.tls_private_key) if w.tls else None,
