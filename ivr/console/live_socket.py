@@ -4,13 +4,13 @@ browser goes, then every forwarding task and bus subscription of the socket is e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from ivr.console.render import ctx_of
+from ivr.tasks import cancel_and_wait
 from ivr.web.origin import check_websocket_origin
 
 
@@ -30,10 +30,6 @@ async def hold_until_closed(ws: web.WebSocketResponse, tasks: Sequence[asyncio.T
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(tasks)
         for sub in subs:
             await sub.close()

@@ -41,6 +41,7 @@ from ivr.context import AppContext
 from ivr.contracts import Topic, agent_chat_topic, chat_topic
 from ivr.db.models import Agent, Channel, Contact, Message
 from ivr.messaging.models import ChatConversation
+from ivr.tasks import cancel_and_wait
 from ivr.web.errors import json_error
 from ivr.web.limits import RateLimiter
 from ivr.web.origin import check_websocket_origin
@@ -529,11 +530,7 @@ async def _citizen_session(hub: ChatHub, ws: web.WebSocketResponse, conv: ChatCo
             elif kind != "ping":
                 await ws.send_json({"type": "error", "error": "expected a message, close, phone, verify or ping frame"})
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(tasks)
         await lines.close()
         sinks = hub.waiters.get(conv.id)
         if sinks is not None:
@@ -630,11 +627,7 @@ async def _agent_session(hub: ChatHub, ws: web.WebSocketResponse, username: str)
                 else:
                     await send({"type": "error", "error": "expected message, accept or close"})
     finally:
-        for task in tasks + [t for _s, t in followed.values()]:
-            task.cancel()
-        for task in tasks + [t for _s, t in followed.values()]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(tasks + [t for _s, t in followed.values()])
         hub.queue_sinks.discard(on_queue)
         for subscription in [mine] + [s for s, _t in followed.values()]:
             await subscription.close()
