@@ -166,3 +166,21 @@ def test_a_process_started_later_reads_the_edit_from_the_data_folder(settings: S
     site_settings.site_file(settings).write_text("http_port: 0\n")
     with pytest.raises(ValueError, match="http_port"):
         site_settings.overlay(settings.model_copy(deep=True))
+
+
+def test_a_running_web_process_follows_an_edit_saved_by_another(settings: Settings,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """SiteWebrtc (each /call request): a changed webrtc.yaml is read again; one broken by hand
+    is logged and the settings in use are kept (the citizens' page stays up)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    site = site_settings.SiteWebrtc(settings)
+    site.refresh()
+    assert settings.webrtc.stun_server == ""
+    path = site_settings.site_file(settings)
+    path.write_text("stun_server: stun.example.net:3478\n")
+    site.refresh()
+    assert settings.webrtc.stun_server == "stun.example.net:3478"
+    path.write_text("stun_server: stun.example.net:3478\nhttp_port: not-a-port\n")
+    site.refresh()
+    assert settings.webrtc.stun_server == "stun.example.net:3478" and settings.webrtc.http_port == 8088
+    assert "browser-call settings not reloaded" in caplog.text and "http_port" in caplog.text

@@ -12,6 +12,7 @@ serving the /call page (:class:`SiteWebrtc`).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from pydantic import ValidationError
 from ivr.config import Settings, WebrtcSettings
 from ivr.site_secrets import read_store, secrets_file
 from ivr.yamlfile import DataError
+
+log = logging.getLogger("dasan.webrtc")
 
 FILE_NAME = "webrtc.yaml"
 # What the admin console edits (besides the video queue's members, in agents.yaml).
@@ -87,7 +90,12 @@ class SiteWebrtc:
         self._seen: tuple[object, ...] | None = None
 
     def refresh(self) -> None:
+        """Re-read when a file changed; a file that does not validate (edited by hand) is
+        logged and the settings in use are kept, so the /call page stays up."""
         stamps = (_stamp(site_file(self.settings)), _stamp(secrets_file(self.settings)))
         if stamps != self._seen:
-            overlay(self.settings)
             self._seen = stamps
+            try:
+                overlay(self.settings)
+            except DataError as exc:
+                log.error("browser-call settings not reloaded: %s", "; ".join(exc.problems))
