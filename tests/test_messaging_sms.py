@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -400,6 +401,13 @@ async def test_a_gateway_answer_of_300_or_more_is_an_error_that_says_whether_to_
                 await provider.send(Outgoing("+821055556666", "접수되었습니다"))
             assert str(caught.value) == f"{label} answered {status}: {refusal[:200]}"
             assert caught.value.retryable is retryable, status
+        # What the gateway says it did is what is recorded; an answer without it gets the default.
+        idkey, default = ("sid", "queued") if provider_name == "twilio" else ("message_id", "sent")
+        for text, expected in ((json.dumps({idkey: "P-1", "status": "accepted"}), ("P-1", "accepted")),
+                               ("{}", (None, default))):
+            answers.append((201, text))
+            result = await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+            assert (result.provider_message_id, result.status) == expected
         answers.append((200, "<html>not JSON</html>"))
         if provider_name == "twilio":  # Twilio always answers JSON: anything else is trouble
             with pytest.raises(ProviderError) as caught:
