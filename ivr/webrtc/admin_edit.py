@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ivr import yamlfile
 from ivr.config import WebrtcSettings
@@ -35,7 +35,7 @@ from ivr.context import AppContext
 from ivr.queues import QueueConfig, load_queues
 from ivr.site_secrets import save_secrets, weakness
 from ivr.web.auth import requires
-from ivr.web.bodies import read_model
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 from ivr.webrtc import site_settings
 from ivr.webrtc.asterisk_view import WebrtcConfigError, host_port
@@ -48,10 +48,10 @@ SECRET_MIN = {"turn_secret": 16, "turn_password": 8}
 VIDEO_SKILL_LEVEL = 3  # proficiency given to an agent newly allowed to take video calls
 
 
-class WebrtcEdit(BaseModel):
+class WebrtcEdit(Body):
     """The fields to change; one left out (or null) keeps its value. For the TURN secret and
-    password an empty string removes it. JSON's own types only; an unknown field is refused
-    (a misspelt setting must not be dropped silently)."""
+    password an empty string removes it. JSON's own types only (``Body``); unlike other bodies
+    an unknown field is refused: a misspelt setting must not be dropped silently."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
