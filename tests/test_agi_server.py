@@ -183,6 +183,24 @@ async def test_abrupt_close_and_unknown_route(ivr: IvrHarness) -> None:
     await no_calls_left(ivr)
 
 
+async def test_asterisk_gone_without_a_hangup_leaves_the_call_open(ivr: IvrHarness) -> None:
+    """The socket closing with no HANGUP from Asterisk (its node died) is no caller hang-up:
+    the IVR keeps its path and leaves the end and outcome to the AMI bridge or the cluster
+    watch (lost_with_node); a hang-up Asterisk announced still closes the call as ivr_hangup."""
+    async def trouble() -> list[object]:
+        return await asyncio.gather(ivr.dial("9 X"), ivr.dial("9 H"))
+
+    gone, hung_up = await with_bystanders(ivr, trouble)  # type: ignore[misc]
+    await no_calls_left(ivr)
+    async with ivr.db.session() as session:
+        rows = {c.call_id: c for c in (await session.scalars(select(Contact).where(Contact.call_id.in_(
+            [gone.variables["CHANNEL(linkedid)"], hung_up.variables["CHANNEL(linkedid)"]])))).all()}
+    lost, ended = rows[gone.variables["CHANNEL(linkedid)"]], rows[hung_up.variables["CHANNEL(linkedid)"]]
+    assert lost.ivr_path == "main:9 > link_lost"
+    assert lost.ended_at is None and lost.outcome is None and lost.hangup_side is None
+    assert ended.ivr_path == "main:9 > hangup" and ended.outcome == "ivr_hangup" and ended.ended_at is not None
+
+
 async def test_shutdown_drains_calls_in_progress(ivr: IvrHarness) -> None:
     # slow channels: every reply takes 50 ms, so the calls are mid-menu when stop() begins
     calls = [asyncio.create_task(ivr.dial("9 1 4", delay=0.05)) for _ in range(10)]

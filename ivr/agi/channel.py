@@ -11,7 +11,7 @@ import string
 
 from ivr.agi.protocol import AgiDisconnected, AgiError, AgiReply, AgiStream, AgiTimeout
 from ivr.agi.wire import agi_arg, agi_word
-from ivr.engine.channel import ChannelHangup
+from ivr.engine.channel import ChannelHangup, LinkLost
 
 log = logging.getLogger("dasan.agi")
 _SAFE_ALPHA = set(string.ascii_letters + string.digits)
@@ -35,7 +35,9 @@ class AgiChannel:
         try:
             reply = await self.stream.command(text)
         except AgiDisconnected as exc:
-            raise ChannelHangup(f"disconnected: {exc}") from None
+            if self.stream.hung_up:
+                raise ChannelHangup(f"caller hung up, then disconnected: {exc}") from None
+            raise LinkLost(f"disconnected with no hang-up from Asterisk: {exc}") from None
         except AgiTimeout as exc:
             raise ChannelHangup(f"silent: {exc}") from None
         if reply.code == 511:

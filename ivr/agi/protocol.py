@@ -125,6 +125,8 @@ class AgiStream(asyncio.Protocol):
             self._end(AgiError("line too long"))
             return
         self._lines.extend(lines)
+        if b"HANGUP" in buffer and any(line.rstrip(b"\r") == b"HANGUP" for line in lines):
+            self.hung_up = True  # known now, even if the connection closes before it is read
         if len(self._lines) > MAX_QUEUED and self.transport is not None and not self._paused:
             self._paused = True  # a peer that floods lines waits until we read them
             self.transport.pause_reading()

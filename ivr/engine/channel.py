@@ -15,6 +15,12 @@ class ChannelHangup(Exception):
     """The caller hung up (or the connection to Asterisk was lost): stop driving the call."""
 
 
+class LinkLost(ChannelHangup):
+    """The connection to Asterisk broke without Asterisk saying the caller hung up: its node
+    died (or the network between). How the call ended is not known here; the AMI bridge or the
+    cluster watch (lost_with_node) closes the contact."""
+
+
 class Channel(Protocol):
     env: Mapping[str, str]
 

@@ -21,7 +21,7 @@ from ivr.config import Settings
 from ivr.contracts import IvrResult, Stream, Var
 from ivr.db import Database
 from ivr.engine import lookups
-from ivr.engine.channel import Channel, ChannelHangup
+from ivr.engine.channel import Channel, ChannelHangup, LinkLost
 from ivr.engine.menu import HANGUP, AnswerNode, LookupNode, MenuNode, MenuSet, QueueNode
 from ivr.engine.record import ContactHandle, ContactWriter, caller_number
 from ivr.knowledge.speech import article_sound
@@ -83,6 +83,8 @@ class IvrEngine:
             node = self.menus.start
             while node != END:
                 node = await self._node(ch, call, node)
+        except LinkLost as exc:
+            await self._link_lost(call, exc)
         except ChannelHangup as exc:
             if call.transferring:
                 await self._lost_in_transfer(call)
@@ -98,6 +100,20 @@ class IvrEngine:
                     hangup_side="caller", outcome="ivr_hangup", ended_at=datetime.now(UTC)))  # the call's end
                 call.contact_id = call.contact.id
         return call
+
+    async def _link_lost(self, call: Call, exc: LinkLost) -> None:
+        """Asterisk went away mid-call without a hang-up (its node died, or the network): the
+        IVR's path is kept, the call's end and outcome are left open for whoever knows them
+        (the AMI bridge's resync, or the cluster watch's ``lost_with_node``)."""
+        log.warning("connection to Asterisk lost in the IVR (call %s): %s", call.call_id, exc)
+        if call.result and not call.transferring:
+            return  # the IVR's decision already stands
+        call.result = call.result or "link_lost"
+        call.path.append("link_lost")
+        if call.contact is not None:
+            await self._safe(call, "link lost", self.writer.finish(
+                call.contact, {"result": "link_lost"}, ivr_path=self._path(call)))
+            call.contact_id = call.contact.id
 
     async def _lost_in_transfer(self, call: Call) -> None:
         """The caller hung up after the IVR chose the queue but before the dialplan could queue
