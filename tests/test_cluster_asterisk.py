@@ -3,11 +3,10 @@
 Each node runs ``dasan asterisk render --node`` output from its own directories, on its own
 loopback address (127.0.0.3, 127.0.0.4) with its own systemname. The agents' phones (SIPp UAS
 on 127.0.0.5) register through Kamailio (127.0.0.2); SIPp callers (127.0.0.1, the trunk) call
-120. No IVR server runs, so each node's dialplan tries both dasan nodes' FastAGI, then sends
-the caller to the fallback queue, which rings the agents through Kamailio.
-
-Not covered here: the dasan side (AMI bridge per node, contacts closed as lost-with-node):
-docs/cluster.md says what is not built yet.
+120. In the telephony tests no IVR server runs, so each node's dialplan tries both dasan
+nodes' FastAGI, then sends the caller to the fallback queue, which rings the agents through
+Kamailio. The last test adds two dasan nodes (IVR, AMI bridges, cluster watch) on PostgreSQL
+and Redis.
 """
 
 from __future__ import annotations
