@@ -18,15 +18,16 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import Field
 from sqlalchemy import select
 
 from ivr import yamlfile
-from ivr.console.http import audit_request, iso, json_body, username
+from ivr.console.http import audit_request, iso, username
 from ivr.console.models import ConfigChange
 from ivr.console.render import ctx_of, render
 from ivr.context import AppContext
@@ -34,6 +35,7 @@ from ivr.contracts import Stream
 from ivr.languages import load_languages
 from ivr.queues import NAME, QueueConfig, load_queues
 from ivr.web.auth import requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 
 log = logging.getLogger("dasan.console.admin")
@@ -220,13 +222,26 @@ async def get_file(request: web.Request) -> web.Response:
     return web.json_response({"file": key, "text": text, "sha256": _sha(text)})
 
 
+class FileText(Body):
+    text: str  # the new file content
+
+
+class FileSave(FileText):
+    sha256: str | None = None  # the version the edit started from (a conflict if it moved)
+    comment: str = ""  # for the history (the first 1000 characters)
+
+
+class ProficienciesIn(Body):
+    skills: dict[str, dict[Annotated[str, Field(pattern=NAME)], int]]  # {username: {queue: 1-5}}
+    sha256: str | None = None
+    comment: str = ""
+
+
 @requires(*ADMINS)
 async def validate_file(request: web.Request) -> web.Response:
     """POST /api/console/admin/validate?file=queues {"text"}: problems and the diff, nothing written."""
     key, path = _file_key(request)
-    text = (await json_body(request)).get("text")
-    if not isinstance(text, str):
-        raise json_error(400, "text: the new file content")
+    text = (await read_model(request, FileText)).text
     problems = validate(ctx_of(request), key, text)
     diff = "".join(difflib.unified_diff(_read(path).splitlines(True), text.splitlines(True), path.name, path.name))
     return web.json_response({"valid": not problems, "problems": problems, "diff": diff})
@@ -236,11 +251,9 @@ async def validate_file(request: web.Request) -> web.Response:
 async def save_file(request: web.Request) -> web.Response:
     """POST /api/console/admin/file?file=queues {"text", "sha256", "comment"}: validate, write, apply."""
     key, path = _file_key(request)
-    body = await json_body(request)
-    text, base, comment = body.get("text"), body.get("sha256"), str(body.get("comment") or "")[:1000]
-    if not isinstance(text, str):
-        raise json_error(400, "text: the new file content")
-    return await _save(request, key, path, lambda _old: text, base, comment)
+    body = await read_model(request, FileSave)
+    text = body.text
+    return await _save(request, key, path, lambda _old: text, body.sha256, body.comment[:1000])
 
 
 async def _save(request: web.Request, key: str, path: Path, change: Callable[[str], str], base: Any,
@@ -305,13 +318,8 @@ def set_skills(text: str, skills: dict[str, dict[str, int]]) -> str:
 @requires(*ADMINS)
 async def save_proficiencies(request: web.Request) -> web.Response:
     """POST /api/console/admin/proficiencies {"skills": {username: {queue: 1-5}}, "sha256", "comment"}."""
-    body = await json_body(request)
-    skills = body.get("skills")
-    if not isinstance(skills, dict) or not all(
-            isinstance(u, str) and isinstance(levels, dict) and all(
-                isinstance(q, str) and re.match(NAME, q) and isinstance(v, int) and not isinstance(v, bool)
-                for q, v in levels.items()) for u, levels in skills.items()):
-        raise json_error(400, "skills: {username: {queue: proficiency 1-5}}")
+    body = await read_model(request, ProficienciesIn)
+    skills = body.skills
     ctx = ctx_of(request)
     try:
         current = {a.username: a.skills for a in load_queues(ctx.settings.queues_dir).agents}
@@ -319,8 +327,8 @@ async def save_proficiencies(request: web.Request) -> web.Response:
         current = {}
     changed = {u: levels for u, levels in skills.items() if current.get(u) != levels}  # a minimal diff
     path = editable_files(ctx)["agents"]
-    return await _save(request, "agents", path, lambda old: set_skills(old, changed), body.get("sha256"),
-                       str(body.get("comment") or "")[:1000])
+    return await _save(request, "agents", path, lambda old: set_skills(old, changed), body.sha256,
+                       body.comment[:1000])
 
 
 @requires(*ADMINS)
