@@ -26,7 +26,7 @@ from ivr.messaging import providers
 from ivr.messaging.outbound import MessagingService
 from tests.support import toy_provider
 from tests.support.messaging import messaging_context
-from tests.support.web import serve
+from tests.support.web import serve, serve_app
 
 SECRET = "toy-webhook-secret-0123456789"
 
@@ -90,14 +90,9 @@ async def test_an_added_provider_receives_sends_and_reports_status(ctx: AppConte
     gateway = ToyGateway()
     gateway_app = web.Application()
     gateway_app.router.add_post("/send", gateway.handle)
-    runner = web.AppRunner(gateway_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    ctx.settings.sms.provider = toy_provider.NAME
-    ctx.settings.sms.options = {"toy": {"url": f"http://{host}:{port}/send", "api_key": "toy-api-key-1"}}
-    try:
+    async with serve_app(gateway_app) as gateway_url:
+        ctx.settings.sms.provider = toy_provider.NAME
+        ctx.settings.sms.options = {"toy": {"url": f"{gateway_url}/send", "api_key": "toy-api-key-1"}}
         async with serve(ctx) as base, aiohttp.ClientSession() as http:
             forged = await http.post(f"{base}/webhooks/toy/in", json={"id": "t1", "from": "+821055556666"},
                                      headers={toy_provider.HEADER: "0" * 64})
@@ -127,5 +122,3 @@ async def test_an_added_provider_receives_sends_and_reports_status(ctx: AppConte
             async with ctx.db.session() as session:
                 out = (await session.execute(select(Message).where(Message.direction == "out"))).scalar_one()
             assert (out.provider, out.provider_message_id, out.status) == ("toy", "toy-1", "delivered")
-    finally:
-        await runner.cleanup()

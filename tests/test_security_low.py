@@ -26,7 +26,7 @@ from ivr.open311.api import TEXTS_PER_NUMBER_HOUR
 from ivr.open311.keys import create_key
 from ivr.open311.models import ServiceRequest
 from tests.support.messaging import messaging_context, png_bytes, post_signed, post_twilio, sign_in
-from tests.support.web import serve
+from tests.support.web import serve, serve_app
 
 SECRET = "test-webhook-secret"
 
@@ -41,15 +41,8 @@ async def ctx(db_url: str, tmp_path: Path) -> AsyncIterator[AppContext]:
 async def http_server(handler: Any) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 async def test_mms_media_redirects_are_checked_at_every_hop(ctx: AppContext) -> None:

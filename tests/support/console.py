@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from ivr.config import Settings
 from ivr.context import AppContext
@@ -38,8 +37,8 @@ from ivr.db.models import (
     TranscriptSegment,
     User,
 )
-from ivr.web.app import create_app
 from ivr.web.auth import hash_password
+from tests.support.web import serve
 
 PASSWORD = "correct-horse-9"
 # username -> (role, language)
@@ -138,17 +137,12 @@ async def seed(ctx: AppContext) -> dict[str, int]:
 async def serve_console(settings: Settings) -> AsyncIterator[Console]:
     """The whole app on 127.0.0.1:<ephemeral>, seeded; closed afterwards."""
     ctx = await AppContext.create(settings)
-    runner = web.AppRunner(create_app(ctx), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
     try:
-        console = Console(ctx, f"http://{host}:{port}")
-        console.ids = await seed(ctx)
-        yield console
+        async with serve(ctx) as url:
+            console = Console(ctx, url)
+            console.ids = await seed(ctx)
+            yield console
     finally:
-        await runner.cleanup()
         await ctx.close()
         await asyncio.sleep(0)
 

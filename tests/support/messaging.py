@@ -21,6 +21,7 @@ from ivr.context import AppContext
 from ivr.db import Database
 from ivr.messaging.providers.generic import GENERIC_HEADER, generic_signature
 from ivr.messaging.providers.twilio import TWILIO_HEADER, twilio_signature
+from tests.support.web import serve_app
 
 
 @asynccontextmanager
@@ -102,16 +103,9 @@ class LocalGateway:
         app.router.add_post("/send", self._send)
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._send)
         app.router.add_get("/{tail:.*}", self._media)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        try:
+        async with serve_app(app) as url:
+            self.url = url
             yield self
-        finally:
-            await runner.cleanup()
 
 
 async def sign_in(http: aiohttp.ClientSession, base: str, ctx: AppContext, username: str = "agent1",

@@ -12,9 +12,9 @@ from ivr.web.app import create_app
 
 
 @asynccontextmanager
-async def serve(ctx: AppContext) -> AsyncIterator[str]:
-    """``create_app(ctx)`` on 127.0.0.1:<free port>; yields its base URL."""
-    runner = web.AppRunner(create_app(ctx), access_log=None)
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on 127.0.0.1:<free port>; yields its base URL (no trailing slash)."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -23,3 +23,10 @@ async def serve(ctx: AppContext) -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve(ctx: AppContext) -> AsyncIterator[str]:
+    """``create_app(ctx)`` on 127.0.0.1:<free port>; yields its base URL."""
+    async with serve_app(create_app(ctx)) as url:
+        yield url
