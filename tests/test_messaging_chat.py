@@ -16,21 +16,17 @@ from sqlalchemy import select
 
 from ivr import records
 from ivr.bus import Bus
-from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Channel, Contact, ContactEvent, Message
 from ivr.messaging.models import ChatConversation
-from tests.support.messaging import sign_in
+from tests.support.messaging import sidecar_settings, sign_in
 from tests.support.web import serve
 
 
 @pytest.fixture
 async def ctx(db_url: str, bus: Bus, tmp_path: Path) -> AsyncIterator[AppContext]:
-    settings = Settings()
-    settings.data_dir = tmp_path / "var"
-    settings.database.url = db_url
-    settings.ami.enabled = False
+    settings = sidecar_settings(db_url, tmp_path / "var")
     settings.sms.chat_max_per_agent = 1
     database = Database(db_url)
     yield AppContext(settings, database, bus)

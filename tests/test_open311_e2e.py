@@ -14,14 +14,13 @@ import aiohttp
 import pytest
 
 from ivr.bus import Bus
-from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.messaging.outbound import MessagingService
 from ivr.open311.inbound import InboundConsumer
 from ivr.open311.keys import create_key
 from tests.support.ivr_harness import IvrHarness
-from tests.support.messaging import LocalGateway, png_bytes, post_signed
+from tests.support.messaging import LocalGateway, png_bytes, post_signed, sidecar_settings
 from tests.support.open311 import schema_validator
 from tests.support.web import serve
 
@@ -31,10 +30,7 @@ REQUESTS = schema_validator("requests.json")
 
 @pytest.fixture
 async def ctx(db_url: str, bus: Bus, tmp_path: Path) -> AsyncIterator[AppContext]:
-    settings = Settings()
-    settings.data_dir = tmp_path / "var"
-    settings.database.url = db_url
-    settings.ami.enabled = False
+    settings = sidecar_settings(db_url, tmp_path / "var")
     settings.sms.webhook_secret = SECRET
     context = AppContext(settings, Database(db_url), bus)
     yield context

@@ -23,16 +23,14 @@ from ivr.db import Database
 from ivr.db.models import Message
 from ivr.messaging.chat import LINES_PER_MINUTE
 from ivr.messaging.models import ChatConversation
+from tests.support.messaging import sidecar_settings
 from tests.support.waiting import eventually
 from tests.support.web import serve
 
 
 @pytest.fixture
 async def ctx(db_url: str, tmp_path: Path) -> AsyncIterator[AppContext]:
-    settings = Settings()
-    settings.data_dir = tmp_path / "var"
-    settings.database.url = db_url
-    settings.ami.enabled = False
+    settings = sidecar_settings(db_url, tmp_path / "var")
     settings.sms.chat_idle_seconds = 1.5
     database = Database(db_url)
     bus = MemoryBus()

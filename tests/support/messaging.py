@@ -24,13 +24,19 @@ from ivr.messaging.providers.twilio import TWILIO_HEADER, twilio_signature
 from tests.support.web import serve_app
 
 
-@asynccontextmanager
-async def messaging_context(db_url: str, data_dir: Path, webhook_secret: str) -> AsyncIterator[AppContext]:
-    """An AppContext for sidecar tests: the given database, in-process bus, no AMI."""
+def sidecar_settings(db_url: str, data_dir: Path) -> Settings:
+    """Settings for sidecar tests: the given database and data folder, no AMI."""
     settings = Settings()
     settings.data_dir = data_dir
     settings.database.url = db_url
     settings.ami.enabled = False
+    return settings
+
+
+@asynccontextmanager
+async def messaging_context(db_url: str, data_dir: Path, webhook_secret: str) -> AsyncIterator[AppContext]:
+    """An AppContext for sidecar tests: the given database, in-process bus, no AMI."""
+    settings = sidecar_settings(db_url, data_dir)
     settings.sms.webhook_secret = webhook_secret
     context = AppContext(settings, Database(db_url), MemoryBus())
     try:
