@@ -257,7 +257,7 @@ def test_throttle_waits_grow_per_account_and_address() -> None:
     "/\t/127.0.0.1:38091/phish", "//127.0.0.1:38091/phish", "/\\127.0.0.1/phish", "\\\\evil.example",
     "/%2F127.0.0.1/phish", "%2F%2Fevil.example", "/%5Cevil.example", "/%252F%252Fevil.example",
     "/\r\n/evil.example", "https://evil.example/", "javascript:alert(1)", "evil.example", "/ /evil.example",
-    "/%09/evil.example", "", None])
+    "/%09/evil.example", "//[evil.example", "//%5b", "%2F%2F%5B", "//]", "", None])
 def test_next_refuses_everything_that_leaves_the_site(target: str | None) -> None:
     assert safe_next(target) is None
 
@@ -272,6 +272,9 @@ async def test_open_redirect_of_the_issue_goes_home(console: Console) -> None:
         async with s.get(f"{console.url}/login?next=%2F%09%2F127.0.0.1:38091%2Fphish") as r:
             page = await r.text()
             assert r.status == 200 and "127.0.0.1:38091" not in page
+        # An unclosed IPv6 host ("//[") once made the sign-in page fail with a 500.
+        async with s.get(f"{console.url}/login?next=%2F%2F%255b") as r:
+            assert r.status == 200 and "%5b" not in await r.text()
         async with s.post(f"{console.url}/login", allow_redirects=False, data={
                 "username": "kim.minji", "password": PASSWORD, "next": "/\t/127.0.0.1:38091/phish"}) as r:
             assert r.status == 302 and r.headers["Location"] == "/console/agent"

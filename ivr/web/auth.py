@@ -351,7 +351,10 @@ def safe_next(target: str | None) -> str | None:
     else:
         return None  # still changing after five rounds: nobody needs that
     seen = _IGNORED_IN_URLS.sub("", decoded).replace("\\", "/")
-    parts = urlsplit(seen)
+    try:
+        parts = urlsplit(seen)
+    except ValueError:  # "//[host" is an unclosed IPv6 host to urlsplit: a host all the same
+        return None
     if not seen.startswith("/") or seen.startswith("//") or parts.scheme or parts.netloc:
         return None
     if _IGNORED_IN_URLS.search(target) or "\\" in target:
