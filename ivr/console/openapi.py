@@ -62,6 +62,13 @@ KNOWLEDGE_PATHS: dict[str, Any] = {
         body={"type": "object", "properties": {"contact_id": {"type": "integer"}, "chat_id": {"type": "integer"},
                                                "language": {"type": "string"}}},
         extra={"400": "bad id", "404": "no such article, contact or chat"})},
+    "/api/console/kb/suggest": {"post": _op(
+        "Published articles matching the live transcript so far, in the agent's language", "suggestArticles",
+        AGENT, body={"type": "object", "required": ["text"], "properties": {
+            "text": {"type": "string", "description": "the running transcript (its last 2000 characters are used)"},
+            "channel": {"enum": ["voice", "sms", "mms", "chat", "sns", "video", "web_voice", "ivr"]}}},
+        extra={"400": "text missing or not a string, or an unknown channel",
+               "422": "the search ran out of its time limit"})},
     "/api/console/kb/from-contact/{id}": {"post": _op(
         "A new article drafted from a past contact (notes or transcript)", "articleFromContact", ADMIN, [ID], ok="201",
         extra={"404": "no such contact"})},

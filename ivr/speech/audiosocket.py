@@ -7,10 +7,14 @@ sent first), 0x03 a DTMF digit, 0x10 audio (16-bit signed little-endian slin, 8 
 0xff an error (optional code). The dialplan sends each call's audio here on a side branch, so
 the call never waits on this server: if it is down, AudioSocket fails on that branch only.
 
-Each connection gets one vosk recognizer. Audio is decoded in a worker thread (vosk is C++
+Each connection is one speaker's audio of a call: the dialplan forks each leg (ChanSpy option
+``o``: only the audio that leg sends) to its own stream, whose UUID names the call and the
+speaker (``ivr.speech.live_stream``); a UUID that names no speaker is labelled with the
+server's default (``mixed``). Each connection gets one vosk recognizer. Audio is decoded in a worker thread (vosk is C++
 and releases the GIL), and every change of the running hypothesis is published on the bus
-as ``transcript.partial`` ``{"call_id", "speaker", "text", "final", "end"}`` (``end``: the
-call's stream closed; its text may be empty), personal data masked.
+as ``transcript.partial`` ``{"call_id", "speaker", "text", "final", "end"}`` (``call_id``: the
+call's stream id, the same for both speakers; ``end``: this speaker's stream closed; its text
+may be empty), personal data masked.
 Partials are not stored: the transcript on record is made after the call from the recording.
 """
 
@@ -23,12 +27,14 @@ import logging
 import struct
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ivr.redaction.engine import mask_text
-from ivr.speech.audio import resample
+from ivr.speech.audio import resample, rms
+from ivr.speech.live_stream import stream_speaker
 from ivr.speech.recognizer import ModelStore
 from ivr.speech.tokens import words_only
 
@@ -43,6 +49,22 @@ DECODE_BYTES = RATE * 2 // 5
 Publish = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
+# The dialplan asks ``CURL(http://<live_listen>/health)`` before AudioSocket() and connects only
+# on "ok": app_audiosocket's failed connect closes its socket twice (res_audiosocket.c,
+# ast_audiosocket_connect, Asterisk 22), and the second close() can hit a descriptor another
+# channel opened in between. No AudioSocket message starts with "GET" (kind 0x47 does not exist).
+HEALTH_PROBE = b"GET /health"
+HEALTH_ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+async def answer_health(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer an HTTP GET (the dialplan's check that this server is up) with "ok"."""
+    with contextlib.suppress(asyncio.TimeoutError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        writer.write(HEALTH_ANSWER)
+        await writer.drain()
+
+
 class ProtocolError(ValueError):
     """The peer broke the AudioSocket protocol; the message says how."""
 
@@ -52,8 +74,9 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return struct.pack(">BH", kind, len(payload)) + payload
 
 
-async def read_message(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    header = await reader.readexactly(3)
+async def read_message(reader: asyncio.StreamReader, header: bytes | None = None) -> tuple[int, bytes]:
+    """One message (its 3-byte header already read when ``header`` is given)."""
+    header = header if header is not None else await reader.readexactly(3)
     kind, length = struct.unpack(">BH", header)
     return kind, await reader.readexactly(length) if length else b""
 
@@ -67,6 +90,12 @@ class LiveCall:
     recognizer: Any
     model_rate: int
     last: str = ""
+    audio_bytes: int = 0
+    peak: int = 0  # loudest 0.2 s chunk (RMS of 16-bit samples): was anything heard at all
+
+    def heard(self, pcm8: bytes) -> None:
+        self.audio_bytes += len(pcm8)
+        self.peak = max(self.peak, rms(pcm8))
 
     def feed(self, pcm8: bytes) -> tuple[str, bool]:
         """(text, final) after this audio; runs in a worker thread."""
@@ -79,8 +108,18 @@ class LiveCall:
         return str(json.loads(self.recognizer.FinalResult()).get("text", ""))
 
 
+@dataclass(frozen=True)
+class StreamHeard:
+    """What one finished stream carried (logged; the last 100 kept for checks and the bench)."""
+
+    call_id: str
+    speaker: str
+    seconds: float
+    peak: int
+
+
 class AudioSocketServer:
-    """Serves AudioSocket connections: one live recognizer per call, partials on the bus."""
+    """Serves AudioSocket connections: one live recognizer per stream, partials on the bus."""
 
     def __init__(self, store: ModelStore, publish: Publish, language: str = "ko",
                  speaker: str = "mixed") -> None:
@@ -90,6 +129,7 @@ class AudioSocketServer:
         # seconds from the arrival of a decode chunk's last frame to its partial on the bus
         # (for bench/bench_transcribe.py; the last 10,000 kept)
         self.lags: list[float] = []
+        self.finished: deque[StreamHeard] = deque(maxlen=100)
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the port (0 picks a free one)."""
@@ -104,7 +144,11 @@ class AudioSocketServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await self.handle(reader)
+            header = await reader.readexactly(3)
+            if header == HEALTH_PROBE[:3]:
+                await answer_health(reader, writer)
+                return
+            await self.handle(reader, header)
         except (asyncio.IncompleteReadError, ConnectionError):
             log.info("audiosocket: peer went away")
         except ProtocolError as exc:
@@ -117,8 +161,8 @@ class AudioSocketServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def handle(self, reader: asyncio.StreamReader) -> None:
-        kind, payload = await read_message(reader)
+    async def handle(self, reader: asyncio.StreamReader, header: bytes | None = None) -> None:
+        kind, payload = await read_message(reader, header)
         if kind != KIND_UUID or len(payload) != 16:
             raise ProtocolError(f"first message must be the UUID (kind 0x01, 16 bytes), got kind "
                                 f"0x{kind:02x} with {len(payload)} bytes")
@@ -126,7 +170,8 @@ class AudioSocketServer:
 
         model, model_rate = self.store.get(self.language)
         recognizer = vosk.KaldiRecognizer(model, model_rate)
-        call = LiveCall(str(uuid.UUID(bytes=payload)), self.speaker, recognizer, model_rate)
+        call_id, speaker = stream_speaker(str(uuid.UUID(bytes=payload)))
+        call = LiveCall(call_id, speaker or self.speaker, recognizer, model_rate)
         self.calls += 1
         buffered = bytearray()
         while True:
@@ -145,13 +190,19 @@ class AudioSocketServer:
             if len(buffered) >= DECODE_BYTES:
                 arrived = time.perf_counter()
                 chunk, buffered = bytes(buffered), bytearray()
+                call.heard(chunk)
                 text, final = await asyncio.to_thread(call.feed, chunk)
                 if await self._send(call, text, final):
                     self.lags = [*self.lags[-9999:], time.perf_counter() - arrived]
         if buffered:
+            call.heard(bytes(buffered))
             text, final = await asyncio.to_thread(call.feed, bytes(buffered))
             await self._send(call, text, final)
         await self._send(call, await asyncio.to_thread(call.finish), True, end=True)
+        heard = StreamHeard(call.call_id, call.speaker, call.audio_bytes / (2 * RATE), call.peak)
+        self.finished.append(heard)
+        log.info("audiosocket %s %s: %.1f s of audio, peak level %d", heard.call_id, heard.speaker,
+                 heard.seconds, heard.peak)
 
     async def _send(self, call: LiveCall, text: str, final: bool, end: bool = False) -> bool:
         """Publish a change of the call's text; True when something was sent."""

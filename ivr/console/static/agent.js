@@ -206,16 +206,63 @@
     return item;
   }
 
-  // Live partials of my connected call (masked; shown only, never stored): finished
-  // sentences accumulate, the running hypothesis replaces itself.
+  // Live partials of my connected call (masked; shown only, never stored), one lane per
+  // speaker (caller, agent; "mixed" when a stream names no speaker): finished sentences
+  // accumulate, the running hypothesis replaces itself.
   let liveContact = null;
+  const lanes = () => document.querySelectorAll("#live-transcript .lane");
+  function lane(speaker) {
+    return document.getElementById("live-" + (speaker === "caller" || speaker === "agent" ? speaker : "mixed"));
+  }
   function partial(msg) {
-    const done = document.getElementById("live-final"), running = document.getElementById("live-partial");
-    if (msg.contact_id !== liveContact) { liveContact = msg.contact_id; done.textContent = ""; }
+    if (msg.contact_id !== liveContact) {
+      liveContact = msg.contact_id;
+      for (const box of lanes()) {
+        box.querySelector(".final").textContent = "";
+        box.querySelector(".running").textContent = "";
+      }
+      lane("mixed").hidden = true;
+      showSuggestions([]);
+    }
+    const box = lane(msg.speaker);
+    box.hidden = false;
+    const done = box.querySelector(".final"), running = box.querySelector(".running");
     if (msg.final) {
       if (msg.text) done.textContent = (done.textContent ? done.textContent + " " : "") + msg.text;
       running.textContent = "";
     } else running.textContent = msg.text;
+    suggestSoon();
+  }
+
+  // Knowledge-base suggestions on the running text: asked for at most every SUGGEST_MS (the
+  // last partial of a burst always asks), one request at a time, only when the text changed.
+  const SUGGEST_MS = 600;
+  let suggestTimer = null, suggestBusy = false, suggestAgain = false, suggestedFor = "";
+  function liveText() {
+    return Array.from(lanes(), (box) => box.querySelector(".final").textContent + " " +
+      box.querySelector(".running").textContent).join(" ").replace(/\s+/g, " ").trim();
+  }
+  function suggestSoon() {
+    if (suggestTimer === null) suggestTimer = setTimeout(() => { suggestTimer = null; suggest(); }, SUGGEST_MS);
+  }
+  async function suggest() {
+    if (suggestBusy) { suggestAgain = true; return; }
+    const text = liveText(), contact = liveContact;
+    if (!text || text === suggestedFor) return;
+    suggestBusy = true;
+    try {
+      const r = await api("POST", "/api/console/kb/suggest", { text: text, channel: "voice" });
+      if (r.ok && contact === liveContact) { suggestedFor = text; showSuggestions(r.data.items); }
+    } finally { suggestBusy = false; }
+    if (suggestAgain) { suggestAgain = false; suggestSoon(); }
+  }
+  function showSuggestions(items) {
+    const list = document.getElementById("kb-suggestions");
+    if (!items.length) suggestedFor = "";
+    list.dataset.for = items.length ? String(liveContact) : "";
+    list.replaceChildren(...items.map((a) => el("li", { "data-key": a.key },
+      el("b", {}, a.title), " ", el("small", { class: "note" }, "(" + a.matched.join(", ") + ")"),
+      el("div", {}, a.body))));
   }
 
   function connect() {
