@@ -268,6 +268,17 @@ class AsteriskNode(Section):
     # Where this node's Asterisk reads its configuration, as the machine running
     # ``dasan asterisk apply`` sees it (unset: asterisk.config_dir, the node is on this machine).
     config_dir: Path | None = None
+    # This node's RTP ports when nodes share a machine (unset: asterisk.rtp_start..rtp_end).
+    rtp_start: int | None = Field(None, ge=1024, le=65535)
+    rtp_end: int | None = Field(None, ge=1024, le=65535)
+
+    @model_validator(mode="after")
+    def _rtp_range(self) -> AsteriskNode:
+        if (self.rtp_start is None) != (self.rtp_end is None):
+            raise ValueError(f"asterisk_nodes[{self.name}]: give both rtp_start and rtp_end, or neither")
+        if self.rtp_start is not None and self.rtp_end is not None and self.rtp_start >= self.rtp_end:
+            raise ValueError(f"asterisk_nodes[{self.name}]: rtp_start must be below rtp_end")
+        return self
 
 
 class DasanNode(Section):

@@ -122,11 +122,13 @@ class RealCluster:
         self.k = Cluster(root, settings)  # Kamailio rendered for NODE1/NODE2 at free ports
         c = settings.cluster
         # AMI on each node's own address; IVR servers that are not running (fallback path)
+        # each node's own folders and RTP ports, as `dasan asterisk apply` must know them
+        base = 20000 + (os.getpid() * 7 % 100) * 200
         c.asterisk_nodes = [
-            AsteriskNode(name="ast1", sip_host=NODE1, sip_port=self.k.node_ports[NODE1], ami_host=NODE1,
-                         ami_port=free_udp_port(NODE1)),
-            AsteriskNode(name="ast2", sip_host=NODE2, sip_port=self.k.node_ports[NODE2], ami_host=NODE2,
-                         ami_port=free_udp_port(NODE2))]
+            AsteriskNode(name=name, sip_host=host, sip_port=self.k.node_ports[host], ami_host=host,
+                         ami_port=free_udp_port(host), config_dir=root / name / "etc",
+                         rtp_start=base + i * 100, rtp_end=base + i * 100 + 98)
+            for i, (name, host) in enumerate((("ast1", NODE1), ("ast2", NODE2)))]
         c.dasan_nodes = [DasanNode(name="d1", agi_port=free_udp_port("127.0.0.1")),
                          DasanNode(name="d2", agi_port=free_udp_port("127.0.0.1"))]
         settings.ami.secret = "test-ami-secret-cluster"
@@ -134,9 +136,8 @@ class RealCluster:
         settings.asterisk.moh_dir.mkdir()
         subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(settings.asterisk.moh_dir / "tone.wav"),
                         "synth", "3", "sine", "330", "vol", "0.2"], check=True)
-        base = 20000 + (os.getpid() * 7 % 100) * 200
-        self.nodes = {n.name: start_node(settings, n.name, root / n.name, base + i * 100)
-                      for i, n in enumerate(c.asterisk_nodes)}
+        self.nodes = {n.name: start_node(settings, n.name, root / n.name, n.rtp_start or 0)
+                      for n in c.asterisk_nodes}
         self.k.kamailio.start()
         # the dispatcher's first probes have found both nodes up (kamcmd over the ctl socket)
         wait_for(self.k.nodes_active, "both nodes active in Kamailio's dispatcher", timeout=30)
@@ -227,6 +228,30 @@ def test_kill_one_node_new_calls_go_to_the_other(real: RealCluster) -> None:
     after = real.k.run(caller_uac("120", 2000), "-m", "6", "-r", "10", timeout=60)
     assert after.lines("answered") == 6
     wait_for(lambda: _ivr_attempts(real, survivor) == before + 6, "every new call in the survivor's dialplan")
+
+
+def test_apply_renders_and_reloads_every_real_node(real: RealCluster) -> None:
+    """``dasan asterisk apply`` on the running cluster: what the nodes were started with is what
+    apply renders (nothing to write); a queue change is written into each node's folder and
+    app_queue reloaded on each node over its own AMI, and both nodes run with it."""
+    import asyncio
+
+    from ivr.cluster.apply import apply_nodes
+
+    settings = real.k.settings
+    first = asyncio.run(apply_nodes(settings))
+    assert [(d.node, d.ok, d.warnings) for d in first] == [("ast1", True, []), ("ast2", True, [])]
+    assert all(d.result is not None and d.result.changed == [] for d in first), [d.result for d in first]
+    for node in real.nodes.values():
+        assert "'rrmemory' strategy" in node.cli("queue show general-ko")
+    path = settings.queues_dir / "queues.yaml"
+    path.write_text(path.read_text().replace("strategy: rrmemory", "strategy: leastrecent", 1))
+    done = asyncio.run(apply_nodes(settings))
+    for d in done:
+        assert d.ok and d.result is not None, d.unreachable
+        assert d.result.changed == ["queues.conf"] and d.result.reloaded == ["app_queue.so"]
+        assert d.config_dir == real.nodes[d.node].root / "etc"
+        assert "'leastrecent' strategy" in real.nodes[d.node].cli("queue show general-ko")
 
 
 def test_cluster_up_starts_kamailio_and_the_nodes(settings: Settings, tmp_path: Path) -> None:

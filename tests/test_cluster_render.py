@@ -124,3 +124,17 @@ def test_commands(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "systemname = ast1" in (tmp_path / "a" / "asterisk.conf").read_text()
     assert main(["--config", str(config), "asterisk", "render", "--node", "nope", "--out", str(tmp_path / "b")]) == 2
     assert "no Asterisk node 'nope'" in capsys.readouterr().err
+
+
+def test_a_node_with_its_own_rtp_ports(settings: Settings) -> None:
+    """Nodes sharing a machine get their own RTP ranges (render --node, and so apply)."""
+    two_nodes(settings)
+    settings.cluster.asterisk_nodes[1].rtp_start, settings.cluster.asterisk_nodes[1].rtp_end = 30000, 30998
+    one, two = render_asterisk(settings, node="ast1")["rtp.conf"], render_asterisk(settings, node="ast2")["rtp.conf"]
+    a = settings.asterisk
+    assert f"rtpstart = {a.rtp_start}" in one and f"rtpend = {a.rtp_end}" in one
+    assert "rtpstart = 30000" in two and "rtpend = 30998" in two
+    for bad, why in (({"rtp_start": 30000}, "both rtp_start and rtp_end"),
+                     ({"rtp_start": 31000, "rtp_end": 30000}, "rtp_start must be below rtp_end")):
+        with pytest.raises(ValueError, match=why):
+            AsteriskNode(name="ast3", sip_host="10.0.0.13", **bad)  # type: ignore[arg-type]

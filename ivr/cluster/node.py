@@ -34,6 +34,8 @@ def node_settings(settings: Settings, name: str) -> tuple[Settings, NodeView]:
     out = settings.model_copy(deep=True)
     ast = out.asterisk
     ast.sip_bind = f"{node.sip_host}:{node.sip_port}"
+    if node.rtp_start is not None and node.rtp_end is not None:  # nodes sharing a machine
+        ast.rtp_start, ast.rtp_end = node.rtp_start, node.rtp_end
     ast.trunk_match = [f"{k.host}/32"]
     # Kamailio answers the agents' phones' keepalives; the node does not ping them itself.
     ast.agent_qualify_seconds = 0
