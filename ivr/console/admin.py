@@ -35,7 +35,7 @@ from ivr.contracts import Stream
 from ivr.languages import load_languages
 from ivr.queues import NAME, QueueConfig, load_queues
 from ivr.web.auth import requires
-from ivr.web.bodies import Body, read_model
+from ivr.web.bodies import Body, parse_fields, read_model
 from ivr.web.errors import json_error
 
 log = logging.getLogger("dasan.console.admin")
@@ -370,6 +370,11 @@ def _not_a_placeholder(target: Path) -> None:
         _write_atomic(manifest, json.dumps(entries, indent=1, sort_keys=True))
 
 
+class PromptFields(Body):
+    name: str = Field(pattern=PROMPT_NAME.pattern, description="lower-case letters, digits, '-' and '_'")
+    language: str  # one of the registry's (checked against it)
+
+
 @requires(*ADMINS)
 async def upload_prompt(request: web.Request) -> web.Response:
     """POST /api/console/admin/prompts (multipart: name, language, file): converted for Asterisk."""
@@ -378,9 +383,8 @@ async def upload_prompt(request: web.Request) -> web.Response:
         form = await request.post()
     except (ValueError, HttpProcessingError):  # a malformed multipart body (bad part headers, ...)
         raise json_error(400, "expected a multipart form with name, language and file") from None
-    name, language, upload = str(form.get("name", "")), str(form.get("language", "")), form.get("file")
-    if not PROMPT_NAME.match(name):
-        raise json_error(400, "name: lower-case letters, digits, '-' and '_' / 영문 소문자·숫자")
+    fields, upload = parse_fields(PromptFields, form), form.get("file")
+    name, language = fields.name, fields.language
     known = load_languages(ctx.settings.agi.menus_dir).codes
     if language not in known:
         raise json_error(400, f"language: one of {', '.join(known)}")

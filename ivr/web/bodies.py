@@ -2,7 +2,8 @@
 
 Every JSON body of the console, the browser-call (WebRTC) pages and the APIs is a ``Body``
 model read with ``await read_model(request, Model)``; ``parse_model(Model, raw)`` when the
-raw bytes are needed first (a webhook checks its signature over them). A body that is not
+raw bytes are needed first (a webhook checks its signature over them); ``parse_fields(Model,
+form)`` for the text fields of a multipart upload. A body that is not
 JSON, or does not match, answers 400 ``{"error": "the request body does not match the schema:
 <field>: <problem>", "details": [{"field", "problem"}, ...]}`` through ``json_error``, before
 the handler does anything. Rules that need the database or the site (a known queue, a
@@ -11,6 +12,7 @@ scorecard's criteria) stay in the handler and answer with ``json_error`` too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypeVar
 
 from aiohttp import web
@@ -33,14 +35,26 @@ def problems(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]} for e in exc.errors()]
 
 
+def _mismatch(exc: ValidationError) -> web.HTTPException:
+    found = problems(exc)
+    first = found[0]
+    return json_error(400, f"{SCHEMA_MISMATCH}: {first['field']}: {first['problem']} "
+                           f"/ 요청 본문이 형식에 맞지 않습니다 ({first['field']})", found)
+
+
 def parse_model(model: type[M], raw: bytes | str) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        found = problems(exc)
-        first = found[0]
-        raise json_error(400, f"{SCHEMA_MISMATCH}: {first['field']}: {first['problem']} "
-                              f"/ 요청 본문이 형식에 맞지 않습니다 ({first['field']})", found) from None
+        raise _mismatch(exc) from None
+
+
+def parse_fields(model: type[M], form: Mapping[str, object]) -> M:
+    """The text fields of a form (files and repeated names aside), checked like a JSON body."""
+    try:
+        return model.model_validate({name: value for name, value in form.items() if isinstance(value, str)})
+    except ValidationError as exc:
+        raise _mismatch(exc) from None
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:
