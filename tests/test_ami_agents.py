@@ -199,3 +199,41 @@ def test_cli_agent_login_without_asterisk_fails_clearly(tmp_path: Path, sqlite_u
                           env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 1
     assert "cannot log in to ami://dasan@127.0.0.1:1" in done.stderr
+
+
+async def test_supervise_rings_the_supervisor_and_says_whether_the_phone_answered(settings: Settings,
+                                                                                 sqlite_url: str) -> None:
+    """The bridge's side of listen/whisper/barge: the Originate of ivr.ami.supervise sent as is,
+    answered when Asterisk's OriginateResponse says Success, refused with Asterisk's Reason
+    when the supervisor's phone did not answer, and nothing sent for a call that is not there."""
+    from datetime import UTC, datetime, timedelta
+
+    import pytest
+
+    from ivr.ami.agents import AgentCommandError
+    from ivr.ami.models import LiveCall
+
+    agents = settings.queues_dir / "agents.yaml"  # super1's desk phone (no skills: no queue calls it)
+    agents.write_text(agents.read_text(encoding="utf-8").rstrip("\n")
+                      + "\n  - username: super1\n    name: 관리자 1\n    extension: super9001\n", encoding="utf-8")
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        async with r.ctx.db.transaction() as session:  # kim.minji (agent1001) talks to a caller
+            session.add(LiveCall(linkedid="1700000001.5", contact_id=None, queue="general-ko", state="connected",
+                                 joined_at=datetime.now(UTC) - timedelta(seconds=30), agent="agent1001"))
+        command = {"action": "supervise", "username": "super1", "supervisor": "super1", "agent": "kim.minji",
+                   "mode": "whisper"}
+        result = await r.bridge.control.run(command)
+        assert result.as_dict() == {"username": "super1", "action": "supervise", "queues": [],
+                                    "message": "whisper on kim.minji: your phone answered / 연결되었습니다 (whisper)"}
+        originates = [a for a in r.peer.actions if a.get("Action") == "Originate"]
+        assert [(a["Channel"], a["Context"], a["Exten"], a["Async"]) for a in originates] == [
+            ("PJSIP/super9001", "dasan-supervise", "whisper", "true")]
+
+        r.peer.originate_results.append("Failure")  # the supervisor's phone rang out
+        with pytest.raises(AgentCommandError) as refused:
+            await r.bridge.control.run(command | {"mode": "listen"})
+        assert str(refused.value) == "your phone did not answer (Reason 0) / 전화를 받지 않았습니다"
+
+        with pytest.raises(AgentCommandError, match=r"lee\.junho is not on a call"):
+            await r.bridge.control.run(command | {"agent": "lee.junho"})
+        assert len([a for a in r.peer.actions if a.get("Action") == "Originate"]) == 2
