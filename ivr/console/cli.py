@@ -8,7 +8,7 @@ import getpass
 import os
 import sys
 
-from ivr.cli import settings_from
+from ivr.cli import with_context
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -25,36 +25,28 @@ def _add(args: argparse.Namespace) -> int:
         print("password: at least 8 characters (--password, $DASAN_USER_PASSWORD or the prompt)", file=sys.stderr)
         return 2
 
-    async def run() -> int:
-        ctx = await AppContext.create(settings_from(args))
-        try:
-            user = await create_user(ctx, args.username, password, args.role,
-                                     display_name=args.name or "", language=args.language)
-        finally:
-            await ctx.close()
+    async def run(ctx: AppContext) -> int:
+        user = await create_user(ctx, args.username, password, args.role,
+                                 display_name=args.name or "", language=args.language)
         print(f"user {user.username}: role {user.role}, language {user.language}")
         return 0
 
-    return asyncio.run(run())
+    return asyncio.run(with_context(args, run))
 
 
 def _set_active(args: argparse.Namespace) -> int:
     from ivr.context import AppContext
     from ivr.web.auth import set_active
 
-    async def run() -> int:
-        ctx = await AppContext.create(settings_from(args))
-        try:
-            found = await set_active(ctx, args.username, args.active)
-        finally:
-            await ctx.close()
+    async def run(ctx: AppContext) -> int:
+        found = await set_active(ctx, args.username, args.active)
         if not found:
             print(f"no user {args.username!r}", file=sys.stderr)
             return 1
         print(f"user {args.username}: {'active' if args.active else 'disabled (every session ended)'}")
         return 0
 
-    return asyncio.run(run())
+    return asyncio.run(with_context(args, run))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -63,18 +55,14 @@ def _list(args: argparse.Namespace) -> int:
     from ivr.context import AppContext
     from ivr.db.models import User
 
-    async def run() -> int:
-        ctx = await AppContext.create(settings_from(args))
-        try:
-            async with ctx.db.session() as session:
-                users = list((await session.execute(select(User).order_by(User.username))).scalars())
-        finally:
-            await ctx.close()
+    async def run(ctx: AppContext) -> int:
+        async with ctx.db.session() as session:
+            users = list((await session.execute(select(User).order_by(User.username))).scalars())
         for u in users:
             print(f"{u.username}\t{u.role}\t{u.language}\t{'active' if u.active else 'disabled'}")
         return 0
 
-    return asyncio.run(run())
+    return asyncio.run(with_context(args, run))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -7,20 +7,11 @@ import asyncio
 import sys
 from typing import Any
 
-from ivr.cli import settings_from
+from ivr.cli import settings_from, with_context
 
 
 def _run(args: argparse.Namespace, fn: Any) -> int:
-    from ivr.context import AppContext
-
-    async def main() -> int:
-        ctx = await AppContext.create(settings_from(args))
-        try:
-            return int(await fn(ctx))
-        finally:
-            await ctx.close()
-
-    return asyncio.run(main())
+    return asyncio.run(with_context(args, fn))
 
 
 def _key_create(args: argparse.Namespace) -> int:
