@@ -21,20 +21,11 @@ from ivr.speech.recognizer import ModelStore
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
 from tests.support import synth
 from tests.support.data import CAPTURED_WAV
+from tests.support.synth_tools import needs_synthesis_tools  # noqa: F401  (autouse)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
-
-
-@pytest.fixture(autouse=True)
-def _synthesis_tools() -> None:
-    """espeak-ng and sox make the speech these tests hear; both are installable, so their
-    absence fails the tests rather than skipping them."""
-    missing = synth.available()
-    if missing is not None:
-        pytest.fail(missing)
-
 
 
 def _tone(path: Path, seconds: float, channels: int = 1, encoding: str = "signed-integer", bits: int = 16) -> Path:

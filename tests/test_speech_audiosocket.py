@@ -10,8 +10,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ivr.bus import MemoryBus
 from ivr.speech.audio import decode
 from ivr.speech.audiosocket import (
@@ -26,16 +24,10 @@ from ivr.speech.audiosocket import (
 )
 from ivr.speech.recognizer import shared_store
 from tests.support import synth
+from tests.support.synth_tools import needs_synthesis_tools  # noqa: F401  (autouse)
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 FRAME = 320  # 20 ms of 8 kHz 16-bit audio, what Asterisk sends per voice frame
-
-
-@pytest.fixture(autouse=True)
-def _synthesis_tools() -> None:
-    missing = synth.available()
-    if missing is not None:
-        pytest.fail(missing)
 
 
 async def stream_call(port: int, call_id: uuid.UUID, pcm: bytes) -> None:
