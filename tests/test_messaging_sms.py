@@ -426,3 +426,34 @@ async def test_a_gateway_answer_of_300_or_more_is_an_error_that_says_whether_to_
     assert str(caught.value).startswith("Twilio unreachable or unreadable: " if provider_name == "twilio"
                                         else "gateway unreachable: ")
     assert caught.value.retryable is True
+
+
+async def test_generic_sms_keeps_the_number_it_was_sent_to_and_its_language(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        named = await post_signed(http, f"{base}/webhooks/sms", {
+            "message_id": "to-1", "from": "+821077778888", "to": "+8220120", "body": "Where is city hall?",
+            "language": "en"}, SECRET)
+        bare = await post_signed(http, f"{base}/webhooks/sms", {
+            "message_id": "to-2", "from": "+821099990000", "body": "시청 위치"}, SECRET)
+        assert named.status == 200 and bare.status == 200
+    async with ctx.db.session() as session:
+        rows = {m.provider_message_id: (m.data.get("to", "absent"), c.language) for m, c in (await session.execute(
+            select(Message, Contact).join(Contact, Contact.id == Message.contact_id)
+            .where(Message.direction == "in"))).all()}
+    assert rows == {"to-1": ("+8220120", "en"), "to-2": ("absent", "ko")}
+
+
+async def test_generic_send_posts_every_field_the_gateway_needs() -> None:
+    from ivr.messaging.providers.base import Outgoing
+    from ivr.messaging.providers.generic import GENERIC_HEADER, GenericHttpProvider
+
+    async with LocalGateway().run() as gateway, aiohttp.ClientSession() as http:
+        provider = GenericHttpProvider(gateway.url + "/send", SECRET, "+8220120", http)
+        await provider.send(Outgoing("kakao-user-42", "수거일은 화요일입니다", channel="sns", network="kakao",
+                                     status_callback="https://city.example/webhooks/sms/status"))
+        await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+    assert gateway.sent == [
+        {"to": "kakao-user-42", "from": "+8220120", "body": "수거일은 화요일입니다", "channel": "sns",
+         "network": "kakao", "status_callback": "https://city.example/webhooks/sms/status"},
+        {"to": "+821055556666", "from": "+8220120", "body": "접수되었습니다", "channel": "sms"}]
+    assert [h[GENERIC_HEADER] for h in gateway.headers] == [generic_signature(SECRET, raw) for raw in gateway.raw]
