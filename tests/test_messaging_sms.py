@@ -457,3 +457,52 @@ async def test_generic_send_posts_every_field_the_gateway_needs() -> None:
          "network": "kakao", "status_callback": "https://city.example/webhooks/sms/status"},
         {"to": "+821055556666", "from": "+8220120", "body": "접수되었습니다", "channel": "sms"}]
     assert [h[GENERIC_HEADER] for h in gateway.headers] == [generic_signature(SECRET, raw) for raw in gateway.raw]
+
+
+async def test_twilio_media_follows_five_redirects_with_the_api_credentials_and_no_sixth(ctx: AppContext) -> None:
+    from aiohttp import web
+
+    from tests.support.web import serve_app
+
+    photo = png_bytes()
+    seen_auth: list[str | None] = []
+
+    async def media(request: web.Request) -> web.Response:
+        hops = int(request.match_info["hops"])
+        seen_auth.append(request.headers.get("Authorization"))
+        if hops > 0:
+            raise web.HTTPFound(f"/media/{hops - 1}")
+        return web.Response(body=photo, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/media/{hops}", media)
+    async with serve_app(app) as api, serve(ctx) as base, aiohttp.ClientSession() as http:
+        ctx.settings.sms.provider = "twilio"
+        ctx.settings.sms.twilio_api_base = api
+        ctx.settings.sms.twilio_account_sid = "AC" + "2" * 32
+        form = {"MessageSid": "MM" + "b" * 32, "From": "+821033334444", "To": "+8220120", "Body": "사진 두 장",
+                "NumMedia": "2", "MediaUrl0": f"{api}/media/5", "MediaUrl1": f"{api}/media/6"}
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET)
+        # Twilio reads the answer as TwiML: an empty <Response> says "no reply from here".
+        assert resp.status == 200 and resp.content_type == "text/xml"
+        assert await resp.text() == '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+        unknown = await post_twilio(http, f"{base}/webhooks/twilio/status",
+                                    {"MessageSid": "SM" + "8" * 32, "MessageStatus": "read"}, SECRET)
+        assert unknown.status == 404 and (await unknown.json())["error"] == "no message with that MessageSid"
+    async with ctx.db.session() as session:
+        message = (await session.execute(select(Message))).scalar_one()
+        media_rows = (await session.execute(select(Media))).scalars().all()
+    assert message.data["media_errors"] == ["photo 2: media URL redirected more than 5 times"]
+    assert [(ctx.settings.data_dir / m.path).read_bytes() for m in media_rows] == [photo]
+    basic = "Basic " + base64.b64encode(f"{'AC' + '2' * 32}:{SECRET}".encode()).decode()
+    assert seen_auth == [basic] * 12  # six hops for the first photo, six for the second
+
+
+def test_twilio_media_hosts_are_https_on_443_unless_a_whole_origin_is_given() -> None:
+    from ivr.config import SmsSettings
+    from ivr.messaging.providers.twilio import _media_origins
+
+    sms = SmsSettings(twilio_api_base="https://api.twilio.com",
+                      media_redirect_hosts=["media.twiliocdn.com", "http://cdn.city.example:8080"])
+    assert _media_origins(sms) == {("https", "api.twilio.com", 443), ("https", "media.twiliocdn.com", 443),
+                                   ("http", "cdn.city.example", 8080)}
