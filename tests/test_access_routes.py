@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from ivr.config import Settings
 from ivr.web.auth import ROLES
 from tests.support.console import PASSWORD, USERS, Console, prepare_settings, serve_console
+from tests.support.routes import AppRoute, app_routes
 
 # Routes anyone may call, and why.
 PUBLIC = {
@@ -49,40 +49,14 @@ ROLE_USER = {role: name for name, (role, _lang) in USERS.items()}
 MINE = re.compile(r"^/(console|api/console|ws/console)(/|$)")
 
 
-@dataclass
-class Route:
-    method: str
-    template: str
-    roles: tuple[str, ...] | None
-
-    @property
-    def public(self) -> bool:
-        return any(re.search(p, self.template) for p in PUBLIC)
-
-    def url(self, base: str) -> str:
-        def fill(m: re.Match[str]) -> str:
-            return "json" if m.group(1).split(":")[0] == "fmt" else "1"
-        return base + re.sub(r"\{([^{}]+(?:\{[^{}]*\}[^{}]*)*)\}", fill, self.template)
-
-
-def all_routes(app: web.Application) -> list[Route]:
-    out = []
-    for resource in app.router.resources():
-        info = resource.get_info()
-        template = info.get("formatter") or info.get("path") or info.get("prefix")
-        if not template:
-            continue
-        for route in resource:
-            if route.method in ("HEAD", "OPTIONS"):
-                continue
-            out.append(Route(route.method, str(template), getattr(route.handler, "roles", None)))
-    return out
+def _public(route: AppRoute) -> bool:
+    return any(re.search(p, route.template) for p in PUBLIC)
 
 
 @dataclass
 class Rig:
     console: Console
-    routes: list[Route]
+    routes: list[AppRoute]
     anonymous: aiohttp.ClientSession
     signed_in: dict[str, tuple[aiohttp.ClientSession, str]]
 
@@ -100,7 +74,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     async with serve_console(prepare_settings(settings, tmp)) as console:
         from ivr.web.app import create_app
 
-        routes = all_routes(create_app(console.ctx))
+        routes = app_routes(create_app(console.ctx))
         anonymous = aiohttp.ClientSession()
         signed_in = {}
         try:
@@ -128,7 +102,7 @@ async def _call(session: aiohttp.ClientSession, method: str, url: str, csrf: str
 async def test_every_route_refuses_anonymous_users(rig: Rig) -> None:
     problems, checked = [], 0
     for route in rig.routes:
-        if route.public:
+        if _public(route):
             continue
         status, location = await _call(rig.anonymous, route.method, route.url(rig.console.url))
         checked += 1
@@ -142,7 +116,7 @@ async def test_every_route_refuses_anonymous_users(rig: Rig) -> None:
 async def test_every_route_with_roles_refuses_the_other_roles(rig: Rig) -> None:
     problems, checked = [], 0
     for route in rig.routes:
-        if route.public:
+        if _public(route):
             continue
         if route.roles is None and any(re.search(p, route.template) for p in OWN_AUTH):
             continue

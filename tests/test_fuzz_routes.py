@@ -27,6 +27,7 @@ from ivr.context import AppContext
 from ivr.db import Database
 from ivr.web.app import create_app
 from ivr.web.auth import ROLES, create_user
+from tests.support.routes import app_routes
 
 # Routes anyone may call, and why. Everything else must refuse an anonymous caller.
 PUBLIC = [
@@ -44,6 +45,7 @@ PUBLIC = [
     (r"^/metrics$", "Prometheus scrape: 404 unless metrics.enabled, then only allowed addresses with the bearer "
                     "token (tests/test_metrics.py)"),
 ]
+NOT_TRIED = ("HEAD", "OPTIONS", "*")  # methods these tests do not try
 # Routes that never read a body, so a big one changes nothing and may be answered normally.
 IGNORE_BODY = [r"^/api/logout$"]
 TRAVERSALS = ["../../../../etc/passwd", "..%2f..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/%2e%2e/etc/passwd",
@@ -53,34 +55,6 @@ TRAVERSALS = ["../../../../etc/passwd", "..%2f..%2f..%2f..%2fetc%2fpasswd", "%2e
 
 def _public(path: str) -> bool:
     return any(re.search(pattern, path) for pattern, _ in PUBLIC)
-
-
-def _fill(path: str, value: str = "1") -> str:
-    def one(m: re.Match[str]) -> str:
-        name = m.group(1).split(":")[0]
-        return "json" if name == "fmt" else value
-    return re.sub(r"\{([^{}]+(?:\{[^{}]*\}[^{}]*)*)\}", one, path)
-
-
-@dataclass
-class Route:
-    method: str
-    path: str  # the route's template
-    roles: tuple[str, ...] | None
-
-
-def routes(app: web.Application) -> list[Route]:
-    out = []
-    for resource in app.router.resources():
-        info = resource.get_info()
-        template = info.get("formatter") or info.get("path") or info.get("prefix")
-        if not template:
-            continue
-        for route in resource:
-            if route.method in ("HEAD", "OPTIONS", "*"):
-                continue
-            out.append(Route(route.method, str(template), getattr(route.handler, "roles", None)))
-    return out
 
 
 @dataclass
@@ -127,14 +101,14 @@ async def _status(session: aiohttp.ClientSession, method: str, url: str, **kw: o
 async def test_no_route_is_reachable_without_its_role(live: Rig) -> None:
     problems = []
     checked = 0
-    for route in routes(live.app):
-        url = live.base + _fill(route.path)
-        if _public(route.path):
+    for route in app_routes(live.app, skip=NOT_TRIED):
+        url = route.url(live.base)
+        if _public(route.template):
             continue
         status, _, location = await _status(live.anonymous, route.method, url)
         checked += 1
         if not (status in (401, 403) or (status in (302, 303) and "/login" in location)):
-            problems.append(f"{route.method} {route.path}: anonymous got {status}")
+            problems.append(f"{route.method} {route.template}: anonymous got {status}")
         if route.roles is None:
             continue
         for role in ROLES:
@@ -143,7 +117,7 @@ async def test_no_route_is_reachable_without_its_role(live: Rig) -> None:
             s, csrf = live.sessions[role]
             status, _, _ = await _status(s, route.method, url, headers={"X-CSRF-Token": csrf})
             if status != 403:
-                problems.append(f"{route.method} {route.path}: role {role} got {status}, allowed are {route.roles}")
+                problems.append(f"{route.method} {route.template}: role {role} got {status}, allowed are {route.roles}")
     assert checked, "no protected route registered at all"
     assert not problems, "\n".join(problems)
 
@@ -151,12 +125,12 @@ async def test_no_route_is_reachable_without_its_role(live: Rig) -> None:
 async def test_unsafe_requests_need_the_csrf_token(live: Rig) -> None:
     problems = []
     s, _ = live.sessions["admin"]
-    for route in routes(live.app):
+    for route in app_routes(live.app, skip=NOT_TRIED):
         if route.method not in ("POST", "PUT", "PATCH", "DELETE") or route.roles is None:
             continue
-        status, _, _ = await _status(s, route.method, live.base + _fill(route.path), json={})
+        status, _, _ = await _status(s, route.method, route.url(live.base), json={})
         if status != 403:
-            problems.append(f"{route.method} {route.path}: without CSRF token got {status}")
+            problems.append(f"{route.method} {route.template}: without CSRF token got {status}")
     assert not problems, "\n".join(problems)
 
 
@@ -164,20 +138,20 @@ async def test_path_traversal_never_serves_outside_files(live: Rig) -> None:
     problems = []
     s, csrf = live.sessions["admin"]
     tried = 0
-    for route in routes(live.app):
-        if "{" not in route.path or route.method != "GET":
+    for route in app_routes(live.app, skip=NOT_TRIED):
+        if "{" not in route.template or route.method != "GET":
             continue
         for evil in TRAVERSALS:
-            url = live.base + _fill(route.path, evil)
+            url = route.url(live.base, evil)
             tried += 1
             try:
                 status, body, _ = await _status(s, "GET", url, headers={"X-CSRF-Token": csrf})
             except aiohttp.InvalidURL:
                 continue
             if status >= 500:
-                problems.append(f"GET {route.path} with {evil!r}: {status}")
+                problems.append(f"GET {route.template} with {evil!r}: {status}")
             if b"root:x:0:0" in body or b"[boot loader]" in body:
-                problems.append(f"GET {route.path} with {evil!r}: served a system file")
+                problems.append(f"GET {route.template} with {evil!r}: served a system file")
     assert tried, "no GET route with a path parameter"
     assert not problems, "\n".join(problems)
 
@@ -187,25 +161,25 @@ async def test_oversized_bodies_are_refused_and_the_server_goes_on(live: Rig) ->
     s, csrf = live.sessions["admin"]
     limit = 64 * 1024
     big = b"x" * (limit + 1)
-    for route in routes(live.app):
+    for route in app_routes(live.app, skip=NOT_TRIED):
         if route.method not in ("POST", "PUT", "PATCH"):
             continue
-        if any(re.search(p, route.path) for p in IGNORE_BODY):
+        if any(re.search(p, route.template) for p in IGNORE_BODY):
             continue
-        url = live.base + _fill(route.path)
+        url = route.url(live.base)
         for content_type, body in (("application/json", b'{"a": "' + big + b'"}'),
                                    ("application/x-www-form-urlencoded", b"a=" + big)):
             status, _, _ = await _status(s, route.method, url, data=body,
                                          headers={"X-CSRF-Token": csrf, "Content-Type": content_type})
             if 400 <= status < 500:  # 413, or refused before the body was read
                 continue
-            problems.append(f"{route.method} {route.path} ({content_type}): {limit + 1}+ bytes got {status}")
+            problems.append(f"{route.method} {route.template} ({content_type}): {limit + 1}+ bytes got {status}")
         form = aiohttp.FormData()
         form.add_field("csrf_token", csrf)
         form.add_field("file", big, filename="big.wav", content_type="audio/wav")
         status, _, _ = await _status(s, route.method, url, data=form, headers={"X-CSRF-Token": csrf})
         if not 400 <= status < 500:
-            problems.append(f"{route.method} {route.path} (multipart upload): {limit + 1}+ bytes got {status}")
+            problems.append(f"{route.method} {route.template} (multipart upload): {limit + 1}+ bytes got {status}")
     status, _, _ = await _status(live.anonymous, "GET", live.base + "/healthz")
     assert status == 200, "the server stopped answering"
     assert not problems, "\n".join(problems)
