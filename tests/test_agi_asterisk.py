@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,10 +21,9 @@ from sqlalchemy import select
 from ivr.bus import MemoryBus
 from ivr.db import Database
 from ivr.db.models import Contact
+from tests.support.asterisk import ASTERISK, running, write_config
 from tests.support.ivr_harness import MENUS_DIR, IvrHarness
 
-ASTERISK = shutil.which("asterisk") or ("/usr/sbin/asterisk" if Path("/usr/sbin/asterisk").exists() else None)
-MODULE_DIRS = ["/usr/lib/asterisk/modules", "/usr/lib64/asterisk/modules", "/usr/local/lib/asterisk/modules"]
 pytestmark = [
     pytest.mark.asterisk,
     pytest.mark.skipif(ASTERISK is None, reason="no asterisk binary installed (PATH or /usr/sbin/asterisk)"),
@@ -48,47 +45,19 @@ async def ivr(sqlite_url: str, tmp_path: Path) -> AsyncIterator[IvrHarness]:
 
 @pytest.fixture
 def asterisk(tmp_path: Path, ivr: IvrHarness) -> Iterator[list[str]]:
-    moddir = next((d for d in MODULE_DIRS if Path(d).is_dir()), None)
-    if moddir is None:
-        pytest.skip(f"asterisk modules not found in {MODULE_DIRS}")
-    etc = tmp_path / "etc"
-    etc.mkdir()
-    dirs = {d: tmp_path / d for d in ("lib", "spool", "run", "log", "db", "keys")}
-    for d in dirs.values():
-        d.mkdir()
-    conf = etc / "asterisk.conf"
-    conf.write_text(
-        "[directories]\n"
-        f"astetcdir => {etc}\nastmoddir => {moddir}\nastvarlibdir => {dirs['lib']}\n"
-        f"astdbdir => {dirs['db']}\nastkeydir => {dirs['keys']}\nastdatadir => /var/lib/asterisk\n"
-        f"astagidir => {dirs['lib']}\nastspooldir => {dirs['spool']}\nastrundir => {dirs['run']}\n"
-        f"astlogdir => {dirs['log']}\n[options]\nverbose = 0\n")
-    (etc / "modules.conf").write_text("[modules]\nautoload = no\n" + "".join(
-        f"load => {m}\n" for m in ("pbx_config.so", "res_speech.so", "res_agi.so", "func_channel.so",
-                                   "app_playback.so", "res_clioriginate.so")))
-    (etc / "extensions.conf").write_text(
-        "[general]\nstatic = yes\nwriteprotect = yes\n\n[dasan-ivr]\n"
-        "exten => s,1,Answer()\n same => n,Set(CHANNEL(language)=ko)\n"
-        f" same => n,AGI(agi://127.0.0.1:{ivr.port}/main)\n same => n,Hangup()\n")
-    for name in ("logger.conf", "cdr.conf"):
-        (etc / name).write_text("")
+    conf = write_config(tmp_path, ("pbx_config.so", "res_speech.so", "res_agi.so", "func_channel.so",
+                                   "app_playback.so", "res_clioriginate.so"), {
+        "extensions.conf": "[general]\nstatic = yes\nwriteprotect = yes\n\n[dasan-ivr]\n"
+                           "exten => s,1,Answer()\n same => n,Set(CHANNEL(language)=ko)\n"
+                           f" same => n,AGI(agi://127.0.0.1:{ivr.port}/main)\n same => n,Hangup()\n",
+        "logger.conf": "", "cdr.conf": ""})
     cli = [str(ASTERISK), "-C", str(conf)]
-    proc = subprocess.Popen([*cli, "-f", "-n"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                pytest.fail(f"asterisk exited with {proc.returncode}")
-            done = subprocess.run([*cli, "-rx", "core waitfullybooted"], capture_output=True, timeout=30)
-            if done.returncode == 0:
-                break
-            time.sleep(0.1)
+
+    def booted() -> bool:
+        return subprocess.run([*cli, "-rx", "core waitfullybooted"], capture_output=True, timeout=30).returncode == 0
+
+    with running(conf, booted):
         yield cli
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def originate(cli: list[str], wait_seconds: int) -> None:

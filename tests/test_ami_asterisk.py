@@ -8,9 +8,7 @@ dialplan whose extension 100 answers and joins general-ko for a few seconds.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,14 +24,12 @@ from ivr.db import Database
 from ivr.db.models import Contact
 from ivr.queues import load_queues
 from tests.support.ami_harness import wait_for
+from tests.support.asterisk import ASTERISK, running, write_config
 
-ASTERISK = shutil.which("asterisk") or (
-    "/usr/sbin/asterisk" if Path("/usr/sbin/asterisk").exists() else None)
 pytestmark = [
     pytest.mark.asterisk,
     pytest.mark.skipif(ASTERISK is None, reason="no asterisk binary installed (PATH or /usr/sbin/asterisk)"),
 ]
-MODULE_DIRS = ["/usr/lib/asterisk/modules", "/usr/lib64/asterisk/modules", "/usr/local/lib/asterisk/modules"]
 
 
 def _free_port() -> int:
@@ -44,70 +40,30 @@ def _free_port() -> int:
 
 @pytest.fixture
 def asterisk(tmp_path: Path, settings: Settings) -> Iterator[int]:
-    moddir = next((d for d in MODULE_DIRS if Path(d).is_dir()), None)
-    if moddir is None:
-        pytest.skip(f"asterisk modules not found in {MODULE_DIRS}")
     port = _free_port()
-    etc = tmp_path / "etc"
-    etc.mkdir()
-    dirs = {d: tmp_path / d for d in ("lib", "spool", "run", "log", "db", "keys")}
-    for d in dirs.values():
-        d.mkdir()
-    (etc / "asterisk.conf").write_text(
-        "[directories]\n"
-        f"astetcdir => {etc}\nastmoddir => {moddir}\nastvarlibdir => {dirs['lib']}\n"
-        f"astdbdir => {dirs['db']}\nastkeydir => {dirs['keys']}\nastdatadir => /var/lib/asterisk\n"
-        f"astagidir => {dirs['lib']}\nastspooldir => {dirs['spool']}\nastrundir => {dirs['run']}\n"
-        f"astlogdir => {dirs['log']}\n"
-        "[options]\nverbose = 0\n"
-    )
-    (etc / "modules.conf").write_text(
-        "[modules]\nautoload = no\n"
-        + "".join(f"load => {m}\n" for m in (
-            "res_pjproject.so", "res_sorcery_astdb.so", "res_sorcery_config.so", "res_sorcery_memory.so",
-            "res_pjsip.so", "chan_pjsip.so", "chan_local.so", "app_queue.so", "app_dial.so", "app_playback.so",
-            "pbx_config.so", "func_channel.so", "bridge_simple.so", "bridge_native_rtp.so",
-            "res_musiconhold.so", "app_mixmonitor.so", "app_stack.so", "func_strings.so"))
-    )
-    (etc / "manager.conf").write_text(
-        f"[general]\nenabled = yes\nport = {port}\nbindaddr = 127.0.0.1\n\n"
-        f"[{settings.ami.username}]\nsecret = {settings.ami.secret}\ndeny = 0.0.0.0/0.0.0.0\n"
-        "permit = 127.0.0.1/255.255.255.255\nread = all\nwrite = all\n"
-    )
     qconf = load_queues(settings.queues_dir)
-    (etc / "queues.conf").write_text(
-        "[general]\npersistentmembers = no\n\n"
-        + "".join(f"[{name}]\nstrategy = rrmemory\ntimeout = 2\njoinempty = yes\nleavewhenempty = no\n\n"
-                  for name in qconf.queues)
-    )
-    (etc / "extensions.conf").write_text(
-        "[general]\nstatic = yes\nwriteprotect = yes\n\n[dasan-test]\n"
-        "exten => 100,1,Answer()\n same => n,Queue(general-ko,,,,4)\n same => n,Hangup()\n"
-    )
-    (etc / "pjsip.conf").write_text(
-        "[agent1001]\ntype = endpoint\ncontext = dasan-test\ndisallow = all\nallow = ulaw\n"
-    )
-    for name in ("musiconhold.conf", "logger.conf", "cdr.conf"):
-        (etc / name).write_text("")
-    proc = subprocess.Popen([ASTERISK, "-f", "-n", "-C", str(etc / "asterisk.conf")],  # type: ignore[list-item]
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None:
-                pytest.fail(f"asterisk exited with {proc.returncode}")
-            import time
+    conf = write_config(tmp_path, (
+        "res_pjproject.so", "res_sorcery_astdb.so", "res_sorcery_config.so", "res_sorcery_memory.so",
+        "res_pjsip.so", "chan_pjsip.so", "chan_local.so", "app_queue.so", "app_dial.so", "app_playback.so",
+        "pbx_config.so", "func_channel.so", "bridge_simple.so", "bridge_native_rtp.so",
+        "res_musiconhold.so", "app_mixmonitor.so", "app_stack.so", "func_strings.so"), {
+        "manager.conf": f"[general]\nenabled = yes\nport = {port}\nbindaddr = 127.0.0.1\n\n"
+                        f"[{settings.ami.username}]\nsecret = {settings.ami.secret}\ndeny = 0.0.0.0/0.0.0.0\n"
+                        "permit = 127.0.0.1/255.255.255.255\nread = all\nwrite = all\n",
+        "queues.conf": "[general]\npersistentmembers = no\n\n"
+                       + "".join(f"[{name}]\nstrategy = rrmemory\ntimeout = 2\njoinempty = yes\nleavewhenempty = no\n\n"
+                                 for name in qconf.queues),
+        "extensions.conf": "[general]\nstatic = yes\nwriteprotect = yes\n\n[dasan-test]\n"
+                           "exten => 100,1,Answer()\n same => n,Queue(general-ko,,,,4)\n same => n,Hangup()\n",
+        "pjsip.conf": "[agent1001]\ntype = endpoint\ncontext = dasan-test\ndisallow = all\nallow = ulaw\n",
+        "musiconhold.conf": "", "logger.conf": "", "cdr.conf": ""})
 
-            time.sleep(0.1)
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    with running(conf, listening):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def test_real_asterisk_agent_login_and_queue_call(settings: Settings, asterisk: int) -> None:
