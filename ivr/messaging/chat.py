@@ -28,12 +28,12 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ivr import records
@@ -121,17 +121,21 @@ class ChatHub:
         finally:
             await subscription.close()
 
+    async def _waiting_rows(self, limit: int) -> Sequence[Row[ChatConversation, str | None]]:
+        """The first ``limit`` waiting chats in queue order, each with its contact's tracking number."""
+        async with self.ctx.db.session() as session:
+            return (await session.execute(
+                select(ChatConversation, Contact.tracking_number)
+                .outerjoin(Contact, Contact.id == ChatConversation.contact_id)
+                .where(ChatConversation.status == "waiting")
+                .order_by(ChatConversation.queued_at, ChatConversation.id).limit(limit))).all()
+
     async def push_queue(self) -> None:
         """One query for the waiting queue; each local waiter gets its position if it changed,
         each local agent desk the waiting list."""
         if not self.waiters and not self.queue_sinks:
             return
-        async with self.ctx.db.session() as session:
-            rows = (await session.execute(
-                select(ChatConversation, Contact.tracking_number)
-                .outerjoin(Contact, Contact.id == ChatConversation.contact_id)
-                .where(ChatConversation.status == "waiting")
-                .order_by(ChatConversation.queued_at, ChatConversation.id).limit(5000))).all()
+        rows = await self._waiting_rows(5000)
         positions = {conv.id: index for index, (conv, _t) in enumerate(rows, start=1)}
         for conv_id, sinks in list(self.waiters.items()):
             position = positions.get(conv_id)
@@ -300,12 +304,7 @@ class ChatHub:
 
     async def waiting_summaries(self) -> list[dict[str, Any]]:
         """The waiting queue as the agents' desk shows it, in one query."""
-        async with self.ctx.db.session() as session:
-            rows = (await session.execute(
-                select(ChatConversation, Contact.tracking_number)
-                .outerjoin(Contact, Contact.id == ChatConversation.contact_id)
-                .where(ChatConversation.status == "waiting")
-                .order_by(ChatConversation.queued_at, ChatConversation.id).limit(500))).all()
+        rows = await self._waiting_rows(500)
         return [self._summary_of(conv, tracking, index) for index, (conv, tracking) in enumerate(rows, start=1)]
 
     async def waiting(self) -> list[ChatConversation]:
