@@ -103,6 +103,10 @@ def test_node_configuration(settings: Settings) -> None:
     assert "IVR_HOST=10.0.0.21:4573" in dialplan and "IVR_HOST2=10.0.0.22:4573" in dialplan
     first, second = dialplan.index("AGI(agi://${IVR_HOST}/main)"), dialplan.index("AGI(agi://${IVR_HOST2}/main)")
     assert first < dialplan.index('"${AGISTATUS}" != "FAILURE"') < second < dialplan.index("n(fallback)")
+    # only an IVR never reached (it sets LANG as it starts) sends the caller to the second one
+    assert dialplan.index("same => n,Set(LANG=)") < first
+    assert '"${AGISTATUS}" != "FAILURE" | "${LANG}" != ""]?ivr_done' in dialplan
+    assert "n(ivr_done),ExecIf($[\"${LANG}\" = \"\"]?Set(LANG=ko))" in dialplan
     # the single-node configuration is unchanged
     single = render_asterisk(settings)
     assert "asterisk.conf" not in single and "kamailio-only" not in single["pjsip.conf"]
