@@ -29,11 +29,9 @@ TEMPLATE = PACKAGE / "asterisk" / "dialplan" / "extensions.conf.j2"
 # Set by the IVR for the call's record (AMI VarSet, `dasan call` prints it); the dialplan never reads it.
 NOT_IN_DIALPLAN = {Var.TOPIC}
 # Asterisk's own variables (set by Asterisk or its applications): their names are Asterisk's.
-# Files another change is rewriting now: tests/test_contracts.py's, and the callback dialer
-# (cluster leases), whose Originate variables (f"QUEUE={...}") move to Var when that lands; it
-# must still spell one, so the entry cannot outlive its reason.
-OWN_PENDING = {"ami/callbacks.py"}
-PENDING = CONTRACTS_PENDING | OWN_PENDING
+# Files another change is rewriting now (tests/test_contracts.py's list, which checks that
+# each still has a reason to be there).
+PENDING = CONTRACTS_PENDING
 ASTERISK_OWN = {"AGISTATUS", "QUEUESTATUS", "ANSWEREDTIME", "EPOCH", "EXTEN", "CHANNEL", "SPYGROUP",
                 "QUEUE_MAX_PENALTY"}
 
@@ -105,19 +103,16 @@ def test_the_dialplan_uses_every_contract_variable_and_python_no_other(tmp_path:
     # a variable of the dialplan spelled in a Python string (outside contracts.py) must be a
     # contract name used through Var: none is spelled out
     ours = used - ASTERISK_OWN
-    offenders, pending = [], set()
+    offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE)
         if rel.as_posix() == "contracts.py" or "migrations" in rel.parts:
             continue
         for line, text in _python_strings(path):
             for token in re.findall(r"[A-Z][A-Z0-9_]*[A-Z0-9]", text):
-                if token in ours and rel.as_posix() in PENDING:
-                    pending.add(rel.as_posix())
-                elif token in ours:
+                if token in ours and rel.as_posix() not in PENDING:
                     offenders.append(f"ivr/{rel.as_posix()}:{line}: {token} in {text[:60]!r}")
     assert not offenders, "name these in ivr/contracts.py (Var) and use the constant:\n" + "\n".join(offenders)
-    assert OWN_PENDING <= pending, f"{OWN_PENDING - pending} use the contracts now: drop them from OWN_PENDING"
     # the check reads what it should: the dialplan's own names are found in it
     assert {"QUEUE", "IVR_RESULT", "CONTACT_ID", "SPY_TARGET", "SURVEY_SCORE", "RECORDING", "Q_TIMEOUT"} <= used
 

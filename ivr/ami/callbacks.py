@@ -48,6 +48,7 @@ from sqlalchemy import or_, select, update
 from ivr.ami.connection import AmiConnection
 from ivr.ami.handlers import CALLBACK_LEG
 from ivr.ami.models import AgentState, LiveCall
+from ivr.contracts import Var
 from ivr.db import Database
 from ivr.db.models import CallbackRequest, Contact, ContactEvent
 from ivr.queues import CallbackPolicy, QueueConfig
@@ -276,9 +277,9 @@ class CallbackDialer:
         assert r is not None
         # The callback belongs to the original contact and citizen: the ingester reads these
         # from the Originate's VarSet events and files the call's events under that contact.
-        variables = [f"CALLBACK_ID={r.id}", f"QUEUE={r.queue}", f"LANG={r.language}"]
+        variables = [f"CALLBACK_ID={r.id}", f"{Var.QUEUE}={r.queue}", f"{Var.LANG}={r.language}"]
         if contact is not None:
-            variables.append(f"CONTACT_ID={contact.id}")
+            variables.append(f"{Var.CONTACT_ID}={contact.id}")
             if contact.citizen_id is not None:
                 variables.append(f"CITIZEN_ID={contact.citizen_id}")
         channel_id = f"callback-{r.id}-{attempt}"
