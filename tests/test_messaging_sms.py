@@ -457,6 +457,7 @@ async def test_generic_send_posts_every_field_the_gateway_needs() -> None:
          "network": "kakao", "status_callback": "https://city.example/webhooks/sms/status"},
         {"to": "+821055556666", "from": "+8220120", "body": "접수되었습니다", "channel": "sms"}]
     assert [h[GENERIC_HEADER] for h in gateway.headers] == [generic_signature(SECRET, raw) for raw in gateway.raw]
+    assert "접수되었습니다".encode() in gateway.raw[1]  # UTF-8 as is, not \uXXXX escapes
 
 
 async def test_twilio_media_follows_five_redirects_with_the_api_credentials_and_no_sixth(ctx: AppContext) -> None:
