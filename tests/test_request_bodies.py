@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from ivr.console.models import ConfigChange, QualityReview
 from ivr.db.models import AuditLog, Contact, User
+from ivr.knowledge.models import Article
 from ivr.quality.models import QaEvaluation, QaSample
 from ivr.web.bodies import SCHEMA_MISMATCH
 from tests.support.console import Console
@@ -38,6 +39,8 @@ MALFORMED: list[tuple[str | None, str, str | dict[str, Any] | list[Any], str]] =
     ("kim.minji", "/api/console/contacts/{current}/record", {"notes": ["a"], "resolution": "answered"}, "notes"),
     ("kim.minji", "/api/console/contacts/{current}/record", {"notes": "", "resolution": "maybe"}, "resolution"),
     ("kim.minji", "/api/console/kb/articles/1/use", {"contact_id": "12"}, "contact_id"),
+    ("super1", "/api/console/kb/articles", {"key": "bus-stop", "texts": {"ko": {"title": "t"}}}, "texts.ko.body"),
+    ("super1", "/api/console/kb/articles", "{\"key\": ", "(body)"),
     ("super1", "/api/console/admin/validate?file=agents", {"text": 5}, "text"),
     ("super1", "/api/console/admin/file?file=agents", {"sha256": "0" * 64, "comment": "x"}, "text"),
     ("super1", "/api/console/admin/proficiencies", {"skills": {"kim.minji": {"Bad Queue": 3}}}, "skills.kim.minji.Bad Queue.[key]"),
@@ -53,7 +56,7 @@ MALFORMED: list[tuple[str | None, str, str | dict[str, Any] | list[Any], str]] =
 async def _written(console: Console) -> tuple[int, ...]:
     async with console.ctx.db.session() as session:
         counts = [await session.scalar(select(func.count()).select_from(table))
-                  for table in (AuditLog, QualityReview, QaSample, QaEvaluation, ConfigChange)]
+                  for table in (AuditLog, QualityReview, QaSample, QaEvaluation, ConfigChange, Article)]
         languages = tuple((await session.execute(select(User.language).order_by(User.username))).scalars())
         satisfaction = await session.scalar(select(func.count()).where(Contact.satisfaction.is_not(None)))
         records = tuple((await session.execute(select(Contact.notes, Contact.resolution).order_by(Contact.id))).all())
@@ -81,7 +84,7 @@ async def test_a_malformed_body_gets_the_same_400_everywhere_and_nothing_is_writ
             assert "요청 본문이 형식에 맞지 않습니다" in answer["error"]
             assert any(d["field"] == field and d["problem"] for d in answer["details"]), (path, answer)
             assert set(answer) == {"error", "details"}, answer
-    assert await _written(console) == before  # no audit row, review, sample, file, record, language or score
+    assert await _written(console) == before  # no audit row, review, sample, file, record, article, language or score
 
 
 async def test_a_well_formed_body_still_passes(console: Console, login: Any) -> None:

@@ -1,4 +1,5 @@
-"""Small helpers the console's JSON endpoints share (errors: ``ivr.web.errors.json_error``)."""
+"""Small helpers the console's JSON endpoints share (errors: ``ivr.web.errors.json_error``;
+request bodies: pydantic models read with ``ivr.web.bodies.read_model``)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.web.auth import audit, current_user
-from ivr.web.errors import json_error
 from ivr.web.params import path_id
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise json_error(400, "body must be JSON / 요청 본문은 JSON이어야 합니다") from None
-    if not isinstance(body, dict):
-        raise json_error(400, "body must be a JSON object")
-    return body
 
 
 def int_match(request: web.Request, name: str = "id") -> int:

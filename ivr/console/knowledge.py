@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import field_validator
 from sqlalchemy import select
 
-from ivr.console.http import audit_request, int_match, iso, json_body, username
+from ivr.console.http import audit_request, int_match, iso, username
 from ivr.console.render import ctx_of, language_of, render
 from ivr.db.models import Contact
 from ivr.engine.menu import load_menus
@@ -22,7 +22,7 @@ from ivr.knowledge import store
 from ivr.knowledge.models import Article, ArticleRevision
 from ivr.knowledge.search import search_articles
 from ivr.knowledge.speech import silence, speak
-from ivr.knowledge.store import CHANNELS, ArticleError
+from ivr.knowledge.store import CHANNELS, ArticleError, ArticleInput
 from ivr.knowledge.suggest import MAX_TEXT, suggest_articles
 from ivr.messaging.models import ChatConversation
 from ivr.search import SearchError
@@ -80,22 +80,15 @@ async def get_article(request: web.Request) -> web.Response:
 
 
 async def _save(request: web.Request, article_id: int | None) -> web.Response:
-    body = await json_body(request)
-    try:
-        data = store.parse(body)
-    except ArticleError as exc:
-        raise json_error(400, str(exc)) from None
+    data = await read_model(request, ArticleInput)
     async with ctx_of(request).db.transaction() as session:
         article = None
         if article_id is not None:
             article = await session.get(Article, article_id)
             if article is None:
                 raise json_error(404, "no such article / 문서가 없습니다")
-        source = body.get("source_contact_id") if article_id is None else None
-        if source is not None and (not isinstance(source, int) or await session.get(Contact, source) is None):
-            raise json_error(400, "source_contact_id: no such contact")
         try:
-            article = await store.save(session, data, username(request), article, source_contact_id=source)
+            article = await store.save(session, data, username(request), article)
         except ArticleError as exc:
             raise json_error(409, str(exc)) from None
         result = article_json(article)

@@ -52,6 +52,13 @@ class ArticleInput(BaseModel):
     valid_to: datetime | None = None
     owner: str | None = Field(None, min_length=1, max_length=80)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):  # PostgreSQL text cannot hold NUL: a clear 400, not a database error
+            raise ValueError("a text contains a NUL character / 허용되지 않는 문자가 있습니다")
+        return value
+
     @field_validator("valid_from", "valid_to", mode="before")
     @classmethod
     def _day(cls, value: Any, info: ValidationInfo) -> Any:
@@ -97,8 +104,8 @@ def _has_nul(value: Any) -> bool:
 
 
 def parse(body: dict[str, Any]) -> ArticleInput:
-    if _has_nul(body):  # PostgreSQL text cannot hold NUL: a clear 400, not a database error
-        raise ArticleError("a text contains a NUL character / 허용되지 않는 문자가 있습니다")
+    """A draft (``draft_from_contact``) as an article; a request body is read with
+    ``ivr.web.bodies.read_model(request, ArticleInput)`` instead."""
     try:
         return ArticleInput.model_validate(body)
     except ValidationError as exc:
