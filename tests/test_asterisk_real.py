@@ -450,6 +450,46 @@ def agent_login_scenario(extension: str) -> str:
 """
 
 
+def _ringing(user: str, tag: str) -> str:
+    """SIPp's 180 Ringing to an INVITE, from ``user``, its To tag named ``tag``."""
+    return f"""  <send><![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]{tag}[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>"""
+
+
+def _answer(user: str, tag: str, to_tag: bool = True, sdp_version: int = 2353687637, retrans: bool = True) -> str:
+    """SIPp's 200 OK with A-law and RFC 2833 SDP to an INVITE, from ``user`` (``tag``: the To tag
+    and the SDP owner); a re-INVITE's answer keeps the dialog's To (``to_tag=False``)."""
+    return f"""  <send{' retrans="500"' if retrans else ''}><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]{f';tag=[pid]{tag}[call_number]' if to_tag else ''}
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o={tag} 53655765 {sdp_version} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+    ]]></send>"""
+
+
 def agent_phone_scenario(extension: str, talk_ms: int) -> str:
     """The counsellor's phone rings, answers after 1 s, talks, then the counsellor hangs up."""
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -462,63 +502,14 @@ def agent_phone_scenario(extension: str, talk_ms: int) -> str:
       <ereg regexp="[^ ].*" search_in="hdr" header="To:" check_it="true" assign_to="our_to"/>
     </action>
   </recv>
-  <send><![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]agent[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]></send>
+{_ringing(extension, "agent")}
   <pause milliseconds="1000"/>
-  <send retrans="500"><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]agent[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=agent 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-    ]]></send>
+{_answer(extension, "agent")}
   <recv request="ACK" crlf="true"/>
   <nop><action><exec play_pcap_audio="{SIPP_PCAPS}/g711a.pcap"/></action></nop>
   <!-- Asterisk may re-INVITE to show the agent who is connected (a callback's citizen) -->
   <recv request="INVITE" timeout="{talk_ms}" ontimeout="bye"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=agent 53655765 2353687638 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-    ]]></send>
+{_answer(extension, "agent", to_tag=False, sdp_version=2353687638, retrans=False)}
   <recv request="ACK" crlf="true"/>
   <pause milliseconds="{talk_ms}"/>
   <label id="bye"/>
@@ -806,37 +797,8 @@ def citizen_scenario(number: str) -> str:
       <log message="called back: [$ruri]"/>
     </action>
   </recv>
-  <send><![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]citizen[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{number}@[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]></send>
-  <send retrans="500"><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]citizen[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{number}@[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=citizen 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-    ]]></send>
+{_ringing(number, "citizen")}
+{_answer(number, "citizen")}
   <recv request="ACK" crlf="true"/>
   <recv request="BYE" timeout="40000"/>
   <send><![CDATA[
