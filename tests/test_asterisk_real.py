@@ -340,37 +340,50 @@ def caller_scenario(folder: Path, menu_digits: str, survey_digit: str, presses: 
 """
 
 
+def _register(extension: str, cseq: int, authenticated: bool = False) -> str:
+    """The phone's REGISTER of ``extension``; the second one answers the 401's digest challenge."""
+    auth = "      [authentication]\n" if authenticated else ""
+    return f"""  <send retrans="500"><![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]reg[call_number]
+      To: <sip:{extension}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: {cseq} REGISTER
+      Contact: <sip:{extension}@[local_ip]:[local_port]>
+      Expires: 300
+{auth}      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>"""
+
+
+def _invite_star71(extension: str, cseq: int, authenticated: bool = False) -> str:
+    """``extension``'s INVITE to *71 with SDP; the second one answers the 401's digest challenge."""
+    auth = "      [authentication]\n" if authenticated else ""
+    return f"""  <send retrans="500"><![CDATA[
+      INVITE sip:*71@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
+      To: <sip:*71@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:{extension}@[local_ip]:[local_port]>
+{auth}      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}
+    ]]></send>"""
+
+
 def agent_register_scenario(extension: str) -> str:
     """The counsellor's phone registers (digest auth)."""
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="agent phone registers">
-  <send retrans="500"><![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]reg[call_number]
-      To: <sip:{extension}@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:{extension}@[local_ip]:[local_port]>
-      Expires: 300
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
+{_register(extension, 1)}
   <recv response="401" auth="true"/>
-  <send retrans="500"><![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]reg[call_number]
-      To: <sip:{extension}@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:{extension}@[local_ip]:[local_port]>
-      Expires: 300
-      [authentication]
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
+{_register(extension, 2, authenticated=True)}
   <recv response="200"/>
 </scenario>
 """
@@ -381,20 +394,7 @@ def agent_login_scenario(extension: str) -> str:
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="agent logs in with *71">
-  <send retrans="500"><![CDATA[
-      INVITE sip:*71@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
-      To: <sip:*71@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:{extension}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      {SDP}
-    ]]></send>
+{_invite_star71(extension, 1)}
   <recv response="100" optional="true"/>
   <recv response="401" auth="true"/>
   <send><![CDATA[
@@ -407,21 +407,7 @@ def agent_login_scenario(extension: str) -> str:
       Max-Forwards: 70
       Content-Length: 0
     ]]></send>
-  <send retrans="500"><![CDATA[
-      INVITE sip:*71@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
-      To: <sip:*71@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 2 INVITE
-      Contact: <sip:{extension}@[local_ip]:[local_port]>
-      [authentication]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      {SDP}
-    ]]></send>
+{_invite_star71(extension, 2, authenticated=True)}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
