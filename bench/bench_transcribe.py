@@ -54,7 +54,7 @@ def make_call(folder: Path, seconds: float) -> Path:
     caller = synth.placed(sides["caller"], folder / "caller.wav", seconds)
     agent = synth.placed(sides["agent"], folder / "agent.wav", seconds)
     out = folder / "1795800000.1.stereo.sln"
-    subprocess.run(["sox", "-M", str(caller), str(agent), "-t", "raw", "-e", "signed-integer", "-b", "16",
+    subprocess.run([*synth.SOX, "-M", str(caller), str(agent), "-t", "raw", "-e", "signed-integer", "-b", "16",
                     "-r", "8000", str(out)], check=True, capture_output=True)
     return out
 

@@ -198,9 +198,6 @@ async def test_real_asterisk_recording_through_the_transcribe_service(
         assert audioop.rms(window, 2) > 100, (seg.start, seg.end, seg.text)
 
 
-# Seen failing once in a quiet full run (timing of SIP/probe start-up or vosk run-to-run
-# variation) while passing in the runs before and after: rerun, never skip; issue to find the cause.
-@pytest.mark.flaky(reruns=2)
 def test_menu_words_are_recognized_with_a_grammar(tmp_path: Path, store: ModelStore) -> None:
     """Grammar-constrained recognition (spoken menu choices) gets espeak's words right."""
     model, rate = store.get("ko")

@@ -13,11 +13,16 @@ features are computed on exactly what the model was trained for.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
+import random
 import re
+import tempfile
 import threading
+from array import array
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +84,65 @@ def model_sample_rate(model_dir: Path) -> int:
     return 16000
 
 
+# Lines laid over a model's own configuration when it is loaded (Kaldi takes an option's last
+# value). ``dither``: Kaldi adds random noise of this amplitude to every sample before computing
+# features (meant for training), seeded anew for each recognizer, so the same recording gave
+# other words, times and confidences on every run; 0 makes a transcript a function of the audio.
+# The dither itself is kept, made repeatable: ``dithered`` adds the same noise (Gaussian, one
+# step of a 16-bit sample, as Kaldi's dither=1) from a fixed seed, so digital silence (the
+# gaps of the VAD stream, a muted side) reaches the model as the faint noise it was trained on.
+FEATURE_OVERRIDES: dict[str, str] = {"dither": "0"}
+DECODER_OVERRIDES: dict[str, str] = {}
+
+
+def load_model(path: Path, features: dict[str, str] | None = None, decoder: dict[str, str] | None = None) -> Any:
+    """``vosk.Model`` of the model directory ``path`` with the overrides above (or the given
+    ``features`` lines for mfcc.conf and ``decoder`` lines for model.conf, e.g. ``beam``).
+
+    vosk reads ``conf/mfcc.conf`` and ``conf/model.conf`` from the model directory itself, so the
+    model is loaded from a temporary directory of links to its parts beside copies of those two
+    files with the override lines appended. vosk reads every file while loading, so the
+    directory is removed at once; the installed model is never changed.
+    """
+    import vosk
+
+    conf = path / "conf"
+    if not (conf / "mfcc.conf").is_file():  # an old-layout model: loaded as it is
+        return vosk.Model(str(path))
+    with tempfile.TemporaryDirectory(prefix="dasan-vosk-model-") as tmp:
+        overlay = Path(tmp)
+        for part in path.iterdir():
+            if part.name != "conf":
+                (overlay / part.name).symlink_to(part.resolve())
+        (overlay / "conf").mkdir()
+        for part in conf.iterdir():
+            (overlay / "conf" / part.name).symlink_to(part.resolve())
+        for name, overrides in (("mfcc.conf", FEATURE_OVERRIDES if features is None else features),
+                                ("model.conf", DECODER_OVERRIDES if decoder is None else decoder)):
+            if overrides and (conf / name).is_file():
+                target = overlay / "conf" / name
+                target.unlink()
+                target.write_text((conf / name).read_text().rstrip("\n") + "\n"
+                                  + "".join(f"--{key}={value}\n" for key, value in overrides.items()))
+        return vosk.Model(str(overlay))
+
+
+_DITHER_SAMPLES = 48_000  # 3 s at 16 kHz, repeated over longer audio
+
+
+@functools.cache
+def _dither_noise() -> bytes:
+    rng = random.Random(19)
+    return array("h", (round(rng.gauss(0.0, 1.0)) for _ in range(_DITHER_SAMPLES))).tobytes()
+
+
+def dithered(pcm: bytes) -> bytes:
+    """16-bit ``pcm`` plus Kaldi-like dither from a fixed seed: the same audio, the same bytes."""
+    noise = _dither_noise()
+    whole, rest = divmod(len(pcm), len(noise))
+    return audioop.add(pcm, noise * whole + noise[:rest], 2) if pcm else pcm
+
+
 class ModelStore:
     """Language -> loaded vosk model, each loaded at most once per process."""
 
@@ -108,7 +172,7 @@ class ModelStore:
                 path = resolve_model_path(self.specs[key])
                 log.info("loading speech model %s from %s", key, path)
                 try:
-                    model = vosk.Model(str(path))
+                    model = load_model(path)
                 except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
                     raise ModelError(f"speech model {key!r} at {path} failed to load: {exc}") from exc
                 self._loaded[key] = (model, model_sample_rate(path))
@@ -169,7 +233,7 @@ def recognize_pcm(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: s
     """Segments of one stretch of audio; one per vosk result (vosk ends one at each pause)."""
     import vosk
 
-    data = resample(pcm, rate, model_rate)
+    data = dithered(resample(pcm, rate, model_rate))
     rec = (vosk.KaldiRecognizer(model, model_rate, json.dumps(grammar, ensure_ascii=False))
            if grammar else vosk.KaldiRecognizer(model, model_rate))
     rec.SetWords(True)
@@ -232,7 +296,7 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
     # longer silence, so the words are split there again, one segment per region.
     import vosk
 
-    data = resample(b"".join(parts), rate, model_rate)
+    data = dithered(resample(b"".join(parts), rate, model_rate))
     rec = (vosk.KaldiRecognizer(model, model_rate, json.dumps(grammar, ensure_ascii=False))
            if grammar else vosk.KaldiRecognizer(model, model_rate))
     rec.SetWords(True)
@@ -258,8 +322,11 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
 
 
 def transcribe(audio: Audio, store: ModelStore, language: str | None,
-               speakers: tuple[str, ...] = STEREO_SPEAKERS, vad: str = "none") -> list[Segment]:
-    """Segments of a whole recording: per channel with its speaker when stereo, else mixed."""
+               speakers: tuple[str, ...] = STEREO_SPEAKERS, vad: str = "none", parallel: bool = True) -> list[Segment]:
+    """Segments of a whole recording: per channel with its speaker when stereo, else mixed.
+
+    With ``parallel`` the channels are decoded at the same time, one thread each (one recognizer
+    per channel either way, so the segments are the same)."""
     model, model_rate = store.get(language)
     if len(audio.channels) == 1:
         tracks = [("mixed", audio.channels[0])]
@@ -267,9 +334,16 @@ def transcribe(audio: Audio, store: ModelStore, language: str | None,
         tracks = list(zip(speakers, audio.channels, strict=True))
     else:
         tracks = [("mixed", mixdown(audio.channels))]
-    segments: list[Segment] = []
-    for speaker, pcm in tracks:
-        if rms(pcm) < SILENT_RMS:
-            continue
-        segments.extend(recognize_channel(model, model_rate, pcm, audio.sample_rate, speaker, vad))
-    return sorted(segments, key=lambda s: (s.start, s.speaker))
+    tracks = [(speaker, pcm) for speaker, pcm in tracks if rms(pcm) >= SILENT_RMS]
+
+    def channel(track: tuple[str, bytes]) -> list[Segment]:
+        return recognize_channel(model, model_rate, track[1], audio.sample_rate, track[0], vad)
+
+    if parallel and len(tracks) > 1:
+        # vosk's C calls release the GIL (cffi), so the caller's and the agent's channels decode
+        # on two cores at once: the same CPU seconds, about half the wall time of a call.
+        with ThreadPoolExecutor(max_workers=len(tracks), thread_name_prefix="vosk-channel") as pool:
+            per_channel = list(pool.map(channel, tracks))
+    else:
+        per_channel = [channel(track) for track in tracks]
+    return sorted((s for found in per_channel for s in found), key=lambda s: (s.start, s.speaker))

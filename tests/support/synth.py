@@ -20,7 +20,16 @@ def available() -> str | None:
     return f"needs {' and '.join(missing)} (apt-get install {' '.join(missing)})" if missing else None
 
 
+# sox dithers whenever it resamples or mixes down to 16 bits, and seeds the dither from the
+# clock: the same text gave different samples on every run, so vosk heard a slightly different
+# clip each time (the cause of speech tests that failed once in a while). ``-R`` (repeatable)
+# seeds it with a fixed number: the same text is the same bytes on every run and machine.
+SOX = ["sox", "-R"]
+
+
 def _run(cmd: list[str]) -> None:
+    if cmd[0] == "sox":
+        cmd = [*SOX, *cmd[1:]]
     subprocess.run(cmd, check=True, capture_output=True)
 
 
