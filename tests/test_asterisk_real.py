@@ -340,6 +340,18 @@ def caller_scenario(folder: Path, menu_digits: str, survey_digit: str, presses: 
 """
 
 
+# SIPp's 200 OK to a request that needs no body in the answer (a BYE).
+_OK_WITHOUT_BODY = """  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>"""
+
+
 def _register(extension: str, cseq: int, authenticated: bool = False) -> str:
     """The phone's REGISTER of ``extension``; the second one answers the 401's digest challenge."""
     auth = "      [authentication]\n" if authenticated else ""
@@ -423,15 +435,7 @@ def agent_login_scenario(extension: str) -> str:
       Content-Length: 0
     ]]></send>
   <recv request="BYE" timeout="15000"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
+{_OK_WITHOUT_BODY}
 </scenario>
 """
 
@@ -787,15 +791,7 @@ def citizen_scenario(number: str) -> str:
 {_answer(number, "citizen")}
   <recv request="ACK" crlf="true"/>
   <recv request="BYE" timeout="40000"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
+{_OK_WITHOUT_BODY}
 </scenario>
 """
 
