@@ -237,3 +237,27 @@ async def test_supervise_rings_the_supervisor_and_says_whether_the_phone_answere
         with pytest.raises(AgentCommandError, match=r"lee\.junho is not on a call"):
             await r.bridge.control.run(command | {"agent": "lee.junho"})
         assert len([a for a in r.peer.actions if a.get("Action") == "Originate"]) == 2
+
+
+async def test_every_action_of_a_job_runs_its_own_command(settings: Settings, sqlite_url: str) -> None:
+    """run() dispatches a job's action by name (and a job without one is refused naming it)."""
+    import pytest
+
+    from ivr.ami.agents import AgentCommandError
+
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        control = r.bridge.control
+        done = [(await control.run({"action": action, "username": "nguyen.thu", "reason": "break"})).action
+                for action in ("login", "pause", "unpause")]
+        assert done == ["login", "pause", "unpause"]
+        assert r.peer.members and all(m["Paused"] == "0" for m in r.peer.members.values())
+        assert (await control.run({"action": "logout", "username": "nguyen.thu"})).action == "logout"
+        assert r.peer.members == {}
+        state = await _state(r, "nguyen.thu")
+        assert (state.logged_in, state.paused) == (False, False)
+        for job, error in (({}, "unknown action '' (login|logout|pause|unpause|supervise)"),
+                           ({"action": "login"}, "unknown agent '' / 없는 상담사입니다: ")):
+            with pytest.raises(AgentCommandError) as refused:
+                await control.run(job)
+            assert str(refused.value) == error
