@@ -253,7 +253,7 @@ async def test_twilio_webhook_mms_status_and_outbound(ctx: AppContext) -> None:
             message = (await session.execute(select(Message))).scalar_one()
             media = (await session.execute(select(Media))).scalar_one()
         assert (message.provider, message.provider_message_id, message.channel) == ("twilio", "MM" + "a" * 32, Channel.mms)
-        assert "not on the provider's host" in message.data["media_errors"][0]
+        assert message.data["media_errors"] == ["photo 2: media URL is not on the provider's host"]
         assert (ctx.settings.data_dir / media.path).read_bytes() == photo
 
         service = MessagingService(ctx)
@@ -475,14 +475,21 @@ async def test_twilio_media_follows_five_redirects_with_the_api_credentials_and_
             raise web.HTTPFound(f"/media/{hops - 1}")
         return web.Response(body=photo, content_type="image/png")
 
+    async def odd(request: web.Request) -> web.Response:
+        return web.Response(status=302 if request.path == "/nowhere" else 404)  # a redirect without Location
+
     app = web.Application()
     app.router.add_get("/media/{hops}", media)
+    app.router.add_get("/nowhere", odd)
+    app.router.add_get("/gone", odd)
+    ctx.settings.sms.max_media_bytes = len(photo)  # exactly as large as allowed: kept whole
     async with serve_app(app) as api, serve(ctx) as base, aiohttp.ClientSession() as http:
         ctx.settings.sms.provider = "twilio"
         ctx.settings.sms.twilio_api_base = api
         ctx.settings.sms.twilio_account_sid = "AC" + "2" * 32
         form = {"MessageSid": "MM" + "b" * 32, "From": "+821033334444", "To": "+8220120", "Body": "사진 두 장",
-                "NumMedia": "2", "MediaUrl0": f"{api}/media/5", "MediaUrl1": f"{api}/media/6"}
+                "NumMedia": "4", "MediaUrl0": f"{api}/media/5", "MediaUrl1": f"{api}/media/6",
+                "MediaUrl2": f"{api}/nowhere", "MediaUrl3": f"{api}/gone"}
         resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET)
         # Twilio reads the answer as TwiML: an empty <Response> says "no reply from here".
         assert resp.status == 200 and resp.content_type == "text/xml"
@@ -493,7 +500,9 @@ async def test_twilio_media_follows_five_redirects_with_the_api_credentials_and_
     async with ctx.db.session() as session:
         message = (await session.execute(select(Message))).scalar_one()
         media_rows = (await session.execute(select(Media))).scalars().all()
-    assert message.data["media_errors"] == ["photo 2: media URL redirected more than 5 times"]
+    assert message.data["media_errors"] == ["photo 2: media URL redirected more than 5 times",
+                                            "photo 3: media URL answered 302 without a Location",
+                                            "photo 4: media URL answered 404"]
     assert [(ctx.settings.data_dir / m.path).read_bytes() for m in media_rows] == [photo]
     basic = "Basic " + base64.b64encode(f"{'AC' + '2' * 32}:{SECRET}".encode()).decode()
     assert seen_auth == [basic] * 12  # six hops for the first photo, six for the second
