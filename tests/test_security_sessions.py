@@ -365,3 +365,27 @@ async def test_a_burst_of_parallel_guesses_gets_only_the_free_tries(console: Con
 
         statuses = await asyncio.gather(*[guess(i) for i in range(20)])
     assert sorted(statuses) == [401] * 3 + [429] * 17  # login_free_failures = 3
+
+
+async def test_the_sign_out_form_ends_every_session_only_with_the_token(console: Console, browsers: Any) -> None:
+    """POST /logout (the console's sign-out button, a form): the CSRF token in the form, then
+    every session of that user ends, the cookie is cleared and the sign-in page follows."""
+    first, second = await browsers("kim.minji"), await browsers("kim.minji")
+    async with first.http.get(f"{console.url}/api/me") as r:  # who the page is signed in as
+        assert await r.json() == {"username": "kim.minji", "role": "agent", "language": "ko", "csrf_token": first.csrf}
+    async with first.http.post(f"{console.url}/logout", data={"csrf_token": "not-it"}, allow_redirects=False) as r:
+        assert r.status == 403
+    assert await second.status("GET", "/api/me") == 200
+    async with first.http.post(f"{console.url}/logout", data={"csrf_token": first.csrf}, allow_redirects=False) as r:
+        assert r.status == 302 and r.headers["Location"] == "/login"
+        assert r.cookies[COOKIE].value == "" and r.cookies[COOKIE]["max-age"] == "0"
+    assert await second.status("GET", "/api/me") == 401  # the other browser's session ended too
+    async with console.ctx.db.session() as session:
+        outs = [(a.actor, a.ip) for a in (await session.execute(
+            select(AuditLog).where(AuditLog.action == "sign_out"))).scalars()]
+    assert outs == [("kim.minji", "127.0.0.1")]
+    # Signed out already (or never signed in): straight to the sign-in page, nothing audited.
+    async with aiohttp.ClientSession() as anon, anon.post(f"{console.url}/logout", allow_redirects=False) as r:
+        assert r.status == 302 and r.headers["Location"] == "/login"
+    async with console.ctx.db.session() as session:
+        assert len((await session.execute(select(AuditLog).where(AuditLog.action == "sign_out"))).all()) == 1
