@@ -1,4 +1,5 @@
-"""The names the parts agree on: bus topics, job streams and Asterisk channel variables.
+"""The names the parts agree on: bus topics, job streams, Asterisk channel variables and the
+dialplan's user events.
 
 Named once here (as wazo-agid names its dialplan variables in one module); everything else in
 ``ivr`` uses these constants, never the string (tests/test_contracts.py fails on a new
@@ -63,6 +64,17 @@ class Var(StrEnum):
     # set by the AMI bridge's Originate for a supervisor's ChanSpy (ivr.ami.supervise)
     SPY_TARGET = "SPY_TARGET"
     SPY_SUPERVISOR = "SPY_SUPERVISOR"
+    # set by the callback dialer's Originate (ivr.ami.callbacks): the request and the citizen
+    # the call is for, on the call's channels (the dialplan leaves them alone)
+    CALLBACK_ID = "CALLBACK_ID"
+    CITIZEN_ID = "CITIZEN_ID"
+
+
+class DialplanEvent(StrEnum):
+    """The dialplan's ``UserEvent(<name>,...)`` to the AMI bridge (``ivr.ami.handlers``)."""
+
+    FALLBACK = "DasanFallback"  # the IVR failed or decided nothing: the dialplan queued the caller
+    SURVEY = "DasanSurvey"  # the survey digit, stored by the bridge if the IVR could not
 
 
 class IvrResult(StrEnum):

@@ -1,9 +1,10 @@
-"""The dialplan and the Python side name their shared channel variables once, in ivr/contracts.py.
+"""The dialplan and the Python side name their shared channel variables and user events once,
+in ivr/contracts.py.
 
 The template (ivr/asterisk/dialplan/extensions.conf.j2) takes every such name from the render
 context (``ivr.asterisk.dialplan_names``), so renaming a variable in contracts.py renames it in
 the dialplan too; and no Python module spells a variable the rendered dialplan sets or reads
-except through ``Var`` (tests/test_contracts.py checks the exact literals; this one also finds
+(or one of its UserEvent names) except through ``Var`` (``DialplanEvent``) (tests/test_contracts.py checks the exact literals; this one also finds
 them inside longer strings such as ``"SPY_TARGET=PJSIP/..."``).
 """
 
@@ -18,16 +19,17 @@ import pytest
 
 from ivr import contracts
 from ivr.asterisk import render as render_module
-from ivr.asterisk.dialplan_names import VarRef, dialplan_names
+from ivr.asterisk.dialplan_names import VarRef, dialplan_names, event_name
 from ivr.asterisk.render import render
 from ivr.config import AsteriskNode, DasanNode, Settings
-from ivr.contracts import IvrResult, Var
+from ivr.contracts import DialplanEvent, IvrResult, Var
 from tests.test_contracts import PENDING as CONTRACTS_PENDING
 
 PACKAGE = Path(contracts.__file__).resolve().parent
 TEMPLATE = PACKAGE / "asterisk" / "dialplan" / "extensions.conf.j2"
-# Set by the IVR for the call's record (AMI VarSet, `dasan call` prints it); the dialplan never reads it.
-NOT_IN_DIALPLAN = {Var.TOPIC}
+# Set for the call's record (AMI VarSet), never read by the dialplan: by the IVR (`dasan call`
+# prints it), and by the callback dialer's Originate.
+NOT_IN_DIALPLAN = {Var.TOPIC, Var.CALLBACK_ID, Var.CITIZEN_ID}
 # Asterisk's own variables (set by Asterisk or its applications): their names are Asterisk's.
 # Files another change is rewriting now (tests/test_contracts.py's list, which checks that
 # each still has a reason to be there).
@@ -70,6 +72,12 @@ def variables(dialplan: str) -> set[str]:
     return read | set_ | read_app
 
 
+def user_events(dialplan: str) -> set[str]:
+    """The names of the UserEvents the dialplan sends to the AMI bridge."""
+    code = "\n".join(line.split(";", 1)[0] for line in dialplan.splitlines())
+    return {m[1] for m in re.finditer(r"\bUserEvent\(([^,)]+)", code)}
+
+
 def _python_strings(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     docs = {id(node.body[0].value) for node in ast.walk(tree)
@@ -81,7 +89,7 @@ def _python_strings(path: Path) -> list[tuple[int, str]]:
 
 def test_the_template_spells_no_contract_variable() -> None:
     """Outside its {{ }} / {% %} expressions the template holds no contract name (nor a value
-    of IVR_RESULT compared with it)."""
+    of IVR_RESULT compared with it, nor a UserEvent name)."""
     source = TEMPLATE.read_text(encoding="utf-8")
     offenders = []
     for number, line in enumerate(source.splitlines(), 1):
@@ -92,7 +100,10 @@ def test_the_template_spells_no_contract_variable() -> None:
         for value in IvrResult:
             if f'= "{value}"' in plain:
                 offenders.append(f"extensions.conf.j2:{number}: IVR_RESULT value {value!r}")
-    assert not offenders, "take these from the render context (var/ref/result):\n" + "\n".join(offenders)
+        for event in DialplanEvent:
+            if event in plain:
+                offenders.append(f"extensions.conf.j2:{number}: UserEvent {event}")
+    assert not offenders, "take these from the render context (var/ref/result/event):\n" + "\n".join(offenders)
 
 
 def test_the_dialplan_uses_every_contract_variable_and_python_no_other(tmp_path: Path) -> None:
@@ -103,16 +114,20 @@ def test_the_dialplan_uses_every_contract_variable_and_python_no_other(tmp_path:
     # a variable of the dialplan spelled in a Python string (outside contracts.py) must be a
     # contract name used through Var: none is spelled out
     ours = used - ASTERISK_OWN
+    events = set().union(*(user_events(text) for text in dialplans(tmp_path).values()))
+    assert events == {str(e) for e in DialplanEvent}  # each UserEvent the dialplan sends is named there
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE)
-        if rel.as_posix() == "contracts.py" or "migrations" in rel.parts:
+        if rel.as_posix() == "contracts.py" or "migrations" in rel.parts or rel.as_posix() in PENDING:
             continue
         for line, text in _python_strings(path):
             for token in re.findall(r"[A-Z][A-Z0-9_]*[A-Z0-9]", text):
-                if token in ours and rel.as_posix() not in PENDING:
+                if token in ours:
                     offenders.append(f"ivr/{rel.as_posix()}:{line}: {token} in {text[:60]!r}")
-    assert not offenders, "name these in ivr/contracts.py (Var) and use the constant:\n" + "\n".join(offenders)
+            offenders += [f"ivr/{rel.as_posix()}:{line}: {e} in {text[:60]!r}" for e in events if e in text]
+    assert not offenders, ("name these in ivr/contracts.py (Var, DialplanEvent) and use the constant:\n"
+                           + "\n".join(offenders))
     # the check reads what it should: the dialplan's own names are found in it
     assert {"QUEUE", "IVR_RESULT", "CONTACT_ID", "SPY_TARGET", "SURVEY_SCORE", "RECORDING", "Q_TIMEOUT"} <= used
 
@@ -126,7 +141,8 @@ def test_a_rename_in_the_contracts_renames_the_dialplan(tmp_path: Path, monkeypa
     def renamed() -> dict[str, Any]:
         return {"var": {k: f"X_{v}" for k, v in shipped["var"].items()},
                 "ref": {k: VarRef(f"X_{v.name}") for k, v in shipped["ref"].items()},
-                "result": {k: f"x-{v}" for k, v in shipped["result"].items()}}
+                "result": {k: f"x-{v}" for k, v in shipped["result"].items()},
+                "event": {k: f"X{v}" for k, v in shipped["event"].items()}}
 
     monkeypatch.setattr(render_module, "dialplan_names", renamed)
     after = dialplans(tmp_path)
@@ -137,11 +153,17 @@ def test_a_rename_in_the_contracts_renames_the_dialplan(tmp_path: Path, monkeypa
         for value in IvrResult:  # compared in GotoIf, and named in comments as IVR_RESULT=<value>
             expected = expected.replace(f'= "{value}"]', f'= "x-{value}"]')
             expected = re.sub(rf"X_IVR_RESULT={value}\b", f"X_IVR_RESULT=x-{value}", expected)
+        for event in DialplanEvent:  # sent as UserEvent(<name>,...), and named in a comment
+            expected = re.sub(rf"\bUserEvent([( ]){event}\b", rf"UserEvent\g<1>X{event}", expected)
         assert after[variant] == expected, variant
         assert "${X_QUEUE}" in after[variant] and "${QUEUE}" not in after[variant]
+        assert "UserEvent(XDasanSurvey," in after[variant] and "DasanSurvey," not in after[variant].replace("XDasan", "")
 
 
 def test_a_variable_name_is_checked() -> None:
     assert str(VarRef("QUEUE")) == "${QUEUE}"
     with pytest.raises(ValueError, match="not a dialplan variable name"):
         VarRef("QUEUE}${SHELL")
+    assert event_name("DasanSurvey") == "DasanSurvey"
+    with pytest.raises(ValueError, match="not a UserEvent name"):
+        event_name("DasanSurvey,Score: 9")

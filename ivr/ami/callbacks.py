@@ -277,11 +277,11 @@ class CallbackDialer:
         assert r is not None
         # The callback belongs to the original contact and citizen: the ingester reads these
         # from the Originate's VarSet events and files the call's events under that contact.
-        variables = [f"CALLBACK_ID={r.id}", f"{Var.QUEUE}={r.queue}", f"{Var.LANG}={r.language}"]
+        variables = [f"{Var.CALLBACK_ID}={r.id}", f"{Var.QUEUE}={r.queue}", f"{Var.LANG}={r.language}"]
         if contact is not None:
             variables.append(f"{Var.CONTACT_ID}={contact.id}")
             if contact.citizen_id is not None:
-                variables.append(f"CITIZEN_ID={contact.citizen_id}")
+                variables.append(f"{Var.CITIZEN_ID}={contact.citizen_id}")
         channel_id = f"callback-{r.id}-{attempt}"
         ring = self.policy(r.queue).ring_seconds
         action: dict[str, Any] = {

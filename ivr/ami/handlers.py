@@ -6,7 +6,8 @@ A handler knows its event in one place: ``@on("AgentConnect", "agent_connected",
 (beyond Event and Uniqueid), the timeline kind, whether the event may create the call's contact,
 what the timeline row keeps, and (the decorated function) what the event changes once its row
 really went in. ``VarSet`` and ``UserEvent`` are told apart by their variable or user-event
-name (``VarSet:CONTACT_ID``, ``UserEvent:DasanFallback``). Handlers only fold their changes
+name (``VarSet:CONTACT_ID``, ``UserEvent:DasanFallback``; the names come from
+``ivr.contracts``). Handlers only fold their changes
 into the ``Batch``; ``ivr.ami.ingest.Ingester`` writes them after every fact of the batch.
 
 AMI events carry no id (and no time unless ``timestampevents`` is on), so an event's identity
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr.ami.statements import UNOBSERVED, ContactUpdates, LivePlan
+from ivr.contracts import DialplanEvent, Topic, Var
 
 Event = dict[str, str]
 
@@ -193,7 +195,7 @@ async def queue_caller_join(b: Batch, f: Fact, contact_id: int, citizen_id: int 
 @on("AgentCalled", "agent_offered", ("DestUniqueid",), creates=True, data=_agent)
 async def agent_called(b: Batch, f: Fact, contact_id: int, citizen_id: int | None) -> None:
     await b.owner.agent_id(b.session, f.event.get("Interface"))  # knows the counsellor's username
-    b.effects.publish.append(("agent.screenpop", b.owner.screenpop(f, contact_id, citizen_id, "offered")))
+    b.effects.publish.append((Topic.AGENT_SCREENPOP, b.owner.screenpop(f, contact_id, citizen_id, "offered")))
 
 
 @on("AgentRingNoAnswer", "agent_no_answer", ("DestUniqueid",), creates=True, data=_agent)
@@ -211,7 +213,7 @@ async def agent_connect(b: Batch, f: Fact, contact_id: int, citizen_id: int | No
     u.first(contact_id, "answered_at", b.now)
     u.set(contact_id, "outcome", "answered")
     b.live.upsert(f.linkedid, contact_id, ev.get("Queue"), "connected", extension_of(ev.get("Interface", "")))
-    b.effects.publish.append(("agent.screenpop", b.owner.screenpop(f, contact_id, citizen_id, "connected")))
+    b.effects.publish.append((Topic.AGENT_SCREENPOP, b.owner.screenpop(f, contact_id, citizen_id, "connected")))
 
 
 @on("AgentComplete", "agent_complete", ("DestUniqueid",), creates=True,
@@ -323,7 +325,7 @@ def _callback_leg(event: Event) -> Fact | None:
                 {"contact_id": int(value), "call": linkedid, "channel": event.get("Channel", "")})
 
 
-@on("VarSet:CONTACT_ID", fact=_callback_leg)
+@on(f"VarSet:{Var.CONTACT_ID}", fact=_callback_leg)
 async def callback_leg(b: Batch, f: Fact, contact_id: int, citizen_id: int | None) -> None:
     return None  # the call was filed under the original contact (Ingester._callback_legs)
 
@@ -344,14 +346,14 @@ def _score(event: Event) -> dict[str, Any]:
 
 
 # The IVR failed or decided nothing: the dialplan queued the caller itself.
-@on("UserEvent:DasanFallback",
+@on(f"UserEvent:{DialplanEvent.FALLBACK}",
     fact=_user_event("ivr_fallback", True, lambda e: {"agi_status": e.get("AgiStatus", "")}))
 async def dasan_fallback(b: Batch, f: Fact, contact_id: int, citizen_id: int | None) -> None:
     b.updates.set(contact_id, "ivr_fallback", True)
 
 
 # The survey digit the dialplan read while the IVR was away.
-@on("UserEvent:DasanSurvey", fact=_user_event("survey_dialplan", False, _score))
+@on(f"UserEvent:{DialplanEvent.SURVEY}", fact=_user_event("survey_dialplan", False, _score))
 async def dasan_survey(b: Batch, f: Fact, contact_id: int, citizen_id: int | None) -> None:
     b.updates.first(contact_id, "satisfaction", f.data.get("score"))  # the IVR's own store wins
     # The dialplan asks only after a counsellor answered (ANSWEREDTIME).

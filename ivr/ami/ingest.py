@@ -39,6 +39,7 @@ from ivr.ami.handlers import (
 )
 from ivr.ami.models import AgentState, LiveCall
 from ivr.ami.statements import UNOBSERVED, ContactUpdates, fill_outcome, statements_for
+from ivr.contracts import Stream, Topic
 from ivr.db.models import Agent, Channel, Citizen, Contact, ContactEvent
 from ivr.records import NewCall, ensure_call_contacts, insert_for, lock_contacts, normalize_phone
 from ivr.speech.live_stream import live_stream_id
@@ -340,12 +341,12 @@ class Ingester:
             {"contact_id": job["contact_id"], "kind": "recording_finished", "source": "ami", "external_id": key,
              "data": job, "at": now} for key, job in jobs.items()
         ])
-        owed = [{"key": str(key), "stream": "recordings.finished", "job": jobs[str(key)], "created_at": now}
+        owed = [{"key": str(key), "stream": Stream.RECORDINGS_FINISHED, "job": jobs[str(key)], "created_at": now}
                 for (key,) in inserted]
         if not owed:
             return
         for job_id, key in await session.execute(statements.outbox, owed):
-            effects.enqueue.append(("recordings.finished", jobs[key], int(job_id)))
+            effects.enqueue.append((Stream.RECORDINGS_FINISHED, jobs[key], int(job_id)))
 
     # -- agents --
     async def _apply_members(self, session: AsyncSession, events: list[dict[str, str]], now: datetime,
@@ -374,7 +375,7 @@ class Ingester:
                 state.state = new_state
                 state.since = now
             state.updated_at = now
-            effects.publish.append(("live.agents", agent_payload(state)))
+            effects.publish.append((Topic.LIVE_AGENTS, agent_payload(state)))
             self._note_wrapup(state, effects)
         if changed:
             effects.changed = True
@@ -397,7 +398,7 @@ class Ingester:
                 self._note_wrapup(state, effects)
                 continue
             state.state, state.since, state.updated_at = new_state, now, now
-            effects.publish.append(("live.agents", agent_payload(state)))
+            effects.publish.append((Topic.LIVE_AGENTS, agent_payload(state)))
             effects.changed = True
         return effects
 
@@ -585,5 +586,5 @@ async def apply_member_snapshot(ingester: Ingester, session: AsyncSession, membe
         new_state = derive_state(state, now, ingester._wrapup(state))
         if new_state != state.state:
             state.state, state.since = new_state, now
-            effects.publish.append(("live.agents", agent_payload(state)))
+            effects.publish.append((Topic.LIVE_AGENTS, agent_payload(state)))
             effects.changed = True

@@ -253,7 +253,7 @@ def context(settings: Settings, q: QueueConfig) -> dict[str, Any]:
         "survey": survey_view(settings),
         "supervise": supervise_view(),
         "live_listen": live_listen_target(settings.speech.live_listen),
-        **dialplan_names(),  # var / ref / result: the channel variables named in ivr.contracts
+        **dialplan_names(),  # var / ref / result / event: the names in ivr.contracts
     }
 
 
