@@ -148,6 +148,8 @@ async def test_articles_are_suggested_from_the_running_text(console: Console, br
                                                "valid_to": (now - timedelta(days=30)).isoformat()}), "super1")
     page = await sign_in(browser, console, "kim.minji", "/console/agent")
     await page.wait_for_selector("body[data-ws='open']")
+    asked: list[str] = []  # the page's suggestion requests: fewer than the partials (debounced)
+    page.on("request", lambda request: asked.append(request.url) if request.url.endswith("/kb/suggest") else None)
     english_context = await chromium.new_context()
     try:
         english = await sign_in(english_context, console, "super1", "/console/agent")
@@ -179,6 +181,8 @@ async def test_articles_are_suggested_from_the_running_text(console: Console, br
         # the same call on an English-speaking agent's page: the English texts
         await page_holds(english, f"{keys} === 'bus-route-change,waste-collection'")
         assert await english.evaluate(titles) == "Bus route changes|Waste collection days"
+        # six partials in two bursts reached kim.minji's page: one request per burst, two at most
+        assert 2 <= len(asked) <= 4, asked
         # a new call starts with no suggestions
         await connect(ctx, "kim.minji", ids["current"] + 1000, ids["citizen"], "1765000000.78")
         await ctx.bus.publish(TOPIC, {"call_id": live_stream_id("1765000000.78"), "speaker": "caller",
