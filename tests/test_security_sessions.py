@@ -389,3 +389,14 @@ async def test_the_sign_out_form_ends_every_session_only_with_the_token(console:
         assert r.status == 302 and r.headers["Location"] == "/login"
     async with console.ctx.db.session() as session:
         assert len((await session.execute(select(AuditLog).where(AuditLog.action == "sign_out"))).all()) == 1
+
+
+def test_throttled_says_whole_seconds_and_never_less_than_one() -> None:
+    assert [auth.Throttled(wait).retry_after for wait in (0.01, 1.0, 1.2, 2.5, 59.0)] == [1, 1, 2, 3, 59]
+    assert str(auth.Throttled(2.4)) == "retry after 2 s"
+
+
+def test_next_keeps_a_path_up_to_2000_characters() -> None:
+    longest = "/console/reviewer?q=" + "a" * (2000 - len("/console/reviewer?q="))
+    assert len(longest) == 2000 and safe_next(longest) == longest
+    assert safe_next(longest + "a") is None
