@@ -391,7 +391,7 @@ async def test_the_sign_out_form_ends_every_session_only_with_the_token(console:
         assert len((await session.execute(select(AuditLog).where(AuditLog.action == "sign_out"))).all()) == 1
 
 
-def test_throttled_says_whole_seconds_and_never_less_than_one() -> None:
+def test_a_refused_sign_in_waits_whole_seconds_and_never_less_than_one() -> None:
     assert [auth.Throttled(wait).retry_after for wait in (0.01, 1.0, 1.2, 2.5, 59.0)] == [1, 1, 2, 3, 59]
     assert str(auth.Throttled(2.4)) == "retry after 2 s"
 
