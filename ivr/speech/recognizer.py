@@ -146,8 +146,9 @@ def dithered(pcm: bytes) -> bytes:
 class ModelStore:
     """Language -> loaded vosk model, each loaded at most once per process."""
 
-    def __init__(self, models: dict[str, str]) -> None:
+    def __init__(self, models: dict[str, str], decoder: dict[str, str] | None = None) -> None:
         self.specs = dict(models)
+        self.decoder = decoder  # model.conf lines for every model of this store (None: DECODER_OVERRIDES)
         self._loaded: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
         self.load_count = 0
@@ -172,7 +173,7 @@ class ModelStore:
                 path = resolve_model_path(self.specs[key])
                 log.info("loading speech model %s from %s", key, path)
                 try:
-                    model = load_model(path)
+                    model = load_model(path, decoder=self.decoder)
                 except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
                     raise ModelError(f"speech model {key!r} at {path} failed to load: {exc}") from exc
                 self._loaded[key] = (model, model_sample_rate(path))
@@ -180,14 +181,20 @@ class ModelStore:
             return self._loaded[key]
 
 
-_STORES: dict[tuple[tuple[str, str], ...], ModelStore] = {}
+def decoder_lines(settings: dict[str, int | float]) -> dict[str, str]:
+    """``speech.decoder`` ({beam: 8}) as model.conf values ({"beam": "8"})."""
+    return {name: str(value) for name, value in settings.items()}
 
 
-def shared_store(models: dict[str, str]) -> ModelStore:
-    """One ModelStore per configuration per process, so every worker task shares loaded models."""
-    key = tuple(sorted(models.items()))
+_STORES: dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], ModelStore] = {}
+
+
+def shared_store(models: dict[str, str], decoder: dict[str, str] | None = None) -> ModelStore:
+    """One ModelStore per configuration per process, so every worker task shares loaded models.
+    ``decoder``: model.conf lines (``speech.decoder``, e.g. ``{"beam": "8"}``) for its models."""
+    key = (tuple(sorted(models.items())), tuple(sorted((decoder or {}).items())))
     if key not in _STORES:
-        _STORES[key] = ModelStore(models)
+        _STORES[key] = ModelStore(models, decoder or None)
     return _STORES[key]
 
 

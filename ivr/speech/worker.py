@@ -42,7 +42,14 @@ from ivr.db.models import AuditLog, Contact, Recording, TranscriptSegment
 from ivr.recordings.store import StoreError, index_file, relative_to_store
 from ivr.redaction.engine import mask_segments
 from ivr.speech.audio import AudioError, decode
-from ivr.speech.recognizer import ModelStore, NoModel, Segment, shared_store, transcribe
+from ivr.speech.recognizer import (
+    ModelStore,
+    NoModel,
+    Segment,
+    decoder_lines,
+    shared_store,
+    transcribe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,7 @@ class TranscriptionWorker:
                  max_deliveries: int | None = None) -> None:
         self.db, self.bus, self.settings = db, bus, settings
         self.name = name or consumer_name()
-        self.store = store or shared_store(settings.speech.models)
+        self.store = store or shared_store(settings.speech.models, decoder_lines(settings.speech.decoder))
         self.claim_after = claim_after if claim_after is not None else settings.bus.claim_after_seconds
         self.max_deliveries = max_deliveries if max_deliveries is not None else settings.bus.max_deliveries
         self.block = block
