@@ -3,8 +3,9 @@
 Adding Russian to the 9 branch, as a site would: one registry entry (with its SMS and spoken
 Open311 replies), the language's texts, queue and option in main.yaml, then ``dasan call``
 walks it, ``dasan prompts synth`` makes its placeholders with the registry's voice and a
-Russian citizen's service request is answered by SMS in Russian. Without the registry entry
-the menus are refused, naming the file and line.
+Russian citizen's service request is answered by SMS in Russian, the browser call page and
+the Open311 services list speak Russian. Without the registry entry the menus are refused,
+naming the file and line.
 """
 
 from __future__ import annotations
@@ -30,20 +31,24 @@ from ivr.db import Database
 from ivr.engine.menu import load_menus
 from ivr.languages import load_languages
 from ivr.open311 import texts
+from ivr.open311.catalog import DEFAULT_PATH, load_catalog
 from ivr.open311.service import NewRequest, Open311
 from ivr.yamlfile import DataError
 from tests.support.console import PASSWORD, prepare_settings, serve_console
 
 ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "ivr" / "menus" / "languages.yaml"
 RUSSIAN_MAIN_MENU = ("Сеул 120. Транспорт — 1, мусор — 2, соцпомощь — 3, налоги — 4, жалобы — 5, "
                      "статус заявки — 6. Консультант — 0, другие языки — 9.")
-# The registry entry docs/extending.md shows: names, voice and the Open311 replies.
+# The registry entry docs/extending.md shows: names, voice, the Open311 replies, the call
+# page's labels (its messages are English: the fallback) and the Open311 services' names.
 RUSSIAN_ENTRY = """\
   ru:
     name: Русский
     english: Russian
     voice: ru
     labels: {ko: 러시아어}
+    fallback: en
     replies:
       open: в работе
       closed: выполнена
@@ -52,6 +57,30 @@ RUSSIAN_ENTRY = """\
       spoken: "Заявка номер {id}, {service}: {status}."
       expected: " Ожидаемый срок: {date}."
       not_found: "Заявка номер {id} не найдена. Проверьте номер и наберите его снова."
+    page:
+      app_name: 120 Колл-центр Дасан
+      language: Язык
+      video_call: Видеозвонок на языке жестов
+      voice_call: Голосовой звонок
+      chat: Онлайн-чат
+      report: Сообщить о проблеме (фото)
+      track: Проверить заявку
+      hang_up: Завершить
+      mute: Без звука
+      keypad: Клавиатура
+      tracking_number: Номер заявки
+      check: Проверить
+      send: Отправить
+      description: Что случилось
+      photo: Фото
+      address: Где (адрес)
+      category: Тип проблемы
+    services:
+      noise: жалоба на шум
+      street_condition: сообщение о повреждении дороги
+      illegal_parking: сообщение о незаконной парковке
+      waste: сообщение о мусоре
+      street_light: сообщение о неисправном фонаре
 """
 
 
@@ -152,9 +181,7 @@ async def test_a_russian_citizen_gets_the_replies_in_russian(settings: Settings)
         thai, _ = await desk.create(session, NewRequest("street_light", address_string="Jongno 2",
                                                         phone="010-3456-7890", language="th"), source="web")
     assert sr.language == "ru" and thai.language == "ko"
-    street_light = desk.catalog.get("street_light")
-    assert street_light is not None
-    number, name, korean_name = sr.service_request_id, street_light.name_in("ru"), street_light.name_in("ko")
+    number, name, korean_name = sr.service_request_id, "сообщение о неисправном фонаре", "가로등 고장 신고"
     await desk.notify_received(sr)
     await desk.update_status(number, "open", expected_datetime="2026-12-24T09:00:00+09:00", notify=True)
     await desk.notify_received(thai)
@@ -212,3 +239,90 @@ async def test_the_console_names_a_new_language_in_each_readers_language(setting
             texts = json.loads(html.split('<script type="application/json" id="texts">', 1)[1].split("</script>", 1)[0])
             assert texts["lang_ru"] == label and texts["lang_mn"] in ("몽골어", "Mongolian"), username
         assert "<option>ru</option>" in html  # the admin page's prompt upload
+
+
+def _page_texts(html: str) -> dict[str, str]:
+    return dict(json.loads(html.split('<script type="application/json" id="texts">', 1)[1].split("</script>", 1)[0]))
+
+
+async def test_the_call_page_and_the_services_list_speak_a_new_language(settings: Settings, tmp_path: Path) -> None:
+    """Russian added to the site's registry with its page labels and service names: the
+    browser call page (/call, over HTTP) offers it and shows its labels (the messages it has
+    not translated in its fallback, English), a Russian browser gets it by Accept-Language, and
+    the Open311 services list names the services in Russian for ?lang=ru. Thai, added with
+    neither, is not offered on the page and reads the first language's (Korean) names."""
+    prepare_settings(settings, tmp_path)
+    registry = settings.agi.menus_dir / "languages.yaml"
+    registry.write_text(registry.read_text(encoding="utf-8") + RUSSIAN_ENTRY
+                        + "  th: {name: ไทย, english: Thai, voice: th}\n", encoding="utf-8")
+    english = load_languages().page_texts("en")
+    async with serve_console(settings) as console, aiohttp.ClientSession() as http:
+        async with http.get(f"{console.url}/call?lang=ru") as r:
+            assert r.status == 200
+            html = await r.text()
+        async with http.get(f"{console.url}/call", headers={"Accept-Language": "ru-RU,ru;q=0.9"}) as r:
+            by_browser = await r.text()
+        async with http.get(f"{console.url}/call?lang=th") as r:
+            thai_page = await r.text()
+        async with http.get(f"{console.url}/call/manifest.webmanifest?lang=ru") as r:
+            manifest = json.loads(await r.text())
+        services = {}
+        for lang in ("ru", "th", ""):
+            async with http.get(f"{console.url}/open311/v2/services.json" + (f"?lang={lang}" if lang else "")) as r:
+                assert r.status == 200
+                services[lang] = {s["service_code"]: s["service_name"] for s in await r.json()}
+
+    texts = _page_texts(html)
+    assert '<html lang="ru">' in html and '<html lang="ru">' in by_browser
+    assert '<button id="btn-video" class="big primary" type="button">Видеозвонок на языке жестов</button>' in html
+    assert '<a id="link-chat" class="big button" href="/chat?lang=ru">Онлайн-чат</a>' in html
+    assert '<a href="/call?lang=ru" hreflang="ru" class="active">Русский</a>' in html
+    assert texts["keypad"] == "Клавиатура" and texts["category"] == "Тип проблемы"
+    assert texts["err_no_camera"] == english["err_no_camera"]  # not translated: the fallback's
+    assert manifest["name"] == "120 Колл-центр Дасан" and manifest["lang"] == "ru"
+    # Thai has no page texts: not offered, and asked for it the page answers in the first language
+    assert 'hreflang="th"' not in html and '<html lang="ko">' in thai_page
+
+    assert services["ru"]["street_light"] == "сообщение о неисправном фонаре"
+    assert services["ru"]["noise"] == "жалоба на шум" and len(services["ru"]) == 5
+    assert services["th"]["street_light"] == "가로등 고장 신고"  # no names of its own: Korean
+    assert services[""]["street_light"] == "Street Light Out"  # without lang: the catalogue's GeoReport name
+
+
+def test_every_shipped_service_is_named_in_every_shipped_language(tmp_path: Path) -> None:
+    """The services' names are the registry's; a catalogue that still names them is refused,
+    saying where they went."""
+    registry, catalog = load_languages(), load_catalog(DEFAULT_PATH)
+    codes = {s.service_code for s in catalog.services}
+    for code, language in registry.languages.items():
+        assert set(language.services) == codes, code
+    old_style = tmp_path / "services.yaml"
+    old_style.write_text(DEFAULT_PATH.read_text(encoding="utf-8").replace(
+        "    agency: Environment Division\n", "    agency: Environment Division\n    names: {ko: 소음 신고}\n"),
+        encoding="utf-8")
+    with pytest.raises(DataError, match=r"services\.yaml:\d+: .*names: a service's name in each language is in "
+                                        r"the language registry"):
+        load_catalog(old_style)
+
+
+def test_the_first_language_needs_every_page_text_and_a_fallback_must_exist(tmp_path: Path) -> None:
+    shipped = load_languages()
+    first = shipped.codes[0]
+    data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    del data["languages"][first]["page"]["survey_thanks"]
+    (tmp_path / "languages.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    with pytest.raises(DataError, match=rf"the first language \({first}\) needs every `page` text .*survey_thanks"):
+        load_languages(tmp_path)
+    data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    data["languages"]["zh"]["fallback"] = "ru"
+    (tmp_path / "languages.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    with pytest.raises(DataError, match=r"zh: fallback 'ru' is not a language of this file"):
+        load_languages(tmp_path)
+
+
+def test_docs_show_the_entry_these_tests_add() -> None:
+    """docs/extending.md's Russian entry is the one the tests above add."""
+    doc = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
+    block = doc.split("   ```yaml\n     ru:\n", 1)[1].split("   ```", 1)[0]
+    shown = yaml.safe_load("ru:\n" + "\n".join(line[5:] for line in block.splitlines()))
+    assert shown == yaml.safe_load(RUSSIAN_ENTRY)

@@ -21,7 +21,7 @@ from playwright import async_api as playwright_api
 
 from ivr.ami.models import AgentState
 from ivr.config import Settings
-from ivr.webrtc.page_texts import PAGE_LANGUAGES, page_texts
+from ivr.languages import load_languages
 from tests.support.console import PASSWORD, Console, prepare_settings, serve_console
 from tests.support.waiting import page_holds
 from tests.support.webrtc import BASE_ARGS, CHROMIUM, FakeMedia, make_fake_media
@@ -105,16 +105,19 @@ async def message_key(page: Any) -> str:
 
 
 async def test_the_page_speaks_each_language_and_is_an_installable_app(site: Console, with_devices: Any) -> None:
-    for lang in PAGE_LANGUAGES:
+    registry = load_languages()
+    assert registry.page_languages == ("ko", "en", "zh", "ja", "vi", "mn")
+    for lang in registry.page_languages:
         page = await new_page(with_devices, site, grant=False, lang=lang)
-        texts = page_texts(lang)
+        texts = registry.page_texts(lang)
         assert await page.get_attribute("html", "lang") == lang
         assert (await page.inner_text("#btn-video")).strip() == texts["video_call"]
         assert (await page.inner_text("#btn-voice")).strip() == texts["voice_call"]
         assert (await page.inner_text("#link-chat")).strip() == texts["chat"]
         assert await page.get_attribute("#link-chat", "href") == f"/chat?lang={lang}"
         await page.context.close()
-    assert page_texts("zh")["video_call"] == "手语视频咨询" and page_texts("zh")["err_no_camera"] == page_texts("en")["err_no_camera"]
+    zh = registry.page_texts("zh")  # the labels in Chinese, the messages its fallback's (English)
+    assert zh["video_call"] == "手语视频咨询" and zh["err_no_camera"] == registry.page_texts("en")["err_no_camera"]
     page = await new_page(with_devices, site, grant=False)
     manifest = await page.evaluate("fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())")
     assert manifest["display"] == "standalone" and manifest["start_url"] == "/call?lang=ko" and manifest["icons"]
@@ -139,7 +142,7 @@ async def test_no_camera(site: Console, without_devices: Any) -> None:
     page = await new_page(without_devices, site, grant=True)
     await page.click("#btn-video")
     assert await message_key(page) == "err_no_camera"
-    assert page_texts("ko")["err_no_camera"] == await page.inner_text("#message")
+    assert load_languages().page_texts("ko")["err_no_camera"] == await page.inner_text("#message")
     assert await page.is_visible("#alt-chat")
     await page.context.close()
 
@@ -199,11 +202,11 @@ async def test_softphone_is_offered_only_to_softphone_agents(site: Console, with
 
 
 async def test_texts_have_korean_and_english_for_every_key() -> None:
-    from ivr.webrtc.page_texts import TEXTS
-
-    missing = [key for key, by_lang in TEXTS.items() if not by_lang.get("ko") or not by_lang.get("en")]
-    assert missing == []
-    assert json.dumps(page_texts("mn"), ensure_ascii=False).count("Дохионы") == 1
+    registry = load_languages()
+    for code in ("ko", "en"):
+        page = registry.languages[code].page
+        assert page is not None and page.missing() == [], code
+    assert json.dumps(registry.page_texts("mn"), ensure_ascii=False).count("Дохионы") == 1
 
 
 @pytest.fixture
@@ -225,6 +228,8 @@ async def test_report_a_problem_with_a_photo_then_check_it_by_number(site: Conso
     first_token = await page.get_attribute("body", "data-token")
     await page.click("#btn-report")
     await page.wait_for_selector("#report-service option[value=street_light]", state="attached")
+    # the services in the page's language (services.json?lang=en: the registry's English names)
+    assert await page.inner_text("#report-service option[value=street_light]") == "street light report"
     await page.select_option("#report-service", "street_light")
     await page.fill("#report-description", "The lamp in front of 12 Sejong-daero is out")
     await page.fill("#report-address", "12 Sejong-daero, Jung-gu")

@@ -88,7 +88,16 @@ async def discovery(request: web.Request) -> web.Response:
 
 @spec_errors
 async def list_services(request: web.Request) -> web.Response:
-    docs = [formats.service_doc(s) for s in _desk(request).catalog.services]
+    """The service list; with ``?lang=<code>`` (our extension, used by the /call page's report
+    form) each ``service_name`` is the service's name in that language from the language
+    registry (else its fallback's, else the first language's, else the catalogue's)."""
+    desk = _desk(request)
+    docs = [formats.service_doc(s) for s in desk.catalog.services]
+    lang = request.query.get("lang")
+    if lang:
+        registry = desk.languages
+        for doc in docs:
+            doc["service_name"] = registry.service_name(lang, doc["service_code"], doc["service_name"])
     return render(request.match_info["fmt"], "services", "service", docs)
 
 

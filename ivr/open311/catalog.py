@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -58,16 +58,20 @@ class Service(_Strict):
     keywords: list[str] = Field(default_factory=list)
     agency: str | None = None
     service_notice: str | None = None
-    # The service's name in each language, for SMS replies and the IVR.
-    names: dict[str, str] = Field(default_factory=dict)
+    # (its name in each language is in the language registry: languages.yaml, `services`)
     attributes: list[Attribute] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "names" in data:
+            raise ValueError("names: a service's name in each language is in the language registry now "
+                             "(menus/languages.yaml, `services:` of each language)")
+        return data
 
     @property
     def metadata(self) -> bool:
         return bool(self.attributes)
-
-    def name_in(self, language: str) -> str:
-        return self.names.get(language) or self.names.get("en") or self.service_name
 
     def attribute(self, code: str) -> Attribute | None:
         return next((a for a in self.attributes if a.code == code), None)

@@ -25,6 +25,7 @@ from ivr import records, yamlfile
 from ivr.context import AppContext
 from ivr.contracts import Stream
 from ivr.db.models import Citizen, Contact, ContactEvent
+from ivr.languages import Languages
 from ivr.open311.catalog import Catalog, Service
 from ivr.open311.models import ServiceRequest
 
@@ -219,6 +220,9 @@ class Desk(Protocol):
     @property
     def intake_rules(self) -> IntakeRules: ...
 
+    @property
+    def languages(self) -> Languages: ...
+
     async def file_message(self, job: dict[str, Any], service: Service, rest: str, *,
                            redelivered: bool = False) -> ServiceRequest: ...
 
@@ -259,7 +263,8 @@ class Intake:
                     sms.append({"to": citizen.identity, "contact_id": contact.id, "kind": "open311_confirm",
                                 "idempotency_key": proposed_key(message_id),
                                 "body": self.rules.texts[language].ask.format(
-                                    site=site, service=reading.service.name_in(language))})
+                                    site=site, service=self.desk.languages.service_name(
+                                        language, reading.service.service_code, reading.service.service_name))})
             else:
                 pending, answered_here = await pending_report(session, citizen, message_id, now,
                                                               self.rules.confirm_hours)

@@ -16,7 +16,7 @@ from ivr.engine import lookups
 from ivr.languages import load_languages
 from ivr.open311 import texts
 from ivr.open311.formats import as_utc
-from ivr.open311.service import find_request, get_catalog
+from ivr.open311.service import find_request
 
 HANDLER_NAME = "service_request_status"
 
@@ -31,8 +31,7 @@ async def service_request_status(request: lookups.LookupRequest) -> lookups.Spok
             fallback.text = texts.spoken_not_found(registry, request.language, digits)
         return fallback
     language = texts.lang(registry, request.language)
-    service = get_catalog(request.settings.data_dir).get(sr.service_code)
-    name = service.name_in(language) if service else sr.service_name
+    name = registry.service_name(language, sr.service_code, sr.service_name)
     expected = (as_utc(sr.expected_datetime).astimezone(ZoneInfo(request.settings.timezone))
                 if sr.expected_datetime else None)
     text = texts.spoken_status(registry, language, name, sr.service_request_id, sr.status, sr.status_notes, expected)

@@ -437,8 +437,8 @@ class Open311:
                                            self._name(sr, sr.language), sr.service_request_id)})
 
     def _name(self, sr: ServiceRequest, language: str) -> str:
-        service = self.catalog.get(sr.service_code)
-        return service.name_in(language) if service else sr.service_name
+        """The request's service in ``language`` (the registry's ``services``), else its name."""
+        return self.languages.service_name(language, sr.service_code, sr.service_name)
 
     # -- looking up -----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from ivr.config import Settings
 from ivr.console.http import username
 from ivr.console.render import ctx_of
 from ivr.context import AppContext
+from ivr.languages import Languages, load_languages
 from ivr.queues import QueueConfig, load_queues
 from ivr.site_secrets import sip_password
 from ivr.web.auth import audit, requires
@@ -26,7 +27,6 @@ from ivr.webrtc.asterisk_push import PushError, push_credential
 from ivr.webrtc.asterisk_view import ws_url
 from ivr.webrtc.credentials import CredentialRefused, refusal_logged
 from ivr.webrtc.ice import ice_servers
-from ivr.webrtc.page_texts import PAGE_LANGUAGES, page_texts
 from ivr.webrtc.state import STATE_KEY, WebcallState, webcall_state
 
 log = logging.getLogger("dasan.webrtc")
@@ -40,24 +40,33 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; 
 STATUS_CODES = {"invalid": 403, "expired": 403, "replayed": 409, "rate_limited": 429, "busy": 503}
 
 
-def page_language(request: web.Request) -> str:
+def page_registry(request: web.Request) -> Languages:
+    """The site's language registry: the page's languages and texts (``page`` entries)."""
+    return load_languages(webcall_state(request).settings.agi.menus_dir)
+
+
+def page_language(request: web.Request, registry: Languages) -> str:
+    """?lang=, else the browser's first language if the page speaks it, else the first language."""
+    offered = registry.page_languages
     chosen = request.query.get("lang", "")
-    if chosen in PAGE_LANGUAGES:
+    if chosen in offered:
         return chosen
     accept = request.headers.get("Accept-Language", "").lower()
-    for lang in PAGE_LANGUAGES:
+    for lang in offered:
         if accept.startswith(lang):
             return lang
-    return "ko"
+    return registry.codes[0]
 
 
 async def call_page(request: web.Request) -> web.Response:
     """GET /call: the citizens' entry (sign-language video, voice, chat, report, tracking)."""
     state = webcall_state(request)
-    lang = page_language(request)
-    texts = page_texts(lang)
+    registry = page_registry(request)
+    lang = page_language(request, registry)
+    texts = registry.page_texts(lang)
+    languages = {code: registry.languages[code].name for code in registry.page_languages}
     html = ENV.get_template("call.html").render(
-        lang=lang, t=texts, texts_json=json.dumps(texts, ensure_ascii=False), languages=PAGE_LANGUAGES,
+        lang=lang, t=texts, texts_json=json.dumps(texts, ensure_ascii=False), languages=languages,
         site=state.settings.site_name, token=state.tokens.issue(), enabled=state.settings.webrtc.enabled)
     return web.Response(text=html, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP,
@@ -65,8 +74,9 @@ async def call_page(request: web.Request) -> web.Response:
 
 
 async def manifest(request: web.Request) -> web.Response:
-    lang = page_language(request)
-    texts = page_texts(lang)
+    registry = page_registry(request)
+    lang = page_language(request, registry)
+    texts = registry.page_texts(lang)
     body = {"name": texts["app_name"], "short_name": "120", "lang": lang, "start_url": f"/call?lang={lang}",
             "scope": "/call", "display": "standalone", "background_color": "#ffffff", "theme_color": "#0b5cad",
             "icons": [{"src": "/static/webcall/icon.svg", "sizes": "any", "type": "image/svg+xml"}]}
