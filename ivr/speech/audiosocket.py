@@ -35,7 +35,7 @@ from typing import Any
 from ivr.redaction.engine import mask_text
 from ivr.speech.audio import resample, rms
 from ivr.speech.live_stream import stream_speaker
-from ivr.speech.recognizer import ModelStore
+from ivr.speech.recognizer import ModelStore, dithered
 from ivr.speech.tokens import words_only
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class LiveCall:
     last: str = ""
     audio_bytes: int = 0
     peak: int = 0  # loudest 0.2 s chunk (RMS of 16-bit samples): was anything heard at all
+    fed: int = 0  # bytes given to the recognizer (where the dither noise goes on)
 
     def heard(self, pcm8: bytes) -> None:
         self.audio_bytes += len(pcm8)
@@ -99,7 +100,8 @@ class LiveCall:
 
     def feed(self, pcm8: bytes) -> tuple[str, bool]:
         """(text, final) after this audio; runs in a worker thread."""
-        data = resample(pcm8, RATE, self.model_rate)
+        data = dithered(resample(pcm8, RATE, self.model_rate), self.fed)  # as after the call (recognizer.py)
+        self.fed += len(data)
         if self.recognizer.AcceptWaveform(data):
             return str(json.loads(self.recognizer.Result()).get("text", "")), True
         return str(json.loads(self.recognizer.PartialResult()).get("partial", "")), False

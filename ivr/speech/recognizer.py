@@ -136,11 +136,15 @@ def _dither_noise() -> bytes:
     return array("h", (round(rng.gauss(0.0, 1.0)) for _ in range(_DITHER_SAMPLES))).tobytes()
 
 
-def dithered(pcm: bytes) -> bytes:
-    """16-bit ``pcm`` plus Kaldi-like dither from a fixed seed: the same audio, the same bytes."""
+def dithered(pcm: bytes, at: int = 0) -> bytes:
+    """16-bit ``pcm`` plus Kaldi-like dither from a fixed seed: the same audio, the same bytes.
+    ``at``: bytes of the stream before this piece, so a stream fed in pieces gets one noise."""
+    if not pcm:
+        return pcm
     noise = _dither_noise()
-    whole, rest = divmod(len(pcm), len(noise))
-    return audioop.add(pcm, noise * whole + noise[:rest], 2) if pcm else pcm
+    start = at % len(noise)
+    needed = start + len(pcm)
+    return audioop.add(pcm, (noise * (needed // len(noise) + 1))[start:needed], 2)
 
 
 class ModelStore:
