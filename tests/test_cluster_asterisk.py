@@ -299,11 +299,20 @@ class DasanRun:
     ami: Any
     watch: Any
 
-    async def stop(self) -> None:
+    async def stop(self) -> list[str]:
+        """Stop every service (20 s each); returns the ones that did not stop in time."""
+        import asyncio
+
+        hung = []
         for service in (self.watch, self.ami, self.agi):
-            with contextlib.suppress(Exception):
-                await service.stop()
+            try:
+                await asyncio.wait_for(service.stop(), 20)
+            except TimeoutError:
+                hung.append(f"{self.name}.{service.name}")
+            except Exception:  # a service that failed is stopped as far as it goes
+                pass
         await self.ctx.close()
+        return hung
 
 
 async def start_dasan_node(settings: Settings, node: DasanNode) -> DasanRun:
@@ -424,7 +433,7 @@ async def test_two_dasan_nodes_follow_both_nodes_and_close_a_dead_nodes_calls(se
         assert served_by_first >= len(on1) and dasan[1].agi.server.served == 0
 
         # dasan node 1's IVR stops: node 1's dialplan takes its new calls to node 2's IVR
-        await dasan[0].agi.stop()
+        await asyncio.wait_for(dasan[0].agi.stop(), 20)
         tried_first = _ivr_attempts(real, ast1)
         more = await asyncio.to_thread(real.k.run, caller_uac("120", 3000), "-m", "3", "-r", "2", "-l", "3")
         assert more.lines("answered") == 3
@@ -436,10 +445,10 @@ async def test_two_dasan_nodes_follow_both_nodes_and_close_a_dead_nodes_calls(se
                                        .having(func.count() > 1))).all()
         assert doubled == []
     finally:
-        for run in reversed(dasan):
-            await run.stop()
+        hung = [name for run in reversed(dasan) for name in await run.stop()]
         await _drop_redis_keys(settings)
         await asyncio.to_thread(real.close)
+    assert hung == [], f"services that did not stop: {hung}"
 
 
 async def _count(rows: Awaitable[list[Any]]) -> int:

@@ -91,8 +91,7 @@ class FastAgiServer:
     async def stop(self) -> None:
         if self.server is None:
             return
-        self.server.close()
-        await self.server.wait_closed()
+        self.server.close()  # no new calls
         if self.calls:
             log.info("draining %d AGI calls", len(self.calls))
             _done, pending = await asyncio.wait(set(self.calls), timeout=self.drain_timeout)
@@ -100,6 +99,9 @@ class FastAgiServer:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        # after the drain: wait_closed waits until every connection is gone (as on Python 3.11.7),
+        # so waiting first would wait for calls in progress with no drain_timeout at all
+        await self.server.wait_closed()
         await self.watchdog.stop()
         self.server = None
 
