@@ -516,3 +516,15 @@ def test_twilio_media_hosts_are_https_on_443_unless_a_whole_origin_is_given() ->
                       media_redirect_hosts=["media.twiliocdn.com", "http://cdn.city.example:8080"])
     assert _media_origins(sms) == {("https", "api.twilio.com", 443), ("https", "media.twiliocdn.com", 443),
                                    ("http", "cdn.city.example", 8080)}
+
+
+async def test_twilio_signed_for_the_public_url_written_with_a_trailing_slash(ctx: AppContext) -> None:
+    # Behind a proxy Twilio signs the public address it posted to; web.public_url may end in "/".
+    ctx.settings.web.public_url = "https://sms.city.example/"
+    form = {"MessageSid": "SM" + "4" * 32, "MessageStatus": "delivered"}
+    public = twilio_signature(SECRET, "https://sms.city.example/webhooks/twilio/status", form.items())
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/status", form, SECRET, signature=public)
+        assert resp.status == 404  # the signature held; there is no such message
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/status", form, SECRET, signature=public[:-2] + "A=")
+        assert resp.status == 403
