@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.measure import ServerProcess, cpu_seconds, percentile
+from bench.measure import ServerProcess, cpu_seconds, percentile, quiet_child
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 LEVELS = [int(x) for x in os.environ.get("BENCH_LIVE_CALLS", "1,2" if QUICK else "1,2,4").split(",")]
@@ -300,15 +300,12 @@ def main() -> None:
                          f"reading a 0.2 s chunk to its partial published (audio waiting unread is not in it)")
     within = [r["calls"] for r in results if r["p99"] is not None and r["p99"] <= 1.0]
     report.note(f"One core keeps {max(within) if within else 0} simultaneous live calls within 1 s (p99). "
-                f"Run took {time.monotonic() - started:.0f} s; load average at the end: "
-                f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores.")
+                f"Run took {time.monotonic() - started:.0f} s; load average at the end: {report.load_now()}.")
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        import logging
-
-        logging.disable(logging.WARNING)
+        quiet_child()
         asyncio.run(serve(sys.argv[2], Path(sys.argv[3])))
     else:
         main()

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.measure import quiet_child
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 GOAL_RTF = 0.08
@@ -327,19 +328,15 @@ def main() -> None:
                              "last frame in -> its partial published on the bus)")
     report.note(f"Peak RSS is ru_maxrss of the worker process (model + Python + SQLite). CPU counts the "
                 f"recognizing thread plus decoding (variants; sox's own process included) or the whole worker process. "
-                f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores.")
+                f"Load average at the end: {report.load_now()}.")
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--live":
-        import logging
-
-        logging.disable(logging.WARNING)
+        quiet_child()
         print(json.dumps(asyncio.run(_live(int(sys.argv[2]), Path(sys.argv[3])))))
     elif len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        import logging
-
-        logging.disable(logging.WARNING)
+        quiet_child()
         print(json.dumps(asyncio.run(_worker_job(Path(sys.argv[2])))))
     else:
         main()

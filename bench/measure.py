@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -16,6 +17,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+
+
+def quiet_child() -> None:
+    """A bench's child process (a server, or a job that prints its figures as JSON) logs
+    nothing below ERROR."""
+    logging.disable(logging.WARNING)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
