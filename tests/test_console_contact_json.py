@@ -49,3 +49,13 @@ async def test_the_agent_screen_gets_every_field_of_the_contact_and_the_earlier_
     assert isinstance(earlier["category_id"], int)
     assert (recorded["id"], recorded["category"], recorded["satisfaction"]) == (
         ids["recorded"], {"code": "transport.bus", "ko": "교통 > 버스", "en": "Transport > Bus"}, 4)
+
+
+async def test_the_agent_page_is_served_at_its_address(seeded: Console) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(f"{seeded.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
+            assert r.status == 200
+        async with http.get(f"{seeded.url}/console/agent", allow_redirects=False) as r:
+            page = await r.text()
+            assert r.status == 200 and r.content_type == "text/html"
+    assert "transport.bus" in page and "callback" in page  # its categories and resolutions
