@@ -400,3 +400,20 @@ def test_next_keeps_a_path_up_to_2000_characters() -> None:
     longest = "/console/reviewer?q=" + "a" * (2000 - len("/console/reviewer?q="))
     assert len(longest) == 2000 and safe_next(longest) == longest
     assert safe_next(longest + "a") is None
+
+
+async def test_refusals_say_why_in_json_and_pages_send_to_sign_in_and_back(console: Console, browsers: Any) -> None:
+    async with aiohttp.ClientSession() as anon:
+        async with anon.get(f"{console.url}/api/console/inbox") as r:
+            assert (r.status, r.content_type, await r.json()) == (401, "application/json", {"error": "sign in first"})
+        async with anon.get(f"{console.url}/console/wallboard?a=1&b=2", allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"] == "/login?next=/console/wallboard?a%3D1%26b%3D2"
+    reviewer = await browsers("review1")
+    async with reviewer.http.get(f"{console.url}/api/console/inbox") as r:
+        assert (r.status, r.content_type, await r.json()) == (403, "application/json",
+                                                               {"error": "not allowed for your role"})
+    # A page of another role, asked for by a browser: the page that says so, not JSON.
+    async with reviewer.http.get(f"{console.url}/console/agent") as r:
+        assert r.status == 403 and r.content_type == "text/html"
+    async with reviewer.http.post(f"{console.url}/console/agent", headers={"X-CSRF-Token": reviewer.csrf}) as r:
+        assert r.status in (403, 405) and r.content_type != "text/html"
