@@ -257,13 +257,17 @@ def test_throttle_waits_grow_per_account_and_address() -> None:
     "/\t/127.0.0.1:38091/phish", "//127.0.0.1:38091/phish", "/\\127.0.0.1/phish", "\\\\evil.example",
     "/%2F127.0.0.1/phish", "%2F%2Fevil.example", "/%5Cevil.example", "/%252F%252Fevil.example",
     "/\r\n/evil.example", "https://evil.example/", "javascript:alert(1)", "evil.example", "/ /evil.example",
-    "/%09/evil.example", "//[evil.example", "//%5b", "%2F%2F%5B", "//]", "", None])
+    "/%09/evil.example", "//[evil.example", "//%5b", "%2F%2F%5B", "//]",
+    "/console/\tagent", "/console\\agent",  # harmless once cleaned, but not as sent
+    "/x%25252525C3%25252525A9",  # still changing after five rounds of decoding
+    "", None])
 def test_next_refuses_everything_that_leaves_the_site(target: str | None) -> None:
     assert safe_next(target) is None
 
 
 def test_next_keeps_paths_of_this_site() -> None:
-    for target in ("/console/wallboard", "/console/reviewer?q=%EB%B2%84%EC%8A%A4&x=1", "/api/console/kb?q=a%2Fb"):
+    for target in ("/console/wallboard", "/console/reviewer?q=%EB%B2%84%EC%8A%A4&x=1", "/api/console/kb?q=a%2Fb",
+                   "/x%252525C3%252525A9"):  # four rounds of decoding, then it stands
         assert safe_next(target) == target
 
 
