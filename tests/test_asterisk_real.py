@@ -188,6 +188,16 @@ def stop_pbx(pbx: Pbx) -> None:
             pbx.proc.wait(5)
 
 
+@contextlib.asynccontextmanager
+async def running_pbx(settings: Settings, root: Path, prompts: Path) -> AsyncIterator[Pbx]:
+    """``start_pbx`` off the event loop, and ``stop_pbx`` when the block ends (a fixture's Asterisk)."""
+    pbx = await asyncio.to_thread(start_pbx, settings, root, prompts)
+    try:
+        yield pbx
+    finally:
+        await asyncio.to_thread(stop_pbx, pbx)
+
+
 # ---------------------------------------------------------------------------------------
 # The IVR side: the project's FastAGI service ("agi" in ivr.services), in this process.
 
@@ -574,11 +584,8 @@ async def wait_until(check: Callable[[], Any], timeout: float = 15, what: str = 
 async def pbx(tmp_path: Path, settings: Settings, korean_prompts: Path) -> AsyncIterator[Pbx]:
     configure(settings, tmp_path)
     settings.asterisk.sounds_dir = korean_prompts.parent
-    p = await asyncio.to_thread(start_pbx, settings, tmp_path, korean_prompts)
-    try:
+    async with running_pbx(settings, tmp_path, korean_prompts) as p:
         yield p
-    finally:
-        await asyncio.to_thread(stop_pbx, p)
 
 
 def agent_login(settings: Settings) -> tuple[str, str]:

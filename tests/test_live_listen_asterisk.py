@@ -7,7 +7,6 @@ call goes on and is recorded as before (transcribed after the call). Skipped onl
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -35,9 +34,8 @@ from tests.test_asterisk_real import (  # noqa: F401  (fixtures used by name)
     free_port,
     ivr_server,
     korean_prompts,
+    running_pbx,
     sipp,
-    start_pbx,
-    stop_pbx,
     wait_until,
 )
 
@@ -54,11 +52,8 @@ async def live_pbx(tmp_path: Path, settings: Settings, korean_prompts: Path) -> 
     configure(settings, tmp_path)
     settings.asterisk.sounds_dir = korean_prompts.parent
     settings.speech.live_listen = f"127.0.0.1:{free_port()}"
-    p = await asyncio.to_thread(start_pbx, settings, tmp_path, korean_prompts)
-    try:
+    async with running_pbx(settings, tmp_path, korean_prompts) as p:
         yield p
-    finally:
-        await asyncio.to_thread(stop_pbx, p)
 
 
 async def _call(tmp_path: Path, settings: Settings, pbx: Pbx) -> str:

@@ -9,7 +9,6 @@ through the AMI bridge, which originates to the supervisor's phone into the rend
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,9 +35,8 @@ from tests.test_asterisk_real import (
     free_port,
     ivr_server,
     korean_prompts,  # noqa: F401  (session fixture: the IVR's prompts)
+    running_pbx,
     sipp,
-    start_pbx,
-    stop_pbx,
     wait_until,
 )
 from tests.test_security_asterisk import bridge_on
@@ -58,11 +56,8 @@ async def pbx(tmp_path: Path, settings: Settings, korean_prompts: Path) -> Async
     configure(settings, tmp_path)
     give_phone(settings)  # before rendering: super1's endpoint is in pjsip.conf
     settings.asterisk.sounds_dir = korean_prompts.parent
-    p = await asyncio.to_thread(start_pbx, settings, tmp_path, korean_prompts)
-    try:
+    async with running_pbx(settings, tmp_path, korean_prompts) as p:
         yield p
-    finally:
-        await asyncio.to_thread(stop_pbx, p)
 
 
 async def test_supervisor_listens_then_barges_on_a_live_call(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
