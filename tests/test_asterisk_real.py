@@ -284,6 +284,12 @@ def dtmf_pcap(digit: str, press: int, folder: Path) -> Path:
     return path
 
 
+def _sipp_scenario(name: str, steps: str) -> str:
+    """A SIPp scenario file called ``name`` around ``steps`` (its lines of XML)."""
+    return (f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+            f'<scenario name="{name}">\n{steps}\n</scenario>\n')
+
+
 def caller_scenario(folder: Path, menu_digits: str, survey_digit: str, presses: int = 30) -> str:
     """Call [service]; after the answer key in the menu digits, then keep pressing the survey
     digit every 1.5 s (ignored in the queue and the conversation, read by the survey) until
@@ -297,10 +303,7 @@ def caller_scenario(folder: Path, menu_digits: str, survey_digit: str, presses: 
         f'  <nop><action><exec play_pcap_audio="{dtmf_pcap(survey_digit, len(menu_digits) + n, folder)}"/></action></nop>\n'
         f'  <recv request="BYE" timeout="1500" ontimeout="press{n + 1}" next="bye"/>'
         for n in range(presses))
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="citizen calls 120">
-  <send retrans="500"><![CDATA[
+    return _sipp_scenario("citizen calls 120", f"""  <send retrans="500"><![CDATA[
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: "Citizen" <sip:01012345678@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
@@ -335,30 +338,22 @@ def caller_scenario(folder: Path, menu_digits: str, survey_digit: str, presses: 
   <label id="press{presses}"/>
   <recv request="BYE" timeout="30000"/>
   <label id="bye"/>
-  <send><![CDATA[
+{_ok_without_body(contact="<sip:[local_ip]:[local_port];transport=[transport]>")}
+  <pause milliseconds="300"/>""")
+
+
+def _ok_without_body(contact: str = "") -> str:
+    """SIPp's 200 OK to a request that needs no body in the answer (a BYE); a Contact header
+    when ``contact`` is given."""
+    contact_line = f"      Contact: {contact}\n" if contact else ""
+    return f"""  <send><![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
       [last_From:]
       [last_To:]
       [last_Call-ID:]
       [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]></send>
-  <pause milliseconds="300"/>
-</scenario>
-"""
-
-
-# SIPp's 200 OK to a request that needs no body in the answer (a BYE).
-_OK_WITHOUT_BODY = """  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
+{contact_line}      Content-Length: 0
     ]]></send>"""
 
 
@@ -398,56 +393,43 @@ def _invite_star71(extension: str, cseq: int, authenticated: bool = False) -> st
     ]]></send>"""
 
 
+def _ack_star71(extension: str, cseq: int, via: str) -> str:
+    """``extension``'s ACK to the answer to its INVITE to *71: ``via`` is the INVITE's own Via
+    for a refusal (the 401, the same transaction) and a new branch for the 200 OK."""
+    return f"""  <send><![CDATA[
+      ACK sip:*71@[remote_ip]:[remote_port] SIP/2.0
+      {via}
+      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
+      To: <sip:*71@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>"""
+
+
 def agent_register_scenario(extension: str) -> str:
     """The counsellor's phone registers (digest auth)."""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="agent phone registers">
-{_register(extension, 1)}
+    return _sipp_scenario("agent phone registers", f"""{_register(extension, 1)}
   <recv response="401" auth="true"/>
 {_register(extension, 2, authenticated=True)}
-  <recv response="200"/>
-</scenario>
-"""
+  <recv response="200"/>""")
 
 
 def agent_login_scenario(extension: str) -> str:
     """The counsellor dials *71 (digest auth) to log in to their skill queues."""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="agent logs in with *71">
-{_invite_star71(extension, 1)}
+    return _sipp_scenario("agent logs in with *71", f"""{_invite_star71(extension, 1)}
   <recv response="100" optional="true"/>
   <recv response="401" auth="true"/>
-  <send><![CDATA[
-      ACK sip:*71@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
-      To: <sip:*71@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
+{_ack_star71(extension, 1, "[last_Via:]")}
 {_invite_star71(extension, 2, authenticated=True)}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200"/>
-  <send><![CDATA[
-      ACK sip:*71@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{extension}@[remote_ip]:[remote_port]>;tag=[pid]inv[call_number]
-      To: <sip:*71@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
+{_ack_star71(extension, 2, "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]")}
   <recv request="BYE" timeout="15000"/>
-{_OK_WITHOUT_BODY}
-</scenario>
-"""
+{_ok_without_body()}""")
 
 
 def _ringing(user: str, tag: str) -> str:
@@ -492,10 +474,7 @@ def _answer(user: str, tag: str, to_tag: bool = True, sdp_version: int = 2353687
 
 def agent_phone_scenario(extension: str, talk_ms: int) -> str:
     """The counsellor's phone rings, answers after 1 s, talks, then the counsellor hangs up."""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="agent answers and hangs up">
-  <recv request="INVITE" crlf="true">
+    return _sipp_scenario("agent answers and hangs up", f"""  <recv request="INVITE" crlf="true">
     <action>
       <ereg regexp="sip:[^&gt;]*" search_in="hdr" header="Contact:" check_it="true" assign_to="ast_contact"/>
       <ereg regexp="[^ ].*" search_in="hdr" header="From:" check_it="true" assign_to="ast_from"/>
@@ -524,9 +503,7 @@ def agent_phone_scenario(extension: str, talk_ms: int) -> str:
       Max-Forwards: 70
       Content-Length: 0
     ]]></send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
+  <recv response="200" crlf="true"/>""")
 
 
 async def sipp(root: Path, name: str, xml: str, pbx: Pbx, port: int, *args: str,
@@ -712,10 +689,7 @@ async def test_apply_reloads_without_dropping_a_waiting_caller(tmp_path: Path, s
 
 def spoof_scenario(user: str) -> str:
     """An INVITE to 120 from outside the trunk's address, claiming to be ``user``; expects a refusal."""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="not the trunk">
-  <send retrans="500"><![CDATA[
+    return _sipp_scenario("not the trunk", f"""  <send retrans="500"><![CDATA[
       INVITE sip:120@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:{user}@[local_ip]:[local_port]>;tag=[pid]spoof[call_number]
@@ -742,9 +716,7 @@ def spoof_scenario(user: str) -> str:
       CSeq: 1 ACK
       Max-Forwards: 70
       Content-Length: 0
-    ]]></send>
-</scenario>
-"""
+    ]]></send>""")
 
 
 async def test_only_the_trunk_address_reaches_120_without_a_password(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
@@ -785,10 +757,7 @@ async def test_waiting_caller_presses_1_for_a_callback(tmp_path: Path, settings:
 
 def citizen_scenario(number: str) -> str:
     """The citizen's phone behind the trunk: the call must be for ``number``; answer, wait for BYE."""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="citizen is called back">
-  <recv request="INVITE" crlf="true">
+    return _sipp_scenario("citizen is called back", f"""  <recv request="INVITE" crlf="true">
     <action>
       <ereg regexp="^INVITE sip:{number}@" search_in="msg" check_it="true" assign_to="ruri"/>
       <log message="called back: [$ruri]"/>
@@ -798,9 +767,7 @@ def citizen_scenario(number: str) -> str:
 {_answer(number, "citizen")}
   <recv request="ACK" crlf="true"/>
   <recv request="BYE" timeout="40000"/>
-{_OK_WITHOUT_BODY}
-</scenario>
-"""
+{_ok_without_body()}""")
 
 
 async def test_callback_reaches_an_agent_then_dials_the_citizen(tmp_path: Path, settings: Settings) -> None:
