@@ -18,6 +18,7 @@ from ivr.config import Settings
 from ivr.db.models import CallbackRequest, Channel, Citizen, Contact, ContactEvent
 from ivr.queues import CallbackPolicy, QueueConfig, load_queues
 from ivr.records import get_or_create_citizen, open_contact
+from ivr.speech.live_stream import live_stream_id
 from tests.support.ami_harness import Rig, capture_chunks, index_of, rig
 
 TRUNK = "sip:gw.example.org:5060"
@@ -123,11 +124,34 @@ async def test_callback_waits_its_turn_then_retries_until_the_citizen_answers(se
             pops.append(pop)
         connected = [p for p in pops if p["event"] == "connected"]
         assert connected and all((p["contact_id"], p["citizen_id"]) == (contact_id, citizen_id) for p in connected)
+        # as on inbound calls, the screen-pop names the live stream (speech.live_listen) of the
+        # answered attempt's call, whose linkedid is the Originate's ChannelId
+        assert {p["live_stream"] for p in connected} == {live_stream_id(f"callback-{req_id}-2")}, connected
         async with r.ctx.db.session() as s:
             citizen = await s.get(Citizen, citizen_id)
         assert citizen is not None and {p["caller"] for p in pops} == {citizen.identity}  # not the caller id "120"
         await screenpops.close()
         assert await dialer.tick() == []
+
+
+async def test_with_live_listen_the_queued_half_stays_in_the_call(settings: Settings, db_url: str) -> None:
+    """speech.live_listen: the citizen's live spy listens on the callback's queued Local half,
+    so the dialer asks Asterisk not to optimize the Local channel away (/n)."""
+    async with rig(settings, db_url, MemoryBus()) as r:
+        r.peer.queues |= {"en", "general-wide"}
+        dialer = CallbackDialer(r.bridge.conn, r.ctx.db, _queues(r, CallbackPolicy(max_attempts=1)), TRUNK,
+                                live_listen=True)
+        r.bridge.dialer = dialer
+        await r.bridge.control.login("kim.minji")
+        await r.settle()
+        req_id, _contact_id, _citizen_id = await _request(r, "+82 10-5555-7777", "en",
+                                                           datetime.now(UTC) - timedelta(seconds=5))
+        r.peer.originate_results = ["Success"]
+        assert await dialer.tick() == [req_id]
+        req = await _run_until(r, dialer, req_id, "done", 1)
+        assert req.last_result == "answered"
+        originate = [a for a in r.peer.actions if a.get("Action") == "Originate"]
+        assert [a["Channel"] for a in originate] == ["Local/en@dasan-callback/n"]
 
 
 async def test_busy_no_answer_congestion_are_retried_then_failed_with_the_reason(settings: Settings,

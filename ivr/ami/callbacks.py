@@ -8,6 +8,8 @@ callback of the queue is being dialled. Then the bridge sends an ``Originate``: 
 to an agent through the normal skills and penalties; once the agent answers, Asterisk
 reports OriginateResponse Success and the other half (``;1``, Uniqueid = our ChannelId)
 continues at ``<phone>@dasan-callback-out``, which dials the citizen through the trunk.
+With ``speech.live_listen`` the channel is ``Local/<queue>@dasan-callback/n``: the live fork
+listens to the citizen on ``;2``, which Asterisk must not optimize away.
 
 Success is the citizen's leg answered, never the agent's: the dialer follows ``;1`` and
 takes the ``DialEnd`` whose caller is ``;1`` (DialStatus ANSWER, BUSY, NOANSWER, CONGESTION,
@@ -93,8 +95,13 @@ class Outcome:
 class CallbackDialer:
     def __init__(self, conn: AmiConnection, db: Database, qconf: QueueConfig, trunk_contact: str,
                  context: str = "dasan-callback", caller_id: str = "120", poll: float = 2.0,
-                 result_timeout: float = 180.0, node: str | None = None, lease: float = 30.0) -> None:
+                 result_timeout: float = 180.0, node: str | None = None, lease: float = 30.0,
+                 live_listen: bool = False) -> None:
         self.conn, self.db, self.qconf = conn, db, qconf
+        # speech.live_listen: the dialplan forks the callback's audio for live partials; its
+        # citizen's spy listens on the queued Local half (;2), so that half must stay in the
+        # call (/n: no optimizing it away once the citizen answers)
+        self.local_options = "/n" if live_listen else ""
         # Who dials (written on the request while it is dialled) and for how long a silent
         # dialer keeps it before another node takes it over (bus.claim_after_seconds).
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
@@ -285,7 +292,7 @@ class CallbackDialer:
         channel_id = f"callback-{r.id}-{attempt}"
         ring = self.policy(r.queue).ring_seconds
         action: dict[str, Any] = {
-            "Action": "Originate", "Channel": f"Local/{r.queue}@{self.context}",
+            "Action": "Originate", "Channel": f"Local/{r.queue}@{self.context}{self.local_options}",
             "Context": f"{self.context}-out", "Exten": dial_number(r.phone) or r.phone,
             "Priority": "1", "Async": "true", "Timeout": str(ring * 1000),
             "CallerID": self.caller_id, "ChannelId": channel_id, "Variable": variables,

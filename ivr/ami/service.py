@@ -82,7 +82,8 @@ class AmiBridge:
         self.ingester = Ingester(ctx.settings.recordings.dir, wrapup, self.qconf.defaults.wrapup_seconds)
         self.control = AgentControl(self.conn, ctx.db, self.qconf)
         self.dialer = (CallbackDialer(self.conn, ctx.db, self.qconf, ctx.settings.asterisk.trunk_contact,
-                                      lease=ctx.settings.bus.claim_after_seconds)
+                                      lease=ctx.settings.bus.claim_after_seconds,
+                                      live_listen=bool(ctx.settings.speech.live_listen))
                        if callbacks else None)
         self.metrics_interval = metrics_interval
         self.applied = 0  # events taken off the socket and committed

@@ -345,6 +345,7 @@ class AmiPeer:
         self.originates += 1
         n = self.originates
         queue, _, context = a.get("Channel", "")[len("Local/"):].partition("@")
+        context = context.split("/", 1)[0]  # options (/n) are not part of the channel's name
         cid = a.get("ChannelId") or f"{time.time():.0f}.{900 + 2 * n}"
         caller = a.get("CallerID", "")
         name = f"Local/{queue}@{context}-{n:08x}"
