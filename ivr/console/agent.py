@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field, field_validator
@@ -30,7 +30,7 @@ from ivr.records import earlier_contacts, record_event
 from ivr.search import SearchError, search_text
 from ivr.web.access import contact_access, refused, visible_filter
 from ivr.web.auth import current_user, requires
-from ivr.web.bodies import Body, read_model
+from ivr.web.bodies import Body, one_of, read_model
 from ivr.web.errors import json_error
 
 ACTIONS = ("login", "logout", "pause", "unpause")
@@ -65,15 +65,8 @@ async def get_state(request: web.Request) -> web.Response:
 
 
 class StateIn(Body):
-    action: str
+    action: Annotated[str, one_of(ACTIONS)]
     reason: str = ""  # a pause's reason (the first 200 characters)
-
-    @field_validator("action")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in ACTIONS:
-            raise ValueError(f"one of {', '.join(ACTIONS)}")
-        return value
 
 
 class RecordIn(Body):

@@ -7,10 +7,9 @@ the agent page shows both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import field_validator
 from sqlalchemy import select
 
 from ivr.console.http import audit_request, int_match, iso, username
@@ -28,7 +27,7 @@ from ivr.messaging.models import ChatConversation
 from ivr.search import SearchError
 from ivr.web.access import contact_access, refused
 from ivr.web.auth import current_user, requires
-from ivr.web.bodies import Body, read_model
+from ivr.web.bodies import Body, one_of, read_model
 from ivr.web.errors import json_error
 from ivr.yamlfile import DataError
 
@@ -182,14 +181,7 @@ async def use_article(request: web.Request) -> web.Response:
 
 class SuggestIn(Body):
     text: str  # the live transcript so far (its last MAX_TEXT characters are used)
-    channel: str = "voice"
-
-    @field_validator("channel")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in CHANNELS:
-            raise ValueError(f"one of {', '.join(CHANNELS)}")
-        return value
+    channel: Annotated[str, one_of(CHANNELS)] = "voice"
 
 
 @requires("agent", "supervisor")

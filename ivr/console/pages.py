@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aiohttp import web
-from pydantic import field_validator
 from sqlalchemy import update
 
 from ivr.console import (
@@ -25,7 +26,7 @@ from ivr.console.render import HERE, LANG_COOKIE, ctx_of, home_of
 from ivr.context import AppContext
 from ivr.db.models import User
 from ivr.web.auth import FORBIDDEN_PAGE, current_user, reissue, requires
-from ivr.web.bodies import Body, read_model
+from ivr.web.bodies import Body, one_of, read_model
 from ivr.web.openapi import add_paths
 
 
@@ -36,14 +37,7 @@ async def home(request: web.Request) -> web.Response:
 
 
 class LanguageIn(Body):
-    language: str
-
-    @field_validator("language")
-    @classmethod
-    def _spoken(cls, value: str) -> str:
-        if value not in LANGUAGES:
-            raise ValueError(f"one of {', '.join(LANGUAGES)}")
-        return value
+    language: Annotated[str, one_of(LANGUAGES)]
 
 
 @requires("agent", "supervisor", "reviewer")

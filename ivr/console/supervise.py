@@ -8,10 +8,10 @@ bridge originates a call to the supervisor's phone that runs ChanSpy on the agen
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import Field, field_validator
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -24,7 +24,7 @@ from ivr.console.render import ctx_of
 from ivr.contracts import Stream
 from ivr.db.models import Contact
 from ivr.web.auth import requires
-from ivr.web.bodies import Body, read_model
+from ivr.web.bodies import Body, one_of, read_model
 from ivr.web.errors import json_error
 
 SUPERVISORS = ("supervisor",)  # and admin (ivr.web.auth.requires lets admin through)
@@ -65,14 +65,7 @@ async def get_calls(request: web.Request) -> web.Response:
 
 class SuperviseIn(Body):
     call: str = Field(min_length=1, description="the call's id (linkedid) from /api/console/calls")
-    mode: str
-
-    @field_validator("mode")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in MODES:
-            raise ValueError(f"one of {', '.join(MODES)} / 듣기·귓속말·끼어들기 중 하나")
-        return value
+    mode: Annotated[str, one_of(MODES, "듣기·귓속말·끼어들기 중 하나")]
 
 
 @requires(*SUPERVISORS)

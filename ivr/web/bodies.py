@@ -12,11 +12,11 @@ scorecard's criteria) stay in the handler and answer with ``json_error`` too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from ivr.web.errors import json_error
 
@@ -29,6 +29,19 @@ class Body(BaseModel):
     model does not name are ignored (older pages may send more)."""
 
     model_config = ConfigDict(strict=True)
+
+
+def one_of(choices: Sequence[str], korean: str = "") -> AfterValidator:
+    """A text field's rule, ``name: Annotated[str, one_of(CHOICES)]``: the value is one of
+    ``choices``, else the field's problem is "one of a, b, c" (then `` / korean`` when given)."""
+    said = f" / {korean}" if korean else ""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"one of {', '.join(choices)}{said}")
+        return value
+
+    return AfterValidator(check)
 
 
 def problems(exc: ValidationError) -> list[dict[str, str]]:
