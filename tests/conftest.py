@@ -18,6 +18,7 @@ import pytest
 
 from ivr import datafolder
 from ivr.bus import Bus, create_bus
+from ivr.bus.redis import RedisBus
 from ivr.config import Settings
 from ivr.datafolder import DEFAULT_MENUS, DEFAULT_QUEUES
 from ivr.db import Database
@@ -111,13 +112,26 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     await b.start()
     yield b
     if request.param == "redis":
-        from ivr.bus.redis import RedisBus
-
         assert isinstance(b, RedisBus)
-        keys = [k async for k in b.redis.scan_iter(f"{prefix}:*")]
-        if keys:
-            await b.redis.delete(*keys)
+        await drop_keys(b)
     await b.close()
+
+
+@pytest.fixture
+async def redis_bus() -> AsyncIterator[RedisBus]:
+    """A started Redis bus of the test's own: its keys under a unique prefix, removed afterwards."""
+    bus = RedisBus(REDIS_URL, prefix=f"dasan-test-{uuid.uuid4().hex[:10]}")
+    await bus.start()
+    yield bus
+    await drop_keys(bus)
+    await bus.close()
+
+
+async def drop_keys(bus: RedisBus) -> None:
+    """Deletes every Redis key under ``bus``'s prefix."""
+    keys = [k async for k in bus.redis.scan_iter(f"{bus.prefix}:*")]
+    if keys:
+        await bus.redis.delete(*keys)
 
 
 @pytest.fixture

@@ -20,11 +20,9 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from conftest import REDIS_URL
 from sqlalchemy import select
 from test_fault_kill import _env
@@ -47,18 +45,6 @@ from tests.support.waiting import eventually
 CLAIM_AFTER = 3.0  # bus.claim_after_seconds of the test's nodes
 POLL = 2.0  # the callback dialer's tick
 QUEUES = ("general-ko", "general-wide", "en")
-
-
-@pytest.fixture
-async def redis_bus() -> AsyncIterator[RedisBus]:
-    prefix = f"dasan-handover-{uuid.uuid4().hex[:10]}"
-    bus = RedisBus(REDIS_URL, prefix=prefix)
-    await bus.start()
-    yield bus
-    keys = [k async for k in bus.redis.scan_iter(f"{prefix}:*")]
-    if keys:
-        await bus.redis.delete(*keys)
-    await bus.close()
 
 
 async def _callback_request(db: Database, phone: str) -> tuple[int, int]:

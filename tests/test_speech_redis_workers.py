@@ -15,11 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conftest import REDIS_URL
 from sqlalchemy import func, select
 
 from ivr.bus.redis import RedisBus
@@ -30,7 +29,6 @@ from ivr.speech.worker import GROUP, STREAM, enqueue_recording
 from tests.support import synth
 from tests.support.waiting import eventually
 
-REDIS_URL = os.environ.get("DASAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
 CLAIM_AFTER = 3.0  # bus.claim_after_seconds of the workers (from their configuration)
 
@@ -71,18 +69,6 @@ class Worker:
 
     def output(self) -> str:
         return "".join(self.lines)
-
-
-@pytest.fixture
-async def redis_bus() -> AsyncIterator[RedisBus]:
-    prefix = f"dasan-test-{uuid.uuid4().hex[:10]}"
-    bus = RedisBus(REDIS_URL, prefix=prefix)
-    await bus.start()
-    yield bus
-    keys = [k async for k in bus.redis.scan_iter(f"{prefix}:*")]
-    if keys:
-        await bus.redis.delete(*keys)
-    await bus.close()
 
 
 def _text(value: object) -> str:
