@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from conftest import REDIS_URL
 from sqlalchemy import func, select
 
@@ -27,20 +26,11 @@ from ivr.db.models import AuditLog, Recording, TranscriptSegment
 from ivr.recordings.store import import_file
 from ivr.speech.worker import GROUP, STREAM, enqueue_recording
 from tests.support import synth
+from tests.support.synth_tools import needs_synthesis_tools  # noqa: F401  (autouse)
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAIM_AFTER = 3.0  # bus.claim_after_seconds of the workers (from their configuration)
-
-
-@pytest.fixture(autouse=True)
-def _synthesis_tools() -> None:
-    """espeak-ng and sox make the speech these tests hear; both are installable, so their
-    absence fails the tests rather than skipping them."""
-    missing = synth.available()
-    if missing is not None:
-        pytest.fail(missing)
-
 
 
 class Worker:

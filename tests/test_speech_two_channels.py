@@ -25,15 +25,9 @@ from ivr.speech.recognizer import ModelStore, shared_store
 from ivr.speech.tokens import is_word, words_only
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
 from tests.support import synth
+from tests.support.synth_tools import needs_synthesis_tools  # noqa: F401  (autouse)
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
-
-
-@pytest.fixture(autouse=True)
-def _synthesis_tools() -> None:
-    missing = synth.available()
-    if missing is not None:
-        pytest.fail(missing)
 
 
 @pytest.fixture(scope="module")

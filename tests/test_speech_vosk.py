@@ -31,19 +31,11 @@ from ivr.speech.service import TranscribeService
 from ivr.speech.worker import GROUP, STREAM, TranscriptionWorker, enqueue_recording
 from tests.support import synth
 from tests.support.data import CAPTURED_WAV
+from tests.support.synth_tools import needs_synthesis_tools  # noqa: F401  (autouse)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
-
-
-@pytest.fixture(autouse=True)
-def _synthesis_tools() -> None:
-    """espeak-ng and sox make the speech these tests hear; both are installable, so their
-    absence fails the tests rather than skipping them."""
-    missing = synth.available()
-    if missing is not None:
-        pytest.fail(missing)
 
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
