@@ -19,11 +19,11 @@ import ipaddress
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from aiohttp import web
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from ivr import yamlfile
 from ivr.config import WebrtcSettings
@@ -48,6 +48,27 @@ SECRET_MIN = {"turn_secret": 16, "turn_password": 8}
 VIDEO_SKILL_LEVEL = 3  # proficiency given to an agent newly allowed to take video calls
 
 
+def _matches(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None
+
+
+def _matching(pattern: str, problem: str) -> AfterValidator:
+    """A text field's rule: empty, or all of it matching ``pattern``; else ``problem``."""
+
+    def check(value: str | None) -> str | None:
+        if value and not _matches(pattern, value):
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+PemPath = Annotated[str | None, _matching(
+    PEM_PATH, "an absolute path of a PEM file Asterisk can read, e.g. /etc/asterisk/keys/pbx.pem")]
+WsUrl = Annotated[str | None, _matching(WS_URL, "ws://host:port/ws or wss://host:port/ws (empty: from the ports)")]
+TurnUser = Annotated[str | None, _matching(TURN_USER, "letters, digits and . _ @ : -")]
+
+
 class WebrtcEdit(Body):
     """The fields to change; one left out (or null) keeps its value. For the TURN secret and
     password an empty string removes it. JSON's own types only (``Body``); unlike other bodies
@@ -61,12 +82,12 @@ class WebrtcEdit(Body):
     tls: bool | None = None
     tls_bind: str | None = None
     tls_port: int | None = Field(None, ge=1, le=65535)
-    tls_cert_file: str | None = Field(None, max_length=400)
-    tls_private_key: str | None = Field(None, max_length=400)
-    ws_url: str | None = Field(None, max_length=300)
+    tls_cert_file: PemPath = Field(None, max_length=400)
+    tls_private_key: PemPath = Field(None, max_length=400)
+    ws_url: WsUrl = Field(None, max_length=300)
     stun_server: str | None = Field(None, max_length=260)
     turn_server: str | None = Field(None, max_length=260)
-    turn_username: str | None = Field(None, max_length=64)
+    turn_username: TurnUser = Field(None, max_length=64)
     turn_secret: str | None = Field(None, max_length=200)
     turn_password: str | None = Field(None, max_length=200)
     softphone_agents: list[str] | None = Field(None, max_length=1000)
@@ -81,20 +102,6 @@ class WebrtcEdit(Body):
             ipaddress.ip_address(value)  # ValueError: "does not appear to be an IPv4 or IPv6 address"
         return value
 
-    @field_validator("tls_cert_file", "tls_private_key")
-    @classmethod
-    def _pem_path(cls, value: str | None) -> str | None:
-        if value and not _matches(PEM_PATH, value):
-            raise ValueError("an absolute path of a PEM file Asterisk can read, e.g. /etc/asterisk/keys/pbx.pem")
-        return value
-
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_url(cls, value: str | None) -> str | None:
-        if value and not _matches(WS_URL, value):
-            raise ValueError("ws://host:port/ws or wss://host:port/ws (empty: from the ports)")
-        return value
-
     @field_validator("stun_server", "turn_server")
     @classmethod
     def _server(cls, value: str | None) -> str | None:
@@ -103,13 +110,6 @@ class WebrtcEdit(Body):
                 host_port("server", value, 3478)
             except WebrtcConfigError:
                 raise ValueError("host:port, e.g. turn.example.org:3478") from None
-        return value
-
-    @field_validator("turn_username")
-    @classmethod
-    def _turn_user(cls, value: str | None) -> str | None:
-        if value and not _matches(TURN_USER, value):
-            raise ValueError("letters, digits and . _ @ : -")
         return value
 
     @field_validator("turn_secret", "turn_password")
@@ -132,10 +132,6 @@ class WebrtcEdit(Body):
                 raise ValueError(f"not agent usernames: {', '.join(bad[:5])}")
             value = sorted(set(value))
         return value
-
-
-def _matches(pattern: str, value: str) -> bool:
-    return re.fullmatch(pattern, value) is not None
 
 
 def _sha(text: str) -> str:
