@@ -242,6 +242,16 @@ async def flowing(page: Any, side: str, video: bool = True) -> dict[str, Any] | 
     return None
 
 
+async def video_call_answered(s: Stack, agent: Any, what: str = "media at the agent") -> tuple[Any, dict[str, Any]]:
+    """A citizen's page starts a video call and ``agent`` answers it when it rings; the citizen's
+    page and what ``agent`` receives once media flows (waited for as ``what``)."""
+    citizen = await citizen_page(s, [])
+    await citizen.click("#btn-video")
+    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
+    await agent.click("#sp-answer")
+    return citizen, await wait_until(lambda: flowing(agent, "agent"), what)
+
+
 async def contact_of(ctx: AppContext, channel: str) -> Contact | None:
     async with ctx.db.session() as session:
         row = (await session.execute(select(Contact).where(Contact.channel == channel))).scalar_one_or_none()
@@ -332,11 +342,7 @@ async def test_sign_language_video_call_citizen_to_agent_browser(stack: Stack) -
 async def test_softphone_hold_mute_and_blind_transfer_to_a_queue(stack: Stack) -> None:
     s = stack
     agent = await agent_ready(s)
-    citizen = await citizen_page(s, [])
-    await citizen.click("#btn-video")
-    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
-    await agent.click("#sp-answer")
-    await wait_until(lambda: flowing(agent, "agent"), "media at the agent")
+    citizen, _ = await video_call_answered(s, agent)
     await agent.click("#sp-mute")
     assert await agent.evaluate("window.dasanSoftphone.session.isMuted().audio") is True
     assert await agent.get_attribute("#sp-mute", "aria-pressed") == "true"
@@ -372,11 +378,7 @@ async def test_an_admin_edit_is_applied_while_a_video_call_goes_on(stack: Stack)
         session.add(User(username="super1", display_name="super1", password_hash=hash_password(PASSWORD),
                          role="supervisor", language="en"))
     agent = await agent_ready(s)
-    citizen = await citizen_page(s, [])
-    await citizen.click("#btn-video")
-    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
-    await agent.click("#sp-answer")
-    await wait_until(lambda: flowing(agent, "agent"), "media at the agent")
+    citizen, _ = await video_call_answered(s, agent)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.post(f"{s.url}/api/login", json={"username": "super1", "password": PASSWORD}) as r:
             csrf = (await r.json())["csrf_token"]
@@ -471,11 +473,7 @@ async def test_an_agent_without_a_camera_still_sees_the_signing(stack: Stack) ->
     ``recvonly``, and the citizen's signing still arrives. Then the citizen's network drops."""
     s = stack
     agent = await agent_ready(s, camera=False)  # the browser refuses the camera
-    citizen = await citizen_page(s, [])
-    await citizen.click("#btn-video")
-    await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
-    await agent.click("#sp-answer")
-    stats = await wait_until(lambda: flowing(agent, "agent"), "the citizen's video at an agent without a camera")
+    citizen, stats = await video_call_answered(s, agent, "the citizen's video at an agent without a camera")
     assert stats["video_out"] == 0 and stats["width"] >= 640
     answer = await agent.evaluate("window.dasanSoftphone.session.connection.localDescription.sdp")
     video = answer[answer.index("m=video"):]
