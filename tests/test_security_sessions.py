@@ -378,7 +378,8 @@ async def test_the_sign_out_form_ends_every_session_only_with_the_token(console:
     async with first.http.get(f"{console.url}/api/me") as r:  # who the page is signed in as
         assert await r.json() == {"username": "kim.minji", "role": "agent", "language": "ko", "csrf_token": first.csrf}
     async with first.http.post(f"{console.url}/logout", data={"csrf_token": "not-it"}, allow_redirects=False) as r:
-        assert r.status == 403
+        assert (r.status, r.content_type) == (403, "application/json")
+        assert await r.json() == {"error": "missing or wrong CSRF token"}
     assert await second.status("GET", "/api/me") == 200
     async with first.http.post(f"{console.url}/logout", data={"csrf_token": first.csrf}, allow_redirects=False) as r:
         assert r.status == 302 and r.headers["Location"] == "/login"
