@@ -535,3 +535,23 @@ async def test_twilio_signed_for_the_public_url_written_with_a_trailing_slash(ct
         assert resp.status == 404  # the signature held; there is no such message
         resp = await post_twilio(http, f"{base}/webhooks/twilio/status", form, SECRET, signature=public[:-2] + "A=")
         assert resp.status == 403
+
+
+async def test_twilio_sms_needs_an_id_and_a_phone_number_within_their_lengths(ctx: AppContext) -> None:
+    phone = "+82" + "1" * 37  # 40 characters: the longest sender taken
+    cases = [({"SmsSid": "SM-legacy", "From": "+821012345678"}, 200, None),  # Twilio's older name
+             ({"MessageSid": "S" * 200, "From": phone}, 200, None),
+             ({"From": "+821012345678"}, 400, "MessageSid is required"),
+             ({"MessageSid": "S" * 201, "From": "+821012345678"}, 400, "MessageSid is required"),
+             ({"MessageSid": "SM-2"}, 400, "From must be a phone number"),
+             ({"MessageSid": "SM-3", "From": phone + "1"}, 400, "From must be a phone number"),
+             ({"MessageSid": "SM-4", "From": "anonymous"}, 400, "From must be a phone number")]
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        for form, status, error in cases:
+            resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", {**form, "Body": "문의"}, SECRET)
+            assert resp.status == status, form
+            if error is not None:
+                assert (await resp.json())["error"] == error, form
+    async with ctx.db.session() as session:
+        stored = sorted((await session.execute(select(Message.provider_message_id))).scalars())
+    assert stored == sorted(["S" * 200, "SM-legacy"])
