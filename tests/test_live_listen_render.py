@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
 
 from ivr.asterisk.render import render
 from ivr.bus import MemoryBus
 from ivr.config import Settings
-from ivr.speech.audiosocket import KIND_AUDIO, KIND_HANGUP, KIND_UUID, AudioSocketServer, frame
+from ivr.speech.audiosocket import AudioSocketServer
 from ivr.speech.live_stream import live_stream_id, speaker_stream_id, stream_speaker
 from ivr.speech.recognizer import shared_store
+from tests.test_speech_audiosocket import FRAME, stream_call
 
 
 def test_no_fork_without_live_listen() -> None:
@@ -29,7 +31,7 @@ def test_fork_rendered_with_live_listen() -> None:
     dialplan = files["extensions.conf"]
     assert "Queue(${QUEUE},c,,,${Q_TIMEOUT},,dasan-live-fork)" in dialplan
     # one spy per speaker: the caller's channel and the agent's each name their own stream
-    assert "same => n,Set(SPYGROUP=${FILTER(0-9a-f,${LIVE_PREFIX}1)})" in dialplan  # caller, in [dasan-queue]
+    assert "same => n,Set(SPYGROUP=${FILTER(0-9a-f,${LIVE_PREFIX}1)})" in dialplan  # caller, in [dasan-live-caller]
     assert "same => n,Set(SPYGROUP=${FILTER(0-9a-f,${LIVE_PREFIX}2)})" in dialplan  # agent, in the fork
     for digit in "12":
         assert (f"Originate(Local/${{LIVE_PREFIX}}{digit}@dasan-live-spy,exten,dasan-live-socket,"
@@ -75,11 +77,38 @@ async def test_the_health_check_is_answered_and_calls_are_served_after_it() -> N
         writer.close()
         assert answer.startswith(b"HTTP/1.0 200 OK\r\n") and answer.endswith(b"\r\n\r\nok"), answer
         # an AudioSocket call afterwards is one
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(frame(KIND_UUID, uuid.uuid4().bytes) + frame(KIND_AUDIO, b"\x00" * 320) + frame(KIND_HANGUP))
-        await writer.drain()
-        assert await reader.read() == b""
-        writer.close()
+        await stream_call(port, uuid.uuid4(), b"\x00" * FRAME)
     finally:
         await server.stop()
     assert server.calls == 1
+
+
+def _context(dialplan: str, name: str) -> str:
+    """The lines of one dialplan context, up to the next one."""
+    start = dialplan.index(f"\n[{name}]\n") + 1
+    end = dialplan.find("\n[", start)
+    return dialplan[start:end if end != -1 else len(dialplan)]
+
+
+def test_callback_calls_start_the_same_fork_as_inbound_calls() -> None:
+    """A callback (AMI Originate Local/<queue>@dasan-callback, ivr/ami/callbacks.py) names the
+    citizen's stream on its queued half and forks the agent's channel like an inbound call: one
+    subroutine for both, so the stream ids are the ones the screen-pop derives from the linkedid."""
+    settings = Settings()
+    settings.speech.live_listen = "127.0.0.1:9092"
+    dialplan = render(settings)["extensions.conf"]
+    caller_side = _context(dialplan, "dasan-live-caller")
+    assert "Set(__LIVE_PREFIX=" in caller_side and "Set(SPYGROUP=${FILTER(0-9a-f,${LIVE_PREFIX}1)})" in caller_side
+    assert dialplan.count("Set(__LIVE_PREFIX=") == 1  # computed in one place only
+    assert "Gosub(dasan-live-caller,s,1)" in _context(dialplan, "dasan-queue")
+    callback = _context(dialplan, "dasan-callback")
+    queues = re.findall(r"^exten => ([^,]+),1,", callback, re.M)
+    assert queues and "general-ko" in queues, callback
+    for queue in queues:
+        # the stream is named before Queue(), and Queue's 7th argument forks the agent's channel
+        assert (f"exten => {queue},1,Gosub(dasan-live-caller,s,1)\n"
+                f" same => n,Queue(${{EXTEN}},,,,") in callback, queue
+    assert callback.count(",,dasan-live-fork)") == len(queues), callback
+    # without speech.live_listen the callback queues as before, no fork
+    plain = _context(render(Settings())["extensions.conf"], "dasan-callback")
+    assert "dasan-live" not in plain and "exten => general-ko,1,Queue(${EXTEN},,,," in plain

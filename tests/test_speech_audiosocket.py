@@ -88,11 +88,7 @@ async def test_a_peer_that_skips_the_uuid_gets_an_error_and_the_server_serves_on
         assert await read_message(reader) == (KIND_ERROR, b"\x01")
         writer.close()
         # the next call is served
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(frame(KIND_UUID, uuid.uuid4().bytes) + frame(KIND_AUDIO, b"\x00" * FRAME) + frame(KIND_HANGUP))
-        await writer.drain()
-        assert await reader.read() == b""
-        writer.close()
+        await stream_call(port, uuid.uuid4(), b"\x00" * FRAME)
     finally:
         await server.stop()
     assert server.calls == 1
