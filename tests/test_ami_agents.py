@@ -268,3 +268,14 @@ async def test_every_action_of_a_job_runs_its_own_command(settings: Settings, sq
             with pytest.raises(AgentCommandError) as refused:
                 await control.run(job)
             assert str(refused.value) == error
+
+
+async def test_a_command_asterisk_refuses_says_which_action_and_why(settings: Settings, sqlite_url: str) -> None:
+    import pytest
+
+    from ivr.ami.agents import AgentCommandError
+
+    async with rig(settings, sqlite_url, MemoryBus()) as r:  # not logged in: no member to pause
+        with pytest.raises(AgentCommandError) as refused:
+            await r.bridge.control.run({"action": "unpause", "username": "nguyen.thu"})
+        assert str(refused.value) == "QueuePause: Interface not found"

@@ -555,3 +555,10 @@ async def test_twilio_sms_needs_an_id_and_a_phone_number_within_their_lengths(ct
     async with ctx.db.session() as session:
         stored = sorted((await session.execute(select(Message.provider_message_id))).scalars())
     assert stored == sorted(["S" * 200, "SM-legacy"])
+
+
+async def test_twilio_sms_with_a_nummedia_that_is_no_number_is_refused(ctx: AppContext) -> None:
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/sms",
+                                 {"MessageSid": "SM-n", "From": "+821012345678", "NumMedia": "two"}, SECRET)
+        assert (resp.status, (await resp.json())["error"]) == (400, "NumMedia must be a number")
