@@ -20,8 +20,8 @@ from ivr import records
 from ivr.context import AppContext
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Media, Message
 from ivr.messaging.outbound import MessagingService
-from ivr.messaging.providers.generic import generic_signature
-from ivr.messaging.providers.twilio import twilio_signature
+from ivr.messaging.providers.generic import GENERIC_ID_LENGTH, SNS_ID_LENGTH, generic_signature
+from ivr.messaging.providers.twilio import SID_LENGTH, twilio_signature
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
 from tests.support.messaging import (
     LocalGateway,
@@ -540,11 +540,12 @@ async def test_twilio_signed_for_the_public_url_written_with_a_trailing_slash(ct
 async def test_twilio_sms_needs_an_id_and_a_phone_number_within_their_lengths(ctx: AppContext) -> None:
     phone = "+82" + "1" * 37  # 40 characters: the longest sender taken
     cases = [({"SmsSid": "SM-legacy", "From": "+821012345678"}, 200, None),  # Twilio's older name
-             # (150, not the 200 the check allows: with its prefix a 200-character id overflows
-             # the timeline event's external_id on PostgreSQL, a 500 left open in docs/testing.md)
-             ({"MessageSid": "S" * 150, "From": phone}, 200, None),
+             # The longest id whose timeline keys fit contact_events.external_id (PostgreSQL
+             # enforces the length: one character more was a 500 there once).
+             ({"MessageSid": "S" * SID_LENGTH, "From": phone}, 200, None),
              ({"From": "+821012345678"}, 400, "MessageSid is required"),
-             ({"MessageSid": "S" * 201, "From": "+821012345678"}, 400, "MessageSid is required"),
+             ({"MessageSid": "S" * (SID_LENGTH + 1), "From": "+821012345678"}, 400,
+              f"MessageSid is longer than {SID_LENGTH} characters"),
              ({"MessageSid": "SM-2"}, 400, "From must be a phone number"),
              ({"MessageSid": "SM-3", "From": phone + "1"}, 400, "From must be a phone number"),
              ({"MessageSid": "SM-4", "From": "anonymous"}, 400, "From must be a phone number")]
@@ -556,7 +557,47 @@ async def test_twilio_sms_needs_an_id_and_a_phone_number_within_their_lengths(ct
                 assert (await resp.json())["error"] == error, form
     async with ctx.db.session() as session:
         stored = sorted((await session.execute(select(Message.provider_message_id))).scalars())
-    assert stored == sorted(["S" * 150, "SM-legacy"])
+        keys = set((await session.execute(select(ContactEvent.external_id))).scalars())
+    assert SID_LENGTH == 165 and stored == sorted(["S" * SID_LENGTH, "SM-legacy"])  # nothing of the refused
+    assert f"message:twilio:{'S' * SID_LENGTH}" in keys and await _count(ctx, Contact) == 2
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:  # statuses of the longest id fit too
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/status",
+                                 {"MessageSid": "S" * SID_LENGTH, "MessageStatus": "x" * 20}, SECRET)
+        assert resp.status == 200
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/status",
+                                 {"MessageSid": "S" * (SID_LENGTH + 1), "MessageStatus": "read"}, SECRET)
+        assert resp.status == 404  # no message of ours has an id that long
+    async with ctx.db.session() as session:
+        keys = set((await session.execute(select(ContactEvent.external_id))).scalars())
+    assert f"status:twilio:{'S' * SID_LENGTH}:{'x' * 20}" in keys
+
+
+async def test_generic_and_sns_ids_are_refused_past_what_the_timeline_stores(ctx: AppContext) -> None:
+    # The longest id is stored (with its status key on the generic route); one more character
+    # is a 400 naming the field, and nothing is written.
+    assert (GENERIC_ID_LENGTH, SNS_ID_LENGTH) == (164, 151)
+    network = "n" * 16  # the longest network name the route takes
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        for url, longest, extra in ((f"{base}/webhooks/sms", GENERIC_ID_LENGTH, {"from": "+821012345678"}),
+                                    (f"{base}/webhooks/sns/{network}", SNS_ID_LENGTH, {"from": "user-1"})):
+            resp = await post_signed(http, url, {"message_id": "M" * (longest + 1), **extra, "body": "x"}, SECRET)
+            assert resp.status == 400, url
+            assert "message_id" in (await resp.json())["error"], url
+            resp = await post_signed(http, url, {"message_id": "M" * longest, **extra, "body": "x"}, SECRET)
+            assert resp.status == 200, url
+        resp = await post_signed(http, f"{base}/webhooks/sms/status",
+                                 {"message_id": "M" * GENERIC_ID_LENGTH, "status": "x" * 20}, SECRET)
+        assert resp.status == 200
+        resp = await post_signed(http, f"{base}/webhooks/sms/status",
+                                 {"message_id": "M" * (GENERIC_ID_LENGTH + 1), "status": "read"}, SECRET)
+        assert resp.status == 400 and "message_id" in (await resp.json())["error"]
+    async with ctx.db.session() as session:
+        stored = sorted((await session.execute(select(Message.provider, Message.provider_message_id))).all())
+        keys = set((await session.execute(select(ContactEvent.external_id))).scalars())
+    assert stored == [("generic", "M" * GENERIC_ID_LENGTH), (f"sns:{network}", "M" * SNS_ID_LENGTH)]
+    assert {f"message:generic:{'M' * GENERIC_ID_LENGTH}", f"message:sns:{network}:{'M' * SNS_ID_LENGTH}",
+            f"status:generic:{'M' * GENERIC_ID_LENGTH}:{'x' * 20}"} <= keys
+    assert await _count(ctx, Contact) == 2
 
 
 async def test_twilio_sms_with_a_nummedia_that_is_no_number_is_refused(ctx: AppContext) -> None:

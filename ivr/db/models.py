@@ -36,6 +36,14 @@ NAMING = {
 }
 
 
+# Column lengths that checks elsewhere must agree with (PostgreSQL enforces them, SQLite does
+# not): a webhook refuses a provider's id that would not fit (see ivr.messaging.ids).
+EXTERNAL_ID_LENGTH = 200  # contact_events.external_id, the idempotency key of a timeline event
+PROVIDER_LENGTH = 40  # messages.provider
+PROVIDER_MESSAGE_ID_LENGTH = 200  # messages.provider_message_id
+MESSAGE_STATUS_LENGTH = 20  # messages.status
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -221,7 +229,7 @@ class ContactEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(40))
     source: Mapped[str] = mapped_column(String(20))  # ivr | ami | sms | chat | sns | web | system
-    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_LENGTH), unique=True)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     contact: Mapped[Contact] = relationship(back_populates="events")
@@ -240,11 +248,11 @@ class Message(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     channel: Mapped[Channel] = mapped_column(_enum(Channel))
-    provider: Mapped[str] = mapped_column(String(40), default="")
-    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(PROVIDER_LENGTH), default="")
+    provider_message_id: Mapped[str | None] = mapped_column(String(PROVIDER_MESSAGE_ID_LENGTH))
     sender: Mapped[str] = mapped_column(String(200), default="")
     body: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20), default="received")
+    status: Mapped[str] = mapped_column(String(MESSAGE_STATUS_LENGTH), default="received")
     at: Mapped[datetime] = mapped_column(default=utcnow)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

@@ -24,8 +24,18 @@ from ivr.contracts import Stream
 from ivr.db.database import among
 from ivr.db.group_commit import GroupCommit
 from ivr.db.json_insert import json_insert
-from ivr.db.models import Channel, Citizen, Contact, ContactEvent, ContactStatus, Media, Message
+from ivr.db.models import (
+    MESSAGE_STATUS_LENGTH,
+    Channel,
+    Citizen,
+    Contact,
+    ContactEvent,
+    ContactStatus,
+    Media,
+    Message,
+)
 from ivr.knowledge.autoreply import keyword_reply
+from ivr.messaging.ids import longest_message_id, message_key, status_key
 from ivr.messaging.media import MediaError, MediaStore, check
 from ivr.messaging.models import SnsDeadline
 
@@ -280,7 +290,7 @@ class InboundWriter:
                                    "size_bytes": saved.size_bytes, "sha256": saved.sha256})
             event_rows.append({"contact_id": contact_id, "kind": f"{channel.value}_in",
                                "source": "sns" if channel == Channel.sns else "sms", "at": now,
-                               "external_id": f"message:{inbound.provider}:{inbound.provider_message_id}",
+                               "external_id": message_key(inbound.provider, inbound.provider_message_id),
                                "data": {"message_id": message_id, "photos": len(item.photos),
                                         "rejected_media": item.rejected}})
             # Claimed in the same commit: this request hands it off (see ``hand_off``).
@@ -375,14 +385,16 @@ async def _send_hand_off(ctx: AppContext, message_id: int, job: dict[str, Any]) 
 async def update_status(ctx: AppContext, provider: str, pmid: str, status: str,
                         error: str | None = None) -> Message | None:
     """A delivery-status callback; None when no message of ours has that id."""
-    status = status.strip().lower()[:20]
+    status = status.strip().lower()[:MESSAGE_STATUS_LENGTH]
+    if len(pmid) > longest_message_id(provider):
+        return None  # no message of ours has an id that long (its status key would not fit)
     async with ctx.db.transaction() as session:
         message = await _existing(session, provider, pmid)
         if message is None:
             return None
         fresh = await records.record_event(
             session, message.contact_id, "sms_status", "sms",
-            external_id=f"status:{provider}:{pmid}:{status}",
+            external_id=status_key(provider, pmid, status),
             data={"message_id": message.id, "status": status, "error": error})
         if fresh and STATUS_RANK.get(status, 2) >= STATUS_RANK.get(message.status, 0):
             message.status = status

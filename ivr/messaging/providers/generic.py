@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ivr.config import SmsSettings
 from ivr.db.models import Channel
+from ivr.messaging.ids import LONGEST_NETWORK, longest_message_id
 from ivr.messaging.providers.base import (
     Outgoing,
     ProviderError,
@@ -101,13 +102,18 @@ def build(sms: SmsSettings, http: aiohttp.ClientSession) -> Sender:
 
 # -- receiving --------------------------------------------------------------------------------
 
+# The longest ids whose timeline keys fit the database (an SNS provider is "sns:<network>").
+GENERIC_ID_LENGTH = longest_message_id(NAME)
+SNS_ID_LENGTH = longest_message_id("sns:" + "n" * LONGEST_NETWORK)
+
+
 class MediaIn(Strict):
     content_type: str = Field(max_length=100, description="what the sender claims; the file's bytes decide")
     data: str = Field(description="the file, base64")
 
 
 class GenericSms(Strict):
-    message_id: str = Field(min_length=1, max_length=200, description="the provider's id (idempotency key)")
+    message_id: str = Field(min_length=1, max_length=GENERIC_ID_LENGTH, description="the provider's id (idempotency key)")
     from_: str = Field(alias="from", pattern=PHONE, description="sender's phone number")
     to: str | None = Field(None, max_length=40)
     body: str = Field("", max_length=5000)
@@ -116,14 +122,14 @@ class GenericSms(Strict):
 
 
 class GenericStatus(Strict):
-    message_id: str = Field(min_length=1, max_length=200)
+    message_id: str = Field(min_length=1, max_length=GENERIC_ID_LENGTH)
     status: str = Field(min_length=1, max_length=20, pattern=r"^[A-Za-z_-]+$",
                         description="queued, sent, delivered, undelivered, failed, read")
     error: str | None = Field(None, max_length=500)
 
 
 class SnsIn(Strict):
-    message_id: str = Field(min_length=1, max_length=200)
+    message_id: str = Field(min_length=1, max_length=SNS_ID_LENGTH)
     from_: str = Field(alias="from", min_length=1, max_length=150, description="the account id on the network")
     name: str | None = Field(None, max_length=200)
     body: str = Field("", max_length=5000)
@@ -178,7 +184,7 @@ async def sns_message(request: web.Request) -> web.Response:
 def routes(app: web.Application) -> None:
     app.router.add_post("/webhooks/sms", generic_sms)
     app.router.add_post(STATUS_PATH, generic_status)
-    app.router.add_post(r"/webhooks/sns/{network:[a-z0-9_-]{1,16}}", sns_message)
+    app.router.add_post("/webhooks/sns/{network:[a-z0-9_-]{1," + str(LONGEST_NETWORK) + "}}", sns_message)
 
 
 PROVIDER = ProviderSpec(name=NAME, build=build, routes=routes, status_path=STATUS_PATH)

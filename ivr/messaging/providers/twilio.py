@@ -24,6 +24,7 @@ from yarl import URL
 
 from ivr.config import SmsSettings
 from ivr.db.models import Channel
+from ivr.messaging.ids import longest_message_id
 from ivr.messaging.providers.base import (
     Outgoing,
     ProviderError,
@@ -38,6 +39,7 @@ from ivr.web.errors import json_error
 from ivr.web.origin import origin_of
 
 NAME = "twilio"
+SID_LENGTH = longest_message_id(NAME)  # the longest MessageSid whose timeline keys fit the database
 TWILIO_HEADER = "X-Twilio-Signature"
 STATUS_PATH = "/webhooks/twilio/status"
 MAX_MEDIA_REDIRECTS = 5
@@ -163,8 +165,10 @@ async def twilio_sms(request: web.Request) -> web.Response:
     form = await _form(request)
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     sender = form.get("From", "")
-    if not sid or len(sid) > 200:
+    if not sid:
         raise json_error(400, "MessageSid is required")
+    if len(sid) > SID_LENGTH:  # its timeline keys would not fit the database
+        raise json_error(400, f"MessageSid is longer than {SID_LENGTH} characters")
     if not sender or len(sender) > 40 or not any(ch.isdigit() for ch in sender):
         raise json_error(400, "From must be a phone number")
     try:
@@ -197,7 +201,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     if not sid or not status:
         raise json_error(400, "MessageSid and MessageStatus are required")
     error = form.get("ErrorCode")
-    message = await update_status(ctx(request), NAME, sid[:200], status[:20],
+    message = await update_status(ctx(request), NAME, sid, status,
                                   f"Twilio error {error}" if error else None)
     if message is None:
         raise json_error(404, "no message with that MessageSid")
