@@ -1,8 +1,11 @@
-"""What every service shares in one process: settings, the database and the bus."""
+"""What every service shares in one process: settings, the database, the bus and the clock
+that in-process time windows (the sign-in throttle) are measured on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ivr import sitetime
 from ivr.bus import Bus, create_bus
@@ -15,6 +18,9 @@ class AppContext:
     settings: Settings
     db: Database
     bus: Bus
+    # Seconds on a clock that only moves forward; tests put their own here to step through a
+    # window instead of waiting for it (a loaded machine would pass it before the next try).
+    monotonic: Callable[[], float] = field(default=time.monotonic)
 
     @classmethod
     async def create(cls, settings: Settings, migrate: bool = True) -> AppContext:

@@ -208,6 +208,10 @@ async def test_sign_in_is_throttled_across_both_routes_and_audited(console: Cons
         return real_verify(stored, password)
 
     monkeypatch.setattr(auth, "verify_password", observed)
+    # The throttle's clock stands still unless the test moves it: however slow argon2 is here,
+    # the 2 s wait after the third failure is not over before the fourth try.
+    now = [1000.0]
+    console.ctx.monotonic = lambda: now[0]
     b = await browsers()
     assert await b.sign_in("kim.minji", "wrong-1") == 401
     async with b.http.post(f"{console.url}/login", data={"username": "kim.minji", "password": "wrong-2"},
@@ -223,6 +227,9 @@ async def test_sign_in_is_throttled_across_both_routes_and_audited(console: Cons
     async with b.http.post(f"{console.url}/login", data={"username": "super1", "password": PASSWORD},
                            allow_redirects=False) as r:
         assert r.status == 429 and "Retry-After" in r.headers
+    now[0] += 1.9  # still inside the wait: refused, told to come back in a second
+    async with b.http.post(f"{console.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
+        assert r.status == 429 and r.headers["Retry-After"] == "1"
     assert len(threads) == 3  # refused before any password was checked
     async with console.ctx.db.session() as session:
         rows = [(a.action, a.actor) for a in (await session.execute(
@@ -230,6 +237,10 @@ async def test_sign_in_is_throttled_across_both_routes_and_audited(console: Cons
     assert rows == [("sign_in_failed", "kim.minji"), ("sign_in_failed", "kim.minji"),
                     ("sign_in_failed", "nobody-here"), ("sign_in_throttled", "kim.minji")]
     # (one row per wait and key: a flood of refused attempts would only load the database)
+    now[0] += 0.2  # the wait is over: the right password is checked and taken
+    async with b.http.post(f"{console.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
+        assert r.status == 200
+    assert len(threads) == 4
 
 
 def test_throttle_waits_grow_per_account_and_address() -> None:
@@ -312,6 +323,8 @@ async def test_websockets_refuse_other_origins(console: Console, browsers: Any) 
 
 async def test_behind_a_trusted_proxy_the_throttle_counts_each_client(console: Console) -> None:
     console.ctx.settings.web.trusted_proxies = ["127.0.0.0/8"]
+    now = [1000.0]  # the throttle's clock, moved only by this test (argon2's pace does not matter)
+    console.ctx.monotonic = lambda: now[0]
 
     async def attempt(client: str, username: str, password: str) -> int:
         async with aiohttp.ClientSession() as s, s.post(
@@ -321,8 +334,11 @@ async def test_behind_a_trusted_proxy_the_throttle_counts_each_client(console: C
 
     for i in range(3):
         assert await attempt("203.0.113.7", f"guess-{i}", "wrong") == 401
+    now[0] += 1.9
     assert await attempt("203.0.113.7", "kim.minji", PASSWORD) == 429  # that client waits
     assert await attempt("198.51.100.4", "kim.minji", PASSWORD) == 200  # another one does not
+    now[0] += 0.2
+    assert await attempt("203.0.113.7", "kim.minji", PASSWORD) == 200  # and the first, once its wait is over
     async with console.ctx.db.session() as session:
         ips = {a.ip for a in (await session.execute(select(AuditLog).where(
             AuditLog.action.like("sign_in%")))).scalars()}

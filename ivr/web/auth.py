@@ -388,7 +388,8 @@ def reissue(request: web.Request, response: web.StreamResponse, **changes: Any) 
 
 
 def setup(app: web.Application, ctx: AppContext) -> None:
-    app[THROTTLE_KEY] = LoginThrottle(ctx.settings.web.login_free_failures, ctx.settings.web.login_max_delay_seconds)
+    app[THROTTLE_KEY] = LoginThrottle(ctx.settings.web.login_free_failures, ctx.settings.web.login_max_delay_seconds,
+                                      clock=lambda: ctx.monotonic())  # read at each call: a test may set it later
     app.middlewares.append(session_middleware)
     app.router.add_post("/api/login", api_login)
     app.router.add_post("/api/logout", api_logout)
