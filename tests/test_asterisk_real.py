@@ -63,16 +63,24 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def free_udp_pair() -> int:
-    """An even UDP port whose successor is free too (RTP and RTCP for SIPp's media)."""
+    """A UDP port for SIPp's ``-mp``, with the three after it free too.
+
+    SIPp binds its audio RTP/RTCP at ``-mp`` and ``-mp``+1 and its video RTP/RTCP at +2 and +3,
+    even in an audio-only scenario; checking only the first two let two SIPps of one test share
+    a video port ("Unable to bind video RTP socket ... Address already in use", exit 254).
+    """
     for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM) & ~1
+        port = free_port(socket.SOCK_DGRAM) & ~3
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
+            for offset, sock in enumerate(sockets):
+                sock.bind(("127.0.0.1", port + offset))
             return port
         except OSError:
             continue
+        finally:
+            for sock in sockets:
+                sock.close()
     raise RuntimeError("no free UDP port pair")
 
 
