@@ -1,7 +1,7 @@
 """A group commit whose transaction PostgreSQL ends with a real deadlock (two connections that
 lock two contacts in opposite order) runs it again: the items' futures settle only after the
 retry, nothing is lost, and the counters say what happened; a deadlock every time is given up
-after the bounded retries, reported as lost."""
+after the bounded retries, reported as lost. The AMI bridge's batch transaction does the same."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ivr import records
+from ivr.bus import MemoryBus
+from ivr.config import Settings
 from ivr.db import Database
 from ivr.db.conflicts import conflict_of
 from ivr.db.group_commit import GroupCommit
-from ivr.db.models import Contact
+from ivr.db.models import Contact, ContactEvent
+from tests.support.ami_harness import capture_chunks, rig
+
+ANSWERED_ID = "1795593159.8"  # the caller's Linkedid in the captured answered call
 
 
 async def _two_contacts(db: Database) -> tuple[int, int]:
@@ -110,3 +115,37 @@ async def test_a_batch_that_deadlocks_every_time_is_given_up_after_the_retries(
         assert any("given up" in r.getMessage() for r in caplog.records)
     finally:
         await db.dispose()
+
+
+async def test_a_deadlocked_ami_batch_is_run_again_and_the_call_is_complete(
+        settings: Settings, pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The AMI bridge's first batch of a call ends in a real deadlock: it is run again (counted
+    as a conflict retry, not as a failure), and the call's record is as complete as without it."""
+    db = Database(pg_url)
+    first, second = await _two_contacts(db)
+    await db.dispose()
+    async with rig(settings, pg_url, MemoryBus()) as r:
+        original, runs = r.bridge.ingester.apply, 0
+
+        async def deadlocked_once(session: AsyncSession, events: list[dict[str, str]], now: object = None) -> object:
+            nonlocal runs
+            runs += 1
+            if runs == 1:
+                await _deadlock(session, pg_url, first, second)
+            return await original(session, events, now)  # type: ignore[arg-type]
+
+        r.bridge.ingester.apply = deadlocked_once  # type: ignore[method-assign]
+        with caplog.at_level(logging.WARNING, logger="dasan.ami"):
+            await r.peer.play(capture_chunks("answered"))
+            await r.settle()
+        assert runs >= 2
+        conflicts = r.bridge.conflicts
+        assert (conflicts.seen, conflicts.retried, conflicts.lost) == (1, 1, 0)
+        assert any("deadlock" in rec.getMessage() and "running it again" in rec.getMessage() for rec in caplog.records)
+        assert not any(rec.levelno >= logging.ERROR for rec in caplog.records)  # never taken for a failure
+        async with r.ctx.db.session() as s:
+            contact = (await s.execute(select(Contact).where(Contact.call_id == ANSWERED_ID))).scalar_one()
+            kinds = list((await s.execute(select(ContactEvent.kind).where(ContactEvent.contact_id == contact.id)))
+                         .scalars())
+        assert contact.outcome == "answered" and contact.answered_at is not None and contact.ended_at is not None
+        assert contact.talk_seconds is not None and kinds.count("agent_complete") == 1

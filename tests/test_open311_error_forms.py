@@ -98,3 +98,6 @@ async def test_sms_text_is_not_the_public_address(site: tuple[AppContext, str, a
         assert resp.status == 200
         (doc,) = await resp.json()
     assert doc.get("address") in (None, "") and "010-9876-5432" not in json.dumps(doc.get("address"))
+    # nor in any other public field (the description is withheld for messages, issue #21)
+    public = json.dumps(doc, ensure_ascii=False)
+    assert "010-9876-5432" not in public and "김철수" not in public, doc
