@@ -41,7 +41,7 @@ def one_line(value: str) -> str:
 
 def time_zone(value: str) -> str:
     """An IANA time zone name that exists (it is written into the dialplan's [globals])."""
-    if not TIMEZONE.match(value):
+    if not TIMEZONE.fullmatch(value):
         raise ValueError(f"{value[:60]!r} is not a time zone name (e.g. Asia/Seoul)")
     try:
         ZoneInfo(value)
@@ -210,7 +210,7 @@ class QueueConfig(_Strict):
     def _check_refs(self) -> QueueConfig:
         problems = []
         for name, q in self.queues.items():
-            if not re.match(NAME, name):
+            if not re.fullmatch(NAME, name):
                 problems.append(f"queue name {name!r} (expected lower-case letters, digits, '-')")
             q.name = name
             if q.hours not in self.schedules:

@@ -272,6 +272,20 @@ def test_queue_fields_rendered_into_asterisk_are_checked_with_file_and_line(
         render(settings)
 
 
+def test_a_name_ending_in_a_line_break_is_refused_when_loaded(tmp_path: Path) -> None:
+    """Names are checked whole: Python's ``$`` also matches before a final line break, so a prompt
+    or queue name "x\\n" once passed ``^...$`` (and failed only later, at the wire or the renderer)."""
+    menu = _menu_with(tmp_path, "\n  main-menu:\n", '\n  "main-menu\\n":\n')
+    with pytest.raises(DataError) as caught:
+        load_menus(menu)
+    where = f"{menu}:{_line_of(menu, chr(34) + 'main-menu')}: prompts.main-menu"
+    assert any(p.startswith(where) and "prompt names are" in p for p in caught.value.problems), caught.value.problems
+    folder = _queues_with(tmp_path, "queues.yaml", "\n  zh:\n", '\n  "zh\\n":\n')
+    with pytest.raises(DataError) as caught:
+        load_queues(folder)
+    assert any("queue name 'zh\\n' (expected" in p for p in caught.value.problems), caught.value.problems
+
+
 def test_render_refuses_what_bypassed_the_loader(tmp_path: Path, settings: Settings) -> None:
     q = load_queues(DEFAULT_QUEUES)
     assert "SITE_TZ=Asia/Seoul" in render(settings, q)["extensions.conf"]
@@ -279,9 +293,14 @@ def test_render_refuses_what_bypassed_the_loader(tmp_path: Path, settings: Setti
         bad = q.model_copy(update={field: value})
         with pytest.raises(RenderError, match="time zone"):
             render(settings, bad)
-    bad_defaults = q.defaults.model_copy(update={"musicclass": "x](!)"})
-    with pytest.raises(RenderError, match="musicclass"):
-        render(settings, q.model_copy(update={"defaults": bad_defaults}))
+    for musicclass in ("x](!)", "default\n"):  # checked whole: "$" also matches before a final "\n"
+        bad_defaults = q.defaults.model_copy(update={"musicclass": musicclass})
+        with pytest.raises(RenderError, match="musicclass"):
+            render(settings, q.model_copy(update={"defaults": bad_defaults}))
+    settings.ami.username = "dasan\n"
+    with pytest.raises(RenderError, match=r"ami\.username"):
+        render(settings, q)
+    settings.ami.username = "dasan"
     settings.recordings.dir = tmp_path / "rec ${DB(pwned/by)}"
     with pytest.raises(RenderError, match=r"recordings\.dir"):
         render(settings, q)

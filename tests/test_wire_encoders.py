@@ -33,6 +33,9 @@ def test_values_are_text_and_numbers_become_their_digits() -> None:
     ({"Action": "Ping", "Bad Key": "x"}, "AMI header name 'Bad Key' is not a plain name"),
     ({"Action": "Ping", "X\r\nAction": "Originate"}, "is not a plain name"),
     ({"Action": "Ping", 7: "x"}, "AMI header name 7 is not a plain name"),
+    # A name is checked whole: Python's "$" also matches before a final line break.
+    ({"Action": "Ping", "Reason\n": "x"}, "AMI header name 'Reason\\n' is not a plain name"),
+    ({"Action\n": "Ping"}, "is not a plain name"),
 ])
 def test_an_action_that_would_add_lines_is_refused_naming_the_header(action: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(UnsafeAmiValue) as refused:
@@ -82,7 +85,7 @@ def test_words_are_plain_names_or_numbers() -> None:
     assert agi_word("CHANNEL(language)") == "CHANNEL(language)"
     assert agi_word(5000) == "5000"
     assert agi_word("0123456789#*") == "0123456789#*"
-    for bad in ("two words", "a\"b", "x;y", "", "a\nb"):
+    for bad in ("two words", "a\"b", "x;y", "", "a\nb", "CHANNEL(language)\n", "5000\n"):
         with pytest.raises(UnsafeAgiValue, match="is not a plain name or number"):
             agi_word(bad)
 

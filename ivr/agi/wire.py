@@ -19,7 +19,7 @@ import re
 
 _UNSAFE = re.compile(r"[\r\n\x00]")
 # A word Asterisk reads as one argument with no quoting: variable names such as
-# CHANNEL(language), numbers, escape-digit lists.
+# CHANNEL(language), numbers, escape-digit lists. Checked with fullmatch ('$' allows a final '\n').
 _WORD = re.compile(r"^[A-Za-z0-9_()#*.+-]+$")
 MAX_ARGS = 128  # res_agi.c: MAX_ARGS
 
@@ -43,7 +43,7 @@ def agi_arg(value: str) -> str:
 def agi_word(value: str | int) -> str:
     """A name or number sent bare: it must be one plain word."""
     text = str(value)
-    if not _WORD.match(text):
+    if not _WORD.fullmatch(text):
         raise UnsafeAgiValue(f"AGI word {text[:60]!r} is not a plain name or number")
     return text
 

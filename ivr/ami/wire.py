@@ -19,6 +19,7 @@ from ivr.ami.protocol import encode_message
 
 # A header name: what Asterisk's actions use (letters, digits, '-', '_', '(' and ')' in some
 # Variable names are values, not keys). Anything else could smuggle ': ' or a line break.
+# Checked with fullmatch: re's '$' also matches before a final '\n' ("Reason\n" would pass).
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _UNSAFE = re.compile(r"[\r\n\x00]")
 
@@ -38,7 +39,7 @@ def ami_value(value: Any, key: str = "value") -> str:
 def check_action(action: Mapping[str, Any]) -> None:
     """Refuse an action whose keys or values would add lines; lists are repeated headers."""
     for key, value in action.items():
-        if not isinstance(key, str) or not _KEY.match(key):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise UnsafeAmiValue(f"AMI header name {key!r} is not a plain name")
         for item in value if isinstance(value, list | tuple) else (value,):
             ami_value(item, key)

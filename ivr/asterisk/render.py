@@ -141,14 +141,14 @@ def _check_plain(settings: Settings, q: QueueConfig) -> None:
         ("asterisk.moh_dir", str(ast.moh_dir), _PATH),
     ]
     for label, value, pattern in checks:
-        if not pattern.match(value) or ".." in value.split("/"):
+        if not pattern.fullmatch(value) or ".." in value.split("/"):
             raise RenderError(f"{label}: {value[:80]!r} has characters Asterisk would read as syntax "
                               "(allowed: letters, digits, '.', '_', '-', '/')")
     try:
         time_zone(q.timezone)
         for name in q.queues:
             musicclass = str(q.setting(name, "musicclass"))
-            if not re.match(CLASS_NAME, musicclass):
+            if not re.fullmatch(CLASS_NAME, musicclass):
                 raise ValueError(f"queues.{name}.musicclass: {musicclass!r} is not a class name ([a-z0-9_-])")
     except ValueError as exc:
         raise RenderError(str(exc)) from None

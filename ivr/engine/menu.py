@@ -165,7 +165,7 @@ def _check(menus: MenuSet, located: yamlfile.Located) -> list[str]:
         if lang not in menus.queues:
             err(("queues",), f"no queue for language {lang!r}")
     for name, texts in menus.prompts.items():
-        if not PROMPT_NAME.match(name):
+        if not PROMPT_NAME.fullmatch(name):
             err(("prompts", name), "prompt names are lower-case letters, digits, '-' and '_'")
         for lang in texts:  # a one-language prompt is played from that language's folder
             if lang not in known:
