@@ -22,7 +22,7 @@ from ivr.config import Settings
 from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Media, Message
-from ivr.open311.api import TEXTS_PER_NUMBER_HOUR
+from ivr.open311.api import TEXTS_PER_KEY_HOUR, TEXTS_PER_NUMBER_HOUR
 from ivr.open311.keys import create_key
 from ivr.open311.models import ServiceRequest
 from tests.support.messaging import messaging_context, png_bytes, post_signed, post_twilio, sign_in
@@ -136,6 +136,35 @@ async def test_open311_texts_a_number_a_few_times_an_hour(open311: tuple[AppCont
     assert len(rows) == TEXTS_PER_NUMBER_HOUR + 1
     received = await ctx.bus.consume("sms.outbound", "t", "t", count=50, block=1)
     assert [j.data["to"] for j in received] == ["+821012340000"] * TEXTS_PER_NUMBER_HOUR
+
+
+async def test_one_api_key_texts_at_most_so_many_numbers_an_hour(open311: tuple[AppContext, str, Any]) -> None:
+    """SMS pumping through many numbers: each number is below its own limit, the key is not."""
+    ctx, base, http = open311
+    key, other_key = await create_key(ctx.db, "client-a", "submit"), await create_key(ctx.db, "client-b", "submit")
+
+    async def post(api_key: str, phone: str | None) -> tuple[int, Any]:
+        data = {"api_key": api_key, "service_code": "street_condition", "lat": "37.5665", "long": "126.9780",
+                "description": "도로 파손"}
+        if phone:
+            data["phone"] = phone
+        async with http.post(f"{base}/open311/v2/requests.json", data=data) as r:
+            return r.status, await r.json()
+
+    assert (await post(key, None))[0] == 200  # a request without a phone texts nobody: not counted
+    for i in range(TEXTS_PER_KEY_HOUR):
+        status, doc = await post(key, f"010-5555-{i:04d}")
+        assert status == 200, (i, doc)
+    status, doc = await post(key, "010-5555-9999")  # a fresh number, but this key had its texts
+    assert status == 429 and "api_key" in doc[0]["description"], doc
+    assert (await post(key, None))[0] == 200  # still files requests that text nobody
+    assert (await post(other_key, "010-5555-9999"))[0] == 200  # another key is not held back
+    async with ctx.db.session() as session:
+        rows = list((await session.execute(select(ServiceRequest))).scalars())
+    assert len(rows) == TEXTS_PER_KEY_HOUR + 3
+    assert "+821055559999" in [r.phone for r in rows] and len([r for r in rows if r.phone]) == TEXTS_PER_KEY_HOUR + 1
+    received = await ctx.bus.consume("sms.outbound", "t", "t", count=200, block=1)
+    assert len(received) == TEXTS_PER_KEY_HOUR + 1
 
 
 async def test_public_listing_withholds_a_citizens_own_words(open311: tuple[AppContext, str, Any]) -> None:
