@@ -34,7 +34,9 @@ from ivr.agi.caller import ScriptedCaller
 from ivr.agi.protocol import parse_reply
 from ivr.agi.server import FastAgiServer
 from ivr.agi.wire import UnsafeAgiValue, agi_arg, parse_args
+from ivr.ami.agents import AgentCommandError
 from ivr.ami.connection import AmiConnection
+from ivr.ami.models import AgentState
 from ivr.ami.wire import UnsafeAmiValue
 from ivr.asterisk.render import RenderError, render
 from ivr.bus import MemoryBus
@@ -44,6 +46,7 @@ from ivr.engine.channel import Channel
 from ivr.queues import QueueConfig
 from ivr.yamlfile import DataError
 from tests.support.agi_captures import connections
+from tests.support.ami_harness import rig
 from tests.support.ami_peer import AmiPeer
 from tests.support.data import CAPTURES
 from tests.support.ivr_harness import IvrHarness
@@ -111,6 +114,66 @@ def test_ami_values_never_add_a_header_or_an_action(settings: Settings) -> None:
         loop.run_until_complete(peer.close())
         loop.close()
     assert not [a for a in peer.actions if a.get("Action", "").lower() in ("originate", "dbput", "command")]
+
+
+def test_pause_reasons_through_the_agent_commands_never_add_a_header(settings: Settings, sqlite_url: str) -> None:
+    """The pause reason's own path below the console: the bridge's AgentControl pauses with it
+    (an ``agent.commands`` job), and re-applies a reason stored in the database when Asterisk
+    lost the member (restore). Either the pause is refused naming the line break and nothing is
+    sent, or exactly one QueuePause carries the reason unchanged; a stored reason comes back as
+    one line with its words, in one QueueAdd per queue."""
+    loop = asyncio.new_event_loop()
+    manager = rig(settings, sqlite_url, MemoryBus())
+    r = loop.run_until_complete(manager.__aenter__())
+    r.peer.queues |= {"vi", "general-wide"}
+    skills = ["general-wide", "vi"]  # nguyen.thu's queues (agents.yaml)
+    loop.run_until_complete(r.bridge.control.login("nguyen.thu"))
+
+    async def since(before: int) -> list[dict[str, str]]:
+        """What reached the peer since ``before``, but the bridge's own Ping/QueueStatus/CoreShowChannels."""
+        await r.settle()  # every action sent has been read, every event it caused committed
+        return [a for a in r.peer.actions[before:] if a["Action"] not in ("Ping", "QueueStatus", "CoreShowChannels")]
+
+    async def pause(value: str) -> None:
+        before = len(r.peer.actions)
+        try:
+            await r.bridge.control.pause("nguyen.thu", value)
+        except AgentCommandError as exc:
+            assert UNSAFE.search(value) and "line breaks" in str(exc), (value, exc)
+            assert await since(before) == []
+            return
+        assert not UNSAFE.search(value), value
+        [sent] = await since(before)
+        assert sent["Action"] == "QueuePause" and sent["Interface"] == "PJSIP/agent1004"
+        assert sent.get("Reason") == (value or None)
+
+    async def restore(value: str) -> None:
+        for key in [k for k in r.peer.members if k[1] == "PJSIP/agent1004"]:
+            del r.peer.members[key]  # Asterisk restarted: the member is gone
+        async with r.ctx.db.transaction() as session:
+            state = await session.get(AgentState, "nguyen.thu")
+            assert state is not None
+            state.logged_in, state.paused, state.reason = True, True, value
+        before = len(r.peer.actions)
+        await r.bridge.control.restore()
+        sent = await since(before)
+        assert [(a["Action"], a.get("Queue"), a.get("Paused")) for a in sent] == [("QueueAdd", q, "true") for q in skills], sent
+        for action in sent:
+            reason = action.get("Reason", "")
+            assert not UNSAFE.search(reason) and reason.split() == value.replace("\x00", " ").split(), (value, action)
+
+    @hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(TEXT)
+    def run(value: str) -> None:
+        loop.run_until_complete(pause(value))
+        loop.run_until_complete(restore(value))
+
+    try:
+        run()
+    finally:
+        loop.run_until_complete(manager.__aexit__(None, None, None))
+        loop.close()
+    assert not [a for a in r.peer.actions if a.get("Action", "").lower() in ("originate", "dbput", "command")]
 
 
 # ---------------------------------------------------------------------------------------
