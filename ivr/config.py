@@ -102,11 +102,18 @@ class WebSettings(Section):
 
 
 class MetricsSettings(Section):
-    """Prometheus metrics at /metrics on the web port (ivr.web.metrics). Off unless enabled;
-    then only clients in ``allow`` get them, and with a ``token`` only those sending
-    ``Authorization: Bearer <token>`` (no data leaks to whoever can reach the console)."""
+    """Prometheus metrics at /metrics (ivr.web.metrics). Off unless enabled; then only clients
+    in ``allow`` get them, and with a ``token`` only those sending ``Authorization: Bearer
+    <token>`` (no data leaks to whoever can reach the console).
+
+    Where: with ``port`` unset, on the web port; with it set, on ``host:port`` of their own,
+    which every ``dasan up`` process opens (0: a port the OS picks), the web port's /metrics
+    then 404. A deployment split into ``dasan up --only ...`` processes gives each its own port
+    (``DASAN__METRICS__PORT``): each serves what it measures itself."""
 
     enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)
     allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     token: str = ""
 

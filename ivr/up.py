@@ -16,7 +16,7 @@ from ivr.context import AppContext
 log = logging.getLogger("dasan.up")
 GC_THRESHOLDS = (100_000, 20, 20)  # young-generation allocations, then collections per older one
 # The settings section (host, port) each listening service binds to.
-LISTEN_SETTINGS = {"web": "web", "agi": "agi"}
+LISTEN_SETTINGS = {"web": "web", "agi": "agi", "metrics": "metrics"}
 
 
 class AddressInUse(Exception):
@@ -99,19 +99,28 @@ async def run(settings: Settings, only: list[str] | None = None, ready: asyncio.
         print(f"dasan: event loop {loop_name()}", flush=True)
         for note in secret_notes:
             print(f"dasan: {note}", flush=True)
-        for name in only or list(services.REGISTRY):
-            service = services.build(name, ctx)
+
+        async def start(service: services.Service) -> None:
             try:
                 addresses = await service.start()
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
                 await service.stop()  # what it opened before binding (client sessions, ...)
-                raise address_in_use(name, settings) from None
+                raise address_in_use(service.name, settings) from None
             started.append(service)
             for address in addresses:
-                print(f"dasan: {name:<10} {address}", flush=True)
-                addresses_by_service.append((name, address))
+                print(f"dasan: {service.name:<10} {address}", flush=True)
+                addresses_by_service.append((service.name, address))
+
+        names = only or list(services.REGISTRY)
+        for name in names:
+            await start(services.build(name, ctx))
+        if settings.metrics.enabled and settings.metrics.port is not None:
+            from ivr.web.metrics import MetricsListener
+
+            # /metrics on an address of its own in every process (ivr.web.metrics)
+            await start(MetricsListener(ctx, site_figures="web" in names))
         web = next((a for name, a in addresses_by_service if name == "web"), None)
         if web:
             base = web.rstrip("/")

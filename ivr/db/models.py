@@ -292,8 +292,8 @@ class Recording(Base):
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     purged_at: Mapped[datetime | None]
-    # pending | running | done | failed | no_model
-    transcription_status: Mapped[str] = mapped_column(String(20), default="pending")
+    # pending | running | done | failed | no_model (indexed: /metrics counts the backlog)
+    transcription_status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     transcription_error: Mapped[str | None] = mapped_column(Text)
     transcription_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
