@@ -167,6 +167,46 @@ async def test_agent_answers_a_web_chat(console: Console, browser: Any) -> None:
     assert page.js_errors == []
 
 
+async def test_a_slow_inbox_refresh_keeps_the_reply_being_typed(console: Console, browser: Any) -> None:
+    """The race behind test_agent_answers_a_web_chat's one time-out, made to happen every time:
+    a citizen's second line starts an inbox refresh, whose chat list is held back until the
+    agent has started typing. Finishing, the refresh must leave the form alone: replacing it
+    used to drop what was typed, so the reply sent was empty and never reached the citizen."""
+    page = await sign_in(browser, console, "kim.minji", "/console/agent")
+    await page.wait_for_selector("body[data-chat='open']")
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{console.url}/chat/ws") as citizen:
+        await citizen.send_json({"type": "hello", "language": "ko", "name": "시민"})
+        await citizen.send_json({"type": "message", "id": "r-1", "body": "대형 폐기물 신고는 어떻게 하나요"})
+        chat = page.locator("#inbox .conversation[data-chat]").filter(has_text="대형 폐기물")
+        await chat.wait_for()
+        await page.route("**/api/messaging/chats", hold)
+        await citizen.send_json({"type": "message", "id": "r-2", "body": "스티커를 사야 하나요"})
+        await asyncio.wait_for(held.wait(), 15)  # the refresh this line started waits for its chat list
+        reply = chat.locator("input")
+        await reply.evaluate("input => { input.dataset.typedIn = '1'; }")
+        await reply.fill("구청 누리집에서 신청하시면 됩니다")
+        async with page.expect_response("**/api/console/inbox"):  # the refresh's last request
+            release.set()
+        await page.unroute("**/api/messaging/chats", hold)
+        await page.evaluate("() => new Promise((done) => setTimeout(done, 500))")  # its last step ran
+        kept = page.locator("#inbox input[data-typed-in='1']")
+        assert await kept.count() == 1, "the refresh replaced the reply being typed"
+        assert await kept.input_value() == "구청 누리집에서 신청하시면 됩니다"
+        await chat.locator("button[type=submit]").click()
+        body = None
+        while body != "구청 누리집에서 신청하시면 됩니다":
+            frame = await citizen.receive_json(timeout=15)
+            body = frame.get("body") if frame.get("type") == "message" else None
+    assert page.js_errors == []
+
+
 async def test_agent_state_goes_through_the_real_ami_bridge(console: Console, browser: Any) -> None:
     """Ready / pause / log out drive the AMI bridge (ivr.ami) against an AMI peer speaking Asterisk 22:
     the page learns the new state only from what Asterisk reports back (QueueMember events)."""
