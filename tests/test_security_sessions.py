@@ -186,6 +186,10 @@ async def test_login_csrf_logout_csrf_and_secure_cookie(console: Console, browse
     console.ctx.settings.web.trusted_proxies = ["127.0.0.0/8"]
     assert "Secure" in await cookie_flags("https")
     assert "Secure" not in await cookie_flags("http")
+    # Or configured: a site whose public origin (web.public_url) is https always sets Secure.
+    console.ctx.settings.web.trusted_proxies = []
+    console.ctx.settings.web.public_url = "https://dasan.example"
+    assert "Secure" in await cookie_flags("http")
 
 
 async def test_no_versions_announced(console: Console) -> None:
