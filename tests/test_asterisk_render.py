@@ -247,3 +247,23 @@ def test_configparser_can_read_the_simple_files(files: dict[str, str]) -> None:
                                            inline_comment_prefixes=(";",))
         parser.read_string(files[name])
         assert parser.sections(), name
+
+
+def test_supervise_context_comes_from_the_one_source(files: dict[str, str]) -> None:
+    """Listen / whisper / barge (issue #18): the context the AMI bridge originates into is rendered
+    from ivr.ami.supervise (the Originate's Context and Exten, ChanSpy's options per mode), with
+    webrtc off too, and no phone can dial into it: no context includes it, no endpoint lands in it."""
+    from ivr.ami.supervise import CHANSPY_OPTIONS, CONTEXT, MODES
+    from ivr.contracts import Var
+
+    dialplan = files["extensions.conf"]
+    assert not Settings().webrtc.enabled
+    extens = values(dialplan, CONTEXT, "exten")
+    same = values(dialplan, CONTEXT, "same")
+    assert [e.split(",", 2)[:2] for e in extens] == [[mode, "1"] for mode in MODES] + [["i", "1"]]
+    assert [s for s in same if "ChanSpy" in s] == [
+        f"n,ChanSpy(${{{Var.SPY_TARGET}}},{CHANSPY_OPTIONS[mode]})" for mode in MODES]
+    assert all(set(CHANSPY_OPTIONS[mode]) >= set("qEd") for mode in MODES)  # 4/5/6 switch modes in a session
+    assert CHANSPY_OPTIONS["whisper"].endswith("w") and CHANSPY_OPTIONS["barge"].endswith("B")
+    assert not any(CONTEXT in v for name, items in sections(dialplan) for k, v in items if k == "include")
+    assert not any(CONTEXT in v for _, items in sections(files["pjsip.conf"]) for k, v in items if k == "context")

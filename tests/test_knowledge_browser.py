@@ -1,5 +1,6 @@
 """The knowledge base in headless Chromium: an agent (Korean) finds an article without its
-spacing and inserts it, filled in, into an SMS reply; a supervisor (English) turns a past
+spacing and inserts it, filled in, into an SMS reply; in English the same article is found by
+its English title and goes in in the citizen's language; a supervisor (English) turns a past
 contact into an article with one click and revises it."""
 
 from __future__ import annotations
@@ -59,6 +60,30 @@ async def test_agent_inserts_an_article_into_an_sms_reply(console: Console, brow
     async with console.ctx.db.session() as session:
         article = await session.get(Article, 1)
         assert article is not None and article.usage_count == 1
+    assert page.js_errors == []
+
+
+async def test_in_english_the_article_goes_in_in_the_citizens_language(console: Console, browser: Any) -> None:
+    """The console in English (super1): the search finds the article by its English title and
+    shows it in English; inserted into the Korean citizen's SMS reply, it is the Korean text."""
+    async with console.ctx.db.session() as session:
+        article = await store.by_key(session, "streetlight", "sms")
+    assert article is not None
+    used = article.usage_count
+    page = await sign_in(browser, console, "super1", "/console/agent")
+    sms = page.locator(f"#inbox .conversation[data-contact='{console.ids['sms']}']")
+    await sms.wait_for()
+    await page.fill("#kb-q", "street light")
+    await page.click("#kb-form button")
+    item = page.locator("#kb-articles li[data-key='streetlight']")
+    await item.wait_for()
+    assert "Broken street light" in await item.inner_text()
+    assert await item.locator("button.insert").inner_text() == "Insert into reply"
+    await sms.locator("input").click()
+    await item.locator("button.insert").click()
+    await item.locator(".note", has_text="Inserted into the reply").wait_for()
+    assert await sms.locator("input").input_value() == "가로등 고장 신고가 접수되었습니다. 접수번호 T-SMS"
+    assert await item.locator(".usage").inner_text() == str(used + 1)
     assert page.js_errors == []
 
 

@@ -1,18 +1,22 @@
 """QA on SQLite and PostgreSQL: scorecards as data (checked, with file and line), random samples
 per agent and period (never a contact twice), scores with nothing pre-set, blind calibration of
-two reviewers, the agent's acknowledgement, the CSV export, and who may do what."""
+two reviewers, the agent's acknowledgement, the CSV export, and who may do what; draws that are
+really random, per agent and within the period."""
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from ivr.db import Database
+from ivr.db.models import Agent, Channel, Contact
+from ivr.quality.sampling import draw
 from ivr.quality.scorecards import load_scorecards
 from ivr.yamlfile import DataError
 from tests.support.console import Console
@@ -107,3 +111,35 @@ async def test_sampling_calibration_acknowledgement(console: Console, login: Any
     first = next(r for r in rows if r["reviewer"] == "review1")
     assert (first["agent"], first["greeting"], first["comment"]) == ("kim.minji", "4", "'=잘함")
     assert first["acknowledged_at"] or next(r for r in rows if r["reviewer"] == "super1")["acknowledged_at"]
+
+
+async def test_draws_are_random_per_agent_and_within_the_period(db: Database, tmp_path: Path) -> None:
+    """Two agents with 30 and 2 calls in the period and calls outside it: each draw takes at most
+    per_agent of each agent's calls in the period, and the draws differ (C(30,3) = 4,060 sets: ten
+    equal draws in a row would be 1 chance in 10^36), covering more than any fixed first three."""
+    card = load_scorecards(tmp_path).scorecards["voice"]
+    start, end = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    async with db.transaction() as session:
+        busy, quiet = Agent(username="busy", extension="agent2001"), Agent(username="quiet", extension="agent2002")
+        session.add_all([busy, quiet])
+        await session.flush()
+        calls = [Contact(channel=Channel.voice, agent_id=busy.id, started_at=start + timedelta(minutes=i))
+                 for i in range(30)]
+        session.add_all([*calls, *(Contact(channel=Channel.voice, agent_id=quiet.id, started_at=start + timedelta(hours=h))
+                                   for h in (1, 2)),
+                         Contact(channel=Channel.voice, agent_id=busy.id, started_at=end),  # the next day
+                         Contact(channel=Channel.sms, agent_id=busy.id, started_at=start)])  # not a voice contact
+        await session.flush()
+        in_period = {c.id for c in calls}
+        busy_id, quiet_id = busy.id, quiet.id
+    draws = []
+    for _ in range(10):
+        async with db.session() as session:  # rolled back: each draw starts from nothing drawn
+            samples = await draw(session, start, end, 3, "voice", card, "review1")
+            await session.rollback()
+        by_agent = {agent: {s.contact_id for s in samples if s.agent_id == agent} for agent in (busy_id, quiet_id)}
+        assert len(by_agent[busy_id]) == 3 and by_agent[busy_id] <= in_period
+        assert len(by_agent[quiet_id]) == 2 and len(samples) == 5
+        draws.append(frozenset(by_agent[busy_id]))
+    assert len(set(draws)) > 1, draws
+    assert len(frozenset().union(*draws)) > 3

@@ -1,6 +1,7 @@
 """QA in headless Chromium: a reviewer (Korean) draws contacts at random per agent and scores one
-with nothing pre-set; a supervisor (English) scores the same contact and sees the disagreement;
-the agent (Korean) acknowledges the evaluation."""
+with nothing pre-set; a supervisor (English) scores the same contact and sees the disagreement,
+and draws again (nothing drawn twice); the reviewer sees the disagreement in Korean; the agent
+(Korean) acknowledges the evaluation."""
 
 from __future__ import annotations
 
@@ -63,6 +64,21 @@ async def test_sampling_calibration_and_acknowledgement(console: Console, chromi
         assert await greeting.inner_text() == "Greeting and manner\t4\t2\t2"
         assert await sup.locator("#qa-calibration tr[data-criterion='accuracy']").get_attribute("class") == ""
         assert "Disagreement" in await sup.inner_text("#qa-calibration thead")
+        # Drawing in English: the period's contacts are all drawn already, and never twice.
+        await sup.fill("#qa-from", str(min(yesterday, yesterday.replace(day=1))))
+        await sup.fill("#qa-per-agent", "3")
+        await sup.click("#qa-draw-submit")
+        await sup.wait_for_selector("#qa-draw-status[data-ok='1']")
+        assert await sup.inner_text("#qa-draw-status") == "Contacts drawn: 0"
+        # The first reviewer (Korean) opens the sample again: the disagreement, in Korean.
+        again = page.locator("#qa-samples tr[data-agent='kim.minji'] button.score")
+        assert await again.inner_text() == "결과 보기"  # scored: view, not score again
+        await again.click()
+        greeting_ko = page.locator("#qa-calibration tr[data-criterion='greeting'].disagree")
+        await greeting_ko.wait_for()
+        assert await greeting_ko.inner_text() == "인사·응대\t4\t2\t2"
+        assert "차이" in await page.inner_text("#qa-calibration thead")
+        assert await page.locator("#qa-score-form").is_hidden()
 
         agent = await sign_in(agent_ctx, console, "kim.minji", "/console/quality")
         assert await agent.locator("#qa-draw").count() == 0  # agents do not draw samples

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from ivr.ami.models import LiveCall
 from ivr.ami.service import ami_status
 from ivr.config import Settings
 from ivr.console.i18n import TEXTS
@@ -97,6 +98,49 @@ async def test_supervisor_listens_whispers_and_barges_from_the_wallboard(console
     await page.wait_for_selector("#phone-banner", state="hidden")
     assert await page.inner_text("#ws-status") == TEXTS["live"][EN]
     assert page.js_errors == []
+
+
+async def test_supervisor_listens_whispers_and_barges_in_korean(console: Console, browser: Any) -> None:
+    """The same controls in Korean: the supervisor switches the console to Korean, and the
+    buttons, the call's state, the notes and the refusal while Asterisk is down are Korean."""
+    ctx = console.ctx
+    async with ctx.db.session() as session:
+        if await session.get(LiveCall, "1700000001.5") is None:  # the English test may have run first
+            await live_calls(console, talking_seconds=80)
+    await ctx.bus.publish("live.ami", ami_status("connected", True))
+    page = await sign_in(browser, console, "super1", "/console/wallboard")
+    try:
+        await page.select_option("#language-switch", "ko")
+        await page.wait_for_selector("html[lang='ko'] #live-calls")
+        assert await page.inner_text(".brand") == "120 다산콜센터"
+        row = page.locator("#live-calls tr[data-call='1700000001.5']")
+        await row.wait_for()
+        assert TEXTS["call_state_connected"][KO] in await row.inner_text()
+        assert [await b.inner_text() for b in await row.locator("button").all()] == [
+            TEXTS[f"mode_{mode}"][KO] for mode in ("listen", "whisper", "barge")]
+        for mode in ("whisper", "barge", "listen"):
+            await row.locator(f"button.sv-{mode}").click()
+            jobs = await ctx.bus.consume("agent.commands", "test", "t3", count=5, block=5)
+            assert [(j.data["mode"], j.data["agent"]) for j in jobs] == [(mode, "kim.minji")]
+            await page.wait_for_selector(f"#supervise-note >> text={TEXTS['sv_ringing'][KO]}")
+            await page.evaluate("document.getElementById('supervise-note').textContent = ''")
+        await ctx.bus.publish("live.supervise", {"username": "super1", "action": "supervise", "mode": "whisper",
+                                                 "message": "whisper on kim.minji: your phone answered"})
+        await page.wait_for_selector(f"#supervise-note >> text={TEXTS['sv_started'][KO]} ({TEXTS['mode_whisper'][KO]})")
+        await ctx.bus.publish("live.supervise", {"username": "super1", "action": "supervise", "mode": "listen",
+                                                 "error": "Originate: Extension does not exist."})
+        await page.wait_for_selector(f"#supervise-note[data-error='1'] >> text={TEXTS['sv_failed'][KO]}")
+        await ctx.bus.publish("live.ami", ami_status("connecting", False))
+        await page.wait_for_selector(f"#phone-banner >> text={TEXTS['phone_down'][KO]}")
+        await row.locator("button.sv-barge").click()
+        await page.wait_for_selector(f"#supervise-note >> text={TEXTS['sv_failed'][KO]}: {TEXTS['phone_down'][KO]}")
+        assert await ctx.bus.consume("agent.commands", "test", "t3", count=5, block=0.5) == []
+        await shot(page, "wallboard-live-calls-ko")
+        assert page.js_errors == []
+    finally:
+        await ctx.bus.publish("live.ami", ami_status("connected", True))
+        await page.select_option("#language-switch", "en")  # super1 reads English in the other tests
+        await page.wait_for_selector("html[lang='en']")
 
 
 async def test_wallboard_in_korean_says_the_phone_system_is_down(console: Console, browser: Any) -> None:
