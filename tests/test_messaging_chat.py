@@ -18,7 +18,7 @@ from ivr import records
 from ivr.bus import Bus
 from ivr.context import AppContext
 from ivr.db import Database
-from ivr.db.models import Channel, Contact, ContactEvent, Message
+from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Message
 from ivr.messaging.models import ChatConversation
 from tests.support.messaging import sidecar_settings, sign_in
 from tests.support.web import serve
@@ -252,3 +252,45 @@ async def test_a_line_into_a_chat_closed_elsewhere_is_refused_and_not_stored(ctx
         assert conv is not None
         lines = (await session.execute(select(Message).where(Message.contact_id == conv.contact_id))).scalars().all()
     assert lines == []
+
+
+async def test_ids_with_a_trailing_line_break_are_not_taken(ctx: AppContext) -> None:
+    """Python's ``$`` also matches before a final line break: the chat's token, identity and
+    phone checks match the whole value, so ``<identity>\\n`` is a new browser identity (not a
+    second citizen row of the same person) and ``<phone>\\n`` is not a number to text."""
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens:
+        first = await citizens.ws_connect(f"{base}/chat/ws")
+        await first.send_json({"type": "hello", "language": "ko"})
+        welcome = await next_frame(first, "welcome")
+        await first.close()
+        again = await citizens.ws_connect(f"{base}/chat/ws")
+        await again.send_json({"type": "hello", "token": welcome["token"] + "\n",
+                               "identity": welcome["identity"] + "\n"})
+        other = await next_frame(again, "welcome")
+        assert other["resumed"] is False and other["id"] != welcome["id"]
+        assert other["identity"] != welcome["identity"] + "\n" and "\n" not in other["identity"]
+        await again.close()
+    async with ctx.db.session() as session:
+        identities = (await session.execute(select(Citizen.identity).where(
+            Citizen.identity_kind == "chat"))).scalars().all()
+    assert all("\n" not in identity for identity in identities)
+
+
+def test_recording_paths_and_kamailio_names_are_matched_whole(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from ivr.config import AsteriskNode, Settings
+    from ivr.kamailio.render import KamailioRenderError
+    from ivr.kamailio.render import render as render_kamailio
+    from ivr.recordings.store import StoreError, layout_path
+
+    with pytest.raises(StoreError):
+        layout_path("1795800000.1\n", datetime(2026, 12, 7, tzinfo=UTC))
+    assert layout_path("1795800000.1", datetime(2026, 12, 7, 3, tzinfo=UTC)).endswith("/1795800000.1.wav")
+    settings = Settings()
+    settings.cluster.asterisk_nodes = [AsteriskNode(name="ast1", sip_host="10.0.0.11", ami_host="10.0.0.11")]
+    for field, value in (("host", "kamailio.example\n"), ("realm", "dasan\n")):
+        setattr(settings.cluster.kamailio, field, value)
+        with pytest.raises(KamailioRenderError, match=field):
+            render_kamailio(settings, tmp_path / field)
+        setattr(settings.cluster.kamailio, field, {"host": "10.0.0.10", "realm": "dasan"}[field])

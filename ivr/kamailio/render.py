@@ -43,7 +43,7 @@ def _address(label: str, host: str) -> str:
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
-        if not _HOST.match(host):
+        if not _HOST.fullmatch(host):
             raise KamailioRenderError(f"{label}: {host!r} is not an address or host name") from None
         return host
 
@@ -101,7 +101,7 @@ def context(settings: Settings, out_dir: Path) -> dict[str, Any]:
         raise KamailioRenderError("cluster.asterisk_nodes is empty: list the Asterisk nodes Kamailio dispatches to")
     k = cluster.kamailio
     _address("cluster.kamailio.host", k.host)
-    if not _REALM.match(k.realm):
+    if not _REALM.fullmatch(k.realm):
         raise KamailioRenderError(f"cluster.kamailio.realm: {k.realm!r} is not a plain name")
     trunk = []
     for value in k.trunk_match:

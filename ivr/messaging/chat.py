@@ -186,13 +186,13 @@ class ChatHub:
         own contact, of the browser's own chat identity: never someone else's by a claim)."""
         now = datetime.now(UTC)
         async with self.ctx.db.transaction() as session:
-            if token and TOKEN.match(token):
+            if token and TOKEN.fullmatch(token):
                 conv = (await session.execute(select(ChatConversation).where(
                     ChatConversation.token == token))).scalar_one_or_none()
                 if conv is not None and conv.status != "closed":
                     conv.last_seen_at = now
                     return conv, identity or "", True
-            if not identity or not TOKEN.match(identity):
+            if not identity or not TOKEN.fullmatch(identity):
                 identity = secrets.token_urlsafe(18)
             fields = {"display_name": name[:200]} if name else {}
             citizen = await records.get_or_create_citizen(session, "chat", identity, **fields)
@@ -210,7 +210,7 @@ class ChatHub:
 
     async def send_code(self, conv: ChatConversation, phone: str) -> str:
         """Text a one-time code to ``phone`` for this chat; 'sent', 'invalid' or 'limited'."""
-        if not PHONE.match(phone):
+        if not PHONE.fullmatch(phone):
             return "invalid"
         number = records.normalize_phone(phone)
         settings = self.ctx.settings.sms
@@ -326,7 +326,7 @@ class ChatHub:
         body = body.strip()[:MAX_LINE]
         if not body:
             raise ValueError("empty message")
-        if not (isinstance(client_id, str) and CLIENT_ID.match(client_id)):
+        if not (isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id)):
             client_id = secrets.token_hex(8)
         try:
             async with self.ctx.db.transaction() as session:

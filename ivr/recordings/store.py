@@ -44,7 +44,7 @@ def sha256_file(path: Path) -> str:
 
 def layout_path(call_id: str, started: datetime, suffix: str = ".wav") -> str:
     """``YYYY/MM/DD/<call id><suffix>`` (relative), the date the site's (``ivr.sitetime``)."""
-    if not _CALL_ID.match(call_id):
+    if not _CALL_ID.fullmatch(call_id):
         raise StoreError(f"call id {call_id!r}: letters, digits, '.', '_' and '-' only / 잘못된 통화 ID")
     day = sitetime.local(started)
     return f"{day:%Y/%m/%d}/{call_id}{suffix}"
