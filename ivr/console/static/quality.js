@@ -30,6 +30,7 @@ document.addEventListener("DOMContentLoaded", () => {
     $("qa-scoring").dataset.sample = id;
     $("qa-sample-title").textContent = "#" + id + " · " + (current.agent_name || current.agent) + " · " + name(current.card.name);
     $("qa-score-status").textContent = "";
+    delete $("qa-score-status").dataset.ok;
     // One group of radio buttons per criterion, none checked: the reviewer chooses every score.
     $("qa-criteria").replaceChildren(...current.card.criteria.map((c) => {
       const options = [];
@@ -99,9 +100,10 @@ document.addEventListener("DOMContentLoaded", () => {
         if (chosen) scores[c.key] = Number(chosen.value);
       }
       const r = await api("POST", "/api/console/qa/samples/" + current.id + "/evaluations", { scores, comment: $("qa-comment").value });
+      // Saved: the sample is shown again (the calibration with this score) before the page says so.
+      if (r.ok) { await openSample(current.id); loadSamples(); }
       $("qa-score-status").textContent = r.ok ? t("qa_saved") : (r.data && r.data.error) || "error";
       $("qa-score-status").dataset.ok = r.ok ? "1" : "0";
-      if (r.ok) { await openSample(current.id); $("qa-score-status").textContent = t("qa_saved"); loadSamples(); }
     });
     loadSamples();
   }
