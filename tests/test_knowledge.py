@@ -224,3 +224,27 @@ async def test_variables_come_from_the_contact(db: Database) -> None:
         assert loaded is not None
         text, missing, count = await store.use(session, loaded, "ko", values)
     assert text == "홍길동님, 버스 정류장이 옮겨졌습니다. 접수번호 T-CHAT" and missing == [] and count == 1
+
+
+async def test_a_contact_without_notes_drafts_from_its_transcript(db: Database) -> None:
+    """One click on a recorded call nobody wrote notes for: the body is its transcript, in order."""
+    from ivr.db.models import Channel, Contact, Recording, TranscriptSegment
+
+    async with db.transaction() as session:
+        contact = Contact(channel=Channel.voice, topic="transport", notes="  ")
+        session.add(contact)
+        await session.flush()
+        recording = Recording(contact_id=contact.id, path="kb/draft.wav")
+        session.add(recording)
+        await session.flush()
+        session.add_all([TranscriptSegment(recording_id=recording.id, contact_id=contact.id, start=s, end=s + 2, text=t)
+                         for s, t in ((4.0, "정류장이 옮겨졌습니다"), (0.0, "버스 정류장 문의드립니다"))])
+        contact_id = contact.id
+    async with db.session() as session:
+        draft = await store.draft_from_contact(session, contact_id)
+    assert draft is not None
+    assert draft["texts"]["ko"] == {"title": "transport", "body": "버스 정류장 문의드립니다\n정류장이 옮겨졌습니다"}
+    assert draft["tags"] == ["transport"] and draft["key"].startswith(f"contact-{contact_id}-")
+    async with db.transaction() as session:  # the draft saves as it is
+        saved = await store.save(session, store.parse(draft), "super1")
+    assert saved.revision == 1
