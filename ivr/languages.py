@@ -52,12 +52,15 @@ class Replies(BaseModel):
     spoken: str = Field(min_length=1)  # IVR: a keyed-in number's status
     expected: str = Field(min_length=1)  # appended to updated/spoken while open with a date
     not_found: str = Field(min_length=1)  # IVR: no such number
+    # How a reply names a citizen whose name is not known: an article's "{name}님" becomes
+    # "고객님", never "님". Optional: a language without it takes its fallback's.
+    someone: str = ""
 
     @model_validator(mode="after")
     def _known_placeholders(self) -> Replies:
         allowed = {"open": set(), "closed": set(), "received": {"site", "service", "id"},
                    "updated": {"site", "service", "id", "status"}, "spoken": {"service", "id", "status"},
-                   "expected": {"date"}, "not_found": {"id"}}
+                   "expected": {"date"}, "not_found": {"id"}, "someone": set()}
         for name, names in allowed.items():
             try:
                 unknown = sorted(_placeholders(getattr(self, name)) - names)
@@ -188,6 +191,14 @@ class Languages(BaseModel):
         found = self.languages[self.replies_language(code)].replies
         assert found is not None  # replies_language picks a language that has them
         return found
+
+    def someone(self, code: str | None) -> str:
+        """How ``code``'s replies name an unknown citizen: its own word, its fallback's, else ''."""
+        for c in self.chain(code):
+            replies = self.languages[c].replies
+            if replies is not None and replies.someone:
+                return replies.someone
+        return ""
 
     @property
     def page_languages(self) -> tuple[str, ...]:

@@ -176,7 +176,8 @@ async def test_ivr_answer_node_reads_an_article(db: Database, tmp_path: Path) ->
 
 async def test_sms_keyword_is_answered_from_an_article(db_url: str, tmp_path: Path) -> None:
     """A citizen's SMS that is a configured keyword gets the article (tracking number filled in,
-    the unknown name left out) after the acknowledgement; other texts and expired articles do not."""
+    the citizen's name when known, else the language's word for someone: "고객님", never "님")
+    after the acknowledgement; other texts and expired articles do not."""
     from ivr.messaging.store import OUTBOUND_STREAM
     from tests.support.messaging import messaging_context, post_signed
     from tests.support.web import serve
@@ -184,25 +185,30 @@ async def test_sms_keyword_is_answered_from_an_article(db_url: str, tmp_path: Pa
     async with messaging_context(db_url, tmp_path / "var", "kw-secret") as ctx:
         ctx.settings.sms.keyword_articles = {"버스정류장": "bus-stop-moved", "옛정류장": "old-bus"}
         await _add(ctx.db, BUS)
+        from ivr import records
+        async with ctx.db.transaction() as session:  # a citizen whose name an agent noted earlier
+            await records.get_or_create_citizen(session, "phone", "+821077778888", display_name="홍길동")
         past = datetime.now(UTC) - timedelta(days=1)
         await _add(ctx.db, {"key": "old-bus", "texts": {"ko": {"title": "옛", "body": "지난 안내"}},
                             "valid_from": (past - timedelta(days=5)).isoformat(), "valid_to": past.isoformat()})
         async with serve(ctx) as base, aiohttp.ClientSession() as http:
             replies = []
             for i, (sender, body) in enumerate((("+821011112222", "버스 정류장"), ("+821033334444", "버스 정류장이 어디죠"),
-                                                ("+821055556666", "옛정류장"))):
+                                                ("+821055556666", "옛정류장"), ("+821077778888", "버스정류장"))):
                 resp = await post_signed(http, f"{base}/webhooks/sms", {
                     "message_id": f"kw-{i}", "from": sender, "to": "120", "body": body}, "kw-secret")
                 assert resp.status == 200
                 replies.append((await resp.json())["tracking_number"])
         jobs = [j.data for j in await ctx.bus.consume(OUTBOUND_STREAM, "t", "t", count=100, block=0.01)]
         kb = [j for j in jobs if j.get("kind") == "kb"]
-        assert [j["kind"] for j in jobs].count("ack") == 3
+        assert [j["kind"] for j in jobs].count("ack") == 4
         assert kb == [{"to": "+821011112222", "contact_id": kb[0]["contact_id"], "kind": "kb",
-                       "body": f"님, 버스 정류장이 옮겨졌습니다. 접수번호 {replies[0]}"}]
+                       "body": f"고객님, 버스 정류장이 옮겨졌습니다. 접수번호 {replies[0]}"},
+                      {"to": "+821077778888", "contact_id": kb[1]["contact_id"], "kind": "kb",
+                       "body": f"홍길동님, 버스 정류장이 옮겨졌습니다. 접수번호 {replies[3]}"}]
         async with ctx.db.session() as session:
             article = await store.by_key(session, "bus-stop-moved", "sms")
-            assert article is not None and article.usage_count == 1
+            assert article is not None and article.usage_count == 2
 
 
 async def test_variables_come_from_the_contact(db: Database) -> None:

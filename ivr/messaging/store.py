@@ -371,7 +371,7 @@ async def _send_hand_off(ctx: AppContext, message_id: int, job: dict[str, Any]) 
                 "to": job["sender"], "contact_id": job["contact_id"], "kind": "ack",
                 "body": ack_text(language, ctx.settings.site_name, tracking)})
         if ctx.settings.sms.keyword_articles and job["channel"] in (Channel.sms.value, Channel.mms.value):
-            answer = await keyword_reply(ctx, job["body"], language, tracking)
+            answer = await keyword_reply(ctx, job["body"], language, tracking, job["contact_id"])
             if answer:
                 await ctx.bus.enqueue(OUTBOUND_STREAM, {"to": job["sender"], "contact_id": job["contact_id"],
                                                         "kind": "kb", "body": answer})
