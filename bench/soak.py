@@ -46,6 +46,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+import yaml
 
 from bench.measure import cpu_seconds
 from bench.report import machine, put_block
@@ -203,8 +204,9 @@ def _user_event(name: str, call_id: str, n: int, **headers: str) -> bytes:
 # -- the run ---------------------------------------------------------------------------------
 
 class Soak:
-    def __init__(self, mix: Mix, seed: int) -> None:
+    def __init__(self, mix: Mix, seed: int, hours: str = "open") -> None:
         self.mix, self.random = mix, random.Random(seed)
+        self.hours = hours
         self.tally = Tally()
         self.folder = Path(tempfile.mkdtemp(prefix="dasan-soak-"))
         self.db_name = f"dasan_soak_{uuid.uuid4().hex[:10]}"
@@ -238,10 +240,24 @@ class Soak:
                "DASAN__AMI__RECONNECT_MAX_SECONDS": "1", "DASAN__SMS__WEBHOOK_SECRET": SECRET,
                "DASAN__BUS__BACKEND": "redis", "DASAN__BUS__REDIS_URL": self.redis.url,
                "DASAN__BUS__PREFIX": "soak"}
+        if self.hours == "open":
+            env["DASAN__QUEUES_DIR"] = str(self.open_queues())
         for name in SERVICES:
             self.services[name] = Dasan([name], env, ROOT)
             await asyncio.to_thread(self.services[name].start)
         await self.peer.wait_login(1, timeout=30)
+
+    def open_queues(self) -> Path:
+        """The shipped queues with every line open and no holidays: the day's mix then reaches
+        counsellors whatever the wall-clock hour the soak runs at (at night the foreign-language
+        and video lines would send those calls to the night route instead)."""
+        folder = self.folder / "queues"
+        shutil.copytree(ROOT / "ivr" / "defaults" / "queues", folder)
+        data = yaml.safe_load((folder / "queues.yaml").read_text(encoding="utf-8"))
+        data["schedules"] = {name: {"always": True} for name in data["schedules"]}
+        data["holidays"] = []
+        (folder / "queues.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return folder
 
     async def teardown(self) -> None:
         for service in self.services.values():
@@ -606,7 +622,9 @@ def summary(mix: Mix, soak: Soak, table: list[tuple[str, str, str]], failures: l
     out = [f"A day of 120 at {mix.scale:g} scale ({mix.count(mix.calls):,} calls incl. {mix.count(mix.video)} video and "
            f"{mix.count(mix.foreign)} foreign-language, {mix.count(mix.sms):,} SMS, {mix.count(mix.chats)} web chats) "
            f"in {soak.load_seconds / 60:.1f} min plus {soak.settle_seconds:.0f} s settling; PostgreSQL, a private Redis, "
-           f"{len(SERVICES)} services as `dasan up --only` processes; {machine()}.", "",
+           f"{len(SERVICES)} services as `dasan up --only` processes; "
+           f"{'every line open all day' if soak.hours == 'open' else 'the shipped opening hours at the time of the run'}; "
+           f"{machine()}.", "",
            "Faults: " + "; ".join(f"{at:.0f} s {what}" for at, what in soak.tally.faults) + ".", "",
            "| what | count | detail |", "| --- | --- | --- |"]
     out += [f"| {what} | {count} | {detail} |" for what, count, detail in [*table, *soak.cpu_table()]]
@@ -625,6 +643,9 @@ async def main() -> int:
     parser.add_argument("--foreign", type=int, default=87, help="foreign-language calls a day")
     parser.add_argument("--chats", type=int, default=200, help="web chats a day")
     parser.add_argument("--seed", type=int, default=120)
+    parser.add_argument("--hours", choices=("open", "site"), default="open",
+                        help="open: every line open all day (default, the same run at any hour); "
+                             "site: the shipped opening hours at the wall-clock time")
     parser.add_argument("--doc", action="store_true", help=f"put the table into {DOC.name} (make soak does)")
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed) to look into")
     parser.add_argument("--detail", action="store_true", help="print each call's path and what the driver saw")
@@ -633,7 +654,7 @@ async def main() -> int:
     with contextlib.suppress(ValueError, OSError):
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    soak = Soak(mix, args.seed)
+    soak = Soak(mix, args.seed, args.hours)
     soak.keep = args.keep
     try:
         await soak.setup()
