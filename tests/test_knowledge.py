@@ -249,8 +249,15 @@ async def test_a_contact_without_notes_drafts_from_its_transcript(db: Database) 
     async with db.session() as session:
         draft = await store.draft_from_contact(session, contact_id)
     assert draft is not None
-    assert draft["texts"]["ko"] == {"title": "transport", "body": "버스 정류장 문의드립니다\n정류장이 옮겨졌습니다"}
+    # No category: the title is the body's first line (Korean), the topic code only a tag.
+    assert draft["texts"]["ko"] == {"title": "버스 정류장 문의드립니다", "body": "버스 정류장 문의드립니다\n정류장이 옮겨졌습니다"}
     assert draft["tags"] == ["transport"] and draft["key"].startswith(f"contact-{contact_id}-")
     async with db.transaction() as session:  # the draft saves as it is
         saved = await store.save(session, store.parse(draft), "super1")
     assert saved.revision == 1
+    async with db.transaction() as session:  # a category whose code is the topic names it
+        from ivr.db.models import Category
+        session.add(Category(code="transport", name_ko="교통", name_en="Transport"))
+    async with db.session() as session:
+        named = await store.draft_from_contact(session, contact_id)
+    assert named is not None and named["texts"]["ko"]["title"] == "교통"

@@ -30,6 +30,7 @@ from ivr.knowledge.text import compact, fill, unknown_variables
 KEY = r"^[a-z0-9][a-z0-9_-]{0,79}$"  # also the IVR's sound name (ivr.engine.menu.ARTICLE_KEY)
 CHANNELS = ("voice", "sms", "mms", "chat", "sns", "video", "web_voice", "ivr")
 MAX_BODY = 5000
+MAX_TITLE = 200
 
 
 class ArticleError(ValueError):
@@ -38,7 +39,7 @@ class ArticleError(ValueError):
 
 class ArticleText(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
     body: str = Field(min_length=1, max_length=MAX_BODY)
 
 
@@ -160,7 +161,12 @@ async def draft_from_contact(session: AsyncSession, contact_id: int) -> dict[str
         lines = (await session.execute(select(TranscriptSegment.text).where(TranscriptSegment.contact_id == contact_id)
                                        .order_by(TranscriptSegment.start))).scalars()
         body = "\n".join(lines).strip()
-    title = (category.name_ko if category else None) or contact.topic or f"문의 {contact_id}"
+    if category is None and contact.topic:  # a menu's topic code, named like a category
+        category = (await session.execute(select(Category).where(Category.code == contact.topic))).scalar_one_or_none()
+    # The title is Korean: the category's name, else the first line of the body (a topic code
+    # such as "transport" is a tag, not a Korean title).
+    first_line = body.splitlines()[0].strip()[:MAX_TITLE] if body else ""
+    title = (category.name_ko if category else None) or first_line or f"문의 {contact_id}"
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     return {"key": f"contact-{contact_id}-{stamp}", "texts": {"ko": {"title": title, "body": body[:MAX_BODY] or title}},
             "tags": [contact.topic] if contact.topic else [], "channels": []}
