@@ -26,6 +26,7 @@ from ivr.ami.ingest import (
 )
 from ivr.ami.metrics import current_metrics
 from ivr.ami.models import OutboxJob
+from ivr.ami.supervise import ModeSwitch, SpyModes, audit_switch
 from ivr.bus import Job
 from ivr.config import AsteriskNode
 from ivr.context import AppContext
@@ -85,6 +86,7 @@ class AmiBridge:
                                       lease=ctx.settings.bus.claim_after_seconds,
                                       live_listen=bool(ctx.settings.speech.live_listen))
                        if callbacks else None)
+        self.spies = SpyModes(self.qconf.agents)  # supervisors' mode keys during ChanSpy
         self.metrics_interval = metrics_interval
         self.applied = 0  # events taken off the socket and committed
         self.resyncs = 0
@@ -123,8 +125,10 @@ class AmiBridge:
         return lines
 
     def _keep(self, name: str, raw: str) -> bool:
-        """Events to parse: what the ingester reads, and the dial results of callbacks."""
-        return wanted_event(name, raw) or (self.dialer is not None and self.dialer.wants(name, raw))
+        """Events to parse: what the ingester reads, the dial results of callbacks, and the keys
+        supervisors press during ChanSpy."""
+        return (wanted_event(name, raw) or (self.dialer is not None and self.dialer.wants(name, raw))
+                or self.spies.wants(name, raw))
 
     async def stop(self) -> None:
         await self.wait_idle(timeout=5, outbox=False)  # unsent jobs stay in the DB outbox
@@ -200,6 +204,8 @@ class AmiBridge:
                 items: list[Any] = self.conn.take(self.batch)
                 if self.dialer is not None:
                     self.dialer.observe(items)
+                for switch in self.spies.observe(items):
+                    await self._mode_switched(switch)
                 events: list[dict[str, str]] = []
                 for item in items:
                     if isinstance(item, _Resync):
@@ -219,6 +225,17 @@ class AmiBridge:
                 log.exception("AMI ingest loop")
             finally:
                 self._busy = False
+
+    async def _mode_switched(self, switch: ModeSwitch) -> None:
+        """Audited in order with the keys (a quick 5 then 6 are two rows in that order), then
+        told to the supervisor's wallboard on live.supervise."""
+        try:
+            outcome = await audit_switch(self.ctx.db, switch)
+        except Exception:
+            log.exception("auditing the supervise mode switch %s", switch)
+            return
+        with contextlib.suppress(Exception):
+            await self.ctx.bus.publish(Topic.LIVE_SUPERVISE, outcome)
 
     async def _with_retry(self, what: str, fn: Callable[[], Awaitable[Effects]]) -> Effects | None:
         """``fn`` (one transaction) until it commits: a deadlock or serialization failure is run

@@ -267,9 +267,10 @@ def live_listen_target(listen: str) -> str:
 
 def supervise_view() -> dict[str, Any]:
     """Listen / whisper / barge (ivr.ami.supervise): the context the AMI bridge originates into."""
-    from ivr.ami.supervise import CHANSPY_OPTIONS, CONTEXT
+    from ivr.ami.supervise import CHANSPY_OPTIONS, CONTEXT, other_context_regex
 
-    return {"context": CONTEXT, "modes": CHANSPY_OPTIONS}
+    # other_contexts: manager.conf's filter that keeps DTMF events to this context
+    return {"context": CONTEXT, "modes": CHANSPY_OPTIONS, "other_contexts": other_context_regex(CONTEXT)}
 
 
 def survey_view(settings: Settings) -> dict[str, Any]:

@@ -263,6 +263,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "sv_failed": ("감청을 시작하지 못했습니다", "Could not start"),
     "sv_started": ("전화가 연결되었습니다. 통화 중 4 듣기 · 5 귓속말 · 6 끼어들기",
                    "Your phone is connected; press 4 listen, 5 whisper, 6 barge"),
+    "sv_switched": ("모드를 바꿨습니다", "Mode changed"),
     "sp_off": ("이 상담원에게는 브라우저 전화가 설정되어 있지 않습니다.", "No browser phone is set up for this agent."),
     "sp_connecting": ("연결 중", "connecting"),
     "sp_registered": ("수신 대기", "ready for calls"),

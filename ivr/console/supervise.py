@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from ivr.ami.metrics import _queue_config
 from ivr.ami.models import LiveCall
-from ivr.ami.supervise import MODES
+from ivr.ami.supervise import AUDIT_ACTION, MODES
 from ivr.console.http import audit_request, iso, username
 from ivr.console.phone_status import phone_status
 from ivr.console.render import ctx_of
@@ -89,7 +89,8 @@ async def post_supervise(request: web.Request) -> web.Response:
     command = {"action": "supervise", "username": me, "supervisor": me, "agent": agent.username, "mode": mode,
                "call": call.linkedid}
     # Audited before it is sent: no listen-in happens without its record.
-    await audit_request(request, "supervise", f"agent:{agent.username}", mode=mode, call=call.linkedid,
+    # (each later switch by the supervisor's keys is audited alike by the AMI bridge)
+    await audit_request(request, AUDIT_ACTION, f"agent:{agent.username}", mode=mode, call=call.linkedid,
                         contact_id=call.contact_id)
     job_id = await ctx.bus.enqueue(Stream.AGENT_COMMANDS, command)
     return web.json_response({"queued": True, "job_id": job_id, "command": command}, status=202)

@@ -113,6 +113,7 @@
       else if (msg.type === "phone") phone.update(msg);
       else if (msg.type === "supervise") {
         if (msg.error) svSay(t("sv_failed") + ": " + msg.error, true);
+        else if (msg.switched) svSay(t("sv_switched") + ": " + t("mode_" + msg.from) + " → " + t("mode_" + msg.mode), false);
         else svSay(t("sv_started") + " (" + t("mode_" + msg.mode) + ")", false);
       }
     };
