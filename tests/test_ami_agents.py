@@ -279,3 +279,356 @@ async def test_a_command_asterisk_refuses_says_which_action_and_why(settings: Se
         with pytest.raises(AgentCommandError) as refused:
             await r.bridge.control.run({"action": "unpause", "username": "nguyen.thu"})
         assert str(refused.value) == "QueuePause: Interface not found"
+
+
+def _sent(r, action: str, start: int = 0) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The actions of that name the bridge sent to Asterisk (from ``start`` on), without ActionID."""
+    return [{k: v for k, v in a.items() if k != "ActionID"} for a in r.peer.actions[start:]
+            if a.get("Action") == action]
+
+
+async def test_agents_yaml_edits_reach_the_database_at_the_next_start(settings: Settings, sqlite_url: str) -> None:
+    """sync_agents: skills from queues.yaml (description cut to its column, language), and an
+    agent edited in agents.yaml (name, extension, skills) updated in place, active again, its
+    state row following the new extension; the next login adds the new phone to the new queues."""
+    from ivr.db.models import Skill
+    from ivr.queues import load_queues
+
+    queues_yaml = settings.queues_dir / "queues.yaml"
+    long = "English line, " + "for every caller who prefers English; " * 8
+    queues_yaml.write_text(queues_yaml.read_text(encoding="utf-8").replace(
+        "description: English line", f"description: {long}"), encoding="utf-8")
+    qconf = load_queues(settings.queues_dir)
+    assert len(qconf.queues["en"].description) > 200
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        async with r.ctx.db.session() as s:
+            skills = {k.name: (k.description, k.language) for k in (await s.execute(select(Skill))).scalars()}
+            kim = (await s.execute(select(Agent).where(Agent.username == "kim.minji"))).scalar_one()
+            agents_before = len((await s.execute(select(Agent))).scalars().all())
+        assert skills == {name: (q.description[:200], q.language) for name, q in qconf.queues.items()}
+        async with r.ctx.db.session() as s:  # everyone starts logged out, on the wallboard too
+            states = {a.username: (a.extension, a.logged_in, a.paused, a.reason, a.queues, a.device_status, a.in_call,
+                                   a.state) for a in (await s.execute(select(AgentState))).scalars()}
+        assert states == {a.username: (a.extension, False, False, None, {}, 0, False, "logged_out")
+                          for a in qconf.agents}
+        assert (kim.display_name, kim.extension, kim.active) == ("김민지", "agent1001", True)
+        async with r.ctx.db.transaction() as s:  # taken off the roster by an admin meanwhile
+            (await s.execute(select(Agent).where(Agent.username == "kim.minji"))).scalar_one().active = False
+
+        agents_yaml = settings.queues_dir / "agents.yaml"
+        agents_yaml.write_text(agents_yaml.read_text(encoding="utf-8").replace(
+            "    name: 김민지\n    extension: agent1001\n    skills: {general-ko: 5, general-wide: 5, en: 3}",
+            "    name: 김민지 팀장\n    extension: agent2001\n    skills: {general-ko: 2, zh: 4}"), encoding="utf-8")
+        await r.restart_bridge()
+        async with r.ctx.db.session() as s:
+            kim = (await s.execute(select(Agent).where(Agent.username == "kim.minji"))).scalar_one()
+            rows = (await s.execute(select(Skill.name, AgentSkill.proficiency).join(
+                AgentSkill, AgentSkill.skill_id == Skill.id).where(AgentSkill.agent_id == kim.id))).all()
+            assert len((await s.execute(select(Agent))).scalars().all()) == agents_before
+            assert len((await s.execute(select(Skill))).scalars().all()) == len(skills)
+        assert (kim.display_name, kim.extension, kim.active) == ("김민지 팀장", "agent2001", True)
+        assert dict(rows) == {"general-ko": 2, "zh": 4}
+        assert (await _state(r, "kim.minji")).extension == "agent2001"
+
+        r.peer.queues |= {"zh"}
+        before = len(r.peer.actions)
+        await r.bridge.control.login("kim.minji")
+        assert _sent(r, "QueueAdd", before) == [
+            {"Action": "QueueAdd", "Queue": q, "Interface": "PJSIP/agent2001", "Penalty": p, "MemberName": "kim.minji",
+             "StateInterface": "PJSIP/agent2001", "Paused": "false"} for q, p in (("general-ko", "3"), ("zh", "1"))]
+
+
+async def test_each_command_sends_exactly_its_actions_and_says_what_it_did(settings: Settings,
+                                                                          sqlite_url: str) -> None:
+    """What Asterisk receives for each command (and nothing it does not need), what the agent
+    is told, and the wish kept in the database; a second login meets "Already there" and
+    succeeds without a second membership."""
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        control = r.bridge.control
+        result = await control.run({"action": "login", "username": "nguyen.thu"})
+        assert result.as_dict() == {"username": "nguyen.thu", "action": "login", "queues": ["general-wide", "vi"],
+                                    "message": "logged in to general-wide, vi / 로그인했습니다"}
+        again = await control.run({"action": "login", "username": "nguyen.thu"})
+        assert again.message == result.message
+        adds = _sent(r, "QueueAdd")
+        assert adds[:2] == adds[2:] == [
+            {"Action": "QueueAdd", "Queue": q, "Interface": "PJSIP/agent1004", "Penalty": p, "MemberName": "nguyen.thu",
+             "StateInterface": "PJSIP/agent1004", "Paused": "false"} for q, p in (("general-wide", "3"), ("vi", "0"))]
+        assert sorted(r.peer.members) == [("general-wide", "PJSIP/agent1004"), ("vi", "PJSIP/agent1004")]
+
+        before = len(r.peer.actions)
+        paused = await control.run({"action": "pause", "username": "nguyen.thu"})
+        assert paused.as_dict() == {"username": "nguyen.thu", "action": "pause", "queues": ["general-wide", "vi"],
+                                    "message": "paused (-) / 일시 중지했습니다"}
+        assert _sent(r, "QueuePause", before) == [
+            {"Action": "QueuePause", "Interface": "PJSIP/agent1004", "Paused": "true"}]
+        state = await _state(r, "nguyen.thu")
+        assert (state.logged_in, state.paused, state.reason) == (True, True, None)
+
+        before = len(r.peer.actions)
+        paused = await control.run({"action": "pause", "username": "nguyen.thu", "reason": "교육 training"})
+        assert paused.message == "paused (교육 training) / 일시 중지했습니다"
+        assert _sent(r, "QueuePause", before) == [
+            {"Action": "QueuePause", "Interface": "PJSIP/agent1004", "Paused": "true", "Reason": "교육 training"}]
+        assert (await _state(r, "nguyen.thu")).reason == "교육 training"
+
+        before = len(r.peer.actions)
+        back = await control.run({"action": "unpause", "username": "nguyen.thu", "reason": "ignored"})
+        assert back.as_dict() == {"username": "nguyen.thu", "action": "unpause", "queues": ["general-wide", "vi"],
+                                  "message": "available again / 다시 상담 가능합니다"}
+        assert _sent(r, "QueuePause", before) == [
+            {"Action": "QueuePause", "Interface": "PJSIP/agent1004", "Paused": "false"}]
+        state = await _state(r, "nguyen.thu")
+        assert (state.logged_in, state.paused, state.reason) == (True, False, None)
+
+        before = len(r.peer.actions)
+        await control.run({"action": "logout", "username": "nguyen.thu"})
+        assert _sent(r, "QueueRemove", before) == [
+            {"Action": "QueueRemove", "Queue": q, "Interface": "PJSIP/agent1004"} for q in ("general-wide", "vi")]
+        assert r.peer.members == {}
+
+
+async def test_a_command_for_an_agent_without_a_state_row_makes_one(settings: Settings, sqlite_url: str) -> None:
+    """An agent added to agents.yaml after the bridge started has no ami_agent_states row:
+    the first command writes one with the agent's phone, and the wallboard then shows them."""
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        async with r.ctx.db.transaction() as s:
+            row = await s.get(AgentState, "nguyen.thu")
+            assert row is not None
+            await s.delete(row)
+        await r.bridge.control.login("nguyen.thu")
+        await r.settle()
+        state = await _state(r, "nguyen.thu")
+        assert (state.extension, state.logged_in, state.paused, state.reason, state.state, state.queues) == (
+            "agent1004", True, False, None, "available", {"general-wide": 3, "vi": 0})
+        metrics = await current_metrics(r.ctx)
+        assert metrics["queues"]["vi"]["agents"]["available"] == 1
+
+
+async def test_without_asterisk_commands_fail_saying_so_and_change_nothing(settings: Settings,
+                                                                          sqlite_url: str) -> None:
+    """Asterisk away: every command, supervise included, fails with "not reachable" (the
+    bridge retries those) and the agent's wish in the database is left as it was."""
+    import pytest
+
+    from ivr.ami.agents import AgentCommandError
+    from ivr.ami.models import LiveCall
+
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        async with r.ctx.db.transaction() as session:
+            session.add(LiveCall(linkedid="1700000001.9", contact_id=None, queue="general-ko", state="connected",
+                                 agent="agent1001"))
+        await r.peer.close()
+        await wait_for(lambda: not r.bridge.conn.logged_in.is_set())
+        address = r.bridge.conn.address
+        for command in ({"action": "login", "username": "lee.junho"},
+                        {"action": "supervise", "username": "lee.junho", "supervisor": "lee.junho",
+                         "agent": "kim.minji", "mode": "listen"}):
+            with pytest.raises(AgentCommandError) as refused:
+                await r.bridge.control.run(command)
+            assert str(refused.value) == f"Asterisk not reachable / Asterisk 연결 안 됨: AMI {address} is not connected"
+        state = await _state(r, "lee.junho")
+        assert (state.logged_in, state.paused) == (False, False)
+
+
+async def test_a_refused_originate_is_reported_with_asterisks_message(settings: Settings, sqlite_url: str) -> None:
+    """The manager user lacks the originate class: Asterisk answers "Permission denied" and
+    no phone rings; the supervisor is told the action and Asterisk's words."""
+    import pytest
+
+    from ivr.ami.agents import AgentCommandError
+    from ivr.ami.models import LiveCall
+
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        async with r.ctx.db.transaction() as session:
+            session.add(LiveCall(linkedid="1700000001.7", contact_id=None, queue="general-ko", state="connected",
+                                 agent="agent1001"))
+        r.peer.denied.add("originate")
+        with pytest.raises(AgentCommandError) as refused:
+            await r.bridge.control.run({"action": "supervise", "username": "lee.junho", "supervisor": "lee.junho",
+                                        "agent": "kim.minji", "mode": "barge"})
+        assert str(refused.value) == "Originate: Permission denied"
+        assert len(_sent(r, "Originate")) == 1
+
+
+async def test_restore_skips_what_it_cannot_do_and_says_what_it_did(settings: Settings, sqlite_url: str,
+                                                                    caplog: object) -> None:
+    """A wish of an agent no longer in agents.yaml is skipped; a queue Asterisk refuses is
+    logged and the agent's other queues are still re-added, paused with the stored reason; a
+    member Asterisk reports by its state interface (a Local channel with the agent's phone as
+    state) counts as present; the log says what was changed, and nothing when nothing was."""
+    import logging
+
+    import pytest
+
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    caplog.set_level(logging.INFO, logger="dasan.ami.agents")
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"general-wide", "en"}  # zh is not loaded in Asterisk
+        async with r.ctx.db.transaction() as s:
+            s.add(AgentState(username="gone.agent", extension="agent1999", logged_in=True, paused=False, queues={},
+                             device_status=0, in_call=False, state="logged_out"))
+            for username, paused, reason in (("kim.minji", False, None), ("lee.junho", True, "training")):
+                state = await s.get(AgentState, username)
+                assert state is not None
+                state.logged_in, state.paused, state.reason = True, paused, reason
+        # kim's general-ko membership: a Local channel whose state is her phone.
+        r.peer.members[("general-ko", "Local/1001@dasan-agents/n")] = {
+            "Queue": "general-ko", "MemberName": "kim.minji", "Interface": "Local/1001@dasan-agents/n",
+            "StateInterface": "PJSIP/agent1001", "Membership": "dynamic", "Penalty": "0", "CallsTaken": "0",
+            "LastCall": "0", "LastPause": "0", "LoginTime": "0", "InCall": "0", "Status": "1", "Paused": "0",
+            "PausedReason": "", "Ringinuse": "1", "Wrapuptime": "0"}
+        caplog.clear()
+        before = len(r.peer.actions)
+        done = await r.bridge.control.restore()
+        assert done == ["kim.minji: re-added to en", "kim.minji: re-added to general-wide",
+                        "lee.junho: re-added to general-ko", "lee.junho: re-added to general-wide"]
+        adds = _sent(r, "QueueAdd", before)
+        assert [(a["Queue"], a["Interface"], a["Paused"], a.get("Reason")) for a in adds] == [
+            ("en", "PJSIP/agent1001", "false", None), ("general-wide", "PJSIP/agent1001", "false", None),
+            ("general-ko", "PJSIP/agent1002", "true", "training"), ("general-wide", "PJSIP/agent1002", "true", "training"),
+            ("zh", "PJSIP/agent1002", "true", "training")]
+        logged = [(rec.levelname, rec.getMessage()) for rec in caplog.records if rec.name == "dasan.ami.agents"]
+        assert logged == [
+            ("WARNING", "restoring lee.junho in zh failed: QueueAdd: Unable to add interface to queue: No such queue"),
+            ("INFO", "agent membership restored: " + "; ".join(done))]
+
+        caplog.clear()
+        before = len(r.peer.actions)
+        assert await r.bridge.control.restore() == []  # all there now (zh still refused, and logged)
+        assert [a["Queue"] for a in _sent(r, "QueueAdd", before)] == ["zh"]
+        assert [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.INFO
+                and rec.name == "dasan.ami.agents"] == [
+            "restoring lee.junho in zh failed: QueueAdd: Unable to add interface to queue: No such queue"]
+
+
+async def test_restoring_a_pause_whose_stored_reason_is_only_blanks_sends_an_empty_reason(
+        settings: Settings, sqlite_url: str) -> None:
+    """A reason stored before reasons were checked that is nothing but line breaks: the pause
+    is put back with an empty reason (never the line breaks)."""
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"general-wide", "vi"}
+        await r.bridge.control.login("nguyen.thu")
+        async with r.ctx.db.transaction() as s:
+            state = await s.get(AgentState, "nguyen.thu")
+            assert state is not None
+            state.paused, state.reason = True, "\r\n\x00"
+        before = len(r.peer.actions)
+        assert await r.bridge.control.restore() == ["nguyen.thu: pause=True in general-wide",
+                                                    "nguyen.thu: pause=True in vi"]
+        assert _sent(r, "QueuePause", before) == [
+            {"Action": "QueuePause", "Queue": q, "Interface": "PJSIP/agent1004", "Paused": "true", "Reason": ""}
+            for q in ("general-wide", "vi")]
+
+
+async def test_the_supervisors_phone_may_ring_longer_than_an_ordinary_action_waits(settings: Settings,
+                                                                                  sqlite_url: str) -> None:
+    """The Originate's reply ends only when the supervisor's phone answers (up to RING_SECONDS):
+    the bridge waits for it however short its timeout for ordinary actions is."""
+    from ivr.ami.models import LiveCall
+    from tests.support.ami_peer import _originate_response
+
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        async with r.ctx.db.transaction() as session:
+            session.add(LiveCall(linkedid="1700000001.8", contact_id=None, queue="general-ko", state="connected",
+                                 agent="agent1001"))
+        r.bridge.conn.action_timeout = 0.05
+        r.peer.originate_results.append("HOLD")  # the phone rings on
+        supervising = asyncio.create_task(r.bridge.control.run(
+            {"action": "supervise", "username": "lee.junho", "supervisor": "lee.junho", "agent": "kim.minji",
+             "mode": "listen"}))
+        await wait_for(lambda: r.peer.held)
+        await asyncio.sleep(0.5)  # ten ordinary timeouts: a wait that short would have given up
+        assert not supervising.done()
+        held = r.peer.held[0]
+        await r.peer.play([_originate_response(held["ActionID"], held, "Success", held["Channel"], 4)])
+        result = await supervising
+        assert result.message == "listen on kim.minji: your phone answered / 연결되었습니다 (listen)"
+
+
+async def test_a_pause_reason_that_would_break_the_line_is_refused_naming_the_field(settings: Settings,
+                                                                                   sqlite_url: str) -> None:
+    """The console shows the agent which field was refused; nothing reaches Asterisk and the
+    stored wish is unchanged."""
+    import pytest
+
+    from ivr.ami.agents import AgentCommandError
+
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        await r.bridge.control.login("nguyen.thu")
+        before = len(r.peer.actions)
+        with pytest.raises(AgentCommandError) as refused:
+            await r.bridge.control.run({"action": "pause", "username": "nguyen.thu", "reason": "점심\nlunch"})
+        assert str(refused.value) == "reason: line breaks and NUL are not allowed / 줄바꿈과 NUL 문자는 쓸 수 없습니다"
+        assert r.peer.actions[before:] == []
+        state = await _state(r, "nguyen.thu")
+        assert (state.paused, state.reason) == (False, None)
+
+
+async def test_logging_in_again_while_paused_makes_the_agent_available_in_asterisk_too(settings: Settings,
+                                                                                       sqlite_url: str) -> None:
+    """A login (the console's button pressed again, a second tab) means "ready for calls":
+    Asterisk answers "Already there" to the QueueAdd of a paused member and keeps it paused, so
+    the bridge un-pauses it; the wallboard and the stored wish then agree with Asterisk."""
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        control = r.bridge.control
+        await control.login("nguyen.thu")
+        await control.pause("nguyen.thu", "break")
+        await r.settle()
+        assert (await _state(r, "nguyen.thu")).state == "paused"
+        before = len(r.peer.actions)
+        await control.login("nguyen.thu")
+        await r.settle()
+        assert [(a["Queue"], a["Paused"]) for a in _sent(r, "QueuePause", before)] == [
+            ("general-wide", "false"), ("vi", "false")]
+        assert all(m["Paused"] == "0" for m in r.peer.members.values()) and len(r.peer.members) == 2
+        state = await _state(r, "nguyen.thu")
+        assert (state.state, state.logged_in, state.paused, state.reason) == ("available", True, False, None)
+
+
+async def test_logging_out_an_agent_asterisk_does_not_have_records_the_wish(settings: Settings,
+                                                                           sqlite_url: str) -> None:
+    """Every QueueRemove answered "Not there" (Asterisk lost the members, so no event follows):
+    the stored wish still says logged out, so no later restore puts the agent back; an agent
+    without a state row gets one, logged out."""
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide", "zh"}
+        await r.bridge.control.login("lee.junho")
+        await r.bridge.control.pause("lee.junho", "training")
+        await r.settle()
+        r.peer.members.clear()  # gone without a QueueMemberRemoved
+        async with r.ctx.db.transaction() as s:
+            row = await s.get(AgentState, "nguyen.thu")
+            assert row is not None
+            await s.delete(row)
+        for username in ("lee.junho", "nguyen.thu"):
+            result = await r.bridge.control.logout(username)
+            assert result.message == "logged out / 로그아웃했습니다"
+        assert (await _state(r, "lee.junho")).logged_in is False
+        lee = await _state(r, "lee.junho")
+        assert (lee.logged_in, lee.paused, lee.reason) == (False, False, None)
+        nguyen = await _state(r, "nguyen.thu")
+        assert (nguyen.extension, nguyen.logged_in, nguyen.paused, nguyen.reason, nguyen.queues, nguyen.device_status,
+                nguyen.in_call, nguyen.state) == ("agent1004", False, False, None, {}, 0, False, "logged_out")
+        before = len(r.peer.actions)
+        assert await r.bridge.control.restore() == []
+        assert _sent(r, "QueueAdd", before) == []
+
+
+async def test_a_member_restored_unpaused_gets_no_leftover_reason(settings: Settings, sqlite_url: str) -> None:
+    """A stored wish "logged in, not paused" that still carries an old reason (a row edited by
+    hand, an older release): the member comes back unpaused and without a pause reason."""
+    async with rig(settings, sqlite_url, MemoryBus()) as r:
+        r.peer.queues |= {"vi", "general-wide"}
+        async with r.ctx.db.transaction() as s:
+            state = await s.get(AgentState, "nguyen.thu")
+            assert state is not None
+            state.logged_in, state.paused, state.reason = True, False, "old break"
+        assert await r.bridge.control.restore() == ["nguyen.thu: re-added to general-wide", "nguyen.thu: re-added to vi"]
+        assert [(a["Queue"], a["Paused"], a.get("Reason")) for a in _sent(r, "QueueAdd")] == [
+            ("general-wide", "false", None), ("vi", "false", None)]
+        assert all(m["Paused"] == "0" and m["PausedReason"] == "" for m in r.peer.members.values())

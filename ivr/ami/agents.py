@@ -106,13 +106,16 @@ class AgentControl:
             raise AgentCommandError(f"{action['Action']}: {response.get('Message', 'error')}")
         return response
 
-    async def _add(self, a: AgentDef, queue: str, paused: bool = False, reason: str | None = None) -> None:
+    async def _add(self, a: AgentDef, queue: str, paused: bool = False, reason: str | None = None) -> bool:
+        """QueueAdd; False if Asterisk had the member already ("Already there": its pause,
+        reason and penalty are left as they were)."""
         action = {"Action": "QueueAdd", "Queue": queue, "Interface": f"PJSIP/{a.extension}",
                   "Penalty": str(a.penalty(queue)), "MemberName": a.username,
                   "StateInterface": f"PJSIP/{a.extension}", "Paused": "true" if paused else "false"}
         if paused and reason:
             action["Reason"] = reason
-        await self._action(action, "Already there")
+        response = await self._action(action, "Already there")
+        return response.get("Response") == "Success"
 
     async def _remember(self, username: str, **values: Any) -> None:
         async with self.db.transaction() as session:
@@ -129,7 +132,11 @@ class AgentControl:
         a = self.agent(username)
         queues = sorted(a.skills)
         for queue in queues:
-            await self._add(a, queue)
+            if not await self._add(a, queue):
+                # A member already (a second login): it may be paused, and a login means ready
+                # for calls, as the stored wish below says.
+                await self._action({"Action": "QueuePause", "Queue": queue, "Interface": f"PJSIP/{a.extension}",
+                                    "Paused": "false"})
         await self._remember(username, logged_in=True, paused=False, reason=None)
         return CommandResult(username, "login", queues, f"logged in to {', '.join(queues)} / 로그인했습니다")
 

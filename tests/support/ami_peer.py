@@ -47,6 +47,7 @@ class AmiPeer:
         # ``held``); empty: "Success".
         self.originate_results: list[str] = []
         self.held: list[Fields] = []
+        self.variables: list[list[str]] = []  # each Originate's Variable headers, in order
         self.originates = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.login_event = asyncio.Event()
@@ -54,6 +55,10 @@ class AmiPeer:
         # Asterisk just restarted: app_queue is not loaded yet, so this many QueueStatus
         # actions get the reply an unknown action gets (as seen from a real Asterisk 22).
         self.queue_module_loading = 0
+        # Actions (lower case) this manager user may not send: Asterisk answers "Permission
+        # denied" without running them (main/manager.c process_message, a missing write class
+        # in manager.conf, e.g. no "originate").
+        self.denied: set[str] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self.server = await asyncio.start_server(self._serve, host, port)
@@ -168,7 +173,7 @@ class AmiPeer:
                         self.login_event.set()
                     else:
                         writer.write(_response("Error", aid, Message="Authentication failed"))
-                elif not authed:
+                elif not authed or name in self.denied:
                     writer.write(_response("Error", aid, Message="Permission denied"))
                 else:
                     writer.write(self._answer(name, aid, action))
@@ -176,10 +181,11 @@ class AmiPeer:
                         await writer.drain()
                         break
                 await writer.drain()
-                if name == "originate" and authed:
+                if name == "originate" and authed and name not in self.denied:
                     # Variable may repeat (one header per variable): keep them all.
                     variables = [line[len("Variable: "):] for line in raw.decode("utf-8", "replace").split("\r\n")
                                  if line.startswith("Variable: ")]
+                    self.variables.append(variables)
                     self._originate_later(writer, aid, action, variables)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
