@@ -349,8 +349,12 @@ async def test_each_command_sends_exactly_its_actions_and_says_what_it_did(setti
         result = await control.run({"action": "login", "username": "nguyen.thu"})
         assert result.as_dict() == {"username": "nguyen.thu", "action": "login", "queues": ["general-wide", "vi"],
                                     "message": "logged in to general-wide, vi / 로그인했습니다"}
+        assert _sent(r, "QueuePause") == []  # new members, added unpaused: nothing to un-pause
         again = await control.run({"action": "login", "username": "nguyen.thu"})
         assert again.message == result.message
+        assert _sent(r, "QueuePause") == [  # members already: made available
+            {"Action": "QueuePause", "Queue": q, "Interface": "PJSIP/agent1004", "Paused": "false"}
+            for q in ("general-wide", "vi")]
         adds = _sent(r, "QueueAdd")
         assert adds[:2] == adds[2:] == [
             {"Action": "QueueAdd", "Queue": q, "Interface": "PJSIP/agent1004", "Penalty": p, "MemberName": "nguyen.thu",
@@ -468,12 +472,17 @@ async def test_restore_skips_what_it_cannot_do_and_says_what_it_did(settings: Se
     async with rig(settings, sqlite_url, MemoryBus()) as r:
         r.peer.queues |= {"general-wide", "en"}  # zh is not loaded in Asterisk
         async with r.ctx.db.transaction() as s:
+            # the unknown agent's wish first in the table, so that the others come after it
+            for username in ("kim.minji", "lee.junho"):
+                await s.delete(await s.get(AgentState, username))
+            await s.flush()
             s.add(AgentState(username="gone.agent", extension="agent1999", logged_in=True, paused=False, queues={},
                              device_status=0, in_call=False, state="logged_out"))
-            for username, paused, reason in (("kim.minji", False, None), ("lee.junho", True, "training")):
-                state = await s.get(AgentState, username)
-                assert state is not None
-                state.logged_in, state.paused, state.reason = True, paused, reason
+            await s.flush()
+            for username, ext, paused, reason in (("kim.minji", "agent1001", False, None),
+                                                  ("lee.junho", "agent1002", True, "training")):
+                s.add(AgentState(username=username, extension=ext, logged_in=True, paused=paused, reason=reason,
+                                 queues={}, device_status=0, in_call=False, state="logged_out"))
         # kim's general-ko membership: a Local channel whose state is her phone.
         r.peer.members[("general-ko", "Local/1001@dasan-agents/n")] = {
             "Queue": "general-ko", "MemberName": "kim.minji", "Interface": "Local/1001@dasan-agents/n",
