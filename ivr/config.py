@@ -129,6 +129,10 @@ class RecordingSettings(Section):
 
 # Kaldi decoder options vosk reads from a model's conf/model.conf that speech.decoder may set.
 DECODER_OPTIONS = ("beam", "max-active", "min-active", "lattice-beam")
+# ... and the endpoint rules (seconds of trailing silence that end an utterance), which
+# speech.live_decoder may set too: they decide how soon a live final result is sent.
+LIVE_DECODER_OPTIONS = (*DECODER_OPTIONS, "endpoint.rule2.min-trailing-silence",
+                        "endpoint.rule3.min-trailing-silence", "endpoint.rule4.min-trailing-silence")
 
 
 class SpeechSettings(Section):
@@ -144,15 +148,31 @@ class SpeechSettings(Section):
     # own: beam 10, max-active 3000). Empty: the model's settings. Measured in docs/recordings.md.
     decoder: dict[str, int | float] = Field(default_factory=dict)
 
+    # host:port of the AudioSocket server for live partial transcripts ("" = off), e.g.
+    # "127.0.0.1:9092" (ivr.speech.audiosocket; docs/recordings.md).
+    live_listen: str = Field("", pattern=r"^$|^[\w.\-\[\]:]*:\d{1,5}$")
+    # Lines laid over speech.decoder for the live recognizer only (the after-call transcript is
+    # not touched). The model's own endpoint rules wait 0.5-1 s of trailing silence (in practice
+    # 1-1.5 s after the last word) before the final result, and a sentence's last word often
+    # shows only in it: 0.3/0.5 s sends it sooner. max-active 1000 (the model's: 3000) costs
+    # about a quarter less CPU per call. Not empty: the live server loads its own copy of the
+    # model (about 0.4 GB more memory); {}: it shares the workers'. Measured in docs/recordings.md.
+    live_decoder: dict[str, int | float] = Field(default_factory=lambda: {
+        "max-active": 1000, "endpoint.rule2.min-trailing-silence": 0.3,
+        "endpoint.rule3.min-trailing-silence": 0.5})
+    # Audio decoded per step of a live stream (one partial asked for each): shorter shows words
+    # sooner and costs more CPU per call.
+    live_chunk_ms: int = Field(200, ge=20, le=2000)
+
     @model_validator(mode="after")
     def _decoder_option_names(self) -> SpeechSettings:
         for name in self.decoder:
             if name not in DECODER_OPTIONS:
                 raise ValueError(f"speech.decoder: {name!r} is not one of {', '.join(DECODER_OPTIONS)}")
+        for name in self.live_decoder:
+            if name not in LIVE_DECODER_OPTIONS:
+                raise ValueError(f"speech.live_decoder: {name!r} is not one of {', '.join(LIVE_DECODER_OPTIONS)}")
         return self
-    # host:port of the AudioSocket server for live partial transcripts ("" = off), e.g.
-    # "127.0.0.1:9092" (ivr.speech.audiosocket; docs/recordings.md).
-    live_listen: str = Field("", pattern=r"^$|^[\w.\-\[\]:]*:\d{1,5}$")
 
 
 class AsteriskSettings(Section):

@@ -16,6 +16,13 @@ as ``transcript.partial`` ``{"call_id", "speaker", "text", "final", "end"}`` (``
 call's stream id, the same for both speakers; ``end``: this speaker's stream closed; its text
 may be empty), personal data masked.
 Partials are not stored: the transcript on record is made after the call from the recording.
+
+A sentence's last word often shows only in its final result, which the model's own endpoint
+rules (0.5-1 s of trailing silence in the best path) give 1-1.5 s after the words, or only
+when the next sentence starts. So the live recognizer's model is loaded with
+``speech.live_decoder`` laid over ``speech.decoder`` (``live_store``): shorter endpoint rules
+(the final sooner) and a smaller ``max-active`` (less CPU per call); the after-call
+transcription keeps its own settings.
 """
 
 from __future__ import annotations
@@ -30,21 +37,36 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivr.redaction.engine import mask_text
 from ivr.speech.audio import resample, rms
 from ivr.speech.live_stream import stream_speaker
-from ivr.speech.recognizer import ModelStore, dithered
+from ivr.speech.recognizer import ModelStore, decoder_lines, dithered, shared_store
 from ivr.speech.tokens import words_only
+
+if TYPE_CHECKING:
+    from ivr.config import SpeechSettings
 
 log = logging.getLogger(__name__)
 
 KIND_HANGUP, KIND_UUID, KIND_DTMF, KIND_AUDIO, KIND_ERROR = 0x00, 0x01, 0x03, 0x10, 0xFF
 TOPIC = "transcript.partial"
 RATE = 8000
-# Decode every 0.2 s of audio: a partial reaches the agent about that soon after the words.
-DECODE_BYTES = RATE * 2 // 5
+# Decode every 0.2 s of audio (speech.live_chunk_ms): a partial reaches the agent about that
+# soon after the words.
+DECODE_SECONDS = 0.2
+
+
+def live_store(speech: SpeechSettings) -> ModelStore:
+    """The models live recognizers use: ``speech.decoder`` with ``speech.live_decoder`` over it
+    (the workers' own store, model shared, when ``live_decoder`` is empty)."""
+    return shared_store(speech.models, decoder_lines({**speech.decoder, **speech.live_decoder}))
+
+
+def chunk_bytes(seconds: float) -> int:
+    """Bytes of 8 kHz 16-bit audio in ``seconds`` (whole samples)."""
+    return max(2, int(RATE * seconds) * 2)
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -93,6 +115,7 @@ class LiveCall:
     audio_bytes: int = 0
     peak: int = 0  # loudest 0.2 s chunk (RMS of 16-bit samples): was anything heard at all
     fed: int = 0  # bytes given to the recognizer (where the dither noise goes on)
+    result: dict[str, Any] | None = None  # vosk's last final result (with word times if SetWords)
 
     def heard(self, pcm8: bytes) -> None:
         self.audio_bytes += len(pcm8)
@@ -103,11 +126,21 @@ class LiveCall:
         data = dithered(resample(pcm8, RATE, self.model_rate), self.fed)  # as after the call (recognizer.py)
         self.fed += len(data)
         if self.recognizer.AcceptWaveform(data):
-            return str(json.loads(self.recognizer.Result()).get("text", "")), True
+            self.result = json.loads(self.recognizer.Result())
+            return str(self.result.get("text", "")), True
         return str(json.loads(self.recognizer.PartialResult()).get("partial", "")), False
 
     def finish(self) -> str:
-        return str(json.loads(self.recognizer.FinalResult()).get("text", ""))
+        self.result = json.loads(self.recognizer.FinalResult())
+        return str(self.result.get("text", ""))
+
+
+def live_call(store: ModelStore, language: str, call_id: str, speaker: str) -> LiveCall:
+    """One stream's recognizer (the bench and tests make theirs the same way)."""
+    import vosk
+
+    model, model_rate = store.get(language)
+    return LiveCall(call_id, speaker, vosk.KaldiRecognizer(model, model_rate), model_rate)
 
 
 @dataclass(frozen=True)
@@ -124,8 +157,9 @@ class AudioSocketServer:
     """Serves AudioSocket connections: one live recognizer per stream, partials on the bus."""
 
     def __init__(self, store: ModelStore, publish: Publish, language: str = "ko",
-                 speaker: str = "mixed") -> None:
+                 speaker: str = "mixed", chunk_seconds: float = DECODE_SECONDS) -> None:
         self.store, self.publish, self.language, self.speaker = store, publish, language, speaker
+        self.decode_bytes = chunk_bytes(chunk_seconds)  # audio per decode step (one partial each)
         self.server: asyncio.Server | None = None
         self.calls = 0
         # seconds from the arrival of a decode chunk's last frame to its partial on the bus
@@ -168,12 +202,8 @@ class AudioSocketServer:
         if kind != KIND_UUID or len(payload) != 16:
             raise ProtocolError(f"first message must be the UUID (kind 0x01, 16 bytes), got kind "
                                 f"0x{kind:02x} with {len(payload)} bytes")
-        import vosk
-
-        model, model_rate = self.store.get(self.language)
-        recognizer = vosk.KaldiRecognizer(model, model_rate)
         call_id, speaker = stream_speaker(str(uuid.UUID(bytes=payload)))
-        call = LiveCall(call_id, speaker or self.speaker, recognizer, model_rate)
+        call = live_call(self.store, self.language, call_id, speaker or self.speaker)
         self.calls += 1
         buffered = bytearray()
         while True:
@@ -189,7 +219,7 @@ class AudioSocketServer:
             if kind != KIND_AUDIO:
                 continue  # DTMF and kinds added later carry nothing to transcribe
             buffered += payload
-            if len(buffered) >= DECODE_BYTES:
+            if len(buffered) >= self.decode_bytes:
                 arrived = time.perf_counter()
                 chunk, buffered = bytes(buffered), bytearray()
                 call.heard(chunk)

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 
 from ivr.context import AppContext
-from ivr.speech.audiosocket import AudioSocketServer
-from ivr.speech.recognizer import decoder_lines, shared_store
+from ivr.speech.audiosocket import AudioSocketServer, live_store
 from ivr.speech.worker import TranscriptionWorker, consumer_name, recover_unfinished
 
 
@@ -37,8 +36,8 @@ class TranscribeService:
             notes.append("live AudioSocket off: no speech model configured")
         elif speech.live_listen and language is not None:  # live partials (ivr.speech.audiosocket)
             host, _, port = speech.live_listen.rpartition(":")
-            self.live = AudioSocketServer(shared_store(speech.models, decoder_lines(speech.decoder)), self.ctx.bus.publish,
-                                          language)
+            self.live = AudioSocketServer(live_store(speech), self.ctx.bus.publish, language,
+                                          chunk_seconds=speech.live_chunk_ms / 1000)
             bound = await self.live.start(host or "127.0.0.1", int(port))
             notes.append(f"live AudioSocket on {host or '127.0.0.1'}:{bound}")
         plural = "worker" if speech.workers == 1 else "workers"
