@@ -119,6 +119,37 @@ def put_block(path: Path, name: str, text: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
+def _section_text(s: Section) -> str:
+    out = [f"## {s.title}", ""]
+    if s.intro:
+        out += [s.intro, ""]
+    for part in s.parts:
+        out += [part, ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def merge_markdown(path: Path, started: float, names: list[str]) -> None:
+    """A partial run (``BENCH_ONLY``): the sections it made replace the document's sections of the
+    same title (new ones go after the last), every other section and kept block stays as it was."""
+    old = path.read_text(encoding="utf-8")
+    first_kept = KEPT.search(old)
+    head, tail = (old[:first_kept.start()], old[first_kept.start():]) if first_kept else (old, "")
+    pieces = re.split(r"(?m)^(?=## )", head)
+    preamble, sections = pieces[0], pieces[1:]
+    by_title = {piece.splitlines()[0][3:].strip(): i for i, piece in enumerate(sections)}
+    for s in SECTIONS:
+        text = _section_text(s) + "\n"
+        if s.title in by_title:
+            sections[by_title[s.title]] = text
+        else:
+            sections.append(text)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+    note = f"- rerun {when} of {', '.join(names)} only (BENCH_ONLY); the other sections are from the run above"
+    preamble = re.sub(r"(?m)^- rerun .*\n", "", preamble)
+    preamble = re.sub(r"(?m)^(- machine: .*\n)", lambda m: m.group(1) + note + "\n", preamble, count=1)
+    path.write_text((preamble + "".join(sections)).rstrip() + "\n\n" + tail.lstrip(), encoding="utf-8")
+
+
 def write_markdown(path: Path, started: float, header: str = "") -> None:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
     out = ["# Benchmarks", "",
