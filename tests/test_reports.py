@@ -102,3 +102,23 @@ async def test_report_api(console: Console) -> None:
         rows = json.loads(body)["rows"]
         assert {r["period"] for r in rows} == {"2026-12-01", "2026-12-02"}
         assert sum(r["contacts"] for r in rows) == len(ROWS) + 1
+
+
+async def test_report_and_qa_pages_open_on_this_month_of_the_site_calendar(console: Console) -> None:
+    """The period fields come filled in by the server with the site's dates: a browser on UTC is
+    still on the 7th while KST is on the 8th (from 15:00 UTC), and its own date dropped that
+    day's calls from the default period."""
+    import re
+    from zoneinfo import ZoneInfo
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(f"{console.url}/api/login", json={"username": "super1", "password": PASSWORD}) as r:
+            assert r.status == 200
+        today = datetime.now(ZoneInfo(console.ctx.settings.timezone)).date()
+        for page, prefix in (("/console/reports", "rp"), ("/console/quality", "qa")):
+            async with http.get(console.url + page) as r:
+                html = await r.text()
+                assert r.status == 200
+            found = {name: re.search(rf'id="{prefix}-{name}" value="([0-9-]*)"', html) for name in ("from", "to")}
+            assert found["from"] and found["from"].group(1) == today.replace(day=1).isoformat(), page
+            assert found["to"] and found["to"].group(1) == today.isoformat(), page

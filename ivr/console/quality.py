@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ivr import sitetime
 from ivr.console.http import audit_request, int_match, iso, username
 from ivr.console.render import ctx_of, render
 from ivr.console.reports import parse_period, period_of
@@ -66,8 +67,12 @@ def sees_all(request: web.Request) -> bool:
 async def quality_page(request: web.Request) -> web.Response:
     user = current_user(request)
     assert user is not None
+    # The period's default (this month so far) is the site's date, not the browser's: a reviewer
+    # in KST just after midnight is on the 8th while a UTC browser still says the 7th.
+    today = sitetime.local().date()
     return render(request, "quality.html", scorecards=scorecards_of(request).scorecards,
-                  reviewer=user.role in ("reviewer", "supervisor", "admin"), max_per_agent=MAX_PER_AGENT)
+                  reviewer=user.role in ("reviewer", "supervisor", "admin"), max_per_agent=MAX_PER_AGENT,
+                  default_from=today.replace(day=1).isoformat(), default_to=today.isoformat())
 
 
 @requires("reviewer", "supervisor", "agent")

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from ivr import sitetime
 from ivr.console.http import audit_request
 from ivr.console.render import ctx_of, render
 from ivr.queues import load_queues
@@ -74,7 +75,9 @@ async def summary(request: web.Request) -> web.Response:
 
 @requires("supervisor")
 async def reports_page(request: web.Request) -> web.Response:
-    return render(request, "reports.html")
+    # This month so far on the site's calendar (a UTC browser is a day behind KST after midnight).
+    today = sitetime.local().date()
+    return render(request, "reports.html", default_from=today.replace(day=1).isoformat(), default_to=today.isoformat())
 
 
 def setup(app: web.Application) -> None:

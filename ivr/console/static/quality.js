@@ -78,10 +78,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   if (reviewer) {
-    const today = new Date();
-    const day = (d) => d.getFullYear() + "-" + String(d.getMonth() + 1).padStart(2, "0") + "-" + String(d.getDate()).padStart(2, "0");
-    $("qa-from").value = day(new Date(today.getFullYear(), today.getMonth(), 1));
-    $("qa-to").value = day(today);
+    // qa-from / qa-to come filled with this month in the site's time zone (the server's dates).
     const exportLink = () => { $("qa-export").href = "/api/console/qa/export.csv?from=" + $("qa-from").value + "&to=" + $("qa-to").value; };
     $("qa-from").addEventListener("change", exportLink); $("qa-to").addEventListener("change", exportLink); exportLink();
     $("qa-draw").addEventListener("submit", async (ev) => {

@@ -3,10 +3,7 @@
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const $ = (id) => document.getElementById(id);
-  const day = (d) => d.getFullYear() + "-" + String(d.getMonth() + 1).padStart(2, "0") + "-" + String(d.getDate()).padStart(2, "0");
-  const today = new Date();
-  $("rp-from").value = day(new Date(today.getFullYear(), today.getMonth(), 1));
-  $("rp-to").value = day(today);
+  // rp-from / rp-to come filled with this month in the site's time zone (the server's dates).
   const query = () => "from=" + $("rp-from").value + "&to=" + $("rp-to").value;
   const csvLink = () => { $("rp-csv").href = "/api/console/reports/contacts.csv?" + query(); };
   const pct = (v) => (v === null ? "—" : (v * 100).toFixed(1) + "%");
