@@ -480,6 +480,23 @@ def _answer(user: str, tag: str, to_tag: bool = True, sdp_version: int = 2353687
     ]]></send>"""
 
 
+def _hang_up(user: str) -> str:
+    """The answering phone ``user`` ends the call it answered as ``agent`` (the dialog's Contact,
+    From and To captured from Asterisk's INVITE as ast_contact, ast_from and our_to)."""
+    return f"""  <send retrans="500"><![CDATA[
+      BYE [$ast_contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$our_to];tag=[pid]agent[call_number]
+      To: [$ast_from]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv response="200" crlf="true"/>"""
+
+
 def agent_phone_scenario(extension: str, talk_ms: int) -> str:
     """The counsellor's phone rings, answers after 1 s, talks, then the counsellor hangs up."""
     return _sipp_scenario("agent answers and hangs up", f"""  <recv request="INVITE" crlf="true">
@@ -500,18 +517,7 @@ def agent_phone_scenario(extension: str, talk_ms: int) -> str:
   <recv request="ACK" crlf="true"/>
   <pause milliseconds="{talk_ms}"/>
   <label id="bye"/>
-  <send retrans="500"><![CDATA[
-      BYE [$ast_contact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: [$our_to];tag=[pid]agent[call_number]
-      To: [$ast_from]
-      [last_Call-ID:]
-      CSeq: 2 BYE
-      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
-  <recv response="200" crlf="true"/>""")
+{_hang_up(extension)}""")
 
 
 async def sipp(root: Path, name: str, xml: str, pbx: Pbx, port: int, *args: str,

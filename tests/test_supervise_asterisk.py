@@ -33,6 +33,7 @@ from tests.test_asterisk_real import (
     MODULE_DIRS,
     Pbx,
     _answer,
+    _hang_up,
     _ringing,
     _sipp_scenario,
     agent_login,
@@ -90,18 +91,7 @@ def supervisor_keys_scenario(folder: Path, extension: str, keys: str) -> str:
   <recv request="ACK" crlf="true"/>
 {presses}
   <pause milliseconds="2000"/>
-  <send retrans="500"><![CDATA[
-      BYE [$ast_contact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: [$our_to];tag=[pid]agent[call_number]
-      To: [$ast_from]
-      [last_Call-ID:]
-      CSeq: 2 BYE
-      Contact: <sip:{extension}@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
-  <recv response="200" crlf="true"/>""")
+{_hang_up(extension)}""")
 
 
 async def test_supervisor_listens_then_barges_on_a_live_call(tmp_path: Path, settings: Settings, pbx: Pbx) -> None:
