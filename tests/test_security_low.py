@@ -113,17 +113,22 @@ async def open311(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[AppContext
     await ctx.db.dispose()
 
 
+async def _post_request(http: Any, base: str, api_key: str, phone: str | None) -> tuple[int, Any]:
+    """A street-condition request through Open311 with ``api_key``, with a phone to text or none."""
+    data = {"api_key": api_key, "service_code": "street_condition", "lat": "37.5665", "long": "126.9780",
+            "description": "도로 파손"}
+    if phone:
+        data["phone"] = phone
+    async with http.post(f"{base}/open311/v2/requests.json", data=data) as r:
+        return r.status, await r.json()
+
+
 async def test_open311_texts_a_number_a_few_times_an_hour(open311: tuple[AppContext, str, Any]) -> None:
     ctx, base, http = open311
     key, other_key = await create_key(ctx.db, "client-a", "submit"), await create_key(ctx.db, "client-b", "submit")
 
     async def post(api_key: str, phone: str | None) -> tuple[int, Any]:
-        data = {"api_key": api_key, "service_code": "street_condition", "lat": "37.5665", "long": "126.9780",
-                "description": "도로 파손"}
-        if phone:
-            data["phone"] = phone
-        async with http.post(f"{base}/open311/v2/requests.json", data=data) as r:
-            return r.status, await r.json()
+        return await _post_request(http, base, api_key, phone)
 
     for _ in range(TEXTS_PER_NUMBER_HOUR):
         assert (await post(key, "010-1234-0000"))[0] == 200
@@ -144,12 +149,7 @@ async def test_one_api_key_texts_at_most_so_many_numbers_an_hour(open311: tuple[
     key, other_key = await create_key(ctx.db, "client-a", "submit"), await create_key(ctx.db, "client-b", "submit")
 
     async def post(api_key: str, phone: str | None) -> tuple[int, Any]:
-        data = {"api_key": api_key, "service_code": "street_condition", "lat": "37.5665", "long": "126.9780",
-                "description": "도로 파손"}
-        if phone:
-            data["phone"] = phone
-        async with http.post(f"{base}/open311/v2/requests.json", data=data) as r:
-            return r.status, await r.json()
+        return await _post_request(http, base, api_key, phone)
 
     assert (await post(key, None))[0] == 200  # a request without a phone texts nobody: not counted
     for i in range(TEXTS_PER_KEY_HOUR):
