@@ -78,14 +78,13 @@ def live_speech() -> Any:
 
 def word_ends(pcm: bytes) -> tuple[list[float], list[str]]:
     """End time of every word the server will publish, and the word, decoding as it does (the
-    live store and chunk; word times on, which does not change the hypothesis)."""
+    live store and chunk; pooled recognizers have word times on, which does not change the hypothesis)."""
     from ivr.speech.audiosocket import chunk_bytes, live_call, live_store
     from ivr.speech.tokens import is_word
 
     speech = live_speech()
     step = chunk_bytes(speech.live_chunk_ms / 1000)
     call = live_call(live_store(speech), "ko", "bench", "caller")
-    call.recognizer.SetWords(True)
     ends: list[float] = []
     words: list[str] = []
 

