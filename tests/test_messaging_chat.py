@@ -5,8 +5,11 @@ contact; on SQLite and PostgreSQL, with the in-process and the Redis bus."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from ivr import records
 from ivr.bus import Bus
 from ivr.context import AppContext
 from ivr.db import Database
-from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Message
+from ivr.db.models import Agent, Channel, Citizen, Contact, ContactEvent, Message
 from ivr.messaging.models import ChatConversation
 from tests.support.messaging import sidecar_settings, sign_in
 from tests.support.web import serve
@@ -294,3 +297,237 @@ def test_recording_paths_and_kamailio_names_are_matched_whole(tmp_path: Path) ->
         with pytest.raises(KamailioRenderError, match=field):
             render_kamailio(settings, tmp_path / field)
         setattr(settings.cluster.kamailio, field, {"host": "10.0.0.10", "realm": "dasan"}[field])
+
+
+# -- the exact frames a citizen's browser and an agent's desk get --------------------------------
+
+def iso(value: datetime | None) -> str | None:
+    """A stored time as the frames write it: ISO 8601 with its UTC offset (SQLite gives it back
+    without a zone: it is UTC)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def between(value: str | None, before: datetime, after: datetime) -> bool:
+    """``value`` (a frame's ISO time) names an instant between ``before`` and ``after``."""
+    return value is not None and before <= datetime.fromisoformat(value) <= after
+
+
+@pytest.fixture
+def korean_server_clock() -> Iterator[None]:
+    """The web process's local zone is Korea's (UTC+9), as on the site's servers: every time
+    the chat stores and sends must still be UTC."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "KST-9"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+async def stored_chat(ctx: AppContext, conversation_id: int) -> tuple[ChatConversation, Contact, list[Message]]:
+    """The conversation, its contact and its lines as stored."""
+    async with ctx.db.session() as session:
+        conv = await session.get(ChatConversation, conversation_id)
+        assert conv is not None
+        contact = await session.get(Contact, conv.contact_id)
+        assert contact is not None
+        lines = (await session.execute(select(Message).where(Message.contact_id == conv.contact_id)
+                                       .order_by(Message.id))).scalars().all()
+    return conv, contact, list(lines)
+
+
+async def test_every_frame_of_a_chat_from_hello_to_close_is_exact(ctx: AppContext, korean_server_clock: None) -> None:
+    """The frames both sides get, whole: the welcome (with the queue position and the chat's
+    tracking number), each line (who wrote it, the agent's name only on the agent's lines, the
+    stored id and time, the client's own id back), the assignment, the resumed welcome with the
+    history, the desk's hello with its active chats, the close; and what is stored (times in UTC
+    although the server's clock is Korean)."""
+    async with ctx.db.transaction() as session:  # the agents' telephony identities
+        session.add_all([Agent(username="agent9", extension="agent1009"),
+                         Agent(username="agent1", extension="agent1001")])
+    start = datetime.now(UTC)
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens, aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as agent_http:
+        citizen = await citizens.ws_connect(f"{base}/chat/ws")
+        await citizen.send_json({"type": "hello", "language": "en", "name": "김민수"})
+        welcome = await next_frame(citizen, "welcome")
+        conv, contact, _ = await stored_chat(ctx, welcome["id"])
+        async with ctx.db.session() as session:
+            person = await session.get(Citizen, conv.citizen_id)
+        assert person is not None and (person.identity_kind, person.display_name) == ("chat", "김민수")
+        assert contact.tracking_number and contact.citizen_id == person.id and contact.channel == Channel.chat
+        identity = person.identity
+        summary = {"id": conv.id, "contact_id": contact.id, "citizen_id": person.id,
+                   "tracking_number": contact.tracking_number, "status": "waiting", "agent": None,
+                   "language": "en", "queued_at": iso(conv.queued_at), "assigned_at": None,
+                   "phone_verified": False}
+        assert welcome == {"type": "welcome", "token": conv.token, "identity": identity, "resumed": False,
+                           "phone_verification": None, **summary, "position": 1, "messages": []}
+        assert between(welcome["queued_at"], start, datetime.now(UTC))
+
+        # Lines from the citizen: with the browser's id, and without one (the server makes one up).
+        await citizen.send_json({"type": "message", "id": "c-1_A", "body": "  버스 노선 문의합니다 \n"})
+        first = await next_frame(citizen, "message")
+        await citizen.send_json({"type": "message", "body": "470번이요"})
+        second = await next_frame(citizen, "message")
+        _, _, lines = await stored_chat(ctx, conv.id)
+        made_up = second["client_id"]
+        assert re.fullmatch(r"[0-9a-f]{16}", made_up), made_up
+        assert [(m.direction, m.sender, m.body, m.status, m.provider, m.provider_message_id) for m in lines] == [
+            ("in", identity, "버스 노선 문의합니다", "received", "webchat", f"{conv.id}:c-1_A"),
+            ("in", identity, "470번이요", "received", "webchat", f"{conv.id}:{made_up}")]
+        assert first == {"type": "message", "conversation_id": conv.id, "id": lines[0].id, "from": "citizen",
+                         "agent": None, "body": "버스 노선 문의합니다", "at": iso(lines[0].at), "client_id": "c-1_A"}
+        assert second == {"type": "message", "conversation_id": conv.id, "id": lines[1].id, "from": "citizen",
+                          "agent": None, "body": "470번이요", "at": iso(lines[1].at), "client_id": made_up}
+        assert between(first["at"], start, datetime.now(UTC))
+
+        # The agent's list shows the waiting chat, then their desk takes it.
+        await sign_in(agent_http, base, ctx)
+        async with agent_http.get(f"{base}/api/messaging/chats") as r:
+            assert await r.json() == {"waiting": [{**summary, "position": 1}], "active": []}
+        desk = await agent_http.ws_connect(f"{base}/api/messaging/agent/ws")
+        assigned = await next_frame(desk, "assigned")
+        conv, contact, _ = await stored_chat(ctx, conv.id)
+        async with ctx.db.session() as session:
+            agent = (await session.execute(select(Agent).where(Agent.username == "agent1"))).scalar_one()
+        assert (conv.status, conv.agent_username, contact.agent_id) == ("active", "agent1", agent.id)
+        assert contact.answered_at is not None and between(iso(contact.answered_at), start, datetime.now(UTC))
+        assert between(iso(conv.assigned_at), start, datetime.now(UTC))
+        summary = {**summary, "status": "active", "agent": "agent1", "assigned_at": iso(conv.assigned_at)}
+        assert assigned == {"type": "assigned",
+                            "conversation": {**summary, "position": None, "messages": [first, second]}}
+        assert await next_frame(citizen, "assigned") == {"type": "assigned", "conversation_id": conv.id,
+                                                         "agent": "agent1"}
+
+        await desk.send_json({"type": "message", "conversation_id": conv.id, "id": "a1", "body": "몇 시에 타셨나요?"})
+        answer = await next_frame(citizen, "message")
+        _, _, lines = await stored_chat(ctx, conv.id)
+        assert [(m.direction, m.sender, m.status, m.provider_message_id) for m in lines[2:]] == [
+            ("out", "agent1", "sent", f"{conv.id}:a1")]
+        assert answer == {"type": "message", "conversation_id": conv.id, "id": lines[2].id, "from": "agent",
+                          "agent": "agent1", "body": "몇 시에 타셨나요?", "at": iso(lines[2].at), "client_id": "a1"}
+        assert await next_frame(desk, "message") == answer
+
+        # The citizen comes back with the token: the same chat, its history; the agent's desk
+        # reconnects: the chat is among its active ones, with the same history.
+        await citizen.close()
+        citizen = await citizens.ws_connect(f"{base}/chat/ws")
+        await citizen.send_json({"type": "hello", "token": conv.token, "identity": identity})
+        assert await next_frame(citizen, "welcome") == {
+            "type": "welcome", "token": conv.token, "identity": identity, "resumed": True,
+            "phone_verification": None, **summary, "position": None, "messages": [first, second, answer]}
+        await desk.close()
+        desk = await agent_http.ws_connect(f"{base}/api/messaging/agent/ws")
+        assert await next_frame(desk, "hello") == {
+            "type": "hello", "agent": "agent1", "waiting": [],
+            "active": [{**summary, "position": None, "messages": [first, second, answer]}]}
+
+        await desk.send_json({"type": "close", "conversation_id": conv.id})
+        closed = {"type": "closed", "conversation_id": conv.id, "by": "agent1"}
+        assert await next_frame(citizen, "closed") == closed
+        assert (await citizen.receive(timeout=20)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert await next_frame(desk, "closed") == closed
+        await desk.close()
+    conv, contact, _ = await stored_chat(ctx, conv.id)
+    assert conv.status == "closed" and between(iso(conv.closed_at), start, datetime.now(UTC))
+    async with ctx.db.session() as session:
+        events = (await session.execute(select(ContactEvent).where(ContactEvent.contact_id == contact.id)
+                                        .order_by(ContactEvent.id))).scalars().all()
+    assert [(e.kind, e.source, e.data) for e in events] == [
+        ("chat_started", "chat", {"conversation_id": conv.id}),
+        ("chat_assigned", "chat", {"conversation_id": conv.id, "agent": "agent1"}),
+        ("chat_closed", "chat", {"conversation_id": conv.id, "by": "agent1"})]
+
+
+async def test_the_queue_is_in_order_of_arrival_and_every_waiting_side_sees_it(ctx: AppContext) -> None:
+    """The waiting queue runs by the time each chat was queued, then by its id (two web
+    processes may store them the other way round): the welcome's position, the positions pushed
+    when the queue moves (only to the ones that moved), the agents' list and the desk's queue,
+    and which chat an agent gets first all follow it."""
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens, aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as agent_http:
+        sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
+        welcomes: dict[str, dict[str, Any]] = {}
+        for name in ("a", "b", "c"):
+            sockets[name] = await citizens.ws_connect(f"{base}/chat/ws")
+            await sockets[name].send_json({"type": "hello"})
+            welcomes[name] = await next_frame(sockets[name], "welcome")
+        assert [welcomes[n]["position"] for n in "abc"] == [1, 2, 3]
+        ids = {n: welcomes[n]["id"] for n in "abc"}
+        # b and c were queued at the same instant, a after them although its id is the lowest:
+        # the queue is b, c, a.
+        async with ctx.db.transaction() as session:
+            rows = {n: await session.get(ChatConversation, ids[n]) for n in "abc"}
+            first = rows["a"].queued_at  # type: ignore[union-attr]
+            rows["b"].queued_at = rows["c"].queued_at = first - timedelta(seconds=2)  # type: ignore[union-attr]
+            rows["a"].queued_at = first - timedelta(seconds=1)  # type: ignore[union-attr]
+        # A fourth chat moves the queue: the three first ones are told their new places.
+        sockets["d"] = await citizens.ws_connect(f"{base}/chat/ws")
+        await sockets["d"].send_json({"type": "hello"})
+        welcomes["d"] = await next_frame(sockets["d"], "welcome")
+        ids["d"] = welcomes["d"]["id"]
+        assert welcomes["d"]["position"] == 4
+        assert [await next_frame(sockets[n], "queue") for n in "abc"] == [
+            {"type": "queue", "position": 3}, {"type": "queue", "position": 1}, {"type": "queue", "position": 2}]
+        # A fifth one comes and goes: closed chats are no longer in the queue.
+        gone = await citizens.ws_connect(f"{base}/chat/ws")
+        await gone.send_json({"type": "hello"})
+        assert (await next_frame(gone, "welcome"))["position"] == 5
+        await gone.send_json({"type": "close"})
+        await next_frame(gone, "closed")
+        await gone.close()
+        # Reconnecting, each is told its place again.
+        for name, place in (("a", 3), ("b", 1), ("c", 2)):
+            again = await citizens.ws_connect(f"{base}/chat/ws")
+            await again.send_json({"type": "hello", "token": welcomes[name]["token"]})
+            assert (await next_frame(again, "welcome"))["position"] == place
+            await again.close()
+
+        async with ctx.db.session() as session:
+            convs = {n: await session.get(ChatConversation, ids[n]) for n in "abcd"}
+            tracking = {n: (await session.get(Contact, convs[n].contact_id)).tracking_number  # type: ignore[union-attr]
+                        for n in "abcd"}
+
+        def waiting(name: str, position: int) -> dict[str, Any]:
+            conv = convs[name]
+            assert conv is not None and tracking[name]
+            return {"id": conv.id, "contact_id": conv.contact_id, "citizen_id": conv.citizen_id,
+                    "tracking_number": tracking[name], "status": "waiting", "agent": None, "language": "ko",
+                    "queued_at": iso(conv.queued_at), "assigned_at": None, "position": position,
+                    "phone_verified": False}
+
+        await sign_in(agent_http, base, ctx)
+        async with agent_http.get(f"{base}/api/messaging/chats") as r:
+            assert await r.json() == {"waiting": [waiting("b", 1), waiting("c", 2), waiting("a", 3), waiting("d", 4)],
+                                      "active": []}
+        # The agent's desk (room for one chat) gets the head of the queue; the others move up
+        # and the desk's queue shows the rest.
+        desk = await agent_http.ws_connect(f"{base}/api/messaging/agent/ws")
+        assert (await next_frame(desk, "assigned"))["conversation"]["id"] == ids["b"]
+        assert await next_frame(sockets["b"], "assigned") == {"type": "assigned", "conversation_id": ids["b"],
+                                                              "agent": "agent1"}
+        assert [await next_frame(sockets[n], "queue") for n in "cad"] == [
+            {"type": "queue", "position": 1}, {"type": "queue", "position": 2}, {"type": "queue", "position": 3}]
+        queue = await next_frame(desk, "queue")
+        while len(queue["waiting"]) != 3:
+            queue = await next_frame(desk, "queue")
+        assert queue == {"type": "queue", "waiting": [waiting("c", 1), waiting("a", 2), waiting("d", 3)]}
+        # A waiting citizen leaves: the ones behind move up.
+        await sockets["a"].send_json({"type": "close"})
+        assert await next_frame(sockets["a"], "closed") == {"type": "closed", "conversation_id": ids["a"],
+                                                            "by": "citizen"}
+        assert await next_frame(sockets["d"], "queue") == {"type": "queue", "position": 2}
+        await desk.close()
+        for ws in sockets.values():
+            await ws.close()
+    async with ctx.db.session() as session:
+        statuses = {n: (await session.get(ChatConversation, ids[n])).status for n in "abcd"}  # type: ignore[union-attr]
+    assert statuses == {"a": "closed", "b": "active", "c": "waiting", "d": "waiting"}
