@@ -531,3 +531,71 @@ async def test_the_queue_is_in_order_of_arrival_and_every_waiting_side_sees_it(c
     async with ctx.db.session() as session:
         statuses = {n: (await session.get(ChatConversation, ids[n])).status for n in "abcd"}  # type: ignore[union-attr]
     assert statuses == {"a": "closed", "b": "active", "c": "waiting", "d": "waiting"}
+
+
+async def test_a_citizens_frames_that_are_not_understood_get_an_error_and_change_nothing(ctx: AppContext) -> None:
+    """Each frame the chat does not understand gets its own error frame, in order; a binary frame
+    and a ping get nothing; a phone number that is no number is refused; none of it stores a
+    line or closes the chat."""
+    async with serve(ctx) as base, aiohttp.ClientSession() as citizens:
+        ws = await citizens.ws_connect(f"{base}/chat/ws")
+        await ws.send_json({"type": "hello"})
+        welcome = await next_frame(ws, "welcome")
+        expected = {"type": "error", "error": "expected a message, close, phone, verify or ping frame"}
+        await ws.send_str("{not json")
+        assert await ws.receive_json(timeout=20) == {"type": "error", "error": "frames are JSON"}
+        await ws.send_bytes(b'{"type": "message", "body": "binary"}')  # not a text frame: nothing
+        await ws.send_json({"type": "ping"})  # nothing either
+        for frame in ({"type": "message", "body": "  \n "}, {"type": "message", "body": 5}, {"type": "message"},
+                      {"body": "hello?"}, ["message"], {"type": "phone", "phone": 1234},
+                      {"type": "verify", "code": 123456}, {"type": "Close"}):
+            await ws.send_json(frame)
+            assert await ws.receive_json(timeout=20) == expected, frame
+        await ws.send_json({"type": "phone", "phone": "not a number"})
+        assert await ws.receive_json(timeout=20) == {"type": "phone_verification", "status": "invalid"}
+        await ws.send_json({"type": "verify", "code": "123456"})  # no code was ever sent
+        assert await ws.receive_json(timeout=20) == {"type": "error", "error": "wrong or expired code"}
+        # Still the same open chat, with nothing stored.
+        await ws.send_json({"type": "message", "id": "m1", "body": "이제 됩니다"})
+        line = await ws.receive_json(timeout=20)
+        assert (line["type"], line["body"], line["client_id"]) == ("message", "이제 됩니다", "m1")
+        await ws.close()
+    conv, _contact, lines = await stored_chat(ctx, welcome["id"])
+    assert conv.status == "waiting" and [m.body for m in lines] == ["이제 됩니다"]
+
+
+async def test_the_hub_fills_each_agents_room_lists_at_most_500_and_refuses_an_empty_line(ctx: AppContext) -> None:
+    """The chat hub as the web handlers use it: dispatch gives each online agent chats up to
+    ``sms.chat_max_per_agent`` (oldest first) and says how many it gave; the lists the agents'
+    pages show stop at 500 chats; an empty line is refused and not stored."""
+    from ivr.messaging.chat import ChatHub
+
+    hub = ChatHub(ctx)
+    opened = [(await hub.open(None, None, "ko", None))[0] for _ in range(3)]
+    with pytest.raises(ValueError, match=r"^empty message$"):
+        await hub.add_line(opened[0], "in", "citizen", " \n\t ")
+    assert (await stored_chat(ctx, opened[0].id))[2] == []
+    async with hub.agent_online("agent1"):
+        assert await hub.dispatch() == 1  # room for one chat each (the test's setting)
+        async with hub.agent_online("agent2"):
+            assert await hub.dispatch() == 1
+            assert await hub.dispatch() == 0
+    assert [(c.id, c.agent_username) for c in await hub.active_of(None)] == [
+        (opened[0].id, "agent1"), (opened[1].id, "agent2")]
+    assert [c.id for c in await hub.active_of("agent2")] == [opened[1].id]
+    assert [c.id for c in await hub.waiting()] == [opened[2].id]
+
+    # 501 more waiting and 501 more active chats of agent1, queued in the reverse order of their ids.
+    now = datetime.now(UTC)
+    async with ctx.db.transaction() as session:
+        for status in ("waiting", "active"):
+            session.add_all([ChatConversation(token=f"bulk-{status}-{i:04d}-xxxxxxxx", contact_id=opened[2].contact_id,
+                                              citizen_id=opened[2].citizen_id, status=status, language="ko",
+                                              agent_username="agent1" if status == "active" else None,
+                                              queued_at=now - timedelta(seconds=i), last_seen_at=now)
+                             for i in range(501)])
+    waiting = await hub.waiting_summaries()
+    assert len(waiting) == 500 and [w["position"] for w in waiting] == list(range(1, 501))
+    assert waiting[0]["queued_at"] == iso(now - timedelta(seconds=500))
+    mine = await hub.active_of("agent1")
+    assert [c.id for c in mine] == sorted(c.id for c in mine) and len(mine) == 500 and mine[0].id == opened[0].id

@@ -165,3 +165,44 @@ async def test_citizen_links_a_phone_number_with_the_texted_code_in_a_browser(se
             assert conv.phone_verified_at is not None and conv.claimed_phone == "+821022223333"
     finally:
         await ctx.close()
+
+
+async def test_the_line_and_code_limits_answer_exactly_and_are_separate(ctx: AppContext) -> None:
+    """Past LINES_PER_MINUTE lines a chat is told to slow down (and nothing more is stored),
+    but may still type its code; past as many code tries it is told to slow down too. A number
+    gets only ``sms.chat_codes_per_phone_hour`` codes an hour."""
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        ws, welcome = await join(http, base)
+        other, other_welcome = await join(http, base)
+        for i in range(LINES_PER_MINUTE):
+            await ws.send_json({"type": "message", "id": f"l{i}", "body": f"line {i}"})
+            assert (await ws.receive_json(timeout=20))["client_id"] == f"l{i}"
+        await ws.send_json({"type": "message", "id": "over", "body": "one too many"})
+        assert await ws.receive_json(timeout=20) == {"type": "error", "error": "too many messages; slow down"}
+        # Another chat is not slowed down by this one.
+        await other.send_json({"type": "message", "id": "o1", "body": "저도 문의합니다"})
+        assert (await other.receive_json(timeout=20))["client_id"] == "o1"
+
+        # Three chats claim one number (three spellings of it): a fourth gets no code.
+        third, _ = await join(http, base)
+        fourth, _ = await join(http, base)
+        for chat, phone in ((ws, "010-3333-4444"), (other, "+82 10 3333 4444"), (third, "01033334444")):
+            await chat.send_json({"type": "phone", "phone": phone})
+            assert await chat.receive_json(timeout=20) == {"type": "phone_verification", "status": "sent"}
+        await fourth.send_json({"type": "phone", "phone": "010 3333 4444"})
+        assert await fourth.receive_json(timeout=20) == {"type": "phone_verification", "status": "limited"}
+        await third.close()
+        await fourth.close()
+        for _ in range(LINES_PER_MINUTE):
+            await ws.send_json({"type": "verify", "code": "abcdef"})
+            assert await ws.receive_json(timeout=20) == {"type": "error", "error": "wrong or expired code"}
+        await ws.send_json({"type": "verify", "code": "abcdef"})
+        assert await ws.receive_json(timeout=20) == {"type": "error", "error": "too many attempts; slow down"}
+        await ws.close()
+        await other.close()
+    async with ctx.db.session() as session:
+        counts = [(await session.execute(select(func.count()).select_from(Message).where(
+            Message.contact_id == w["contact_id"]))).scalar_one() for w in (welcome, other_welcome)]
+        claims = (await session.execute(select(ChatConversation.claimed_phone).order_by(ChatConversation.id))).all()
+    assert counts == [LINES_PER_MINUTE, 1]
+    assert [c for (c,) in claims] == ["+821033334444"] * 3 + [None]
