@@ -22,7 +22,7 @@ from ivr.context import AppContext
 from ivr.db import Database
 from ivr.db.models import Message
 from ivr.messaging.chat import LINES_PER_MINUTE
-from ivr.messaging.models import ChatConversation
+from ivr.messaging.models import ChatCodeSend, ChatConversation
 from tests.support.messaging import sidecar_settings
 from tests.support.waiting import eventually
 from tests.support.web import serve
@@ -165,6 +165,28 @@ async def test_citizen_links_a_phone_number_with_the_texted_code_in_a_browser(se
             assert conv.phone_verified_at is not None and conv.claimed_phone == "+821022223333"
     finally:
         await ctx.close()
+
+
+async def test_one_chat_asking_again_and_again_texts_a_number_only_its_hourly_codes(ctx: AppContext) -> None:
+    """SMS pumping from one chat: each new code request for the same number is a text to its
+    owner, so they count like other chats' (``sms.chat_codes_per_phone_hour``); another number
+    is still served, and the last code sent is the one that proves the number."""
+    limit = ctx.settings.sms.chat_codes_per_phone_hour
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        ws, _welcome = await join(http, base)
+        for _ in range(limit):
+            await ws.send_json({"type": "phone", "phone": "010-5555-6666"})
+            assert await ws.receive_json(timeout=20) == {"type": "phone_verification", "status": "sent"}
+        await ws.send_json({"type": "phone", "phone": "01055556666"})
+        assert await ws.receive_json(timeout=20) == {"type": "phone_verification", "status": "limited"}
+        await ws.send_json({"type": "phone", "phone": "010-7777-8888"})
+        assert await ws.receive_json(timeout=20) == {"type": "phone_verification", "status": "sent"}
+        await ws.close()
+    jobs = await ctx.bus.consume("sms.outbound", "t", "t", count=limit + 5, block=5)
+    assert [job.data["to"] for job in jobs] == ["+821055556666"] * limit + ["+821077778888"]
+    async with ctx.db.session() as session:
+        sends = (await session.execute(select(ChatCodeSend.phone).order_by(ChatCodeSend.id))).scalars().all()
+    assert sends == ["+821055556666"] * limit + ["+821077778888"]
 
 
 async def test_the_line_and_code_limits_answer_exactly_and_are_separate(ctx: AppContext) -> None:

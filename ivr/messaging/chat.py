@@ -33,14 +33,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ivr import records
 from ivr.context import AppContext
 from ivr.contracts import Topic, agent_chat_topic, chat_topic
 from ivr.db.models import Agent, Channel, Contact, Message
-from ivr.messaging.models import ChatConversation
+from ivr.messaging.models import ChatCodeSend, ChatConversation
 from ivr.tasks import cancel_and_wait
 from ivr.web.errors import json_error
 from ivr.web.limits import RateLimiter
@@ -217,11 +217,13 @@ class ChatHub:
         now = datetime.now(UTC)
         ttl = timedelta(minutes=settings.chat_code_minutes)
         code = f"{secrets.randbelow(10**6):06d}"
+        since = now - timedelta(hours=1)
         async with self.ctx.db.transaction() as session:
-            # Codes sent to this number in the last hour (each code's expiry is its send time + ttl).
-            recent = (await session.execute(select(func.count()).select_from(ChatConversation).where(
-                ChatConversation.claimed_phone == number,
-                ChatConversation.phone_code_expires > now - timedelta(hours=1) + ttl))).scalar_one()
+            # Codes texted to this number in the last hour, from any chat (this one asking again
+            # included): the number's owner gets at most chat_codes_per_phone_hour texts.
+            await session.execute(delete(ChatCodeSend).where(ChatCodeSend.sent_at < since))
+            recent = (await session.execute(select(func.count()).select_from(ChatCodeSend).where(
+                ChatCodeSend.phone == number, ChatCodeSend.sent_at >= since))).scalar_one()
             if recent >= settings.chat_codes_per_phone_hour:
                 return "limited"
             row = await session.get(ChatConversation, conv.id)
@@ -229,6 +231,7 @@ class ChatHub:
                 return "invalid"
             row.claimed_phone, row.phone_code = number, _code_hash(row.token, code)
             row.phone_code_expires, row.phone_attempts = now + ttl, 0
+            session.add(ChatCodeSend(phone=number, conversation_id=row.id, sent_at=now))
             await records.record_event(session, row.contact_id, "chat_phone_code_sent", "chat",
                                        data={"conversation_id": row.id})
         from ivr.messaging.store import OUTBOUND_STREAM

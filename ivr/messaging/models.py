@@ -38,6 +38,20 @@ class ChatConversation(Base):
     phone_verified_at: Mapped[datetime | None]
 
 
+class ChatCodeSend(Base):
+    """One verification code texted from a chat: ``sms.chat_codes_per_phone_hour`` is counted on
+    these per number, so neither new chats nor one chat asking again can text a number more
+    (SMS pumping). Rows older than the hour are deleted as codes are sent."""
+
+    __tablename__ = "chat_code_sends"
+    __table_args__ = (Index("ix_chat_code_sends_phone_sent", "phone", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(40))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("chat_conversations.id", ondelete="CASCADE"))
+    sent_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class SnsDeadline(Base):
     """An inbound SNS message must be answered within ``sms.sns_reply_hours`` (24 h)."""
 
