@@ -152,9 +152,12 @@ def vad_set(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, list[t
 
 def test_vad_finds_the_same_words_at_the_same_times(
         store: ModelStore, vad_set: list[tuple[Path, list[tuple[str, float, str]]]]) -> None:
-    from ivr.speech.recognizer import STEREO_SPEAKERS, recognize_channel
+    from ivr.speech.recognizer import STEREO_SPEAKERS, RecognizerPool, recognize_channel
 
     model, rate = store.get("ko")
+    # new recognizers, so the words do not depend on what this process decoded before (warm
+    # against new recognizers is measured by bench/bench_transcribe.py)
+    new = RecognizerPool(keep=0)
     for path, plan in vad_set:
         audio = decode(path)
         heard: dict[str, list[tuple[str, str, float]]] = {}
@@ -162,7 +165,7 @@ def test_vad_finds_the_same_words_at_the_same_times(
             heard[vad] = sorted(
                 (seg.speaker, seg.text, seg.start)
                 for speaker, pcm in zip(STEREO_SPEAKERS, audio.channels, strict=True)
-                for seg in recognize_channel(model, rate, pcm, 8000, speaker, vad=vad, grammar=MENU))
+                for seg in recognize_channel(model, rate, pcm, 8000, speaker, vad=vad, grammar=MENU, pool=new))
         expected = sorted((speaker, word) for speaker, _t, word in plan)
 
         right = {vad: sum(1 for spoken in expected if spoken in [(s, w) for s, w, _ in found])
@@ -185,14 +188,20 @@ def test_the_same_recording_gives_the_same_transcript(store: ModelStore, calls: 
     """A transcript is a function of the audio: Kaldi's feature dither (random noise added to
     the samples, seeded per recognizer) made words, times and confidences change from run to
     run, and tests on espeak speech fail once in a while. Decoding the two channels at the same
-    time (one thread each) gives the very same segments as one after the other."""
+    time (one thread each) gives the very same segments as one after the other, and a pooled
+    recognizer that decoded this recording before gives them again."""
+    from ivr.speech.recognizer import RecognizerPool
     from ivr.speech.recognizer import transcribe as transcribe_audio
 
     audio = decode(calls["dialogue"])
-    runs = [transcribe_audio(audio, store, "ko", vad="webrtc", parallel=parallel)
+    new = RecognizerPool(keep=0)  # a new recognizer for every channel of every run
+    runs = [transcribe_audio(audio, store, "ko", vad="webrtc", parallel=parallel, pool=new)
             for parallel in (False, True, True)]
     assert runs[0] and {s.speaker for s in runs[0]} == {"caller", "agent"}, runs[0]
     assert runs[1] == runs[0] and runs[2] == runs[0], runs
+    warm = RecognizerPool()
+    again = [transcribe_audio(audio, store, "ko", vad="webrtc", parallel=False, pool=warm) for _ in range(2)]
+    assert warm.made == 1 and again == [runs[0], runs[0]], again
 
 
 def test_speech_decoder_lines_reach_the_model(store: ModelStore, calls: dict[str, Path]) -> None:
