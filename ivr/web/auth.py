@@ -179,6 +179,25 @@ async def _csrf_ok(request: web.Request, user: SessionUser) -> bool:
     return token is not None and _same(token, user.csrf)
 
 
+async def _refusal(request: web.Request, roles: tuple[str, ...]) -> web.StreamResponse | None:
+    """Why ``request`` may not reach a handler guarded for ``roles``: a response to send instead
+    (the forbidden page), an HTTP error raised, or None to let it through. A plain function
+    rather than the body of ``requires``' closure, so mutation testing reaches the checks."""
+    user = current_user(request)
+    if user is None:
+        if _wants_json(request):
+            raise web.HTTPUnauthorized(text='{"error": "sign in first"}', content_type="application/json")
+        raise web.HTTPFound("/login?next=" + quote(request.raw_path, safe=""))
+    if user.role != "admin" and user.role not in roles:
+        page = request.app.get(FORBIDDEN_PAGE)
+        if page is not None and not _wants_json(request) and request.method == "GET":
+            return page(request)
+        raise web.HTTPForbidden(text='{"error": "not allowed for your role"}', content_type="application/json")
+    if not await _csrf_ok(request, user):
+        raise web.HTTPForbidden(text='{"error": "missing or wrong CSRF token"}', content_type="application/json")
+    return None
+
+
 def requires(*roles: str) -> Callable[[Handler], Handler]:
     """Only signed-in users with one of ``roles`` (or admin) get through; CSRF on unsafe methods."""
     for role in roles:
@@ -186,19 +205,8 @@ def requires(*roles: str) -> Callable[[Handler], Handler]:
 
     def decorate(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            user = current_user(request)
-            if user is None:
-                if _wants_json(request):
-                    raise web.HTTPUnauthorized(text='{"error": "sign in first"}', content_type="application/json")
-                raise web.HTTPFound("/login?next=" + quote(request.raw_path, safe=""))
-            if user.role != "admin" and user.role not in roles:
-                page = request.app.get(FORBIDDEN_PAGE)
-                if page is not None and not _wants_json(request) and request.method == "GET":
-                    return page(request)
-                raise web.HTTPForbidden(text='{"error": "not allowed for your role"}', content_type="application/json")
-            if not await _csrf_ok(request, user):
-                raise web.HTTPForbidden(text='{"error": "missing or wrong CSRF token"}', content_type="application/json")
-            return await handler(request)
+            refused = await _refusal(request, roles)
+            return refused if refused is not None else await handler(request)
 
         guarded.__name__ = handler.__name__
         guarded.__doc__ = handler.__doc__
