@@ -21,7 +21,7 @@ from ivr.context import AppContext
 from ivr.db.models import Channel, Citizen, Contact, ContactEvent, Media, Message
 from ivr.messaging.outbound import MessagingService
 from ivr.messaging.providers.generic import GENERIC_ID_LENGTH, SNS_ID_LENGTH, generic_signature
-from ivr.messaging.providers.twilio import SID_LENGTH, twilio_signature
+from ivr.messaging.providers.twilio import SID_LENGTH, TWILIO_HEADER, twilio_signature
 from ivr.messaging.store import INBOUND_STREAM, OUTBOUND_STREAM
 from tests.support.messaging import (
     LocalGateway,
@@ -605,3 +605,172 @@ async def test_twilio_sms_with_a_nummedia_that_is_no_number_is_refused(ctx: AppC
         resp = await post_twilio(http, f"{base}/webhooks/twilio/sms",
                                  {"MessageSid": "SM-n", "From": "+821012345678", "NumMedia": "two"}, SECRET)
         assert (resp.status, (await resp.json())["error"]) == (400, "NumMedia must be a number")
+
+
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+async def _twilio_messages(ctx: AppContext) -> dict[str, tuple[str, str, dict[str, Any], list[str]]]:
+    """provider_message_id -> (sender, body, data, paths of its stored photos)."""
+    async with ctx.db.session() as session:
+        messages = (await session.execute(select(Message).where(Message.direction == "in"))).scalars().all()
+        photos = (await session.execute(select(Media.message_id, Media.path).order_by(Media.id))).all()
+    return {m.provider_message_id: (m.sender, m.body, m.data, [p for mid, p in photos if mid == m.id])
+            for m in messages}
+
+
+async def test_twilio_sms_keeps_the_text_and_the_number_texted_as_twilio_sent_them(ctx: AppContext) -> None:
+    # Every parameter of Twilio's incoming-message webhook for a text without photos (Twilio's
+    # "Messaging webhooks" reference: SmsSid and SmsMessageSid repeat MessageSid, NumMedia "0").
+    sid = "SM" + "c" * 32
+    full = {"ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0", "ToCity": "",
+            "FromZip": "", "SmsSid": sid, "FromState": "", "SmsStatus": "received", "FromCity": "",
+            "Body": "Ahoy! The streetlight on Main St is out.", "FromCountry": "US", "To": "+15017122661",
+            "ToZip": "", "NumSegments": "1", "MessageSid": sid, "AccountSid": "AC" + "3" * 32,
+            "From": "+15558675310", "ApiVersion": "2010-04-01"}
+    bare = {"MessageSid": "SM" + "d" * 32, "From": "+821044445555"}  # neither To nor Body
+    long = {"MessageSid": "SM" + "e" * 32, "From": "+821066667777", "To": "+8220120", "Body": "가" * 5001}
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        for form in (full, bare, long):
+            resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET)
+            assert (resp.status, resp.content_type, await resp.text()) == (200, "text/xml", TWIML_EMPTY), form
+    assert await _twilio_messages(ctx) == {
+        sid: ("+15558675310", "Ahoy! The streetlight on Main St is out.",
+              {"to": "+15017122661", "new_contact": True, "rejected_media": []}, []),
+        "SM" + "d" * 32: ("+821044445555", "", {"to": "", "new_contact": True, "rejected_media": []}, []),
+        # the text is kept to its first 5,000 characters
+        "SM" + "e" * 32: ("+821066667777", "가" * 5000,
+                          {"to": "+8220120", "new_contact": True, "rejected_media": []}, [])}
+    async with ctx.db.session() as session:
+        citizens = sorted((await session.execute(select(Citizen.identity_kind, Citizen.identity))).all())
+    assert citizens == [("phone", "+15558675310"), ("phone", "+821044445555"), ("phone", "+821066667777")]
+
+
+def _media_server(photo: bytes, fetched: list[str]) -> Any:
+    from aiohttp import web
+
+    async def media(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        fetched.append(name)
+        if name == "big":  # a PNG far over the limit the test sets
+            return web.Response(body=b"\x89PNG\r\n\x1a\n" + b"0" * 5000, content_type="image/png")
+        # "as-jpeg": a PNG whose server claims it is a JPEG
+        return web.Response(body=photo, content_type="image/jpeg" if name == "as-jpeg" else "image/png")
+
+    app = web.Application()
+    app.router.add_get("/media/{name}", media)
+    return app
+
+
+async def test_twilio_sms_fetches_the_photos_numbered_below_nummedia_and_at_most_twenty(ctx: AppContext) -> None:
+    from tests.support.web import serve_app
+
+    photo = png_bytes()
+    fetched: list[str] = []
+    async with serve_app(_media_server(photo, fetched)) as api, serve(ctx) as base, \
+            aiohttp.ClientSession() as http:
+        ctx.settings.sms.twilio_api_base = api
+        forms = [
+            # no NumMedia: no photos, whatever MediaUrl0 says
+            {"MessageSid": "MM-none", "From": "+821011110001", "To": "+8220120", "MediaUrl0": f"{api}/media/n0"},
+            # NumMedia over 20 is read as 20: MediaUrl0 to MediaUrl19
+            {"MessageSid": "MM-many", "From": "+821011110002", "To": "+8220120", "NumMedia": "21",
+             "MediaUrl19": f"{api}/media/m19", "MediaUrl20": f"{api}/media/m20"},
+            # a MediaUrl missing between photos: the ones after it are still fetched
+            {"MessageSid": "MM-gap", "From": "+821011110003", "To": "+8220120", "NumMedia": "2",
+             "MediaUrl1": f"{api}/media/g1", "MediaContentType1": "image/png"},
+        ]
+        for form in forms:
+            resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", {**form, "Body": "사진"}, SECRET)
+            assert (resp.status, await resp.text()) == (200, TWIML_EMPTY), form
+    assert fetched == ["m19", "g1"]
+    stored = await _twilio_messages(ctx)
+    assert {sid: (data, len(paths)) for sid, (_s, _b, data, paths) in stored.items()} == {
+        "MM-none": ({"to": "+8220120", "new_contact": True, "rejected_media": []}, 0),
+        "MM-many": ({"to": "+8220120", "new_contact": True, "rejected_media": []}, 1),
+        "MM-gap": ({"to": "+8220120", "new_contact": True, "rejected_media": []}, 1)}
+    assert [(ctx.settings.data_dir / stored[sid][3][0]).read_bytes() for sid in ("MM-many", "MM-gap")] == [photo] * 2
+
+
+async def test_twilio_photos_are_checked_against_their_claimed_type_and_read_no_further_than_the_limit(
+        ctx: AppContext) -> None:
+    from tests.support.web import serve_app
+
+    photo = png_bytes()
+    fetched: list[str] = []
+    ctx.settings.sms.max_media_bytes = 100
+    assert len(photo) <= 100
+    async with serve_app(_media_server(photo, fetched)) as api, serve(ctx) as base, \
+            aiohttp.ClientSession() as http:
+        ctx.settings.sms.twilio_api_base = api
+        forms = [
+            {"MessageSid": "MM-checked", "From": "+821022220001", "To": "+8220120", "Body": "사진 세 장",
+             "NumMedia": "3", "MediaUrl0": f"{api}/media/as-jpeg", "MediaUrl1": f"{api}/media/big",
+             "MediaUrl2": "http://127.0.0.2:9/elsewhere.png"},
+            {"MessageSid": "MM-no-to", "From": "+821022220002", "Body": "사진", "NumMedia": "1",
+             "MediaUrl0": "http://127.0.0.2:9/elsewhere.png"},
+        ]
+        for form in forms:
+            resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET)
+            assert (resp.status, await resp.text()) == (200, TWIML_EMPTY), form
+    assert fetched == ["as-jpeg", "big"]
+    assert await _twilio_messages(ctx) == {
+        "MM-checked": ("+821022220001", "사진 세 장", {
+            "to": "+8220120", "media_errors": ["photo 3: media URL is not on the provider's host"],
+            "new_contact": True,
+            # the store's checks: the claimed type must be the real one; and the download
+            # stops one byte past the limit (5,008 bytes served, 101 read)
+            "rejected_media": ["photo 1: photo claims image/jpeg but is image/png",
+                               "photo 2: photo is 101 bytes; the limit is 100"]}, []),
+        "MM-no-to": ("+821022220002", "사진", {
+            "to": "", "media_errors": ["photo 1: media URL is not on the provider's host"],
+            "new_contact": True, "rejected_media": []}, [])}
+
+
+async def test_twilio_webhooks_say_why_they_refuse_a_request(ctx: AppContext) -> None:
+    form = {"MessageSid": "SM" + "f" * 32, "From": "+821012345678", "Body": "안녕하세요", "MessageStatus": "sent"}
+    async with serve(ctx) as base, aiohttp.ClientSession() as http:
+        for path in ("/webhooks/twilio/sms", "/webhooks/twilio/status"):
+            url = base + path
+            answers = []
+            signed = twilio_signature(SECRET, url, form.items())
+            for data, headers in ((json.dumps(form), {"Content-Type": "application/json", TWILIO_HEADER: signed}),
+                                  (form, {}),  # no X-Twilio-Signature at all
+                                  (form, {TWILIO_HEADER: twilio_signature("wrong-token", url, form.items())})):
+                async with http.post(url, data=data, headers=headers) as resp:
+                    answers.append((resp.status, resp.content_type, await resp.json()))
+            assert answers == [
+                (415, "application/json", {"error": "Twilio webhooks are application/x-www-form-urlencoded"}),
+                (401, "application/json", {"error": "missing X-Twilio-Signature signature"}),
+                (403, "application/json", {"error": "signature does not match; request refused"})], path
+    assert await _count(ctx, Message) == 0 and await _count(ctx, Citizen) == 0
+
+
+async def test_twilio_urls_keep_a_path_prefix_ending_in_x(ctx: AppContext) -> None:
+    # Only trailing slashes are dropped from web.public_url and sms.twilio_api_base: a prefix
+    # such as /PBX/ (the app behind a proxy) or /SMSBOX/ (a relay in front of Twilio) stays whole.
+    from aiohttp import web
+
+    from ivr.messaging.providers.base import Outgoing
+    from ivr.messaging.providers.twilio import TwilioProvider
+    from tests.support.web import serve_app
+
+    ctx.settings.web.public_url = "https://city.example/PBX/"
+    form = {"MessageSid": "SM" + "4" * 32, "MessageStatus": "delivered"}
+    public = twilio_signature(SECRET, "https://city.example/PBX/webhooks/twilio/status", form.items())
+    paths: list[str] = []
+
+    async def relay(request: web.Request) -> web.Response:
+        paths.append(request.path)
+        return web.json_response({"sid": "SM" + "5" * 32, "status": "queued"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", relay)
+    async with serve(ctx) as base, serve_app(app) as api, aiohttp.ClientSession() as http:
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/status", form, SECRET, signature=public)
+        # the signature held; there is no such message
+        assert (resp.status, await resp.json()) == (404, {"error": "no message with that MessageSid"})
+        provider = TwilioProvider(api + "/SMSBOX/", "AC" + "7" * 32, SECRET, "+8220120", http)
+        result = await provider.send(Outgoing("+821055556666", "접수되었습니다"))
+    assert (result.provider_message_id, result.status) == ("SM" + "5" * 32, "queued")
+    assert paths == [f"/SMSBOX/2010-04-01/Accounts/AC{'7' * 32}/Messages.json"]
