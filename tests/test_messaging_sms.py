@@ -774,3 +774,37 @@ async def test_twilio_urls_keep_a_path_prefix_ending_in_x(ctx: AppContext) -> No
         result = await provider.send(Outgoing("+821055556666", "접수되었습니다"))
     assert (result.provider_message_id, result.status) == ("SM" + "5" * 32, "queued")
     assert paths == [f"/SMSBOX/2010-04-01/Accounts/AC{'7' * 32}/Messages.json"]
+
+
+async def test_a_twilio_photo_that_arrives_in_pieces_is_stored_whole(ctx: AppContext) -> None:
+    # A photo of a few MB does not arrive in one read: the whole of it is stored, not the part
+    # that had arrived when the download was first read (a PNG cut short passed the checks).
+    from aiohttp import web
+
+    from tests.support.web import serve_app
+
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8192  # 2 MiB and 8 bytes
+    sent: list[int] = []
+
+    async def media(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        for start in range(0, len(photo), 256 * 1024):  # nine writes, each drained
+            await response.write(photo[start : start + 256 * 1024])
+            sent.append(start)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/media/big.png", media)
+    async with serve_app(app) as api, serve(ctx) as base, aiohttp.ClientSession() as http:
+        ctx.settings.sms.twilio_api_base = api
+        form = {"MessageSid": "MM-whole", "From": "+821033330001", "To": "+8220120", "Body": "큰 사진",
+                "NumMedia": "1", "MediaUrl0": f"{api}/media/big.png"}
+        resp = await post_twilio(http, f"{base}/webhooks/twilio/sms", form, SECRET)
+        assert (resp.status, await resp.text()) == (200, TWIML_EMPTY)
+    assert len(sent) == 9
+    [(sender, body, data, paths)] = (await _twilio_messages(ctx)).values()
+    assert (sender, body, data) == ("+821033330001", "큰 사진", {"to": "+8220120", "new_contact": True, "rejected_media": []})
+    assert [len((ctx.settings.data_dir / p).read_bytes()) for p in paths] == [len(photo)]
+    assert (ctx.settings.data_dir / paths[0]).read_bytes() == photo

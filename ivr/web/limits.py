@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.typedefs import Middleware
 
 from ivr.context import AppContext
@@ -31,6 +31,19 @@ ROUTE_BODY_LIMITS: dict[str, int] = {"/api/messaging/": 256 * 1024, "/webhooks/s
 RATE_EXEMPT_PREFIXES = ("/webhooks/", "/healthz")
 MAX_BUCKETS = 100_000
 LIMITER_KEY = web.AppKey("rate_limiter", object)
+
+
+async def read_capped(stream: StreamReader, limit: int) -> bytes:
+    """A body read to its end, or its first ``limit`` + 1 bytes when it is longer (the caller
+    refuses it then). ``StreamReader.read(n)`` alone returns only what has arrived so far: for
+    a body that comes in several pieces, the first of them."""
+    data = bytearray()
+    while len(data) <= limit:
+        piece = await stream.read(limit + 1 - len(data))
+        if not piece:
+            break
+        data += piece
+    return bytes(data)
 
 
 class RateLimiter:

@@ -30,6 +30,7 @@ from ivr.recordings.store import StoreError, layout_path, sha256_file
 from ivr.web.auth import current_user, requires
 from ivr.web.bodies import Body, read_model
 from ivr.web.errors import json_error
+from ivr.web.limits import read_capped
 
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 MAX_VIDEO_BYTES = 2 * 1024 * 1024 * 1024
@@ -64,7 +65,7 @@ async def upload_chunk(request: web.Request) -> web.Response:
         raise json_error(400, "seq: the chunk's number, from 0")
     seq = int(seq_text)
     await _own_contact(request, contact_id)
-    data = await request.content.read(MAX_CHUNK_BYTES + 1)
+    data = await read_capped(request.content, MAX_CHUNK_BYTES)
     if len(data) > MAX_CHUNK_BYTES:
         raise json_error(422, f"a chunk is at most {MAX_CHUNK_BYTES} bytes")
     if seq == 0 and not data.startswith(EBML_MAGIC):

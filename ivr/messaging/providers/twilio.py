@@ -36,6 +36,7 @@ from ivr.messaging.providers.base import (
 from ivr.messaging.store import Inbound, update_status
 from ivr.messaging.webhooks import HTTP_KEY, ctx, received
 from ivr.web.errors import json_error
+from ivr.web.limits import read_capped
 from ivr.web.origin import origin_of
 
 NAME = "twilio"
@@ -156,7 +157,7 @@ async def _fetch_media(request: web.Request, url: str, max_bytes: int) -> tuple[
                 continue
             if resp.status != 200:
                 raise ValueError(f"media URL answered {resp.status}")
-            data = await resp.content.read(max_bytes + 1)
+            data = await read_capped(resp.content, max_bytes)
             return data, resp.headers.get("Content-Type")
     raise ValueError(f"media URL redirected more than {MAX_MEDIA_REDIRECTS} times")
 
