@@ -260,8 +260,8 @@ def variants(path: Path, beam_store: Any) -> list[tuple[str, float, float, int]]
 
 def pooled(first: Path, later: list[Path], beam_store: Any) -> tuple[list[list[object]], str]:
     """New recognizers for every call (as before) against warm pooled ones (the worker now), on
-    calls that each say other things: per decoder, the CPU and wall seconds of the ``later``
-    calls (a pool warmed on ``first`` only), and how many words the two ways agree on."""
+    calls that each say other things: per decoder and VAD, the CPU and wall seconds of the
+    ``later`` calls (a pool warmed on ``first`` only), and how many words the two ways agree on."""
     import difflib
 
     from ivr.speech.audio import decode
@@ -272,24 +272,25 @@ def pooled(first: Path, later: list[Path], beam_store: Any) -> tuple[list[list[o
     seconds = sum(a.duration for a in calls)
     rows: list[list[object]] = []
     agreement = []
-    for decoder, models in (("stock (beam 10)", store), (f"beam {BEAM}", beam_store)):
+    for decoder, models, vad in (("stock (beam 10)", store, "none"), ("stock (beam 10)", store, "webrtc"),
+                                 (f"beam {BEAM}", beam_store, "webrtc")):
         texts: dict[str, list[str]] = {}
         for way, pool in (("new recognizers for every call (before)", RecognizerPool(keep=0)),
                           ("warm pooled recognizers (the worker now)", RecognizerPool())):
-            transcribe(decode(first), models, "ko", vad="webrtc", parallel=True, pool=pool)  # warm-up call
+            transcribe(decode(first), models, "ko", vad=vad, parallel=True, pool=pool)  # warm-up call
             cpu = wall = 0.0
             words: list[str] = []
             for audio in calls:
-                segments, c, w = _timed(lambda: transcribe(audio, models, "ko", vad="webrtc", parallel=True,  # noqa: B023
+                segments, c, w = _timed(lambda: transcribe(audio, models, "ko", vad=vad, parallel=True,  # noqa: B023
                                                            pool=pool))  # noqa: B023
                 cpu, wall = cpu + c, wall + w
                 words += [word for seg in segments for word in seg.text.split()]
             texts[way] = words
-            rows.append([decoder, way, len(calls), seconds, cpu, wall, cpu / seconds, wall / seconds,
-                         "yes" if cpu / seconds <= GOAL_RTF else "no", len(words)])
+            rows.append([decoder, "webrtcvad" if vad == "webrtc" else "no VAD", way, len(calls), seconds, cpu, wall,
+                         cpu / seconds, wall / seconds, "yes" if cpu / seconds <= GOAL_RTF else "no", len(words)])
         before, now = texts.values()
         same = sum(block.size for block in difflib.SequenceMatcher(a=before, b=now, autojunk=False).get_matching_blocks())
-        agreement.append(f"{decoder}: {same} of {len(before)} words the same")
+        agreement.append(f"{decoder}, {vad}: {same} of {len(before)} words the same")
     return rows, "; ".join(agreement)
 
 
@@ -406,9 +407,9 @@ def main() -> None:
                       "RTF (wall)", f"goal {GOAL_RTF} met (CPU)", "words"], rows,
                      caption="Same call, model loaded, new recognizers for each row; CPU counts every thread of the process")
         pool_rows, agreement = pooled(path, later, beam_store)
-        report.table(["decoder", "recognizers", "calls", "call s", "CPU s", "wall s", "RTF (CPU)", "RTF (wall)",
+        report.table(["decoder", "VAD", "recognizers", "calls", "call s", "CPU s", "wall s", "RTF (CPU)", "RTF (wall)",
                       f"goal {GOAL_RTF} met (CPU)", "words"], pool_rows,
-                     caption=f"Recognizers new for every call against warm ones from the pool, webrtcvad, channels at "
+                     caption=f"Recognizers new for every call against warm ones from the pool, channels at "
                              f"once, {len(later)} calls that each say other things (a warm-up call first); {agreement}")
         report.table(["decoder", "recognizers", "VAD", "menu words right"], accuracy(Path(tmp), beam_store, path),
                      caption=f"Word accuracy: grammar of 7 menu words, {len(accuracy_plans())} two-channel calls of 19 s "
