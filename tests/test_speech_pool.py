@@ -124,3 +124,27 @@ def test_live_calls_take_their_recognizers_from_the_process_pool(store: ModelSto
     second.feed(speech["other"][: 8000 * 2])
     second.finish()
     assert POOL.made - made <= 1  # the first may have been new; the second was not
+
+
+def test_a_stream_ended_on_a_result_leaves_nothing_to_the_next_caller(
+        store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The VAD stream ends in silence, so its last audio ends a result and ``Result`` takes it;
+    vosk's ``FinalResult`` is then a no-op and the decoder and feature pipeline (this caller's
+    speaker adaptation) would run on into the next call. The next call on that recognizer must
+    decode exactly as on a new one."""
+    tmp = tmp_path_factory.mktemp("pool-ended")
+    first = decode(synth.placed([(0.5, "쓰레기 수거 일정을 알고 싶어요"), (5.0, "감사합니다 좋은 하루 되세요")],
+                                tmp / "first.wav", 9.0)).channels[0]
+    second = decode(synth.placed([(0.5, "버스 노선이 바뀌었는지 궁금해요"), (5.0, "네 확인해 드리겠습니다")],
+                                 tmp / "second.wav", 9.0)).channels[0]
+    model, rate = store.get("ko")
+
+    def segments(pcm: bytes, pool: RecognizerPool) -> list[tuple[str, float, str]]:
+        return [(s.speaker, s.start, s.text) for s in recognize_channel(model, rate, pcm, 8000, "caller",
+                                                                        vad="webrtc", pool=pool)]
+
+    new = segments(second, RecognizerPool(keep=0))
+    warm = RecognizerPool()
+    segments(first, warm)
+    assert segments(second, warm) == new and warm.made == 1
+    assert new, "the second call was heard"

@@ -220,20 +220,34 @@ class Stream:
         self.key, self.model = key, model  # where the pool keeps it (``RecognizerPool.give_back``)
         self.samples = 0  # 16-bit samples given in this stream
         self.finished = False  # FinalResult taken: the recognizer may serve another stream
+        self._result_taken = False  # the last call was result() after an ended result
 
     def accept(self, pcm: bytes) -> bool:
         """Feed 16-bit audio at the model's rate; True when vosk ended a result (``result()``)."""
         self.samples += len(pcm) // 2
+        self._result_taken = False
         return bool(self.recognizer.AcceptWaveform(pcm))
 
     def result(self) -> dict[str, Any]:
+        self._result_taken = True
         return self._timed(json.loads(self.recognizer.Result()))
 
     def partial(self) -> dict[str, Any]:
         return dict(json.loads(self.recognizer.PartialResult()))
 
     def final(self) -> dict[str, Any]:
-        result = self._timed(json.loads(self.recognizer.FinalResult()))
+        """The last result of the stream, and the recognizer finalised for the next one.
+
+        When the stream's last audio ended a result and ``result()`` took it, vosk's
+        ``FinalResult`` is a no-op: its decoder and feature pipeline (with this caller's speaker
+        adaptation) would go on into the next stream. A tenth of a second of faint noise, then
+        ``FinalResult``, ends them, as any stream's end does."""
+        if self._result_taken:
+            self.accept(dithered(b"\x00\x00" * (self.rate // 10), 0))
+            self.recognizer.FinalResult()
+            result: dict[str, Any] = {"text": ""}
+        else:
+            result = self._timed(json.loads(self.recognizer.FinalResult()))
         self.finished = True
         return result
 
