@@ -179,3 +179,31 @@ async def test_a_page_of_another_role_says_so_in_the_users_language(rig: Rig) ->
     session, _ = rig.signed_in["reviewer"]
     async with session.get(rig.console.url + "/console/agent", allow_redirects=False) as r:
         assert r.status == 403 and "Your role may not" not in await r.text()  # review1 reads Korean
+
+
+async def test_pages_refuse_in_json_to_clients_that_accept_json(rig: Rig) -> None:
+    """A client whose Accept header names application/json gets a page's refusal as JSON (401
+    or 403 with the reason); a browser, or a client sending no Accept at all, gets the redirect
+    to sign in or the page that says no."""
+    url = rig.console.url + "/console/admin"
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+    async def get(session: aiohttp.ClientSession, accept: str | None) -> tuple[int, str, str, str]:
+        headers = {} if accept is None else {"Accept": accept}
+        skip = ["Accept"] if accept is None else []  # aiohttp sends Accept: */* unless told not to
+        async with session.get(url, headers=headers, skip_auto_headers=skip, allow_redirects=False) as r:
+            return r.status, r.content_type, r.headers.get("Location", ""), await r.text()
+
+    for accept in ("application/json", "application/json, text/plain, */*"):
+        assert await get(rig.anonymous, accept) == (401, "application/json", "", '{"error": "sign in first"}')
+    for accept in (None, browser, "*/*"):
+        status, _, location, _ = await get(rig.anonymous, accept)
+        assert (status, location) == (302, "/login?next=/console/admin"), accept
+
+    agent, _ = rig.signed_in["agent"]
+    assert await get(agent, "application/json") == (403, "application/json", "",
+                                                    '{"error": "not allowed for your role"}')
+    for accept in (None, browser):
+        status, content_type, location, text = await get(agent, accept)
+        assert (status, content_type, location) == (403, "text/html", ""), accept
+        assert "이 화면을 볼 권한이 없습니다." in text

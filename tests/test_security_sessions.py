@@ -442,3 +442,123 @@ async def test_refusals_say_why_in_json_and_pages_send_to_sign_in_and_back(conso
         assert r.status == 403 and r.content_type == "text/html"
     async with reviewer.http.post(f"{console.url}/console/agent", headers={"X-CSRF-Token": reviewer.csrf}) as r:
         assert r.status in (403, 405) and r.content_type != "text/html"
+
+
+async def test_the_sign_out_api_answers_in_json_and_audits_who_and_from_where(console: Console,
+                                                                              browsers: Any) -> None:
+    """POST /api/logout: a wrong token is refused in JSON and changes nothing; the right one ends
+    the session, clears the cookie, answers {"ok": true} and leaves one sign_out row with the
+    address it came from. Anonymous: the same answer, nothing audited."""
+    agent = await browsers("kim.minji")
+    async with agent.http.post(f"{console.url}/api/logout", headers={"X-CSRF-Token": "not-it"}) as r:
+        assert (r.status, r.content_type, await r.json()) == (403, "application/json",
+                                                               {"error": "missing or wrong CSRF token"})
+    assert await agent.status("GET", "/api/me") == 200
+    async with agent.http.post(f"{console.url}/api/logout", headers={"X-CSRF-Token": agent.csrf}) as r:
+        assert (r.status, r.content_type, await r.json()) == (200, "application/json", {"ok": True})
+        assert r.cookies[COOKIE].value == "" and r.cookies[COOKIE]["max-age"] == "0"
+    assert await agent.status("GET", "/api/me") == 401
+    async with aiohttp.ClientSession() as anon, anon.post(f"{console.url}/api/logout") as r:
+        assert (r.status, await r.json()) == (200, {"ok": True})
+
+    async with console.ctx.db.session() as session:
+        rows = [(a.actor, a.action, a.target, a.ip, a.data) for a in (await session.execute(
+            select(AuditLog).where(AuditLog.action != "sign_in").order_by(AuditLog.id))).scalars()]
+    assert rows == [("kim.minji", "sign_out", "", "127.0.0.1", {})]
+
+
+async def test_an_ended_session_never_comes_back(console: Console, browsers: Any) -> None:
+    """Sign-out, a password reset and deactivation each end the sessions made before; none of
+    them, nor enabling the account again, brings back any session ended earlier, in whatever
+    order they come."""
+    ctx = console.ctx
+    b = await browsers("kim.minji")
+    ended: list[str] = []
+
+    async def me(cookie_value: str) -> int:
+        async with aiohttp.ClientSession() as anon, anon.get(
+                f"{console.url}/api/me", headers={"Cookie": f"{COOKIE}={cookie_value}"}) as r:
+            return r.status
+
+    async def still_ended() -> list[int]:
+        return [await me(cookie) for cookie in ended]
+
+    ended.append(b.cookie())
+    assert await b.status("POST", "/api/logout", csrf=b.csrf) == 200
+    assert await still_ended() == [401]
+
+    assert await b.sign_in("kim.minji") == 200
+    ended.append(b.cookie())
+    await create_user(ctx, "kim.minji", PASSWORD, "agent")  # `dasan user add` again: a reset
+    assert await still_ended() == [401, 401]
+
+    assert await b.sign_in("kim.minji") == 200
+    ended.append(b.cookie())
+    assert await set_active(ctx, "kim.minji", False)
+    assert await still_ended() == [401, 401, 401]
+    assert await set_active(ctx, "kim.minji", True)
+    assert await still_ended() == [401, 401, 401]
+
+    assert await b.sign_in("kim.minji") == 200  # a new session works
+    assert await me(b.cookie()) == 200
+
+
+async def test_accounts_made_by_create_user_and_unknown_ones(console: Console, browsers: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dasan user add` for a new account: the display name defaults to the username and the
+    language to Korean, the password is hashed in the argon2 pool (not on the event loop nor in
+    the default executor), and the account signs in. An unknown role is refused, saying which
+    ones exist; enabling or disabling an unknown account says so and creates nothing."""
+    ctx = console.ctx
+    hashed_on: list[str] = []
+    real_hash = auth.hash_password
+
+    def observed(password: str) -> str:
+        hashed_on.append(threading.current_thread().name)
+        return real_hash(password)
+
+    monkeypatch.setattr(auth, "hash_password", observed)
+    made = await create_user(ctx, "park.new", "pw-park-new-1", "reviewer")
+    assert (made.username, made.role, made.display_name, made.language) == ("park.new", "reviewer", "park.new", "ko")
+    assert len(hashed_on) == 1 and hashed_on[0].startswith("argon2")
+    named = await create_user(ctx, "lee.new", "pw-lee-new-1", "supervisor", display_name="이신입", language="en")
+    assert (named.username, named.role, named.display_name, named.language) == ("lee.new", "supervisor", "이신입", "en")
+
+    with pytest.raises(ValueError) as refused:
+        await create_user(ctx, "root.new", "pw-root-new-1", "root")
+    assert str(refused.value) == "role 'root' (expected one of agent, supervisor, admin, reviewer)"
+    assert await set_active(ctx, "nobody-here", True) is False
+    assert await set_active(ctx, "nobody-here", False) is False
+
+    async with ctx.db.session() as session:
+        rows = {u.username: (u.role, u.display_name, u.language, u.active) for u in (await session.execute(
+            select(User).where(User.username.in_(["park.new", "lee.new", "root.new", "nobody-here"])))).scalars()}
+    assert rows == {"park.new": ("reviewer", "park.new", "ko", True), "lee.new": ("supervisor", "이신입", "en", True)}
+
+    for username, password, role, language in (("park.new", "pw-park-new-1", "reviewer", "ko"),
+                                               ("lee.new", "pw-lee-new-1", "supervisor", "en")):
+        b = await browsers()
+        assert await b.sign_in(username, password) == 200
+        async with b.http.get(f"{console.url}/api/me") as r:
+            assert await r.json() == {"username": username, "role": role, "language": language,
+                                      "csrf_token": b.csrf}
+
+
+async def test_the_sign_out_form_takes_the_token_from_the_header_or_a_multipart_form(console: Console,
+                                                                                      browsers: Any) -> None:
+    """A page script may post the sign-out form with the token in X-CSRF-Token (the form then
+    holds none), or send the form as multipart/form-data: both sign out like the plain form."""
+    by_header, by_multipart = await browsers("kim.minji"), await browsers("kim.minji")
+    async with by_header.http.post(f"{console.url}/logout", data={"reason": "done"}, allow_redirects=False,
+                                   headers={"X-CSRF-Token": by_header.csrf}) as r:
+        assert (r.status, r.headers["Location"]) == (302, "/login")
+    assert await by_multipart.sign_in("kim.minji") == 200  # (the sign-out above ended its session)
+    form = aiohttp.FormData({"csrf_token": by_multipart.csrf}, default_to_multipart=True)
+    async with by_multipart.http.post(f"{console.url}/logout", data=form, allow_redirects=False) as r:
+        assert (r.status, r.headers["Location"]) == (302, "/login")
+    async with console.ctx.db.session() as session:
+        outs = [(a.actor, a.ip) for a in (await session.execute(
+            select(AuditLog).where(AuditLog.action == "sign_out").order_by(AuditLog.id))).scalars()]
+    assert outs == [("kim.minji", "127.0.0.1"), ("kim.minji", "127.0.0.1")]
+    async with by_multipart.http.get(f"{console.url}/api/me") as r:
+        assert (r.status, await r.json()) == (401, {"error": "sign in first"})
