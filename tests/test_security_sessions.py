@@ -11,6 +11,8 @@ WebSockets refuse pages of other origins (scheme, host and port compared)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -501,6 +503,10 @@ async def test_an_ended_session_never_comes_back(console: Console, browsers: Any
 
     assert await b.sign_in("kim.minji") == 200  # a new session works
     assert await me(b.cookie()) == 200
+    # Disabled behind our back (the row changed, the version not): the session ends all the same.
+    async with ctx.db.transaction() as session:
+        await session.execute(update(User).where(User.username == "kim.minji").values(active=False))
+    assert await me(b.cookie()) == 401
 
 
 async def test_accounts_made_by_create_user_and_unknown_ones(console: Console, browsers: Any,
@@ -562,3 +568,87 @@ async def test_the_sign_out_form_takes_the_token_from_the_header_or_a_multipart_
     assert outs == [("kim.minji", "127.0.0.1"), ("kim.minji", "127.0.0.1")]
     async with by_multipart.http.get(f"{console.url}/api/me") as r:
         assert (r.status, await r.json()) == (401, {"error": "sign in first"})
+
+
+async def test_sign_in_answers_say_why_in_json_and_the_cookie_is_httponly_lax_for_12_hours(
+        console: Console) -> None:
+    now = [1000.0]  # the throttle's clock, moved only by this test
+    console.ctx.monotonic = lambda: now[0]
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{console.url}/api/login", data="username=kim.minji",
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
+            assert (r.status, await r.json()) == (415, {"error": "send the sign-in as application/json"})
+        async with s.post(f"{console.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
+            assert r.status == 200
+            cookie = r.cookies[COOKIE]
+            assert (cookie["httponly"], cookie["samesite"].lower(), cookie["max-age"], cookie["path"]) == \
+                   (True, "lax", str(12 * 3600), "/")
+        for attempt in range(3):  # login_free_failures = 3
+            async with s.post(f"{console.url}/api/login", json={"username": "kim.minji", "password": "no"}) as r:
+                assert (r.status, await r.json()) == (401, {"error": "wrong username or password"}), attempt
+        async with s.post(f"{console.url}/api/login", json={"username": "kim.minji", "password": PASSWORD}) as r:
+            assert (r.status, r.headers["Retry-After"], await r.json()) == (
+                429, "2", {"error": "too many failed sign-ins; try again later", "retry_after": 2})
+
+
+async def _raw_status(console: Console, request: bytes) -> int:
+    """The status of one request sent as these very bytes (aiohttp's client sends only UTF-8)."""
+    url = URL(console.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return int((await reader.readline()).split()[1])
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_cookies_and_tokens_that_are_not_utf8_are_refused_not_crashed_on(console: Console,
+                                                                                browsers: Any) -> None:
+    """Header bytes that are not UTF-8 reach the app as lone surrogates: a cookie or CSRF token
+    holding them is wrong like any other (401, 403), never a server error."""
+    agent = await browsers("kim.minji")
+    payload, _, signature = agent.cookie().partition(".")
+
+    def request(method: str, path: str, cookie: bytes, *extra: bytes) -> bytes:
+        return b"\r\n".join([f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1",
+                             b"Cookie: " + COOKIE.encode() + b"=" + cookie, *extra,
+                             b"Content-Length: 0", b"Connection: close", b"", b""])
+
+    good = f"{payload}.{signature}".encode()
+    assert await _raw_status(console, request("GET", "/api/me", good)) == 200
+    for bad in (f"{payload}".encode() + b"\xff." + signature.encode(), good + b"\xff"):
+        assert await _raw_status(console, request("GET", "/api/me", bad)) == 401, bad
+    token = b"X-CSRF-Token: " + agent.csrf.encode() + b"\xff"
+    assert await _raw_status(console, request("POST", "/api/logout", good, token)) == 403
+    assert await agent.status("GET", "/api/me") == 200  # still signed in
+
+
+async def test_a_sign_out_form_without_a_readable_token_is_refused(console: Console, browsers: Any) -> None:
+    """A malformed form body, or a csrf_token sent as a file, carries no token: 403, signed in."""
+    agent = await browsers("kim.minji")
+    refused = (403, "application/json", {"error": "missing or wrong CSRF token"})
+    async with agent.http.post(f"{console.url}/logout", data=b"--x\r\nnot a part", allow_redirects=False,
+                               headers={"Content-Type": "multipart/form-data; boundary=y"}) as r:
+        assert (r.status, r.content_type, await r.json()) == refused
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", agent.csrf.encode(), filename="token.txt", content_type="text/plain")
+    async with agent.http.post(f"{console.url}/logout", data=form, allow_redirects=False) as r:
+        assert (r.status, r.content_type, await r.json()) == refused
+    assert await agent.status("GET", "/api/me") == 200
+
+
+def test_a_session_ends_at_its_expiry_and_only_the_exact_cookie_form_is_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s" * 32
+    user = auth.SessionUser(7, "kim.minji", "agent", "ko", "csrf", 1000.0, 3)
+    monkeypatch.setattr(time, "time", lambda: 999.5)
+    assert decode_session(secret, encode_session(secret, user)) == user
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    assert decode_session(secret, encode_session(secret, user)) is None  # over at that very instant
+    # A payload with a dot, signed with the secret: not the form encode_session makes, refused.
+    monkeypatch.setattr(time, "time", lambda: 999.5)
+    payload = encode_session(secret, user).partition(".")[0] + "."
+    signed = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    assert decode_session(secret, f"{payload}.{signed}") is None
