@@ -235,21 +235,27 @@ async def citizen_page(s: Stack, credentials: list[dict[str, Any]]) -> Any:
     return citizen
 
 
-async def flowing(page: Any, side: str, video: bool = True) -> dict[str, Any] | None:
+async def flowing(page: Any, side: str, video: bool = True, min_width: int = 0) -> dict[str, Any] | None:
+    """The page's media stats once audio flows both ways (and video comes in), else None.
+    ``min_width``: and the video decoded at least that wide. A browser starts sending a camera
+    at what its first bandwidth estimate allows and steps up to the camera's size as the
+    estimate grows (slower on a busy machine), so a size is waited for, not read off once."""
     stats = await page.evaluate(STATS, side)
-    if stats and stats["audio_in"] >= 50 and stats["audio_out"] >= 50 and (not video or stats["video_in"] >= 20):
+    if stats and stats["audio_in"] >= 50 and stats["audio_out"] >= 50 and (not video or stats["video_in"] >= 20) \
+            and stats["width"] >= min_width:
         return dict(stats)
     return None
 
 
-async def video_call_answered(s: Stack, agent: Any, what: str = "media at the agent") -> tuple[Any, dict[str, Any]]:
+async def video_call_answered(s: Stack, agent: Any, what: str = "media at the agent",
+                              min_width: int = 0) -> tuple[Any, dict[str, Any]]:
     """A citizen's page starts a video call and ``agent`` answers it when it rings; the citizen's
     page and what ``agent`` receives once media flows (waited for as ``what``)."""
     citizen = await citizen_page(s, [])
     await citizen.click("#btn-video")
     await agent.wait_for_selector("#sp-state[data-state=sp_ringing]")
     await agent.click("#sp-answer")
-    return citizen, await wait_until(lambda: flowing(agent, "agent"), what)
+    return citizen, await wait_until(lambda: flowing(agent, "agent", min_width=min_width), what)
 
 
 async def contact_of(ctx: AppContext, channel: str) -> Contact | None:
@@ -273,7 +279,8 @@ async def test_sign_language_video_call_citizen_to_agent_browser(stack: Stack) -
     await agent.wait_for_selector("#sp-state[data-state=sp_in_call]")
 
     # media flows both ways, video decoded on both sides
-    agent_stats = await wait_until(lambda: flowing(agent, "agent"), "video and audio at the agent")
+    agent_stats = await wait_until(lambda: flowing(agent, "agent", min_width=640),
+                                   "video (640 wide or more) and audio at the agent")
     citizen_stats = await wait_until(lambda: flowing(citizen, "citizen"), "video and audio at the citizen")
     print(f"agent sees {agent_stats}; citizen sees {citizen_stats}")  # shown with -s
     assert agent_stats["width"] >= 640 and agent_stats["height"] >= 480, agent_stats
@@ -473,7 +480,8 @@ async def test_an_agent_without_a_camera_still_sees_the_signing(stack: Stack) ->
     ``recvonly``, and the citizen's signing still arrives. Then the citizen's network drops."""
     s = stack
     agent = await agent_ready(s, camera=False)  # the browser refuses the camera
-    citizen, stats = await video_call_answered(s, agent, "the citizen's video at an agent without a camera")
+    citizen, stats = await video_call_answered(s, agent, "the citizen's video at an agent without a camera",
+                                               min_width=640)
     assert stats["video_out"] == 0 and stats["width"] >= 640
     answer = await agent.evaluate("window.dasanSoftphone.session.connection.localDescription.sdp")
     video = answer[answer.index("m=video"):]
