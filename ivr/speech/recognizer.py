@@ -366,16 +366,24 @@ def recognize_pcm(model: Any, model_rate: int, pcm: bytes, rate: int, speaker: s
                   grammar: list[str] | None = None, offset: float = 0.0,
                   pool: RecognizerPool | None = None) -> list[Segment]:
     """Segments of one stretch of audio; one per vosk result (vosk ends one at each pause)."""
+    results = [_segment(speaker, r) for r in _results(model, model_rate, pcm, rate, grammar, pool)]
+    return [Segment(s.speaker, round(s.start + offset, 3), round(s.end + offset, 3), s.text, s.confidence)
+            for s in results if s is not None]
+
+
+def _results(model: Any, model_rate: int, pcm: bytes, rate: int, grammar: list[str] | None,
+             pool: RecognizerPool | None) -> list[dict[str, Any]]:
+    """vosk's results for ``pcm`` (at ``rate``), fed in CHUNK_SECONDS steps through a pooled
+    recognizer: one per pause vosk ended, then the final one."""
     data = dithered(resample(pcm, rate, model_rate))
-    results: list[Segment | None] = []
+    results: list[dict[str, Any]] = []
     step = int(model_rate * CHUNK_SECONDS) * 2
     with (pool or POOL).stream(model, model_rate, grammar) as rec:
         for i in range(0, len(data), step):
             if rec.accept(data[i : i + step]):
-                results.append(_segment(speaker, rec.result()))
-        results.append(_segment(speaker, rec.final()))
-    return [Segment(s.speaker, round(s.start + offset, 3), round(s.end + offset, 3), s.text, s.confidence)
-            for s in results if s is not None]
+                results.append(rec.result())
+        results.append(rec.final())
+    return results
 
 
 VAD_MODES = ("none", "webrtc", "energy")
@@ -426,16 +434,8 @@ def recognize_channel(model: Any, model_rate: int, pcm: bytes, rate: int, speake
 
     # vosk may run one result across the short gap between two regions; the gap stood for a
     # longer silence, so the words are split there again, one segment per region.
-    data = dithered(resample(b"".join(parts), rate, model_rate))
-    results: list[dict[str, Any]] = []
-    step = int(model_rate * CHUNK_SECONDS) * 2
-    with (pool or POOL).stream(model, model_rate, grammar) as rec:
-        for i in range(0, len(data), step):
-            if rec.accept(data[i : i + step]):
-                results.append(rec.result())
-        results.append(rec.final())
     segments: list[Segment] = []
-    for result in results:
+    for result in _results(model, model_rate, b"".join(parts), rate, grammar, pool):
         groups: dict[int, list[dict[str, Any]]] = {}
         for word in result.get("result") or []:
             groups.setdefault(region_of(float(word["start"])), []).append(word)
